@@ -1,0 +1,83 @@
+/* A tiny test harness for the C tests: CHECK-style assertions that count
+ * and keep going, a temp directory per test binary, and helpers shared by
+ * the socket tests. Each test binary's main() ends with
+ * `return bh_test_summary();`, which prints "N passed, N failed". */
+#ifndef BH_TESTUTIL_H
+#define BH_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+extern int bh_test_passed;
+extern int bh_test_failed;
+
+void bh_test_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define CHECK(cond)                                         \
+  do {                                                      \
+    if (cond)                                               \
+      bh_test_passed++;                                     \
+    else                                                    \
+      bh_test_fail(__FILE__, __LINE__, "CHECK(%s)", #cond); \
+  } while (0)
+
+#define CHECK_INT(a, b)                                                   \
+  do {                                                                    \
+    long long va_ = (long long)(a), vb_ = (long long)(b);                 \
+    if (va_ == vb_)                                                       \
+      bh_test_passed++;                                                   \
+    else                                                                  \
+      bh_test_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, \
+                   va_, vb_);                                             \
+  } while (0)
+
+#define CHECK_STR(a, b)                                                 \
+  do {                                                                  \
+    const char *sa_ = (a), *sb_ = (b);                                  \
+    if (sa_ && sb_ && strcmp(sa_, sb_) == 0)                            \
+      bh_test_passed++;                                                 \
+    else                                                                \
+      bh_test_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, \
+                   #b, sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");     \
+  } while (0)
+
+/* Check a bh_status against an expected code, printing both names and the
+ * error message on failure. */
+#define CHECK_CODE(got, want, errp)                                        \
+  bh_test_check_code(__FILE__, __LINE__, (int)(got), (int)(want), (errp))
+void bh_test_check_code(const char *file, int line, int got, int want,
+                        const void *err /* const bh_err * or NULL */);
+
+/* Run a named test function, printing its name. */
+#define RUN(fn)               \
+  do {                        \
+    bh_test_begin(#fn);       \
+    fn();                     \
+  } while (0)
+void bh_test_begin(const char *name);
+
+/* Prints "N passed, N failed" and returns the exit status (0 iff none
+ * failed and at least one check ran). */
+int bh_test_summary(void);
+
+/* A fresh temporary directory for this process (created on first use,
+ * removed recursively at exit). Paths are kept short so sockets fit
+ * sun_path. */
+const char *bh_test_tmpdir(void);
+/* tmpdir + "/" + name into buf; returns buf. */
+char *bh_test_path(char *buf, size_t cap, const char *name);
+
+/* Hex string (any case, no spaces) into bytes; returns the byte count or
+ * -1. */
+long bh_test_unhex(const char *hex, uint8_t *out, size_t cap);
+
+/* Number of open descriptors of this process (entries of /proc/self/fd). */
+int bh_test_count_fds(void);
+
+/* Monotonic seconds. */
+double bh_test_now(void);
+
+#endif

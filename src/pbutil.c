@@ -1,0 +1,74 @@
+/* protobuf-c glue: a size-remembering allocator and string checks
+ * (see pbutil.h for why). */
+#include "pbutil.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Each block is preceded by its requested size, kept max-aligned. */
+typedef union block_header {
+  size_t size;
+  max_align_t align;
+} block_header;
+
+static void *pb_alloc(void *ctx, size_t size) {
+  (void)ctx;
+  if (size > SIZE_MAX - sizeof(block_header)) return NULL;
+  block_header *h = malloc(sizeof *h + size);
+  if (h == NULL) return NULL;
+  h->size = size;
+  return h + 1;
+}
+
+static void pb_free(void *ctx, void *ptr) {
+  (void)ctx;
+  if (ptr != NULL) free((block_header *)ptr - 1);
+}
+
+ProtobufCAllocator bh_pb_allocator = {pb_alloc, pb_free, NULL};
+
+bool bh_pb_string_ok(const char *s) {
+  if (s == NULL || s == protobuf_c_empty_string) return true;
+  /* protobuf-c allocates a decoded string as exactly len + 1 bytes. */
+  size_t block = ((const block_header *)s - 1)->size;
+  if (block == 0) return false;
+  size_t len = block - 1;
+  if (memchr(s, '\0', len) != NULL) return false;
+  return bh_utf8_valid(s, len);
+}
+
+bool bh_utf8_valid(const char *str, size_t len) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0;
+  while (i < len) {
+    unsigned c = s[i];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (len - i <= n) return false;
+    for (size_t k = 1; k <= n; k++) {
+      if ((s[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (s[i + k] & 0x3F);
+    }
+    static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += n + 1;
+  }
+  return true;
+}

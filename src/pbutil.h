@@ -1,0 +1,25 @@
+/* Glue for protobuf-c: an allocator that remembers each block's size, so
+ * that a decoded string field can be checked for what protobuf-c silently
+ * hides (an embedded NUL truncates a C string; protobuf-c does not check
+ * UTF-8). The Rust reference (prost) rejects invalid UTF-8 in a string as
+ * a decode error; we do the same, and we also refuse strings holding NUL
+ * bytes, which no path, boot id or label can contain. */
+#ifndef BH_PBUTIL_H
+#define BH_PBUTIL_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The allocator to pass to every *__unpack and *__free_unpacked call. */
+extern ProtobufCAllocator bh_pb_allocator;
+
+/* True when s (a string field of a message unpacked with bh_pb_allocator,
+ * or protobuf-c's static empty string) holds no NUL before its end and is
+ * valid UTF-8. */
+bool bh_pb_string_ok(const char *s);
+
+/* Strict UTF-8 validation (no overlongs, no surrogates, <= U+10FFFF). */
+bool bh_utf8_valid(const char *s, size_t len);
+
+#endif

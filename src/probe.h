@@ -1,0 +1,61 @@
+/* The prober (DESIGN §1.5, §4): a small heap state machine owned by a
+ * libevent loop. One deadline covers the whole active exchange and is armed
+ * before connect. The completion callback is always called from the loop
+ * (never from inside bh_probe_start), exactly once, unless the probe is
+ * cancelled first. Knows nothing of Lua. */
+#ifndef BH_PROBE_H
+#define BH_PROBE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "identity.h"
+#include "proc.h"
+#include "status.h"
+
+struct event_base;
+typedef struct bh_probe bh_probe;
+
+typedef struct bh_probe_opts {
+  double timeout;     /* seconds for the active exchange; <= 0 → 0.5 */
+  bool response_only; /* skip endpoint check and verify_pid */
+  bool verify_pid;    /* full probe only: run verify_pid (default true) */
+} bh_probe_opts;
+
+/* Default options: timeout 0.5 s, full probe, verify_pid on. */
+bh_probe_opts bh_probe_opts_default(void);
+
+typedef struct bh_probe_result {
+  bh_err err;         /* err.code == BH_OK on success */
+  double elapsed;     /* seconds from start to completion */
+  bool has_peer_cred; /* SO_PEERCRED was read (after connect) */
+  pid_t peer_pid;
+  uid_t peer_uid;
+  /* On success: the identity the daemon answered with, and (full probe
+   * with verify_pid) the held process. The callback may take either by
+   * moving it out (bh_identity_move; copy proc and set result's to
+   * BH_PROC_NONE); whatever is left is freed after the callback. */
+  bh_identity identity;
+  bh_proc proc;
+} bh_probe_result;
+
+typedef void (*bh_probe_cb)(bh_probe_result *res, void *ctx);
+
+/* Start a probe of endpoint ep expecting identity expected (both copied).
+ * Returns NULL only when out of memory (then nothing was started). */
+bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
+                         const bh_identity *expected,
+                         const bh_probe_opts *opts, bh_probe_cb cb,
+                         void *ctx);
+
+/* Cancel a probe that has not completed: its callback will not be called
+ * and all its resources are freed now. Must not be called from inside its
+ * own callback or after completion. */
+void bh_probe_cancel(bh_probe *p);
+
+/* Heap bytes held by one in-flight probe right now (for the 4 KiB budget
+ * test and benchmarks). */
+size_t bh_probe_heap(const bh_probe *p);
+
+#endif

@@ -1,0 +1,45 @@
+/* Process verification (DESIGN §1.5 step 2) and holding a process through
+ * a pidfd so later liveness checks and signals cannot hit a recycled pid. */
+#ifndef BH_PROC_H
+#define BH_PROC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "identity.h"
+#include "status.h"
+
+/* A held process. pidfd is -1 when the kernel lacks pidfd_open (then
+ * alive/signal fall back to the bare pid). pid 0 means "nothing held". */
+typedef struct bh_proc {
+  uint32_t pid;
+  int pidfd;
+} bh_proc;
+
+#define BH_PROC_NONE ((bh_proc){0, -1})
+
+/* Verify expected against the live system, in this order: pid 0 →
+ * invalid_pid; both boot ids non-empty and different → boot_id_mismatch;
+ * kill(pid, 0) fails other than EPERM → pid_not_found; hold it (pidfd);
+ * readlink /proc/PID/exe fails → exe_path; realpath of both (fallback raw)
+ * differ → exe_path_mismatch; digest (cached) unreadable → exe_hash;
+ * differs → exe_sha256_mismatch. current_boot_id NULL = read it. On
+ * success and held != NULL, *held owns the pidfd (release it); on failure
+ * *held is BH_PROC_NONE. */
+bh_status bh_proc_verify(const bh_identity *expected,
+                         const char *current_boot_id, bh_proc *held,
+                         bh_err *err);
+
+/* Hold pid without verifying (pidfd_open, fallback to bare pid).
+ * BH_PID_NOT_FOUND if it does not exist. */
+bh_status bh_proc_hold(uint32_t pid, bh_proc *out, bh_err *err);
+/* Is the held process still running (not exited; a zombie counts as
+ * exited when held by pidfd)? */
+bool bh_proc_alive(const bh_proc *p);
+/* Send sig through the pidfd (pidfd_send_signal), else kill(). Returns 0 or
+ * a negative errno. */
+int bh_proc_signal(const bh_proc *p, int sig);
+/* Close the pidfd; *p becomes BH_PROC_NONE. Idempotent. */
+void bh_proc_release(bh_proc *p);
+
+#endif

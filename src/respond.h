@@ -1,0 +1,91 @@
+/* The responder (the daemon side of the probe, DESIGN §1.4, §4): a Unix
+ * listener on a libevent loop that answers probe requests with an identity.
+ * Survives hostile clients: per-connection deadline, a cap on open
+ * connections, and a bad request drops only its own connection. Knows
+ * nothing of Lua. */
+#ifndef BH_RESPOND_H
+#define BH_RESPOND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "identity.h"
+#include "status.h"
+#include "wire.h"
+
+struct event_base;
+typedef struct bh_responder bh_responder;
+
+/* What to do with one valid request; the hook fills it. */
+typedef enum bh_reply_kind {
+  BH_REPLY_NORMAL = 0, /* answer with the responder's identity */
+  BH_REPLY_IDENTITY,   /* answer with reply->identity (copied) */
+  BH_REPLY_DROP,       /* close without answering (counted as rejected) */
+  BH_REPLY_RAW,        /* write reply->raw verbatim, then close */
+} bh_reply_kind;
+
+typedef struct bh_reply {
+  bh_reply_kind kind;
+  const bh_identity *identity; /* BH_REPLY_IDENTITY; borrowed */
+  const uint8_t *raw;          /* BH_REPLY_RAW; borrowed, copied */
+  size_t raw_len;
+  double delay; /* seconds to wait before acting (0 = at once); the
+                   connection deadline still applies */
+} bh_reply;
+
+/* Called once per valid request, from the loop. reply starts as
+ * {BH_REPLY_NORMAL}. */
+typedef void (*bh_request_hook)(bh_responder *r, const bh_request *req,
+                                bh_reply *reply, void *ctx);
+/* Called once when the responder stops serving (count reached, closed,
+ * or freed while open). */
+typedef void (*bh_respond_closed_cb)(bh_responder *r, void *ctx);
+
+typedef struct bh_respond_opts {
+  unsigned mode;         /* socket file mode; 0 → 0600 */
+  double conn_timeout;   /* per-connection deadline, s; <= 0 → 5 */
+  unsigned max_conns;    /* open connections cap; 0 → 1024 */
+  uint64_t count;        /* close after answering this many; 0 = never */
+  bh_request_hook hook;  /* may be NULL */
+  void *hook_ctx;
+  bh_respond_closed_cb on_closed; /* may be NULL */
+  void *closed_ctx;
+} bh_respond_opts;
+
+bh_respond_opts bh_respond_opts_default(void);
+
+/* Bind and listen at ep->path and start serving id (copied). A stale
+ * socket file (nothing accepts on it) is replaced; a live listener gives
+ * BH_IN_USE; a path that exists and is not a socket is never removed
+ * (BH_IN_USE, message says what is there); bad path → BH_INVALID_ENDPOINT;
+ * other failures → BH_SYSTEM. Returns NULL on failure. */
+bh_responder *bh_respond_start(struct event_base *base, const bh_endpoint *ep,
+                               const bh_identity *id,
+                               const bh_respond_opts *opts, bh_err *err);
+
+/* Stop accepting, drop in-flight connections, unlink the socket file if it
+ * is still ours (same dev/inode). Fires on_closed once. Idempotent. Safe
+ * to call from inside the hook or on_closed. */
+void bh_respond_close(bh_responder *r);
+/* Close (if open) and free. Must not be called from inside the hook. */
+void bh_respond_free(bh_responder *r);
+
+bool bh_respond_is_closed(const bh_responder *r);
+uint64_t bh_respond_served(const bh_responder *r);   /* answered */
+uint64_t bh_respond_rejected(const bh_responder *r); /* dropped/bad */
+unsigned bh_respond_open_conns(const bh_responder *r);
+const bh_endpoint *bh_respond_endpoint(const bh_responder *r);
+
+/* Remove a socket file at path only if it is a socket and nothing accepts
+ * on it. *removed tells whether it was removed. Returns BH_OK when the path
+ * is absent, removed, or left alone because it is live (*live = true) or
+ * not a socket (*not_socket = true); BH_SYSTEM on unexpected errors. */
+typedef struct bh_stale_result {
+  bool existed, is_socket, live, removed;
+} bh_stale_result;
+bh_status bh_remove_stale_socket(const char *path, bh_stale_result *res,
+                                 bh_err *err);
+
+#endif

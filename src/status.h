@@ -1,0 +1,71 @@
+/* Status codes of the C core (DESIGN §1.6) and the error record that carries
+ * them. The core never raises: every fallible function returns a bh_status
+ * and, when given a bh_err, fills it with the code, the compared field (for
+ * identity mismatches) and a human message saying what was expected and
+ * what came. */
+#ifndef BH_STATUS_H
+#define BH_STATUS_H
+
+typedef enum bh_status {
+  BH_OK = 0,
+  /* stage "endpoint" */
+  BH_ENDPOINT_MISMATCH,
+  BH_INVALID_ENDPOINT,
+  /* stage "verify_pid" */
+  BH_INVALID_PID,
+  BH_BOOT_ID_MISMATCH,
+  BH_PID_NOT_FOUND,
+  BH_EXE_PATH,
+  BH_EXE_PATH_MISMATCH,
+  BH_EXE_HASH,
+  BH_EXE_SHA256_MISMATCH,
+  /* stage "response" (the responder reuses these for requests, stage
+   * "request" is then implied by the caller) */
+  BH_CONNECT,
+  BH_TIMEOUT,
+  BH_IO,
+  BH_UNSUPPORTED_FRAMING_VERSION,
+  BH_FRAME_TOO_LARGE,
+  BH_DECODE_FRAME,
+  BH_UNEXPECTED_FRAME,
+  BH_MALFORMED_PAYLOAD,
+  BH_DECODE_IDENTITY,
+  BH_MISSING_ENDPOINT,
+  BH_INVALID_SHA256_LENGTH,
+  BH_IDENTITY_MISMATCH,
+  /* stage "identity": JSON and argument-level identity problems */
+  BH_INVALID_JSON,
+  BH_INVALID_IDENTITY,
+  /* stage "respond": binding a responder */
+  BH_IN_USE,
+  /* stage "manifest" */
+  BH_MANIFEST_IO,
+  BH_MANIFEST_DECODE,
+  /* stage "system": resource exhaustion, unexpected syscall failures */
+  BH_SYSTEM,
+  BH_STATUS_COUNT
+} bh_status;
+
+enum { BH_ERR_MESSAGE_MAX = 200 };
+
+typedef struct bh_err {
+  bh_status code;
+  const char *field; /* static string or NULL */
+  char message[BH_ERR_MESSAGE_MAX];
+} bh_err;
+
+/* "endpoint_mismatch", ... ; "ok" for BH_OK. Never NULL. */
+const char *bh_status_name(bh_status code);
+/* "endpoint", "verify_pid", "response", "identity", "respond", "manifest",
+ * "system"; "ok" for BH_OK. Never NULL. */
+const char *bh_status_stage(bh_status code);
+
+/* Fill *err (if err is not NULL) and return code. field may be NULL. */
+bh_status bh_err_set(bh_err *err, bh_status code, const char *field,
+                     const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Reset *err to BH_OK with an empty message. */
+void bh_err_clear(bh_err *err);
+
+#endif

@@ -1,0 +1,112 @@
+/* The wire contract (DESIGN §1.2–1.4): framing, the incremental frame
+ * reader, and building/validating probe requests and responses. Pure code:
+ * no sockets, no event loop, no Lua. */
+#ifndef BH_WIRE_H
+#define BH_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "identity.h"
+#include "status.h"
+
+enum {
+  BH_FRAMING_VERSION = 1,
+  BH_FRAME_HEADER_LEN = 5,
+  BH_PROBE_PROTOCOL = 0xB232,
+  BH_NONCE_LEN = 32,
+};
+#define BH_FRAME_MAX_BODY (16u * 1024u * 1024u)
+
+/* ---- framing ---------------------------------------------------------- */
+
+/* Write the 5-byte header [version=1][u32 LE body_len]. */
+void bh_frame_header(uint32_t body_len, uint8_t out[BH_FRAME_HEADER_LEN]);
+
+/* Incremental reader of one frame. Fed arbitrary chunks (one byte at a time
+ * works). The header is judged alone, before anything is allocated: a
+ * framing byte other than 1 → unsupported_framing_version, a length over
+ * 16 MiB → frame_too_large. The body buffer grows (geometrically, capped
+ * at body_len) only as bytes arrive, so a peer announcing 16 MiB and
+ * sending nothing costs nothing. */
+typedef struct bh_frame_reader {
+  uint8_t header[BH_FRAME_HEADER_LEN];
+  uint32_t header_got;
+  uint32_t body_len;
+  uint32_t body_got;
+  uint32_t body_cap;
+  uint8_t *body;
+  bool done;
+} bh_frame_reader;
+
+typedef enum bh_read_result {
+  BH_READ_MORE,  /* need more bytes */
+  BH_READ_DONE,  /* a whole frame: r->body[0 .. r->body_len) */
+  BH_READ_ERROR, /* err says why; feeding again keeps failing */
+} bh_read_result;
+
+void bh_frame_reader_init(bh_frame_reader *r);
+void bh_frame_reader_free(bh_frame_reader *r); /* frees body, re-inits */
+/* Consume up to len bytes; *used tells how many were taken (never past the
+ * end of the frame, so trailing bytes stay with the caller). After DONE,
+ * further feeding consumes nothing and returns DONE. */
+bh_read_result bh_frame_reader_feed(bh_frame_reader *r, const uint8_t *data,
+                                    size_t len, size_t *used, bh_err *err);
+/* Bytes of heap the reader holds now (for memory accounting). */
+size_t bh_frame_reader_heap(const bh_frame_reader *r);
+
+/* ---- probe exchange ---------------------------------------------------- */
+
+/* request_id = the first 8 nonce bytes as a little-endian u64. */
+uint64_t bh_request_id_from_nonce(const uint8_t nonce[BH_NONCE_LEN]);
+
+/* A complete framed probe request built from nonce (DESIGN §1.4).
+ * *out is malloc'd. */
+bh_status bh_probe_request_build(const uint8_t nonce[BH_NONCE_LEN],
+                                 uint8_t **out, size_t *out_len, bh_err *err);
+
+/* A validated request, as the responder sees it. traceparent/tracestate
+ * are heap copies (NUL-terminated, never NULL after validation). */
+typedef struct bh_request {
+  uint64_t request_id;
+  uint8_t nonce[BH_NONCE_LEN];
+  char *traceparent;
+  char *tracestate;
+} bh_request;
+void bh_request_clear(bh_request *req);
+
+/* Validate a frame body as a probe request, in the responder's order:
+ * decode (decode_frame), envelope_version 1, kind REQUEST, payload_protocol
+ * 0xB232, payload_encoding NONE (all unexpected_frame), payload exactly 32
+ * bytes (malformed_payload). */
+bh_status bh_probe_request_validate(const uint8_t *body, size_t len,
+                                    bh_request *out, bh_err *err);
+
+/* A complete framed response to req carrying identity (DESIGN §1.4).
+ * The _raw form takes the already-encoded payload tail (the bytes after the
+ * nonce), so tests and squatter simulations can send any identity bytes. */
+bh_status bh_probe_response_build(const bh_request *req,
+                                  const bh_identity *id, uint8_t **out,
+                                  size_t *out_len, bh_err *err);
+bh_status bh_probe_response_build_raw(const bh_request *req,
+                                      const uint8_t *identity_pb,
+                                      size_t identity_len, uint8_t **out,
+                                      size_t *out_len, bh_err *err);
+
+/* Validate a frame body as the response to (request_id, nonce), in the
+ * prober's order (DESIGN §1.4): decode_frame; envelope_version, kind,
+ * payload_protocol, request_id, payload_encoding (unexpected_frame);
+ * payload >= 32 bytes and starts with the nonce (malformed_payload); the
+ * rest decodes (decode_identity), has an endpoint (missing_endpoint) and a
+ * 32-byte digest (invalid_sha256_length); equals expected on pid, exe_path,
+ * exe_sha256, boot_id, ipc_endpoint (identity_mismatch, err->field names
+ * the first differing field). expected NULL skips the comparison. On
+ * success, if got is not NULL, *got receives the decoded identity. */
+bh_status bh_probe_response_validate(const uint8_t *body, size_t len,
+                                     uint64_t request_id,
+                                     const uint8_t nonce[BH_NONCE_LEN],
+                                     const bh_identity *expected,
+                                     bh_identity *got, bh_err *err);
+
+#endif
