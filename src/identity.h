@@ -45,7 +45,11 @@ bool bh_endpoint_equal(const bh_endpoint *a, const bh_endpoint *b);
  * (107 bytes plus NUL on Linux). */
 bh_status bh_endpoint_check(const bh_endpoint *ep, bh_err *err);
 
-/* Lifecycle */
+/* Lifecycle.
+ * Every function below that fills a `bh_identity *out` (copy, current,
+ * of_pid, decode, from_json) expects *out initialised (bh_identity_init or
+ * zeroed, or holding an older identity): on success its old contents are
+ * freed and replaced, on failure it is left unchanged. */
 void bh_identity_init(bh_identity *id);
 void bh_identity_clear(bh_identity *id); /* frees strings, re-inits */
 bh_status bh_identity_copy(bh_identity *dst, const bh_identity *src,
@@ -83,12 +87,14 @@ bh_status bh_identity_decode(const uint8_t *buf, size_t len, bh_identity *out,
                              bh_err *err);
 
 /* JSON (DESIGN §1.7). to_json returns a malloc'd compact JSON object (NULL
- * on allocation failure). from_json is strict: invalid_json for syntax,
- * invalid_identity (err->field names the field) for missing required
- * fields, wrong types, bad hex, wrong digest length, out-of-range numbers. */
+ * on allocation failure, or when a string is not valid UTF-8, which JSON
+ * cannot carry); an absent idle timeout is written as null. from_json is
+ * strict: invalid_json for syntax, invalid_identity (err->field names the
+ * field) for missing required fields, wrong types, bad hex, wrong digest
+ * length, out-of-range numbers. */
 char *bh_identity_to_json(const bh_identity *id);
-bh_status bh_identity_from_json(const char *text, size_t len,
-                                bh_identity *out, bh_err *err);
+bh_status bh_identity_from_json(const char *text, size_t len, bh_identity *out,
+                                bh_err *err);
 
 /* Hex helpers: out must hold 2*n+1 bytes (lowercase, NUL-terminated).
  * from_hex accepts exactly 2*n hex digits (either case); returns false

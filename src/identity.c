@@ -1,0 +1,322 @@
+/* Identity primitives (DESIGN §1.3, §1.5, §1.8): endpoints, the identity
+ * lifecycle, the current process and other live pids, the prober's field
+ * comparison (with Rust-like lexical path equality), hex, boot id and the
+ * wall clock. The protobuf and JSON forms live in identity_pb.c and
+ * identity_json.c. */
+#include "identity.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "digest.h"
+#include "proc.h"
+
+/* strdup that treats NULL as "". */
+static char *dup_or_empty(const char *s) {
+  return strdup(s != NULL ? s : "");
+}
+
+static const char *or_empty(const char *s) {
+  return s != NULL ? s : "";
+}
+
+/* ---- endpoints ----------------------------------------------------------- */
+
+bh_status bh_endpoint_set(bh_endpoint *ep, const char *namespace_id,
+                          const char *path, bh_err *err) {
+  char *ns = dup_or_empty(namespace_id);
+  char *p = dup_or_empty(path);
+  if (ns == NULL || p == NULL) {
+    free(ns);
+    free(p);
+    return bh_err_set(err, BH_SYSTEM, NULL, "out of memory copying endpoint");
+  }
+  bh_endpoint_clear(ep);
+  ep->namespace_id = ns;
+  ep->path = p;
+  return BH_OK;
+}
+
+bh_status bh_endpoint_copy(bh_endpoint *dst, const bh_endpoint *src,
+                           bh_err *err) {
+  return bh_endpoint_set(dst, src->namespace_id, src->path, err);
+}
+
+void bh_endpoint_clear(bh_endpoint *ep) {
+  free(ep->namespace_id);
+  free(ep->path);
+  ep->namespace_id = NULL;
+  ep->path = NULL;
+}
+
+bool bh_endpoint_equal(const bh_endpoint *a, const bh_endpoint *b) {
+  return strcmp(or_empty(a->namespace_id), or_empty(b->namespace_id)) == 0 &&
+         strcmp(or_empty(a->path), or_empty(b->path)) == 0;
+}
+
+/* A usable endpoint path is non-empty and fits sun_path with its NUL. */
+bh_status bh_endpoint_check(const bh_endpoint *ep, bh_err *err) {
+  const char *path = or_empty(ep->path);
+  size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+  size_t len = strlen(path);
+  if (len == 0)
+    return bh_err_set(err, BH_INVALID_ENDPOINT, "path",
+                      "endpoint path is empty, expected a socket path");
+  if (len > max)
+    return bh_err_set(err, BH_INVALID_ENDPOINT, "path",
+                      "endpoint path is %zu bytes, at most %zu fit sun_path",
+                      len, max);
+  return BH_OK;
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+void bh_identity_init(bh_identity *id) {
+  memset(id, 0, sizeof *id);
+}
+
+void bh_identity_clear(bh_identity *id) {
+  free(id->exe_path);
+  free(id->boot_id);
+  bh_endpoint_clear(&id->endpoint);
+  bh_identity_init(id);
+}
+
+bh_status bh_identity_copy(bh_identity *dst, const bh_identity *src,
+                           bh_err *err) {
+  bh_identity tmp;
+  bh_identity_init(&tmp);
+  tmp.exe_path = dup_or_empty(src->exe_path);
+  tmp.boot_id = dup_or_empty(src->boot_id);
+  if (tmp.exe_path == NULL || tmp.boot_id == NULL ||
+      bh_endpoint_copy(&tmp.endpoint, &src->endpoint, NULL) != BH_OK) {
+    bh_identity_clear(&tmp);
+    return bh_err_set(err, BH_SYSTEM, NULL, "out of memory copying identity");
+  }
+  tmp.pid = src->pid;
+  memcpy(tmp.exe_sha256, src->exe_sha256, BH_SHA256_LEN);
+  tmp.started_at_unix_ms = src->started_at_unix_ms;
+  tmp.has_idle_timeout = src->has_idle_timeout;
+  tmp.idle_timeout_secs = src->has_idle_timeout ? src->idle_timeout_secs : 0;
+  bh_identity_move(dst, &tmp);
+  return BH_OK;
+}
+
+void bh_identity_move(bh_identity *dst, bh_identity *src) {
+  if (dst == src) return;
+  bh_identity_clear(dst);
+  *dst = *src;
+  bh_identity_init(src);
+}
+
+/* ---- current process and other pids -------------------------------------- */
+
+/* Fill the parts common to current() and of_pid(): endpoint, idle timeout,
+ * boot id. id->exe_path must already be set. */
+static bh_status fill_common(bh_identity *id, const bh_endpoint *ep,
+                             const uint32_t *idle_timeout_secs, bh_err *err) {
+  char boot[128];
+  if (bh_boot_id(boot, sizeof boot, NULL) != BH_OK) boot[0] = '\0';
+  id->boot_id = strdup(boot);
+  if (id->boot_id == NULL)
+    return bh_err_set(err, BH_SYSTEM, NULL, "out of memory copying boot id");
+  bh_endpoint empty = {NULL, NULL};
+  bh_status st = bh_endpoint_copy(&id->endpoint, ep ? ep : &empty, err);
+  if (st != BH_OK) return st;
+  id->has_idle_timeout = idle_timeout_secs != NULL;
+  id->idle_timeout_secs = idle_timeout_secs ? *idle_timeout_secs : 0;
+  return BH_OK;
+}
+
+/* The current process. A missing boot id is not an error (it is then
+ * empty, and peers skip the comparison); a failing /proc is. */
+bh_status bh_identity_current(const bh_endpoint *ep,
+                              const uint32_t *idle_timeout_secs,
+                              bh_identity *out, bh_err *err) {
+  bh_identity id;
+  bh_identity_init(&id);
+  bh_status st;
+  id.pid = (uint32_t)getpid();
+  id.exe_path = realpath("/proc/self/exe", NULL);
+  if (id.exe_path == NULL) {
+    st = bh_err_set(err, BH_SYSTEM, NULL, "cannot resolve /proc/self/exe: %s",
+                    strerror(errno));
+    goto end;
+  }
+  st = bh_digest_file(id.exe_path, id.exe_sha256, err);
+  if (st != BH_OK) goto end;
+  st = bh_proc_start_unix_ms(id.pid, &id.started_at_unix_ms, err);
+  if (st != BH_OK) goto end;
+  st = fill_common(&id, ep, idle_timeout_secs, err);
+  if (st == BH_OK) bh_identity_move(out, &id);
+end:
+  bh_identity_clear(&id);
+  return st;
+}
+
+/* Another live process: what a daemon with that pid would answer, built
+ * from /proc (the same reads bh_proc_verify does). */
+bh_status bh_identity_of_pid(uint32_t pid, const bh_endpoint *ep,
+                             bh_identity *out, bh_err *err) {
+  bh_identity id;
+  bh_identity_init(&id);
+  char *raw = NULL;
+  bh_status st;
+  if (pid == 0) {
+    st = bh_err_set(err, BH_INVALID_PID, NULL, "pid 0 is not a process");
+    goto end;
+  }
+  st = bh_proc_check_alive(pid, err);
+  if (st != BH_OK) goto end;
+  st = bh_proc_exe_link(pid, &raw, err);
+  if (st != BH_OK) goto end;
+  id.exe_path = bh_canonical_path(raw);
+  if (id.exe_path == NULL) {
+    st = bh_err_set(err, BH_SYSTEM, NULL, "out of memory");
+    goto end;
+  }
+  st = bh_digest_file(id.exe_path, id.exe_sha256, err);
+  if (st != BH_OK) goto end;
+  st = bh_proc_start_unix_ms(pid, &id.started_at_unix_ms, err);
+  if (st != BH_OK) goto end;
+  id.pid = pid;
+  st = fill_common(&id, ep, NULL, err);
+  if (st == BH_OK) bh_identity_move(out, &id);
+end:
+  free(raw);
+  bh_identity_clear(&id);
+  return st;
+}
+
+/* ---- comparison ---------------------------------------------------------- */
+
+/* Next component of a path at *p (skipping separators), as [start, len).
+ * Returns false at the end. */
+static bool next_component(const char **p, const char **start, size_t *len) {
+  const char *s = *p;
+  while (*s == '/')
+    s++;
+  if (*s == '\0') {
+    *p = s;
+    return false;
+  }
+  const char *e = s;
+  while (*e != '\0' && *e != '/')
+    e++;
+  *start = s;
+  *len = (size_t)(e - s);
+  *p = e;
+  return true;
+}
+
+/* Next component that Rust's Path::components() yields: "." is dropped
+ * except as the very first component of a relative path (Rust keeps a
+ * leading CurDir: "./a" != "a"). */
+static bool next_kept(const char **p, bool *first, bool relative,
+                      const char **start, size_t *len) {
+  while (next_component(p, start, len)) {
+    bool keep = !(*len == 1 && **start == '.') || (*first && relative);
+    *first = false;
+    if (keep) return true;
+  }
+  return false;
+}
+
+/* Lexical equality like Rust's Path ==: same root-ness, then the same
+ * component sequence. ".." is a component like any other. */
+bool bh_path_lexical_equal(const char *a, const char *b) {
+  a = or_empty(a);
+  b = or_empty(b);
+  bool rel_a = a[0] != '/', rel_b = b[0] != '/';
+  if (rel_a != rel_b) return false;
+  bool first_a = true, first_b = true;
+  for (;;) {
+    const char *sa, *sb;
+    size_t la, lb;
+    bool ha = next_kept(&a, &first_a, rel_a, &sa, &la);
+    bool hb = next_kept(&b, &first_b, rel_b, &sb, &lb);
+    if (ha != hb) return false;
+    if (!ha) return true;
+    if (la != lb || memcmp(sa, sb, la) != 0) return false;
+  }
+}
+
+const char *bh_identity_diff(const bh_identity *expected,
+                             const bh_identity *got) {
+  if (expected->pid != got->pid) return "pid";
+  if (!bh_path_lexical_equal(expected->exe_path, got->exe_path))
+    return "exe_path";
+  if (memcmp(expected->exe_sha256, got->exe_sha256, BH_SHA256_LEN) != 0)
+    return "exe_sha256";
+  if (strcmp(or_empty(expected->boot_id), or_empty(got->boot_id)) != 0)
+    return "boot_id";
+  if (!bh_endpoint_equal(&expected->endpoint, &got->endpoint))
+    return "ipc_endpoint";
+  return NULL;
+}
+
+/* ---- hex, boot id, clock ------------------------------------------------- */
+
+void bh_hex_encode(const uint8_t *in, size_t n, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = digits[in[i] >> 4];
+    out[2 * i + 1] = digits[in[i] & 15];
+  }
+  out[2 * n] = '\0';
+}
+
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool bh_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t n) {
+  if (hex_len != 2 * n) return false;
+  for (size_t i = 0; i < n; i++) {
+    int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return true;
+}
+
+/* The kernel's boot id, whitespace-trimmed (it ends with a newline). */
+bh_status bh_boot_id(char *buf, size_t cap, bh_err *err) {
+  static const char path[] = "/proc/sys/kernel/random/boot_id";
+  if (cap == 0) return bh_err_set(err, BH_SYSTEM, NULL, "no room for boot id");
+  buf[0] = '\0';
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return bh_err_set(err, BH_SYSTEM, NULL, "cannot open %s: %s", path,
+                      strerror(errno));
+  ssize_t n;
+  do {
+    n = read(fd, buf, cap - 1);
+  } while (n < 0 && errno == EINTR);
+  int saved = errno;
+  if (close(fd) != 0 && n >= 0) saved = errno, n = -1;
+  if (n < 0)
+    return bh_err_set(err, BH_SYSTEM, NULL, "cannot read %s: %s", path,
+                      strerror(saved));
+  size_t len = (size_t)n;
+  while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' ' ||
+                     buf[len - 1] == '\t' || buf[len - 1] == '\r'))
+    len--;
+  buf[len] = '\0';
+  return BH_OK;
+}
+
+uint64_t bh_unix_ms(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return 0;
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
