@@ -1,0 +1,936 @@
+/* Unit tests of the wire layer (src/wire.c, DESIGN §1.2–1.4, §1.8): the
+ * incremental frame reader, golden request/response bytes derived by hand
+ * from the protobuf encoding rules, every status code the wire layer can
+ * return, and request/response round trips. Hostile frames are built with
+ * protobuf-c directly. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.pb-c.h"
+#include "frame.pb-c.h"
+#include "pbutil.h"
+#include "testutil.h"
+#include "wire.h"
+
+typedef RunningProcess__Broker__V1__Frame pb_frame;
+typedef RunningProcess__Broker__V1__DaemonProcess pb_daemon;
+typedef RunningProcess__Broker__V1__Endpoint pb_endpoint;
+
+#define NONCE_HEX \
+  "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define AA32_HEX \
+  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+
+/* The fixed nonce 00 01 02 ... 1f. */
+static void fixed_nonce(uint8_t n[BH_NONCE_LEN]) {
+  for (int i = 0; i < BH_NONCE_LEN; i++)
+    n[i] = (uint8_t)i;
+}
+
+static uint64_t fixed_request_id(void) {
+  uint8_t n[BH_NONCE_LEN];
+  fixed_nonce(n);
+  return bh_request_id_from_nonce(n);
+}
+
+static char *hex_of(const uint8_t *p, size_t n) {
+  char *s = malloc(2 * n + 1);
+  for (size_t i = 0; i < n; i++)
+    sprintf(s + 2 * i, "%02x", p[i]);
+  s[2 * n] = '\0';
+  return s;
+}
+
+/* Check that buf[0..n) is exactly the bytes spelled by hex. */
+#define CHECK_HEX(buf, n, hex)     \
+  do {                             \
+    char *h_ = hex_of((buf), (n)); \
+    CHECK_STR(h_, (hex));          \
+    free(h_);                      \
+  } while (0)
+
+/* The sample identity, as the wire carries it: pid 7, exe_path "/a",
+ * exe_sha256 aa*32, ipc_endpoint ("n", "/s"), started_at 1, boot_id "b",
+ * idle_timeout_secs present and 0. */
+static void sample_daemon(pb_daemon *d, pb_endpoint *ep, uint8_t sha[32]) {
+  pb_endpoint e = RUNNING_PROCESS__BROKER__V1__ENDPOINT__INIT;
+  pb_daemon p = RUNNING_PROCESS__BROKER__V1__DAEMON_PROCESS__INIT;
+  memset(sha, 0xaa, 32);
+  *ep = e;
+  ep->namespace_id = "n";
+  ep->path = "/s";
+  *d = p;
+  d->pid = 7;
+  d->exe_path = "/a";
+  d->exe_sha256.len = 32;
+  d->exe_sha256.data = sha;
+  d->ipc_endpoint = ep;
+  d->started_at_unix_ms = 1;
+  d->boot_id = "b";
+  d->idle_timeout_case =
+      RUNNING_PROCESS__BROKER__V1__DAEMON_PROCESS__IDLE_TIMEOUT_IDLE_TIMEOUT_SECS;
+  d->idle_timeout_secs = 0;
+}
+
+/* The same identity in memory (heap strings, cleared by the caller). */
+static void sample_identity(bh_identity *id) {
+  bh_identity_init(id);
+  id->pid = 7;
+  id->exe_path = strdup("/a");
+  memset(id->exe_sha256, 0xaa, 32);
+  id->endpoint.namespace_id = strdup("n");
+  id->endpoint.path = strdup("/s");
+  id->started_at_unix_ms = 1;
+  id->boot_id = strdup("b");
+  id->has_idle_timeout = true;
+  id->idle_timeout_secs = 0;
+}
+
+static size_t pack_daemon(const pb_daemon *d, uint8_t *out, size_t cap) {
+  size_t n = running_process__broker__v1__daemon_process__get_packed_size(d);
+  if (n > cap) abort();
+  return running_process__broker__v1__daemon_process__pack(d, out);
+}
+
+/* A well-formed response Frame to the fixed request, whose payload is the
+ * fixed nonce followed by ident; payload_buf holds 32 + ident_len bytes. */
+static void response_frame(pb_frame *f, uint8_t *payload_buf,
+                           const uint8_t *ident, size_t ident_len) {
+  pb_frame init = RUNNING_PROCESS__BROKER__V1__FRAME__INIT;
+  *f = init;
+  fixed_nonce(payload_buf);
+  if (ident_len > 0) memcpy(payload_buf + BH_NONCE_LEN, ident, ident_len);
+  f->envelope_version = 1;
+  f->kind = RUNNING_PROCESS__BROKER__V1__FRAME_KIND__RESPONSE;
+  f->payload_protocol = BH_PROBE_PROTOCOL;
+  f->payload.data = payload_buf;
+  f->payload.len = BH_NONCE_LEN + ident_len;
+  f->request_id = fixed_request_id();
+}
+
+/* A well-formed request Frame carrying the fixed nonce. */
+static void request_frame(pb_frame *f, uint8_t nonce[BH_NONCE_LEN]) {
+  pb_frame init = RUNNING_PROCESS__BROKER__V1__FRAME__INIT;
+  *f = init;
+  fixed_nonce(nonce);
+  f->envelope_version = 1;
+  f->payload_protocol = BH_PROBE_PROTOCOL;
+  f->payload.data = nonce;
+  f->payload.len = BH_NONCE_LEN;
+  f->request_id = bh_request_id_from_nonce(nonce);
+}
+
+/* Pack f (body only, no framing header) into buf; returns the length. */
+static size_t pack_frame(const pb_frame *f, uint8_t *buf, size_t cap) {
+  size_t n = running_process__broker__v1__frame__get_packed_size(f);
+  if (n > cap) abort();
+  return running_process__broker__v1__frame__pack(f, buf);
+}
+
+static bh_status validate_request_frame(const pb_frame *f, bh_err *err) {
+  uint8_t body[512];
+  size_t n = pack_frame(f, body, sizeof body);
+  bh_request req = {0};
+  bh_status st = bh_probe_request_validate(body, n, &req, err);
+  bh_request_clear(&req);
+  return st;
+}
+
+static bh_status validate_response_frame(const pb_frame *f,
+                                         const bh_identity *expected,
+                                         bh_err *err) {
+  uint8_t body[1024], nonce[BH_NONCE_LEN];
+  size_t n = pack_frame(f, body, sizeof body);
+  fixed_nonce(nonce);
+  return bh_probe_response_validate(body, n, fixed_request_id(), nonce,
+                                    expected, NULL, err);
+}
+
+/* Validate a response carrying daemon d against the sample identity. */
+static bh_status validate_daemon(const pb_daemon *d, bh_err *err) {
+  uint8_t ident[512], payload[600];
+  size_t n = pack_daemon(d, ident, sizeof ident);
+  pb_frame f;
+  response_frame(&f, payload, ident, n);
+  bh_identity want;
+  sample_identity(&want);
+  bh_status st = validate_response_frame(&f, &want, err);
+  bh_identity_clear(&want);
+  return st;
+}
+
+/* ---- reader ------------------------------------------------------------ */
+
+static size_t fixed_request(uint8_t **out) {
+  uint8_t nonce[BH_NONCE_LEN];
+  fixed_nonce(nonce);
+  size_t len = 0;
+  bh_err err;
+  CHECK_CODE(bh_probe_request_build(nonce, out, &len, &err), BH_OK, &err);
+  return len;
+}
+
+static void test_reader_one_byte_at_a_time(void) {
+  uint8_t *frame;
+  size_t len = fixed_request(&frame);
+  bh_frame_reader r;
+  bh_frame_reader_init(&r);
+  bh_err err;
+  int more = 0;
+  for (size_t i = 0; i < len; i++) {
+    size_t used = 99;
+    bh_read_result res = bh_frame_reader_feed(&r, frame + i, 1, &used, &err);
+    CHECK_INT(used, 1);
+    if (i + 1 < len)
+      more += res == BH_READ_MORE;
+    else
+      CHECK_INT(res, BH_READ_DONE);
+  }
+  CHECK_INT(more, len - 1);
+  CHECK_INT(r.body_len, len - BH_FRAME_HEADER_LEN);
+  CHECK(memcmp(r.body, frame + BH_FRAME_HEADER_LEN, r.body_len) == 0);
+  CHECK(bh_frame_reader_heap(&r) >= r.body_len);
+  bh_frame_reader_free(&r);
+  CHECK_INT(bh_frame_reader_heap(&r), 0);
+  free(frame);
+}
+
+static void test_reader_whole_chunk_with_trailing(void) {
+  uint8_t *frame;
+  size_t len = fixed_request(&frame);
+  uint8_t buf[256];
+  memcpy(buf, frame, len);
+  memcpy(buf + len, "xyz", 3);
+  bh_frame_reader r;
+  bh_frame_reader_init(&r);
+  bh_err err;
+  size_t used = 0;
+  CHECK_INT(bh_frame_reader_feed(&r, buf, len + 3, &used, &err), BH_READ_DONE);
+  CHECK_INT(used, len);
+  /* Done: further bytes are not consumed. */
+  CHECK_INT(bh_frame_reader_feed(&r, buf + len, 3, &used, &err), BH_READ_DONE);
+  CHECK_INT(used, 0);
+  CHECK(memcmp(r.body, frame + BH_FRAME_HEADER_LEN, r.body_len) == 0);
+  bh_frame_reader_free(&r);
+  free(frame);
+}
+
+static void test_reader_header_split(void) {
+  uint8_t *frame;
+  size_t len = fixed_request(&frame);
+  bh_frame_reader r;
+  bh_frame_reader_init(&r);
+  bh_err err;
+  size_t used = 0;
+  CHECK_INT(bh_frame_reader_feed(&r, frame, 3, &used, &err), BH_READ_MORE);
+  CHECK_INT(used, 3);
+  CHECK_INT(bh_frame_reader_heap(&r), 0);
+  CHECK_INT(bh_frame_reader_feed(&r, frame + 3, 12, &used, &err), BH_READ_MORE);
+  CHECK_INT(used, 12);
+  CHECK_INT(bh_frame_reader_feed(&r, frame + 15, len - 15, &used, &err),
+            BH_READ_DONE);
+  CHECK_INT(used, len - 15);
+  CHECK(memcmp(r.body, frame + BH_FRAME_HEADER_LEN, r.body_len) == 0);
+  bh_frame_reader_free(&r);
+  free(frame);
+}
+
+/* DESIGN §1.8: a zero-length body is a valid frame and fails validation at
+ * envelope_version, not at decoding. */
+static void test_reader_zero_length(void) {
+  static const uint8_t hdr[] = {1, 0, 0, 0, 0, 0xEE};
+  bh_frame_reader r;
+  bh_frame_reader_init(&r);
+  bh_err err;
+  size_t used = 0;
+  CHECK_INT(bh_frame_reader_feed(&r, hdr, sizeof hdr, &used, &err),
+            BH_READ_DONE);
+  CHECK_INT(used, 5);
+  CHECK_INT(r.body_len, 0);
+  CHECK_INT(bh_frame_reader_heap(&r), 0);
+  bh_request req = {0};
+  CHECK_CODE(bh_probe_request_validate(r.body, 0, &req, &err),
+             BH_UNEXPECTED_FRAME, &err);
+  CHECK_STR(err.message, "envelope_version 0, expected 1");
+  uint8_t nonce[BH_NONCE_LEN];
+  fixed_nonce(nonce);
+  CHECK_CODE(bh_probe_response_validate(r.body, 0, 1, nonce, NULL, NULL, &err),
+             BH_UNEXPECTED_FRAME, &err);
+  CHECK_STR(err.message, "envelope_version 0, expected 1");
+  bh_frame_reader_free(&r);
+}
+
+static void test_reader_bad_version(void) {
+  for (int v = 0; v <= 2; v += 2) {
+    uint8_t buf[] = {(uint8_t)v, 10, 0, 0, 0, 1, 2, 3};
+    bh_frame_reader r;
+    bh_frame_reader_init(&r);
+    bh_err err;
+    size_t used = 0;
+    CHECK_INT(bh_frame_reader_feed(&r, buf, sizeof buf, &used, &err),
+              BH_READ_ERROR);
+    CHECK_CODE(err.code, BH_UNSUPPORTED_FRAMING_VERSION, &err);
+    CHECK_INT(used, 1);
+    char want[64];
+    snprintf(want, sizeof want, "framing version %d, expected 1", v);
+    CHECK_STR(err.message, want);
+    /* Feeding again keeps failing. */
+    bh_err_clear(&err);
+    CHECK_INT(bh_frame_reader_feed(&r, buf + 1, 1, &used, &err), BH_READ_ERROR);
+    CHECK_CODE(err.code, BH_UNSUPPORTED_FRAMING_VERSION, &err);
+    CHECK_INT(bh_frame_reader_heap(&r), 0);
+    bh_frame_reader_free(&r);
+  }
+  /* The error comes with the very first byte, alone. */
+  bh_frame_reader r;
+  bh_frame_reader_init(&r);
+  bh_err err;
+  size_t used = 0;
+  uint8_t seven = 7;
+  CHECK_INT(bh_frame_reader_feed(&r, &seven, 1, &used, &err), BH_READ_ERROR);
+  CHECK_STR(err.message, "framing version 7, expected 1");
+  bh_frame_reader_free(&r);
+}
+
+/* Exactly 16 MiB is allowed, and memory follows the bytes that arrive. */
+static void test_reader_16mib_grows_with_data(void) {
+  static const uint8_t hdr[] = {1, 0x00, 0x00, 0x00, 0x01};
+  bh_frame_reader r;
+  bh_frame_reader_init(&r);
+  bh_err err;
+  size_t used = 0;
+  CHECK_INT(bh_frame_reader_feed(&r, hdr, 5, &used, &err), BH_READ_MORE);
+  CHECK_INT(r.body_len, BH_FRAME_MAX_BODY);
+  CHECK_INT(bh_frame_reader_heap(&r), 0);
+  uint8_t *chunk = calloc(1, 65536);
+  CHECK_INT(bh_frame_reader_feed(&r, chunk, 1000, &used, &err), BH_READ_MORE);
+  CHECK_INT(used, 1000);
+  CHECK(bh_frame_reader_heap(&r) >= 1000);
+  CHECK(bh_frame_reader_heap(&r) < 4096);
+  size_t got = 1000;
+  bh_read_result res = BH_READ_MORE;
+  while (res == BH_READ_MORE) {
+    res = bh_frame_reader_feed(&r, chunk, 65536, &used, &err);
+    got += used;
+  }
+  CHECK_INT(res, BH_READ_DONE);
+  CHECK_INT(got, BH_FRAME_MAX_BODY);
+  CHECK_INT(bh_frame_reader_heap(&r), BH_FRAME_MAX_BODY);
+  free(chunk);
+  bh_frame_reader_free(&r);
+}
+
+/* Over the cap is refused from the header alone, with nothing allocated. */
+static void test_reader_too_large(void) {
+  static const struct {
+    uint8_t hdr[5];
+    const char *msg;
+  } cases[] = {
+      {{1, 0x01, 0x00, 0x00, 0x01},
+       "frame body of 16777217 bytes exceeds the 16777216-byte cap"},
+      {{1, 0xff, 0xff, 0xff, 0xff},
+       "frame body of 4294967295 bytes exceeds the 16777216-byte cap"},
+  };
+  for (size_t i = 0; i < 2; i++) {
+    bh_frame_reader r;
+    bh_frame_reader_init(&r);
+    bh_err err;
+    size_t used = 0;
+    uint8_t buf[8] = {0};
+    memcpy(buf, cases[i].hdr, 5);
+    CHECK_INT(bh_frame_reader_feed(&r, buf, sizeof buf, &used, &err),
+              BH_READ_ERROR);
+    CHECK_CODE(err.code, BH_FRAME_TOO_LARGE, &err);
+    CHECK_STR(err.message, cases[i].msg);
+    CHECK_INT(used, 5);
+    CHECK_INT(bh_frame_reader_heap(&r), 0);
+    CHECK(r.body == NULL);
+    bh_frame_reader_free(&r);
+  }
+}
+
+/* ---- golden bytes ------------------------------------------------------ */
+
+/* The request for nonce 00 01 .. 1f, derived by hand.
+ * Tag = (field << 3) | wire type; proto3 omits defaults (kind REQUEST = 0,
+ * encoding NONE = 0, deadline 0, empty trace strings).
+ *   08 01          field 1 envelope_version, varint 1
+ *   18 b2 e4 02    field 3 payload_protocol, varint 0xB232 = 45618:
+ *                  45618 & 0x7f = 0x32 -> b2 (continuation bit set);
+ *                  45618 >> 7 = 356, & 0x7f = 0x64 -> e4; 356 >> 7 = 2 -> 02
+ *   22 20 <nonce>  field 4 payload, wire type 2, length 32
+ *   28 <varint>    field 5 request_id = LE u64 of 00..07 = 0x0706050403020100;
+ *                  7-bit groups from the low end: bits 0-6 of byte 0 = 0;
+ *                  then (b1&3f)<<1|b0>>7 = 2; (b2&1f)<<2|b1>>6 = 8;
+ *                  (b3&0f)<<3|b2>>5 = 0x18; (b4&07)<<4|b3>>4 = 0x40;
+ *                  (b5&03)<<5|b4>>3 = 0x20; (b6&01)<<6|b5>>2 = 1;
+ *                  b6>>1 = 3; b7 = 7 (last) -> 80 82 88 98 c0 a0 81 83 07
+ * Body = 2 + 4 + 34 + 10 = 50 = 0x32 bytes; header 01 32 00 00 00. */
+#define GOLDEN_REQUEST_ID "2880828898c0a0818307"
+static const char golden_request[] =
+    "0132000000"
+    "0801"
+    "18b2e402"
+    "2220" NONCE_HEX GOLDEN_REQUEST_ID;
+
+static void test_golden_request(void) {
+  uint8_t *frame;
+  size_t len = fixed_request(&frame);
+  CHECK_INT(len, 55);
+  CHECK_HEX(frame, len, golden_request);
+  CHECK(fixed_request_id() == 0x0706050403020100ull);
+  free(frame);
+}
+
+/* The sample DaemonProcess, by hand:
+ *   08 07                 field 1 pid = 7
+ *   12 02 2f 61           field 2 exe_path "/a"
+ *   1a 20 aa*32           field 3 exe_sha256, 32 bytes
+ *   22 07 0a 01 6e 12 02 2f 73
+ *                         field 4 ipc_endpoint, a 7-byte Endpoint:
+ *                         field 1 namespace_id "n", field 2 path "/s"
+ *   28 01                 field 5 started_at_unix_ms = 1
+ *   32 01 62              field 6 boot_id "b"
+ *   38 00                 field 7 idle_timeout_secs: present, so encoded
+ *                         even though 0 (omitted when absent)
+ * 56 bytes with idle_timeout_secs, 54 without. */
+#define DAEMON_HEAD    \
+  "0807"               \
+  "12022f61"           \
+  "1a20" AA32_HEX      \
+  "22070a016e12022f73" \
+  "2801"               \
+  "320162"
+
+/* The response to the golden request, with traceparent "tp", carrying the
+ * sample identity, by hand:
+ *   08 01  envelope_version 1;  10 01  field 2 kind RESPONSE = 1
+ *   18 b2 e4 02  payload_protocol 0xB232
+ *   22 58  field 4 payload, 32 + 56 = 88 = 0x58 bytes: nonce || identity
+ *   28 ..  request_id echoed (as in the request)
+ *   42 02 74 70  field 8 (tag 8<<3|2 = 0x42) traceparent "tp"
+ * Body = 2 + 2 + 4 + 90 + 10 + 4 = 112 = 0x70. Without idle_timeout_secs
+ * the payload is 86 = 0x56 and the body 110 = 0x6e. */
+static const char golden_response_idle0[] =
+    "0170000000"
+    "0801"
+    "1001"
+    "18b2e402"
+    "2258" NONCE_HEX DAEMON_HEAD "3800" GOLDEN_REQUEST_ID "42027470";
+static const char golden_response_no_idle[] =
+    "016e000000"
+    "0801"
+    "1001"
+    "18b2e402"
+    "2256" NONCE_HEX DAEMON_HEAD GOLDEN_REQUEST_ID "42027470";
+
+static void test_golden_response(void) {
+  bh_request req = {0};
+  req.request_id = fixed_request_id();
+  fixed_nonce(req.nonce);
+  req.traceparent = "tp";
+  req.tracestate = "";
+  bh_identity id;
+  sample_identity(&id);
+  bh_err err;
+  uint8_t *out = NULL;
+  size_t len = 0;
+  CHECK_CODE(bh_probe_response_build(&req, &id, &out, &len, &err), BH_OK, &err);
+  CHECK_INT(len, 117);
+  if (out) CHECK_HEX(out, len, golden_response_idle0);
+  free(out);
+  id.has_idle_timeout = false;
+  out = NULL;
+  CHECK_CODE(bh_probe_response_build(&req, &id, &out, &len, &err), BH_OK, &err);
+  CHECK_INT(len, 115);
+  if (out) CHECK_HEX(out, len, golden_response_no_idle);
+  free(out);
+  /* The raw form sends the identity bytes as given. */
+  uint8_t ident[128];
+  long n = bh_test_unhex(DAEMON_HEAD "3800", ident, sizeof ident);
+  CHECK_INT(n, 56);
+  out = NULL;
+  CHECK_CODE(
+      bh_probe_response_build_raw(&req, ident, (size_t)n, &out, &len, &err),
+      BH_OK, &err);
+  if (out) CHECK_HEX(out, len, golden_response_idle0);
+  free(out);
+  bh_identity_clear(&id);
+}
+
+/* ---- request validation ------------------------------------------------ */
+
+static void test_request_unexpected_fields(void) {
+  uint8_t nonce[BH_NONCE_LEN];
+  pb_frame f;
+  bh_err err;
+  request_frame(&f, nonce);
+  CHECK_CODE(validate_request_frame(&f, &err), BH_OK, &err);
+
+  request_frame(&f, nonce);
+  f.envelope_version = 2;
+  f.kind = RUNNING_PROCESS__BROKER__V1__FRAME_KIND__EVENT; /* later check */
+  CHECK_CODE(validate_request_frame(&f, &err), BH_UNEXPECTED_FRAME, &err);
+  CHECK_STR(err.message, "envelope_version 2, expected 1");
+  CHECK(err.field == NULL);
+
+  request_frame(&f, nonce);
+  f.kind = RUNNING_PROCESS__BROKER__V1__FRAME_KIND__RESPONSE;
+  f.payload_protocol = 1; /* later check */
+  CHECK_CODE(validate_request_frame(&f, &err), BH_UNEXPECTED_FRAME, &err);
+  CHECK_STR(err.message, "kind RESPONSE (1), expected REQUEST (0)");
+
+  request_frame(&f, nonce);
+  f.payload_protocol = 0x1234;
+  f.payload_encoding = RUNNING_PROCESS__BROKER__V1__PAYLOAD_ENCODING__ZSTD;
+  CHECK_CODE(validate_request_frame(&f, &err), BH_UNEXPECTED_FRAME, &err);
+  CHECK_STR(err.message, "payload_protocol 0x1234, expected 0xB232");
+
+  request_frame(&f, nonce);
+  f.payload_encoding = RUNNING_PROCESS__BROKER__V1__PAYLOAD_ENCODING__ZSTD;
+  f.payload.len = 3; /* later check */
+  CHECK_CODE(validate_request_frame(&f, &err), BH_UNEXPECTED_FRAME, &err);
+  CHECK_STR(err.message, "payload_encoding ZSTD (1), expected NONE (0)");
+
+  /* The responder does not check request_id: it echoes what came. */
+  request_frame(&f, nonce);
+  f.request_id = 42;
+  uint8_t body[256];
+  size_t n = pack_frame(&f, body, sizeof body);
+  bh_request req = {0};
+  CHECK_CODE(bh_probe_request_validate(body, n, &req, &err), BH_OK, &err);
+  CHECK(req.request_id == 42);
+  bh_request_clear(&req);
+}
+
+static void test_request_payload_length(void) {
+  uint8_t nonce[BH_NONCE_LEN + 1];
+  pb_frame f;
+  bh_err err;
+  request_frame(&f, nonce);
+  f.payload.len = 31;
+  CHECK_CODE(validate_request_frame(&f, &err), BH_MALFORMED_PAYLOAD, &err);
+  CHECK_STR(err.message,
+            "request payload of 31 bytes, expected a 32-byte nonce");
+  request_frame(&f, nonce);
+  f.payload.len = 33;
+  CHECK_CODE(validate_request_frame(&f, &err), BH_MALFORMED_PAYLOAD, &err);
+  request_frame(&f, nonce);
+  f.payload.len = 0;
+  CHECK_CODE(validate_request_frame(&f, &err), BH_MALFORMED_PAYLOAD, &err);
+}
+
+/* Garbage, invalid UTF-8 and NUL in trace strings are decode_frame, for
+ * both sides. */
+static void test_decode_frame(void) {
+  static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff};
+  uint8_t nonce[BH_NONCE_LEN];
+  fixed_nonce(nonce);
+  bh_request req = {0};
+  bh_err err;
+  CHECK_CODE(bh_probe_request_validate(garbage, sizeof garbage, &req, &err),
+             BH_DECODE_FRAME, &err);
+  CHECK_STR(err.message, "expected a Frame protobuf, got 4 undecodable bytes");
+  CHECK_CODE(bh_probe_response_validate(garbage, sizeof garbage, 0, nonce, NULL,
+                                        NULL, &err),
+             BH_DECODE_FRAME, &err);
+  /* A truncated length-delimited field. */
+  static const uint8_t trunc[] = {0x22, 0x20, 0x00};
+  CHECK_CODE(bh_probe_request_validate(trunc, sizeof trunc, &req, &err),
+             BH_DECODE_FRAME, &err);
+
+  pb_frame f;
+  uint8_t body[256];
+  request_frame(&f, nonce);
+  f.traceparent = "\xff\xfe";
+  size_t n = pack_frame(&f, body, sizeof body);
+  CHECK_CODE(bh_probe_request_validate(body, n, &req, &err), BH_DECODE_FRAME,
+             &err);
+  CHECK_STR(err.message,
+            "Frame traceparent is not a valid UTF-8 string without NUL");
+  request_frame(&f, nonce);
+  f.tracestate = "\xed\xa0\x80"; /* an encoded surrogate */
+  n = pack_frame(&f, body, sizeof body);
+  CHECK_CODE(bh_probe_request_validate(body, n, &req, &err), BH_DECODE_FRAME,
+             &err);
+  /* A NUL inside traceparent: append field 8 = "a\0b" by hand (42 03 ..);
+   * a later occurrence of a field replaces the earlier one. */
+  request_frame(&f, nonce);
+  n = pack_frame(&f, body, sizeof body);
+  memcpy(body + n,
+         "\x42\x03"
+         "a\0b",
+         5);
+  CHECK_CODE(bh_probe_request_validate(body, n + 5, &req, &err),
+             BH_DECODE_FRAME, &err);
+  /* The same for a response. */
+  uint8_t payload[64];
+  response_frame(&f, payload, NULL, 0);
+  f.traceparent = "\xc0\x80"; /* overlong NUL */
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_DECODE_FRAME, &err);
+  bh_request_clear(&req);
+}
+
+/* ---- response validation ----------------------------------------------- */
+
+static void test_response_unexpected_fields(void) {
+  uint8_t payload[64];
+  pb_frame f;
+  bh_err err;
+  response_frame(&f, payload, NULL, 0);
+  f.envelope_version = 0;
+  f.kind = RUNNING_PROCESS__BROKER__V1__FRAME_KIND__REQUEST;
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_UNEXPECTED_FRAME,
+             &err);
+  CHECK_STR(err.message, "envelope_version 0, expected 1");
+
+  response_frame(&f, payload, NULL, 0);
+  f.kind = 7; /* not a known FrameKind: still decodes, fails here */
+  f.payload_protocol = 0;
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_UNEXPECTED_FRAME,
+             &err);
+  CHECK_STR(err.message, "kind unknown (7), expected RESPONSE (1)");
+
+  response_frame(&f, payload, NULL, 0);
+  f.payload_protocol = 0xB233;
+  f.request_id = 1;
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_UNEXPECTED_FRAME,
+             &err);
+  CHECK_STR(err.message, "payload_protocol 0xB233, expected 0xB232");
+
+  response_frame(&f, payload, NULL, 0);
+  f.request_id = 1;
+  f.payload_encoding = RUNNING_PROCESS__BROKER__V1__PAYLOAD_ENCODING__LZ4;
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_UNEXPECTED_FRAME,
+             &err);
+  CHECK_STR(err.message, "request_id 1, expected 506097522914230528");
+
+  response_frame(&f, payload, NULL, 0);
+  f.payload_encoding = RUNNING_PROCESS__BROKER__V1__PAYLOAD_ENCODING__SNAPPY;
+  f.payload.len = 0;
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_UNEXPECTED_FRAME,
+             &err);
+  CHECK_STR(err.message, "payload_encoding SNAPPY (2), expected NONE (0)");
+}
+
+static void test_response_malformed_payload(void) {
+  uint8_t payload[64];
+  pb_frame f;
+  bh_err err;
+  response_frame(&f, payload, NULL, 0);
+  f.payload.len = 31;
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_MALFORMED_PAYLOAD,
+             &err);
+  CHECK_STR(err.message, "response payload of 31 bytes, expected at least 32");
+  response_frame(&f, payload, NULL, 0);
+  f.payload.len = 0;
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_MALFORMED_PAYLOAD,
+             &err);
+  response_frame(&f, payload, NULL, 0);
+  payload[31] ^= 1; /* wrong nonce */
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_MALFORMED_PAYLOAD,
+             &err);
+  CHECK_STR(err.message,
+            "response payload does not start with the request's nonce");
+}
+
+/* The identity part: decode_identity, missing_endpoint and
+ * invalid_sha256_length, in that order. */
+static void test_response_identity_decode(void) {
+  uint8_t payload[600], ident[512];
+  pb_frame f;
+  bh_err err;
+  static const uint8_t junk[] = {0x0a, 0xff, 0x01};
+  response_frame(&f, payload, junk, sizeof junk);
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_DECODE_IDENTITY, &err);
+  /* Nothing after the nonce: an all-default identity, no endpoint. */
+  response_frame(&f, payload, NULL, 0);
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_MISSING_ENDPOINT,
+             &err);
+
+  pb_daemon d;
+  pb_endpoint ep;
+  uint8_t sha[32];
+  sample_daemon(&d, &ep, sha);
+  d.exe_path = "/\xff";
+  size_t n = pack_daemon(&d, ident, sizeof ident);
+  response_frame(&f, payload, ident, n);
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_DECODE_IDENTITY, &err);
+
+  sample_daemon(&d, &ep, sha);
+  d.ipc_endpoint = NULL;
+  d.exe_sha256.len = 31; /* also wrong, but checked later */
+  n = pack_daemon(&d, ident, sizeof ident);
+  response_frame(&f, payload, ident, n);
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_MISSING_ENDPOINT,
+             &err);
+
+  sample_daemon(&d, &ep, sha);
+  d.exe_sha256.len = 31;
+  n = pack_daemon(&d, ident, sizeof ident);
+  response_frame(&f, payload, ident, n);
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_INVALID_SHA256_LENGTH,
+             &err);
+}
+
+static void test_identity_mismatch(void) {
+  static const struct {
+    const char *field;
+    int which;
+  } cases[] = {{"pid", 0},     {"exe_path", 1},     {"exe_sha256", 2},
+               {"boot_id", 3}, {"ipc_endpoint", 4}, {"ipc_endpoint", 5}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    pb_daemon d;
+    pb_endpoint ep;
+    uint8_t sha[32];
+    bh_err err;
+    sample_daemon(&d, &ep, sha);
+    switch (cases[i].which) {
+      case 0:
+        d.pid = 8;
+        break;
+      case 1:
+        d.exe_path = "/b";
+        break;
+      case 2:
+        sha[31] = 0xab;
+        break;
+      case 3:
+        d.boot_id = "c";
+        break;
+      case 4:
+        ep.namespace_id = "m";
+        break;
+      default:
+        ep.path = "/t";
+        break;
+    }
+    CHECK_CODE(validate_daemon(&d, &err), BH_IDENTITY_MISMATCH, &err);
+    CHECK_STR(err.field, cases[i].field);
+  }
+  /* Messages carry both values. */
+  pb_daemon d;
+  pb_endpoint ep;
+  uint8_t sha[32];
+  bh_err err;
+  sample_daemon(&d, &ep, sha);
+  d.exe_path = "/b";
+  d.pid = 9; /* pid is compared first */
+  CHECK_CODE(validate_daemon(&d, &err), BH_IDENTITY_MISMATCH, &err);
+  CHECK_STR(err.field, "pid");
+  CHECK_STR(err.message, "identity mismatch on pid: expected 7, got 9");
+  sample_daemon(&d, &ep, sha);
+  d.exe_path = "/b";
+  d.boot_id = "c";
+  CHECK_CODE(validate_daemon(&d, &err), BH_IDENTITY_MISMATCH, &err);
+  CHECK_STR(err.message,
+            "identity mismatch on exe_path: expected \"/a\", got \"/b\"");
+  sample_daemon(&d, &ep, sha);
+  ep.path = "/t";
+  CHECK_CODE(validate_daemon(&d, &err), BH_IDENTITY_MISMATCH, &err);
+  CHECK_STR(err.message,
+            "identity mismatch on ipc_endpoint: expected (\"n\", \"/s\"), "
+            "got (\"n\", \"/t\")");
+  sample_daemon(&d, &ep, sha);
+  sha[0] = 0xbb;
+  CHECK_CODE(validate_daemon(&d, &err), BH_IDENTITY_MISMATCH, &err);
+  CHECK_STR(err.message, "identity mismatch on exe_sha256: expected " AA32_HEX
+                         ", got bb"
+                         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                         "aaaaaaaaaaaaaaaaaaaa");
+}
+
+/* What passes: lexical exe_path equality, fields the prober does not
+ * compare, unknown trailing fields, and expected == NULL. */
+static void test_response_success_paths(void) {
+  pb_daemon d;
+  pb_endpoint ep;
+  uint8_t sha[32];
+  bh_err err;
+  sample_daemon(&d, &ep, sha);
+  CHECK_CODE(validate_daemon(&d, &err), BH_OK, &err);
+  d.exe_path = "//a";
+  CHECK_CODE(validate_daemon(&d, &err), BH_OK, &err);
+  d.exe_path = "/a/";
+  CHECK_CODE(validate_daemon(&d, &err), BH_OK, &err);
+  sample_daemon(&d, &ep, sha);
+  d.started_at_unix_ms = 99;
+  d.idle_timeout_case =
+      RUNNING_PROCESS__BROKER__V1__DAEMON_PROCESS__IDLE_TIMEOUT__NOT_SET;
+  CHECK_CODE(validate_daemon(&d, &err), BH_OK, &err);
+
+  /* /a//b on the wire against /a/b expected. */
+  uint8_t ident[512], payload[600];
+  sample_daemon(&d, &ep, sha);
+  d.exe_path = "/a//b";
+  size_t n = pack_daemon(&d, ident, sizeof ident);
+  pb_frame f;
+  response_frame(&f, payload, ident, n);
+  bh_identity want;
+  sample_identity(&want);
+  free(want.exe_path);
+  want.exe_path = strdup("/a/b");
+  CHECK_CODE(validate_response_frame(&f, &want, &err), BH_OK, &err);
+  bh_identity_clear(&want);
+
+  /* Unknown fields after a valid identity (field 99 varint, field 100
+   * bytes) are ignored. */
+  sample_daemon(&d, &ep, sha);
+  n = pack_daemon(&d, ident, sizeof ident);
+  memcpy(ident + n, "\x98\x06\x01\xa2\x06\x02zz", 8);
+  response_frame(&f, payload, ident, n + 8);
+  sample_identity(&want);
+  CHECK_CODE(validate_response_frame(&f, &want, &err), BH_OK, &err);
+  bh_identity_clear(&want);
+
+  /* expected NULL skips the comparison; got receives the identity. */
+  sample_daemon(&d, &ep, sha);
+  d.pid = 1234;
+  n = pack_daemon(&d, ident, sizeof ident);
+  response_frame(&f, payload, ident, n);
+  uint8_t body[1024], nonce[BH_NONCE_LEN];
+  size_t blen = pack_frame(&f, body, sizeof body);
+  fixed_nonce(nonce);
+  bh_identity got;
+  bh_identity_init(&got);
+  CHECK_CODE(bh_probe_response_validate(body, blen, fixed_request_id(), nonce,
+                                        NULL, &got, &err),
+             BH_OK, &err);
+  CHECK_INT(got.pid, 1234);
+  CHECK_STR(got.exe_path, "/a");
+  CHECK_STR(got.endpoint.path, "/s");
+  CHECK(got.has_idle_timeout && got.idle_timeout_secs == 0);
+  bh_identity_clear(&got);
+}
+
+/* ---- round trips --------------------------------------------------------- */
+
+/* Feed a whole framed message through a reader; returns the body copy. */
+static uint8_t *read_frame(const uint8_t *buf, size_t len, size_t *body_len) {
+  bh_frame_reader r;
+  bh_frame_reader_init(&r);
+  bh_err err;
+  size_t used = 0;
+  CHECK_INT(bh_frame_reader_feed(&r, buf, len, &used, &err), BH_READ_DONE);
+  CHECK_INT(used, len);
+  *body_len = r.body_len;
+  uint8_t *copy = malloc(r.body_len + 1);
+  if (r.body_len) memcpy(copy, r.body, r.body_len);
+  bh_frame_reader_free(&r);
+  return copy;
+}
+
+static void test_round_trip(void) {
+  uint8_t nonce[BH_NONCE_LEN];
+  for (int i = 0; i < BH_NONCE_LEN; i++)
+    nonce[i] = (uint8_t)(0xf0 ^ i);
+  uint8_t *frame = NULL, *resp = NULL;
+  size_t len = 0, rlen = 0, blen = 0;
+  bh_err err;
+  CHECK_CODE(bh_probe_request_build(nonce, &frame, &len, &err), BH_OK, &err);
+  uint8_t *body = read_frame(frame, len, &blen);
+  bh_request req = {0};
+  CHECK_CODE(bh_probe_request_validate(body, blen, &req, &err), BH_OK, &err);
+  CHECK(req.request_id == bh_request_id_from_nonce(nonce));
+  CHECK(memcmp(req.nonce, nonce, BH_NONCE_LEN) == 0);
+  CHECK_STR(req.traceparent, "");
+  CHECK_STR(req.tracestate, "");
+  free(body);
+
+  bh_identity id, got;
+  sample_identity(&id);
+  bh_identity_init(&got);
+  CHECK_CODE(bh_probe_response_build(&req, &id, &resp, &rlen, &err), BH_OK,
+             &err);
+  body = read_frame(resp, rlen, &blen);
+  CHECK_CODE(bh_probe_response_validate(body, blen, req.request_id, nonce, &id,
+                                        &got, &err),
+             BH_OK, &err);
+  CHECK_INT(got.started_at_unix_ms, 1);
+  CHECK_STR(got.boot_id, "b");
+  free(body);
+  free(resp);
+  free(frame);
+  bh_identity_clear(&got);
+  bh_identity_clear(&id);
+  bh_request_clear(&req);
+}
+
+/* traceparent/tracestate of the request come back in the response. */
+static void test_trace_copied(void) {
+  uint8_t nonce[BH_NONCE_LEN], body[256];
+  pb_frame f;
+  request_frame(&f, nonce);
+  f.traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  f.tracestate = "congo=t61rcWkgMzE";
+  size_t n = pack_frame(&f, body, sizeof body);
+  bh_request req = {0};
+  bh_err err;
+  CHECK_CODE(bh_probe_request_validate(body, n, &req, &err), BH_OK, &err);
+  CHECK_STR(req.traceparent, f.traceparent);
+  CHECK_STR(req.tracestate, f.tracestate);
+  bh_identity id;
+  sample_identity(&id);
+  uint8_t *resp = NULL;
+  size_t rlen = 0;
+  CHECK_CODE(bh_probe_response_build(&req, &id, &resp, &rlen, &err), BH_OK,
+             &err);
+  pb_frame *back = running_process__broker__v1__frame__unpack(
+      NULL, rlen - BH_FRAME_HEADER_LEN, resp + BH_FRAME_HEADER_LEN);
+  CHECK(back != NULL);
+  if (back) {
+    CHECK_STR(back->traceparent, f.traceparent);
+    CHECK_STR(back->tracestate, f.tracestate);
+    CHECK_INT(back->deadline_unix_ms, 0);
+    running_process__broker__v1__frame__free_unpacked(back, NULL);
+  }
+  free(resp);
+  bh_identity_clear(&id);
+  bh_request_clear(&req);
+}
+
+/* ---- pbutil -------------------------------------------------------------- */
+
+static void test_utf8(void) {
+  CHECK(bh_utf8_valid("", 0));
+  CHECK(bh_utf8_valid("abc", 3));
+  CHECK(bh_utf8_valid("\xc3\xa9", 2));          /* é */
+  CHECK(bh_utf8_valid("\xe2\x82\xac", 3));      /* € */
+  CHECK(bh_utf8_valid("\xf0\x9f\x98\x80", 4));  /* U+1F600 */
+  CHECK(bh_utf8_valid("\xf4\x8f\xbf\xbf", 4));  /* U+10FFFF */
+  CHECK(!bh_utf8_valid("\xc0\x80", 2));         /* overlong NUL */
+  CHECK(!bh_utf8_valid("\xe0\x80\xaf", 3));     /* overlong '/' */
+  CHECK(!bh_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+  CHECK(!bh_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+  CHECK(!bh_utf8_valid("\xe2\x82", 2));         /* truncated */
+  CHECK(!bh_utf8_valid("\x80", 1));             /* lone continuation */
+  CHECK(!bh_utf8_valid("\xe2\x28\xa1", 3));     /* bad continuation */
+  CHECK(!bh_utf8_valid("\xff", 1));
+  CHECK(bh_pb_string_ok(protobuf_c_empty_string));
+  CHECK(bh_pb_string_ok(NULL));
+}
+
+int main(void) {
+  RUN(test_reader_one_byte_at_a_time);
+  RUN(test_reader_whole_chunk_with_trailing);
+  RUN(test_reader_header_split);
+  RUN(test_reader_zero_length);
+  RUN(test_reader_bad_version);
+  RUN(test_reader_16mib_grows_with_data);
+  RUN(test_reader_too_large);
+  RUN(test_golden_request);
+  RUN(test_golden_response);
+  RUN(test_request_unexpected_fields);
+  RUN(test_request_payload_length);
+  RUN(test_decode_frame);
+  RUN(test_response_unexpected_fields);
+  RUN(test_response_malformed_payload);
+  RUN(test_response_identity_decode);
+  RUN(test_identity_mismatch);
+  RUN(test_response_success_paths);
+  RUN(test_round_trip);
+  RUN(test_trace_copied);
+  RUN(test_utf8);
+  return bh_test_summary();
+}

@@ -1,0 +1,378 @@
+/* The wire contract (DESIGN §1.2–1.4): framing, the incremental frame
+ * reader, and building/validating probe requests and responses with the
+ * protobuf-c generated Frame codec. Pure code: no sockets, no Lua. */
+#include "wire.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.pb-c.h"
+#include "pbutil.h"
+
+typedef RunningProcess__Broker__V1__Frame pb_frame;
+
+#define KIND_REQUEST RUNNING_PROCESS__BROKER__V1__FRAME_KIND__REQUEST
+#define KIND_RESPONSE RUNNING_PROCESS__BROKER__V1__FRAME_KIND__RESPONSE
+#define ENCODING_NONE RUNNING_PROCESS__BROKER__V1__PAYLOAD_ENCODING__NONE
+enum { READER_MIN_CAP = 256 };
+
+/* ---- framing ---------------------------------------------------------- */
+
+void bh_frame_header(uint32_t body_len, uint8_t out[BH_FRAME_HEADER_LEN]) {
+  out[0] = BH_FRAMING_VERSION;
+  for (int i = 0; i < 4; i++)
+    out[1 + i] = (uint8_t)(body_len >> (8 * i));
+}
+
+void bh_frame_reader_init(bh_frame_reader *r) {
+  memset(r, 0, sizeof *r);
+}
+
+void bh_frame_reader_free(bh_frame_reader *r) {
+  free(r->body);
+  bh_frame_reader_init(r);
+}
+
+size_t bh_frame_reader_heap(const bh_frame_reader *r) {
+  return r->body_cap;
+}
+
+/* Judge what has arrived of the header so far: the version byte as soon as
+ * it is there, the length once all five bytes are. Stateless, so a reader
+ * that failed keeps failing when fed again. */
+static bh_status judge_header(bh_frame_reader *r, bh_err *err) {
+  if (r->header_got >= 1 && r->header[0] != BH_FRAMING_VERSION)
+    return bh_err_set(err, BH_UNSUPPORTED_FRAMING_VERSION, NULL,
+                      "framing version %u, expected %d", r->header[0],
+                      BH_FRAMING_VERSION);
+  if (r->header_got < BH_FRAME_HEADER_LEN) return BH_OK;
+  uint32_t n = 0;
+  for (int i = 0; i < 4; i++)
+    n |= (uint32_t)r->header[1 + i] << (8 * i);
+  r->body_len = n;
+  if (n > BH_FRAME_MAX_BODY)
+    return bh_err_set(err, BH_FRAME_TOO_LARGE, NULL,
+                      "frame body of %u bytes exceeds the %u-byte cap", n,
+                      BH_FRAME_MAX_BODY);
+  return BH_OK;
+}
+
+/* Make room for `need` body bytes in all, growing geometrically from a
+ * small start and never past body_len: memory follows the bytes that have
+ * actually arrived, not the length the peer announced. */
+static bh_status reserve_body(bh_frame_reader *r, uint32_t need, bh_err *err) {
+  if (need <= r->body_cap) return BH_OK;
+  uint32_t cap = r->body_cap ? r->body_cap : READER_MIN_CAP;
+  while (cap < need)
+    cap = cap > UINT32_MAX / 2 ? UINT32_MAX : cap * 2;
+  if (cap > r->body_len) cap = r->body_len;
+  uint8_t *p = realloc(r->body, cap);
+  if (p == NULL)
+    return bh_err_set(err, BH_SYSTEM, NULL,
+                      "out of memory growing a frame buffer to %u bytes", cap);
+  r->body = p;
+  r->body_cap = cap;
+  return BH_OK;
+}
+
+/* Take header bytes one at a time, judging after each, so a bad version
+ * fails on the first byte and a bad length before any allocation. */
+static bh_read_result feed_header(bh_frame_reader *r, const uint8_t *data,
+                                  size_t len, size_t *used, bh_err *err) {
+  while (r->header_got < BH_FRAME_HEADER_LEN && *used < len) {
+    r->header[r->header_got++] = data[(*used)++];
+    if (judge_header(r, err) != BH_OK) return BH_READ_ERROR;
+  }
+  return r->header_got < BH_FRAME_HEADER_LEN ? BH_READ_MORE : BH_READ_DONE;
+}
+
+bh_read_result bh_frame_reader_feed(bh_frame_reader *r, const uint8_t *data,
+                                    size_t len, size_t *used, bh_err *err) {
+  *used = 0;
+  if (r->done) return BH_READ_DONE;
+  if (judge_header(r, err) != BH_OK) return BH_READ_ERROR;
+  bh_read_result res = feed_header(r, data, len, used, err);
+  if (res != BH_READ_DONE) return res;
+  uint32_t want = r->body_len - r->body_got;
+  size_t avail = len - *used;
+  uint32_t take = avail < want ? (uint32_t)avail : want;
+  if (take > 0) {
+    if (reserve_body(r, r->body_got + take, err) != BH_OK) return BH_READ_ERROR;
+    memcpy(r->body + r->body_got, data + *used, take);
+    r->body_got += take;
+    *used += take;
+  }
+  if (r->body_got < r->body_len) return BH_READ_MORE;
+  r->done = true;
+  return BH_READ_DONE;
+}
+
+/* ---- Frame codec -------------------------------------------------------- */
+
+/* Decode a Frame body. Strings prost would reject (invalid UTF-8) or that
+ * hide a NUL are decode errors too. */
+static bh_status frame_decode(const uint8_t *body, size_t len, pb_frame **out,
+                              bh_err *err) {
+  static const uint8_t empty[1];
+  pb_frame *f = running_process__broker__v1__frame__unpack(
+      &bh_pb_allocator, len, body ? body : empty);
+  if (f == NULL)
+    return bh_err_set(err, BH_DECODE_FRAME, NULL,
+                      "expected a Frame protobuf, got %zu undecodable bytes",
+                      len);
+  const char *bad = !bh_pb_string_ok(f->traceparent)  ? "traceparent"
+                    : !bh_pb_string_ok(f->tracestate) ? "tracestate"
+                                                      : NULL;
+  if (bad != NULL) {
+    running_process__broker__v1__frame__free_unpacked(f, &bh_pb_allocator);
+    return bh_err_set(err, BH_DECODE_FRAME, NULL,
+                      "Frame %s is not a valid UTF-8 string without NUL", bad);
+  }
+  *out = f;
+  return BH_OK;
+}
+
+/* Pack f behind a 5-byte header into one malloc'd buffer. */
+static bh_status frame_pack(const pb_frame *f, uint8_t **out, size_t *out_len,
+                            bh_err *err) {
+  size_t body = running_process__broker__v1__frame__get_packed_size(f);
+  if (body > BH_FRAME_MAX_BODY)
+    return bh_err_set(err, BH_FRAME_TOO_LARGE, NULL,
+                      "frame body of %zu bytes exceeds the %u-byte cap", body,
+                      BH_FRAME_MAX_BODY);
+  uint8_t *buf = malloc(BH_FRAME_HEADER_LEN + body);
+  if (buf == NULL)
+    return bh_err_set(err, BH_SYSTEM, NULL,
+                      "out of memory building a %zu-byte frame", body);
+  bh_frame_header((uint32_t)body, buf);
+  running_process__broker__v1__frame__pack(f, buf + BH_FRAME_HEADER_LEN);
+  *out = buf;
+  *out_len = BH_FRAME_HEADER_LEN + body;
+  return BH_OK;
+}
+
+static const char *kind_name(unsigned k) {
+  static const char *const names[] = {"REQUEST", "RESPONSE", "EVENT", "CANCEL"};
+  return k < 4 ? names[k] : "unknown";
+}
+
+static const char *encoding_name(unsigned e) {
+  static const char *const names[] = {"NONE", "ZSTD", "SNAPPY", "LZ4"};
+  return e < 4 ? names[e] : "unknown";
+}
+
+/* The checks both sides make first, in order: envelope_version 1, the
+ * wanted kind, the probe payload protocol. */
+static bh_status check_envelope(const pb_frame *f, unsigned kind, bh_err *err) {
+  if (f->envelope_version != 1)
+    return bh_err_set(err, BH_UNEXPECTED_FRAME, NULL,
+                      "envelope_version %u, expected 1", f->envelope_version);
+  if ((unsigned)f->kind != kind)
+    return bh_err_set(
+        err, BH_UNEXPECTED_FRAME, NULL, "kind %s (%u), expected %s (%u)",
+        kind_name((unsigned)f->kind), (unsigned)f->kind, kind_name(kind), kind);
+  if (f->payload_protocol != BH_PROBE_PROTOCOL)
+    return bh_err_set(err, BH_UNEXPECTED_FRAME, NULL,
+                      "payload_protocol 0x%X, expected 0x%X",
+                      f->payload_protocol, (unsigned)BH_PROBE_PROTOCOL);
+  return BH_OK;
+}
+
+static bh_status check_encoding(const pb_frame *f, bh_err *err) {
+  if (f->payload_encoding == ENCODING_NONE) return BH_OK;
+  return bh_err_set(err, BH_UNEXPECTED_FRAME, NULL,
+                    "payload_encoding %s (%u), expected NONE (0)",
+                    encoding_name((unsigned)f->payload_encoding),
+                    (unsigned)f->payload_encoding);
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+uint64_t bh_request_id_from_nonce(const uint8_t nonce[BH_NONCE_LEN]) {
+  uint64_t id = 0;
+  for (int i = 0; i < 8; i++)
+    id |= (uint64_t)nonce[i] << (8 * i);
+  return id;
+}
+
+bh_status bh_probe_request_build(const uint8_t nonce[BH_NONCE_LEN],
+                                 uint8_t **out, size_t *out_len, bh_err *err) {
+  pb_frame f = RUNNING_PROCESS__BROKER__V1__FRAME__INIT;
+  f.envelope_version = 1;
+  f.kind = KIND_REQUEST;
+  f.payload_protocol = BH_PROBE_PROTOCOL;
+  f.payload.len = BH_NONCE_LEN;
+  f.payload.data = (uint8_t *)nonce;
+  f.request_id = bh_request_id_from_nonce(nonce);
+  f.payload_encoding = ENCODING_NONE;
+  return frame_pack(&f, out, out_len, err);
+}
+
+void bh_request_clear(bh_request *req) {
+  free(req->traceparent);
+  free(req->tracestate);
+  memset(req, 0, sizeof *req);
+}
+
+/* Fill req from a frame that passed validation; only allocation fails. */
+static bh_status request_fill(const pb_frame *f, bh_request *req, bh_err *err) {
+  memset(req, 0, sizeof *req);
+  req->request_id = f->request_id;
+  memcpy(req->nonce, f->payload.data, BH_NONCE_LEN);
+  req->traceparent = strdup(f->traceparent ? f->traceparent : "");
+  req->tracestate = strdup(f->tracestate ? f->tracestate : "");
+  if (req->traceparent == NULL || req->tracestate == NULL) {
+    bh_request_clear(req);
+    return bh_err_set(err, BH_SYSTEM, NULL, "out of memory copying trace");
+  }
+  return BH_OK;
+}
+
+bh_status bh_probe_request_validate(const uint8_t *body, size_t len,
+                                    bh_request *out, bh_err *err) {
+  pb_frame *f = NULL;
+  bh_status st = frame_decode(body, len, &f, err);
+  if (st != BH_OK) return st;
+  st = check_envelope(f, KIND_REQUEST, err);
+  if (st == BH_OK) st = check_encoding(f, err);
+  if (st == BH_OK && f->payload.len != BH_NONCE_LEN)
+    st = bh_err_set(err, BH_MALFORMED_PAYLOAD, NULL,
+                    "request payload of %zu bytes, expected a %d-byte nonce",
+                    f->payload.len, BH_NONCE_LEN);
+  if (st == BH_OK) st = request_fill(f, out, err);
+  running_process__broker__v1__frame__free_unpacked(f, &bh_pb_allocator);
+  return st;
+}
+
+/* ---- responses ----------------------------------------------------------- */
+
+bh_status bh_probe_response_build_raw(const bh_request *req,
+                                      const uint8_t *identity_pb,
+                                      size_t identity_len, uint8_t **out,
+                                      size_t *out_len, bh_err *err) {
+  if (identity_len > BH_FRAME_MAX_BODY)
+    return bh_err_set(err, BH_FRAME_TOO_LARGE, NULL,
+                      "identity of %zu bytes exceeds the %u-byte frame cap",
+                      identity_len, BH_FRAME_MAX_BODY);
+  size_t plen = BH_NONCE_LEN + identity_len;
+  uint8_t *payload = malloc(plen);
+  if (payload == NULL)
+    return bh_err_set(err, BH_SYSTEM, NULL,
+                      "out of memory building a %zu-byte payload", plen);
+  memcpy(payload, req->nonce, BH_NONCE_LEN);
+  if (identity_len > 0)
+    memcpy(payload + BH_NONCE_LEN, identity_pb, identity_len);
+  pb_frame f = RUNNING_PROCESS__BROKER__V1__FRAME__INIT;
+  f.envelope_version = 1;
+  f.kind = KIND_RESPONSE;
+  f.payload_protocol = BH_PROBE_PROTOCOL;
+  f.payload.len = plen;
+  f.payload.data = payload;
+  f.request_id = req->request_id;
+  f.payload_encoding = ENCODING_NONE;
+  f.traceparent = req->traceparent ? req->traceparent : "";
+  f.tracestate = req->tracestate ? req->tracestate : "";
+  bh_status st = frame_pack(&f, out, out_len, err);
+  free(payload);
+  return st;
+}
+
+bh_status bh_probe_response_build(const bh_request *req, const bh_identity *id,
+                                  uint8_t **out, size_t *out_len, bh_err *err) {
+  uint8_t *pb = NULL;
+  size_t pb_len = 0;
+  bh_status st = bh_identity_encode(id, &pb, &pb_len, err);
+  if (st != BH_OK) return st;
+  st = bh_probe_response_build_raw(req, pb, pb_len, out, out_len, err);
+  free(pb);
+  return st;
+}
+
+/* A string field's value for a message; NULL reads as empty. */
+static const char *str_or_empty(const char *s) {
+  return s ? s : "";
+}
+
+/* Say how expected and got differ on field (a name bh_identity_diff
+ * returned), with both values, as an identity_mismatch. */
+static bh_status mismatch(const char *field, const bh_identity *want,
+                          const bh_identity *got, bh_err *err) {
+  const bh_status code = BH_IDENTITY_MISMATCH;
+  if (strcmp(field, "pid") == 0)
+    return bh_err_set(err, code, "pid",
+                      "identity mismatch on pid: expected %u, got %u",
+                      want->pid, got->pid);
+  if (strcmp(field, "exe_path") == 0)
+    return bh_err_set(
+        err, code, "exe_path",
+        "identity mismatch on exe_path: expected \"%s\", got \"%s\"",
+        str_or_empty(want->exe_path), str_or_empty(got->exe_path));
+  if (strcmp(field, "exe_sha256") == 0) {
+    char a[BH_SHA256_HEX_LEN + 1], b[BH_SHA256_HEX_LEN + 1];
+    bh_hex_encode(want->exe_sha256, BH_SHA256_LEN, a);
+    bh_hex_encode(got->exe_sha256, BH_SHA256_LEN, b);
+    return bh_err_set(err, code, "exe_sha256",
+                      "identity mismatch on exe_sha256: expected %s, got %s", a,
+                      b);
+  }
+  if (strcmp(field, "boot_id") == 0)
+    return bh_err_set(
+        err, code, "boot_id",
+        "identity mismatch on boot_id: expected \"%s\", got \"%s\"",
+        str_or_empty(want->boot_id), str_or_empty(got->boot_id));
+  if (strcmp(field, "ipc_endpoint") == 0)
+    return bh_err_set(err, code, "ipc_endpoint",
+                      "identity mismatch on ipc_endpoint: expected "
+                      "(\"%s\", \"%s\"), got (\"%s\", \"%s\")",
+                      str_or_empty(want->endpoint.namespace_id),
+                      str_or_empty(want->endpoint.path),
+                      str_or_empty(got->endpoint.namespace_id),
+                      str_or_empty(got->endpoint.path));
+  return bh_err_set(err, code, field, "identity mismatch on %s", field);
+}
+
+/* Check the payload of a response that passed the frame checks: the nonce
+ * echo, then the identity behind it (decoded and compared). */
+static bh_status check_payload(const pb_frame *f,
+                               const uint8_t nonce[BH_NONCE_LEN],
+                               const bh_identity *expected, bh_identity *got,
+                               bh_err *err) {
+  if (f->payload.len < BH_NONCE_LEN)
+    return bh_err_set(err, BH_MALFORMED_PAYLOAD, NULL,
+                      "response payload of %zu bytes, expected at least %d",
+                      f->payload.len, BH_NONCE_LEN);
+  if (memcmp(f->payload.data, nonce, BH_NONCE_LEN) != 0)
+    return bh_err_set(err, BH_MALFORMED_PAYLOAD, NULL,
+                      "response payload does not start with the request's "
+                      "nonce");
+  bh_identity id;
+  bh_identity_init(&id);
+  bh_status st = bh_identity_decode(f->payload.data + BH_NONCE_LEN,
+                                    f->payload.len - BH_NONCE_LEN, &id, err);
+  if (st == BH_OK && expected != NULL) {
+    const char *field = bh_identity_diff(expected, &id);
+    if (field != NULL) st = mismatch(field, expected, &id, err);
+  }
+  if (st == BH_OK && got != NULL) bh_identity_move(got, &id);
+  bh_identity_clear(&id);
+  return st;
+}
+
+bh_status bh_probe_response_validate(const uint8_t *body, size_t len,
+                                     uint64_t request_id,
+                                     const uint8_t nonce[BH_NONCE_LEN],
+                                     const bh_identity *expected,
+                                     bh_identity *got, bh_err *err) {
+  pb_frame *f = NULL;
+  bh_status st = frame_decode(body, len, &f, err);
+  if (st != BH_OK) return st;
+  st = check_envelope(f, KIND_RESPONSE, err);
+  if (st == BH_OK && f->request_id != request_id)
+    st = bh_err_set(
+        err, BH_UNEXPECTED_FRAME, NULL, "request_id %llu, expected %llu",
+        (unsigned long long)f->request_id, (unsigned long long)request_id);
+  if (st == BH_OK) st = check_encoding(f, err);
+  if (st == BH_OK) st = check_payload(f, nonce, expected, got, err);
+  running_process__broker__v1__frame__free_unpacked(f, &bh_pb_allocator);
+  return st;
+}
