@@ -79,7 +79,8 @@ void bh_request_clear(bh_request *req);
 /* Validate a frame body as a probe request, in the responder's order:
  * decode (decode_frame), envelope_version 1, kind REQUEST, payload_protocol
  * 0xB232, payload_encoding NONE (all unexpected_frame), payload exactly 32
- * bytes (malformed_payload). */
+ * bytes (malformed_payload). On success *out is overwritten (not freed
+ * first: pass a zeroed or cleared request); on failure it is untouched. */
 bh_status bh_probe_request_validate(const uint8_t *body, size_t len,
                                     bh_request *out, bh_err *err);
 
@@ -102,7 +103,8 @@ bh_status bh_probe_response_build_raw(const bh_request *req,
  * 32-byte digest (invalid_sha256_length); equals expected on pid, exe_path,
  * exe_sha256, boot_id, ipc_endpoint (identity_mismatch, err->field names
  * the first differing field). expected NULL skips the comparison. On
- * success, if got is not NULL, *got receives the decoded identity. */
+ * success, if got is not NULL, *got receives the decoded identity (its
+ * previous contents cleared first); on failure *got is untouched. */
 bh_status bh_probe_response_validate(const uint8_t *body, size_t len,
                                      uint64_t request_id,
                                      const uint8_t nonce[BH_NONCE_LEN],
