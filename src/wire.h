@@ -87,9 +87,8 @@ bh_status bh_probe_request_validate(const uint8_t *body, size_t len,
 /* A complete framed response to req carrying identity (DESIGN §1.4).
  * The _raw form takes the already-encoded payload tail (the bytes after the
  * nonce), so tests and squatter simulations can send any identity bytes. */
-bh_status bh_probe_response_build(const bh_request *req,
-                                  const bh_identity *id, uint8_t **out,
-                                  size_t *out_len, bh_err *err);
+bh_status bh_probe_response_build(const bh_request *req, const bh_identity *id,
+                                  uint8_t **out, size_t *out_len, bh_err *err);
 bh_status bh_probe_response_build_raw(const bh_request *req,
                                       const uint8_t *identity_pb,
                                       size_t identity_len, uint8_t **out,
