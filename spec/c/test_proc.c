@@ -1,0 +1,359 @@
+/* Process verification against real processes (this test, its children,
+ * a zombie, a copy of its binary), held processes, of_pid, and the digest
+ * cache against real files. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "digest.h"
+#include "identity.h"
+#include "proc.h"
+#include "testutil.h"
+
+/* No pid can reach this: the kernel's pid_max is at most 2^22. */
+enum { IMPOSSIBLE_PID = 4194304 };
+
+static void self_identity(bh_identity *id) {
+  bh_err err;
+  bh_identity_init(id);
+  CHECK_CODE(bh_identity_current(NULL, NULL, id, &err), BH_OK, &err);
+}
+
+/* Verify id, expecting want; checks that a failure holds nothing. */
+static void verify_expect(const bh_identity *id, const char *boot,
+                          bh_status want) {
+  bh_proc held = {123, 456};
+  bh_err err;
+  bh_err_clear(&err);
+  CHECK_CODE(bh_proc_verify(id, boot, &held, &err), want, &err);
+  if (want != BH_OK) {
+    CHECK_INT(held.pid, 0);
+    CHECK_INT(held.pidfd, -1);
+    CHECK(err.message[0] != '\0');
+  }
+  bh_proc_release(&held);
+}
+
+static void test_verify_self(void) {
+  bh_identity id;
+  bh_err err;
+  self_identity(&id);
+  bh_proc held = BH_PROC_NONE;
+  int fds = bh_test_count_fds();
+  CHECK_CODE(bh_proc_verify(&id, NULL, &held, &err), BH_OK, &err);
+  CHECK_INT(held.pid, getpid());
+  CHECK(held.pidfd >= 0);
+  CHECK(bh_proc_alive(&held));
+  CHECK_INT(bh_proc_signal(&held, 0), 0);
+  bh_proc_release(&held);
+  bh_proc_release(&held); /* idempotent */
+  CHECK_INT(held.pidfd, -1);
+  CHECK(!bh_proc_alive(&held));
+  CHECK_INT(bh_proc_signal(&held, 0), -ESRCH);
+  /* held NULL: verify only, nothing kept open. */
+  CHECK_CODE(bh_proc_verify(&id, NULL, NULL, &err), BH_OK, &err);
+  CHECK_INT(bh_test_count_fds(), fds);
+  bh_identity_clear(&id);
+}
+
+static void test_verify_failures(void) {
+  bh_identity id;
+  self_identity(&id);
+  int fds = bh_test_count_fds();
+  uint32_t pid = id.pid;
+
+  id.pid = 0;
+  verify_expect(&id, NULL, BH_INVALID_PID);
+  id.pid = IMPOSSIBLE_PID;
+  verify_expect(&id, NULL, BH_PID_NOT_FOUND);
+  id.pid = 0x80000001u; /* would be a process group for kill() */
+  verify_expect(&id, NULL, BH_PID_NOT_FOUND);
+  id.pid = pid;
+
+  /* Boot id: compared only when both sides are non-empty. */
+  verify_expect(&id, "another-boot", BH_BOOT_ID_MISMATCH);
+  verify_expect(&id, "", BH_OK);
+  free(id.boot_id);
+  id.boot_id = strdup("");
+  verify_expect(&id, "another-boot", BH_OK);
+  verify_expect(&id, NULL, BH_OK);
+  free(id.boot_id);
+  id.boot_id = strdup("not-this-boot");
+  verify_expect(&id, NULL, BH_BOOT_ID_MISMATCH);
+  /* Boot id is checked before the pid. */
+  id.pid = IMPOSSIBLE_PID;
+  verify_expect(&id, NULL, BH_BOOT_ID_MISMATCH);
+  id.pid = pid;
+  free(id.boot_id);
+  id.boot_id = strdup("");
+
+  id.exe_sha256[5] ^= 0x40;
+  verify_expect(&id, NULL, BH_EXE_SHA256_MISMATCH);
+  id.exe_sha256[5] ^= 0x40;
+  verify_expect(&id, NULL, BH_OK);
+  CHECK_INT(bh_test_count_fds(), fds);
+  bh_identity_clear(&id);
+}
+
+/* Copy this test's binary into the temp dir; returns the copy's path. */
+static char *copy_self(const char *name) {
+  static char path[256];
+  bh_test_path(path, sizeof path, name);
+  int in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+  CHECK(in >= 0 && out >= 0);
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(in, buf, sizeof buf)) > 0)
+    CHECK_INT(write(out, buf, (size_t)n), n);
+  close(in);
+  close(out);
+  return path;
+}
+
+static void test_exe_path_mismatch(void) {
+  bh_identity id;
+  bh_err err;
+  self_identity(&id);
+  char *copy = copy_self("copy");
+  uint8_t d[BH_SHA256_LEN];
+  CHECK_CODE(bh_digest_file(copy, d, &err), BH_OK, &err);
+  CHECK(memcmp(d, id.exe_sha256, BH_SHA256_LEN) == 0);
+  free(id.exe_path);
+  id.exe_path = strdup(copy);
+  verify_expect(&id, NULL, BH_EXE_PATH_MISMATCH);
+  bh_proc held;
+  bh_proc_verify(&id, NULL, &held, &err);
+  CHECK(strstr(err.message, copy) != NULL);
+  /* A symlink to the real binary canonicalizes to it: passes. */
+  char link[256], *real = realpath("/proc/self/exe", NULL);
+  bh_test_path(link, sizeof link, "link");
+  CHECK_INT(symlink(real, link), 0);
+  free(id.exe_path);
+  id.exe_path = strdup(link);
+  verify_expect(&id, NULL, BH_OK);
+  /* A recorded path that does not exist stays raw and differs. */
+  free(id.exe_path);
+  id.exe_path = strdup("/nonexistent/bin");
+  verify_expect(&id, NULL, BH_EXE_PATH_MISMATCH);
+  free(real);
+  bh_identity_clear(&id);
+}
+
+/* A child that has exited but is not reaped: kill(pid, 0) passes, the exe
+ * link is gone. */
+static void test_zombie(void) {
+  bh_identity id;
+  self_identity(&id);
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  CHECK(child > 0);
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  CHECK_INT(waitid(P_PID, (id_t)child, &info, WEXITED | WNOWAIT), 0);
+  id.pid = (uint32_t)child;
+  verify_expect(&id, NULL, BH_EXE_PATH);
+  bh_identity got;
+  bh_err err;
+  bh_identity_init(&got);
+  CHECK_CODE(bh_identity_of_pid((uint32_t)child, NULL, &got, &err), BH_EXE_PATH,
+             &err);
+  /* Held through a pidfd, a zombie is not alive. */
+  bh_proc p;
+  CHECK_CODE(bh_proc_hold((uint32_t)child, &p, &err), BH_OK, &err);
+  CHECK(!bh_proc_alive(&p));
+  bh_proc_release(&p);
+  CHECK_INT(waitpid(child, NULL, 0), child);
+  /* Reaped: gone. */
+  verify_expect(&id, NULL, BH_PID_NOT_FOUND);
+  CHECK_CODE(bh_proc_hold((uint32_t)child, &p, &err), BH_PID_NOT_FOUND, &err);
+  bh_identity_clear(&id);
+}
+
+/* A child blocked reading a pipe; it exits when the pipe closes. */
+static pid_t spawn_blocked(int *wfd) {
+  int fds[2];
+  CHECK_INT(pipe2(fds, O_CLOEXEC), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    close(fds[1]);
+    char c;
+    while (read(fds[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    _exit(7);
+  }
+  close(fds[0]);
+  *wfd = fds[1];
+  return child;
+}
+
+static void test_of_pid_and_hold(void) {
+  bh_identity self, got;
+  bh_err err;
+  self_identity(&self);
+  bh_identity_init(&got);
+  int wfd;
+  pid_t child = spawn_blocked(&wfd);
+  bh_endpoint ep = {NULL, NULL};
+  bh_endpoint_set(&ep, "ns", "/tmp/c.sock", &err);
+  CHECK_CODE(bh_identity_of_pid((uint32_t)child, &ep, &got, &err), BH_OK, &err);
+  CHECK_INT(got.pid, child);
+  CHECK_STR(got.exe_path, self.exe_path);
+  CHECK(memcmp(got.exe_sha256, self.exe_sha256, BH_SHA256_LEN) == 0);
+  CHECK_STR(got.boot_id, self.boot_id);
+  CHECK(bh_endpoint_equal(&got.endpoint, &ep));
+  CHECK(!got.has_idle_timeout);
+  CHECK(got.started_at_unix_ms >= self.started_at_unix_ms);
+  CHECK(got.started_at_unix_ms <= bh_unix_ms() + 2000);
+  CHECK_CODE(bh_identity_of_pid(0, &ep, &got, &err), BH_INVALID_PID, &err);
+  CHECK_CODE(bh_identity_of_pid(IMPOSSIBLE_PID, &ep, &got, &err),
+             BH_PID_NOT_FOUND, &err);
+  CHECK_INT(got.pid, child); /* unchanged by the failures */
+
+  /* Verify the child, then watch it exit through the pidfd. */
+  bh_proc held;
+  CHECK_CODE(bh_proc_verify(&got, NULL, &held, &err), BH_OK, &err);
+  CHECK(bh_proc_alive(&held));
+  close(wfd);
+  struct pollfd pfd = {.fd = held.pidfd, .events = POLLIN};
+  CHECK_INT(poll(&pfd, 1, 30000), 1); /* generous: loaded machines */
+  CHECK(!bh_proc_alive(&held));
+  int status = 0;
+  CHECK_INT(waitpid(child, &status, 0), child);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 7);
+  CHECK(!bh_proc_alive(&held));
+  bh_proc_release(&held);
+
+  /* Signals go through the pidfd. */
+  child = spawn_blocked(&wfd);
+  CHECK_CODE(bh_proc_hold((uint32_t)child, &held, &err), BH_OK, &err);
+  CHECK_INT(bh_proc_signal(&held, SIGTERM), 0);
+  CHECK_INT(waitpid(child, &status, 0), child);
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+  CHECK_INT(bh_proc_signal(&held, SIGTERM), -ESRCH);
+  bh_proc_release(&held);
+  close(wfd);
+  bh_endpoint_clear(&ep);
+  bh_identity_clear(&got);
+  bh_identity_clear(&self);
+}
+
+static void write_file(const char *path, const char *data, int flags) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0644);
+  CHECK(fd >= 0);
+  CHECK_INT(write(fd, data, strlen(data)), strlen(data));
+  close(fd);
+}
+
+static void test_digest_cache(void) {
+  static const char abc_hex[] =
+      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+  char path[256], hex[65];
+  uint8_t d[BH_SHA256_LEN], d2[BH_SHA256_LEN];
+  bh_err err;
+  bh_digest_cache_clear();
+  bh_digest_bytes("abc", 3, d);
+  bh_hex_encode(d, BH_SHA256_LEN, hex);
+  CHECK_STR(hex, abc_hex);
+
+  bh_test_path(path, sizeof path, "f");
+  write_file(path, "abc", O_TRUNC);
+  CHECK_CODE(bh_digest_file(path, d, &err), BH_OK, &err);
+  bh_hex_encode(d, BH_SHA256_LEN, hex);
+  CHECK_STR(hex, abc_hex);
+  bh_digest_stats s = bh_digest_cache_stats();
+  CHECK_INT(s.misses, 1);
+  CHECK_INT(s.hits, 0);
+  CHECK_INT(s.entries, 1);
+  CHECK_CODE(bh_digest_file(path, d, &err), BH_OK, &err);
+  s = bh_digest_cache_stats();
+  CHECK_INT(s.hits, 1);
+  CHECK_INT(s.misses, 1);
+
+  write_file(path, "d", O_APPEND);
+  CHECK_CODE(bh_digest_file(path, d, &err), BH_OK, &err);
+  CHECK_CODE(bh_digest_file_uncached(path, d2, &err), BH_OK, &err);
+  CHECK(memcmp(d, d2, BH_SHA256_LEN) == 0);
+  bh_hex_encode(d, BH_SHA256_LEN, hex);
+  CHECK(strcmp(hex, abc_hex) != 0);
+  s = bh_digest_cache_stats();
+  CHECK_INT(s.misses, 2);
+  CHECK_INT(s.hits, 1);
+  CHECK_INT(s.entries, 1); /* the stale version was replaced */
+
+  /* Same size, new content: mtime/ctime change (nanosecond timestamps). */
+  struct timespec times[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
+  write_file(path, "xyzw", O_TRUNC);
+  CHECK_INT(utimensat(AT_FDCWD, path, times, 0), 0);
+  CHECK_CODE(bh_digest_file(path, d2, &err), BH_OK, &err);
+  CHECK(memcmp(d, d2, BH_SHA256_LEN) != 0);
+  CHECK_INT(bh_digest_cache_stats().misses, 3);
+
+  CHECK_CODE(bh_digest_file("/nonexistent/x", d, &err), BH_EXE_HASH, &err);
+  CHECK(strstr(err.message, "/nonexistent/x") != NULL);
+  CHECK_CODE(bh_digest_file(bh_test_tmpdir(), d, &err), BH_EXE_HASH, &err);
+  CHECK_CODE(bh_digest_file_uncached("/nonexistent/x", d, &err), BH_EXE_HASH,
+             &err);
+  bh_digest_cache_clear();
+  s = bh_digest_cache_stats();
+  CHECK_INT(s.entries + s.hits + s.misses, 0);
+}
+
+/* 300 distinct files: the cache stays bounded and evicts the oldest. */
+static void test_digest_eviction(void) {
+  char path[256], name[32];
+  uint8_t d[BH_SHA256_LEN];
+  bh_err err;
+  bh_digest_cache_clear();
+  for (int i = 0; i < 300; i++) {
+    snprintf(name, sizeof name, "e%d", i);
+    write_file(bh_test_path(path, sizeof path, name), name, O_TRUNC);
+    CHECK_CODE(bh_digest_file(path, d, &err), BH_OK, &err);
+  }
+  bh_digest_stats s = bh_digest_cache_stats();
+  CHECK_INT(s.entries, 256);
+  CHECK_INT(s.misses, 300);
+  bh_digest_file(bh_test_path(path, sizeof path, "e299"), d, &err);
+  CHECK_INT(bh_digest_cache_stats().hits, 1);
+  bh_digest_file(bh_test_path(path, sizeof path, "e0"), d, &err);
+  CHECK_INT(bh_digest_cache_stats().misses, 301);
+  bh_digest_cache_clear();
+}
+
+/* A large file hashes in chunks to the same value as one buffer. */
+static void test_digest_large(void) {
+  size_t n = 3 * 65536 + 123;
+  char *buf = malloc(n), path[256];
+  for (size_t i = 0; i < n; i++)
+    buf[i] = (char)(i * 7 + 1);
+  bh_test_path(path, sizeof path, "big");
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  CHECK_INT(write(fd, buf, n), n);
+  close(fd);
+  uint8_t a[BH_SHA256_LEN], b[BH_SHA256_LEN];
+  bh_err err;
+  bh_digest_bytes(buf, n, a);
+  CHECK_CODE(bh_digest_file_uncached(path, b, &err), BH_OK, &err);
+  CHECK(memcmp(a, b, BH_SHA256_LEN) == 0);
+  free(buf);
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  RUN(test_verify_self);
+  RUN(test_verify_failures);
+  RUN(test_exe_path_mismatch);
+  RUN(test_zombie);
+  RUN(test_of_pid_and_hold);
+  RUN(test_digest_cache);
+  RUN(test_digest_eviction);
+  RUN(test_digest_large);
+  return bh_test_summary();
+}
