@@ -420,41 +420,55 @@ static bh_status write_temp(const char *path, const uint8_t *buf, size_t len,
   return BH_OK;
 }
 
+bh_status bh_write_file_atomic(const char *path, const void *buf, size_t len,
+                               bh_status io_code, bh_err *err) {
+  char *tmp = NULL;
+  bh_status st = write_temp(path, buf, len, &tmp, err);
+  if (st == BH_OK) {
+    const char *stop = getenv("BH_TEST_MANIFEST_STOP");
+    if (stop != NULL && strcmp(stop, "1") == 0) raise(SIGSTOP);
+    if (rename(tmp, path) != 0) {
+      st = io_err(err, "rename temp file to", path, errno);
+      unlink(tmp);
+    } else {
+      st = sync_dir(path, err);
+    }
+    free(tmp);
+  }
+  if (st != BH_OK && err != NULL) err->code = io_code;
+  return st == BH_OK ? BH_OK : io_code;
+}
+
 bh_status bh_manifest_write(const char *path, const bh_manifest *m,
                             bh_err *err) {
   uint8_t *buf = NULL;
   size_t len = 0;
-  char *tmp = NULL;
   bh_status st = bh_manifest_encode(m, &buf, &len, err);
   if (st != BH_OK) return st;
-  st = write_temp(path, buf, len, &tmp, err);
+  st = bh_write_file_atomic(path, buf, len, BH_MANIFEST_IO, err);
   free(buf);
-  if (st != BH_OK) return st;
-  const char *stop = getenv("BH_TEST_MANIFEST_STOP");
-  if (stop != NULL && strcmp(stop, "1") == 0) raise(SIGSTOP);
-  if (rename(tmp, path) != 0) {
-    st = io_err(err, "rename temp file to", path, errno);
-    unlink(tmp);
-  } else {
-    st = sync_dir(path, err);
-  }
-  free(tmp);
   return st;
 }
 
-bh_status bh_manifest_clear_daemon(const char *path, bool *had_daemon,
-                                   bh_err *err) {
+/* Is the manifest's daemon the one the caller probed? */
+static bool same_daemon(const bh_manifest *m, const bh_identity *want) {
+  return m->has_daemon && bh_identity_diff(want, &m->daemon) == NULL &&
+         want->started_at_unix_ms == m->daemon.started_at_unix_ms;
+}
+
+bh_status bh_manifest_clear_daemon(const char *path, const bh_identity *only_if,
+                                   bool *cleared, bh_err *err) {
   bh_manifest m;
   bh_status st = bh_manifest_read(path, &m, err);
-  if (had_daemon) *had_daemon = false;
+  if (cleared) *cleared = false;
   if (st != BH_OK) return st;
-  if (m.has_daemon) {
-    if (had_daemon) *had_daemon = true;
+  if (m.has_daemon && (only_if == NULL || same_daemon(&m, only_if))) {
     m.has_daemon = false;
     bh_identity_clear(&m.daemon);
     bh_manifest_set_blob(&m.daemon_unknown, &m.daemon_unknown_len, NULL, 0,
                          NULL);
     st = bh_manifest_write(path, &m, err);
+    if (cleared) *cleared = st == BH_OK;
   }
   bh_manifest_clear(&m);
   return st;

@@ -74,11 +74,18 @@ bh_status bh_manifest_read(const char *path, bh_manifest *out, bh_err *err);
 bh_status bh_manifest_write(const char *path, const bh_manifest *m,
                             bh_err *err);
 
-/* read, drop current_daemon (and its unknown fields), write. *had_daemon
- * (may be NULL) tells whether there was one; when there was none the file
- * is not rewritten. */
-bh_status bh_manifest_clear_daemon(const char *path, bool *had_daemon,
-                                   bh_err *err);
+/* read, drop current_daemon (and its unknown fields), write. When only_if
+ * is not NULL the daemon is dropped only if it still is that identity
+ * (bh_identity_diff finds no difference and started_at_unix_ms is equal),
+ * so a daemon that re-registered since it was probed is left alone.
+ * *cleared (may be NULL) tells whether the file was rewritten. */
+bh_status bh_manifest_clear_daemon(const char *path, const bh_identity *only_if,
+                                   bool *cleared, bh_err *err);
+
+/* The atomic write of bh_manifest_write for any bytes (used for the
+ * metrics file too). Failures carry io_code (e.g. BH_MANIFEST_IO). */
+bh_status bh_write_file_atomic(const char *path, const void *buf, size_t len,
+                               bh_status io_code, bh_err *err);
 
 /* Paths of regular files named BH_MANIFEST_NAME under root, sorted.
  * max_depth: directory levels below root searched (0 = root only; < 0 =

@@ -345,8 +345,20 @@ static void test_clear_daemon(void) {
   write_bytes(path, orig, n);
   bool had = false;
   bh_err err;
-  CHECK_CODE(bh_manifest_clear_daemon(path, &had, &err), BH_OK, &err);
+  /* Guarded: a different identity (or another start time) is left. */
+  bh_identity other;
+  sample_identity(&other);
+  other.pid = 1;
+  CHECK_CODE(bh_manifest_clear_daemon(path, &other, &had, &err), BH_OK, &err);
+  CHECK(!had);
+  other.pid = 4242;
+  other.started_at_unix_ms++;
+  CHECK_CODE(bh_manifest_clear_daemon(path, &other, &had, &err), BH_OK, &err);
+  CHECK(!had);
+  other.started_at_unix_ms--;
+  CHECK_CODE(bh_manifest_clear_daemon(path, &other, &had, &err), BH_OK, &err);
   CHECK(had);
+  bh_identity_clear(&other);
   bh_manifest m;
   CHECK_CODE(bh_manifest_read(path, &m, &err), BH_OK, &err);
   CHECK(!m.has_daemon);
@@ -354,9 +366,9 @@ static void test_clear_daemon(void) {
   CHECK_INT(m.unknown_len, 10);
   CHECK_INT(m.daemon_unknown_len, 0);
   bh_manifest_clear(&m);
-  CHECK_CODE(bh_manifest_clear_daemon(path, &had, &err), BH_OK, &err);
+  CHECK_CODE(bh_manifest_clear_daemon(path, NULL, &had, &err), BH_OK, &err);
   CHECK(!had);
-  CHECK_CODE(bh_manifest_clear_daemon("/nonexistent/m.pb", &had, &err),
+  CHECK_CODE(bh_manifest_clear_daemon("/nonexistent/m.pb", NULL, &had, &err),
              BH_MANIFEST_IO, &err);
 }
 
