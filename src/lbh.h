@@ -17,11 +17,21 @@ int luaopen_bh(lua_State *L);
  * raises "interrupted" naming where it was. Call once after creating L. */
 void lbh_install_signal_handlers(lua_State *L);
 
-/* The signal (SIGINT/SIGTERM) that stopped the last bh.run, or 0. */
+/* The signal (SIGINT/SIGTERM) that stopped the last bh.run, or 0. When a
+ * signal stops a run, bh.run raises the main task's error if it was
+ * interrupted inside Lua code ("file:line: interrupted" and traceback),
+ * else the plain message "interrupted". The signal stays recorded (and
+ * stops every later bh.run at once) until lbh_clear_stop_signal. */
 int lbh_stop_signal(lua_State *L);
+/* Forget the recorded signal (e.g. -i: back to the prompt after ^C). */
+void lbh_clear_stop_signal(lua_State *L);
 
 /* True when some task failed and nobody waited for it (the error was
- * already printed); the host then exits 1. */
+ * already printed when its bh.run ended); the host then exits 1.
+ *
+ * Note for the host: an error re-raised by bh.run (or task:wait) whose
+ * value is a string already carries the failing task's traceback
+ * ("msg\nstack traceback:\n..."), taken inside the task's coroutine. */
 bool lbh_unobserved_error(lua_State *L);
 
 #endif

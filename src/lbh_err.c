@@ -1,0 +1,56 @@
+/* Error tables (lbh_err.h): the one shape every expected failure of the
+ * bh module takes. */
+#include "lbh_err.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+
+#include "lbh_open.h"
+
+#define ERR_MT "bh.error"
+
+void lbh_push_err(lua_State *L, const bh_err *err) {
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, bh_status_name(err->code));
+  lua_setfield(L, -2, "code");
+  lua_pushstring(L, bh_status_stage(err->code));
+  lua_setfield(L, -2, "stage");
+  lua_pushstring(L, err->message[0] ? err->message : bh_status_name(err->code));
+  lua_setfield(L, -2, "message");
+  if (err->field != NULL) {
+    lua_pushstring(L, err->field);
+    lua_setfield(L, -2, "field");
+  }
+  luaL_setmetatable(L, ERR_MT);
+}
+
+int lbh_fail(lua_State *L, const bh_err *err) {
+  lua_pushnil(L);
+  lbh_push_err(L, err);
+  return 2;
+}
+
+int lbh_fail_code(lua_State *L, bh_status code, const char *message) {
+  bh_err e;
+  bh_err_set(&e, code, NULL, "%s", message);
+  return lbh_fail(L, &e);
+}
+
+/* __tostring(err) → err.message (raw, so a table without one still
+ * prints something useful). */
+static int err_tostring(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (lua_getfield(L, 1, "message") != LUA_TSTRING) {
+    lua_getfield(L, 1, "code");
+    lua_pushfstring(L, "error %s", luaL_optstring(L, -1, "(no code)"));
+  }
+  return 1;
+}
+
+void lbh_err_open(lua_State *L) {
+  if (luaL_newmetatable(L, ERR_MT)) {
+    lua_pushcfunction(L, err_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+}

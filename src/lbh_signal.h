@@ -1,0 +1,22 @@
+/* SIGINT/SIGTERM for the binding (the public part is in lbh.h): the
+ * handler only sets a flag, sets a count hook on the running Lua thread
+ * (as lua.c's laction does) and writes to an eventfd that wakes the loop.
+ * The scheduler reads the flag and stops the run. */
+#ifndef LBH_SIGNAL_H
+#define LBH_SIGNAL_H
+
+#include <lua.h>
+
+/* The eventfd the handler writes to, or -1 when no handler is installed. */
+int lbh_signal_fd(void);
+/* Read and discard what the eventfd holds (from its loop callback). */
+void lbh_signal_drain(void);
+/* The signal received since the last clear, or 0. */
+int lbh_signal_pending(void);
+/* Tell the handler which thread is running Lua code now (NULL: none but
+ * the main one), so its hook interrupts a task that never yields. */
+void lbh_signal_set_running(lua_State *co);
+/* Remove the interrupt hook from L if the handler set it. */
+void lbh_signal_unhook(lua_State *L);
+
+#endif

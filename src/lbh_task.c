@@ -1,0 +1,752 @@
+/* The scheduler (see lbh_task.h for the template other files follow):
+ * bh.run, bh.spawn, bh.sleep, bh.now and the "bh.task" userdata.
+ *
+ * A run is a full userdata (metatable "bh.run", registered in the registry
+ * while active, and a to-be-closed slot of bh.run so that an error escaping
+ * bh.run still tears it down). A task is a full userdata (metatable
+ * "bh.task") whose uservalues are 1: its coroutine, 2: the error to
+ * re-raise, 3: the error text with traceback for reports. While a task is
+ * live (or failed and nobody has looked yet) the run holds a registry
+ * reference to it, so the collector cannot free what the loop will
+ * resume. Every resume goes through the task's own event (event_active or
+ * a timer), so coroutines are only ever resumed from the loop, never from
+ * inside another task. */
+#include "lbh_task.h"
+
+#include <event2/event.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "lbh.h"
+#include "lbh_open.h"
+#include "lbh_signal.h"
+
+#define RUN_MT "bh.run"
+#define TASK_MT "bh.task"
+#define UNOBSERVED_KEY "bh.unobserved_error"
+
+static const char run_key = 'r'; /* registry[&run_key] = active run */
+
+typedef enum task_state {
+  TASK_READY,
+  TASK_RUNNING,
+  TASK_SUSPENDED,
+  TASK_DONE,
+  TASK_FAILED,
+  TASK_CANCELLED,
+} task_state;
+
+static const char *const state_names[] = {"ready", "running", "suspended",
+                                          "done",  "failed",  "cancelled"};
+
+struct lbh_task {
+  lbh_run *run;     /* NULL once finished and released */
+  lua_State *co;    /* kept alive by uservalue 1 */
+  struct event *ev; /* wakes the task; freed when it finishes */
+  task_state state;
+  int nargs;    /* values on co's stack for the next resume */
+  int nres;     /* results left on co's stack (TASK_DONE) */
+  int self_ref; /* registry ref while live or failed-unobserved */
+  bool observed;
+  bool pending; /* a primitive armed cancel/op before yielding */
+  lbh_cancel_fn cancel;
+  void *op;
+  lbh_waitq waiters;     /* tasks in task:wait() on this one */
+  lbh_waitq *waiting_on; /* queue this task sits in, if any */
+  lbh_task *wait_next;
+  lbh_task *prev, *next; /* run->live or run->failed */
+};
+
+struct lbh_run {
+  lua_State *L;
+  struct event_base *base;
+  struct event *sig_ev;
+  lbh_task *live;
+  size_t nlive;
+  lbh_task *failed; /* failed with nobody waiting (yet) */
+  lbh_task *current;
+  lbh_task *main;
+  lbh_tracked *tracked;
+  int stop_signal;
+  bool deadlock, loop_error, torn_down;
+};
+
+/* ---- small helpers --------------------------------------------------- */
+
+double lbh_now(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void list_unlink(lbh_task **head, lbh_task *t) {
+  if (t->prev) t->prev->next = t->next;
+  if (t->next) t->next->prev = t->prev;
+  if (*head == t) *head = t->next;
+  t->prev = t->next = NULL;
+}
+
+static void list_push(lbh_task **head, lbh_task *t) {
+  t->prev = NULL;
+  t->next = *head;
+  if (*head) (*head)->prev = t;
+  *head = t;
+}
+
+static void push_task(lua_State *L, const lbh_task *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+}
+
+/* ---- the run --------------------------------------------------------- */
+
+lbh_run *lbh_run_current(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &run_key);
+  lbh_run *run = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return run;
+}
+
+lbh_run *lbh_run_check(lua_State *L, const char *what) {
+  lbh_run *run = lbh_run_current(L);
+  if (run == NULL) luaL_error(L, "%s must be called inside bh.run", what);
+  return run;
+}
+
+struct event_base *lbh_run_base(lbh_run *run) {
+  return run->base;
+}
+
+lua_State *lbh_run_state(lbh_run *run) {
+  return run->L;
+}
+
+void lbh_run_track(lbh_run *run, lbh_tracked *e, void (*close)(void *obj),
+                   void *obj) {
+  e->close = close;
+  e->obj = obj;
+  e->prev = NULL;
+  e->next = run->tracked;
+  if (run->tracked) run->tracked->prev = e;
+  run->tracked = e;
+}
+
+void lbh_run_untrack(lbh_run *run, lbh_tracked *e) {
+  if (e->close == NULL) return; /* not tracked */
+  if (e->prev) e->prev->next = e->next;
+  if (e->next) e->next->prev = e->prev;
+  if (run->tracked == e) run->tracked = e->next;
+  e->prev = e->next = NULL;
+  e->close = NULL;
+}
+
+/* Message handler: the message plus the traceback of where it happened. */
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)",
+                            luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
+                   const char *context) {
+  lua_State *L = run->L;
+  if (!lua_checkstack(L, 4)) {
+    fprintf(stderr, "bhprobe-lua: %s: Lua stack exhausted\n", context);
+    return LUA_ERRMEM;
+  }
+  int base = lua_gettop(L) + 1;
+  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, fn);
+  lua_pushlightuserdata(L, ud);
+  int status = lua_pcall(L, 1, nresults, base);
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "bhprobe-lua: %s: %s\n", context,
+            msg ? msg : "(error without message)");
+    lua_settop(L, base - 1);
+    return status;
+  }
+  lua_remove(L, base);
+  return LUA_OK;
+}
+
+/* ---- resuming -------------------------------------------------------- */
+
+static void task_finish(lbh_task *t, task_state state);
+
+/* Resume the task on the next loop turn with the nargs values already on
+ * top of its coroutine's stack. */
+static void task_schedule(lbh_task *t, int nargs) {
+  t->nargs = nargs;
+  event_active(t->ev, EV_TIMEOUT, 1);
+}
+
+/* Protected part of a failure: keep the error and its traceback (taken
+ * from the failed coroutine, whose stack is still intact) in the task's
+ * uservalues. Stack: [lightuserdata task]. */
+static int task_fail_p(lua_State *L) {
+  lbh_task *t = lua_touserdata(L, 1);
+  lua_State *co = t->co;
+  push_task(L, t);
+  int ud = lua_gettop(L);
+  const char *msg = lua_tostring(co, -1);
+  if (msg != NULL) {
+    luaL_traceback(L, co, msg, 0);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, ud, 2);
+  } else {
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);
+    lua_setiuservalue(L, ud, 2);
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(co, -1));
+    luaL_traceback(L, co, lua_tostring(L, -1), 0);
+  }
+  lua_setiuservalue(L, ud, 3);
+  return 0;
+}
+
+/* Resume the task in the loop and deal with what it did: yielded to wait
+ * for something, yielded bare (coroutine.yield: run again next turn),
+ * finished or failed. */
+static void task_resume(lbh_task *t) {
+  lbh_run *run = t->run;
+  int nres = 0, nargs = t->nargs;
+  t->nargs = 0;
+  t->state = TASK_RUNNING;
+  run->current = t;
+  lbh_signal_set_running(t->co);
+  int status = lua_resume(t->co, run->L, nargs, &nres);
+  lbh_signal_set_running(NULL);
+  run->current = NULL;
+  if (status == LUA_YIELD) {
+    t->state = TASK_SUSPENDED;
+    if (!t->pending) {
+      lua_pop(t->co, nres);
+      task_schedule(t, 0);
+    }
+  } else if (status == LUA_OK) {
+    t->nres = nres;
+    task_finish(t, TASK_DONE);
+  } else {
+    lbh_loop_pcall(run, task_fail_p, t, 0, "recording a task's error");
+    lua_resetthread(t->co); /* runs the task's pending __close handlers */
+    task_finish(t, TASK_FAILED);
+  }
+}
+
+static void task_wake_cb(evutil_socket_t fd, short what, void *arg) {
+  lbh_task *t = arg;
+  t->pending = false;
+  t->cancel = NULL;
+  t->op = NULL;
+  task_resume(t);
+}
+
+/* The task is over: release its event, wake whoever waits for it and
+ * drop the run's reference, except for a failure nobody has seen yet. */
+static void task_finish(lbh_task *t, task_state state) {
+  lbh_run *run = t->run;
+  t->state = state;
+  list_unlink(&run->live, t);
+  run->nlive--;
+  if (t->ev) event_free(t->ev);
+  t->ev = NULL;
+  if (t->waiters.head != NULL) t->observed = true;
+  lbh_waitq_wake_all(&t->waiters);
+  if (state == TASK_FAILED && !t->observed && t != run->main) {
+    list_push(&run->failed, t);
+    return;
+  }
+  luaL_unref(run->L, LUA_REGISTRYINDEX, t->self_ref);
+  t->self_ref = LUA_NOREF;
+  t->run = NULL;
+}
+
+/* Stop a live task for good: disarm what it waits on, close its
+ * coroutine (running its pending __close handlers), forget it. */
+static void task_cancel(lbh_task *t) {
+  if (t->pending && t->cancel) t->cancel(t->op);
+  t->pending = false;
+  t->cancel = NULL;
+  t->op = NULL;
+  lua_resetthread(t->co);
+  t->observed = true;
+  task_finish(t, TASK_CANCELLED);
+}
+
+/* ---- the current task ------------------------------------------------ */
+
+lbh_task *lbh_task_current(lua_State *L) {
+  lbh_run *run = lbh_run_current(L);
+  if (run == NULL || run->current == NULL || run->current->co != L) return NULL;
+  return run->current;
+}
+
+lbh_task *lbh_task_check(lua_State *L, const char *what) {
+  lbh_run *run = lbh_run_current(L);
+  if (run == NULL || run->current == NULL)
+    luaL_error(L, "%s must be called from a task; wrap your code in bh.run",
+               what);
+  if (run->current->co != L)
+    luaL_error(L,
+               "%s must be called from a task, not from a coroutine "
+               "created inside it",
+               what);
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s cannot yield here (inside a metamethod or C call)", what);
+  return run->current;
+}
+
+struct event_base *lbh_task_base(lbh_task *t) {
+  return t->run->base;
+}
+
+lbh_run *lbh_task_run(lbh_task *t) {
+  return t->run;
+}
+
+void lbh_task_set_pending(lbh_task *t, lbh_cancel_fn cancel, void *op) {
+  t->pending = true;
+  t->cancel = cancel;
+  t->op = op;
+}
+
+int lbh_task_yield(lua_State *L, lua_KContext ctx, lua_KFunction k) {
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+typedef struct push_call {
+  lbh_push_fn push;
+  void *ud;
+} push_call;
+
+static int push_trampoline(lua_State *L) {
+  push_call *pc = lua_touserdata(L, 1);
+  lua_remove(L, 1);
+  return pc->push(L, pc->ud);
+}
+
+void lbh_task_complete(lbh_task *t, lbh_push_fn push, void *ud) {
+  lua_State *L = t->run->L;
+  t->pending = false;
+  t->cancel = NULL;
+  t->op = NULL;
+  int n = 0;
+  if (push != NULL) {
+    int top = lua_gettop(L);
+    push_call pc = {push, ud};
+    if (lbh_loop_pcall(t->run, push_trampoline, &pc, LUA_MULTRET,
+                       "building a result") != LUA_OK) {
+      lua_pushnil(L);
+      lua_pushliteral(L, "out of memory building the result");
+    }
+    n = lua_gettop(L) - top;
+    if (!lua_checkstack(t->co, n)) {
+      lua_settop(L, top);
+      n = 0;
+    }
+    lua_xmove(L, t->co, n);
+  }
+  task_schedule(t, n);
+}
+
+/* ---- wait queues ----------------------------------------------------- */
+
+static void waitq_cancel(void *op) {
+  lbh_task *t = op;
+  lbh_waitq *q = t->waiting_on;
+  if (q == NULL) return;
+  for (lbh_task **p = &q->head; *p; p = &(*p)->wait_next) {
+    if (*p == t) {
+      *p = t->wait_next;
+      break;
+    }
+  }
+  t->waiting_on = NULL;
+  t->wait_next = NULL;
+}
+
+int lbh_waitq_yield(lua_State *L, lbh_task *t, lbh_waitq *q, lua_KContext ctx,
+                    lua_KFunction k) {
+  t->wait_next = q->head;
+  q->head = t;
+  t->waiting_on = q;
+  lbh_task_set_pending(t, waitq_cancel, t);
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+void lbh_waitq_wake_all(lbh_waitq *q) {
+  lbh_task *rev = NULL;
+  while (q->head) { /* the queue is LIFO; wake in arrival order */
+    lbh_task *t = q->head;
+    q->head = t->wait_next;
+    t->wait_next = rev;
+    rev = t;
+  }
+  while (rev) {
+    lbh_task *t = rev;
+    rev = t->wait_next;
+    t->wait_next = NULL;
+    t->waiting_on = NULL;
+    t->pending = false;
+    task_schedule(t, 0);
+  }
+}
+
+/* ---- creating tasks -------------------------------------------------- */
+
+/* Push a new task running the function at fidx with the nargs values
+ * after it, scheduled to start on the next loop turn. */
+static lbh_task *task_new(lua_State *L, lbh_run *run, int fidx, int nargs) {
+  luaL_checkstack(L, nargs + 4, "too many arguments");
+  lbh_task *t = lua_newuserdatauv(L, sizeof *t, 3);
+  memset(t, 0, sizeof *t);
+  t->self_ref = LUA_NOREF;
+  t->state = TASK_CANCELLED; /* harmless until fully built */
+  luaL_setmetatable(L, TASK_MT);
+  lua_State *co = lua_newthread(L);
+  lua_setiuservalue(L, -2, 1);
+  if (!lua_checkstack(co, nargs + 1)) luaL_error(L, "too many arguments");
+  for (int i = 0; i <= nargs; i++)
+    lua_pushvalue(L, fidx + i);
+  lua_xmove(L, co, nargs + 1);
+  lua_pushvalue(L, -1);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->ev = event_new(run->base, -1, 0, task_wake_cb, t);
+  if (t->ev == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    luaL_error(L, "out of memory creating a task");
+  }
+  t->self_ref = ref;
+  t->co = co;
+  t->run = run;
+  t->state = TASK_READY;
+  list_push(&run->live, t);
+  run->nlive++;
+  task_schedule(t, nargs);
+  return t;
+}
+
+/* bh.spawn(fn, ...) → task. Starts fn(...) as a concurrent task on the
+ * next loop turn. */
+static int l_spawn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lbh_run *run = lbh_run_check(L, "bh.spawn");
+  task_new(L, run, 1, lua_gettop(L) - 1);
+  return 1;
+}
+
+/* ---- task methods ---------------------------------------------------- */
+
+/* Push a finished task's results (kept on its dead coroutine's stack). */
+static int push_results(lua_State *L, lbh_task *t) {
+  int n = t->nres;
+  luaL_checkstack(L, n, "too many results");
+  if (!lua_checkstack(t->co, 1)) return luaL_error(L, "stack overflow");
+  int first = lua_gettop(t->co) - n + 1;
+  for (int i = 0; i < n; i++) {
+    lua_pushvalue(t->co, first + i);
+    lua_xmove(t->co, L, 1);
+  }
+  return n;
+}
+
+/* Raise the error a task failed with (arg 1 is the task userdata). */
+static int raise_task_error(lua_State *L, lbh_task *t) {
+  t->observed = true;
+  if (lua_getiuservalue(L, 1, 2) == LUA_TNIL)
+    return luaL_error(L, "task failed (its error could not be recorded)");
+  return lua_error(L);
+}
+
+/* task:wait() → the task's results, or raises its error. Written as its
+ * own continuation: the first call and every resume check the state. */
+static int task_wait_k(lua_State *L, int status, lua_KContext ctx) {
+  lbh_task *t = luaL_checkudata(L, 1, TASK_MT);
+  switch (t->state) {
+    case TASK_DONE:
+      return push_results(L, t);
+    case TASK_FAILED:
+      return raise_task_error(L, t);
+    case TASK_CANCELLED:
+      return luaL_error(L, "the task was cancelled");
+    default:
+      break;
+  }
+  lbh_task *self = lbh_task_check(L, "task:wait");
+  if (self == t) return luaL_error(L, "a task cannot wait for itself");
+  return lbh_waitq_yield(L, self, &t->waiters, ctx, task_wait_k);
+}
+
+static int task_wait(lua_State *L) {
+  luaL_checkudata(L, 1, TASK_MT);
+  return task_wait_k(L, LUA_OK, 0);
+}
+
+/* task:status() → "ready" | "running" | "suspended" | "done" | "failed" |
+ * "cancelled". */
+static int task_status(lua_State *L) {
+  lbh_task *t = luaL_checkudata(L, 1, TASK_MT);
+  lua_pushstring(L, state_names[t->state]);
+  return 1;
+}
+
+static int task_tostring(lua_State *L) {
+  lbh_task *t = luaL_checkudata(L, 1, TASK_MT);
+  lua_pushfstring(L, "bh.task (%s): %p", state_names[t->state], (void *)t);
+  return 1;
+}
+
+/* A task is only collected once finished (the run holds live ones), so
+ * its event is normally gone; free it if an error left one behind. */
+static int task_gc(lua_State *L) {
+  lbh_task *t = luaL_checkudata(L, 1, TASK_MT);
+  if (t->ev && t->run && !t->run->torn_down) event_free(t->ev);
+  t->ev = NULL;
+  return 0;
+}
+
+/* ---- sleeping -------------------------------------------------------- */
+
+static struct timeval seconds_tv(double s) {
+  struct timeval tv;
+  tv.tv_sec = (time_t)s;
+  tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
+  return tv;
+}
+
+static void sleep_cancel(void *op) {
+  lbh_task *t = op;
+  event_del(t->ev);
+}
+
+/* bh.sleep(seconds): yields the task; the loop resumes it after that long
+ * (0 lets the other ready tasks run first). */
+static int l_sleep(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s >= 0 && s <= 1e9, 1, "seconds must be in [0, 1e9]");
+  lbh_task *t = lbh_task_check(L, "bh.sleep");
+  struct timeval tv = seconds_tv(s);
+  if (event_add(t->ev, &tv) != 0)
+    return luaL_error(L, "bh.sleep: cannot arm the timer");
+  lbh_task_set_pending(t, sleep_cancel, t);
+  return lbh_task_yield(L, 0, NULL);
+}
+
+/* bh.now() → monotonic seconds (float). */
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, lbh_now());
+  return 1;
+}
+
+/* bh._in_task() → true when called from a task's own coroutine (used by
+ * the Lua helpers to fail early with a clear message). */
+static int l_in_task(lua_State *L) {
+  lua_pushboolean(L, lbh_task_current(L) != NULL);
+  return 1;
+}
+
+/* ---- bh.run ---------------------------------------------------------- */
+
+static void sig_cb(evutil_socket_t fd, short what, void *arg) {
+  lbh_run *run = arg;
+  lbh_signal_drain();
+  event_base_loopbreak(run->base);
+}
+
+/* Push a new run (to-be-closed in the caller's frame) and make it the
+ * active one. */
+static lbh_run *run_new(lua_State *L) {
+  lbh_run *run = lua_newuserdatauv(L, sizeof *run, 0);
+  memset(run, 0, sizeof *run);
+  run->torn_down = true; /* harmless until fully built */
+  luaL_setmetatable(L, RUN_MT);
+  lua_toclose(L, -1);
+  run->L = L;
+  run->base = event_base_new();
+  if (run->base == NULL) luaL_error(L, "bh.run: cannot create event base");
+  run->torn_down = false;
+  int fd = lbh_signal_fd();
+  if (fd >= 0) {
+    run->sig_ev = event_new(run->base, fd, EV_READ | EV_PERSIST, sig_cb, run);
+    if (run->sig_ev == NULL || event_add(run->sig_ev, NULL) != 0)
+      luaL_error(L, "bh.run: cannot watch for signals");
+  }
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &run_key);
+  return run;
+}
+
+/* Events other than our signal watcher: with tasks live and none of
+ * these, nothing can ever resume them. */
+static int run_events(lbh_run *run) {
+  int n = event_base_get_num_events(
+      run->base, EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_ACTIVE);
+  return run->sig_ev ? n - 1 : n;
+}
+
+/* Turn the loop until every task is over, the main task failed, a signal
+ * came, or nothing is left that could wake the remaining tasks. */
+static void run_dispatch(lbh_run *run) {
+  while (run->nlive > 0) {
+    if (run->main->state == TASK_FAILED) break;
+    int sig = lbh_signal_pending();
+    if (sig != 0) {
+      run->stop_signal = sig;
+      break;
+    }
+    if (run_events(run) <= 0) {
+      run->deadlock = true;
+      break;
+    }
+    if (event_base_loop(run->base, EVLOOP_ONCE) < 0) {
+      run->loop_error = true;
+      break;
+    }
+  }
+  if (run->stop_signal == 0) run->stop_signal = lbh_signal_pending();
+}
+
+/* Print the failures nobody waited for (not after a signal: the run was
+ * interrupted, its tasks did not fail on their own). */
+static void run_report_failures(lbh_run *run) {
+  lua_State *L = run->L;
+  while (run->failed) {
+    lbh_task *t = run->failed;
+    list_unlink(&run->failed, t);
+    if (!t->observed && run->stop_signal == 0 && lua_checkstack(L, 2)) {
+      push_task(L, t);
+      lua_getiuservalue(L, -1, 3);
+      const char *msg = lua_tostring(L, -1);
+      fprintf(stderr,
+              "bhprobe-lua: a task failed and nobody waited for it: %s\n",
+              msg ? msg : "(no message)");
+      lua_pop(L, 2);
+      lua_pushboolean(L, 1);
+      lua_setfield(L, LUA_REGISTRYINDEX, UNOBSERVED_KEY);
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
+    t->self_ref = LUA_NOREF;
+    t->run = NULL;
+  }
+}
+
+/* End the run: cancel live tasks, close tracked objects (responders), report
+ * unobserved failures, free the loop. Idempotent; also the run's __close
+ * and __gc. */
+static void run_teardown(lbh_run *run) {
+  if (run->torn_down) return;
+  while (run->live)
+    task_cancel(run->live);
+  while (run->tracked) {
+    lbh_tracked *e = run->tracked;
+    void (*close)(void *) = e->close;
+    lbh_run_untrack(run, e);
+    close(e->obj);
+  }
+  run_report_failures(run);
+  run->torn_down = true;
+  if (run->sig_ev) event_free(run->sig_ev);
+  run->sig_ev = NULL;
+  event_base_free(run->base);
+  run->base = NULL;
+  lua_State *L = run->L;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &run_key);
+  bool active = lua_touserdata(L, -1) == run;
+  lua_pop(L, 1);
+  if (active) {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &run_key);
+  }
+  lbh_signal_unhook(L);
+}
+
+static int run_gc(lua_State *L) {
+  run_teardown(luaL_checkudata(L, 1, RUN_MT));
+  return 0;
+}
+
+/* After teardown: raise or return what the main task (at index mi) gave. */
+static int run_outcome(lua_State *L, lbh_run *run, lbh_task *main, int mi) {
+  if (main->state == TASK_FAILED) {
+    lua_getiuservalue(L, mi, 2);
+    return lua_error(L);
+  }
+  if (run->stop_signal != 0) return luaL_error(L, "interrupted");
+  if (run->loop_error) return luaL_error(L, "bh.run: the event loop failed");
+  if (run->deadlock || main->state != TASK_DONE)
+    return luaL_error(L,
+                      "bh.run: deadlock: tasks are waiting and nothing "
+                      "can wake them");
+  return push_results(L, main);
+}
+
+/* bh.run(fn, ...) → fn's results. Runs fn as the main task on a fresh
+ * loop until it and every spawned task are over; re-raises its error
+ * (with the traceback of the task) after closing everything. */
+static int l_run(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (lbh_run_current(L) != NULL)
+    return luaL_error(L,
+                      "bh.run cannot be called inside bh.run; use bh.spawn "
+                      "to start another task");
+  int nargs = lua_gettop(L) - 1;
+  lbh_run *run = run_new(L);
+  lbh_task *main = task_new(L, run, 1, nargs);
+  int mi = lua_gettop(L);
+  run->main = main;
+  run_dispatch(run);
+  run_teardown(run);
+  return run_outcome(L, run, main, mi);
+}
+
+/* ---- registration ---------------------------------------------------- */
+
+static const luaL_Reg task_methods[] = {
+    {"wait", task_wait},
+    {"status", task_status},
+    {NULL, NULL},
+};
+
+static const luaL_Reg task_meta[] = {
+    {"__tostring", task_tostring},
+    {"__gc", task_gc},
+    {NULL, NULL},
+};
+
+static const luaL_Reg task_funcs[] = {
+    {"run", l_run}, {"spawn", l_spawn},      {"sleep", l_sleep},
+    {"now", l_now}, {"_in_task", l_in_task}, {NULL, NULL},
+};
+
+void lbh_task_open(lua_State *L) {
+  if (luaL_newmetatable(L, TASK_MT)) {
+    luaL_setfuncs(L, task_meta, 0);
+    luaL_newlib(L, task_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, RUN_MT)) {
+    lua_pushcfunction(L, run_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, run_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+  luaL_setfuncs(L, task_funcs, 0);
+}
+
+bool lbh_unobserved_error(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, UNOBSERVED_KEY);
+  bool b = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return b;
+}
