@@ -245,6 +245,67 @@ static void test_of_pid_and_hold(void) {
   bh_identity_clear(&self);
 }
 
+/* Run a copy of this binary as "COPY block": it blocks on a pipe until
+ * wfd closes. The copy is the child's /proc/PID/exe. */
+static pid_t spawn_copy(const char *copy, int *wfd) {
+  int fds[2];
+  CHECK_INT(pipe2(fds, O_CLOEXEC), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    if (dup2(fds[0], 0) < 0) _exit(127);
+    execl(copy, copy, "block", (char *)NULL);
+    _exit(127);
+  }
+  close(fds[0]);
+  *wfd = fds[1];
+  return child;
+}
+
+/* Wait until the exec'd child's exe link names the copy (exec is not
+ * instantaneous after fork). */
+static void wait_exec(pid_t child, const char *copy) {
+  char link[64], target[512];
+  snprintf(link, sizeof link, "/proc/%d/exe", (int)child);
+  for (int i = 0; i < 3000; i++) {
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n > 0) {
+      target[n] = '\0';
+      if (strcmp(target, copy) == 0) return;
+    }
+    usleep(10000);
+  }
+  CHECK(!"child never exec'd the copy");
+}
+
+/* A daemon whose executable is deleted after start: the link reads back
+ * as "PATH (deleted)" (DESIGN §1.8), so the path no longer matches and
+ * of_pid cannot hash it. */
+static void test_deleted_executable(void) {
+  char *copy = copy_self("exe2");
+  int wfd;
+  pid_t child = spawn_copy(copy, &wfd);
+  wait_exec(child, copy);
+  bh_identity got;
+  bh_err err;
+  bh_identity_init(&got);
+  CHECK_CODE(bh_identity_of_pid((uint32_t)child, NULL, &got, &err), BH_OK,
+             &err);
+  CHECK_STR(got.exe_path, copy);
+  verify_expect(&got, NULL, BH_OK);
+  CHECK_INT(unlink(copy), 0);
+  verify_expect(&got, NULL, BH_EXE_PATH_MISMATCH);
+  bh_identity other;
+  bh_identity_init(&other);
+  CHECK_CODE(bh_identity_of_pid((uint32_t)child, NULL, &other, &err),
+             BH_EXE_HASH, &err);
+  CHECK(strstr(err.message, "(deleted)") != NULL);
+  close(wfd);
+  int status = 0;
+  CHECK_INT(waitpid(child, &status, 0), child);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  bh_identity_clear(&got);
+}
+
 static void write_file(const char *path, const char *data, int flags) {
   int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0644);
   CHECK(fd >= 0);
@@ -345,13 +406,20 @@ static void test_digest_large(void) {
   free(buf);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "block") == 0) {
+    char c;
+    while (read(0, &c, 1) < 0 && errno == EINTR) {
+    }
+    return 0;
+  }
   signal(SIGPIPE, SIG_IGN);
   RUN(test_verify_self);
   RUN(test_verify_failures);
   RUN(test_exe_path_mismatch);
   RUN(test_zombie);
   RUN(test_of_pid_and_hold);
+  RUN(test_deleted_executable);
   RUN(test_digest_cache);
   RUN(test_digest_eviction);
   RUN(test_digest_large);
