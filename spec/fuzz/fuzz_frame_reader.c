@@ -134,18 +134,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size == 0) return 0;
   size_t n = (size_t)(data[0] & 7) + 1;
   if (n > size - 1) n = size - 1;
-  uint8_t sizes[8] = {1};
+  const uint8_t *s = data + 1 + n;
+  size_t len = size - 1 - n;
+  uint8_t sizes[8] = {0};
   bool any = false;
   for (size_t i = 0; i < n; i++) {
     sizes[i] = data[1 + i];
     any = any || sizes[i] != 0;
   }
   if (!any) {
-    sizes[0] = 1; /* all-empty feeds would never advance */
-    if (n == 0) n = 1;
+    /* all-empty feeds would never advance: trickle instead */
+    sizes[0] = 1;
+    n = 1;
   }
-  const uint8_t *s = data + 1 + n;
-  size_t len = size - 1 - n;
 
   bh_frame_reader chunked, whole;
   bh_frame_reader_init(&chunked);
