@@ -145,9 +145,10 @@ bh_status bh_identity_current(const bh_endpoint *ep,
   id.pid = (uint32_t)getpid();
   id.exe_path = realpath("/proc/self/exe", NULL);
   if (id.exe_path == NULL) {
-    st = bh_err_set(err, BH_SYSTEM, NULL, "cannot resolve /proc/self/exe: %s",
-                    strerror(errno));
-    goto end;
+    /* Deleted or unreachable binary: keep the raw link text; hashing it
+     * then fails with exe_hash naming it. */
+    st = bh_proc_exe_link(id.pid, &id.exe_path, err);
+    if (st != BH_OK) goto end;
   }
   st = bh_digest_file(id.exe_path, id.exe_sha256, err);
   if (st != BH_OK) goto end;

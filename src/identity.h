@@ -34,7 +34,9 @@ typedef struct bh_identity {
   uint32_t idle_timeout_secs;
 } bh_identity;
 
-/* Endpoints */
+/* Endpoints. set/copy free dst's previous strings, so dst must be
+ * initialised ({NULL, NULL} or a set endpoint); NULL strings count as "".
+ * On failure (BH_SYSTEM, out of memory) dst is unchanged. */
 bh_status bh_endpoint_set(bh_endpoint *ep, const char *namespace_id,
                           const char *path, bh_err *err);
 bh_status bh_endpoint_copy(bh_endpoint *dst, const bh_endpoint *src,
