@@ -1,0 +1,53 @@
+/* bh.fs: file-system reactions. remove_stale_socket binds the responder
+ * layer's check (a socket file is removed only when it is a socket and
+ * nothing accepts on it); write_atomic is the manifest writer's atomic
+ * replace for any bytes (the metrics file uses it). */
+#include <lauxlib.h>
+
+#include "lbh_err.h"
+#include "lbh_open.h"
+#include "manifest.h"
+#include "respond.h"
+
+static void set_bool(lua_State *L, const char *name, bool v) {
+  lua_pushboolean(L, v);
+  lua_setfield(L, -2, name);
+}
+
+/* bh.fs.remove_stale_socket(path) -> {existed, is_socket, live, removed}
+ * | nil, err. What it did is in the table: removed only when it existed,
+ * was a socket and nothing accepted on it. */
+static int l_remove_stale_socket(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  bh_stale_result res = {false, false, false, false};
+  bh_err err;
+  if (bh_remove_stale_socket(path, &res, &err) != BH_OK)
+    return lbh_fail(L, &err);
+  lua_createtable(L, 0, 4);
+  set_bool(L, "existed", res.existed);
+  set_bool(L, "is_socket", res.is_socket);
+  set_bool(L, "live", res.live);
+  set_bool(L, "removed", res.removed);
+  return 1;
+}
+
+/* bh.fs.write_atomic(path, data) -> true | nil, err (code "system"): temp
+ * file in the same directory, fsync, rename, fsync the directory. */
+static int l_write_atomic(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  bh_err err;
+  if (bh_write_file_atomic(path, data, len, BH_SYSTEM, &err) != BH_OK)
+    return lbh_fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+void lbh_fs_open(lua_State *L) {
+  static const luaL_Reg fns[] = {{"remove_stale_socket", l_remove_stale_socket},
+                                 {"write_atomic", l_write_atomic},
+                                 {NULL, NULL}};
+  luaL_newlib(L, fns);
+  lua_setfield(L, -2, "fs");
+}
