@@ -1,0 +1,108 @@
+-- bh.verdict and bh.probe_record: the ONE classification of a probe
+-- outcome (issue 6) and the standard report record built from it. Loaded
+-- by luaopen_bh with the module table as its first vararg.
+local bh = ...
+
+local type, tostring = type, tostring
+
+-- Codes (DESIGN §1.6) by verdict.
+--   stale:       the record is provably dead (pid gone, machine rebooted,
+--                nothing listening on the endpoint).
+--   impostor:    something is alive but is not the recorded daemon: the
+--                pid runs another executable, or the endpoint answers with
+--                a different or malformed identity.
+--   unreachable: we could not tell (timeouts, I/O errors, an executable
+--                we may not read): never cleaned up, worth a retry.
+--   invalid:     the record itself is malformed.
+local VERDICT_OF = {
+  pid_not_found = "stale",
+  boot_id_mismatch = "stale",
+  connect = "stale",
+
+  exe_path_mismatch = "impostor",
+  exe_sha256_mismatch = "impostor",
+  identity_mismatch = "impostor",
+  unsupported_framing_version = "impostor",
+  frame_too_large = "impostor",
+  decode_frame = "impostor",
+  unexpected_frame = "impostor",
+  malformed_payload = "impostor",
+  decode_identity = "impostor",
+  missing_endpoint = "impostor",
+  invalid_sha256_length = "impostor",
+
+  timeout = "unreachable",
+  io = "unreachable",
+  exe_path = "unreachable",
+  exe_hash = "unreachable",
+  system = "unreachable",
+
+  endpoint_mismatch = "invalid",
+  invalid_endpoint = "invalid",
+  invalid_pid = "invalid",
+  invalid_json = "invalid",
+  invalid_identity = "invalid",
+  manifest_io = "invalid",
+  manifest_decode = "invalid",
+}
+
+-- Stages whose errors are about the record, whatever the code: a manifest
+-- holding an identity without endpoint is a bad record, not an impostor.
+local RECORD_STAGES = { manifest = true, identity = true, endpoint = true }
+
+bh.VERDICTS = { "verified", "stale", "impostor", "unreachable", "invalid" }
+
+-- bh.verdict(err) -> "verified" | "stale" | "impostor" | "unreachable" |
+-- "invalid". err is the error of a probe (nil = verified). An unknown
+-- code is "unreachable": never clean up what we do not understand.
+function bh.verdict(err)
+  if err == nil then return "verified" end
+  if type(err) ~= "table" then
+    error("bad argument #1 to 'bh.verdict' (error table or nil expected, got "
+      .. type(err) .. ")", 2)
+  end
+  if RECORD_STAGES[err.stage] then return "invalid" end
+  return VERDICT_OF[err.code] or "unreachable"
+end
+
+local null = bh.null
+
+local function or_null(v)
+  if v == nil then return null end
+  return v
+end
+
+-- Rounds seconds to milliseconds with 3 decimals (a stable, short field).
+local function ms(seconds)
+  if type(seconds) ~= "number" then return null end
+  return math.floor(seconds * 1e6 + 0.5) / 1e3
+end
+
+-- bh.probe_record{service =, endpoint =, expected =, handle =, err =,
+--                 elapsed =} -> the standard record table:
+--   ts, service, endpoint {namespace_id, path}, verdict, code, field,
+--   elapsed_ms, pid, peer_pid (absent values are JSON null).
+-- endpoint defaults to expected.ipc_endpoint; elapsed (seconds) to
+-- handle.elapsed.
+function bh.probe_record(o)
+  if type(o) ~= "table" then
+    error("bad argument #1 to 'bh.probe_record' (table expected, got "
+      .. type(o) .. ")", 2)
+  end
+  local expected, h, err = o.expected, o.handle, o.err
+  local ep = o.endpoint or (type(expected) == "table" and expected.ipc_endpoint) or {}
+  local elapsed = o.elapsed
+  if elapsed == nil and h ~= nil then elapsed = h.elapsed end
+  return {
+    ts = bh.timestamp(),
+    service = or_null(o.service),
+    endpoint = { namespace_id = or_null(ep.namespace_id), path = or_null(ep.path) },
+    verdict = bh.verdict(err),
+    code = err and or_null(err.code) or null,
+    field = err and or_null(err.field) or null,
+    elapsed_ms = ms(elapsed),
+    pid = type(expected) == "table" and or_null(expected.pid) or null,
+    peer_pid = h ~= nil and or_null(h.peer_pid) or null,
+    message = err and tostring(err.message or err) or nil,
+  }
+end
