@@ -12,11 +12,11 @@
 
 #include <lua.h>
 
-void lbh_task_open(lua_State *L); /* run, spawn, sleep, now, task */
-void lbh_err_open(lua_State *L);  /* the error metatable */
-void lbh_identity_open(lua_State *L) __attribute__((weak));
-void lbh_probe_open(lua_State *L) __attribute__((weak));
-void lbh_respond_open(lua_State *L) __attribute__((weak));
+void lbh_task_open(lua_State *L);     /* run, spawn, sleep, now, task */
+void lbh_err_open(lua_State *L);      /* the error metatable */
+void lbh_identity_open(lua_State *L); /* identity.*, boot_id, sha256_file */
+void lbh_probe_open(lua_State *L);    /* probe, probe_response, handle */
+void lbh_respond_open(lua_State *L);  /* respond, responder */
 
 /* Later binding files (issue 4's remaining API). */
 void lbh_manifest_open(lua_State *L) __attribute__((weak));

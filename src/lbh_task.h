@@ -61,7 +61,8 @@ lua_State *lbh_run_state(lbh_run *run);
 /* An object served by the loop that must be closed when the run ends
  * (responders, periodic timers). close(obj) is called once at teardown
  * (before the event_base is freed) unless untracked first; it must not
- * touch Lua. The entry is caller-owned memory, e.g. inside the userdata. */
+ * run Lua code (registry bookkeeping such as luaL_unref is fine). The entry is
+ * caller-owned memory, e.g. inside the userdata. */
 typedef struct lbh_tracked {
   struct lbh_tracked *prev, *next;
   void (*close)(void *obj);

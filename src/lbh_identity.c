@@ -1,0 +1,325 @@
+/* bh.identity.*, bh.boot_id, bh.sha256_file, and the table <-> C
+ * conversions of lbh_identity.h. */
+#include "lbh_identity.h"
+
+#include <lauxlib.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "digest.h"
+#include "lbh_err.h"
+#include "lbh_open.h"
+#include "proc.h"
+
+#define IDBOX_MT "bh.identity_box"
+#define EPBOX_MT "bh.endpoint_box"
+
+/* ---- Lua tables from C ----------------------------------------------- */
+
+void lbh_push_endpoint(lua_State *L, const bh_endpoint *ep) {
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, ep->namespace_id ? ep->namespace_id : "");
+  lua_setfield(L, -2, "namespace_id");
+  lua_pushstring(L, ep->path ? ep->path : "");
+  lua_setfield(L, -2, "path");
+}
+
+void lbh_push_identity(lua_State *L, const bh_identity *id) {
+  char hex[BH_SHA256_HEX_LEN + 1];
+  lua_createtable(L, 0, 7);
+  lua_pushinteger(L, (lua_Integer)id->pid);
+  lua_setfield(L, -2, "pid");
+  lua_pushstring(L, id->exe_path ? id->exe_path : "");
+  lua_setfield(L, -2, "exe_path");
+  bh_hex_encode(id->exe_sha256, BH_SHA256_LEN, hex);
+  lua_pushstring(L, hex);
+  lua_setfield(L, -2, "exe_sha256");
+  lua_pushstring(L, id->boot_id ? id->boot_id : "");
+  lua_setfield(L, -2, "boot_id");
+  lbh_push_endpoint(L, &id->endpoint);
+  lua_setfield(L, -2, "ipc_endpoint");
+  lua_pushinteger(L, (lua_Integer)id->started_at_unix_ms);
+  lua_setfield(L, -2, "started_at_unix_ms");
+  if (id->has_idle_timeout) {
+    lua_pushinteger(L, (lua_Integer)id->idle_timeout_secs);
+    lua_setfield(L, -2, "idle_timeout_secs");
+  }
+}
+
+/* ---- C from Lua tables ----------------------------------------------- */
+
+static int idbox_gc(lua_State *L) {
+  bh_identity_clear(luaL_checkudata(L, 1, IDBOX_MT));
+  return 0;
+}
+
+static int epbox_gc(lua_State *L) {
+  bh_endpoint_clear(luaL_checkudata(L, 1, EPBOX_MT));
+  return 0;
+}
+
+static int field_error(lua_State *L, int arg, const char *prefix,
+                       const char *field, const char *expected) {
+  const char *msg = lua_pushfstring(L, "%s%s%s: %s", prefix, *prefix ? "." : "",
+                                    field, expected);
+  return luaL_argerror(L, arg, msg);
+}
+
+/* The string field t[name] (t at absolute index t); NULL when nil and
+ * optional. Strings with NUL bytes are refused. Leaves the stack as is
+ * (the string stays reachable through t). */
+static const char *get_string(lua_State *L, int t, int arg, const char *prefix,
+                              const char *name, bool required, size_t *len) {
+  int type = lua_getfield(L, t, name);
+  if (type == LUA_TNIL && !required) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (type != LUA_TSTRING)
+    field_error(
+        L, arg, prefix, name,
+        lua_pushfstring(L, "expected a string, got %s", luaL_typename(L, -1)));
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  if (strlen(s) != n) field_error(L, arg, prefix, name, "contains a NUL byte");
+  lua_pop(L, 1);
+  if (len) *len = n;
+  return s;
+}
+
+/* The integer field t[name] in [0, max]; *present false when nil and
+ * optional (then *out is 0). */
+static uint64_t get_uint(lua_State *L, int t, int arg, const char *prefix,
+                         const char *name, uint64_t max, bool required,
+                         bool *present) {
+  int type = lua_getfield(L, t, name);
+  if (present) *present = type != LUA_TNIL;
+  if (type == LUA_TNIL && !required) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  int isnum = 0;
+  lua_Integer v = lua_tointegerx(L, -1, &isnum);
+  if (type != LUA_TNUMBER || !isnum || v < 0 || (uint64_t)v > max)
+    field_error(
+        L, arg, prefix, name,
+        lua_pushfstring(L, "expected an integer in [0, %I]", (lua_Integer)max));
+  lua_pop(L, 1);
+  return (uint64_t)v;
+}
+
+static void check_table(lua_State *L, int idx, int arg, const char *prefix) {
+  if (lua_type(L, idx) == LUA_TTABLE) return;
+  const char *msg = lua_pushfstring(L, "%s%sexpected a table, got %s", prefix,
+                                    *prefix ? ": " : "", luaL_typename(L, idx));
+  luaL_argerror(L, arg, msg);
+}
+
+bh_endpoint *lbh_check_endpoint(lua_State *L, int idx, int arg,
+                                const char *prefix) {
+  idx = lua_absindex(L, idx);
+  check_table(L, idx, arg, prefix);
+  const char *ns = get_string(L, idx, arg, prefix, "namespace_id", false, NULL);
+  const char *path = get_string(L, idx, arg, prefix, "path", true, NULL);
+  bh_endpoint *ep = lua_newuserdatauv(L, sizeof *ep, 0);
+  memset(ep, 0, sizeof *ep);
+  luaL_setmetatable(L, EPBOX_MT);
+  bh_err err;
+  if (bh_endpoint_set(ep, ns ? ns : "", path, &err) != BH_OK)
+    luaL_error(L, "%s", err.message);
+  return ep;
+}
+
+/* The fields of an identity that are not strings. */
+static void get_identity_numbers(lua_State *L, int t, int arg,
+                                 const char *prefix, bh_identity *id) {
+  id->pid =
+      (uint32_t)get_uint(L, t, arg, prefix, "pid", UINT32_MAX, true, NULL);
+  id->started_at_unix_ms =
+      get_uint(L, t, arg, prefix, "started_at_unix_ms", INT64_MAX, false, NULL);
+  id->idle_timeout_secs =
+      (uint32_t)get_uint(L, t, arg, prefix, "idle_timeout_secs", UINT32_MAX,
+                         false, &id->has_idle_timeout);
+}
+
+bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
+                                const char *prefix) {
+  idx = lua_absindex(L, idx);
+  check_table(L, idx, arg, prefix);
+  bh_identity *id = lua_newuserdatauv(L, sizeof *id, 0);
+  bh_identity_init(id);
+  luaL_setmetatable(L, IDBOX_MT);
+  int box = lua_gettop(L);
+  get_identity_numbers(L, idx, arg, prefix, id);
+  const char *exe = get_string(L, idx, arg, prefix, "exe_path", true, NULL);
+  size_t hexlen;
+  const char *hex =
+      get_string(L, idx, arg, prefix, "exe_sha256", true, &hexlen);
+  if (!bh_hex_decode(hex, hexlen, id->exe_sha256, BH_SHA256_LEN))
+    field_error(L, arg, prefix, "exe_sha256", "expected 64 hex digits");
+  const char *boot = get_string(L, idx, arg, prefix, "boot_id", true, NULL);
+  lua_getfield(L, idx, "ipc_endpoint");
+  const char *sub =
+      lua_pushfstring(L, "%s%sipc_endpoint", prefix, *prefix ? "." : "");
+  bh_endpoint *ep = lbh_check_endpoint(L, -2, arg, sub);
+  id->exe_path = strdup(exe);
+  id->boot_id = strdup(boot);
+  if (id->exe_path == NULL || id->boot_id == NULL)
+    luaL_error(L, "out of memory");
+  id->endpoint = *ep; /* move the strings out of the endpoint box */
+  memset(ep, 0, sizeof *ep);
+  lua_settop(L, box);
+  return id;
+}
+
+/* ---- bh.identity.* ----------------------------------------------------- */
+
+/* Push the identity at *id as a table, or nil, err. */
+static int identity_result(lua_State *L, bh_status st, bh_identity *id,
+                           const bh_err *err) {
+  if (st != BH_OK) return lbh_fail(L, err);
+  lbh_push_identity(L, id);
+  return 1;
+}
+
+/* A scratch identity freed by the collector if a push fails. */
+static bh_identity *new_box(lua_State *L) {
+  bh_identity *id = lua_newuserdatauv(L, sizeof *id, 0);
+  bh_identity_init(id);
+  luaL_setmetatable(L, IDBOX_MT);
+  return id;
+}
+
+/* identity.current{endpoint = {...}, idle_timeout_secs = n} → identity of
+ * this process, or nil, err. */
+static int l_current(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "endpoint");
+  bh_endpoint *ep = lbh_check_endpoint(L, -1, 1, "endpoint");
+  bool has_idle;
+  uint32_t idle = (uint32_t)get_uint(L, 1, 1, "", "idle_timeout_secs",
+                                     UINT32_MAX, false, &has_idle);
+  bh_identity *id = new_box(L);
+  bh_err err;
+  bh_status st = bh_identity_current(ep, has_idle ? &idle : NULL, id, &err);
+  return identity_result(L, st, id, &err);
+}
+
+/* identity.of_pid(pid, endpoint) → identity of a live process, or nil,
+ * err (stage verify_pid). */
+static int l_of_pid(lua_State *L) {
+  lua_Integer pid = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, pid >= 0 && pid <= UINT32_MAX, 1,
+                "pid must be in [0, 4294967295]");
+  bh_endpoint *ep = lbh_check_endpoint(L, 2, 2, "endpoint");
+  bh_identity *id = new_box(L);
+  bh_err err;
+  bh_status st = bh_identity_of_pid((uint32_t)pid, ep, id, &err);
+  return identity_result(L, st, id, &err);
+}
+
+/* identity.to_json(id) → compact JSON text (DESIGN §1.7). */
+static int l_to_json(lua_State *L) {
+  bh_identity *id = lbh_check_identity(L, 1, 1, "identity");
+  char *json = bh_identity_to_json(id);
+  if (json == NULL) return luaL_error(L, "out of memory");
+  lua_pushstring(L, json);
+  free(json);
+  return 1;
+}
+
+/* identity.from_json(text) → identity, or nil, err (invalid_json,
+ * invalid_identity with err.field). */
+static int l_from_json(lua_State *L) {
+  size_t len;
+  const char *text = luaL_checklstring(L, 1, &len);
+  bh_identity *id = new_box(L);
+  bh_err err;
+  bh_status st = bh_identity_from_json(text, len, id, &err);
+  return identity_result(L, st, id, &err);
+}
+
+/* identity.encode(id) → DaemonProcess protobuf bytes. */
+static int l_encode(lua_State *L) {
+  bh_identity *id = lbh_check_identity(L, 1, 1, "identity");
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  bh_err err;
+  if (bh_identity_encode(id, &buf, &len, &err) != BH_OK)
+    return lbh_fail(L, &err);
+  lua_pushlstring(L, (const char *)buf, len);
+  free(buf);
+  return 1;
+}
+
+/* identity.decode(bytes) → identity, or nil, err (decode_identity,
+ * missing_endpoint, invalid_sha256_length). */
+static int l_decode(lua_State *L) {
+  size_t len;
+  const char *buf = luaL_checklstring(L, 1, &len);
+  bh_identity *id = new_box(L);
+  bh_err err;
+  bh_status st = bh_identity_decode((const uint8_t *)buf, len, id, &err);
+  return identity_result(L, st, id, &err);
+}
+
+/* identity.verify_pid(id) → true, or nil, err (stage verify_pid). */
+static int l_verify_pid(lua_State *L) {
+  bh_identity *id = lbh_check_identity(L, 1, 1, "identity");
+  bh_err err;
+  if (bh_proc_verify(id, NULL, NULL, &err) != BH_OK) return lbh_fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* bh.boot_id() → this machine's boot id, or nil, err. */
+static int l_boot_id(lua_State *L) {
+  char buf[128];
+  bh_err err;
+  if (bh_boot_id(buf, sizeof buf, &err) != BH_OK) return lbh_fail(L, &err);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+/* bh.sha256_file(path) → 64 lowercase hex digits, or nil, err (exe_hash). */
+static int l_sha256_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  uint8_t digest[BH_SHA256_LEN];
+  char hex[BH_SHA256_HEX_LEN + 1];
+  bh_err err;
+  if (bh_digest_file(path, digest, &err) != BH_OK) return lbh_fail(L, &err);
+  bh_hex_encode(digest, BH_SHA256_LEN, hex);
+  lua_pushstring(L, hex);
+  return 1;
+}
+
+static const luaL_Reg identity_funcs[] = {
+    {"current", l_current},       {"of_pid", l_of_pid}, {"to_json", l_to_json},
+    {"from_json", l_from_json},   {"encode", l_encode}, {"decode", l_decode},
+    {"verify_pid", l_verify_pid}, {NULL, NULL},
+};
+
+void lbh_identity_open(lua_State *L) {
+  if (luaL_newmetatable(L, IDBOX_MT)) {
+    lua_pushcfunction(L, idbox_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  if (luaL_newmetatable(L, EPBOX_MT)) {
+    lua_pushcfunction(L, epbox_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 2);
+  luaL_newlib(L, identity_funcs);
+  /* package.loaded["bh.identity"] lets error messages name the functions
+   * ("bad argument #1 to 'bh.identity.to_json'"). */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "bh.identity");
+  lua_pop(L, 1);
+  lua_setfield(L, -2, "identity");
+  lua_pushcfunction(L, l_boot_id);
+  lua_setfield(L, -2, "boot_id");
+  lua_pushcfunction(L, l_sha256_file);
+  lua_setfield(L, -2, "sha256_file");
+}

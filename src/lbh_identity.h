@@ -1,0 +1,30 @@
+/* Identities and endpoints between Lua tables and the C core (DESIGN §1.7,
+ * §2): the conversions every binding file uses. A malformed table passed by
+ * the caller is misuse: the check functions raise, naming the argument and
+ * the field ("bad argument #2 to 'probe' (identity.exe_sha256: expected 64
+ * hex digits)"). */
+#ifndef LBH_IDENTITY_H
+#define LBH_IDENTITY_H
+
+#include <lua.h>
+
+#include "identity.h"
+
+/* Push {pid=, exe_path=, exe_sha256=hex, boot_id=, ipc_endpoint={...},
+ * started_at_unix_ms=, idle_timeout_secs=(nil when absent)}. */
+void lbh_push_identity(lua_State *L, const bh_identity *id);
+/* Push {namespace_id=, path=}. */
+void lbh_push_endpoint(lua_State *L, const bh_endpoint *ep);
+
+/* Read the identity table at idx. The result lives in a box pushed on the
+ * stack (a userdata whose __gc frees it): valid while the box is
+ * reachable; copy it (bh_identity_copy) to keep it. arg and prefix name
+ * the argument in error messages (prefix e.g. "identity"). */
+bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
+                                const char *prefix);
+/* Same for an endpoint table ({namespace_id=string (default ""),
+ * path=string}). */
+bh_endpoint *lbh_check_endpoint(lua_State *L, int idx, int arg,
+                                const char *prefix);
+
+#endif
