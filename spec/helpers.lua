@@ -1,0 +1,104 @@
+-- Shared helpers for the busted specs: a temp dir per spec, socket paths
+-- short enough for sun_path, and a daemon in a separate lua5.4 process
+-- (a responder answering with its own identity) for the tests that need
+-- a real other process (shutdown, SIGSTOP'd listeners, verify_pid).
+-- Keep it additive: several spec files use it.
+local M = {}
+
+-- A fresh directory /tmp/bhs.XXXXXX (short: socket paths must fit 107
+-- bytes).
+function M.tmpdir()
+  local p = assert(io.popen("mktemp -d /tmp/bhs.XXXXXX"))
+  local dir = p:read("l")
+  p:close()
+  assert(dir and #dir > 0, "mktemp failed")
+  return dir
+end
+
+function M.rmdir(dir)
+  if dir and dir:match("^/tmp/bhs%.") then os.execute("rm -rf '" .. dir .. "'") end
+end
+
+function M.sock(dir, name)
+  return dir .. "/" .. (name or "s") .. ".sock"
+end
+
+-- An endpoint table for a socket in dir.
+function M.endpoint(dir, name)
+  return { namespace_id = "spec", path = M.sock(dir, name) }
+end
+
+function M.exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+function M.slurp(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function M.spit(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+M.q = q
+
+-- Runs Lua code in a separate lua5.4 (with the same LUA_CPATH) and returns
+-- ok, stdout, stderr.
+function M.lua(dir, code)
+  local script, out, err = dir .. "/run.lua", dir .. "/out.txt", dir .. "/err.txt"
+  M.spit(script, code)
+  local ok = os.execute("lua5.4 " .. q(script) .. " >" .. q(out) .. " 2>" .. q(err))
+  return ok, M.slurp(out), M.slurp(err)
+end
+
+local DAEMON = [[
+local bh = require "bh"
+local path = arg[1]
+local ep = { namespace_id = "spec", path = path }
+bh.run(function()
+  local id = assert(bh.identity.current { endpoint = ep })
+  local r = assert(bh.respond(ep, id))
+  local f = assert(io.open(path .. ".json.tmp", "w"))
+  f:write(bh.identity.to_json(id))
+  f:close()
+  assert(os.rename(path .. ".json.tmp", path .. ".json"))
+  r:wait()
+end)
+]]
+
+-- Starts a daemon process serving its own identity at M.sock(dir, name).
+-- opts.ignore_term: the process ignores SIGTERM. Returns a table
+-- {pid=, identity=, endpoint=, kill=function(sig)}.
+function M.start_daemon(bh, dir, name, opts)
+  opts = opts or {}
+  local path = M.sock(dir, name)
+  local script = dir .. "/" .. name .. "-daemon.lua"
+  M.spit(script, DAEMON)
+  local trap = opts.ignore_term and "trap '' TERM; " or ""
+  local cmd = "sh -c " .. q(trap .. "exec lua5.4 " .. q(script) .. " " .. q(path)) ..
+              " >/dev/null 2>" .. q(path .. ".err") .. " & echo $!"
+  local p = assert(io.popen(cmd))
+  local pid = tonumber(p:read("l"))
+  p:close()
+  for _ = 1, 200 do
+    if M.exists(path .. ".json") then break end
+    os.execute("sleep 0.05")
+  end
+  local json = assert(M.slurp(path .. ".json"), "daemon did not start: " ..
+                      tostring(M.slurp(path .. ".err")))
+  local d = { pid = pid, identity = assert(bh.identity.from_json(json)),
+              endpoint = { namespace_id = "spec", path = path } }
+  function d.kill(sig) os.execute("kill -" .. (sig or "KILL") .. " " .. pid .. " 2>/dev/null") end
+  return d
+end
+
+return M

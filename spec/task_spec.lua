@@ -1,0 +1,299 @@
+-- Tasks on the loop (DESIGN §2, issue 4): bh.run, bh.spawn, task:wait,
+-- bh.sleep, bh.now, bh.map. Timings use generous slack (loaded 2-core CI).
+local bh = require "bh"
+local H = require "helpers"
+
+describe("bh.run", function()
+  it("returns the main task's results and passes its arguments", function()
+    local a, b, c = bh.run(function(x, y) return x + y, "ok", nil end, 1, 2)
+    assert.equal(3, a)
+    assert.equal("ok", b)
+    assert.is_nil(c)
+    assert.equal(3, select("#", bh.run(function() return 1, nil, 3 end)))
+  end)
+
+  it("re-raises the main task's error with the task's traceback", function()
+    local ok, err = pcall(bh.run, function()
+      local function inner() error("boom") end
+      inner()
+    end)
+    assert.is_false(ok)
+    assert.matches("task_spec.lua:%d+: boom", err)
+    assert.matches("stack traceback:", err)
+    assert.matches("in %a* ?%a* ?'?inner'?", err)
+  end)
+
+  it("re-raises non-string errors unchanged", function()
+    local e = { code = "x" }
+    local ok, err = pcall(bh.run, function() error(e) end)
+    assert.is_false(ok)
+    assert.equal(e, err)
+  end)
+
+  it("is an error inside a task, and callable again afterwards", function()
+    local ok, err = pcall(bh.run, function() bh.run(function() end) end)
+    assert.is_false(ok)
+    assert.matches("bh.run cannot be called inside bh.run", err)
+    assert.equal(42, bh.run(function() return 42 end))
+    assert.equal(43, bh.run(function() return 43 end))
+  end)
+
+  it("checks its argument", function()
+    assert.has_error(function() bh.run(42) end,
+      "bad argument #1 to 'run' (function expected, got number)")
+  end)
+
+  it("waits for every spawned task before returning", function()
+    local done = {}
+    bh.run(function()
+      for i = 1, 3 do
+        bh.spawn(function() bh.sleep(0.01 * i); done[#done + 1] = i end)
+      end
+    end)
+    assert.same({ 1, 2, 3 }, done)
+  end)
+
+  it("reports a deadlock instead of hanging", function()
+    local ok, err = pcall(bh.run, function()
+      local t1, t2
+      t1 = bh.spawn(function() bh.sleep(0); t2:wait() end)
+      t2 = bh.spawn(function() bh.sleep(0); t1:wait() end)
+      t1:wait()
+    end)
+    assert.is_false(ok)
+    assert.matches("deadlock", err)
+  end)
+end)
+
+describe("bh.spawn and task:wait", function()
+  it("starts tasks in spawn order once the spawner yields", function()
+    local order = {}
+    bh.run(function()
+      local a = bh.spawn(function() order[#order + 1] = "a" end)
+      local b = bh.spawn(function() order[#order + 1] = "b" end)
+      order[#order + 1] = "main"
+      a:wait()
+      b:wait()
+    end)
+    assert.same({ "main", "a", "b" }, order)
+  end)
+
+  it("returns the task's results, also to several waiters and after the end", function()
+    local t
+    local got = bh.run(function()
+      t = bh.spawn(function(x) bh.sleep(0.01); return x, x * 2 end, 21)
+      local w = bh.spawn(function() return select(2, t:wait()) end)
+      local first = { t:wait() }
+      assert.same({ 21, 42 }, first)
+      return w:wait()
+    end)
+    assert.equal(42, got)
+    assert.equal("done", t:status())
+    assert.same({ 21, 42 }, { t:wait() })
+  end)
+
+  it("raises the task's error through wait", function()
+    local ok, err = bh.run(function()
+      local t = bh.spawn(function() error("task failed here") end)
+      return pcall(t.wait, t)
+    end)
+    assert.is_false(ok)
+    assert.matches("task_spec.lua:%d+: task failed here", err)
+    assert.matches("stack traceback:", err)
+  end)
+
+  it("keeps the error object of a failed task", function()
+    local e = { code = "mine" }
+    local err = bh.run(function()
+      local t = bh.spawn(function() error(e) end)
+      return select(2, pcall(t.wait, t))
+    end)
+    assert.equal(e, err)
+  end)
+
+  it("refuses a task waiting for itself", function()
+    local ok, err = pcall(bh.run, function()
+      local t
+      t = bh.spawn(function() bh.sleep(0); return t:wait() end)
+      return t:wait()
+    end)
+    assert.is_false(ok)
+    assert.matches("a task cannot wait for itself", err)
+  end)
+
+  it("treats a bare coroutine.yield as a turn of the loop", function()
+    local order = {}
+    bh.run(function()
+      local t = bh.spawn(function() order[#order + 1] = "t" end)
+      coroutine.yield()
+      order[#order + 1] = "main"
+      t:wait()
+    end)
+    assert.same({ "t", "main" }, order)
+  end)
+
+  it("raises outside a run", function()
+    assert.has_error(function() bh.spawn(function() end) end,
+      "bh.spawn must be called inside bh.run")
+    assert.has_error(function() bh.spawn("x") end,
+      "bad argument #1 to 'spawn' (function expected, got string)")
+  end)
+
+  it("has a __tostring naming the state", function()
+    bh.run(function()
+      local t = bh.spawn(function() end)
+      assert.matches("^bh.task %(ready%)", tostring(t))
+      t:wait()
+      assert.matches("^bh.task %(done%)", tostring(t))
+    end)
+  end)
+end)
+
+describe("unwaited task errors", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.rmdir(dir) end)
+
+  it("are printed with their traceback when the run ends", function()
+    local ok, out, err = H.lua(dir, [[
+      local bh = require "bh"
+      local r = bh.run(function()
+        bh.spawn(function() error("nobody looks at me") end)
+        bh.sleep(0.01)
+        return "main finished"
+      end)
+      print(r)
+    ]])
+    assert.is_true(ok)
+    assert.equal("main finished\n", out)
+    assert.matches("a task failed and nobody waited for it: .*run.lua:3: nobody looks at me", err)
+    assert.matches("stack traceback:", err)
+  end)
+
+  it("are not printed when someone waited", function()
+    local ok, _, err = H.lua(dir, [[
+      local bh = require "bh"
+      bh.run(function()
+        local t = bh.spawn(function() error("seen") end)
+        bh.sleep(0.01)
+        assert(not pcall(t.wait, t))
+      end)
+    ]])
+    assert.is_true(ok)
+    assert.equal("", err)
+  end)
+end)
+
+describe("bh.sleep and bh.now", function()
+  it("sleeps on the loop while other tasks run", function()
+    local t0 = bh.now()
+    local order = {}
+    bh.run(function()
+      local a = bh.spawn(function() bh.sleep(0.10); order[#order + 1] = "slow" end)
+      local b = bh.spawn(function() bh.sleep(0.02); order[#order + 1] = "fast" end)
+      a:wait()
+      b:wait()
+    end)
+    local dt = bh.now() - t0
+    assert.same({ "fast", "slow" }, order)
+    assert.is_true(dt >= 0.099, "slept " .. dt)
+    assert.is_true(dt < 2, "two sleeps ran concurrently, took " .. dt)
+  end)
+
+  it("bh.now is monotonic seconds", function()
+    local a = bh.now()
+    local b = bh.now()
+    assert.equal("number", type(a))
+    assert.is_true(b >= a)
+  end)
+
+  it("raises a clear error outside a task", function()
+    assert.has_error(function() bh.sleep(0.01) end,
+      "bh.sleep must be called from a task; wrap your code in bh.run")
+  end)
+
+  it("raises from a coroutine nested in a task", function()
+    local ok, err = pcall(bh.run, function()
+      coroutine.wrap(function() bh.sleep(0) end)()
+    end)
+    assert.is_false(ok)
+    assert.matches("bh.sleep must be called from a task, not from a coroutine", err)
+  end)
+
+  it("checks its argument", function()
+    local ok, err = pcall(bh.run, function() bh.sleep(-1) end)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'sleep' %(seconds must be in %[0, 1e9%]%)", err)
+    ok, err = pcall(bh.run, function() bh.sleep("x") end)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'sleep' %(number expected, got string%)", err)
+  end)
+end)
+
+describe("bh.map", function()
+  it("returns results in order, with at most N in flight", function()
+    local in_flight, max_in_flight = 0, 0
+    local items = {}
+    for i = 1, 50 do items[i] = i end
+    local results = bh.run(function()
+      return bh.map(items, function(item, i)
+        assert.equal(item, i)
+        in_flight = in_flight + 1
+        max_in_flight = math.max(max_in_flight, in_flight)
+        bh.sleep(0.001 * (i % 5))
+        in_flight = in_flight - 1
+        return item * 10
+      end, { concurrency = 7 })
+    end)
+    assert.equal(7, max_in_flight)
+    assert.equal(50, results.n)
+    for i = 1, 50 do assert.equal(i * 10, results[i]) end
+  end)
+
+  it("keeps nil, err results in place", function()
+    local results, errs = bh.run(function()
+      return bh.map({ "a", "b", "c" }, function(item)
+        if item == "b" then return nil, { code = "timeout" } end
+        return item:upper()
+      end)
+    end)
+    assert.equal("A", results[1])
+    assert.is_nil(results[2])
+    assert.equal("C", results[3])
+    assert.equal("timeout", errs[2].code)
+    assert.is_nil(errs[1])
+  end)
+
+  it("handles 10,000 items", function()
+    local items = {}
+    for i = 1, 10000 do items[i] = i end
+    local results = bh.run(function()
+      return bh.map(items, function(x) bh.sleep(0); return x + 1 end, { concurrency = 64 })
+    end)
+    assert.equal(10000, results.n)
+    assert.equal(2, results[1])
+    assert.equal(10001, results[10000])
+  end)
+
+  it("propagates an error raised by fn", function()
+    local ok, err = pcall(bh.run, function()
+      return bh.map({ 1, 2, 3 }, function(x)
+        if x == 2 then error("bad item") end
+        return x
+      end)
+    end)
+    assert.is_false(ok)
+    assert.matches("bad item", err)
+  end)
+
+  it("checks its arguments and that it runs in a task", function()
+    assert.has_error(function() bh.map({}, function() end) end,
+      "bh.map must be called from a task; wrap your code in bh.run")
+    assert.has_error(function() bh.map(1, function() end) end,
+      "bad argument #1 to 'map' (table expected, got number)")
+    assert.has_error(function() bh.map({}, 1) end,
+      "bad argument #2 to 'map' (function expected, got number)")
+    assert.has_error(function() bh.map({}, print, { concurrency = 0 }) end,
+      "bad argument #3 to 'map' (concurrency must be an integer >= 1)")
+  end)
+end)
