@@ -376,7 +376,8 @@ static int l_report(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   json_t *j = lbh_json_from_lua(L, 1, why, sizeof why);
   if (j == NULL) return luaL_argerror(L, 1, why);
-  char *line = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *line = json_dumps(
+      j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
   json_decref(j);
   if (line == NULL) return luaL_error(L, "bh.report: out of memory");
   size_t len = strlen(line);

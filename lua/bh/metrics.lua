@@ -33,12 +33,14 @@ local function labels(l, extra_name, extra_value)
 end
 
 -- bh.metrics.observe(record): account a standard probe record
--- (bh.probe_record) in the metrics.
+-- (bh.probe_record) in the metrics; records without endpoint are skipped.
 function M.observe(rec)
   if type(rec) ~= "table" then
     error("bad argument #1 to 'bh.metrics.observe' (record table expected)", 2)
   end
   local ep = rec.endpoint or {}
+  -- A record without an endpoint (an unreadable manifest) names no series.
+  if ep.path == nil or ep.path == bh.null then return end
   local l = { service = text(rec.service), namespace = text(ep.namespace_id), path = text(ep.path) }
   local key = l.service .. "\0" .. l.namespace .. "\0" .. l.path
   local s = series[key]

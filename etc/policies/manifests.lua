@@ -1,0 +1,146 @@
+-- Probe every daemon recorded in the cache manifests under a root
+-- (issue 6): classify each one (verified / stale / impostor / unreachable /
+-- invalid), report one JSON line each, keep the metrics file up to date.
+-- With --apply, clean up stale records (clear the manifest's daemon,
+-- remove its socket if nothing listens); an impostor is never touched,
+-- only reported loudly. Default is a dry run.
+--
+--   bhprobe-lua [--report FILE] [--metrics FILE] manifests.lua ROOT
+--       [--apply] [--every SECONDS] [--max-depth N] [--concurrency N]
+--       [--timeout SECONDS] [--attempts N]
+local bh = bh or require "bh"
+
+local USAGE = "usage: manifests.lua ROOT [--apply] [--every SECONDS] [--max-depth N]"
+  .. " [--concurrency N] [--timeout SECONDS] [--attempts N]"
+
+local function usage(msg)
+  io.stderr:write("manifests.lua: ", msg, "\n", USAGE, "\n")
+  os.exit(2)
+end
+
+-- Options from the script's arguments.
+local function parse_args(args)
+  local o = { apply = false, max_depth = 8, concurrency = 64, timeout = 0.5, attempts = 3 }
+  local numeric = { ["--every"] = "every", ["--max-depth"] = "max_depth",
+    ["--concurrency"] = "concurrency", ["--timeout"] = "timeout", ["--attempts"] = "attempts" }
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "--apply" then
+      o.apply = true
+    elseif numeric[a] then
+      local v = tonumber(args[i + 1])
+      if not v or v <= 0 and a ~= "--max-depth" or v < 0 then usage(a .. " needs a positive number") end
+      o[numeric[a]] = v
+      i = i + 1
+    elseif a:sub(1, 2) == "--" then
+      usage("unknown option " .. a)
+    elseif o.root then
+      usage("more than one ROOT")
+    else
+      o.root = a
+    end
+    i = i + 1
+  end
+  if not o.root then usage("missing ROOT") end
+  o.max_depth = math.tointeger(o.max_depth) or usage("--max-depth needs an integer")
+  o.concurrency = math.tointeger(o.concurrency) or usage("--concurrency needs an integer")
+  o.attempts = math.tointeger(o.attempts) or usage("--attempts needs an integer")
+  return o
+end
+
+-- fn(item, i) for every item with at most n running at once (bh.map when
+-- the module has it).
+local function map(items, fn, n)
+  if bh.map then return bh.map(items, fn, { concurrency = n }) end
+  local results, next_i, workers = {}, 1, {}
+  for w = 1, math.min(n, #items) do
+    workers[w] = bh.spawn(function()
+      while next_i <= #items do
+        local i = next_i
+        next_i = next_i + 1
+        results[i] = fn(items[i], i)
+      end
+    end)
+  end
+  for _, w in ipairs(workers) do w:wait() end
+  return results
+end
+
+-- Retry what may clear up by itself: timeouts, I/O, and a refused
+-- connection (a daemon restarting) before calling a record stale.
+local RETRY_ON = { timeout = true, io = true, connect = true, exe_path = true, exe_hash = true }
+
+-- The stale-record clean-up: clear the daemon only if the manifest still
+-- names the one we probed, and remove its socket only if nothing listens.
+local function clean_up(path, daemon)
+  local action = {}
+  local cleared, err = bh.manifest.clear_daemon(path, { only_if = daemon })
+  action.cleared = cleared or false
+  if err then action.error = err.code .. ": " .. tostring(err) end
+  local sock = bh.fs.remove_stale_socket(daemon.ipc_endpoint.path)
+  action.socket_removed = sock and sock.removed or false
+  return action
+end
+
+-- Probe the daemon of one manifest; returns its record (or nil when the
+-- manifest records no daemon).
+local function check(path, o)
+  local m, err = bh.manifest.read(path)
+  if not m then
+    local rec = bh.probe_record{ err = err }
+    rec.manifest = path
+    return rec
+  end
+  local d = m.current_daemon
+  if not d then return nil end
+  local started = bh.now()
+  local h, perr = bh.retry(function()
+    return bh.probe(d.ipc_endpoint, d, { timeout = o.timeout })
+  end, { attempts = o.attempts, backoff = 0.1, retry_on = RETRY_ON })
+  local rec = bh.probe_record{ service = m.service_name, expected = d, handle = h,
+    err = perr, elapsed = h and h.elapsed or (bh.now() - started) }
+  rec.manifest = path
+  rec.apply = o.apply
+  if h and h.close then h:close() end
+  if rec.verdict == "stale" and o.apply then
+    rec.action = clean_up(path, d)
+  elseif rec.verdict == "impostor" then
+    io.stderr:write(string.format(
+      "bhprobe-lua: IMPOSTOR at %s (manifest %s): %s; record left untouched\n",
+      d.ipc_endpoint.path, path, rec.message or rec.code))
+  end
+  return rec
+end
+
+-- One round: find, probe all, report each, flush metrics. Returns the
+-- count of each verdict.
+local function round(o)
+  local paths, err = bh.manifest.find(o.root, { max_depth = o.max_depth })
+  if not paths then
+    io.stderr:write("bhprobe-lua: ", tostring(err), "\n")
+    return nil, err
+  end
+  local counts = {}
+  map(paths, function(path)
+    local rec = check(path, o)
+    if rec then
+      counts[rec.verdict] = (counts[rec.verdict] or 0) + 1
+      local ok, rerr = bh.report(rec)
+      if not ok then io.stderr:write("bhprobe-lua: ", tostring(rerr), "\n") end
+      bh.metrics.observe(rec)
+    end
+  end, o.concurrency)
+  local ok, merr = bh.metrics.flush()
+  if not ok then io.stderr:write("bhprobe-lua: metrics: ", tostring(merr), "\n") end
+  return counts
+end
+
+local o = parse_args({ ... })
+if o.every then
+  bh.every(o.every, function() round(o) end, { jitter = 0.1, name = "manifests" }):wait()
+else
+  local counts = round(o)
+  if not counts then os.exit(1) end
+  return counts
+end
