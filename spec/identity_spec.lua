@@ -114,8 +114,8 @@ describe("bh.identity", function()
     -- Called without a name at the call site, the message names it fully.
     local ok, err = pcall(bh.identity.to_json, 1)
     assert.is_false(ok)
-    assert.equal("bad argument #1 to 'bh.identity.to_json' (identity: expected a table, got number)",
-                 err)
+    assert.equal("bad argument #1 to 'bh.identity.to_json' " ..
+                 "(identity: expected a table, got number)", err)
     assert.has_error(function() bh.identity.from_json() end)
   end)
 end)
