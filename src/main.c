@@ -119,7 +119,8 @@ static void print_help(void) {
 
 /* Message handler of docall: adds a traceback to the error message unless
  * it already carries one (bh.run re-raises a task's error together with
- * the task's own traceback, which is the one that names the script). */
+ * the task's own traceback, which is the one that names the script) or a
+ * signal stopped the run (bh.run then raises a bare "interrupted"). */
 static int msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) { /* not a string: use __tostring, or say its type */
@@ -128,7 +129,9 @@ static int msghandler(lua_State *L) {
     msg =
         lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
-  if (strstr(msg, "\nstack traceback:") != NULL) return 1;
+  /* A signal's plain "interrupted" happened in no Lua code of ours. */
+  if (strstr(msg, "\nstack traceback:") != NULL || lbh_stop_signal(L) != 0)
+    return 1;
   luaL_traceback(L, L, msg, 1);
   return 1;
 }

@@ -8,7 +8,7 @@
 -- dead, and a replaced binary whose digest no longer matches. Prints one
 -- line per case and exits 0 only when every verdict is the expected one.
 
-local dir = assert(io.popen("mktemp -d /tmp/bhdemo.XXXXXX")):read("l")
+local dir = assert(io.popen('mktemp -d "${TMPDIR:-/tmp}/bhdemo.XXXXXX"')):read("l")
 assert(dir and dir ~= "", "mktemp -d failed")
 
 local function endpoint(name)

@@ -1,0 +1,176 @@
+-- The example policies in etc/policies/, run with the real bhprobe-lua
+-- ($BH_BIN): demo.lua on its own, check.lua and watch.lua against a live
+-- responder served by a second bhprobe-lua process and against a stale
+-- record.
+
+local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
+local ROOT = assert(io.popen("pwd")):read("l") -- ctest runs specs from the repo root
+local POLICIES = ROOT .. "/etc/policies/"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local function sh(cmd) return os.execute(cmd) end
+local function sleep(s) sh("sleep " .. s) end
+
+local function slurp(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function spit(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local tmp
+
+-- Runs bhprobe-lua to completion (after env assignments `envs`, if any);
+-- returns exit status, stdout, stderr.
+local function run(args, envs)
+  local _, how, code = sh(string.format("cd %s && env %s %s %s </dev/null >out 2>err", q(tmp),
+    envs or "", q(BIN), args))
+  assert.are.equal("exit", how)
+  return code, slurp(tmp .. "/out"), slurp(tmp .. "/err")
+end
+
+-- Starts bhprobe-lua in the background with its output in NAME.out and
+-- NAME.err; returns wait_for(pattern), kill(sig) and status().
+local function start(name, args)
+  local f = tmp .. "/" .. name
+  sh(string.format("cd %s && (env --default-signal=INT,TERM %s %s </dev/null >%s.out 2>%s.err & "
+    .. "echo $! >%s.pid; wait $!; echo $? >%s.rc) >/dev/null 2>&1 &",
+    q(tmp), q(BIN), args, q(f), q(f), q(f), q(f)))
+  local p = {}
+  local function poll(file, pattern, what)
+    for _ = 1, 400 do
+      local s = slurp(file) or ""
+      local m = s:match(pattern)
+      if m then return m, s end
+      sleep(0.05)
+    end
+    error(name .. ": timed out waiting for " .. what .. "; stderr: " .. (slurp(f .. ".err") or ""))
+  end
+  function p.wait_for(pattern)
+    local _, s = poll(f .. ".out", pattern, pattern)
+    return s
+  end
+  function p.kill(sig) sh("kill -" .. sig .. " " .. poll(f .. ".pid", "%d+", "pid")) end
+  function p.status() return tonumber((poll(f .. ".rc", "%d+", "exit"))) end
+  return p
+end
+
+-- The script of the daemon simulator: serves its own identity and writes
+-- it as JSON to arg 2, then waits to be stopped.
+local SERVE = [[
+local sock, json = ...
+local ep = { namespace_id = "policies-spec", path = sock }
+local id = bh.identity.current{ endpoint = ep }
+local r = bh.respond(ep, id)
+local f = assert(io.open(json, "w"))
+f:write(bh.identity.to_json(id))
+f:close()
+print("ready")
+io.stdout:flush()
+r:wait()
+]]
+
+-- Writes a stale record: the live daemon's identity with a dead pid.
+local function write_stale(live_json, stale_json)
+  local p = assert(io.popen("sh -c 'echo $$'"))
+  local dead = p:read("l")
+  p:close()
+  local text = assert(slurp(live_json))
+  spit(stale_json, (text:gsub('"pid"%s*:%s*%d+', '"pid":' .. dead)))
+end
+
+before_each(function()
+  tmp = assert(io.popen("mktemp -d /tmp/bhp.XXXXXX")):read("l")
+end)
+
+after_each(function()
+  sh("rm -rf " .. q(tmp))
+end)
+
+describe("etc/policies", function()
+  it("demo.lua prints the four expected verdicts and exits 0", function()
+    local rc, out, err = run(q(POLICIES .. "demo.lua"), "TMPDIR=" .. q(tmp))
+    assert.are.equal("", err)
+    assert.are.equal(0, rc)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.are.equal(4, #lines)
+    assert.matches("^verified%s+self%s+pid %d+ in [%d.]+ ms$", lines[1])
+    assert.matches("^REJECTED%s+squatter%s+identity_mismatch %(exe_path%): ", lines[2])
+    assert.matches("^REJECTED%s+stale%s+pid_not_found: ", lines[3])
+    assert.matches("^REJECTED%s+replaced%s+exe_sha256_mismatch: ", lines[4])
+    assert.is_nil(out:find("UNEXPECTED", 1, true))
+    -- it cleaned up its temp dir (made under $TMPDIR, here the test's dir)
+    assert.are.equal("", assert(io.popen("ls " .. q(tmp) .. " | grep bhdemo")):read("a"))
+  end)
+
+  describe("with a live daemon", function()
+    local daemon, sock, live, stale
+
+    before_each(function()
+      sock, live, stale = tmp .. "/d.sock", tmp .. "/live.json", tmp .. "/stale.json"
+      spit(tmp .. "/serve.lua", SERVE)
+      daemon = start("daemon", "serve.lua " .. q(sock) .. " " .. q(live))
+      daemon.wait_for("ready")
+      write_stale(live, stale)
+    end)
+
+    after_each(function()
+      daemon.kill("TERM")
+      assert.are.equal(143, daemon.status())
+      assert.is_falsy(sh("test -e " .. q(sock)))
+    end)
+
+    it("check.lua verifies it (exit 0) and rejects a stale record (exit 1)", function()
+      local rc, out, err = run(q(POLICIES .. "check.lua") .. " live.json")
+      assert.are.equal("", err)
+      assert.are.equal(0, rc)
+      local where = sock:gsub("%p", "%%%0")
+      assert.matches("^verified%s+pid %d+ at " .. where .. " in [%d.]+ ms\n$", out)
+      rc, out = run(q(POLICIES .. "check.lua") .. " --timeout 2 stale.json")
+      assert.are.equal(1, rc)
+      assert.matches("^REJECTED%s+pid_not_found %(stage verify_pid%): ", out)
+    end)
+
+    it("watch.lua reports each state change until SIGTERM", function()
+      local w = start("watch", q(POLICIES .. "watch.lua")
+        .. " --every 0.1 --failure 2 live.json stale.json")
+      w.wait_for("unhealthy [^\n]*stale%.json")
+      w.wait_for(" healthy [^\n]*live%.json")
+      sleep(0.5) -- a few more periods: no state changes, so no new lines
+      w.kill("TERM")
+      assert.are.equal(143, w.status())
+      local out = slurp(tmp .. "/watch.out")
+      local lines = {}
+      for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+      assert.are.equal(3, #lines, out)
+      assert.matches("^watching 2 file%(s%) every 0%.1 s %(success 1, failure 2%)$", lines[1])
+      assert.matches("Z healthy%s+live%.json %(pid %d+, [%d.]+ ms%)", out)
+      assert.matches("Z unhealthy%s+stale%.json %(pid_not_found: ", out)
+    end)
+  end)
+
+  it("check.lua exits 1 for an unreadable file and 2 without an argument", function()
+    local rc, out = run(q(POLICIES .. "check.lua") .. " nosuch.json")
+    assert.are.equal(1, rc)
+    assert.matches("^ERROR%s+nosuch%.json: No such file", out)
+    local err
+    rc, out, err = run(q(POLICIES .. "check.lua"))
+    assert.are.equal(2, rc)
+    assert.are.equal("", out)
+    assert.matches("check%.lua: no identity file\nusage: bhprobe%-lua check%.lua", err)
+  end)
+
+  it("watch.lua exits 2 on bad usage", function()
+    local rc, _, err = run(q(POLICIES .. "watch.lua") .. " --every -1 x.json")
+    assert.are.equal(2, rc)
+    assert.matches("watch%.lua: %-%-every needs a positive number", err)
+  end)
+end)
