@@ -1,0 +1,56 @@
+-- bh.exec on the real loop with real processes.
+local bh = require "bh"
+
+describe("bh.exec", function()
+  it("returns status, output and env changes", function()
+    local r = bh.run(function()
+      return bh.exec{ "sh", "-c", 'echo "$A|${HOME-unset}"; echo e >&2; exit 3', env = { A = "x", HOME = false } }
+    end)
+    assert.equal(3, r.status)
+    assert.is_nil(r.signal)
+    assert.equal("x|unset\n", r.stdout)
+    assert.equal("e\n", r.stderr)
+    assert.is_false(r.stdout_truncated)
+    assert.is_false(r.timed_out)
+  end)
+
+  it("caps output and flags truncation", function()
+    local r = bh.run(function() return bh.exec{ "head", "-c", "2000000", "/dev/zero" } end)
+    assert.equal(1024 * 1024, #r.stdout)
+    assert.is_true(r.stdout_truncated)
+    assert.equal(0, r.status)
+  end)
+
+  it("kills the whole process group on timeout", function()
+    local r = bh.run(function()
+      return bh.exec{ "sh", "-c", "sleep 100 & echo $!; wait", timeout = 0.3 }
+    end)
+    assert.is_true(r.timed_out)
+    assert.equal(9, r.signal)
+    local gpid = assert(tonumber(r.stdout))
+    -- the grandchild was SIGKILLed with its group: gone or a zombie
+    -- waiting for init (bounded wait, generous for a loaded machine)
+    local gone = false
+    for _ = 1, 100 do
+      local f = io.open("/proc/" .. gpid .. "/stat")
+      local st = f and f:read("a"):match("^%d+ %b() (%a)")
+      if f then f:close() end
+      if not st or st == "Z" then gone = true break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_true(gone)
+  end)
+
+  it("fails with nil, err when the program cannot run", function()
+    local r, err = bh.run(function() return bh.exec{ "/nonexistent/prog" } end)
+    assert.is_nil(r)
+    assert.equal("system", err.code)
+    assert.matches("/nonexistent/prog", tostring(err))
+  end)
+
+  it("raises on misuse and outside a task", function()
+    assert.has_error(function() bh.exec{ "true" } end)
+    assert.has_error(function() bh.run(function() bh.exec{} end) end)
+    assert.has_error(function() bh.run(function() bh.exec{ "true", timeout = -1 } end) end)
+  end)
+end)

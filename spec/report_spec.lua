@@ -1,0 +1,78 @@
+-- bh.report, bh.probe_record, bh.verdict, bh.metrics, bh.every.
+local H = require "helpers"
+local json = require "dkjson"
+local bh = require "bh"
+
+describe("bh.report", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() bh.options.report = nil; H.rmdir(dir) end)
+
+  it("appends one JSON line per record and reopens after rotation", function()
+    local f = dir .. "/r.jsonl"
+    bh.options.report = f
+    assert.is_true(bh.report{ a = 1, b = { "x", "y" }, c = bh.null, s = "bad\255utf8" })
+    os.rename(f, f .. ".1")
+    assert.is_true(bh.report{ a = 2 })
+    local old = json.decode(H.slurp(f .. ".1"), 1, json.null)
+    assert.same({ a = 1, b = { "x", "y" }, c = json.null, s = "bad\239\191\189utf8" }, old)
+    assert.equal('{"a":2}\n', H.slurp(f))
+  end)
+
+  it("raises for values that cannot be encoded", function()
+    assert.has_error(function() bh.report{ f = print } end)
+    local t = {}
+    t.self = t
+    assert.has_error(function() bh.report(t) end)
+    assert.has_error(function() bh.report("x") end)
+  end)
+
+  it("builds the standard record with the one verdict function", function()
+    local id = { pid = 9, ipc_endpoint = { namespace_id = "n", path = "/p" } }
+    local r = bh.probe_record{ service = "s", expected = id,
+      err = { code = "identity_mismatch", field = "pid", stage = "response", message = "m" }, elapsed = 0.25 }
+    assert.equal("impostor", r.verdict)
+    assert.equal("pid", r.field)
+    assert.equal(250, r.elapsed_ms)
+    assert.equal(9, r.pid)
+    assert.equal(bh.null, r.peer_pid)
+    assert.matches("^%d+%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", r.ts)
+    assert.equal("2023-11-14T22:13:20.000Z", bh.timestamp(1700000000))
+    local cases = { pid_not_found = "stale", boot_id_mismatch = "stale", connect = "stale",
+      exe_sha256_mismatch = "impostor", decode_frame = "impostor", timeout = "unreachable",
+      io = "unreachable", exe_path = "unreachable", invalid_pid = "invalid" }
+    for code, v in pairs(cases) do assert.equal(v, bh.verdict{ code = code, stage = "x" }, code) end
+    assert.equal("verified", bh.verdict(nil))
+    assert.equal("invalid", bh.verdict{ code = "missing_endpoint", stage = "manifest" })
+  end)
+
+  it("renders and atomically writes metrics", function()
+    bh.metrics.reset()
+    bh.metrics.observe{ service = 's"q', endpoint = { namespace_id = "n", path = "/p" },
+      verdict = "stale", code = "connect", elapsed_ms = 5 }
+    local text = bh.metrics.render()
+    assert.truthy(text:find('bhprobe_probe_failures_total{service="s\\"q",namespace="n",path="/p",code="connect"} 1', 1, true))
+    assert.is_true(bh.metrics.flush(dir .. "/m.prom"))
+    assert.truthy(H.slurp(dir .. "/m.prom"):find("# TYPE bhprobe_probe_success gauge", 1, true))
+    local ok, err = bh.metrics.flush(dir .. "/no/such/dir/m.prom")
+    assert.is_nil(ok)
+    assert.equal("system", err.code)
+  end)
+
+  it("bh.every never overlaps runs and keeps going after an error", function()
+    local log, running, overlap = {}, false, false
+    local n = bh.run(function()
+      return bh.every(0.01, function(i)
+        if running then overlap = true end
+        running = true
+        bh.sleep(0.03) -- longer than the period
+        running = false
+        log[#log + 1] = i
+        if i == 2 then error("boom") end
+      end, { count = 4, jitter = 0 }):wait()
+    end)
+    assert.equal(4, n)
+    assert.same({ 1, 2, 3, 4 }, log)
+    assert.is_false(overlap)
+  end)
+end)
