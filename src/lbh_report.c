@@ -385,6 +385,7 @@ static int l_report(lua_State *L) {
   bh_err err;
   bh_err_clear(&err);
   const char *path = lbh_option_string(L, "report");
+  if (path == NULL && sink.fd >= 0) sink_close(); /* back to stdout */
   int fd = path ? sink_fd(path, &err) : 1;
   bool ok = fd >= 0;
   if (ok && fd == 1) fflush(stdout); /* keep order with print() */
@@ -434,7 +435,21 @@ static int l_wallclock(lua_State *L) {
   return 1;
 }
 
+/* __gc of a sentinel in the registry: the report file is closed when the
+ * state closes (before the module's shared object can be unloaded). */
+static int sink_gc(lua_State *L) {
+  (void)L;
+  sink_close();
+  return 0;
+}
+
 void lbh_report_open(lua_State *L) {
+  lua_newuserdatauv(L, 1, 0);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, sink_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sink);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &module_key);
   static const luaL_Reg fns[] = {{"report", l_report},
