@@ -297,3 +297,45 @@ describe("bh.map", function()
       "bad argument #3 to 'map' (concurrency must be an integer >= 1)")
   end)
 end)
+
+describe("signals (through the bhprobe-lua host)", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.rmdir(dir) end)
+
+  -- Runs the script under the host, sends sig once the socket exists (and
+  -- the busy task had time to start), returns the exit status and stderr.
+  local function run_and_signal(script, sig)
+    local bin = assert(os.getenv("BH_BIN"), "BH_BIN must be set (scripts/env)")
+    H.spit(dir .. "/s.lua", script)
+    local q = H.q
+    local cmd = "cd " .. q(dir) .. " && { " .. q(bin) .. " s.lua 2>err.txt & p=$!; " ..
+      "n=0; while [ ! -e s.sock ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done; " ..
+      "sleep 0.3; kill -" .. sig .. " $p; wait $p; echo $? > rc.txt; }"
+    os.execute(cmd)
+    return tonumber(H.slurp(dir .. "/rc.txt")), H.slurp(dir .. "/err.txt")
+  end
+
+  it("SIGINT interrupts a task that never yields and unlinks the socket", function()
+    local rc, err = run_and_signal([[
+      local ep = { namespace_id = "x", path = "s.sock" }
+      local r = assert(bh.respond(ep, bh.identity.current { endpoint = ep }))
+      bh.spawn(function() local x = 0; while true do x = x + 1 end end)
+      r:wait()
+    ]], "INT")
+    assert.equal(130, rc)
+    assert.matches("interrupted", err)
+    assert.is_false(H.exists(dir .. "/s.sock"))
+  end)
+
+  it("SIGTERM stops sleeping tasks and closes responders", function()
+    local rc = run_and_signal([[
+      local ep = { namespace_id = "x", path = "s.sock" }
+      assert(bh.respond(ep, bh.identity.current { endpoint = ep }))
+      bh.spawn(function() bh.sleep(1000) end)
+      bh.sleep(1000)
+    ]], "TERM")
+    assert.equal(143, rc)
+    assert.is_false(H.exists(dir .. "/s.sock"))
+  end)
+end)

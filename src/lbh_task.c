@@ -162,6 +162,9 @@ int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
     fprintf(stderr, "bhprobe-lua: %s: Lua stack exhausted\n", context);
     return LUA_ERRMEM;
   }
+  /* A signal already stops the loop after this turn: do not let the
+   * interrupt hook it left on L fail this bookkeeping or callback. */
+  if (lbh_signal_pending() != 0) lbh_signal_unhook(L);
   int base = lua_gettop(L) + 1;
   lua_pushcfunction(L, msghandler);
   lua_pushcfunction(L, fn);
