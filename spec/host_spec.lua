@@ -48,6 +48,16 @@ end
 
 local function sleep(s) sh("sleep " .. s) end
 
+-- Waits (up to 20 s) until the file in tmp matches pattern; returns the capture.
+local function poll_file(name, pattern)
+  for _ = 1, 400 do
+    local m = (slurp(tmp .. "/" .. name) or ""):match(pattern)
+    if m then return m end
+    sleep(0.05)
+  end
+  error("timed out waiting for " .. pattern .. " in " .. name)
+end
+
 -- Starts bhprobe-lua in the background (SIGINT/SIGTERM at their default
 -- disposition, which a shell's `&` would otherwise ignore for SIGINT);
 -- returns a handle with pid, wait_for(pattern) on stdout, and status().
@@ -55,14 +65,7 @@ local function start(args)
   sh(string.format("cd %s && (env --default-signal=INT,TERM %s %s </dev/null >out 2>err & "
     .. "echo $! >pid; wait $!; echo $? >rc) >/dev/null 2>&1 &", q(tmp), q(BIN), args))
   local p = {}
-  function p.pid()
-    for _ = 1, 200 do
-      local s = slurp(tmp .. "/pid")
-      if s and s:match("%d+") then return s:match("%d+") end
-      sleep(0.05)
-    end
-    error("no pid file")
-  end
+  function p.pid() return poll_file("pid", "(%d+)") end
   function p.wait_for(pattern)
     for _ = 1, 400 do
       local s = slurp(tmp .. "/out") or ""
@@ -309,6 +312,21 @@ print("not interrupted")
       p.kill("INT")
       assert.are.equal(130, p.status())
       assert.is_falsy(sh("test -e " .. q(tmp .. "/r.sock")))
+    end)
+
+    it("SIGTERM at the -i prompt of a terminal ends the session with 143", function()
+      -- script(1) gives the prompt a pseudo-terminal; a sleeping shell keeps
+      -- its input open without typing anything (and is killed by pid after).
+      local cmd = q(BIN) .. [[ -e "print('pid ' .. io.open('/proc/self/stat'):read('n'))" -i]]
+      sh(string.format("cd %s && (sh -c 'echo $$ >feeder; exec sleep 60' | "
+        .. "(script -eqfc %s /dev/null >out 2>err; echo $? >rc)) >/dev/null 2>&1 &",
+        q(tmp), q(cmd)))
+      local pid = poll_file("out", "pid (%d+)")
+      poll_file("out", "\n[^\n]*> ()") -- the prompt (after readline escapes)
+      sh("kill -TERM " .. pid)
+      local rc = poll_file("rc", "(%d+)")
+      sh("kill " .. poll_file("feeder", "(%d+)"))
+      assert.are.equal("143", rc)
     end)
 
     it("SIGTERM interrupts a Lua loop that never yields", function()

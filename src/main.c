@@ -9,9 +9,11 @@
  * Exit status (DESIGN §3): 0 when the script returns, os.exit(n) -> n,
  * 1 when a chunk raises or a task failed unobserved, 2 for a usage error,
  * 128 + signal when SIGINT/SIGTERM stopped the loop. */
+#include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include <unistd.h>
 
 #include "lbh.h"
+#include "lbh_signal.h" /* the eventfd a signal writes to: -i waits on it */
 
 #ifdef BH_USE_READLINE
 #include <readline/history.h>
@@ -395,16 +398,56 @@ static void open_bh(lua_State *L, const host_opts *o) {
 
 /* ---- the read-eval-print loop (lua.c's, each line run as a task) ---- */
 
-/* Reads one line into the stack (without its newline); false at EOF.
- * readline only on a terminal, so that piped input is read verbatim. */
+/* The state the prompt runs on, for the readline signal hook. */
+static lua_State *repl_state;
+
+/* True when SIGTERM arrived: the prompt must stop waiting for input. */
+static bool terminating(void) {
+  return lbh_stop_signal(repl_state) == SIGTERM;
+}
+
+#ifdef BH_USE_READLINE
+/* readline calls this after a signal interrupted its read: SIGTERM ends
+ * the line at once (pushline then reports end of input). */
+static int repl_signal_hook(void) {
+  if (terminating()) rl_done = 1;
+  return 0;
+}
+#endif
+
+/* Waits until the terminal has input or SIGTERM arrives (the handler
+ * restarts reads, so a plain fgets would sleep through it). False on
+ * SIGTERM. Only for terminals: their reads return one line at a time, so
+ * stdio never holds a line poll cannot see. */
+static bool wait_terminal(void) {
+  for (;;) {
+    struct pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0},
+                            {lbh_signal_fd(), POLLIN, 0}};
+    if (poll(fds, fds[1].fd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+      return true; /* cannot wait: let fgets block */
+    if (fds[1].revents & POLLIN) lbh_signal_drain();
+    if (terminating()) return false;
+    if (fds[0].revents != 0) return true;
+  }
+}
+
+/* Reads one line into the stack (without its newline); false at end of
+ * input or on SIGTERM. readline only on a terminal, so that piped input
+ * is read verbatim (and not echoed). */
 static bool pushline(lua_State *L, bool firstline) {
   const char *prompt = firstline ? "> " : ">> ";
   char buf[MAXINPUT];
   size_t len;
+  bool tty = isatty(STDIN_FILENO);
 #ifdef BH_USE_READLINE
-  if (isatty(STDIN_FILENO)) {
-    char *line = readline(prompt);
-    if (line == NULL) return false;
+  if (tty) {
+    char *line;
+    rl_signal_event_hook = repl_signal_hook;
+    line = readline(prompt);
+    if (line == NULL || terminating()) {
+      free(line);
+      return false;
+    }
     if (line[0] != '\0') add_history(line);
     lua_pushstring(L, line);
     free(line);
@@ -413,6 +456,7 @@ static bool pushline(lua_State *L, bool firstline) {
 #endif
   fputs(prompt, stdout);
   fflush(stdout);
+  if (tty && !wait_terminal()) return false;
   if (fgets(buf, sizeof buf, stdin) == NULL) return false;
   len = strlen(buf);
   if (len > 0 && buf[len - 1] == '\n') buf[--len] = '\0';
@@ -488,7 +532,9 @@ static void l_print(lua_State *L) {
 static bool doREPL(lua_State *L, host *h) {
   int status;
   progname = NULL;
+  repl_state = L;
   while ((status = loadline(L)) != -1) {
+    if (lbh_stop_signal(L) == SIGINT) lbh_clear_stop_signal(L); /* at "> " */
     if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
     if (status == LUA_OK)
       l_print(L);
@@ -504,7 +550,10 @@ static bool doREPL(lua_State *L, host *h) {
   fputs("\n", stdout);
   fflush(stdout);
   progname = PROGNAME;
-  return true;
+  if (lbh_stop_signal(L) == SIGINT) lbh_clear_stop_signal(L);
+  if (!stopped_by_signal(L, h)) return true;
+  lbh_signal_unhook(L); /* SIGTERM at the prompt: no Lua ran to take it */
+  return false;
 }
 
 /* The protected main: stack has the host as a light userdata; pushes
@@ -565,7 +614,9 @@ int main(int argc, char **argv) {
   lua_pushcfunction(L, pmain);
   lua_pushlightuserdata(L, &h);
   status = lua_pcall(L, 1, 0, 0);
-  if (status != LUA_OK) {
+  if (status != LUA_OK && lbh_stop_signal(L) != 0) {
+    h.exit_status = 128 + lbh_stop_signal(L); /* interrupted in the host */
+  } else if (status != LUA_OK) {
     report(L, status);
     h.exit_status = EXIT_ERROR;
   }
