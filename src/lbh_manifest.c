@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lbh_err.h"
+#include "lbh_identity.h"
 #include "lbh_open.h"
 #include "lbh_ops.h"
 #include "manifest.h"
@@ -45,7 +46,7 @@ static void push_manifest(lua_State *L, const bh_manifest *m) {
   lua_pushstring(L, m->broker_instance);
   lua_setfield(L, -2, "broker_instance");
   if (m->has_daemon) {
-    lbh_identity_push_table(L, &m->daemon);
+    lbh_push_identity(L, &m->daemon);
     lua_setfield(L, -2, "current_daemon");
   }
   set_blob(L, "unknown_fields", m->unknown, m->unknown_len);
@@ -105,7 +106,8 @@ static bh_status get_blob(lua_State *L, int t, const char *name,
   return st;
 }
 
-/* Table at t -> *m (initialised here). */
+/* Table at t -> *m (initialised here), all but current_daemon. A field of
+ * the wrong type gives BH_INVALID_IDENTITY naming it (the caller raises). */
 static bh_status manifest_from_table(lua_State *L, int t, bh_manifest *m,
                                      bh_err *err) {
   if (bh_manifest_init(m, err) != BH_OK) return BH_SYSTEM;
@@ -123,21 +125,29 @@ static bh_status manifest_from_table(lua_State *L, int t, bh_manifest *m,
       (st = get_blob(L, t, "current_daemon_unknown_fields", &m->daemon_unknown,
                      &m->daemon_unknown_len, err)))
     return st;
-  if (lua_getfield(L, t, "current_daemon") != LUA_TNIL) {
-    st = lbh_identity_from_table(L, lua_gettop(L), &m->daemon, err);
-    m->has_daemon = st == BH_OK;
-  }
-  lua_pop(L, 1);
-  return st;
+  return BH_OK;
 }
 
-/* bh.manifest.write(path, t) -> true | nil, err (atomic; see manifest.h) */
+/* bh.manifest.write(path, t) -> true | nil, err (atomic; see manifest.h).
+ * A malformed t (wrong field types, a bad current_daemon) is misuse and
+ * raises naming the field; I/O failures return nil, err. */
 static int l_write(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
+  const bh_identity *daemon = NULL;
+  if (lua_getfield(L, 2, "current_daemon") != LUA_TNIL)
+    daemon = lbh_check_identity(L, -1, 2, "current_daemon"); /* box on top */
   bh_manifest m;
   bh_err err;
   bh_status st = manifest_from_table(L, 2, &m, &err);
+  if (st == BH_OK && daemon != NULL) {
+    st = bh_identity_copy(&m.daemon, daemon, &err);
+    m.has_daemon = st == BH_OK;
+  }
+  if (st == BH_INVALID_IDENTITY) {
+    bh_manifest_clear(&m);
+    return luaL_argerror(L, 2, err.message);
+  }
   if (st == BH_OK) st = bh_manifest_write(path, &m, &err);
   bh_manifest_clear(&m);
   if (st != BH_OK) return lbh_fail(L, &err);
@@ -176,23 +186,16 @@ static int l_find(lua_State *L) {
  * manifest now names another one. */
 static int l_clear_daemon(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  bh_identity want;
-  bh_identity_init(&want);
-  bool guarded = false, cleared = false;
+  const bh_identity *want = NULL; /* boxed on the stack while we run */
+  bool cleared = false;
   bh_err err;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    if (lua_getfield(L, 2, "only_if") != LUA_TNIL) {
-      if (lbh_identity_from_table(L, -1, &want, &err) != BH_OK)
-        return lbh_fail(L, &err);
-      guarded = true;
-    }
-    lua_pop(L, 1);
+    if (lua_getfield(L, 2, "only_if") != LUA_TNIL)
+      want = lbh_check_identity(L, -1, 2, "only_if");
   }
-  bh_status st =
-      bh_manifest_clear_daemon(path, guarded ? &want : NULL, &cleared, &err);
-  bh_identity_clear(&want);
-  if (st != BH_OK) return fail_manifest(L, &err);
+  if (bh_manifest_clear_daemon(path, want, &cleared, &err) != BH_OK)
+    return fail_manifest(L, &err);
   lua_pushboolean(L, cleared);
   return 1;
 }

@@ -1,8 +1,6 @@
 /* Shared pieces of the operations bindings (manifests, exec, reports):
- * Lua values <-> JSON through jansson, and identities <-> Lua tables
- * through the identity layer's JSON form (DESIGN §1.7: an identity table
- * has exactly the JSON fields, so the JSON reader's strict checks and
- * codes apply to tables too). */
+ * Lua values <-> JSON through jansson, and the host's bh.options. Identity
+ * tables go through lbh_identity.h like everywhere else. */
 #ifndef LBH_OPS_H
 #define LBH_OPS_H
 
@@ -21,13 +19,6 @@ json_t *lbh_json_from_lua(lua_State *L, int idx, char *why, size_t cap);
 /* Push j as a Lua value (null → nil; an object member that is null is
  * left out). */
 void lbh_json_push(lua_State *L, const json_t *j);
-
-/* Identity table at idx → *out through bh_identity_from_json; codes
- * invalid_identity (err->field names the field) and invalid_json. */
-bh_status lbh_identity_from_table(lua_State *L, int idx, bh_identity *out,
-                                  bh_err *err);
-/* Push an identity as its table. */
-void lbh_identity_push_table(lua_State *L, const bh_identity *id);
 
 /* bh.options.<name> as a string, or NULL (the host sets bh.options). The
  * string stays valid while bh.options keeps it. */

@@ -244,36 +244,6 @@ void lbh_json_push(lua_State *L, const json_t *j) {
   }
 }
 
-/* ---- identities ------------------------------------------------------------
- */
-
-bh_status lbh_identity_from_table(lua_State *L, int idx, bh_identity *out,
-                                  bh_err *err) {
-  char why[200];
-  if (lua_type(L, idx) != LUA_TTABLE)
-    return bh_err_set(err, BH_INVALID_IDENTITY, NULL,
-                      "expected an identity table, got %s",
-                      luaL_typename(L, idx));
-  json_t *j = lbh_json_from_lua(L, idx, why, sizeof why);
-  if (j == NULL)
-    return bh_err_set(err, BH_INVALID_IDENTITY, NULL, "identity %s", why);
-  char *text = json_dumps(j, JSON_COMPACT);
-  json_decref(j);
-  if (text == NULL) return bh_err_set(err, BH_SYSTEM, NULL, "out of memory");
-  bh_status st = bh_identity_from_json(text, strlen(text), out, err);
-  free(text);
-  return st;
-}
-
-void lbh_identity_push_table(lua_State *L, const bh_identity *id) {
-  char *text = bh_identity_to_json(id);
-  json_t *j = text ? json_loads(text, 0, NULL) : NULL;
-  free(text);
-  if (j == NULL) luaL_error(L, "out of memory");
-  lbh_json_push(L, j);
-  json_decref(j);
-}
-
 const char *lbh_option_string(lua_State *L, const char *name) {
   const char *s = NULL;
   int top = lua_gettop(L);
