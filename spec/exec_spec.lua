@@ -4,7 +4,8 @@ local bh = require "bh"
 describe("bh.exec", function()
   it("returns status, output and env changes", function()
     local r = bh.run(function()
-      return bh.exec{ "sh", "-c", 'echo "$A|${HOME-unset}"; echo e >&2; exit 3', env = { A = "x", HOME = false } }
+      return bh.exec{ "sh", "-c", 'echo "$A|${HOME-unset}"; echo e >&2; exit 3',
+                      env = { A = "x", HOME = false } }
     end)
     assert.equal(3, r.status)
     assert.is_nil(r.signal)

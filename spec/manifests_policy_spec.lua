@@ -35,14 +35,16 @@ manifest("imp", "imp", imp)
 local dead = copy(assert(bh.identity.current{ endpoint = ep("dead") })); dead.pid = 4194000
 manifest("dead", "dead", dead)
 -- stale: recorded before a reboot
-local reboot = copy(assert(bh.identity.current{ endpoint = ep("reboot") })); reboot.boot_id = "old-boot"
+local reboot = copy(assert(bh.identity.current{ endpoint = ep("reboot") }))
+reboot.boot_id = "old-boot"
 manifest("reboot", "reboot", reboot)
 -- stale: our own pid but nothing listens; leave a dead socket file there
 local quiet = assert(bh.identity.current{ endpoint = ep("quiet") })
 local r3 = assert(bh.respond(quiet.ipc_endpoint, quiet))
 manifest("quiet", "quiet", quiet)
 -- invalid: garbage
-os.execute("mkdir -p " .. root .. "/bad && printf '\\377\\377' > " .. root .. "/bad/" .. bh.manifest.NAME)
+os.execute("mkdir -p " .. root .. "/bad && printf '\\377\\377' > "
+  .. root .. "/bad/" .. bh.manifest.NAME)
 -- no daemon: skipped
 manifest("empty", "empty", nil)
 io.open(root .. "/ready", "w"):close()
@@ -63,7 +65,8 @@ local function parse_prometheus(text)
       local kw, name, rest = line:match("^# (%u+) ([%a_:][%w_:]*) ?(.*)$")
       if kw == "TYPE" then
         if types[name] then fail("second TYPE") end
-        if not ({ counter = 1, gauge = 1, histogram = 1, summary = 1, untyped = 1 })[rest] then fail("bad type") end
+        local kinds = { counter = 1, gauge = 1, histogram = 1, summary = 1, untyped = 1 }
+        if not kinds[rest] then fail("bad type") end
         types[name] = rest
       elseif kw ~= "HELP" then fail("bad comment") end
     elseif line ~= "" then
@@ -96,8 +99,9 @@ local function parse_prometheus(text)
         end
         i = i + 1
       end
-      local value, ts = line:sub(i):match("^ (%S+) ?(%d*)$")
-      local num = tonumber(value) or ({ ["+Inf"] = math.huge, ["-Inf"] = -math.huge, NaN = 0 / 0 })[value]
+      local value = line:sub(i):match("^ (%S+) ?%d*$")
+      local special = { ["+Inf"] = math.huge, ["-Inf"] = -math.huge, NaN = 0 / 0 }
+      local num = tonumber(value) or special[value]
       if not num then fail("bad value") end
       local family = name:gsub("_total$", "")
       if not types[name] and not types[family] then fail("sample before its TYPE") end
@@ -135,7 +139,8 @@ describe("etc/policies/manifests.lua", function()
       if H.exists(root .. "/ready") then break end
       os.execute("sleep 0.1")
     end
-    assert(H.exists(root .. "/ready"), "fixture did not start: " .. tostring(H.slurp(dir .. "/fixture.out")))
+    assert(H.exists(root .. "/ready"),
+      "fixture did not start: " .. tostring(H.slurp(dir .. "/fixture.out")))
   end)
 
   teardown(function()
@@ -203,9 +208,11 @@ describe("etc/policies/manifests.lua", function()
     local m = parse_prometheus(text)
     assert.equal("gauge", m.types.bhprobe_probe_success)
     assert.equal("counter", m.types.bhprobe_probe_failures_total)
-    assert.equal(1, sample(m, "bhprobe_probe_success", { service = "live", path = by.live.endpoint.path }))
+    assert.equal(1, sample(m, "bhprobe_probe_success",
+      { service = "live", path = by.live.endpoint.path }))
     assert.equal(0, sample(m, "bhprobe_probe_success", { service = "imp" }))
-    assert.equal(1, sample(m, "bhprobe_probe_failures_total", { service = "dead", code = "pid_not_found" }))
+    assert.equal(1, sample(m, "bhprobe_probe_failures_total",
+      { service = "dead", code = "pid_not_found" }))
     assert.is_true(sample(m, "bhprobe_probe_duration_seconds", { service = "live" }) >= 0)
     assert.has_error(function() parse_prometheus('x{a="b} 1\n') end)
   end)

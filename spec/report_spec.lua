@@ -30,7 +30,8 @@ describe("bh.report", function()
   it("builds the standard record with the one verdict function", function()
     local id = { pid = 9, ipc_endpoint = { namespace_id = "n", path = "/p" } }
     local r = bh.probe_record{ service = "s", expected = id,
-      err = { code = "identity_mismatch", field = "pid", stage = "response", message = "m" }, elapsed = 0.25 }
+      err = { code = "identity_mismatch", field = "pid", stage = "response", message = "m" },
+      elapsed = 0.25 }
     assert.equal("impostor", r.verdict)
     assert.equal("pid", r.field)
     assert.equal(250, r.elapsed_ms)
@@ -51,7 +52,9 @@ describe("bh.report", function()
     bh.metrics.observe{ service = 's"q', endpoint = { namespace_id = "n", path = "/p" },
       verdict = "stale", code = "connect", elapsed_ms = 5 }
     local text = bh.metrics.render()
-    assert.truthy(text:find('bhprobe_probe_failures_total{service="s\\"q",namespace="n",path="/p",code="connect"} 1', 1, true))
+    local want = 'bhprobe_probe_failures_total'
+      .. '{service="s\\"q",namespace="n",path="/p",code="connect"} 1'
+    assert.truthy(text:find(want, 1, true))
     assert.is_true(bh.metrics.flush(dir .. "/m.prom"))
     assert.truthy(H.slurp(dir .. "/m.prom"):find("# TYPE bhprobe_probe_success gauge", 1, true))
     local ok, err = bh.metrics.flush(dir .. "/no/such/dir/m.prom")

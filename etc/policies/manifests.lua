@@ -30,7 +30,8 @@ local function parse_args(args)
       o.apply = true
     elseif numeric[a] then
       local v = tonumber(args[i + 1])
-      if not v or v <= 0 and a ~= "--max-depth" or v < 0 then usage(a .. " needs a positive number") end
+      local least = a == "--max-depth" and 0 or 1e-9
+      if not v or v < least then usage(a .. " needs a positive number") end
       o[numeric[a]] = v
       i = i + 1
     elseif a:sub(1, 2) == "--" then

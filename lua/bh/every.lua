@@ -47,7 +47,7 @@ local function run_once(o, fn, n)
 end
 
 function bh.every(period, fn, opts)
-  if type(period) ~= "number" or not (period > 0) then
+  if type(period) ~= "number" or not (period > 0) then -- luacheck: ignore 581 (NaN)
     error("bad argument #1 to 'bh.every' (period must be a number > 0)", 2)
   end
   if type(fn) ~= "function" then
