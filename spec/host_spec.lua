@@ -319,7 +319,8 @@ print("not interrupted")
       -- its input open without typing anything (and is killed by pid after).
       local cmd = q(BIN) .. [[ -e "print('pid ' .. io.open('/proc/self/stat'):read('n'))" -i]]
       sh(string.format("cd %s && (sh -c 'echo $$ >feeder; exec sleep 60' | "
-        .. "(script -eqfc %s /dev/null >out 2>err; echo $? >rc)) >/dev/null 2>&1 &",
+        .. "(env -u LD_PRELOAD script -eqfc %s /dev/null >out 2>err; echo $? >rc)) "
+        .. ">/dev/null 2>&1 &",
         q(tmp), q(cmd)))
       local pid = poll_file("out", "pid (%d+)")
       poll_file("out", "\n[^\n]*> ()") -- the prompt (after readline escapes)
