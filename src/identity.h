@@ -87,6 +87,12 @@ bh_status bh_identity_encode(const bh_identity *id, uint8_t **out,
                              size_t *out_len, bh_err *err);
 bh_status bh_identity_decode(const uint8_t *buf, size_t len, bh_identity *out,
                              bh_err *err);
+/* The same checks on a DaemonProcess already unpacked with bh_pb_allocator
+ * (e.g. a manifest's current_daemon). */
+struct RunningProcess__Broker__V1__DaemonProcess;
+bh_status bh_identity_from_pb(
+    const struct RunningProcess__Broker__V1__DaemonProcess *msg,
+    bh_identity *out, bh_err *err);
 
 /* JSON (DESIGN §1.7). to_json returns a malloc'd compact JSON object (NULL
  * on allocation failure, or when a string is not valid UTF-8, which JSON

@@ -91,14 +91,25 @@ static bh_status from_message(const pb_daemon *m, bh_identity *id,
 
 bh_status bh_identity_decode(const uint8_t *buf, size_t len, bh_identity *out,
                              bh_err *err) {
+  pb_daemon *m = running_process__broker__v1__daemon_process__unpack(
+      &bh_pb_allocator, len, buf);
+  if (m == NULL)
+    return bh_err_set(err, BH_DECODE_IDENTITY, NULL,
+                      "%zu bytes do not decode as a DaemonProcess", len);
+  bh_status st = bh_identity_from_pb(m, out, err);
+  running_process__broker__v1__daemon_process__free_unpacked(m,
+                                                             &bh_pb_allocator);
+  return st;
+}
+
+bh_status bh_identity_from_pb(const pb_daemon *m, bh_identity *out,
+                              bh_err *err) {
   bh_identity id;
   bh_identity_init(&id);
   bh_status st;
-  pb_daemon *m = running_process__broker__v1__daemon_process__unpack(
-      &bh_pb_allocator, len, buf);
-  if (m == NULL) {
+  if (!bh_pb_tags_ok(&m->base)) {
     st = bh_err_set(err, BH_DECODE_IDENTITY, NULL,
-                    "%zu bytes do not decode as a DaemonProcess", len);
+                    "DaemonProcess holds a field number 0");
     goto end;
   }
   st = check_strings(m, err);
@@ -117,9 +128,6 @@ bh_status bh_identity_decode(const uint8_t *buf, size_t len, bh_identity *out,
   st = from_message(m, &id, err);
   if (st == BH_OK) bh_identity_move(out, &id);
 end:
-  if (m != NULL)
-    running_process__broker__v1__daemon_process__free_unpacked(
-        m, &bh_pb_allocator);
   bh_identity_clear(&id);
   return st;
 }

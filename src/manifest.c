@@ -117,27 +117,10 @@ static bh_status check_strings(const char *const *values,
   return BH_OK;
 }
 
-/* current_daemon → identity through the identity layer. Re-packing the
- * sub-message would truncate a string at an embedded NUL (protobuf-c packs
- * strings with strlen), so its strings are checked here first. */
+/* current_daemon → identity through the identity layer's checks. */
 static bh_status decode_daemon(const pb_daemon *d, bh_manifest *out,
                                bh_err *err) {
-  const char *vals[4] = {d->exe_path, d->boot_id, NULL, NULL};
-  if (d->ipc_endpoint != NULL) {
-    vals[2] = d->ipc_endpoint->namespace_id;
-    vals[3] = d->ipc_endpoint->path;
-  }
-  static const char *const names[4] = {
-      "exe_path", "boot_id", "ipc_endpoint.namespace_id", "ipc_endpoint.path"};
-  if (check_strings(vals, names, 4, BH_DECODE_IDENTITY, "current_daemon",
-                    err) != BH_OK)
-    return BH_DECODE_IDENTITY;
-  size_t len = protobuf_c_message_get_packed_size(&d->base);
-  uint8_t *buf = malloc(len ? len : 1);
-  if (buf == NULL) return oom(err);
-  protobuf_c_message_pack(&d->base, buf);
-  bh_status st = bh_identity_decode(buf, len, &out->daemon, err);
-  free(buf);
+  bh_status st = bh_identity_from_pb(d, &out->daemon, err);
   if (st != BH_OK) return st;
   out->has_daemon = true;
   return unknown_blob(&d->base, &out->daemon_unknown, &out->daemon_unknown_len,
@@ -175,6 +158,14 @@ bh_status bh_manifest_decode(const uint8_t *buf, size_t len, bh_manifest *out,
                       "expected a CacheManifest protobuf, got %zu bytes that "
                       "do not decode",
                       len);
+  }
+  if (!bh_pb_tags_ok(&pm->base)) {
+    running_process__broker__v1__cache_manifest__free_unpacked(
+        pm, &bh_pb_allocator);
+    bh_manifest_clear(out);
+    return bh_err_set(err, BH_MANIFEST_DECODE, NULL,
+                      "expected a CacheManifest protobuf, got a field number "
+                      "0");
   }
   bh_status st = copy_fields(pm, out, err);
   if (st == BH_OK && pm->current_daemon != NULL)

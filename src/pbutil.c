@@ -38,6 +38,22 @@ bool bh_pb_string_ok(const char *s) {
   return bh_utf8_valid(s, len);
 }
 
+bool bh_pb_tags_ok(const ProtobufCMessage *msg) {
+  for (unsigned i = 0; i < msg->n_unknown_fields; i++)
+    if (msg->unknown_fields[i].tag == 0) return false;
+  const ProtobufCMessageDescriptor *d = msg->descriptor;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (f->type != PROTOBUF_C_TYPE_MESSAGE ||
+        f->label == PROTOBUF_C_LABEL_REPEATED)
+      continue;
+    const ProtobufCMessage *sub =
+        *(ProtobufCMessage *const *)((const char *)msg + f->offset);
+    if (sub != NULL && !bh_pb_tags_ok(sub)) return false;
+  }
+  return true;
+}
+
 bool bh_utf8_valid(const char *str, size_t len) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;

@@ -19,6 +19,12 @@ extern ProtobufCAllocator bh_pb_allocator;
  * valid UTF-8. */
 bool bh_pb_string_ok(const char *s);
 
+/* False when msg or any message below it holds an unknown field with field
+ * number 0. protobuf-c accepts such a key when it is written in two or
+ * more bytes; prost rejects it ("invalid tag value: 0"), and protobuf-c
+ * could not even pack it back in a form it would read again. */
+bool bh_pb_tags_ok(const ProtobufCMessage *msg);
+
 /* Strict UTF-8 validation (no overlongs, no surrogates, <= U+10FFFF). */
 bool bh_utf8_valid(const char *s, size_t len);
 

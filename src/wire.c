@@ -120,6 +120,11 @@ static bh_status frame_decode(const uint8_t *body, size_t len, pb_frame **out,
     return bh_err_set(err, BH_DECODE_FRAME, NULL,
                       "expected a Frame protobuf, got %zu undecodable bytes",
                       len);
+  if (!bh_pb_tags_ok(&f->base)) {
+    running_process__broker__v1__frame__free_unpacked(f, &bh_pb_allocator);
+    return bh_err_set(err, BH_DECODE_FRAME, NULL,
+                      "expected a Frame protobuf, got a field number 0");
+  }
   const char *bad = !bh_pb_string_ok(f->traceparent)  ? "traceparent"
                     : !bh_pb_string_ok(f->tracestate) ? "tracestate"
                                                       : NULL;

@@ -146,6 +146,14 @@ static void test_decode_frame(void) {
   response_frame(&f, payload, NULL, 0);
   f.traceparent = "\xc0\x80"; /* overlong NUL */
   CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_DECODE_FRAME, &err);
+  /* Field number 0 written as a two-byte key (80 00): protobuf-c keeps it
+   * as an unknown field, prost rejects it ("invalid tag value: 0"). */
+  request_frame(&f, nonce);
+  n = pack_frame(&f, body, sizeof body);
+  memcpy(body + n, "\x80\x00\x01", 3);
+  CHECK_CODE(bh_probe_request_validate(body, n + 3, &req, &err),
+             BH_DECODE_FRAME, &err);
+  CHECK_STR(err.message, "expected a Frame protobuf, got a field number 0");
   bh_request_clear(&req);
 }
 
@@ -249,6 +257,15 @@ static void test_response_identity_decode(void) {
   response_frame(&f, payload, ident, n);
   CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_INVALID_SHA256_LENGTH,
              &err);
+
+  /* A valid identity followed by field number 0 (two-byte key 80 00),
+   * and the same inside its endpoint: decode_identity, as prost says. */
+  sample_daemon(&d, &ep, sha);
+  n = pack_daemon(&d, ident, sizeof ident);
+  memcpy(ident + n, "\x80\x00\x01", 3);
+  response_frame(&f, payload, ident, n + 3);
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_DECODE_IDENTITY, &err);
+  CHECK_STR(err.message, "DaemonProcess holds a field number 0");
 }
 
 static void test_identity_mismatch(void) {
