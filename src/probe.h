@@ -43,7 +43,10 @@ typedef struct bh_probe_result {
 typedef void (*bh_probe_cb)(bh_probe_result *res, void *ctx);
 
 /* Start a probe of endpoint ep expecting identity expected (both copied).
- * Returns NULL only when out of memory (then nothing was started). */
+ * A response-only probe may pass expected = NULL: the answer is then
+ * validated but not compared (a full probe without one fails with
+ * endpoint_mismatch). Returns NULL only when out of memory (then nothing
+ * was started). */
 bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
                          const bh_identity *expected,
                          const bh_probe_opts *opts, bh_probe_cb cb,

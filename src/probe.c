@@ -1,0 +1,361 @@
+/* The prober (DESIGN §1.5, §4): one heap state machine per probe, driven by
+ * plain events embedded in the probe (no bufferevents, so an in-flight
+ * probe stays well under 4 KiB of heap). States: start (a zero timer, so
+ * the callback never runs inside bh_probe_start) → checks → connect
+ * (retried on EAGAIN until the deadline) → write → read one frame →
+ * validate → callback. One deadline covers the whole active exchange and
+ * is armed before connect. */
+#include "probe.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wire.h"
+
+enum { CONNECT_RETRY_USEC = 10000, READ_CHUNK = 4096 };
+
+struct bh_probe {
+  struct event_base *base;
+  bh_probe_cb cb;
+  void *ctx;
+  bh_probe_opts opts;
+  bh_endpoint ep;
+  bh_identity expected;
+  bool has_expected; /* response-only probes may skip the comparison */
+  struct timespec t0;
+  int fd;
+  struct event start_ev; /* zero timer; later the connect-retry timer */
+  struct event deadline_ev;
+  struct event io_ev;
+  bool io_assigned;
+  uint8_t nonce[BH_NONCE_LEN];
+  uint64_t request_id;
+  uint8_t *req;
+  size_t req_len, req_off;
+  size_t bytes_read;
+  bh_frame_reader reader;
+  bh_probe_result result;
+};
+
+static void probe_connect(bh_probe *p);
+static void probe_write(bh_probe *p);
+
+bh_probe_opts bh_probe_opts_default(void) {
+  return (bh_probe_opts){
+      .timeout = 0.5, .response_only = false, .verify_pid = true};
+}
+
+static double seconds_since(const struct timespec *t0) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)(now.tv_sec - t0->tv_sec) +
+         (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static struct timeval tv_of(double seconds) {
+  struct timeval tv;
+  tv.tv_sec = (time_t)seconds;
+  tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
+  return tv;
+}
+
+/* Stop every event source and close the socket; what is left (strings,
+ * reader, result) is freed by probe_free. */
+static void probe_quiesce(bh_probe *p) {
+  event_del(&p->start_ev);
+  event_del(&p->deadline_ev);
+  if (p->io_assigned) event_del(&p->io_ev);
+  if (p->fd >= 0) close(p->fd);
+  p->fd = -1;
+}
+
+static void probe_free(bh_probe *p) {
+  probe_quiesce(p);
+  bh_frame_reader_free(&p->reader);
+  free(p->req);
+  bh_endpoint_clear(&p->ep);
+  bh_identity_clear(&p->expected);
+  bh_identity_clear(&p->result.identity);
+  bh_proc_release(&p->result.proc);
+  free(p);
+}
+
+/* The outcome is known (p->result.err says which): close the socket at
+ * once, call back exactly once, free. */
+static void probe_finish(bh_probe *p) {
+  probe_quiesce(p);
+  p->result.elapsed = seconds_since(&p->t0);
+  if (p->result.err.code != BH_OK) {
+    bh_identity_clear(&p->result.identity);
+    bh_proc_release(&p->result.proc);
+  }
+  p->cb(&p->result, p->ctx);
+  probe_free(p);
+}
+
+/* Fail with "OP PATH: strerror(errnum)". */
+static void probe_fail(bh_probe *p, bh_status code, const char *op,
+                       int errnum) {
+  bh_err_set(&p->result.err, code, NULL, "%s %s: %s", op, p->ep.path,
+             strerror(errnum));
+  probe_finish(p);
+}
+
+/* (Re)point the I/O event at fd/what/cb; the event is never pending when
+ * reassigned. */
+static void probe_arm_io(bh_probe *p, short what, event_callback_fn cb) {
+  if (p->io_assigned) event_del(&p->io_ev);
+  event_assign(&p->io_ev, p->base, p->fd, what, cb, p);
+  p->io_assigned = true;
+  event_add(&p->io_ev, NULL);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg) {
+  bh_probe *p = arg;
+  bh_err_set(&p->result.err, BH_TIMEOUT, NULL,
+             "no whole response from %s within %.3f s (%zu bytes received)",
+             p->ep.path, p->opts.timeout, p->bytes_read);
+  probe_finish(p);
+}
+
+/* A whole frame arrived: validate it as the answer to our request. */
+static void probe_validate(bh_probe *p) {
+  close(p->fd);
+  p->fd = -1;
+  bh_probe_response_validate(p->reader.body, p->reader.body_len, p->request_id,
+                             p->nonce, p->has_expected ? &p->expected : NULL,
+                             &p->result.identity, &p->result.err);
+  probe_finish(p);
+}
+
+/* Readable: drain what is there into the frame reader. Trailing bytes
+ * after the first frame are ignored (one request, one response). */
+static void on_readable(evutil_socket_t fd, short what, void *arg) {
+  bh_probe *p = arg;
+  uint8_t buf[READ_CHUNK];
+  for (;;) {
+    ssize_t n = recv(p->fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n < 0) {
+      probe_fail(p, BH_IO, "read from", errno);
+      return;
+    }
+    if (n == 0) {
+      bh_err_set(&p->result.err, BH_IO, NULL,
+                 "%s: peer closed after %zu bytes, before a whole frame",
+                 p->ep.path, p->bytes_read);
+      probe_finish(p);
+      return;
+    }
+    p->bytes_read += (size_t)n;
+    size_t used = 0;
+    bh_read_result rr =
+        bh_frame_reader_feed(&p->reader, buf, (size_t)n, &used, &p->result.err);
+    if (rr == BH_READ_ERROR) {
+      probe_finish(p);
+      return;
+    }
+    if (rr == BH_READ_DONE) {
+      probe_validate(p);
+      return;
+    }
+  }
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg) {
+  probe_write(arg);
+}
+
+/* Write what is left of the request; wait for writability on a short
+ * write; then switch to reading. */
+static void probe_write(bh_probe *p) {
+  while (p->req_off < p->req_len) {
+    ssize_t n =
+        send(p->fd, p->req + p->req_off, p->req_len - p->req_off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      probe_arm_io(p, EV_WRITE, on_writable);
+      return;
+    }
+    if (n < 0) {
+      probe_fail(p, BH_IO, "write to", errno);
+      return;
+    }
+    p->req_off += (size_t)n;
+  }
+  free(p->req);
+  p->req = NULL;
+  probe_arm_io(p, EV_READ | EV_PERSIST, on_readable);
+}
+
+/* Connected: record the peer's credentials, then send the request. */
+static void probe_connected(bh_probe *p) {
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+    p->result.has_peer_cred = true;
+    p->result.peer_pid = cred.pid;
+    p->result.peer_uid = cred.uid;
+  }
+  probe_write(p);
+}
+
+static void on_connect_retry(evutil_socket_t fd, short what, void *arg) {
+  probe_connect(arg);
+}
+
+/* A connect in progress became writable: SO_ERROR says how it ended. */
+static void on_connect_done(evutil_socket_t fd, short what, void *arg) {
+  bh_probe *p = arg;
+  int soerr = 0;
+  socklen_t len = sizeof soerr;
+  if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
+  if (soerr == 0) {
+    probe_connected(p);
+    return;
+  }
+  probe_fail(p, BH_CONNECT, "connect to", soerr);
+}
+
+/* Try to connect. A full backlog (EAGAIN) is retried after a short pause,
+ * bounded by the deadline; anything else but success fails at once. */
+static void probe_connect(bh_probe *p) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  memcpy(sa.sun_path, p->ep.path, strlen(p->ep.path) + 1);
+  int rc;
+  do {
+    rc = connect(p->fd, (struct sockaddr *)&sa, sizeof sa);
+  } while (rc < 0 && errno == EINTR);
+  if (rc == 0) {
+    probe_connected(p);
+  } else if (errno == EAGAIN) {
+    struct timeval tv = {0, CONNECT_RETRY_USEC};
+    evtimer_assign(&p->start_ev, p->base, on_connect_retry, p);
+    evtimer_add(&p->start_ev, &tv);
+  } else if (errno == EINPROGRESS) {
+    probe_arm_io(p, EV_WRITE, on_connect_done);
+  } else {
+    probe_fail(p, BH_CONNECT, "connect to", errno);
+  }
+}
+
+/* The active exchange: arm the one deadline, build the request with a
+ * fresh nonce, open the socket, connect. */
+static void probe_exchange(bh_probe *p) {
+  struct timeval tv = tv_of(p->opts.timeout);
+  evtimer_add(&p->deadline_ev, &tv);
+  if (RAND_bytes(p->nonce, sizeof p->nonce) != 1) {
+    bh_err_set(&p->result.err, BH_SYSTEM, NULL,
+               "RAND_bytes gave no nonce for a probe of %s", p->ep.path);
+    probe_finish(p);
+    return;
+  }
+  p->request_id = bh_request_id_from_nonce(p->nonce);
+  if (bh_probe_request_build(p->nonce, &p->req, &p->req_len, &p->result.err) !=
+      BH_OK) {
+    probe_finish(p);
+    return;
+  }
+  p->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (p->fd < 0) {
+    int e = errno;
+    bool out = e == EMFILE || e == ENFILE;
+    bh_err_set(&p->result.err, BH_CONNECT, NULL, "connect to %s: %s%s",
+               p->ep.path,
+               out ? "this process ran out of file descriptors: " : "socket: ",
+               strerror(e));
+    probe_finish(p);
+    return;
+  }
+  probe_connect(p);
+}
+
+/* First step, from the loop: the endpoint checks and verify_pid (DESIGN
+ * §1.5 steps 1-2), then the exchange. */
+static void on_start(evutil_socket_t fd, short what, void *arg) {
+  bh_probe *p = arg;
+  bh_err *err = &p->result.err;
+  if (!p->opts.response_only && !p->has_expected) {
+    bh_err_set(err, BH_ENDPOINT_MISMATCH, NULL,
+               "a full probe of %s needs an expected identity", p->ep.path);
+    probe_finish(p);
+    return;
+  }
+  if (!p->opts.response_only &&
+      !bh_endpoint_equal(&p->ep, &p->expected.endpoint)) {
+    bh_err_set(err, BH_ENDPOINT_MISMATCH, NULL,
+               "probed endpoint (%s, %s) is not the expected one (%s, %s)",
+               p->ep.namespace_id, p->ep.path,
+               p->expected.endpoint.namespace_id, p->expected.endpoint.path);
+    probe_finish(p);
+    return;
+  }
+  if (bh_endpoint_check(&p->ep, err) != BH_OK) {
+    probe_finish(p);
+    return;
+  }
+  if (!p->opts.response_only && p->opts.verify_pid &&
+      bh_proc_verify(&p->expected, NULL, &p->result.proc, err) != BH_OK) {
+    probe_finish(p);
+    return;
+  }
+  probe_exchange(p);
+}
+
+bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
+                         const bh_identity *expected, const bh_probe_opts *opts,
+                         bh_probe_cb cb, void *ctx) {
+  bh_probe *p = calloc(1, sizeof *p);
+  if (p == NULL) return NULL;
+  clock_gettime(CLOCK_MONOTONIC, &p->t0);
+  p->base = base;
+  p->cb = cb;
+  p->ctx = ctx;
+  p->opts = opts ? *opts : bh_probe_opts_default();
+  if (p->opts.timeout <= 0) p->opts.timeout = 0.5;
+  p->fd = -1;
+  bh_identity_init(&p->expected);
+  bh_identity_init(&p->result.identity);
+  p->result.proc = BH_PROC_NONE;
+  bh_err_clear(&p->result.err);
+  bh_frame_reader_init(&p->reader);
+  evtimer_assign(&p->start_ev, base, on_start, p);
+  evtimer_assign(&p->deadline_ev, base, on_deadline, p);
+  p->has_expected = expected != NULL;
+  if (bh_endpoint_copy(&p->ep, ep, NULL) != BH_OK ||
+      (expected && bh_identity_copy(&p->expected, expected, NULL) != BH_OK)) {
+    probe_free(p);
+    return NULL;
+  }
+  struct timeval zero = {0, 0};
+  evtimer_add(&p->start_ev, &zero);
+  return p;
+}
+
+void bh_probe_cancel(bh_probe *p) {
+  if (p != NULL) probe_free(p);
+}
+
+size_t bh_probe_heap(const bh_probe *p) {
+  size_t n = sizeof *p + bh_frame_reader_heap(&p->reader);
+  const char *strs[] = {p->ep.namespace_id,
+                        p->ep.path,
+                        p->expected.exe_path,
+                        p->expected.boot_id,
+                        p->expected.endpoint.namespace_id,
+                        p->expected.endpoint.path};
+  for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+    if (strs[i] != NULL) n += strlen(strs[i]) + 1;
+  if (p->req != NULL) n += p->req_len;
+  return n;
+}

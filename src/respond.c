@@ -1,0 +1,514 @@
+/* The responder (DESIGN §1.4, §4): a Unix listener on a libevent loop that
+ * answers each connection's one probe request with an identity, then
+ * closes. Each connection is a small heap object with plain events (read,
+ * write, its own deadline, an optional reply delay) on a list owned by the
+ * responder. Hostile clients only ever cost their own connection: a bad
+ * request, EOF or the deadline drops it and counts it as rejected. */
+#include "respond.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/listener.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+enum { READ_CHUNK = 1024, LISTEN_BACKLOG = 4096 };
+#define ACCEPT_PAUSE_USEC 50000
+
+typedef struct conn conn;
+struct conn {
+  bh_responder *r;
+  conn *prev, *next;
+  int fd;
+  struct event io_ev;
+  struct event timer_ev; /* per-connection deadline */
+  struct event delay_ev; /* the hook's reply delay */
+  bool io_added;
+  bh_frame_reader reader;
+  bool drop;    /* the hook said drop (after the delay) */
+  uint8_t *out; /* the reply, written after the delay */
+  size_t out_len, out_off;
+};
+
+struct bh_responder {
+  struct event_base *base;
+  bh_endpoint ep;
+  bh_identity id;
+  bh_respond_opts opts;
+  struct evconnlistener *lis;
+  struct event pause_ev; /* re-enables accepting after EMFILE */
+  bool have_inode;
+  dev_t dev;
+  ino_t ino;
+  bool closed, paused, in_closed_cb, freeing, free_requested;
+  conn *in_hook; /* the connection whose hook is running, if any */
+  conn *conns;
+  unsigned open_conns;
+  uint64_t served, rejected;
+};
+
+static void conn_free(conn *c);
+static void responder_update_accepting(bh_responder *r);
+
+bh_respond_opts bh_respond_opts_default(void) {
+  return (bh_respond_opts){
+      .mode = 0600, .conn_timeout = 5.0, .max_conns = 1024};
+}
+
+static struct timeval tv_of(double seconds) {
+  struct timeval tv;
+  tv.tv_sec = (time_t)seconds;
+  tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
+  return tv;
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+/* Unlink c from its responder, stop its events, close it, free it; then
+ * let the responder accept again if the cap was what stopped it. */
+static void conn_free(conn *c) {
+  bh_responder *r = c->r;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    r->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  r->open_conns--;
+  if (c->io_added) event_del(&c->io_ev);
+  event_del(&c->timer_ev);
+  event_del(&c->delay_ev);
+  close(c->fd);
+  bh_frame_reader_free(&c->reader);
+  free(c->out);
+  free(c);
+  responder_update_accepting(r);
+}
+
+static void conn_reject(conn *c) {
+  c->r->rejected++;
+  conn_free(c);
+}
+
+static void conn_arm_io(conn *c, short what, event_callback_fn cb) {
+  if (c->io_added) event_del(&c->io_ev);
+  event_assign(&c->io_ev, c->r->base, c->fd, what, cb, c);
+  event_add(&c->io_ev, NULL);
+  c->io_added = true;
+}
+
+static void on_conn_writable(evutil_socket_t fd, short what, void *arg);
+
+/* Write the rest of the reply. Written in full → served, closed, and the
+ * responder closes itself once count answers were given. */
+static void conn_write(conn *c) {
+  while (c->out_off < c->out_len) {
+    ssize_t n =
+        send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      conn_arm_io(c, EV_WRITE, on_conn_writable);
+      return;
+    }
+    if (n < 0) {
+      conn_reject(c); /* the client went away: not an answer */
+      return;
+    }
+    c->out_off += (size_t)n;
+  }
+  bh_responder *r = c->r;
+  r->served++;
+  conn_free(c);
+  if (r->opts.count > 0 && r->served >= r->opts.count) bh_respond_close(r);
+}
+
+static void on_conn_writable(evutil_socket_t fd, short what, void *arg) {
+  conn_write(arg);
+}
+
+/* Act on the hook's decision (now, or when the delay ran out). */
+static void conn_act(conn *c) {
+  if (c->drop)
+    conn_reject(c);
+  else
+    conn_write(c);
+}
+
+static void on_conn_delay(evutil_socket_t fd, short what, void *arg) {
+  conn_act(arg);
+}
+
+static void on_conn_deadline(evutil_socket_t fd, short what, void *arg) {
+  conn_reject(arg);
+}
+
+/* Turn the hook's reply into bytes now (the identity and raw bytes are
+ * only borrowed for the duration of the hook). */
+static bh_status conn_prepare(conn *c, const bh_request *req,
+                              const bh_reply *reply) {
+  bh_responder *r = c->r;
+  switch (reply->kind) {
+    case BH_REPLY_DROP:
+      c->drop = true;
+      return BH_OK;
+    case BH_REPLY_RAW:
+      c->out = malloc(reply->raw_len ? reply->raw_len : 1);
+      if (c->out == NULL) return BH_SYSTEM;
+      if (reply->raw_len) memcpy(c->out, reply->raw, reply->raw_len);
+      c->out_len = reply->raw_len;
+      return BH_OK;
+    case BH_REPLY_IDENTITY:
+    case BH_REPLY_NORMAL:
+    default: {
+      /* BH_REPLY_IDENTITY without an identity answers normally. */
+      const bh_identity *id =
+          reply->kind == BH_REPLY_IDENTITY && reply->identity != NULL
+              ? reply->identity
+              : &r->id;
+      return bh_probe_response_build(req, id, &c->out, &c->out_len, NULL);
+    }
+  }
+}
+
+/* A whole frame arrived: validate, ask the hook, reply (maybe later). */
+static void conn_handle(conn *c) {
+  bh_responder *r = c->r;
+  if (c->io_added) event_del(&c->io_ev);
+  bh_request req = {0};
+  if (bh_probe_request_validate(c->reader.body, c->reader.body_len, &req,
+                                NULL) != BH_OK) {
+    bh_request_clear(&req);
+    conn_reject(c);
+    return;
+  }
+  bh_reply reply = {.kind = BH_REPLY_NORMAL};
+  if (r->opts.hook != NULL) {
+    r->in_hook = c;
+    r->opts.hook(r, &req, &reply, r->opts.hook_ctx);
+    r->in_hook = NULL;
+  }
+  bh_status st = r->closed ? BH_SYSTEM : conn_prepare(c, &req, &reply);
+  bh_request_clear(&req);
+  if (st != BH_OK) {
+    conn_reject(c);
+    return;
+  }
+  if (reply.delay > 0) {
+    struct timeval tv = tv_of(reply.delay);
+    evtimer_add(&c->delay_ev, &tv);
+    return;
+  }
+  conn_act(c);
+}
+
+/* Readable: feed the frame reader. EOF or a framing error before a whole
+ * request drops the connection. */
+static void on_conn_readable(evutil_socket_t fd, short what, void *arg) {
+  conn *c = arg;
+  uint8_t buf[READ_CHUNK];
+  for (;;) {
+    ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) {
+      conn_reject(c);
+      return;
+    }
+    size_t used = 0;
+    bh_read_result rr =
+        bh_frame_reader_feed(&c->reader, buf, (size_t)n, &used, NULL);
+    if (rr == BH_READ_ERROR) {
+      conn_reject(c);
+      return;
+    }
+    if (rr == BH_READ_DONE) {
+      conn_handle(c);
+      return;
+    }
+  }
+}
+
+static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
+                      struct sockaddr *sa, int salen, void *arg) {
+  bh_responder *r = arg;
+  conn *c = calloc(1, sizeof *c);
+  if (c == NULL || r->closed) {
+    free(c);
+    close(fd);
+    r->rejected++;
+    return;
+  }
+  c->r = r;
+  c->fd = fd;
+  bh_frame_reader_init(&c->reader);
+  c->next = r->conns;
+  if (r->conns) r->conns->prev = c;
+  r->conns = c;
+  r->open_conns++;
+  evtimer_assign(&c->timer_ev, r->base, on_conn_deadline, c);
+  evtimer_assign(&c->delay_ev, r->base, on_conn_delay, c);
+  struct timeval tv = tv_of(r->opts.conn_timeout);
+  evtimer_add(&c->timer_ev, &tv);
+  conn_arm_io(c, EV_READ | EV_PERSIST, on_conn_readable);
+  responder_update_accepting(r);
+}
+
+/* ---- accepting -------------------------------------------------------- */
+
+/* Accept while open, under the connection cap and not paused after a
+ * descriptor shortage; otherwise leave new clients in the backlog. */
+static void responder_update_accepting(bh_responder *r) {
+  if (r->lis == NULL) return;
+  if (!r->closed && !r->paused && r->open_conns < r->opts.max_conns)
+    evconnlistener_enable(r->lis);
+  else
+    evconnlistener_disable(r->lis);
+}
+
+static void on_pause_over(evutil_socket_t fd, short what, void *arg) {
+  bh_responder *r = arg;
+  r->paused = false;
+  responder_update_accepting(r);
+}
+
+/* accept() failed. Out of descriptors: the pending client stays in the
+ * backlog and the listener stays readable, so stop accepting for a moment
+ * instead of spinning. */
+static void on_accept_error(struct evconnlistener *lis, void *arg) {
+  bh_responder *r = arg;
+  int e = EVUTIL_SOCKET_ERROR();
+  if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) return;
+  r->paused = true;
+  responder_update_accepting(r);
+  struct timeval tv = {0, ACCEPT_PAUSE_USEC};
+  evtimer_add(&r->pause_ev, &tv);
+}
+
+/* ---- binding ---------------------------------------------------------- */
+
+static const char *file_kind(mode_t m) {
+  if (S_ISREG(m)) return "a regular file";
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISLNK(m)) return "a symbolic link";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
+  return "not a socket";
+}
+
+static void fill_sockaddr(struct sockaddr_un *sa, const char *path) {
+  memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  memcpy(sa->sun_path, path, strlen(path) + 1);
+}
+
+/* Does something accept on the socket at path? 1 live, 0 stale (refused),
+ * -1 on another error (errno set). A full backlog counts as live. */
+static int socket_is_live(const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_un sa;
+  fill_sockaddr(&sa, path);
+  int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+  int e = errno;
+  close(fd);
+  if (rc == 0 || e == EAGAIN || e == EINPROGRESS) return 1;
+  if (e == ECONNREFUSED) return 0;
+  errno = e;
+  return -1;
+}
+
+bh_status bh_remove_stale_socket(const char *path, bh_stale_result *res,
+                                 bh_err *err) {
+  *res = (bh_stale_result){0};
+  struct stat st;
+  if (lstat(path, &st) < 0) {
+    if (errno == ENOENT) return BH_OK;
+    return bh_err_set(err, BH_SYSTEM, NULL, "lstat %s: %s", path,
+                      strerror(errno));
+  }
+  res->existed = true;
+  res->is_socket = S_ISSOCK(st.st_mode);
+  if (!res->is_socket) return BH_OK;
+  if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+    return bh_err_set(err, BH_INVALID_ENDPOINT, NULL,
+                      "socket path %s is too long for sun_path", path);
+  int live = socket_is_live(path);
+  if (live < 0 && errno == ENOENT) return BH_OK; /* vanished meanwhile */
+  if (live < 0)
+    return bh_err_set(err, BH_SYSTEM, NULL, "connect to %s: %s", path,
+                      strerror(errno));
+  res->live = live == 1;
+  if (res->live) return BH_OK;
+  if (unlink(path) < 0 && errno != ENOENT)
+    return bh_err_set(err, BH_SYSTEM, NULL, "unlink stale socket %s: %s", path,
+                      strerror(errno));
+  res->removed = true;
+  return BH_OK;
+}
+
+/* Make room at ep->path: absent is fine, a stale socket is removed, a live
+ * one or anything that is not a socket is an error. */
+static bh_status clear_path(const char *path, bh_err *err) {
+  bh_stale_result sr;
+  bh_status st = bh_remove_stale_socket(path, &sr, err);
+  if (st != BH_OK) return st;
+  if (sr.existed && !sr.is_socket) {
+    struct stat stt;
+    const char *kind =
+        lstat(path, &stt) == 0 ? file_kind(stt.st_mode) : "not a socket";
+    return bh_err_set(err, BH_IN_USE, NULL,
+                      "%s exists and is %s; it is never removed", path, kind);
+  }
+  if (sr.live)
+    return bh_err_set(err, BH_IN_USE, NULL, "%s already has a live listener",
+                      path);
+  return BH_OK;
+}
+
+/* Bind, set the mode, listen. The mode is set after bind and before
+ * listen: until listen nobody can connect, so nothing is served through a
+ * wider mode. Records the inode so close unlinks only our own file. */
+static bh_status bind_listen(bh_responder *r, int *out_fd, bh_err *err) {
+  const char *path = r->ep.path;
+  bh_status st = BH_SYSTEM;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return bh_err_set(err, BH_SYSTEM, NULL, "socket for %s: %s", path,
+                      strerror(errno));
+  struct sockaddr_un sa;
+  fill_sockaddr(&sa, path);
+  struct stat sb;
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    st = bh_err_set(err, errno == EADDRINUSE ? BH_IN_USE : BH_SYSTEM, NULL,
+                    "bind %s: %s", path, strerror(errno));
+    goto fail;
+  }
+  if (chmod(path, r->opts.mode) < 0 || lstat(path, &sb) < 0) {
+    st = bh_err_set(err, BH_SYSTEM, NULL, "chmod/lstat %s: %s", path,
+                    strerror(errno));
+    unlink(path);
+    goto fail;
+  }
+  r->have_inode = true;
+  r->dev = sb.st_dev;
+  r->ino = sb.st_ino;
+  if (listen(fd, LISTEN_BACKLOG) < 0) {
+    st = bh_err_set(err, BH_SYSTEM, NULL, "listen %s: %s", path,
+                    strerror(errno));
+    goto fail;
+  }
+  *out_fd = fd;
+  return BH_OK;
+fail:
+  close(fd);
+  return st;
+}
+
+/* Unlink the socket file only if it is still the one we created. */
+static void unlink_if_ours(bh_responder *r) {
+  struct stat sb;
+  if (!r->have_inode) return;
+  r->have_inode = false;
+  if (lstat(r->ep.path, &sb) == 0 && sb.st_dev == r->dev &&
+      sb.st_ino == r->ino && S_ISSOCK(sb.st_mode))
+    unlink(r->ep.path);
+}
+
+static void responder_release(bh_responder *r) {
+  bh_endpoint_clear(&r->ep);
+  bh_identity_clear(&r->id);
+  free(r);
+}
+
+bh_responder *bh_respond_start(struct event_base *base, const bh_endpoint *ep,
+                               const bh_identity *id,
+                               const bh_respond_opts *opts, bh_err *err) {
+  bh_responder *r = calloc(1, sizeof *r);
+  int fd = -1;
+  if (r == NULL) {
+    bh_err_set(err, BH_SYSTEM, NULL, "out of memory for a responder");
+    return NULL;
+  }
+  r->base = base;
+  r->opts = opts ? *opts : bh_respond_opts_default();
+  if (r->opts.mode == 0) r->opts.mode = 0600;
+  if (r->opts.conn_timeout <= 0) r->opts.conn_timeout = 5.0;
+  if (r->opts.max_conns == 0) r->opts.max_conns = 1024;
+  bh_identity_init(&r->id);
+  evtimer_assign(&r->pause_ev, base, on_pause_over, r);
+  if (bh_endpoint_check(ep, err) != BH_OK ||
+      bh_endpoint_copy(&r->ep, ep, err) != BH_OK ||
+      bh_identity_copy(&r->id, id, err) != BH_OK ||
+      clear_path(r->ep.path, err) != BH_OK || bind_listen(r, &fd, err) != BH_OK)
+    goto fail;
+  r->lis = evconnlistener_new(
+      base, on_accept, r, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+  if (r->lis == NULL) {
+    bh_err_set(err, BH_SYSTEM, NULL, "evconnlistener_new for %s failed",
+               r->ep.path);
+    close(fd);
+    unlink_if_ours(r);
+    goto fail;
+  }
+  evconnlistener_set_error_cb(r->lis, on_accept_error);
+  return r;
+fail:
+  responder_release(r);
+  return NULL;
+}
+
+/* ---- closing ---------------------------------------------------------- */
+
+void bh_respond_close(bh_responder *r) {
+  if (r == NULL || r->closed) return;
+  r->closed = true;
+  event_del(&r->pause_ev);
+  if (r->lis) evconnlistener_free(r->lis);
+  r->lis = NULL;
+  unlink_if_ours(r);
+  /* The connection whose hook is running is freed by conn_handle. */
+  conn *c = r->conns;
+  while (c != NULL) {
+    conn *next = c->next;
+    if (c != r->in_hook) conn_free(c);
+    c = next;
+  }
+  if (r->opts.on_closed) {
+    r->in_closed_cb = true;
+    r->opts.on_closed(r, r->opts.closed_ctx);
+    r->in_closed_cb = false;
+    if (r->free_requested && !r->freeing) responder_release(r);
+  }
+}
+
+void bh_respond_free(bh_responder *r) {
+  if (r == NULL || r->freeing) return;
+  if (r->in_closed_cb) {
+    r->free_requested = true; /* released when on_closed returns */
+    return;
+  }
+  r->freeing = true;
+  bh_respond_close(r);
+  responder_release(r);
+}
+
+bool bh_respond_is_closed(const bh_responder *r) {
+  return r->closed;
+}
+uint64_t bh_respond_served(const bh_responder *r) {
+  return r->served;
+}
+uint64_t bh_respond_rejected(const bh_responder *r) {
+  return r->rejected;
+}
+unsigned bh_respond_open_conns(const bh_responder *r) {
+  return r->open_conns;
+}
+const bh_endpoint *bh_respond_endpoint(const bh_responder *r) {
+  return &r->ep;
+}
