@@ -1,7 +1,7 @@
 /* The prober (DESIGN §1.5, §4): one heap state machine per probe, driven by
  * plain events embedded in the probe (no bufferevents, so an in-flight
- * probe stays well under 4 KiB of heap). States: start (a zero timer, so
- * the callback never runs inside bh_probe_start) → checks → connect
+ * probe stays well under 4 KiB of heap). States: start (an event made active at
+ * once, so the callback never runs inside bh_probe_start) → checks → connect
  * (retried on EAGAIN until the deadline) → write → read one frame →
  * validate → callback. One deadline covers the whole active exchange and
  * is armed before connect. */
@@ -34,7 +34,7 @@ struct bh_probe {
   struct timespec t0;
   struct timespec t_exchange; /* when the deadline was armed */
   int fd;
-  struct event start_ev; /* zero timer; later the connect-retry timer */
+  struct event start_ev; /* first step; later the connect-retry timer */
   struct event deadline_ev;
   struct event io_ev;
   bool io_assigned;
@@ -348,8 +348,8 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
     probe_free(p);
     return NULL;
   }
-  struct timeval zero = {0, 0};
-  evtimer_add(&p->start_ev, &zero);
+  /* Active at once, but run by the loop: never inside this call. */
+  event_active(&p->start_ev, EV_TIMEOUT, 1);
   return p;
 }
 

@@ -40,6 +40,8 @@ struct bh_responder {
   struct event_base *base;
   bh_endpoint ep;
   bh_identity id;
+  uint8_t *id_pb; /* id encoded once: the normal answer's payload tail */
+  size_t id_pb_len;
   bh_respond_opts opts;
   struct evconnlistener *lis;
   struct event pause_ev; /* re-enables accepting after EMFILE */
@@ -163,16 +165,16 @@ static bh_status conn_prepare(conn *c, const bh_request *req,
       c->out_len = reply->raw_len;
       return BH_OK;
     case BH_REPLY_IDENTITY:
+      if (reply->identity != NULL)
+        return bh_probe_response_build(req, reply->identity, &c->out,
+                                       &c->out_len, NULL);
+      break; /* no identity given: answer normally */
     case BH_REPLY_NORMAL:
-    default: {
-      /* BH_REPLY_IDENTITY without an identity answers normally. */
-      const bh_identity *id =
-          reply->kind == BH_REPLY_IDENTITY && reply->identity != NULL
-              ? reply->identity
-              : &r->id;
-      return bh_probe_response_build(req, id, &c->out, &c->out_len, NULL);
-    }
+    default:
+      break;
   }
+  return bh_probe_response_build_raw(req, r->id_pb, r->id_pb_len, &c->out,
+                                     &c->out_len, NULL);
 }
 
 /* A whole frame arrived: validate, ask the hook, reply (maybe later). */
@@ -206,15 +208,20 @@ static void conn_handle(conn *c) {
   conn_act(c);
 }
 
-/* Readable: feed the frame reader. EOF or a framing error before a whole
- * request drops the connection. */
-static void on_conn_readable(evutil_socket_t fd, short what, void *arg) {
-  conn *c = arg;
+static void on_conn_readable(evutil_socket_t fd, short what, void *arg);
+
+/* Feed the frame reader with what is there; wait for more (arming the
+ * read event only then). EOF or a framing error before a whole request
+ * drops the connection. */
+static void conn_read(conn *c) {
   uint8_t buf[READ_CHUNK];
   for (;;) {
     ssize_t n = recv(c->fd, buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!c->io_added) conn_arm_io(c, EV_READ | EV_PERSIST, on_conn_readable);
+      return;
+    }
     if (n <= 0) {
       conn_reject(c);
       return;
@@ -231,6 +238,10 @@ static void on_conn_readable(evutil_socket_t fd, short what, void *arg) {
       return;
     }
   }
+}
+
+static void on_conn_readable(evutil_socket_t fd, short what, void *arg) {
+  conn_read(arg);
 }
 
 static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
@@ -254,8 +265,10 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
   evtimer_assign(&c->delay_ev, r->base, on_conn_delay, c);
   struct timeval tv = tv_of(r->opts.conn_timeout);
   evtimer_add(&c->timer_ev, &tv);
-  conn_arm_io(c, EV_READ | EV_PERSIST, on_conn_readable);
   responder_update_accepting(r);
+  /* The request usually came with the connection: read it now, saving a
+   * trip through the loop. Last: this may close (even free) r. */
+  conn_read(c);
 }
 
 /* ---- accepting -------------------------------------------------------- */
@@ -422,6 +435,7 @@ static void unlink_if_ours(bh_responder *r) {
 static void responder_release(bh_responder *r) {
   bh_endpoint_clear(&r->ep);
   bh_identity_clear(&r->id);
+  free(r->id_pb);
   free(r);
 }
 
@@ -444,6 +458,7 @@ bh_responder *bh_respond_start(struct event_base *base, const bh_endpoint *ep,
   if (bh_endpoint_check(ep, err) != BH_OK ||
       bh_endpoint_copy(&r->ep, ep, err) != BH_OK ||
       bh_identity_copy(&r->id, id, err) != BH_OK ||
+      bh_identity_encode(&r->id, &r->id_pb, &r->id_pb_len, err) != BH_OK ||
       clear_path(r->ep.path, err) != BH_OK || bind_listen(r, &fd, err) != BH_OK)
     goto fail;
   r->lis = evconnlistener_new(
