@@ -16,11 +16,10 @@
 bh_status bh_digest_file(const char *path, uint8_t out[BH_SHA256_LEN],
                          bh_err *err);
 /* Same without consulting or filling the cache. */
-bh_status bh_digest_file_uncached(const char *path,
-                                  uint8_t out[BH_SHA256_LEN], bh_err *err);
+bh_status bh_digest_file_uncached(const char *path, uint8_t out[BH_SHA256_LEN],
+                                  bh_err *err);
 /* SHA-256 of a memory buffer. */
-void bh_digest_bytes(const void *data, size_t len,
-                     uint8_t out[BH_SHA256_LEN]);
+void bh_digest_bytes(const void *data, size_t len, uint8_t out[BH_SHA256_LEN]);
 
 typedef struct bh_digest_stats {
   uint64_t hits;

@@ -48,9 +48,8 @@ typedef void (*bh_probe_cb)(bh_probe_result *res, void *ctx);
  * endpoint_mismatch). Returns NULL only when out of memory (then nothing
  * was started). */
 bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
-                         const bh_identity *expected,
-                         const bh_probe_opts *opts, bh_probe_cb cb,
-                         void *ctx);
+                         const bh_identity *expected, const bh_probe_opts *opts,
+                         bh_probe_cb cb, void *ctx);
 
 /* Cancel a probe that has not completed: its callback will not be called
  * and all its resources are freed now. Must not be called from inside its

@@ -44,11 +44,11 @@ typedef void (*bh_request_hook)(bh_responder *r, const bh_request *req,
 typedef void (*bh_respond_closed_cb)(bh_responder *r, void *ctx);
 
 typedef struct bh_respond_opts {
-  unsigned mode;         /* socket file mode; 0 → 0600 */
-  double conn_timeout;   /* per-connection deadline, s; <= 0 → 5 */
-  unsigned max_conns;    /* open connections cap; 0 → 1024 */
-  uint64_t count;        /* close after answering this many; 0 = never */
-  bh_request_hook hook;  /* may be NULL */
+  unsigned mode;        /* socket file mode; 0 → 0600 */
+  double conn_timeout;  /* per-connection deadline, s; <= 0 → 5 */
+  unsigned max_conns;   /* open connections cap; 0 → 1024 */
+  uint64_t count;       /* close after answering this many; 0 = never */
+  bh_request_hook hook; /* may be NULL */
   void *hook_ctx;
   bh_respond_closed_cb on_closed; /* may be NULL */
   void *closed_ctx;
