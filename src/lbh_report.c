@@ -35,6 +35,8 @@ static const char module_key = 0; /* registry[&module_key] = bh */
 /* s with every byte that does not start a valid UTF-8 sequence replaced
  * by U+FFFD (JSON must be UTF-8; paths and outputs may not be). */
 static json_t *json_string_lossy(const char *s, size_t len) {
+  /* U+FFFD as UTF-8; a byte array, not a string: no NUL to copy. */
+  static const char replacement[] = {'\xEF', '\xBF', '\xBD'};
   if (bh_utf8_valid(s, len)) return json_stringn(s, len);
   char *out = malloc(len * 3 + 1);
   if (out == NULL) return NULL;
@@ -47,8 +49,8 @@ static json_t *json_string_lossy(const char *s, size_t len) {
       o += n;
       i += n;
     } else {
-      memcpy(out + o, "\xEF\xBF\xBD", 3);
-      o += 3;
+      memcpy(out + o, replacement, sizeof replacement);
+      o += sizeof replacement;
       i++;
     }
   }
@@ -100,7 +102,7 @@ static json_t *array_from_lua(lua_State *L, int idx, int depth,
   for (lua_Integer i = 1; arr != NULL && i <= n; i++) {
     lua_rawgeti(L, idx, i);
     char sub[256];
-    snprintf(sub, sizeof sub, "%s[%lld]", path, (long long)i);
+    (void)snprintf(sub, sizeof sub, "%s[%lld]", path, (long long)i);
     json_t *v = from_lua(L, lua_gettop(L), depth + 1, sub, why, cap);
     lua_pop(L, 1);
     if (v == NULL || json_array_append_new(arr, v) != 0) {
@@ -118,8 +120,8 @@ static json_t *object_from_lua(lua_State *L, int idx, int depth,
   while (lua_next(L, idx) != 0) {
     lua_pop(L, 1);
     if (lua_type(L, -1) != LUA_TSTRING) {
-      snprintf(why, cap, "%s: expected string keys, got a %s key", path,
-               luaL_typename(L, -1));
+      (void)snprintf(why, cap, "%s: expected string keys, got a %s key", path,
+                     luaL_typename(L, -1));
       lua_pop(L, 1);
       return NULL;
     }
@@ -138,7 +140,7 @@ static json_t *object_from_lua(lua_State *L, int idx, int depth,
   for (size_t i = 0; i < n; i++) {
     lua_getfield(L, idx, keys[i]);
     char sub[256];
-    snprintf(sub, sizeof sub, "%s.%s", path, keys[i]);
+    (void)snprintf(sub, sizeof sub, "%s.%s", path, keys[i]);
     json_t *v = from_lua(L, lua_gettop(L), depth + 1, sub, why, cap);
     lua_pop(L, 1);
     if (v == NULL) {
@@ -153,7 +155,8 @@ static json_t *object_from_lua(lua_State *L, int idx, int depth,
 oom:
   free(keys);
   json_decref(obj);
-  snprintf(why, cap, "%s: out of memory (or a key that is not UTF-8)", path);
+  (void)snprintf(why, cap, "%s: out of memory (or a key that is not UTF-8)",
+                 path);
   return NULL;
 }
 
@@ -167,8 +170,8 @@ static json_t *number_from_lua(lua_State *L, int idx) {
 static json_t *from_lua(lua_State *L, int idx, int depth, const char *path,
                         char *why, size_t cap) {
   if (depth > JSON_MAX_DEPTH) {
-    snprintf(why, cap, "%s: nested deeper than %d (a cycle?)", path,
-             JSON_MAX_DEPTH);
+    (void)snprintf(why, cap, "%s: nested deeper than %d (a cycle?)", path,
+                   JSON_MAX_DEPTH);
     return NULL;
   }
   size_t len;
@@ -193,8 +196,8 @@ static json_t *from_lua(lua_State *L, int idx, int depth, const char *path,
     default:
       break;
   }
-  snprintf(why, cap, "%s: cannot encode a %s as JSON", path,
-           luaL_typename(L, idx));
+  (void)snprintf(why, cap, "%s: cannot encode a %s as JSON", path,
+                 luaL_typename(L, idx));
   return NULL;
 }
 
@@ -358,7 +361,7 @@ static int l_report(lua_State *L) {
   if (path == NULL && sink.fd >= 0) sink_close(); /* back to stdout */
   int fd = path ? sink_fd(path, &err) : 1;
   bool ok = fd >= 0;
-  if (ok && fd == 1) fflush(stdout); /* keep order with print() */
+  if (ok && fd == 1) (void)fflush(stdout); /* keep order with print() */
   if (ok && !write_all(fd, line, len + 1)) {
     bh_err_set(&err, BH_SYSTEM, NULL, "writing report %s: %s",
                path ? path : "to stdout", strerror(errno));
@@ -390,8 +393,8 @@ static int l_timestamp(lua_State *L) {
   if (gmtime_r(&secs, &tm) == NULL)
     return luaL_argerror(L, 1, "time out of range");
   size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(buf + n, sizeof buf - n, ".%03lldZ",
-           (long long)(ms - (long long)secs * 1000));
+  (void)snprintf(buf + n, sizeof buf - n, ".%03lldZ",
+                 (long long)(ms - (long long)secs * 1000));
   lua_pushstring(L, buf);
   return 1;
 }

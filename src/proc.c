@@ -103,7 +103,7 @@ void bh_proc_release(bh_proc *p) {
 /* readlink of any length: the buffer doubles until the target fits. */
 bh_status bh_proc_exe_link(uint32_t pid, char **out, bh_err *err) {
   char path[64];
-  snprintf(path, sizeof path, "/proc/%u/exe", pid);
+  (void)snprintf(path, sizeof path, "/proc/%u/exe", pid);
   *out = NULL;
   size_t cap = 256;
   char *buf = NULL;
@@ -154,6 +154,18 @@ static int read_small(const char *path, char *buf, size_t cap) {
   return e;
 }
 
+/* The decimal number at the start of s (leading blanks allowed) into *out;
+ * false when there is none or it overflows. strtoull, not sscanf, because
+ * only strtoull reports overflow. */
+static bool parse_ull(const char *s, unsigned long long *out) {
+  char *end = NULL;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (end == s || errno != 0) return false;
+  *out = v;
+  return true;
+}
+
 /* btime (boot time, seconds since the epoch) from /proc/stat. Read once:
  * the kernel recomputes it from the wall clock, so it can move by a second
  * between reads, and start times must be stable within a process. */
@@ -171,9 +183,9 @@ static bh_status boot_time(uint64_t *out, bh_err *err) {
   size_t cap = 0;
   unsigned long long bt = 0;
   while (getline(&line, &cap, f) >= 0)
-    if (sscanf(line, "btime %llu", &bt) == 1) break;
+    if (strncmp(line, "btime ", 6) == 0 && parse_ull(line + 6, &bt)) break;
   free(line);
-  fclose(f);
+  (void)fclose(f); /* read-only: nothing to lose */
   if (bt == 0)
     return bh_err_set(err, BH_SYSTEM, NULL, "no btime line in /proc/stat");
   *out = cached = bt;
@@ -186,7 +198,7 @@ static bh_status boot_time(uint64_t *out, bh_err *err) {
 static bh_status start_ticks(uint32_t pid, unsigned long long *ticks,
                              bh_err *err) {
   char path[64], buf[4096];
-  snprintf(path, sizeof path, "/proc/%u/stat", pid);
+  (void)snprintf(path, sizeof path, "/proc/%u/stat", pid);
   int e = read_small(path, buf, sizeof buf);
   if (e == ENOENT || e == ESRCH)
     return bh_err_set(err, BH_PID_NOT_FOUND, NULL,
@@ -199,7 +211,7 @@ static bh_status start_ticks(uint32_t pid, unsigned long long *ticks,
   for (int field = 2; p != NULL && field < 22; field++) {
     p = strchr(p + 1, ' ');
   }
-  if (p == NULL || sscanf(p + 1, "%llu", ticks) != 1)
+  if (p == NULL || !parse_ull(p + 1, ticks))
     return bh_err_set(err, BH_SYSTEM, NULL, "cannot parse starttime in %s",
                       path);
   return BH_OK;

@@ -17,7 +17,7 @@ enum {
   BH_PROBE_PROTOCOL = 0xB232,
   BH_NONCE_LEN = 32,
 };
-#define BH_FRAME_MAX_BODY (16u * 1024u * 1024u)
+#define BH_FRAME_MAX_BODY (16u << 20) /* 16 MiB */
 
 /* ---- framing ---------------------------------------------------------- */
 
