@@ -38,8 +38,8 @@ static void set_hook(lua_State *L) {
 static void on_signal(int sig) {
   int saved = errno;
   if (got_signal != 0) { /* second signal: give up on a clean stop */
-    signal(sig, SIG_DFL);
-    raise(sig);
+    (void)signal(sig, SIG_DFL);
+    (void)raise(sig);
   }
   got_signal = sig;
   set_hook(main_state);

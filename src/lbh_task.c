@@ -159,7 +159,7 @@ int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
                    const char *context) {
   lua_State *L = run->L;
   if (!lua_checkstack(L, 4)) {
-    fprintf(stderr, "bhprobe-lua: %s: Lua stack exhausted\n", context);
+    (void)fprintf(stderr, "bhprobe-lua: %s: Lua stack exhausted\n", context);
     return LUA_ERRMEM;
   }
   /* A signal already stops the loop after this turn: do not let the
@@ -172,8 +172,8 @@ int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
   int status = lua_pcall(L, 1, nresults, base);
   if (status != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
-    fprintf(stderr, "bhprobe-lua: %s: %s\n", context,
-            msg ? msg : "(error without message)");
+    (void)fprintf(stderr, "bhprobe-lua: %s: %s\n", context,
+                  msg ? msg : "(error without message)");
     lua_settop(L, base - 1);
     return status;
   }
@@ -629,9 +629,9 @@ static void run_report_failures(lbh_run *run) {
       push_task(L, t);
       lua_getiuservalue(L, -1, 3);
       const char *msg = lua_tostring(L, -1);
-      fprintf(stderr,
-              "bhprobe-lua: a task failed and nobody waited for it: %s\n",
-              msg ? msg : "(no message)");
+      (void)fprintf(stderr,
+                    "bhprobe-lua: a task failed and nobody waited for it: %s\n",
+                    msg ? msg : "(no message)");
       lua_pop(L, 2);
       lua_pushboolean(L, 1);
       lua_setfield(L, LUA_REGISTRYINDEX, UNOBSERVED_KEY);

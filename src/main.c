@@ -75,28 +75,28 @@ static const char bh_module_key = 'b';
 
 /* Prints "progname: msg" on stderr. */
 static void l_message(const char *pname, const char *msg) {
-  if (pname) fprintf(stderr, "%s: ", pname);
-  fprintf(stderr, "%s\n", msg);
-  fflush(stderr);
+  if (pname) (void)fprintf(stderr, "%s: ", pname);
+  (void)fprintf(stderr, "%s\n", msg);
+  (void)fflush(stderr);
 }
 
 /* Prints a usage error and the one-line hint; the caller exits 2. */
 static void usage_error(const char *msg) {
   l_message(PROGNAME, msg);
-  fputs("try '" PROGNAME " --help'\n", stderr);
-  fflush(stderr);
+  (void)fputs("try '" PROGNAME " --help'\n", stderr);
+  (void)fflush(stderr);
 }
 
 /* The version line, for -v, --version and the interactive banner. */
 static void print_version(void) {
   printf("%s %s (running-process 4.1.0 backend-handle probe) on %s\n", PROGNAME,
          BH_VERSION, LUA_RELEASE);
-  fflush(stdout);
+  (void)fflush(stdout);
 }
 
 /* The --help text: every option, within 80 columns. */
 static void print_help(void) {
-  fputs(
+  (void)fputs(
       "usage: " PROGNAME
       " [options] [script [args...]]\n"
       "Runs a Lua 5.4 probe policy; the script runs as the main task of\n"
@@ -117,7 +117,7 @@ static void print_help(void) {
       "Exit status: 0 when the script returns (os.exit(n): n), 1 when it\n"
       "raises, 2 for a usage error, 130/143 when stopped by SIGINT/SIGTERM.\n",
       stdout);
-  fflush(stdout);
+  (void)fflush(stdout);
 }
 
 /* Message handler of docall: adds a traceback to the error message unless
@@ -454,8 +454,8 @@ static bool pushline(lua_State *L, bool firstline) {
     return true;
   }
 #endif
-  fputs(prompt, stdout);
-  fflush(stdout);
+  (void)fputs(prompt, stdout);
+  (void)fflush(stdout);
   if (tty && !wait_terminal()) return false;
   if (fgets(buf, sizeof buf, stdin) == NULL) return false;
   len = strlen(buf);
@@ -547,8 +547,8 @@ static bool doREPL(lua_State *L, host *h) {
     }
   }
   lua_settop(L, 0);
-  fputs("\n", stdout);
-  fflush(stdout);
+  (void)fputs("\n", stdout);
+  (void)fflush(stdout);
   progname = PROGNAME;
   if (lbh_stop_signal(L) == SIGINT) lbh_clear_stop_signal(L);
   if (!stopped_by_signal(L, h)) return true;

@@ -417,7 +417,7 @@ bh_status bh_write_file_atomic(const char *path, const void *buf, size_t len,
   bh_status st = write_temp(path, buf, len, &tmp, err);
   if (st == BH_OK) {
     const char *stop = getenv("BH_TEST_MANIFEST_STOP");
-    if (stop != NULL && strcmp(stop, "1") == 0) raise(SIGSTOP);
+    if (stop != NULL && strcmp(stop, "1") == 0) (void)raise(SIGSTOP);
     if (rename(tmp, path) != 0) {
       st = io_err(err, "rename temp file to", path, errno);
       unlink(tmp);
