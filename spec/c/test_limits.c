@@ -1,0 +1,508 @@
+/* Resource limits (issue 5) and the hostile peers no other test covers:
+ * 5,000 idle connections against one responder in a child process (peak
+ * RSS bounded, good probes still answered, every idle one closed at its
+ * deadline), 100,000 probes in one process with no descriptor leak, a
+ * socket another user cannot open (mode 0600, or a directory it cannot
+ * search) → connect, and identity strings holding NUL or invalid UTF-8
+ * sent over a real socket → decode_identity. */
+#include <event2/event.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "net_helpers.h"
+#include "wire.h"
+
+enum {
+  IDLE_WANT = 5000, /* idle connections to open */
+  IDLE_PROBES = 20, /* good probes run while they are open */
+  PROBES_TOTAL = 100000,
+  IN_FLIGHT = 500,
+  NOBODY = 65534,
+};
+
+/* Peak RSS bound for the responder holding 5,000 idle connections. ASan's
+ * shadow memory and quarantine inflate every figure, so the sanitized
+ * build gets a wider bound (the plain build is the one that measures). */
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_BOUND_KB (256L * 1024)
+#else
+#define RSS_BOUND_KB (64L * 1024)
+#endif
+
+static const double IDLE_CONN_TIMEOUT = 1.0;
+
+static struct event_base *base;
+static bh_endpoint ep; /* tmpdir/l.sock */
+static bh_identity me; /* this process, at ep */
+
+/* ---- 5,000 idle connections ------------------------------------------ */
+
+/* What the responder child reports when told to stop. */
+typedef struct child_report {
+  uint64_t served, rejected;
+  unsigned open_conns;
+  long hwm_kb;
+} child_report;
+
+/* VmHWM (peak resident set) of this process in KiB, or -1. */
+static long self_hwm_kb(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long kb = -1;
+  if (f == NULL) return -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+  fclose(f);
+  return kb;
+}
+
+static void on_child_term(evutil_socket_t fd, short what, void *arg) {
+  event_base_loopbreak(arg);
+}
+
+/* The child: serve `me` at ep with a short connection deadline and the
+ * default cap (1024) until SIGTERM, then write its counters and its own
+ * VmHWM to wfd. Writes one byte first to say it listens. Never returns. */
+static void idle_child(int wfd) {
+  struct event_base *b = event_base_new();
+  bh_err err;
+  bh_respond_opts o = bh_respond_opts_default();
+  o.conn_timeout = IDLE_CONN_TIMEOUT;
+  bh_responder *r = b ? bh_respond_start(b, &ep, &me, &o, &err) : NULL;
+  struct event *term = b ? evsignal_new(b, SIGTERM, on_child_term, b) : NULL;
+  if (r == NULL || term == NULL || event_add(term, NULL) != 0) _exit(3);
+  if (write(wfd, "x", 1) != 1) _exit(4);
+  event_base_dispatch(b);
+  child_report rep = {bh_respond_served(r), bh_respond_rejected(r),
+                      bh_respond_open_conns(r), self_hwm_kb()};
+  if (write(wfd, &rep, sizeof rep) != (ssize_t)sizeof rep) _exit(5);
+  _exit(0);
+}
+
+/* The idle clients, as the parent sees them. */
+typedef struct idle_set {
+  int connected, refused, other_errno;
+  int closed, answered; /* closed by the responder; got bytes (must not) */
+  double t_open, first_close;
+} idle_set;
+
+static idle_set idle;
+
+/* An idle client became readable: the responder closed it (EOF or
+ * ECONNRESET). Any byte sent to a client that never asked is a bug. */
+static void on_idle_readable(evutil_socket_t fd, short what, void *arg) {
+  struct event *ev = arg;
+  char c;
+  ssize_t n = read(fd, &c, 1);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    event_add(ev, NULL);
+    return;
+  }
+  if (n > 0) idle.answered++;
+  if (idle.closed++ == 0) idle.first_close = bh_test_now();
+  event_free(ev);
+  close(fd);
+}
+
+/* Open up to want non-blocking connections to path. A full backlog
+ * (EAGAIN) counts as refused; each connected one gets a read event. */
+static void open_idle(const char *path, int want) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+  idle.t_open = bh_test_now();
+  for (int i = 0; i < want; i++) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      idle.other_errno = errno;
+      break;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+      if (errno == EAGAIN)
+        idle.refused++;
+      else
+        idle.other_errno = errno;
+      close(fd);
+      continue;
+    }
+    struct event *ev =
+        event_new(base, fd, EV_READ, on_idle_readable, event_self_cbarg());
+    if (ev == NULL || event_add(ev, NULL) != 0) {
+      idle.other_errno = ENOMEM;
+      close(fd);
+      break;
+    }
+    idle.connected++;
+  }
+}
+
+typedef struct idle_probes {
+  probe_out out[IDLE_PROBES];
+} idle_probes;
+
+static bool idle_all_done(void *arg) {
+  idle_probes *ip = arg;
+  for (int i = 0; i < IDLE_PROBES; i++)
+    if (!ip->out[i].done) return false;
+  return idle.closed == idle.connected;
+}
+
+/* How many idle connections this process can afford: the descriptor hard
+ * limit less room for the probes and the test itself. */
+static int idle_count(void) {
+  struct rlimit rl;
+  CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+  if (rl.rlim_cur >= (rlim_t)IDLE_WANT + 1000) return IDLE_WANT;
+  int n = rl.rlim_cur > 1100 ? (int)rl.rlim_cur - 1000 : 100;
+  printf(
+      "  NOTE: descriptor hard limit %llu < %d: opening only %d idle "
+      "connections\n",
+      (unsigned long long)rl.rlim_max, IDLE_WANT + 1000, n);
+  return n;
+}
+
+/* Stop the child with SIGTERM; read its report; it must exit 0. */
+static void stop_idle_child(pid_t pid, int rfd, child_report *rep) {
+  int ws = 0;
+  CHECK_INT(waitpid(pid, &ws, WNOHANG), 0); /* still alive: no crash */
+  CHECK(kill(pid, SIGTERM) == 0);
+  CHECK_INT(read(rfd, rep, sizeof *rep), sizeof *rep);
+  CHECK_INT(waitpid(pid, &ws, 0), pid);
+  CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+  close(rfd);
+}
+
+static void test_idle_connections(void) {
+  int n = idle_count(), pfd[2];
+  CHECK(pipe2(pfd, O_CLOEXEC) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pfd[0]);
+    idle_child(pfd[1]);
+  }
+  close(pfd[1]);
+  char c;
+  CHECK_INT(read(pfd[0], &c, 1), 1);
+  open_idle(ep.path, n);
+  CHECK_INT(idle.other_errno, 0);
+  /* Good probes queue behind the idle clients: each round of 1024 costs
+   * one connection deadline, so allow several rounds and then some. */
+  static idle_probes ip;
+  bh_probe_opts o = response_only_opts(30.0);
+  for (int i = 0; i < IDLE_PROBES; i++) {
+    probe_out_init(&ip.out[i]);
+    CHECK(bh_probe_start(base, &ep, &me, &o, probe_out_cb, &ip.out[i]));
+  }
+  double bound = (n / 1024 + 2) * IDLE_CONN_TIMEOUT * 4 + 20;
+  CHECK(loop_until(base, idle_all_done, &ip, bound));
+  double took = bh_test_now() - idle.t_open;
+  int ok = 0;
+  for (int i = 0; i < IDLE_PROBES; i++) {
+    if (ip.out[i].err.code == BH_OK)
+      ok++;
+    else
+      CHECK_CODE(ip.out[i].err.code, BH_OK, &ip.out[i].err);
+    probe_out_clear(&ip.out[i]);
+  }
+  child_report rep = {0};
+  stop_idle_child(pid, pfd[0], &rep);
+  printf(
+      "  %d idle connections (%d refused with EAGAIN, backlog full), %d/%d "
+      "good "
+      "probes ok, all idle closed after %.1f s, first after %.2f s\n",
+      idle.connected, idle.refused, ok, IDLE_PROBES, took,
+      idle.first_close - idle.t_open);
+  printf("  responder: served %llu, rejected %llu, peak RSS %ld KiB\n",
+         (unsigned long long)rep.served, (unsigned long long)rep.rejected,
+         rep.hwm_kb);
+  CHECK_INT(idle.connected + idle.refused, n);
+  CHECK(idle.connected >= 1024); /* at least the cap's worth got in */
+  CHECK_INT(ok, IDLE_PROBES);
+  CHECK_INT(idle.closed, idle.connected);
+  CHECK_INT(idle.answered, 0);
+  /* Not before the deadline (libevent's coarse clock may be a few ms
+   * early, hence the 10 % margin). */
+  CHECK(idle.first_close - idle.t_open >= IDLE_CONN_TIMEOUT * 0.9);
+  CHECK_INT(rep.served, IDLE_PROBES);
+  CHECK_INT(rep.rejected, idle.connected); /* each dropped and counted */
+  CHECK_INT(rep.open_conns, 0);
+  CHECK(rep.hwm_kb > 0 && rep.hwm_kb < RSS_BOUND_KB);
+}
+
+/* ---- 100,000 probes, no descriptor leak ---------------------------------
+ */
+
+typedef struct pool {
+  int started, done, ok, full;
+  bh_err first_err;
+} pool;
+
+static void pool_start(pool *pl);
+
+/* One probe finished: count it and start the next, keeping IN_FLIGHT in
+ * flight. Whatever the result holds is freed after this returns. */
+static void on_pool_probe(bh_probe_result *res, void *ctx) {
+  pool *pl = ctx;
+  pl->done++;
+  if (res->err.code == BH_OK)
+    pl->ok++;
+  else if (pl->first_err.code == BH_OK)
+    pl->first_err = res->err;
+  if (res->proc.pid > 0) pl->full++;
+  if (pl->started < PROBES_TOTAL) pool_start(pl);
+}
+
+/* Start one probe: every tenth a full probe (verify_pid holds a pidfd,
+ * so its release is counted too), the rest response-only. */
+static void pool_start(pool *pl) {
+  bh_probe_opts o = response_only_opts(10.0);
+  if (pl->started % 10 == 0) {
+    o = bh_probe_opts_default();
+    o.timeout = 10.0;
+  }
+  pl->started++;
+  if (bh_probe_start(base, &ep, &me, &o, on_pool_probe, pl) == NULL) {
+    pl->done++;
+    CHECK(!"bh_probe_start returned NULL");
+  }
+}
+
+static bool pool_done(void *arg) {
+  return ((pool *)arg)->done == PROBES_TOTAL;
+}
+
+static bool no_open_conns(void *arg) {
+  return bh_respond_open_conns(arg) == 0;
+}
+
+static void test_hundred_thousand_probes(void) {
+  int fds0 = bh_test_count_fds();
+  bh_err err;
+  bh_responder *r = bh_respond_start(base, &ep, &me, NULL, &err);
+  CHECK(r != NULL);
+  if (r == NULL) return;
+  int fds1 = bh_test_count_fds();
+  static pool pl;
+  double t0 = bh_test_now();
+  for (int i = 0; i < IN_FLIGHT; i++)
+    pool_start(&pl);
+  CHECK(loop_until(base, pool_done, &pl, 240.0));
+  double took = bh_test_now() - t0;
+  CHECK(loop_until(base, no_open_conns, r, 10.0));
+  int fds2 = bh_test_count_fds();
+  printf(
+      "  %d probes (%d full), %d ok in %.2f s; descriptors %d before, "
+      "%d after\n",
+      pl.done, pl.full, pl.ok, took, fds1, fds2);
+  CHECK_INT(pl.ok, PROBES_TOTAL);
+  if (pl.first_err.code != BH_OK)
+    CHECK_CODE(pl.first_err.code, BH_OK, &pl.first_err);
+  CHECK_INT(pl.full, PROBES_TOTAL / 10);
+  CHECK_INT(bh_respond_served(r), PROBES_TOTAL);
+  CHECK_INT(bh_respond_rejected(r), 0);
+  CHECK_INT(fds2, fds1);
+  bh_respond_free(r);
+  CHECK_INT(bh_test_count_fds(), fds0);
+}
+
+/* ---- a socket another user may not open ---------------------------------
+ */
+
+/* Reaps the child once; true from then on (loop_until asks again). */
+static bool child_exited(void *arg) {
+  int *st = arg; /* [0] pid in (0 once reaped), [1] wait status out */
+  if (st[0] != 0 && waitpid(st[0], &st[1], WNOHANG) == st[0]) st[0] = 0;
+  return st[0] == 0;
+}
+
+/* A 10 ms tick, so that loop_until re-checks child_exited even when
+ * nothing else happens on the loop. */
+static void on_tick(evutil_socket_t fd, short what, void *arg) {}
+
+/* Fork a child that becomes nobody and probes path (response-only, no
+ * expected identity) on its own loop; it sends back its bh_err through a
+ * pipe and exits with the status number. Meanwhile this process runs its
+ * loop, so a responder here can answer. Returns the child's status. */
+static bh_status probe_as_nobody(const char *path, bh_err *err) {
+  int pfd[2];
+  CHECK(pipe2(pfd, O_CLOEXEC) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pfd[0]);
+    if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0)
+      _exit(100);
+    struct event_base *b = event_base_new();
+    bh_endpoint pep = {0};
+    bh_err e;
+    if (b == NULL || bh_endpoint_set(&pep, "test", path, &e) != BH_OK)
+      _exit(101);
+    probe_out out;
+    bh_probe_opts o = response_only_opts(5.0);
+    run_probe(b, &pep, NULL, &o, &out);
+    if (write(pfd[1], &out.err, sizeof out.err) != (ssize_t)sizeof out.err)
+      _exit(102);
+    _exit(out.err.code);
+  }
+  close(pfd[1]);
+  int st[2] = {pid, 0};
+  struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+  struct timeval tv = {0, 10000};
+  CHECK(tick != NULL && event_add(tick, &tv) == 0);
+  CHECK(loop_until(base, child_exited, st, 20.0));
+  event_free(tick);
+  bh_err_clear(err);
+  CHECK_INT(read(pfd[0], err, sizeof *err), sizeof *err);
+  close(pfd[0]);
+  CHECK(WIFEXITED(st[1]));
+  return WIFEXITED(st[1]) ? (bh_status)WEXITSTATUS(st[1]) : BH_SYSTEM;
+}
+
+/* Start a responder for `me` at dir/name with the given socket mode. */
+static bh_responder *respond_at(const char *path, unsigned mode) {
+  bh_endpoint e = {0};
+  bh_err err;
+  CHECK_CODE(bh_endpoint_set(&e, "test", path, &err), BH_OK, &err);
+  bh_respond_opts o = bh_respond_opts_default();
+  o.mode = mode;
+  bh_responder *r = bh_respond_start(base, &e, &me, &o, &err);
+  CHECK(r != NULL);
+  if (r == NULL) fprintf(stderr, "respond %s: %s\n", path, err.message);
+  bh_endpoint_clear(&e);
+  return r;
+}
+
+static void expect_as_nobody(const char *path, bh_status want) {
+  bh_err err;
+  CHECK_CODE(probe_as_nobody(path, &err), want, &err);
+  CHECK_INT(err.code, want); /* what came through the pipe agrees */
+  if (want == BH_CONNECT) CHECK(strstr(err.message, strerror(EACCES)) != NULL);
+}
+
+/* Root's socket with mode 0600 in a directory nobody may search: the
+ * probe fails with connect (permission denied). Mode 0666 there works
+ * (proves the child can probe at all); a 0666 socket in a directory
+ * nobody cannot search is connect again. */
+static void test_other_user_socket(void) {
+  if (geteuid() != 0) {
+    printf(
+        "  SKIP: not root, cannot create a socket owned by another "
+        "user\n");
+    CHECK(true);
+    return;
+  }
+  char open_dir[128], shut_dir[128], p600[160], p666[160], pshut[160];
+  CHECK(chmod(bh_test_tmpdir(), 0711) == 0);
+  CHECK(mkdir(bh_test_path(open_dir, sizeof open_dir, "open"), 0711) == 0);
+  CHECK(mkdir(bh_test_path(shut_dir, sizeof shut_dir, "shut"), 0700) == 0);
+  snprintf(p600, sizeof p600, "%s/a.sock", open_dir);
+  snprintf(p666, sizeof p666, "%s/b.sock", open_dir);
+  snprintf(pshut, sizeof pshut, "%s/c.sock", shut_dir);
+  bh_responder *r600 = respond_at(p600, 0600);
+  bh_responder *r666 = respond_at(p666, 0666);
+  bh_responder *rshut = respond_at(pshut, 0666);
+  struct stat st;
+  CHECK(stat(p600, &st) == 0 && st.st_uid == 0 && (st.st_mode & 0777) == 0600);
+  expect_as_nobody(p666, BH_OK);
+  expect_as_nobody(p600, BH_CONNECT);
+  expect_as_nobody(pshut, BH_CONNECT);
+  CHECK_INT(bh_respond_served(r666), 1);
+  CHECK_INT(bh_respond_served(r600) + bh_respond_served(rshut), 0);
+  bh_respond_free(r600);
+  bh_respond_free(r666);
+  bh_respond_free(rshut);
+  CHECK(chmod(bh_test_tmpdir(), 0700) == 0);
+}
+
+/* ---- NUL and invalid UTF-8 in identity strings, over a socket -----------
+ */
+
+typedef struct raw_hook {
+  const char *tail; /* appended to `me`'s encoding (later fields win) */
+  size_t tail_len;
+  uint8_t *out; /* the framed response, freed before the next */
+} raw_hook;
+
+/* Answer with `me`'s DaemonProcess followed by h->tail: a later
+ * occurrence of a string field replaces the earlier one, and an embedded
+ * message is merged, so the tail rewrites one string of a valid identity. */
+static void raw_identity_hook(bh_responder *r, const bh_request *req,
+                              bh_reply *reply, void *ctx) {
+  raw_hook *h = ctx;
+  uint8_t *id = NULL, buf[1024];
+  size_t idn = 0, outn = 0;
+  bh_err err;
+  free(h->out);
+  h->out = NULL;
+  CHECK_CODE(bh_identity_encode(&me, &id, &idn, &err), BH_OK, &err);
+  CHECK(idn + h->tail_len <= sizeof buf);
+  memcpy(buf, id, idn);
+  memcpy(buf + idn, h->tail, h->tail_len);
+  free(id);
+  CHECK_CODE(bh_probe_response_build_raw(req, buf, idn + h->tail_len, &h->out,
+                                         &outn, &err),
+             BH_OK, &err);
+  reply->kind = BH_REPLY_RAW;
+  reply->raw = h->out;
+  reply->raw_len = outn;
+}
+
+static void test_bad_identity_strings(void) {
+  static const struct {
+    const char *tail;
+    size_t len;
+    const char *field; /* named in the message; NULL for success */
+  } cases[] = {
+      {"", 0, NULL},
+      {"\x12\x03/\0b", 5, "exe_path"},  /* NUL */
+      {"\x12\x02/\xff", 4, "exe_path"}, /* bad UTF-8 */
+      {"\x32\x03"
+       "a\0b",
+       5, "boot_id"},                                           /* NUL */
+      {"\x32\x03\xed\xa0\x80", 5, "boot_id"},                   /* surrogate */
+      {"\x22\x05\x0a\x03n\0s", 7, "ipc_endpoint.namespace_id"}, /* NUL */
+      {"\x22\x04\x12\x02\xc0\x80", 6, "ipc_endpoint.path"},     /* overlong */
+  };
+  raw_hook h = {0};
+  bh_respond_opts ro = bh_respond_opts_default();
+  ro.hook = raw_identity_hook;
+  ro.hook_ctx = &h;
+  bh_err err;
+  bh_responder *r = bh_respond_start(base, &ep, &me, &ro, &err);
+  CHECK(r != NULL);
+  if (r == NULL) return;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    h.tail = cases[i].tail;
+    h.tail_len = cases[i].len;
+    probe_out out;
+    bh_probe_opts o = response_only_opts(2.0);
+    run_probe(base, &ep, &me, &o, &out);
+    if (cases[i].field == NULL) {
+      CHECK_CODE(out.err.code, BH_OK, &out.err);
+    } else {
+      CHECK_CODE(out.err.code, BH_DECODE_IDENTITY, &out.err);
+      CHECK(strstr(out.err.message, cases[i].field) != NULL);
+    }
+    probe_out_clear(&out);
+  }
+  bh_respond_free(r);
+  free(h.out);
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  raise_nofile();
+  make_endpoint(&ep, "l.sock");
+  make_identity(&ep, &me);
+  base = event_base_new();
+  RUN(test_idle_connections); /* first: the child forks from a small heap */
+  RUN(test_hundred_thousand_probes);
+  RUN(test_other_user_socket);
+  RUN(test_bad_identity_strings);
+  bh_identity_clear(&me);
+  bh_endpoint_clear(&ep);
+  event_base_free(base);
+  return bh_test_summary();
+}
