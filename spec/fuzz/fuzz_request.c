@@ -3,7 +3,8 @@
  * Properties:
  *  - the verdict agrees with an oracle that unpacks the Frame with
  *    protobuf-c itself and applies DESIGN §1.4's order: decode_frame (also
- *    for a trace string with NUL or invalid UTF-8), envelope_version 1,
+ *    for a trace string with NUL or invalid UTF-8, and for field number 0,
+ *    which prost refuses), envelope_version 1,
  *    kind REQUEST, protocol 0xB232, encoding NONE (unexpected_frame),
  *    payload exactly 32 bytes (malformed_payload);
  *  - a success carries the frame's request_id, its payload as the nonce
@@ -29,7 +30,8 @@ static bh_status oracle(const uint8_t *body, size_t len) {
       running_process__broker__v1__frame__unpack(&bh_pb_allocator, len, body);
   if (f == NULL) return BH_DECODE_FRAME;
   bh_status want = BH_OK;
-  if (!bh_pb_string_ok(f->traceparent) || !bh_pb_string_ok(f->tracestate))
+  if (!bh_pb_tags_ok(&f->base) || !bh_pb_string_ok(f->traceparent) ||
+      !bh_pb_string_ok(f->tracestate))
     want = BH_DECODE_FRAME;
   else if (f->envelope_version != 1 ||
            f->kind != RUNNING_PROCESS__BROKER__V1__FRAME_KIND__REQUEST ||
