@@ -24,38 +24,38 @@ void bh_test_fail(const char *file, int line, const char *fmt, ...)
       bh_test_fail(__FILE__, __LINE__, "CHECK(%s)", #cond); \
   } while (0)
 
-#define CHECK_INT(a, b)                                                   \
-  do {                                                                    \
-    long long va_ = (long long)(a), vb_ = (long long)(b);                 \
-    if (va_ == vb_)                                                       \
-      bh_test_passed++;                                                   \
-    else                                                                  \
-      bh_test_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, \
-                   va_, vb_);                                             \
+#define CHECK_INT(a, b)                                                       \
+  do {                                                                        \
+    long long va_ = (long long)(a), vb_ = (long long)(b);                     \
+    if (va_ == vb_)                                                           \
+      bh_test_passed++;                                                       \
+    else                                                                      \
+      bh_test_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, va_, \
+                   vb_);                                                      \
   } while (0)
 
-#define CHECK_STR(a, b)                                                 \
-  do {                                                                  \
-    const char *sa_ = (a), *sb_ = (b);                                  \
-    if (sa_ && sb_ && strcmp(sa_, sb_) == 0)                            \
-      bh_test_passed++;                                                 \
-    else                                                                \
-      bh_test_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, \
-                   #b, sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");     \
+#define CHECK_STR(a, b)                                                      \
+  do {                                                                       \
+    const char *sa_ = (a), *sb_ = (b);                                       \
+    if (sa_ && sb_ && strcmp(sa_, sb_) == 0)                                 \
+      bh_test_passed++;                                                      \
+    else                                                                     \
+      bh_test_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b, \
+                   sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");              \
   } while (0)
 
 /* Check a bh_status against an expected code, printing both names and the
  * error message on failure. */
-#define CHECK_CODE(got, want, errp)                                        \
+#define CHECK_CODE(got, want, errp) \
   bh_test_check_code(__FILE__, __LINE__, (int)(got), (int)(want), (errp))
 void bh_test_check_code(const char *file, int line, int got, int want,
                         const void *err /* const bh_err * or NULL */);
 
 /* Run a named test function, printing its name. */
-#define RUN(fn)               \
-  do {                        \
-    bh_test_begin(#fn);       \
-    fn();                     \
+#define RUN(fn)         \
+  do {                  \
+    bh_test_begin(#fn); \
+    fn();               \
   } while (0)
 void bh_test_begin(const char *name);
 
