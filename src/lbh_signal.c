@@ -22,11 +22,16 @@ static int wake_fd = -1;
 static lua_State *volatile main_state;
 static lua_State *volatile running_state;
 
-/* The count hook: remove itself and raise where the code was. */
+/* The count hook: remove itself and raise "FILE:LINE: interrupted". A hook
+ * runs without a frame of its own, so level 0 is the looping function
+ * (luaL_error's level 1 would name its caller, or nothing in a task). */
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
-  luaL_error(L, "interrupted");
+  luaL_where(L, 0);
+  lua_pushliteral(L, "interrupted");
+  lua_concat(L, 2);
+  lua_error(L);
 }
 
 static void set_hook(lua_State *L) {

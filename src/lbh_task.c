@@ -50,7 +50,8 @@ struct lbh_task {
   int nres;     /* results left on co's stack (TASK_DONE) */
   int self_ref; /* registry ref while live or failed-unobserved */
   bool observed;
-  bool pending; /* a primitive armed cancel/op before yielding */
+  bool interrupted; /* failed while a stop signal was pending */
+  bool pending;     /* a primitive armed cancel/op before yielding */
   lbh_cancel_fn cancel;
   void *op;
   lbh_waitq waiters;     /* tasks in task:wait() on this one */
@@ -70,6 +71,7 @@ struct lbh_run {
   lbh_task *main;
   lbh_tracked *tracked;
   int stop_signal;
+  int interrupt_ref; /* error (with traceback) of the task the hook stopped */
   bool deadlock, loop_error, torn_down;
 };
 
@@ -240,6 +242,7 @@ static void task_resume(lbh_task *t) {
     task_finish(t, TASK_DONE);
   } else {
     lbh_loop_pcall(run, task_fail_p, t, 0, "recording a task's error");
+    t->interrupted = lbh_signal_pending() != 0;
     lua_resetthread(t->co); /* runs the task's pending __close handlers */
     task_finish(t, TASK_FAILED);
   }
@@ -574,6 +577,7 @@ static lbh_run *run_new(lua_State *L) {
   luaL_setmetatable(L, RUN_MT);
   lua_toclose(L, -1);
   run->L = L;
+  run->interrupt_ref = LUA_NOREF;
   run->base = event_base_new();
   if (run->base == NULL) luaL_error(L, "bh.run: cannot create event base");
   run->torn_down = false;
@@ -618,23 +622,29 @@ static void run_dispatch(lbh_run *run) {
   if (run->stop_signal == 0) run->stop_signal = lbh_signal_pending();
 }
 
-/* Print the failures nobody waited for (not after a signal: the run was
- * interrupted, its tasks did not fail on their own). */
+/* Print the failures nobody waited for. After a signal the other tasks
+ * did not fail on their own: the one the interrupt hook stopped (where it
+ * was looping) is kept for run_outcome to raise instead. */
 static void run_report_failures(lbh_run *run) {
   lua_State *L = run->L;
   while (run->failed) {
     lbh_task *t = run->failed;
     list_unlink(&run->failed, t);
-    if (!t->observed && run->stop_signal == 0 && lua_checkstack(L, 2)) {
+    if (!t->observed && lua_checkstack(L, 2)) {
       push_task(L, t);
       lua_getiuservalue(L, -1, 3);
-      const char *msg = lua_tostring(L, -1);
-      (void)fprintf(stderr,
-                    "bhprobe-lua: a task failed and nobody waited for it: %s\n",
-                    msg ? msg : "(no message)");
+      if (run->stop_signal == 0) {
+        const char *msg = lua_tostring(L, -1);
+        (void)fprintf(
+            stderr, "bhprobe-lua: a task failed and nobody waited for it: %s\n",
+            msg ? msg : "(no message)");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, LUA_REGISTRYINDEX, UNOBSERVED_KEY);
+      } else if (t->interrupted && run->interrupt_ref == LUA_NOREF) {
+        lua_pushvalue(L, -1);
+        run->interrupt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+      }
       lua_pop(L, 2);
-      lua_pushboolean(L, 1);
-      lua_setfield(L, LUA_REGISTRYINDEX, UNOBSERVED_KEY);
     }
     luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
     t->self_ref = LUA_NOREF;
@@ -681,6 +691,12 @@ static int run_gc(lua_State *L) {
 static int run_outcome(lua_State *L, lbh_run *run, lbh_task *main, int mi) {
   if (main->state == TASK_FAILED) {
     lua_getiuservalue(L, mi, 2);
+    return lua_error(L);
+  }
+  if (run->interrupt_ref != LUA_NOREF) { /* a spawned task was looping */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, run->interrupt_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, run->interrupt_ref);
+    run->interrupt_ref = LUA_NOREF;
     return lua_error(L);
   }
   if (run->stop_signal != 0) return luaL_error(L, "interrupted");
