@@ -7,23 +7,10 @@ local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary
 local ROOT = assert(io.popen("pwd")):read("l") -- ctest runs specs from the repo root
 local POLICIES = ROOT .. "/etc/policies/"
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local H = require "helpers"
+local q, slurp, spit = H.q, H.slurp, H.spit
 local function sh(cmd) return os.execute(cmd) end
 local function sleep(s) sh("sleep " .. s) end
-
-local function slurp(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function spit(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
 
 local tmp
 
