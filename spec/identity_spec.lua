@@ -84,6 +84,8 @@ describe("bh.identity", function()
     local id = assert(bh.identity.of_pid(me.pid, EP))
     assert.equal(me.exe_sha256, id.exe_sha256)
     assert.equal(me.exe_path, id.exe_path)
+    assert.has_error(function() bh.identity.of_pid(me.pid) end,
+      "bad argument #2 to 'of_pid' (endpoint: expected a table, got nil)")
     local none, err = bh.identity.of_pid(2 ^ 31 - 2, EP)
     assert.is_nil(none)
     assert.equal("pid_not_found", err.code)

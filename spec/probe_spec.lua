@@ -145,6 +145,11 @@ describe("bh.probe", function()
                    msg(function() bh.probe(ep, id, { timeout = 0 }) end))
     assert.matches("bad argument #3 to 'probe' %(verify_pid must be a boolean%)",
                    msg(function() bh.probe(ep, id, { verify_pid = 1 }) end))
+    -- a missing argument is named as missing, not as our own scratch box
+    assert.matches("bad argument #2 to 'probe_response' %(identity: expected a table, got nil%)",
+                   msg(function() bh.probe_response(ep) end))
+    assert.matches("bad argument #2 to 'probe' %(identity: expected a table, got nil%)",
+                   msg(function() bh.probe(ep) end))
   end)
 end)
 

@@ -212,6 +212,7 @@ static int l_of_pid(lua_State *L) {
   lua_Integer pid = luaL_checkinteger(L, 1);
   luaL_argcheck(L, pid >= 0 && pid <= UINT32_MAX, 1,
                 "pid must be in [0, 4294967295]");
+  lua_settop(L, 2); /* the endpoint box goes above the arguments */
   bh_endpoint *ep = lbh_check_endpoint(L, 2, 2, "endpoint");
   bh_identity *id = new_box(L);
   bh_err err;

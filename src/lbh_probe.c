@@ -86,7 +86,8 @@ static void probe_cancel(void *ud) {
 static bh_probe_opts check_probe_opts(lua_State *L, bool response_only) {
   bh_probe_opts o = bh_probe_opts_default();
   o.response_only = response_only;
-  if (lua_isnoneornil(L, 3)) return o;
+  lua_settop(L, 3); /* the boxes checked next go above the arguments */
+  if (lua_isnil(L, 3)) return o;
   luaL_checktype(L, 3, LUA_TTABLE);
   if (lua_getfield(L, 3, "timeout") != LUA_TNIL) {
     int ok = 0;
