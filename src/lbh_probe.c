@@ -188,7 +188,7 @@ static int h_closemeta(lua_State *L) {
 
 static int h_tostring(lua_State *L) {
   handle *h = check_handle(L);
-  lua_pushfstring(L, "bh.handle (%s pid %d): %p", h->closed ? "closed," : "",
+  lua_pushfstring(L, "bh.handle (%spid %d): %p", h->closed ? "closed, " : "",
                   (int)h->proc.pid, (void *)h);
   return 1;
 }
