@@ -3,8 +3,9 @@
 -- job never overlap: the next run waits for the current one; a run that
 -- takes longer than the period delays the next (which then starts at
 -- once) and is logged on stderr. An error in a run is logged and the job
--- goes on. Each wait is period * (1 ± jitter), so that many hosts started
--- together do not probe in lockstep. Returns the job's task (task:wait()
+-- goes on. A run that returns false (exactly) stops the job. Each wait
+-- is period * (1 ± jitter), so that many hosts started together do not
+-- probe in lockstep. Returns the job's task (task:wait()
 -- returns after `count` runs; without count it runs until the run is
 -- stopped). Loaded by luaopen_bh with the module table as its vararg.
 local bh = ...
@@ -34,16 +35,19 @@ local function next_delay(period, jitter, took)
   return math.max(0, d - took)
 end
 
--- One run as its own task; errors are logged, not raised.
+-- One run as its own task; errors are logged, not raised. Returns true
+-- when the run asked the job to stop (returned false).
 local function run_once(o, fn, n)
   local t = bh.spawn(function()
-    local ok, err = pcall(fn, n)
+    local ok, res = pcall(fn, n)
     if not ok then
       io.stderr:write(string.format("bhprobe-lua: %s: run %d failed: %s\n",
-        o.name, n, tostring(err)))
+        o.name, n, tostring(res)))
+      return false
     end
+    return res == false
   end)
-  t:wait()
+  return t:wait()
 end
 
 function bh.every(period, fn, opts)
@@ -60,9 +64,9 @@ function bh.every(period, fn, opts)
     while o.count == nil or n < o.count do
       n = n + 1
       local started = bh.now()
-      run_once(o, fn, n)
+      local stop = run_once(o, fn, n)
       local took = bh.now() - started
-      if o.count ~= nil and n >= o.count then break end
+      if stop or (o.count ~= nil and n >= o.count) then break end
       if took > period then
         io.stderr:write(string.format(
           "bhprobe-lua: %s: run %d took %.3fs, longer than the %.3fs period; "
