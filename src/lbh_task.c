@@ -15,6 +15,7 @@
 
 #include <event2/event.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -53,6 +54,7 @@ struct lbh_task {
   bool interrupted; /* failed while a stop signal was pending */
   bool pending;     /* a primitive armed cancel/op before yielding */
   lbh_cancel_fn cancel;
+  lbh_cancel_fn intr; /* sessions: SIGINT completes op this way */
   void *op;
   lbh_waitq waiters;     /* tasks in task:wait() on this one */
   lbh_waitq *waiting_on; /* queue this task sits in, if any */
@@ -69,10 +71,12 @@ struct lbh_run {
   lbh_task *failed; /* failed with nobody waiting (yet) */
   lbh_task *current;
   lbh_task *main;
+  lbh_task *foreground; /* sessions: the task main waits for, if any */
   lbh_tracked *tracked;
   int stop_signal;
   int interrupt_ref; /* error (with traceback) of the task the hook stopped */
   bool deadlock, loop_error, torn_down;
+  bool session; /* lbh_session: the host's -i prompt */
 };
 
 /* ---- small helpers --------------------------------------------------- */
@@ -186,6 +190,7 @@ int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
 /* ---- resuming -------------------------------------------------------- */
 
 static void task_finish(lbh_task *t, task_state state);
+static void session_forget_signal(lbh_run *run);
 
 /* Resume the task on the next loop turn with the nargs values already on
  * top of its coroutine's stack. */
@@ -227,7 +232,9 @@ static void task_resume(lbh_task *t) {
   t->nargs = 0;
   t->state = TASK_RUNNING;
   run->current = t;
-  lbh_signal_set_running(t->co);
+  /* A session's main task is the prompt: ^C interrupts what it waits
+   * for, never the prompt itself. */
+  lbh_signal_set_running(run->session && t == run->main ? NULL : t->co);
   int status = lua_resume(t->co, run->L, nargs, &nres);
   lbh_signal_set_running(NULL);
   run->current = NULL;
@@ -245,6 +252,9 @@ static void task_resume(lbh_task *t) {
     t->interrupted = lbh_signal_pending() != 0;
     lua_resetthread(t->co); /* runs the task's pending __close handlers */
     task_finish(t, TASK_FAILED);
+    /* In a session, ^C is spent on the task it interrupted. */
+    if (run->session && t->interrupted && lbh_signal_pending() == SIGINT)
+      session_forget_signal(run);
   }
 }
 
@@ -252,6 +262,7 @@ static void task_wake_cb(evutil_socket_t fd, short what, void *arg) {
   lbh_task *t = arg;
   t->pending = false;
   t->cancel = NULL;
+  t->intr = NULL;
   t->op = NULL;
   task_resume(t);
 }
@@ -263,6 +274,7 @@ static void task_finish(lbh_task *t, task_state state) {
   t->state = state;
   list_unlink(&run->live, t);
   run->nlive--;
+  if (run->foreground == t) run->foreground = NULL;
   if (t->ev) event_free(t->ev);
   t->ev = NULL;
   if (t->waiters.head != NULL) t->observed = true;
@@ -282,10 +294,38 @@ static void task_cancel(lbh_task *t) {
   if (t->pending && t->cancel) t->cancel(t->op);
   t->pending = false;
   t->cancel = NULL;
+  t->intr = NULL;
   t->op = NULL;
   lua_resetthread(t->co);
   t->observed = true;
   task_finish(t, TASK_CANCELLED);
+}
+
+/* Protected part of task_interrupt: the error is "interrupted" with the
+ * traceback of where the task waits. Stack: [lightuserdata task]. */
+static int task_interrupt_p(lua_State *L) {
+  lbh_task *t = lua_touserdata(L, 1);
+  push_task(L, t);
+  luaL_traceback(L, t->co, "interrupted", 0);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, -3, 2);
+  lua_setiuservalue(L, -2, 3);
+  return 0;
+}
+
+/* Sessions: ^C while a line's task waits (it is not running, or the
+ * interrupt hook would have failed it): disarm what it waits on and fail
+ * it with "interrupted", which wakes the prompt waiting for it. */
+static void task_interrupt(lbh_task *t) {
+  if (t->pending && t->cancel) t->cancel(t->op);
+  t->pending = false;
+  t->cancel = NULL;
+  t->intr = NULL;
+  t->op = NULL;
+  lbh_loop_pcall(t->run, task_interrupt_p, t, 0, "interrupting a task");
+  t->interrupted = true;
+  lua_resetthread(t->co);
+  task_finish(t, TASK_FAILED);
 }
 
 /* ---- the current task ------------------------------------------------ */
@@ -322,7 +362,12 @@ lbh_run *lbh_task_run(lbh_task *t) {
 void lbh_task_set_pending(lbh_task *t, lbh_cancel_fn cancel, void *op) {
   t->pending = true;
   t->cancel = cancel;
+  t->intr = NULL;
   t->op = op;
+}
+
+void lbh_task_set_interrupt(lbh_task *t, lbh_cancel_fn intr) {
+  t->intr = intr;
 }
 
 int lbh_task_yield(lua_State *L, lua_KContext ctx, lua_KFunction k) {
@@ -344,6 +389,7 @@ void lbh_task_complete(lbh_task *t, lbh_push_fn push, void *ud) {
   lua_State *L = t->run->L;
   t->pending = false;
   t->cancel = NULL;
+  t->intr = NULL;
   t->op = NULL;
   int n = 0;
   if (push != NULL) {
@@ -489,6 +535,7 @@ static int task_wait_k(lua_State *L, int status, lua_KContext ctx) {
   }
   lbh_task *self = lbh_task_check(L, "task:wait");
   if (self == t) return luaL_error(L, "a task cannot wait for itself");
+  if (self == self->run->main) self->run->foreground = t;
   return lbh_waitq_yield(L, self, &t->waiters, ctx, task_wait_k);
 }
 
@@ -562,6 +609,41 @@ static int l_in_task(lua_State *L) {
 
 /* ---- bh.run ---------------------------------------------------------- */
 
+/* Sessions: forget a SIGINT and the interrupt hooks it left. */
+static void session_forget_signal(lbh_run *run) {
+  lbh_clear_stop_signal(run->L);
+  for (lbh_task *t = run->live; t != NULL; t = t->next)
+    lbh_signal_unhook(t->co);
+}
+
+/* Sessions: SIGINT does not stop the run. Forget it (and the hooks it
+ * left), then interrupt the foreground: the task the prompt waits for
+ * fails with "interrupted", or the prompt's own read is interrupted
+ * through the intr function its primitive armed. A task that was looping
+ * has already failed through the hook. */
+static void session_interrupt(lbh_run *run) {
+  session_forget_signal(run);
+  lbh_task *m = run->main;
+  if (run->foreground != NULL) {
+    task_interrupt(run->foreground);
+  } else if (m->pending && m->intr != NULL) {
+    lbh_cancel_fn intr = m->intr;
+    m->intr = NULL;
+    intr(m->op); /* completes the op: the task gets what it pushes */
+  }
+}
+
+/* The signal that stops the run now, or 0 (a session's SIGINT is handled
+ * here and does not stop it). */
+static int run_stop_pending(lbh_run *run) {
+  int sig = lbh_signal_pending();
+  if (sig == SIGINT && run->session) {
+    session_interrupt(run);
+    return 0;
+  }
+  return sig;
+}
+
 static void sig_cb(evutil_socket_t fd, short what, void *arg) {
   lbh_run *run = arg;
   lbh_signal_drain();
@@ -605,7 +687,8 @@ static int run_events(lbh_run *run) {
 static void run_dispatch(lbh_run *run) {
   while (run->nlive > 0) {
     if (run->main->state == TASK_FAILED) break;
-    int sig = lbh_signal_pending();
+    if (run->session && run->main->state == TASK_DONE) break;
+    int sig = run_stop_pending(run);
     if (sig != 0) {
       run->stop_signal = sig;
       break;
@@ -619,7 +702,7 @@ static void run_dispatch(lbh_run *run) {
       break;
     }
   }
-  if (run->stop_signal == 0) run->stop_signal = lbh_signal_pending();
+  if (run->stop_signal == 0) run->stop_signal = run_stop_pending(run);
 }
 
 /* Print the failures nobody waited for. After a signal the other tasks
@@ -708,10 +791,8 @@ static int run_outcome(lua_State *L, lbh_run *run, lbh_task *main, int mi) {
   return push_results(L, main);
 }
 
-/* bh.run(fn, ...) → fn's results. Runs fn as the main task on a fresh
- * loop until it and every spawned task are over; re-raises its error
- * (with the traceback of the task) after closing everything. */
-static int l_run(lua_State *L) {
+/* bh.run and lbh_session: fn at 1, its arguments after it. */
+static int run_main(lua_State *L, bool session) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (lbh_run_current(L) != NULL)
     return luaL_error(L,
@@ -719,12 +800,24 @@ static int l_run(lua_State *L) {
                       "to start another task");
   int nargs = lua_gettop(L) - 1;
   lbh_run *run = run_new(L);
+  run->session = session;
   lbh_task *main = task_new(L, run, 1, nargs);
   int mi = lua_gettop(L);
   run->main = main;
   run_dispatch(run);
   run_teardown(run);
   return run_outcome(L, run, main, mi);
+}
+
+/* bh.run(fn, ...) → fn's results. Runs fn as the main task on a fresh
+ * loop until it and every spawned task are over; re-raises its error
+ * (with the traceback of the task) after closing everything. */
+static int l_run(lua_State *L) {
+  return run_main(L, false);
+}
+
+int lbh_session(lua_State *L) {
+  return run_main(L, true);
 }
 
 /* ---- registration ---------------------------------------------------- */

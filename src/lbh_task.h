@@ -95,6 +95,13 @@ lbh_run *lbh_task_run(lbh_task *t);
 typedef void (*lbh_cancel_fn)(void *op);
 /* Arm the cleanup for the operation the task is about to wait on. */
 void lbh_task_set_pending(lbh_task *t, lbh_cancel_fn cancel, void *op);
+/* Sessions only (lbh_session): what SIGINT does to the main task while it
+ * waits on the operation just armed with lbh_task_set_pending. intr(op)
+ * is called from the loop instead of the handler; it must stop the C
+ * operation, finish it with lbh_task_complete (the values it pushes are
+ * what the primitive returns: the prompt's read returns false) and free
+ * op. Without it SIGINT leaves the operation alone. */
+void lbh_task_set_interrupt(lbh_task *t, lbh_cancel_fn intr);
 /* Yield the task to the loop (lua_yieldk with no values). */
 int lbh_task_yield(lua_State *L, lua_KContext ctx, lua_KFunction k);
 

@@ -1,0 +1,253 @@
+/* lbh_readline (lbh.h): the line reader of the host's -i prompt, a
+ * yielding primitive (lbh_task.h's template) on an EV_READ event for fd 0,
+ * so that the session's loop keeps serving while the prompt waits.
+ *
+ * On a terminal, with GNU readline, lines are edited through readline's
+ * callback interface: the handler is installed with the prompt when a read
+ * starts, each readable event feeds it one character, and the line
+ * callback removes it again (so a line's task runs with the terminal in
+ * its normal mode). Otherwise the prompt goes to stdout and fd 0 is read
+ * plainly into a buffer split on '\n'; a last line without newline still
+ * counts. A descriptor epoll cannot watch (a regular file, /dev/null)
+ * never blocks, so it is read at once without yielding.
+ *
+ * fd 0, its buffered bytes and readline's state exist once per process,
+ * so the reader's state is file-static; an operation (read_op) lives only
+ * while one read is pending. This file is linked into the host only. */
+#include <errno.h>
+#include <event2/event.h>
+#include <lauxlib.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "lbh.h"
+#include "lbh_task.h"
+
+#ifdef BH_USE_READLINE
+#include <readline/history.h>
+#include <readline/readline.h>
+#endif
+
+#define CHUNK 4096          /* bytes asked of each read */
+#define MAX_LINE (1u << 20) /* a longer line is returned in pieces */
+
+/* Bytes read from fd 0 and not yet returned (plain reading). */
+static struct {
+  char *buf;
+  size_t len, cap;
+  bool eof;
+} in;
+
+typedef struct read_op {
+  lbh_task *task;
+  struct event *ev;
+  bool editing; /* readline's handler is installed for this read */
+  bool done;    /* readline's line callback ran */
+  char *line;   /* what it gave (malloc'd by readline; NULL: end) */
+} read_op;
+
+#ifdef BH_USE_READLINE
+static read_op *editing_op; /* the read readline's line callback serves */
+#endif
+
+/* ---- plain reading ------------------------------------------------------ */
+
+/* True when epoll (libevent's backend here) can watch fd: pipes,
+ * terminals, sockets; not regular files or /dev/null (EPERM). */
+static bool pollable(int fd) {
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) return false;
+  struct epoll_event e;
+  memset(&e, 0, sizeof e);
+  e.events = EPOLLIN;
+  bool ok = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) == 0;
+  if (close(ep) != 0) ok = false;
+  return ok;
+}
+
+/* True when the buffer holds a whole line or the end of input. */
+static bool have_line(void) {
+  return in.eof || in.len >= MAX_LINE ||
+         (in.len > 0 && memchr(in.buf, '\n', in.len) != NULL);
+}
+
+/* One read() from fd 0 into the buffer. A read error other than "try
+ * again" ends the input (after saying so). */
+static void fill(void) {
+  if (in.cap - in.len < CHUNK) {
+    char *b = realloc(in.buf, in.cap + CHUNK);
+    if (b == NULL) {
+      (void)fputs("bhprobe-lua: out of memory reading stdin\n", stderr);
+      in.eof = true;
+      return;
+    }
+    in.buf = b;
+    in.cap += CHUNK;
+  }
+  ssize_t n = read(STDIN_FILENO, in.buf + in.len, in.cap - in.len);
+  if (n > 0) {
+    in.len += (size_t)n;
+  } else if (n == 0) {
+    in.eof = true;
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    (void)fprintf(stderr, "bhprobe-lua: reading stdin: %s\n", strerror(errno));
+    in.eof = true;
+  }
+}
+
+/* Pushes the next buffered line without its newline (what is left at the
+ * end of input counts as a line), or nil at the end. */
+static int push_buffered(lua_State *L, void *ud) {
+  (void)ud;
+  char *nl = in.len > 0 ? memchr(in.buf, '\n', in.len) : NULL;
+  size_t n = nl != NULL ? (size_t)(nl - in.buf) : in.len;
+  if (nl == NULL && n == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushlstring(L, in.buf, n);
+  if (nl != NULL) n++;
+  memmove(in.buf, in.buf + n, in.len - n);
+  in.len -= n;
+  return 1;
+}
+
+/* ---- the operation ------------------------------------------------------ */
+
+#ifdef BH_USE_READLINE
+/* readline's line callback: keep the line, put the terminal back. */
+static void on_line(char *line) {
+  read_op *op = editing_op;
+  rl_callback_handler_remove();
+  editing_op = NULL;
+  if (op == NULL) {
+    free(line);
+    return;
+  }
+  op->editing = false;
+  op->done = true;
+  op->line = line;
+  if (line != NULL && line[0] != '\0') add_history(line);
+}
+
+/* Pushes the edited line, or nil at the end of input. */
+static int push_edited(lua_State *L, void *ud) {
+  read_op *op = ud;
+  if (op->line == NULL)
+    lua_pushnil(L);
+  else
+    lua_pushstring(L, op->line);
+  return 1;
+}
+#endif
+
+/* Stops watching fd 0 and leaves readline's handler (restoring the
+ * terminal), then frees op. No Lua. */
+static void op_free(read_op *op) {
+  if (op->ev != NULL) event_free(op->ev);
+#ifdef BH_USE_READLINE
+  if (op->editing) {
+    editing_op = NULL;
+    rl_callback_handler_remove();
+  }
+  free(op->line);
+#endif
+  free(op);
+}
+
+/* The event handler: fd 0 is readable. */
+static void on_stdin(evutil_socket_t fd, short what, void *arg) {
+  read_op *op = arg;
+  (void)fd;
+  (void)what;
+#ifdef BH_USE_READLINE
+  if (op->editing) {
+    rl_callback_read_char(); /* may call on_line */
+    if (!op->done) return;
+    lbh_task_complete(op->task, push_edited, op);
+    op_free(op);
+    return;
+  }
+#endif
+  fill();
+  if (!have_line()) return;
+  lbh_task_complete(op->task, push_buffered, NULL);
+  op_free(op);
+}
+
+/* The cleanup: the task is cancelled (SIGTERM, end of the run). */
+static void read_cancel(void *ud) {
+  op_free(ud);
+}
+
+static int push_false(lua_State *L, void *ud) {
+  (void)ud;
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+/* SIGINT at the prompt: drop what was typed, leave the prompt's line and
+ * make the read return false (the prompt starts afresh). */
+static void read_interrupt(void *ud) {
+  read_op *op = ud;
+#ifdef BH_USE_READLINE
+  if (op->editing) {
+    rl_free_line_state();
+    rl_callback_sigcleanup();
+  }
+#endif
+  (void)fputs("\n", stdout);
+  (void)fflush(stdout);
+  lbh_task_complete(op->task, push_false, NULL);
+  op_free(op);
+}
+
+/* Starts watching fd 0 for the task; raises when the loop refuses. */
+static read_op *op_start(lua_State *L, lbh_task *t, bool editing) {
+  read_op *op = calloc(1, sizeof *op);
+  if (op == NULL) luaL_error(L, "out of memory");
+  op->task = t;
+  op->ev = event_new(lbh_task_base(t), STDIN_FILENO, EV_READ | EV_PERSIST,
+                     on_stdin, op);
+  if (op->ev == NULL || event_add(op->ev, NULL) != 0) {
+    op_free(op);
+    luaL_error(L, "the prompt cannot watch stdin");
+  }
+  op->editing = editing;
+  return op;
+}
+
+/* lbh_readline(prompt) → line | nil | false (see lbh.h). */
+int lbh_readline(lua_State *L) {
+  const char *prompt = luaL_checkstring(L, 1);
+  lbh_task *t = lbh_task_check(L, "the prompt");
+  bool editing = false;
+#ifdef BH_USE_READLINE
+  editing = isatty(STDIN_FILENO) != 0;
+#endif
+  if (!editing) {
+    (void)fputs(prompt, stdout);
+    (void)fflush(stdout);
+    if (!have_line() && !pollable(STDIN_FILENO)) {
+      while (!have_line()) /* never blocks: see pollable */
+        fill();
+    }
+    if (have_line()) return push_buffered(L, NULL);
+  }
+  read_op *op = op_start(L, t, editing);
+#ifdef BH_USE_READLINE
+  if (editing) {
+    rl_catch_signals = 0; /* ours stay installed: they wake the loop */
+    rl_catch_sigwinch = 0;
+    editing_op = op;
+    rl_callback_handler_install(prompt, on_line);
+  }
+#endif
+  lbh_task_set_pending(t, read_cancel, op);
+  lbh_task_set_interrupt(t, read_interrupt);
+  return lbh_task_yield(L, 0, NULL);
+}
