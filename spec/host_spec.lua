@@ -181,6 +181,39 @@ describe("bhprobe-lua", function()
       assert.matches("stdin:1: oops", err)
     end)
 
+    it("-i is one session: what a line starts is served on later lines", function()
+      local sock = tmp .. "/repl.sock"
+      local rc, out, err = run("-i", table.concat({
+        string.format("ep = {namespace_id = 'host-spec', path = %q}", sock),
+        "id = bh.identity.current{endpoint = ep}",
+        "r = bh.respond(ep, id)",
+        "print(bh.probe_response(ep, id))",
+        "print(r.served)",
+        "n = 0",
+        "bg = bh.spawn(function() while true do n = n + 1 bh.sleep(0.01) end end)",
+        "error('line error')",
+        "bh.sleep(0.2)",
+        "print('counted', n > 5, bg:status())",
+        string.format("print('sock', os.execute('test -S ' .. %q) == true)", sock),
+      }, "\n") .. "\n")
+      assert.are.equal(0, rc)
+      assert.is_truthy(out:find("> true\n", 1, true))
+      assert.is_truthy(out:find("> 1\n", 1, true))
+      assert.is_truthy(out:find("counted\ttrue\tsuspended\n", 1, true))
+      assert.is_truthy(out:find("sock\ttrue\n", 1, true))
+      assert.matches("stdin:1: line error", err)
+      assert.is_falsy(sh("test -e " .. q(sock))) -- unlinked at end of input
+    end)
+
+    it("-i reads lines from a pipe too, and a last line without newline counts", function()
+      spit(tmp .. "/lines", "x = 6\nx * 7")
+      local _, how, code = sh(string.format("cd %s && cat lines | %s -i >out 2>err",
+        q(tmp), q(BIN)))
+      assert.are.equal("exit", how)
+      assert.are.equal(0, code)
+      assert.is_truthy(slurp(tmp .. "/out"):find("> 42\n", 1, true))
+    end)
+
     it("-i after a script keeps its globals", function()
       script("s.lua", "greeting = 'hello'")
       local rc, out = run("-i s.lua", "greeting\n")
@@ -315,6 +348,24 @@ print("not interrupted")
       local rc = poll_file("rc", "(%d+)")
       sh("kill " .. poll_file("feeder", "(%d+)"))
       assert.are.equal("143", rc)
+    end)
+
+    it("SIGINT during an -i line interrupts that line and the session goes on", function()
+      -- The feeder sends a line that sleeps, then, once the test has sent
+      -- SIGINT and created the file go, a last line; end of input ends it.
+      local feed = [[printf '%s\n' "print('pid ' .. io.open('/proc/self/stat'):read('n'))" ]]
+        .. [["print('sleeping') io.stdout:flush() bh.sleep(100)"; ]]
+        .. [[while [ ! -e go ]; do sleep 0.05; done; printf '%s\n' "'after'"]]
+      sh(string.format("cd %s && ((%s) | env --default-signal=INT,TERM %s -i >out 2>err; "
+        .. "echo $? >rc) >/dev/null 2>&1 &", q(tmp), feed, q(BIN)))
+      local pid = poll_file("out", "pid (%d+)")
+      poll_file("out", "sleeping\n()")
+      sh("kill -INT " .. pid)
+      poll_file("err", "()interrupted")
+      spit(tmp .. "/go", "")
+      assert.are.equal("0", poll_file("rc", "(%d+)"))
+      assert.is_truthy(slurp(tmp .. "/out"):find("> after\n", 1, true))
+      assert.matches("interrupted\nstack traceback:\n[^\n]*bh%.sleep", slurp(tmp .. "/err"))
     end)
 
     it("SIGTERM interrupts a Lua loop that never yields", function()

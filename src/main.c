@@ -2,18 +2,18 @@
  * state and runs pmain under lua_pcall; pmain parses the command line (the
  * lua conventions plus -h/--help, --version, --report, --metrics), opens
  * the libraries and the bh module, and runs every chunk (-e, -l, the
- * script, each -i line) through one docall. docall runs the chunk as the
- * main task of bh.run, so yielding functions (bh.probe, bh.sleep) work at
- * top level, under a message handler that adds a traceback.
+ * script) through one docall. docall runs the chunk as the main task of
+ * bh.run, so yielding functions (bh.probe, bh.sleep) work at top level,
+ * under a message handler that adds a traceback. The -i prompt is one
+ * session (lbh_session) whose main task reads lines and runs each as a
+ * task, so what a line starts keeps being served on the next ones.
  *
  * Exit status (DESIGN §3): 0 when the script returns, os.exit(n) -> n,
  * 1 when a chunk raises or a task failed unobserved, 2 for a usage error,
  * 128 + signal when SIGINT/SIGTERM stopped the loop. */
-#include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,12 +22,6 @@
 #include <unistd.h>
 
 #include "lbh.h"
-#include "lbh_signal.h" /* the eventfd a signal writes to: -i waits on it */
-
-#ifdef BH_USE_READLINE
-#include <readline/history.h>
-#include <readline/readline.h>
-#endif
 
 #ifndef BH_VERSION
 #define BH_VERSION "0.0.0"
@@ -36,7 +30,6 @@
 #define PROGNAME "bhprobe-lua"
 #define EXIT_ERROR 1
 #define EXIT_USAGE 2
-#define MAXINPUT 512 /* longest line read without readline */
 #ifndef LUA_IGMARK
 #define LUA_IGMARK "-" /* as in lua.c: "-l g-v2" sets global g */
 #endif
@@ -396,164 +389,95 @@ static void open_bh(lua_State *L, const host_opts *o) {
   lua_pop(L, 2);
 }
 
-/* ---- the read-eval-print loop (lua.c's, each line run as a task) ---- */
+/* ---- the read-eval-print loop: one session, each line run as a task ---- */
 
-/* The state the prompt runs on, for the readline signal hook. */
-static lua_State *repl_state;
+/* The prompt, lua.c's doREPL written in Lua because it waits (for stdin
+ * and for each line's task), which a C function could only do through
+ * continuations. It runs as the main task of one lbh_session, so the loop
+ * serves responders, spawned tasks and timers across lines and while the
+ * prompt waits. Each chunk is tried as "return LINE" first (expressions
+ * print their values), continued with ">> " while unfinished, then run as
+ * its own task; the prompt waits for it and prints its values or its
+ * error. read is lbh_readline: a line, nil at the end, false after ^C. */
+static const char repl_code[] =
+    "local read, report, spawn = ...\n"
+    "local pack, unpack = table.pack, table.unpack\n"
+    "local function loadline()\n" /* -> chunk | nil, err | false; ended */
+    "  local line = read('> ')\n"
+    "  if not line then return line, nil, line == nil end\n"
+    "  local f, err = load('return ' .. line .. ';', '=stdin')\n"
+    "  while not f do\n"
+    "    f, err = load(line, '=stdin')\n"
+    "    if f or not err:find('<eof>$') then break end\n"
+    "    local more = read('>> ')\n"
+    "    if not more then return more, more == nil and err, more == nil end\n"
+    "    line = line .. '\\n' .. more\n"
+    "  end\n"
+    "  return f, err\n"
+    "end\n"
+    "while true do\n"
+    "  local f, err, ended = loadline()\n"
+    "  if f then\n"
+    "    local t = spawn(f)\n"
+    "    local r = pack(pcall(t.wait, t))\n"
+    "    if not r[1] then\n"
+    "      report(r[2])\n"
+    "    elseif r.n > 1 then\n"
+    "      local ok, e = pcall(print, unpack(r, 2, r.n))\n"
+    "      if not ok then report(\"error calling 'print' (\" .. tostring(e) .. "
+    "')') end\n"
+    "    end\n"
+    "  elseif err then\n"
+    "    report(err)\n"
+    "  end\n"
+    "  if ended then break end\n"
+    "end\n";
 
-/* True when SIGTERM arrived: the prompt must stop waiting for input. */
-static bool terminating(void) {
-  return lbh_stop_signal(repl_state) == SIGTERM;
-}
-
-#ifdef BH_USE_READLINE
-/* readline calls this after a signal interrupted its read: SIGTERM ends
- * the line at once (pushline then reports end of input). */
-static int repl_signal_hook(void) {
-  if (terminating()) rl_done = 1;
+/* report(err): prints an error of the prompt on stderr without the program
+ * name, as lua.c does (task:wait's strings carry their traceback). */
+static int l_report(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)",
+                            luaL_typename(L, 1));
+  }
+  l_message(progname, msg);
   return 0;
 }
-#endif
 
-/* Waits until the terminal has input or SIGTERM arrives (the handler
- * restarts reads, so a plain fgets would sleep through it). False on
- * SIGTERM. Only for terminals: their reads return one line at a time, so
- * stdio never holds a line poll cannot see. */
-static bool wait_terminal(void) {
-  for (;;) {
-    struct pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0},
-                            {lbh_signal_fd(), POLLIN, 0}};
-    if (poll(fds, fds[1].fd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
-      return true; /* cannot wait: let fgets block */
-    if (fds[1].revents & POLLIN) lbh_signal_drain();
-    if (terminating()) return false;
-    if (fds[0].revents != 0) return true;
-  }
-}
-
-/* Reads one line into the stack (without its newline); false at end of
- * input or on SIGTERM. readline only on a terminal, so that piped input
- * is read verbatim (and not echoed). */
-static bool pushline(lua_State *L, bool firstline) {
-  const char *prompt = firstline ? "> " : ">> ";
-  char buf[MAXINPUT];
-  size_t len;
-  bool tty = isatty(STDIN_FILENO);
-#ifdef BH_USE_READLINE
-  if (tty) {
-    char *line;
-    rl_signal_event_hook = repl_signal_hook;
-    line = readline(prompt);
-    if (line == NULL || terminating()) {
-      free(line);
-      return false;
-    }
-    if (line[0] != '\0') add_history(line);
-    lua_pushstring(L, line);
-    free(line);
-    return true;
-  }
-#endif
-  (void)fputs(prompt, stdout);
-  (void)fflush(stdout);
-  if (tty && !wait_terminal()) return false;
-  if (fgets(buf, sizeof buf, stdin) == NULL) return false;
-  len = strlen(buf);
-  if (len > 0 && buf[len - 1] == '\n') buf[--len] = '\0';
-  lua_pushlstring(L, buf, len);
-  return true;
-}
-
-/* Tries the line as "return LINE", so that expressions print values. */
-static int addreturn(lua_State *L) {
-  const char *line = lua_tostring(L, -1);
-  const char *retline = lua_pushfstring(L, "return %s;", line);
-  int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
-  if (status == LUA_OK)
-    lua_remove(L, -2); /* the "return" line */
-  else
-    lua_pop(L, 2); /* the result and the "return" line */
-  return status;
-}
-
-/* True when status is a syntax error because the chunk is unfinished. */
-static bool incomplete(lua_State *L, int status) {
-  static const char eof[] = "<eof>";
-  size_t lmsg;
-  const char *msg;
-  if (status != LUA_ERRSYNTAX) return false;
-  msg = lua_tolstring(L, -1, &lmsg);
-  if (lmsg >= sizeof eof - 1 &&
-      strcmp(msg + lmsg - (sizeof eof - 1), eof) == 0) {
-    lua_pop(L, 1);
-    return true;
-  }
-  return false;
-}
-
-/* Reads more lines while the chunk is incomplete; leaves the chunk (or
- * the syntax error) on the stack. */
-static int multiline(lua_State *L) {
-  for (;;) {
-    size_t len;
-    const char *line = lua_tolstring(L, 1, &len);
-    int status = luaL_loadbuffer(L, line, len, "=stdin");
-    if (!incomplete(L, status) || !pushline(L, false)) return status;
-    lua_pushliteral(L, "\n");
-    lua_insert(L, -2);
-    lua_concat(L, 3);
-  }
-}
-
-/* Reads a line and compiles it; -1 at end of input. */
-static int loadline(lua_State *L) {
-  int status;
-  lua_settop(L, 0);
-  if (!pushline(L, true)) return -1;
-  if ((status = addreturn(L)) != LUA_OK) status = multiline(L);
-  lua_remove(L, 1); /* the line */
-  return status;
-}
-
-/* Prints the values left on the stack with the global print. */
-static void l_print(lua_State *L) {
-  int n = lua_gettop(L);
-  if (n == 0) return;
-  luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
-  lua_getglobal(L, "print");
-  lua_insert(L, 1);
-  if (lua_pcall(L, n, 0, 0) != LUA_OK)
-    l_message(progname, lua_pushfstring(L, "error calling 'print' (%s)",
-                                        lua_tostring(L, -1)));
-}
-
-/* The prompt: every line runs as a task. SIGINT abandons the line and
- * returns to the prompt, as in lua; SIGTERM ends the host (143). */
+/* The prompt: one lbh_session running repl_code until end of input. ^C
+ * abandons the line at the prompt or interrupts the running one, and the
+ * session goes on; SIGTERM ends it (143) with responders closed. */
 static bool doREPL(lua_State *L, host *h) {
   int status;
-  progname = NULL;
-  repl_state = L;
-  while ((status = loadline(L)) != -1) {
-    if (lbh_stop_signal(L) == SIGINT) lbh_clear_stop_signal(L); /* at "> " */
-    if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
-    if (status == LUA_OK)
-      l_print(L);
-    else
-      report(L, status);
-    if (stopped_by_signal(L, h)) {
-      if (h->exit_status != 128 + SIGINT) return false;
-      h->exit_status = 0; /* ^C abandons the line, not the session */
-      lbh_clear_stop_signal(L);
-    }
+  lua_settop(L, 0);
+  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, lbh_session);
+  status = luaL_loadbuffer(L, repl_code, sizeof repl_code - 1, "=(prompt)");
+  if (status == LUA_OK) {
+    lua_pushcfunction(L, lbh_readline);
+    lua_pushcfunction(L, l_report);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &bh_module_key);
+    lua_getfield(L, -1, "spawn");
+    lua_remove(L, -2);
+    progname = NULL;
+    status = lua_pcall(L, 4, 0, 1);
+    progname = PROGNAME;
   }
+  if (lbh_stop_signal(L) == 0) report(L, status); /* else: "interrupted" */
   lua_settop(L, 0);
   (void)fputs("\n", stdout);
   (void)fflush(stdout);
-  progname = PROGNAME;
-  if (lbh_stop_signal(L) == SIGINT) lbh_clear_stop_signal(L);
-  if (!stopped_by_signal(L, h)) return true;
-  lbh_signal_unhook(L); /* SIGTERM at the prompt: no Lua ran to take it */
-  return false;
+  if (lbh_stop_signal(L) == SIGINT) lbh_clear_stop_signal(L); /* a late ^C */
+  if (stopped_by_signal(L, h)) return false;
+  if (status != LUA_OK) {
+    h->exit_status = EXIT_ERROR;
+    return false;
+  }
+  return true;
 }
 
 /* The protected main: stack has the host as a light userdata; pushes
