@@ -51,4 +51,8 @@ void lbh_clear_stop_signal(lua_State *L);
  * ("msg\nstack traceback:\n..."), taken inside the task's coroutine. */
 bool lbh_unobserved_error(lua_State *L);
 
+/* The error value at idx as text: the string itself, its __tostring, or
+ * "(error object is a T value)". May push one value (the text). */
+const char *lbh_error_text(lua_State *L, int idx);
+
 #endif

@@ -436,15 +436,7 @@ static const char repl_code[] =
 /* report(err): prints an error of the prompt on stderr without the program
  * name, as lua.c does (task:wait's strings carry their traceback). */
 static int l_report(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      msg = lua_tostring(L, -1);
-    else
-      msg = lua_pushfstring(L, "(error object is a %s value)",
-                            luaL_typename(L, 1));
-  }
-  l_message(progname, msg);
+  l_message(progname, lbh_error_text(L, 1));
   return 0;
 }
 
