@@ -14,8 +14,9 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "clock.h"
 
 extern char **environ;
 
@@ -42,12 +43,6 @@ struct bh_exec {
   bh_exec_cb cb;
   void *ctx;
 };
-
-static double mono_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- environment ------------------------------------------------------- */
 
@@ -219,7 +214,7 @@ static void exec_free(bh_exec *e) {
 static void complete(bh_exec *e, int wstatus) {
   bh_exec_result *r = &e->res;
   r->pid = e->pid;
-  r->elapsed = mono_now() - e->started;
+  r->elapsed = bh_mono_now() - e->started;
   r->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
   r->signal = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
   drain(e);
@@ -285,9 +280,7 @@ static bool arm_events(bh_exec *e, double timeout) {
   e->exit_ev = event_new(e->base, e->pidfd, EV_READ, on_exit_ready, e);
   if (e->exit_ev == NULL || event_add(e->exit_ev, NULL) != 0) return false;
   if (timeout > 0) {
-    struct timeval tv = {
-        (time_t)timeout,
-        (suseconds_t)((timeout - (double)(time_t)timeout) * 1e6)};
+    struct timeval tv = bh_timeval(timeout);
     e->timer = evtimer_new(e->base, on_timeout, e);
     if (e->timer == NULL || evtimer_add(e->timer, &tv) != 0) return false;
   }
@@ -310,7 +303,7 @@ bh_exec *bh_exec_start(struct event_base *base, const bh_exec_opts *opts,
       opts->max_output ? opts->max_output : BH_EXEC_DEFAULT_MAX_OUTPUT;
   e->cb = cb;
   e->ctx = ctx;
-  e->started = mono_now();
+  e->started = bh_mono_now();
   if (prog[0] == '\0') {
     bh_err_set(err, BH_SYSTEM, NULL, "exec: expected a program name, got %s",
                opts->argv ? "an empty one" : "no argv");

@@ -5,11 +5,11 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <lauxlib.h>
-#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "lbh_err.h"
 #include "lbh_identity.h"
 #include "lbh_open.h"
@@ -230,21 +230,21 @@ static void shutdown_cancel(void *ud) {
 /* (Re)arm the wait: readable pidfd (exit) or the deadline; without a
  * pidfd, a short poll. */
 static int shutdown_arm(shutdown_op *op) {
-  double left = op->deadline - lbh_now();
+  double left = op->deadline - bh_mono_now();
   if (left < 0) left = 0;
   if (op->h->proc.pidfd < 0 && left > POLL_STEP) left = POLL_STEP;
-  struct timeval tv = {(time_t)left, (suseconds_t)((left - floor(left)) * 1e6)};
+  struct timeval tv = bh_timeval(left);
   return event_add(op->ev, &tv);
 }
 
 static void shutdown_cb(evutil_socket_t fd, short what, void *arg) {
   shutdown_op *op = arg;
   op->exited = !bh_proc_alive(&op->h->proc);
-  bool expired = lbh_now() >= op->deadline;
+  bool expired = bh_mono_now() >= op->deadline;
   if (!op->exited && expired && op->kill && !op->killed) {
     bh_proc_signal(&op->h->proc, SIGKILL);
     op->killed = true;
-    op->deadline = lbh_now() + KILL_GRACE;
+    op->deadline = bh_mono_now() + KILL_GRACE;
     expired = false;
   }
   if (!op->exited && !expired && shutdown_arm(op) == 0) return;
@@ -296,7 +296,7 @@ static int h_shutdown(lua_State *L) {
   shutdown_op *op = calloc(1, sizeof *op);
   if (op == NULL) return luaL_error(L, "out of memory");
   *op = (shutdown_op){.task = t, .h = h, .kill = kill, .timeout = timeout};
-  op->deadline = lbh_now() + timeout;
+  op->deadline = bh_mono_now() + timeout;
   op->ev = p->pidfd >= 0
                ? event_new(lbh_task_base(t), p->pidfd, EV_READ, shutdown_cb, op)
                : event_new(lbh_task_base(t), -1, 0, shutdown_cb, op);

@@ -14,12 +14,11 @@
 #include "lbh_task.h"
 
 #include <event2/event.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "lbh.h"
 #include "lbh_open.h"
 #include "lbh_signal.h"
@@ -80,12 +79,6 @@ struct lbh_run {
 };
 
 /* ---- small helpers --------------------------------------------------- */
-
-double lbh_now(void) {
-  struct timespec ts;
-  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void list_unlink(lbh_task **head, lbh_task *t) {
   if (t->prev) t->prev->next = t->next;
@@ -570,13 +563,6 @@ static int task_gc(lua_State *L) {
 
 /* ---- sleeping -------------------------------------------------------- */
 
-static struct timeval seconds_tv(double s) {
-  struct timeval tv;
-  tv.tv_sec = (time_t)s;
-  tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
-  return tv;
-}
-
 static void sleep_cancel(void *op) {
   lbh_task *t = op;
   event_del(t->ev);
@@ -588,7 +574,7 @@ static int l_sleep(lua_State *L) {
   lua_Number s = luaL_checknumber(L, 1);
   luaL_argcheck(L, s >= 0 && s <= 1e9, 1, "seconds must be in [0, 1e9]");
   lbh_task *t = lbh_task_check(L, "bh.sleep");
-  struct timeval tv = seconds_tv(s);
+  struct timeval tv = bh_timeval(s);
   if (event_add(t->ev, &tv) != 0)
     return luaL_error(L, "bh.sleep: cannot arm the timer");
   lbh_task_set_pending(t, sleep_cancel, t);
@@ -597,7 +583,7 @@ static int l_sleep(lua_State *L) {
 
 /* bh.now() → monotonic seconds (float). */
 static int l_now(lua_State *L) {
-  lua_pushnumber(L, lbh_now());
+  lua_pushnumber(L, bh_mono_now());
   return 1;
 }
 

@@ -126,9 +126,4 @@ int lbh_waitq_yield(lua_State *L, lbh_task *t, lbh_waitq *q, lua_KContext ctx,
 /* Resume every task waiting on q (with no values) on the next loop turn. */
 void lbh_waitq_wake_all(lbh_waitq *q);
 
-/* ---- glue for other files ----------------------------------------------- */
-
-/* Monotonic clock in seconds. */
-double lbh_now(void);
-
 #endif

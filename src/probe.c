@@ -16,9 +16,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "wire.h"
 
 enum { CONNECT_RETRY_USEC = 10000, READ_CHUNK = 4096 };
@@ -31,8 +31,8 @@ struct bh_probe {
   bh_endpoint ep;
   bh_identity expected;
   bool has_expected; /* response-only probes may skip the comparison */
-  struct timespec t0;
-  struct timespec t_exchange; /* when the deadline was armed */
+  double t0;
+  double t_exchange; /* when the deadline was armed */
   int fd;
   struct event start_ev; /* first step; later the connect-retry timer */
   struct event deadline_ev;
@@ -53,20 +53,6 @@ static void probe_write(bh_probe *p);
 bh_probe_opts bh_probe_opts_default(void) {
   return (bh_probe_opts){
       .timeout = 0.5, .response_only = false, .verify_pid = true};
-}
-
-static double seconds_since(const struct timespec *t0) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return (double)(now.tv_sec - t0->tv_sec) +
-         (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-static struct timeval tv_of(double seconds) {
-  struct timeval tv;
-  tv.tv_sec = (time_t)seconds;
-  tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
-  return tv;
 }
 
 /* Stop every event source and close the socket; what is left (strings,
@@ -94,7 +80,7 @@ static void probe_free(bh_probe *p) {
  * once, call back exactly once, free. */
 static void probe_finish(bh_probe *p) {
   probe_quiesce(p);
-  p->result.elapsed = seconds_since(&p->t0);
+  p->result.elapsed = bh_mono_now() - p->t0;
   if (p->result.err.code != BH_OK) {
     bh_identity_clear(&p->result.identity);
     bh_proc_release(&p->result.proc);
@@ -125,9 +111,9 @@ static void probe_arm_io(bh_probe *p, short what, event_callback_fn cb) {
  * re-arm for what is left: the deadline is never short. */
 static void on_deadline(evutil_socket_t fd, short what, void *arg) {
   bh_probe *p = arg;
-  double left = p->opts.timeout - seconds_since(&p->t_exchange);
+  double left = p->opts.timeout - (bh_mono_now() - p->t_exchange);
   if (left > 0.0002) {
-    struct timeval tv = tv_of(left);
+    struct timeval tv = bh_timeval(left);
     evtimer_add(&p->deadline_ev, &tv);
     return;
   }
@@ -262,8 +248,8 @@ static void probe_connect(bh_probe *p) {
 /* The active exchange: arm the one deadline, build the request with a
  * fresh nonce, open the socket, connect. */
 static void probe_exchange(bh_probe *p) {
-  struct timeval tv = tv_of(p->opts.timeout);
-  clock_gettime(CLOCK_MONOTONIC, &p->t_exchange);
+  struct timeval tv = bh_timeval(p->opts.timeout);
+  p->t_exchange = bh_mono_now();
   evtimer_add(&p->deadline_ev, &tv);
   if (RAND_bytes(p->nonce, sizeof p->nonce) != 1) {
     bh_err_set(&p->result.err, BH_SYSTEM, NULL,
@@ -328,7 +314,7 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
                          bh_probe_cb cb, void *ctx) {
   bh_probe *p = calloc(1, sizeof *p);
   if (p == NULL) return NULL;
-  clock_gettime(CLOCK_MONOTONIC, &p->t0);
+  p->t0 = bh_mono_now();
   p->base = base;
   p->cb = cb;
   p->ctx = ctx;

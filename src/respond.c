@@ -18,6 +18,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 enum { READ_CHUNK = 1024, LISTEN_BACKLOG = 4096 };
 #define ACCEPT_PAUSE_USEC 50000
 
@@ -61,13 +63,6 @@ static void responder_update_accepting(bh_responder *r);
 bh_respond_opts bh_respond_opts_default(void) {
   return (bh_respond_opts){
       .mode = 0600, .conn_timeout = 5.0, .max_conns = 1024};
-}
-
-static struct timeval tv_of(double seconds) {
-  struct timeval tv;
-  tv.tv_sec = (time_t)seconds;
-  tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
-  return tv;
 }
 
 /* ---- connections ------------------------------------------------------ */
@@ -201,7 +196,7 @@ static void conn_handle(conn *c) {
     return;
   }
   if (reply.delay > 0) {
-    struct timeval tv = tv_of(reply.delay);
+    struct timeval tv = bh_timeval(reply.delay);
     evtimer_add(&c->delay_ev, &tv);
     return;
   }
@@ -263,7 +258,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
   r->open_conns++;
   evtimer_assign(&c->timer_ev, r->base, on_conn_deadline, c);
   evtimer_assign(&c->delay_ev, r->base, on_conn_delay, c);
-  struct timeval tv = tv_of(r->opts.conn_timeout);
+  struct timeval tv = bh_timeval(r->opts.conn_timeout);
   evtimer_add(&c->timer_ev, &tv);
   responder_update_accepting(r);
   /* The request usually came with the connection: read it now, saving a
