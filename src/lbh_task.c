@@ -252,12 +252,19 @@ static void task_resume(lbh_task *t) {
   }
 }
 
-static void task_wake_cb(evutil_socket_t fd, short what, void *arg) {
-  lbh_task *t = arg;
+/* Forget the operation the task was waiting on; with abort, first stop it
+ * through its cancel function (so its completion never comes). */
+static void task_disarm(lbh_task *t, bool abort) {
+  if (abort && t->pending && t->cancel) t->cancel(t->op);
   t->pending = false;
   t->cancel = NULL;
   t->intr = NULL;
   t->op = NULL;
+}
+
+static void task_wake_cb(evutil_socket_t fd, short what, void *arg) {
+  lbh_task *t = arg;
+  task_disarm(t, false);
   task_resume(t);
 }
 
@@ -285,11 +292,7 @@ static void task_finish(lbh_task *t, task_state state) {
 /* Stop a live task for good: disarm what it waits on, close its
  * coroutine (running its pending __close handlers), forget it. */
 static void task_cancel(lbh_task *t) {
-  if (t->pending && t->cancel) t->cancel(t->op);
-  t->pending = false;
-  t->cancel = NULL;
-  t->intr = NULL;
-  t->op = NULL;
+  task_disarm(t, true);
   lua_resetthread(t->co);
   t->observed = true;
   task_finish(t, TASK_CANCELLED);
@@ -311,11 +314,7 @@ static int task_interrupt_p(lua_State *L) {
  * interrupt hook would have failed it): disarm what it waits on and fail
  * it with "interrupted", which wakes the prompt waiting for it. */
 static void task_interrupt(lbh_task *t) {
-  if (t->pending && t->cancel) t->cancel(t->op);
-  t->pending = false;
-  t->cancel = NULL;
-  t->intr = NULL;
-  t->op = NULL;
+  task_disarm(t, true);
   lbh_loop_pcall(t->run, task_interrupt_p, t, 0, "interrupting a task");
   t->interrupted = true;
   lua_resetthread(t->co);
@@ -381,10 +380,7 @@ static int push_trampoline(lua_State *L) {
 
 void lbh_task_complete(lbh_task *t, lbh_push_fn push, void *ud) {
   lua_State *L = t->run->L;
-  t->pending = false;
-  t->cancel = NULL;
-  t->intr = NULL;
-  t->op = NULL;
+  task_disarm(t, false);
   int n = 0;
   if (push != NULL) {
     int top = lua_gettop(L);
