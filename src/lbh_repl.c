@@ -58,7 +58,7 @@ static read_op *editing_op; /* the read readline's line callback serves */
 
 /* True when epoll (libevent's backend here) can watch fd: pipes,
  * terminals, sockets; not regular files or /dev/null (EPERM). */
-static bool pollable(int fd) {
+static bool epoll_accepts(int fd) {
   int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) return false;
   struct epoll_event e;
@@ -67,6 +67,14 @@ static bool pollable(int fd) {
   bool ok = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) == 0;
   if (close(ep) != 0) ok = false;
   return ok;
+}
+
+/* The same for fd 0, asked once per process: what fd 0 is never changes,
+ * and the prompt asks before every line. */
+static bool stdin_pollable(void) {
+  static int known = -1;
+  if (known < 0) known = epoll_accepts(STDIN_FILENO);
+  return known == 1;
 }
 
 /* True when the buffer holds a whole line or the end of input. */
@@ -232,8 +240,8 @@ int lbh_readline(lua_State *L) {
   if (!editing) {
     (void)fputs(prompt, stdout);
     (void)fflush(stdout);
-    if (!have_line() && !pollable(STDIN_FILENO)) {
-      while (!have_line()) /* never blocks: see pollable */
+    if (!have_line() && !stdin_pollable()) {
+      while (!have_line()) /* never blocks: see stdin_pollable */
         fill();
     }
     if (have_line()) return push_buffered(L, NULL);
