@@ -3,12 +3,16 @@
 -- arithmetic is checked exactly; the last ones run it in the real module
 -- against a real socket.
 
--- Loads retry.lua into a fake module; returns retry and the list of
--- delays it asked to sleep.
+-- Loads the module retry.lua with a fake bh (what its require "bh"
+-- finds); returns retry and the list of delays it asked to sleep.
 local function fake_retry()
   local slept = {}
-  local m = { sleep = function(d) slept[#slept + 1] = d end }
-  assert(loadfile("lua/bh/retry.lua"))(m)
+  local fake = { sleep = function(d) slept[#slept + 1] = d end }
+  local saved = package.loaded.bh
+  package.loaded.bh = fake
+  local ok, m = pcall(assert(loadfile("lua/bh/retry.lua")), "bh.retry")
+  package.loaded.bh = saved
+  assert(ok, m)
   return m.retry, slept
 end
 
@@ -184,6 +188,20 @@ describe("bh.retry", function()
       assert.is_nil(err)
       assert.are.equal(id.pid, h.identity.pid)
       assert.are.equal(2, calls)
+    end)
+  end)
+  describe("as a module", function()
+    it("is require \"bh.retry\" from plain lua5.4, found in bh.so alone", function()
+      -- No LUA_PATH: the module must come from bh.so's own opener, not
+      -- from lua/bh/retry.lua on disk.
+      local cpath = os.getenv("BH_BUILD_DIR") .. "/?.so"
+      local cmd = "env -u LUA_PATH LUA_CPATH='" .. cpath .. "' lua5.4 -e '"
+        .. "local m = require \"bh.retry\"; local bh = require \"bh\"; "
+        .. "io.write(type(m.retry), \" \", tostring(bh.retry == m.retry))' 2>&1"
+      local p = assert(io.popen(cmd))
+      local out = p:read("a")
+      p:close()
+      assert.are.equal("function true", out)
     end)
   end)
 end)

@@ -7,8 +7,10 @@
 -- is period * (1 ± jitter), so that many hosts started together do not
 -- probe in lockstep. Returns the job's task (task:wait()
 -- returns after `count` runs; without count it runs until the run is
--- stopped). Loaded by luaopen_bh with the module table as its vararg.
-local bh = ...
+-- stopped). A module (require "bh.every"); luaopen_bh also puts it in bh.
+local bh = require "bh"
+
+local M = {}
 
 local function bad(name, what)
   error(string.format("bad option '%s' to 'bh.every' (%s)", name, what), 3)
@@ -50,7 +52,7 @@ local function run_once(o, fn, n)
   return t:wait()
 end
 
-function bh.every(period, fn, opts)
+function M.every(period, fn, opts)
   if type(period) ~= "number" or not (period > 0) then -- luacheck: ignore 581 (NaN)
     error("bad argument #1 to 'bh.every' (period must be a number > 0)", 2)
   end
@@ -78,3 +80,5 @@ function bh.every(period, fn, opts)
     return n
   end)
 end
+
+return M

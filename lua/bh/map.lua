@@ -7,7 +7,9 @@
 -- when the first is nil (the `nil, err` convention), so a failed probe
 -- leaves its error where its handle would be. results.n = #items. An error
 -- raised by fn propagates (after the other workers finish their item).
-local bh = ...
+local bh = require "bh"
+
+local M = {}
 
 local function check_args(items, fn, opts)
   if type(items) ~= "table" then
@@ -26,7 +28,7 @@ local function check_args(items, fn, opts)
   return n
 end
 
-function bh.map(items, fn, opts)
+function M.map(items, fn, opts)
   local concurrency = check_args(items, fn, opts)
   if not bh._in_task() then
     error("bh.map must be called from a task; wrap your code in bh.run", 2)
@@ -55,3 +57,5 @@ function bh.map(items, fn, opts)
   if first_error ~= nil then error(first_error, 0) end
   return results, errs
 end
+
+return M

@@ -6,11 +6,10 @@
 --   bhprobe_probe_failures_total{service,namespace,path,code} counter
 --   bhprobe_probe_verdict{service,namespace,path,verdict}    gauge 0/1
 --   bhprobe_last_flush_timestamp_seconds                     gauge
--- Loaded by luaopen_bh with the module table as its first vararg.
-local bh = ...
+-- A module (require "bh.metrics"), also bh.metrics.
+local bh = require "bh"
 
 local M = {}
-bh.metrics = M
 
 local series = {}   -- key -> {labels = {...}, success, duration, verdict, failures = {code = n}}
 
@@ -120,3 +119,5 @@ function M.flush(path)
   if path == nil then return true end
   return bh.fs.write_atomic(path, M.render())
 end
+
+return M

@@ -1,7 +1,9 @@
 -- bh.retry: call a function again while it fails with a retryable error,
 -- sleeping an exponentially growing, jittered delay between attempts.
--- Loaded by luaopen_bh with the module table as its first vararg.
-local bh = ...
+-- A module (require "bh.retry"); luaopen_bh also puts its functions in bh.
+local bh = require "bh"
+
+local M = {}
 
 local floor, random, type = math.floor, math.random, type
 
@@ -71,7 +73,7 @@ end
 -- bh.retry(fn, opts) -> whatever the last call of fn returned (all values).
 -- fn is called again while it returns nil, err with a retryable err and
 -- attempts remain. Sleeping uses bh.sleep, so call it from a task.
-function bh.retry(fn, opts)
+function M.retry(fn, opts)
   if type(fn) ~= "function" then
     error("bad argument #1 to 'bh.retry' (function expected, got " .. type(fn) .. ")", 2)
   end
@@ -87,3 +89,5 @@ function bh.retry(fn, opts)
     if d > 0 then bh.sleep(d) end
   end
 end
+
+return M

@@ -2,9 +2,10 @@
 -- way Kubernetes probes use successThreshold and failureThreshold: the
 -- state becomes "healthy" only after `success` consecutive successes and
 -- "unhealthy" only after `failure` consecutive failures; it starts as
--- "unknown" (or opts.initial). Loaded by luaopen_bh with the module table
--- as its first vararg.
-local bh = ...
+-- "unknown" (or opts.initial). A module (require "bh.threshold");
+-- luaopen_bh also puts its function in bh.
+
+local M = {}
 
 local Threshold = {}
 Threshold.__index = Threshold
@@ -26,7 +27,7 @@ local function count_option(opts, name, default)
 end
 
 -- bh.threshold{success = 1, failure = 3, initial = "unknown"} -> threshold
-function bh.threshold(opts)
+function M.threshold(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then
     error("bad argument #1 to 'bh.threshold' (table expected, got " .. type(opts) .. ")", 2)
@@ -72,3 +73,5 @@ function Threshold:__tostring()
   return string.format("threshold: %s (%d ok, %d failed in a row; needs %d/%d)",
     self.state, self.successes, self.failures, self.success, self.failure)
 end
+
+return M

@@ -1,7 +1,9 @@
 -- bh.verdict and bh.probe_record: the ONE classification of a probe
--- outcome (issue 6) and the standard report record built from it. Loaded
--- by luaopen_bh with the module table as its first vararg.
-local bh = ...
+-- outcome (issue 6) and the standard report record built from it. A module
+-- (require "bh.verdict"); luaopen_bh also puts its functions in bh.
+local bh = require "bh"
+
+local M = {}
 
 local type, tostring = type, tostring
 
@@ -50,12 +52,12 @@ local VERDICT_OF = {
 -- holding an identity without endpoint is a bad record, not an impostor.
 local RECORD_STAGES = { manifest = true, identity = true, endpoint = true }
 
-bh.VERDICTS = { "verified", "stale", "impostor", "unreachable", "invalid" }
+M.VERDICTS = { "verified", "stale", "impostor", "unreachable", "invalid" }
 
 -- bh.verdict(err) -> "verified" | "stale" | "impostor" | "unreachable" |
 -- "invalid". err is the error of a probe (nil = verified). An unknown
 -- code is "unreachable": never clean up what we do not understand.
-function bh.verdict(err)
+function M.verdict(err)
   if err == nil then return "verified" end
   if type(err) ~= "table" then
     error("bad argument #1 to 'bh.verdict' (error table or nil expected, got "
@@ -84,7 +86,7 @@ end
 --   elapsed_ms, pid, peer_pid (absent values are JSON null).
 -- endpoint defaults to expected.ipc_endpoint; elapsed (seconds) to
 -- handle.elapsed.
-function bh.probe_record(o)
+function M.probe_record(o)
   if type(o) ~= "table" then
     error("bad argument #1 to 'bh.probe_record' (table expected, got "
       .. type(o) .. ")", 2)
@@ -97,7 +99,7 @@ function bh.probe_record(o)
     ts = bh.timestamp(),
     service = or_null(o.service),
     endpoint = { namespace_id = or_null(ep.namespace_id), path = or_null(ep.path) },
-    verdict = bh.verdict(err),
+    verdict = M.verdict(err),
     code = err and or_null(err.code) or null,
     field = err and or_null(err.field) or null,
     elapsed_ms = ms(elapsed),
@@ -106,3 +108,5 @@ function bh.probe_record(o)
     message = err and tostring(err.message or err) or nil,
   }
 end
+
+return M

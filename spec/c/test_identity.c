@@ -5,9 +5,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "daemon.pb-c.h"
 #include "digest.h"
 #include "identity.h"
+#include "procfs.h"
 #include "testutil.h"
 
 static const char DIGEST_HEX[] =

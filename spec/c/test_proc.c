@@ -13,9 +13,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "digest.h"
 #include "identity.h"
 #include "proc.h"
+#include "procfs.h"
 #include "testutil.h"
 
 /* Does this kernel (or emulator: valgrind 3.19 lacks it) have pidfd_open?

@@ -1,4 +1,4 @@
-/* Unit tests of the wire layer (src/wire.c, DESIGN §1.2–1.4, §1.8): the
+/* Unit tests of the wire layer (src/core/wire.c, DESIGN §1.2–1.4, §1.8): the
  * incremental frame reader, golden request/response bytes derived by hand
  * from the protobuf encoding rules, round trips, and the UTF-8 check of
  * pbutil. Validation failures are in test_wire_validate.c. */

@@ -1,4 +1,4 @@
-/* Validation tests of the wire layer (src/wire.c, DESIGN §1.4, §1.6):
+/* Validation tests of the wire layer (src/core/wire.c, DESIGN §1.4, §1.6):
  * every status code a request or response can fail with, in the order the
  * responder and the prober check them, and what must still pass. Hostile
  * frames are built with protobuf-c directly (fixtures in wire_fixtures.h). */

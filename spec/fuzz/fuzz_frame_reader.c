@@ -1,4 +1,4 @@
-/* Fuzz target: the incremental frame reader (src/wire.h).
+/* Fuzz target: the incremental frame reader (src/core/wire.h).
  *
  * Input: byte 0 picks how many chunk-size bytes follow ((b & 7) + 1); those
  * bytes are the chunk sizes, used in a cycle (0 = an empty feed); the rest

@@ -1,4 +1,4 @@
-/* Fuzz target: the DaemonProcess decoder (src/identity.h).
+/* Fuzz target: the DaemonProcess decoder (src/core/identity.h).
  *
  * Properties:
  *  - a failure is decode_identity, missing_endpoint or
@@ -24,7 +24,7 @@ static void check_string(const char *s) {
 
 /* to_json → from_json gives back an equal identity, except that JSON
  * clamps started_at_unix_ms to 2^63-1 (jansson's integers are signed; a
- * documented choice of src/identity_json.c). */
+ * documented choice of src/core/identity_json.c). */
 static void check_json(const bh_identity *id) {
   bh_err err;
   char *text = bh_identity_to_json(id);

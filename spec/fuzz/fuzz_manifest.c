@@ -1,4 +1,4 @@
-/* Fuzz target: the CacheManifest decoder (src/manifest.h). A manifest file
+/* Fuzz target: the CacheManifest decoder (src/core/manifest.h). A manifest file
  * is written by whoever owns the cache root, so it is as untrusted as a
  * probe response.
  *

@@ -1,4 +1,4 @@
-/* Fuzz target: request validation (src/wire.h), the responder's parser.
+/* Fuzz target: request validation (src/core/wire.h), the responder's parser.
  *
  * Properties:
  *  - the verdict agrees with an oracle that unpacks the Frame with

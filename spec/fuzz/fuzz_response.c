@@ -1,4 +1,4 @@
-/* Fuzz target: response validation and identity decoding (src/wire.h).
+/* Fuzz target: response validation and identity decoding (src/core/wire.h).
  *
  * The input is a frame body, validated as the response to a fixed request
  * (nonce 00 01 .. 1f, traceparent set) twice: against the fixed expected

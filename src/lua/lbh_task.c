@@ -1,190 +1,50 @@
-/* The scheduler (see lbh_task.h for the template other files follow):
- * bh.run, bh.spawn, bh.sleep, bh.now and the "bh.task" userdata.
- *
- * A run is a full userdata (metatable "bh.run", registered in the registry
- * while active, and a to-be-closed slot of bh.run so that an error escaping
- * bh.run still tears it down). A task is a full userdata (metatable
- * "bh.task") whose uservalues are 1: its coroutine, 2: the error to
- * re-raise, 3: the error text with traceback for reports. While a task is
- * live (or failed and nobody has looked yet) the run holds a registry
- * reference to it, so the collector cannot free what the loop will
- * resume. Every resume goes through the task's own event (event_active or
- * a timer), so coroutines are only ever resumed from the loop, never from
- * inside another task. */
-#include "lbh_task.h"
-
+/* Tasks (see lbh_task.h for the template other files follow): bh.spawn,
+ * bh.sleep, bh.now, the "bh.task" userdata, yielding and completing a
+ * pending operation, and wait queues. A task is a full userdata
+ * (metatable "bh.task") whose uservalues are 1: its coroutine, 2: the
+ * error to re-raise, 3: the error text with traceback for reports. While
+ * a task is live (or failed and nobody has looked yet) the run holds a
+ * registry reference to it, so the collector cannot free what the loop
+ * will resume. Every resume goes through the task's own event
+ * (event_active or a timer), so coroutines are only ever resumed from the
+ * loop, never from inside another task. */
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "clock.h"
-#include "lbh.h"
 #include "lbh_open.h"
+#include "lbh_sched.h"
 #include "lbh_signal.h"
-
-#define RUN_MT "bh.run"
-#define TASK_MT "bh.task"
-#define UNOBSERVED_KEY "bh.unobserved_error"
-
-static const char run_key = 'r'; /* registry[&run_key] = active run */
-
-typedef enum task_state {
-  TASK_READY,
-  TASK_RUNNING,
-  TASK_SUSPENDED,
-  TASK_DONE,
-  TASK_FAILED,
-  TASK_CANCELLED,
-} task_state;
+#include "lbh_task.h"
 
 static const char *const state_names[] = {"ready", "running", "suspended",
                                           "done",  "failed",  "cancelled"};
 
-struct lbh_task {
-  lbh_run *run;     /* NULL once finished and released */
-  lua_State *co;    /* kept alive by uservalue 1 */
-  struct event *ev; /* wakes the task; freed when it finishes */
-  task_state state;
-  int nargs;    /* values on co's stack for the next resume */
-  int nres;     /* results left on co's stack (TASK_DONE) */
-  int self_ref; /* registry ref while live or failed-unobserved */
-  bool observed;
-  bool interrupted; /* failed while a stop signal was pending */
-  bool pending;     /* a primitive armed cancel/op before yielding */
-  lbh_cancel_fn cancel;
-  lbh_cancel_fn intr; /* sessions: SIGINT completes op this way */
-  void *op;
-  lbh_waitq waiters;     /* tasks in task:wait() on this one */
-  lbh_waitq *waiting_on; /* queue this task sits in, if any */
-  lbh_task *wait_next;
-  lbh_task *prev, *next; /* run->live or run->failed */
-};
-
-struct lbh_run {
-  lua_State *L;
-  struct event_base *base;
-  struct event *sig_ev;
-  lbh_task *live;
-  size_t nlive;
-  lbh_task *failed; /* failed with nobody waiting (yet) */
-  lbh_task *current;
-  lbh_task *main;
-  lbh_task *foreground; /* sessions: the task main waits for, if any */
-  lbh_tracked *tracked;
-  int stop_signal;
-  int interrupt_ref; /* error (with traceback) of the task the hook stopped */
-  bool deadlock, loop_error, torn_down;
-  bool session; /* lbh_session: the host's -i prompt */
-};
-
 /* ---- small helpers --------------------------------------------------- */
 
-static void list_unlink(lbh_task **head, lbh_task *t) {
+void lbh_sched_list_unlink(lbh_task **head, lbh_task *t) {
   if (t->prev) t->prev->next = t->next;
   if (t->next) t->next->prev = t->prev;
   if (*head == t) *head = t->next;
   t->prev = t->next = NULL;
 }
 
-static void list_push(lbh_task **head, lbh_task *t) {
+void lbh_sched_list_push(lbh_task **head, lbh_task *t) {
   t->prev = NULL;
   t->next = *head;
   if (*head) (*head)->prev = t;
   *head = t;
 }
 
-static void push_task(lua_State *L, const lbh_task *t) {
+void lbh_sched_push_task(lua_State *L, const lbh_task *t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
-}
-
-/* ---- the run --------------------------------------------------------- */
-
-lbh_run *lbh_run_current(lua_State *L) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &run_key);
-  lbh_run *run = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return run;
-}
-
-lbh_run *lbh_run_check(lua_State *L, const char *what) {
-  lbh_run *run = lbh_run_current(L);
-  if (run == NULL) luaL_error(L, "%s must be called inside bh.run", what);
-  return run;
-}
-
-struct event_base *lbh_run_base(lbh_run *run) {
-  return run->base;
-}
-
-lua_State *lbh_run_state(lbh_run *run) {
-  return run->L;
-}
-
-void lbh_run_track(lbh_run *run, lbh_tracked *e, void (*close)(void *obj),
-                   void *obj) {
-  e->close = close;
-  e->obj = obj;
-  e->prev = NULL;
-  e->next = run->tracked;
-  if (run->tracked) run->tracked->prev = e;
-  run->tracked = e;
-}
-
-void lbh_run_untrack(lbh_run *run, lbh_tracked *e) {
-  if (e->close == NULL) return; /* not tracked */
-  if (e->prev) e->prev->next = e->next;
-  if (e->next) e->next->prev = e->prev;
-  if (run->tracked == e) run->tracked = e->next;
-  e->prev = e->next = NULL;
-  e->close = NULL;
-}
-
-const char *lbh_error_text(lua_State *L, int idx) {
-  const char *msg = lua_tostring(L, idx);
-  if (msg != NULL) return msg;
-  if (luaL_callmeta(L, idx, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-    return lua_tostring(L, -1);
-  return lua_pushfstring(L, "(error object is a %s value)",
-                         luaL_typename(L, idx));
-}
-
-/* Message handler: the message plus the traceback of where it happened. */
-static int msghandler(lua_State *L) {
-  luaL_traceback(L, L, lbh_error_text(L, 1), 1);
-  return 1;
-}
-
-int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
-                   const char *context) {
-  lua_State *L = run->L;
-  if (!lua_checkstack(L, 4)) {
-    (void)fprintf(stderr, "bhprobe-lua: %s: Lua stack exhausted\n", context);
-    return LUA_ERRMEM;
-  }
-  /* A signal already stops the loop after this turn: do not let the
-   * interrupt hook it left on L fail this bookkeeping or callback. */
-  if (lbh_signal_pending() != 0) lbh_signal_unhook(L);
-  int base = lua_gettop(L) + 1;
-  lua_pushcfunction(L, msghandler);
-  lua_pushcfunction(L, fn);
-  lua_pushlightuserdata(L, ud);
-  int status = lua_pcall(L, 1, nresults, base);
-  if (status != LUA_OK) {
-    const char *msg = lua_tostring(L, -1);
-    (void)fprintf(stderr, "bhprobe-lua: %s: %s\n", context,
-                  msg ? msg : "(error without message)");
-    lua_settop(L, base - 1);
-    return status;
-  }
-  lua_remove(L, base);
-  return LUA_OK;
 }
 
 /* ---- resuming -------------------------------------------------------- */
 
 static void task_finish(lbh_task *t, task_state state);
-static void session_forget_signal(lbh_run *run);
 
 /* Resume the task on the next loop turn with the nargs values already on
  * top of its coroutine's stack. */
@@ -199,7 +59,7 @@ static void task_schedule(lbh_task *t, int nargs) {
 static int task_fail_p(lua_State *L) {
   lbh_task *t = lua_touserdata(L, 1);
   lua_State *co = t->co;
-  push_task(L, t);
+  lbh_sched_push_task(L, t);
   int ud = lua_gettop(L);
   const char *msg = lua_tostring(co, -1);
   if (msg != NULL) {
@@ -248,7 +108,7 @@ static void task_resume(lbh_task *t) {
     task_finish(t, TASK_FAILED);
     /* In a session, ^C is spent on the task it interrupted. */
     if (run->session && t->interrupted && lbh_signal_pending() == SIGINT)
-      session_forget_signal(run);
+      lbh_sched_session_forget_signal(run);
   }
 }
 
@@ -273,7 +133,7 @@ static void task_wake_cb(evutil_socket_t fd, short what, void *arg) {
 static void task_finish(lbh_task *t, task_state state) {
   lbh_run *run = t->run;
   t->state = state;
-  list_unlink(&run->live, t);
+  lbh_sched_list_unlink(&run->live, t);
   run->nlive--;
   if (run->foreground == t) run->foreground = NULL;
   if (t->ev) event_free(t->ev);
@@ -281,7 +141,7 @@ static void task_finish(lbh_task *t, task_state state) {
   if (t->waiters.head != NULL) t->observed = true;
   lbh_waitq_wake_all(&t->waiters);
   if (state == TASK_FAILED && !t->observed && t != run->main) {
-    list_push(&run->failed, t);
+    lbh_sched_list_push(&run->failed, t);
     return;
   }
   luaL_unref(run->L, LUA_REGISTRYINDEX, t->self_ref);
@@ -291,7 +151,7 @@ static void task_finish(lbh_task *t, task_state state) {
 
 /* Stop a live task for good: disarm what it waits on, close its
  * coroutine (running its pending __close handlers), forget it. */
-static void task_cancel(lbh_task *t) {
+void lbh_sched_task_cancel(lbh_task *t) {
   task_disarm(t, true);
   lua_resetthread(t->co);
   t->observed = true;
@@ -302,7 +162,7 @@ static void task_cancel(lbh_task *t) {
  * traceback of where the task waits. Stack: [lightuserdata task]. */
 static int task_interrupt_p(lua_State *L) {
   lbh_task *t = lua_touserdata(L, 1);
-  push_task(L, t);
+  lbh_sched_push_task(L, t);
   luaL_traceback(L, t->co, "interrupted", 0);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, -3, 2);
@@ -313,7 +173,7 @@ static int task_interrupt_p(lua_State *L) {
 /* Sessions: ^C while a line's task waits (it is not running, or the
  * interrupt hook would have failed it): disarm what it waits on and fail
  * it with "interrupted", which wakes the prompt waiting for it. */
-static void task_interrupt(lbh_task *t) {
+void lbh_sched_task_interrupt(lbh_task *t) {
   task_disarm(t, true);
   lbh_loop_pcall(t->run, task_interrupt_p, t, 0, "interrupting a task");
   t->interrupted = true;
@@ -447,7 +307,7 @@ void lbh_waitq_wake_all(lbh_waitq *q) {
 
 /* Push a new task running the function at fidx with the nargs values
  * after it, scheduled to start on the next loop turn. */
-static lbh_task *task_new(lua_State *L, lbh_run *run, int fidx, int nargs) {
+lbh_task *lbh_sched_task_new(lua_State *L, lbh_run *run, int fidx, int nargs) {
   luaL_checkstack(L, nargs + 4, "too many arguments");
   lbh_task *t = lua_newuserdatauv(L, sizeof *t, 3);
   memset(t, 0, sizeof *t);
@@ -471,7 +331,7 @@ static lbh_task *task_new(lua_State *L, lbh_run *run, int fidx, int nargs) {
   t->co = co;
   t->run = run;
   t->state = TASK_READY;
-  list_push(&run->live, t);
+  lbh_sched_list_push(&run->live, t);
   run->nlive++;
   task_schedule(t, nargs);
   return t;
@@ -482,14 +342,14 @@ static lbh_task *task_new(lua_State *L, lbh_run *run, int fidx, int nargs) {
 static int l_spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lbh_run *run = lbh_run_check(L, "bh.spawn");
-  task_new(L, run, 1, lua_gettop(L) - 1);
+  lbh_sched_task_new(L, run, 1, lua_gettop(L) - 1);
   return 1;
 }
 
 /* ---- task methods ---------------------------------------------------- */
 
 /* Push a finished task's results (kept on its dead coroutine's stack). */
-static int push_results(lua_State *L, lbh_task *t) {
+int lbh_sched_push_results(lua_State *L, lbh_task *t) {
   int n = t->nres;
   luaL_checkstack(L, n, "too many results");
   if (!lua_checkstack(t->co, 1)) return luaL_error(L, "stack overflow");
@@ -515,7 +375,7 @@ static int task_wait_k(lua_State *L, int status, lua_KContext ctx) {
   lbh_task *t = luaL_checkudata(L, 1, TASK_MT);
   switch (t->state) {
     case TASK_DONE:
-      return push_results(L, t);
+      return lbh_sched_push_results(L, t);
     case TASK_FAILED:
       return raise_task_error(L, t);
     case TASK_CANCELLED:
@@ -590,219 +450,6 @@ static int l_in_task(lua_State *L) {
   return 1;
 }
 
-/* ---- bh.run ---------------------------------------------------------- */
-
-/* Sessions: forget a SIGINT and the interrupt hooks it left. */
-static void session_forget_signal(lbh_run *run) {
-  lbh_clear_stop_signal(run->L);
-  for (lbh_task *t = run->live; t != NULL; t = t->next)
-    lbh_signal_unhook(t->co);
-}
-
-/* Sessions: SIGINT does not stop the run. Forget it (and the hooks it
- * left), then interrupt the foreground: the task the prompt waits for
- * fails with "interrupted", or the prompt's own read is interrupted
- * through the intr function its primitive armed. A task that was looping
- * has already failed through the hook. */
-static void session_interrupt(lbh_run *run) {
-  session_forget_signal(run);
-  lbh_task *m = run->main;
-  if (run->foreground != NULL) {
-    task_interrupt(run->foreground);
-  } else if (m->pending && m->intr != NULL) {
-    lbh_cancel_fn intr = m->intr;
-    m->intr = NULL;
-    intr(m->op); /* completes the op: the task gets what it pushes */
-  }
-}
-
-/* The signal that stops the run now, or 0 (a session's SIGINT is handled
- * here and does not stop it). */
-static int run_stop_pending(lbh_run *run) {
-  int sig = lbh_signal_pending();
-  if (sig == SIGINT && run->session) {
-    session_interrupt(run);
-    return 0;
-  }
-  return sig;
-}
-
-static void sig_cb(evutil_socket_t fd, short what, void *arg) {
-  lbh_run *run = arg;
-  lbh_signal_drain();
-  event_base_loopbreak(run->base);
-}
-
-/* Push a new run (to-be-closed in the caller's frame) and make it the
- * active one. */
-static lbh_run *run_new(lua_State *L) {
-  lbh_run *run = lua_newuserdatauv(L, sizeof *run, 0);
-  memset(run, 0, sizeof *run);
-  run->torn_down = true; /* harmless until fully built */
-  luaL_setmetatable(L, RUN_MT);
-  lua_toclose(L, -1);
-  run->L = L;
-  run->interrupt_ref = LUA_NOREF;
-  run->base = event_base_new();
-  if (run->base == NULL) luaL_error(L, "bh.run: cannot create event base");
-  run->torn_down = false;
-  int fd = lbh_signal_fd();
-  if (fd >= 0) {
-    run->sig_ev = event_new(run->base, fd, EV_READ | EV_PERSIST, sig_cb, run);
-    if (run->sig_ev == NULL || event_add(run->sig_ev, NULL) != 0)
-      luaL_error(L, "bh.run: cannot watch for signals");
-  }
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &run_key);
-  return run;
-}
-
-/* Events other than our signal watcher: with tasks live and none of
- * these, nothing can ever resume them. */
-static int run_events(lbh_run *run) {
-  int n = event_base_get_num_events(
-      run->base, EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_ACTIVE);
-  return run->sig_ev ? n - 1 : n;
-}
-
-/* Turn the loop until every task is over, the main task failed, a signal
- * came, or nothing is left that could wake the remaining tasks. */
-static void run_dispatch(lbh_run *run) {
-  while (run->nlive > 0) {
-    if (run->main->state == TASK_FAILED) break;
-    if (run->session && run->main->state == TASK_DONE) break;
-    int sig = run_stop_pending(run);
-    if (sig != 0) {
-      run->stop_signal = sig;
-      break;
-    }
-    if (run_events(run) <= 0) {
-      run->deadlock = true;
-      break;
-    }
-    if (event_base_loop(run->base, EVLOOP_ONCE) < 0) {
-      run->loop_error = true;
-      break;
-    }
-  }
-  if (run->stop_signal == 0) run->stop_signal = run_stop_pending(run);
-}
-
-/* Print the failures nobody waited for. After a signal the other tasks
- * did not fail on their own: the one the interrupt hook stopped (where it
- * was looping) is kept for run_outcome to raise instead. */
-static void run_report_failures(lbh_run *run) {
-  lua_State *L = run->L;
-  while (run->failed) {
-    lbh_task *t = run->failed;
-    list_unlink(&run->failed, t);
-    if (!t->observed && lua_checkstack(L, 2)) {
-      push_task(L, t);
-      lua_getiuservalue(L, -1, 3);
-      if (run->stop_signal == 0) {
-        const char *msg = lua_tostring(L, -1);
-        (void)fprintf(
-            stderr, "bhprobe-lua: a task failed and nobody waited for it: %s\n",
-            msg ? msg : "(no message)");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, LUA_REGISTRYINDEX, UNOBSERVED_KEY);
-      } else if (t->interrupted && run->interrupt_ref == LUA_NOREF) {
-        lua_pushvalue(L, -1);
-        run->interrupt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-      }
-      lua_pop(L, 2);
-    }
-    luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
-    t->self_ref = LUA_NOREF;
-    t->run = NULL;
-  }
-}
-
-/* End the run: cancel live tasks, close tracked objects (responders), report
- * unobserved failures, free the loop. Idempotent; also the run's __close
- * and __gc. */
-static void run_teardown(lbh_run *run) {
-  if (run->torn_down) return;
-  while (run->live)
-    task_cancel(run->live);
-  while (run->tracked) {
-    lbh_tracked *e = run->tracked;
-    void (*close)(void *) = e->close;
-    lbh_run_untrack(run, e);
-    close(e->obj);
-  }
-  run_report_failures(run);
-  run->torn_down = true;
-  if (run->sig_ev) event_free(run->sig_ev);
-  run->sig_ev = NULL;
-  event_base_free(run->base);
-  run->base = NULL;
-  lua_State *L = run->L;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &run_key);
-  bool active = lua_touserdata(L, -1) == run;
-  lua_pop(L, 1);
-  if (active) {
-    lua_pushnil(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &run_key);
-  }
-  lbh_signal_unhook(L);
-}
-
-static int run_gc(lua_State *L) {
-  run_teardown(luaL_checkudata(L, 1, RUN_MT));
-  return 0;
-}
-
-/* After teardown: raise or return what the main task (at index mi) gave. */
-static int run_outcome(lua_State *L, lbh_run *run, lbh_task *main, int mi) {
-  if (main->state == TASK_FAILED) {
-    lua_getiuservalue(L, mi, 2);
-    return lua_error(L);
-  }
-  if (run->interrupt_ref != LUA_NOREF) { /* a spawned task was looping */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, run->interrupt_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, run->interrupt_ref);
-    run->interrupt_ref = LUA_NOREF;
-    return lua_error(L);
-  }
-  if (run->stop_signal != 0) return luaL_error(L, "interrupted");
-  if (run->loop_error) return luaL_error(L, "bh.run: the event loop failed");
-  if (run->deadlock || main->state != TASK_DONE)
-    return luaL_error(L,
-                      "bh.run: deadlock: tasks are waiting and nothing "
-                      "can wake them");
-  return push_results(L, main);
-}
-
-/* bh.run and lbh_session: fn at 1, its arguments after it. */
-static int run_main(lua_State *L, bool session) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  if (lbh_run_current(L) != NULL)
-    return luaL_error(L,
-                      "bh.run cannot be called inside bh.run; use bh.spawn "
-                      "to start another task");
-  int nargs = lua_gettop(L) - 1;
-  lbh_run *run = run_new(L);
-  run->session = session;
-  lbh_task *main = task_new(L, run, 1, nargs);
-  int mi = lua_gettop(L);
-  run->main = main;
-  run_dispatch(run);
-  run_teardown(run);
-  return run_outcome(L, run, main, mi);
-}
-
-/* bh.run(fn, ...) → fn's results. Runs fn as the main task on a fresh
- * loop until it and every spawned task are over; re-raises its error
- * (with the traceback of the task) after closing everything. */
-static int l_run(lua_State *L) {
-  return run_main(L, false);
-}
-
-int lbh_session(lua_State *L) {
-  return run_main(L, true);
-}
-
 /* ---- registration ---------------------------------------------------- */
 
 static const luaL_Reg task_methods[] = {
@@ -818,8 +465,8 @@ static const luaL_Reg task_meta[] = {
 };
 
 static const luaL_Reg task_funcs[] = {
-    {"run", l_run}, {"spawn", l_spawn},      {"sleep", l_sleep},
-    {"now", l_now}, {"_in_task", l_in_task}, {NULL, NULL},
+    {"spawn", l_spawn},      {"sleep", l_sleep}, {"now", l_now},
+    {"_in_task", l_in_task}, {NULL, NULL},
 };
 
 void lbh_task_open(lua_State *L) {
@@ -829,19 +476,5 @@ void lbh_task_open(lua_State *L) {
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
-  if (luaL_newmetatable(L, RUN_MT)) {
-    lua_pushcfunction(L, run_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, run_gc);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_pop(L, 1);
   luaL_setfuncs(L, task_funcs, 0);
-}
-
-bool lbh_unobserved_error(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, UNOBSERVED_KEY);
-  bool b = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return b;
 }

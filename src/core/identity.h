@@ -110,11 +110,4 @@ bh_status bh_identity_from_json(const char *text, size_t len, bh_identity *out,
 void bh_hex_encode(const uint8_t *in, size_t n, char *out);
 bool bh_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t n);
 
-/* Boot id of this machine (/proc/sys/kernel/random/boot_id, trimmed) into
- * buf; BH_SYSTEM if unreadable. */
-bh_status bh_boot_id(char *buf, size_t cap, bh_err *err);
-
-/* Wall clock in milliseconds since the epoch. */
-uint64_t bh_unix_ms(void);
-
 #endif

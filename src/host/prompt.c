@@ -1,4 +1,4 @@
-/* lbh_readline (lbh.h): the line reader of the host's -i prompt, a
+/* lbh_readline (prompt.h): the line reader of the host's -i prompt, a
  * yielding primitive (lbh_task.h's template) on an EV_READ event for fd 0,
  * so that the session's loop keeps serving while the prompt waits.
  *
@@ -24,8 +24,8 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "lbh.h"
 #include "lbh_task.h"
+#include "prompt.h"
 
 #ifdef BH_USE_READLINE
 #include <readline/history.h>
@@ -229,7 +229,7 @@ static read_op *op_start(lua_State *L, lbh_task *t, bool editing) {
   return op;
 }
 
-/* lbh_readline(prompt) → line | nil | false (see lbh.h). */
+/* lbh_readline(prompt) → line | nil | false (see prompt.h). */
 int lbh_readline(lua_State *L) {
   const char *prompt = luaL_checkstring(L, 1);
   lbh_task *t = lbh_task_check(L, "the prompt");

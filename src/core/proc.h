@@ -42,21 +42,4 @@ int bh_proc_signal(const bh_proc *p, int sig);
 /* Close the pidfd; *p becomes BH_PROC_NONE. Idempotent. */
 void bh_proc_release(bh_proc *p);
 
-/* ---- /proc helpers (also used by bh_identity_of_pid / _current) ---- */
-
-/* kill(pid, 0) succeeds or fails with EPERM, else BH_PID_NOT_FOUND. A
- * zombie passes. */
-bh_status bh_proc_check_alive(uint32_t pid, bh_err *err);
-/* The target of /proc/PID/exe (malloc'd into *out; any length). BH_EXE_PATH
- * when unreadable (a zombie, a kernel thread, no permission). A deleted
- * executable reads back as "PATH (deleted)". */
-bh_status bh_proc_exe_link(uint32_t pid, char **out, bh_err *err);
-/* realpath(path), or a copy of path when it cannot be resolved; NULL only
- * when out of memory. */
-char *bh_canonical_path(const char *path);
-/* Start time of pid in ms since the epoch (/proc/PID/stat starttime plus
- * btime of /proc/stat). BH_PID_NOT_FOUND when the process is gone,
- * BH_SYSTEM when /proc cannot be parsed. */
-bh_status bh_proc_start_unix_ms(uint32_t pid, uint64_t *out, bh_err *err);
-
 #endif

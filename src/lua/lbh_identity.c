@@ -11,6 +11,7 @@
 #include "lbh_err.h"
 #include "lbh_open.h"
 #include "proc.h"
+#include "procfs.h"
 
 #define IDBOX_MT "bh.identity_box"
 #define EPBOX_MT "bh.endpoint_box"

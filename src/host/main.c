@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "lbh.h"
+#include "lbh_embed.h"
+#include "prompt.h"
 
 #ifndef BH_VERSION
 #define BH_VERSION "0.0.0"
@@ -391,48 +393,8 @@ static void open_bh(lua_State *L, const host_opts *o) {
 
 /* ---- the read-eval-print loop: one session, each line run as a task ---- */
 
-/* The prompt, lua.c's doREPL written in Lua because it waits (for stdin
- * and for each line's task), which a C function could only do through
- * continuations. It runs as the main task of one lbh_session, so the loop
- * serves responders, spawned tasks and timers across lines and while the
- * prompt waits. Each chunk is tried as "return LINE" first (expressions
- * print their values), continued with ">> " while unfinished, then run as
- * its own task; the prompt waits for it and prints its values or its
- * error. read is lbh_readline: a line, nil at the end, false after ^C. */
-static const char repl_code[] =
-    "local read, report, spawn = ...\n"
-    "local pack, unpack = table.pack, table.unpack\n"
-    "local function loadline()\n" /* -> chunk | nil, err | false; ended */
-    "  local line = read('> ')\n"
-    "  if not line then return line, nil, line == nil end\n"
-    "  local f, err = load('return ' .. line .. ';', '=stdin')\n"
-    "  while not f do\n"
-    "    f, err = load(line, '=stdin')\n"
-    "    if f or not err:find('<eof>$') then break end\n"
-    "    local more = read('>> ')\n"
-    "    if not more then return more, more == nil and err, more == nil end\n"
-    "    line = line .. '\\n' .. more\n"
-    "  end\n"
-    "  return f, err\n"
-    "end\n"
-    "while true do\n"
-    "  local f, err, ended = loadline()\n"
-    "  if f then\n"
-    "    local t = spawn(f)\n"
-    "    local r = pack(pcall(t.wait, t))\n"
-    "    if not r[1] then\n"
-    "      report(r[2])\n"
-    "    elseif r.n > 1 then\n"
-    "      local ok, e = pcall(print, unpack(r, 2, r.n))\n"
-    "      if not ok then report(\"error calling 'print' (\" .. tostring(e) .. "
-    "')') end\n"
-    "    end\n"
-    "  elseif err then\n"
-    "    report(err)\n"
-    "  end\n"
-    "  if ended then break end\n"
-    "end\n";
-
+/* The prompt itself is Lua (lua/host/prompt.lua, embedded at build time:
+ * host_lua); see its header for why. */
 /* report(err): prints an error of the prompt on stderr without the program
  * name, as lua.c does (task:wait's strings carry their traceback). */
 static int l_report(lua_State *L) {
@@ -440,7 +402,7 @@ static int l_report(lua_State *L) {
   return 0;
 }
 
-/* The prompt: one lbh_session running repl_code until end of input. ^C
+/* The prompt: one lbh_session running prompt.lua until end of input. ^C
  * abandons the line at the prompt or interrupts the running one, and the
  * session goes on; SIGTERM ends it (143) with responders closed. */
 static bool doREPL(lua_State *L, host *h) {
@@ -448,7 +410,8 @@ static bool doREPL(lua_State *L, host *h) {
   lua_settop(L, 0);
   lua_pushcfunction(L, msghandler);
   lua_pushcfunction(L, lbh_session);
-  status = luaL_loadbuffer(L, repl_code, sizeof repl_code - 1, "=(prompt)");
+  const bh_lua_helper *code = lbh_embed_find(host_lua, "prompt");
+  status = luaL_loadbufferx(L, code->code, code->size, "=(prompt)", "t");
   if (status == LUA_OK) {
     lua_pushcfunction(L, lbh_readline);
     lua_pushcfunction(L, l_report);

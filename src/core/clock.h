@@ -4,10 +4,16 @@
 #ifndef BH_CLOCK_H
 #define BH_CLOCK_H
 
+#include <stdint.h>
 #include <sys/time.h>
 
 /* Monotonic seconds (CLOCK_MONOTONIC). */
 double bh_mono_now(void);
+
+/* Wall clock: milliseconds and seconds since the epoch (CLOCK_REALTIME),
+ * for records and timestamps, never for measuring durations. */
+uint64_t bh_unix_ms(void);
+double bh_wall_now(void);
 
 /* A non-negative duration in seconds as a struct timeval (negative → 0). */
 struct timeval bh_timeval(double seconds);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "procfs.h"
 
 extern char **environ;
 
@@ -324,7 +325,7 @@ bh_exec *bh_exec_start(struct event_base *base, const bh_exec_opts *opts,
     bh_err_set(err, BH_SYSTEM, NULL, "exec %s: %s", prog, strerror(rc));
     goto fail;
   }
-  e->pidfd = (int)syscall(SYS_pidfd_open, e->pid, 0);
+  e->pidfd = bh_pidfd_open((uint32_t)e->pid);
   if (e->pidfd < 0) {
     bh_err_set(err, BH_SYSTEM, NULL, "exec %s: pidfd_open: %s", prog,
                strerror(errno));

@@ -16,17 +16,9 @@ int luaopen_bh(lua_State *L);
  * returns (tasks still live are cancelled, responders closed) and SIGINT
  * does not stop it: ^C fails the task fn waits for in task:wait with
  * "interrupted" (and the traceback of where it was), or, at the prompt,
- * makes lbh_readline return false. SIGTERM stops it like bh.run. */
+ * makes the prompt's read (src/host/prompt.h) return false. SIGTERM stops it
+ * like bh.run. */
 int lbh_session(lua_State *L);
-
-/* lbh_readline(prompt) → the next line of stdin without its newline, nil
- * at end of input, or false when ^C abandoned it. Only for the main task
- * of lbh_session: it yields while waiting, so the loop keeps serving
- * responders, tasks and timers. On a terminal it edits the line with GNU
- * readline (callback interface) when the host was built with it; else it
- * writes the prompt to stdout and reads fd 0 plainly. Defined in
- * lbh_repl.c, which is linked into the host only (not bh.so). */
-int lbh_readline(lua_State *L);
 
 /* Install SIGINT/SIGTERM handling for the host: a signal stops the running
  * loop cleanly (tasks cancelled, responders closed and unlinked), and a

@@ -1,8 +1,7 @@
 /* Identity primitives (DESIGN §1.3, §1.5, §1.8): endpoints, the identity
  * lifecycle, the current process and other live pids, the prober's field
- * comparison (with Rust-like lexical path equality), hex, boot id and the
- * wall clock. The protobuf and JSON forms live in identity_pb.c and
- * identity_json.c. */
+ * comparison (with Rust-like lexical path equality) and hex. The protobuf and
+ * JSON forms live in identity_pb.c and identity_json.c. */
 #include "identity.h"
 
 #include <errno.h>
@@ -15,7 +14,7 @@
 #include <unistd.h>
 
 #include "digest.h"
-#include "proc.h"
+#include "procfs.h"
 
 /* strdup that treats NULL as "". */
 static char *dup_or_empty(const char *s) {
@@ -238,8 +237,8 @@ bool bh_path_lexical_equal(const char *a, const char *b) {
   if (rel_a != rel_b) return false;
   bool first_a = true, first_b = true;
   for (;;) {
-    const char *sa, *sb;
-    size_t la, lb;
+    const char *sa = NULL, *sb = NULL;
+    size_t la = 0, lb = 0;
     bool ha = next_kept(&a, &first_a, rel_a, &sa, &la);
     bool hb = next_kept(&b, &first_b, rel_b, &sb, &lb);
     if (ha != hb) return false;
@@ -262,7 +261,7 @@ const char *bh_identity_diff(const bh_identity *expected,
   return NULL;
 }
 
-/* ---- hex, boot id, clock ------------------------------------------------- */
+/* ---- hex ------------------------------------------------- */
 
 void bh_hex_encode(const uint8_t *in, size_t n, char *out) {
   static const char digits[] = "0123456789abcdef";
@@ -288,36 +287,4 @@ bool bh_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t n) {
     out[i] = (uint8_t)(hi << 4 | lo);
   }
   return true;
-}
-
-/* The kernel's boot id, whitespace-trimmed (it ends with a newline). */
-bh_status bh_boot_id(char *buf, size_t cap, bh_err *err) {
-  static const char path[] = "/proc/sys/kernel/random/boot_id";
-  if (cap == 0) return bh_err_set(err, BH_SYSTEM, NULL, "no room for boot id");
-  buf[0] = '\0';
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return bh_err_set(err, BH_SYSTEM, NULL, "cannot open %s: %s", path,
-                      strerror(errno));
-  ssize_t n;
-  do {
-    n = read(fd, buf, cap - 1);
-  } while (n < 0 && errno == EINTR);
-  int saved = errno;
-  if (close(fd) != 0 && n >= 0) saved = errno, n = -1;
-  if (n < 0)
-    return bh_err_set(err, BH_SYSTEM, NULL, "cannot read %s: %s", path,
-                      strerror(saved));
-  size_t len = (size_t)n;
-  while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' ' ||
-                     buf[len - 1] == '\t' || buf[len - 1] == '\r'))
-    len--;
-  buf[len] = '\0';
-  return BH_OK;
-}
-
-uint64_t bh_unix_ms(void) {
-  struct timespec ts;
-  if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return 0;
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
