@@ -141,10 +141,18 @@ describe("bh.probe", function()
                    msg(function() bh.probe(ep, bad) end))
     assert.matches("bad argument #1 to 'probe' %(endpoint.path: expected a string, got nil%)",
                    msg(function() bh.probe({}, id) end))
-    assert.matches("bad argument #3 to 'probe' %(timeout must be a number > 0%)",
-                   msg(function() bh.probe(ep, id, { timeout = 0 }) end))
-    assert.matches("bad argument #3 to 'probe' %(verify_pid must be a boolean%)",
+    assert.matches("probe_spec.lua:%d+: bh.probe: option 'timeout' must be a number in "
+                   .. "%(0, 86400%], got 0", msg(function() bh.probe(ep, id, { timeout = 0 }) end))
+    assert.matches("bh.probe: option 'timeout' must be a number in %(0, 86400%], got 1000000",
+                   msg(function() bh.probe(ep, id, { timeout = 1e6 }) end))
+    assert.matches("bh.probe: option 'timeout' must be a number in %(0, 86400%], got %-?nan",
+                   msg(function() bh.probe(ep, id, { timeout = 0 / 0 }) end))
+    assert.matches("bh.probe: option 'verify_pid' must be a boolean, got number",
                    msg(function() bh.probe(ep, id, { verify_pid = 1 }) end))
+    assert.matches("probe_spec.lua:%d+: bh.probe: unknown option 'tmeout'",
+                   msg(function() bh.probe(ep, id, { tmeout = 1 }) end))
+    assert.matches("bh.probe_response: unknown option 'verify_pid'",
+                   msg(function() bh.probe_response(ep, id, { verify_pid = false }) end))
     -- a missing argument is named as missing, not as our own scratch box
     assert.matches("bad argument #2 to 'probe_response' %(identity: expected a table, got nil%)",
                    msg(function() bh.probe_response(ep) end))

@@ -17,6 +17,10 @@
 struct event_base;
 typedef struct bh_probe bh_probe;
 
+/* The longest deadline a probe may have, seconds (a day: far beyond any
+ * real exchange, well within timeval and the loop's timers). */
+#define BH_PROBE_MAX_TIMEOUT 86400.0
+
 typedef struct bh_probe_opts {
   double timeout;     /* seconds for the active exchange; <= 0 → 0.5 */
   bool response_only; /* skip endpoint check and verify_pid */

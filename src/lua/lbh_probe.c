@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "lbh_args.h"
 #include "lbh_err.h"
 #include "lbh_identity.h"
 #include "lbh_open.h"
@@ -83,29 +84,24 @@ static void probe_cancel(void *ud) {
 }
 
 /* Options table at arg 3: {timeout = s, verify_pid = bool}. */
-static bh_probe_opts check_probe_opts(lua_State *L, bool response_only) {
+static bh_probe_opts check_probe_opts(lua_State *L, const char *what,
+                                      bool response_only) {
+  static const char *const full_keys[] = {"timeout", "verify_pid", NULL};
+  static const char *const response_keys[] = {"timeout", NULL};
   bh_probe_opts o = bh_probe_opts_default();
   o.response_only = response_only;
   lua_settop(L, 3); /* the boxes checked next go above the arguments */
-  if (lua_isnil(L, 3)) return o;
-  luaL_checktype(L, 3, LUA_TTABLE);
-  if (lua_getfield(L, 3, "timeout") != LUA_TNIL) {
-    int ok = 0;
-    lua_Number t = lua_tonumberx(L, -1, &ok);
-    luaL_argcheck(L, ok && t > 0 && t < 1e6, 3, "timeout must be a number > 0");
-    o.timeout = t;
-  }
-  if (!response_only && lua_getfield(L, 3, "verify_pid") != LUA_TNIL) {
-    luaL_argcheck(L, lua_isboolean(L, -1), 3, "verify_pid must be a boolean");
-    o.verify_pid = lua_toboolean(L, -1);
-  }
-  lua_settop(L, 3);
+  lbh_opts_check(L, 3, what, response_only ? response_keys : full_keys);
+  o.timeout = lbh_opt_number(L, 3, what, "timeout", o.timeout, 0, true,
+                             BH_PROBE_MAX_TIMEOUT);
+  if (!response_only)
+    o.verify_pid = lbh_opt_boolean(L, 3, what, "verify_pid", o.verify_pid);
   return o;
 }
 
 /* Common body of bh.probe and bh.probe_response: check, start, yield. */
 static int start_probe(lua_State *L, const char *what, bool response_only) {
-  bh_probe_opts opts = check_probe_opts(L, response_only);
+  bh_probe_opts opts = check_probe_opts(L, what, response_only);
   bh_endpoint *ep = lbh_check_endpoint(L, 1, 1, "endpoint");
   bh_identity *expected = lbh_check_identity(L, 2, 2, "identity");
   lbh_task *t = lbh_task_check(L, what);

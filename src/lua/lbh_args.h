@@ -1,0 +1,46 @@
+/* The one checker of option tables for every bh function written in C
+ * (DESIGN §2: an unknown key raises naming it, every number has a stated
+ * range). Errors are raised with luaL_error, so they name the caller's
+ * file and line, then the function: "bh.probe: unknown option 'tmeout'",
+ * "bh.probe: option 'timeout' must be a number in (0, 86400], got 1e+06".
+ *
+ *   static const char *const keys[] = {"timeout", "verify_pid", NULL};
+ *   lbh_opts_check(L, 3, "bh.probe", keys);          // nil/none is fine
+ *   double t = lbh_opt_number(L, 3, "bh.probe", "timeout", 0.5, 0, false,
+ *                             86400);
+ *
+ * The lo bound of lbh_opt_number is exclusive or inclusive as lo_open
+ * says (timeouts are > 0, delays >= 0); hi is inclusive. NaN is never in
+ * range. */
+#ifndef LBH_ARGS_H
+#define LBH_ARGS_H
+
+#include <lua.h>
+#include <stdbool.h>
+
+/* The value at idx must be nil/none or a table whose keys are all strings
+ * in keys (NULL-terminated). */
+void lbh_opts_check(lua_State *L, int idx, const char *fn,
+                    const char *const keys[]);
+
+/* Push opts[key] and return true if present (idx a table, not nil);
+ * otherwise push nothing and return false. */
+bool lbh_opt_push(lua_State *L, int idx, const char *key);
+
+double lbh_opt_number(lua_State *L, int idx, const char *fn, const char *key,
+                      double def, double lo, bool lo_open, double hi);
+lua_Integer lbh_opt_integer(lua_State *L, int idx, const char *fn,
+                            const char *key, lua_Integer def, lua_Integer lo,
+                            lua_Integer hi);
+bool lbh_opt_boolean(lua_State *L, int idx, const char *fn, const char *key,
+                     bool def);
+/* A string option (NULL def allowed); the string stays valid while the
+ * options table holds it. */
+const char *lbh_opt_string(lua_State *L, int idx, const char *fn,
+                           const char *key, const char *def);
+
+/* Raise "<fn>: <message>" at the caller's line (printf-like, as
+ * lua_pushfstring). Never returns. */
+int lbh_arg_error(lua_State *L, const char *fn, const char *fmt, ...);
+
+#endif
