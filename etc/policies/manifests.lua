@@ -50,24 +50,6 @@ local function parse_args(args)
   return o
 end
 
--- fn(item, i) for every item with at most n running at once (bh.map when
--- the module has it).
-local function map(items, fn, n)
-  if bh.map then return bh.map(items, fn, { concurrency = n }) end
-  local results, next_i, workers = {}, 1, {}
-  for w = 1, math.min(n, #items) do
-    workers[w] = bh.spawn(function()
-      while next_i <= #items do
-        local i = next_i
-        next_i = next_i + 1
-        results[i] = fn(items[i], i)
-      end
-    end)
-  end
-  for _, w in ipairs(workers) do w:wait() end
-  return results
-end
-
 -- Retry what may clear up by itself: timeouts, I/O, and a refused
 -- connection (a daemon restarting) before calling a record stale.
 local RETRY_ON = { timeout = true, io = true, connect = true, exe_path = true, exe_hash = true }
@@ -123,7 +105,7 @@ local function round(o)
     return nil, err
   end
   local counts = {}
-  map(paths, function(path)
+  bh.map(paths, function(path)
     local rec = check(path, o)
     if rec then
       counts[rec.verdict] = (counts[rec.verdict] or 0) + 1
@@ -131,7 +113,7 @@ local function round(o)
       if not ok then io.stderr:write("bhprobe-lua: ", tostring(rerr), "\n") end
       bh.metrics.observe(rec)
     end
-  end, o.concurrency)
+  end, { concurrency = o.concurrency })
   local ok, merr = bh.metrics.flush()
   if not ok then io.stderr:write("bhprobe-lua: metrics: ", tostring(merr), "\n") end
   return counts

@@ -64,10 +64,6 @@ typedef struct host {
 /* Prefix of error messages; NULL inside the REPL, as in lua.c. */
 static const char *progname = PROGNAME;
 
-/* Registry key under which the bh module table is kept, so that a script
- * that reassigns the global `bh` cannot break the host. */
-static const char bh_module_key = 'b';
-
 /* Prints "progname: msg" on stderr. */
 static void l_message(const char *pname, const char *msg) {
   if (pname) (void)fprintf(stderr, "%s: ", pname);
@@ -140,7 +136,7 @@ static int msghandler(lua_State *L) {
 static int docall(lua_State *L, int narg, int nres) {
   int base = lua_gettop(L) - narg; /* index of the function */
   int status;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &bh_module_key);
+  lbh_push_module(L);
   lua_getfield(L, -1, "run");
   lua_remove(L, -2);
   lua_insert(L, base); /* bh.run under the function */
@@ -368,18 +364,11 @@ static bool handle_script(lua_State *L, host *h, int script) {
   return run_chunk(L, h, pushargs(L));
 }
 
-/* Makes the bh module the global `bh`, remembers it in the registry, and
- * records --report/--metrics in bh.options before anything runs. */
+/* Makes the bh module the global `bh` and records --report/--metrics in
+ * bh.options before anything runs. */
 static void open_bh(lua_State *L, const host_opts *o) {
   luaL_requiref(L, "bh", luaopen_bh, 1);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &bh_module_key);
-  if (lua_getfield(L, -1, "options") != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "options");
-  }
+  lua_getfield(L, -1, "options");
   if (o->report != NULL) {
     lua_pushstring(L, o->report);
     lua_setfield(L, -2, "report");
@@ -415,7 +404,7 @@ static bool doREPL(lua_State *L, host *h) {
   if (status == LUA_OK) {
     lua_pushcfunction(L, lbh_readline);
     lua_pushcfunction(L, l_report);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &bh_module_key);
+    lbh_push_module(L);
     lua_getfield(L, -1, "spawn");
     lua_remove(L, -2);
     progname = NULL;

@@ -11,6 +11,12 @@
  * embedded from lua/bh/). */
 int luaopen_bh(lua_State *L);
 
+/* Push the module table luaopen_bh built (kept in the registry, so a
+ * script that reassigns the global bh cannot break the host), or nil
+ * before luaopen_bh. bh.options, created with it, holds what the host's
+ * command line set (report, metrics, ...). */
+void lbh_push_module(lua_State *L);
+
 /* The host's interactive session (-i): lbh_session(fn, ...) is bh.run(fn,
  * ...) with fn, the prompt, as main task, except that the run ends when fn
  * returns (tasks still live are cancelled, responders closed) and SIGINT

@@ -30,12 +30,6 @@ int lbh_fail(lua_State *L, const bh_err *err) {
   return 2;
 }
 
-int lbh_fail_code(lua_State *L, bh_status code, const char *message) {
-  bh_err e;
-  bh_err_set(&e, code, NULL, "%s", message);
-  return lbh_fail(L, &e);
-}
-
 /* __tostring(err) → err.message (raw, so a table without one still
  * prints something useful). */
 static int err_tostring(lua_State *L) {

@@ -12,7 +12,5 @@
 void lbh_push_err(lua_State *L, const bh_err *err);
 /* Push nil and the error table; returns 2 (for `return lbh_fail(L, &e)`). */
 int lbh_fail(lua_State *L, const bh_err *err);
-/* Same for a code and a message built here. */
-int lbh_fail_code(lua_State *L, bh_status code, const char *message);
 
 #endif

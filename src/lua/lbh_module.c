@@ -67,6 +67,12 @@ static void open_helpers(lua_State *L, int mod) {
   }
 }
 
+static const char module_key = 'm'; /* registry[&module_key] = bh */
+
+void lbh_push_module(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &module_key);
+}
+
 int lbh_open_helper(lua_State *L, const char *name) {
   luaL_requiref(L, "bh", luaopen_bh, 0);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -88,6 +94,10 @@ int luaopen_bh(lua_State *L) {
   }
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, mod, "_VERSION");
+  lua_newtable(L); /* bh.options: what the host's command line set */
+  lua_setfield(L, mod, "options");
+  lua_pushvalue(L, mod);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &module_key);
   /* The helpers' require "bh" must find this table, not load bh again. */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushvalue(L, mod);

@@ -16,9 +16,6 @@
  * with string keys (sorted); bh.null is null; strings that are not UTF-8
  * get U+FFFD for each bad byte. */
 json_t *lbh_json_from_lua(lua_State *L, int idx, char *why, size_t cap);
-/* Push j as a Lua value (null → nil; an object member that is null is
- * left out). */
-void lbh_json_push(lua_State *L, const json_t *j);
 
 /* bh.options.<name> as a string, or NULL (the host sets bh.options). The
  * string stays valid while bh.options keeps it. */

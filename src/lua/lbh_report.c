@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lbh.h"
 #include "lbh_err.h"
 #include "lbh_open.h"
 #include "lbh_ops.h"
@@ -26,8 +27,7 @@
 
 enum { JSON_MAX_DEPTH = 32 };
 
-static const char null_tag = 0;   /* &null_tag is bh.null */
-static const char module_key = 0; /* registry[&module_key] = bh */
+static const char null_tag = 0; /* &null_tag is bh.null */
 
 /* ---- Lua -> JSON ----------------------------------------------------------
  */
@@ -205,52 +205,10 @@ json_t *lbh_json_from_lua(lua_State *L, int idx, char *why, size_t cap) {
   return from_lua(L, lua_absindex(L, idx), 0, "value", why, cap);
 }
 
-/* ---- JSON -> Lua ----------------------------------------------------------
- */
-
-void lbh_json_push(lua_State *L, const json_t *j) {
-  luaL_checkstack(L, 4, "JSON too deep");
-  size_t i;
-  const char *key;
-  json_t *v;
-  switch (json_typeof(j)) {
-    case JSON_OBJECT:
-      lua_createtable(L, 0, (int)json_object_size(j));
-      json_object_foreach((json_t *)j, key, v) {
-        if (json_is_null(v)) continue;
-        lbh_json_push(L, v);
-        lua_setfield(L, -2, key);
-      }
-      return;
-    case JSON_ARRAY:
-      lua_createtable(L, (int)json_array_size(j), 0);
-      json_array_foreach(j, i, v) {
-        lbh_json_push(L, v);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-      }
-      return;
-    case JSON_STRING:
-      lua_pushlstring(L, json_string_value(j), json_string_length(j));
-      return;
-    case JSON_INTEGER:
-      lua_pushinteger(L, (lua_Integer)json_integer_value(j));
-      return;
-    case JSON_REAL:
-      lua_pushnumber(L, json_real_value(j));
-      return;
-    case JSON_TRUE:
-    case JSON_FALSE:
-      lua_pushboolean(L, json_is_true(j));
-      return;
-    default:
-      lua_pushnil(L);
-  }
-}
-
 const char *lbh_option_string(lua_State *L, const char *name) {
   const char *s = NULL;
   int top = lua_gettop(L);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &module_key);
+  lbh_push_module(L);
   if (lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE &&
       lua_getfield(L, -1, name) == LUA_TSTRING)
     s = lua_tostring(L, -1); /* kept alive by bh.options */
@@ -423,8 +381,6 @@ void lbh_report_open(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &sink);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &module_key);
   static const luaL_Reg fns[] = {{"report", l_report},
                                  {"timestamp", l_timestamp},
                                  {"wallclock", l_wallclock},
@@ -432,11 +388,4 @@ void lbh_report_open(lua_State *L) {
   luaL_setfuncs(L, fns, 0);
   lua_pushlightuserdata(L, (void *)&null_tag);
   lua_setfield(L, -2, "null");
-  if (lua_getfield(L, -1, "options") != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_setfield(L, -2, "options");
-  } else {
-    lua_pop(L, 1);
-  }
 }

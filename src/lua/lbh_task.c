@@ -208,10 +208,6 @@ struct event_base *lbh_task_base(lbh_task *t) {
   return t->run->base;
 }
 
-lbh_run *lbh_task_run(lbh_task *t) {
-  return t->run;
-}
-
 void lbh_task_set_pending(lbh_task *t, lbh_cancel_fn cancel, void *op) {
   t->pending = true;
   t->cancel = cancel;

@@ -90,7 +90,6 @@ lbh_task *lbh_task_check(lua_State *L, const char *what);
 /* The task running in L, or NULL (never raises). */
 lbh_task *lbh_task_current(lua_State *L);
 struct event_base *lbh_task_base(lbh_task *t);
-lbh_run *lbh_task_run(lbh_task *t);
 
 typedef void (*lbh_cancel_fn)(void *op);
 /* Arm the cleanup for the operation the task is about to wait on. */
