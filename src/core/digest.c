@@ -1,27 +1,32 @@
-/* SHA-256 of files and buffers (OpenSSL EVP), streamed in 64 KiB chunks,
- * with a small cache keyed on the fstat of the descriptor actually hashed.
+/* Executable digests (see digest.h): SHA-256 through OpenSSL EVP and
+ * BLAKE3 through its C implementation, both fed from one read of the
+ * file, 256 KiB at a time, never the whole file in memory.
  *
- * Why this key: probing thousands of daemons that share a handful of
+ * Why the cache key: probing thousands of daemons that share a handful of
  * binaries must not re-read those binaries each time, yet a replaced or
  * rewritten binary must be re-hashed. Keying on (dev, ino, size, mtime,
  * ctime) of the open descriptor catches replacement (new inode), rename
  * over (new inode), append/truncate (size) and in-place writes (mtime and
  * ctime; ctime cannot be set back by users). The one blind spot is a
- * same-size in-place rewrite within one filesystem timestamp tick.
+ * same-size in-place rewrite within one filesystem timestamp tick (and a
+ * running executable cannot be written at all: ETXTBSY).
  *
- * The cache is a fixed array of entries with least-recently-used eviction.
- * It is NOT thread-safe: it belongs to the single loop thread. */
+ * The cache is a fixed array with least-recently-used eviction, each
+ * entry holding whichever digests have been computed for that file,
+ * behind one mutex (the hasher's worker thread fills it). */
 #include "digest.h"
 
+#include <blake3.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-enum { CACHE_SLOTS = 256, CHUNK = 64 * 1024 };
+enum { CACHE_SLOTS = 256, CHUNK = 256 * 1024 };
 
 typedef struct file_key {
   dev_t dev;
@@ -35,9 +40,10 @@ typedef struct cache_entry {
   bool used;
   uint64_t last_use; /* LRU clock */
   file_key key;
-  uint8_t digest[BH_SHA256_LEN];
+  bh_digests d;
 } cache_entry;
 
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static cache_entry cache[CACHE_SLOTS];
 static uint64_t cache_clock;
 static bh_digest_stats stats;
@@ -60,47 +66,108 @@ static bool key_equal(const file_key *a, const file_key *b) {
          a->ctim.tv_sec == b->ctim.tv_sec && a->ctim.tv_nsec == b->ctim.tv_nsec;
 }
 
+/* Caller holds cache_lock. */
 static cache_entry *cache_find(const file_key *k) {
   for (size_t i = 0; i < CACHE_SLOTS; i++)
     if (cache[i].used && key_equal(&cache[i].key, k)) return &cache[i];
   return NULL;
 }
 
-/* Store a digest, replacing an entry for the same inode (its old version)
- * or else a free slot or else the least recently used one. */
-static void cache_insert(const file_key *k, const uint8_t d[BH_SHA256_LEN]) {
-  cache_entry *victim = &cache[0];
-  for (size_t i = 0; i < CACHE_SLOTS; i++) {
-    cache_entry *e = &cache[i];
-    if (e->used && e->key.dev == k->dev && e->key.ino == k->ino) {
-      victim = e;
-      break;
+/* Store digests, merging into the entry of the same version of the file,
+ * else replacing the entry of an older version of the same inode, else a
+ * free slot, else the least recently used one. Caller holds cache_lock. */
+static void cache_insert(const file_key *k, const bh_digests *d) {
+  cache_entry *victim = cache_find(k);
+  if (victim == NULL) {
+    victim = &cache[0];
+    for (size_t i = 0; i < CACHE_SLOTS; i++) {
+      cache_entry *e = &cache[i];
+      if (e->used && e->key.dev == k->dev && e->key.ino == k->ino) {
+        victim = e;
+        break;
+      }
+      if (!victim->used) continue; /* a free slot beats any used one */
+      if (!e->used || e->last_use < victim->last_use) victim = e;
     }
-    if (!victim->used) continue; /* a free slot beats any used one */
-    if (!e->used || e->last_use < victim->last_use) victim = e;
+    if (!victim->used) stats.entries++;
+    memset(&victim->d, 0, sizeof victim->d);
   }
-  if (!victim->used) stats.entries++;
   victim->used = true;
   victim->last_use = ++cache_clock;
   victim->key = *k;
-  memcpy(victim->digest, d, BH_SHA256_LEN);
+  if (d->algs & BH_ALG_SHA256)
+    memcpy(victim->d.sha256, d->sha256, BH_DIGEST_LEN);
+  if (d->algs & BH_ALG_BLAKE3)
+    memcpy(victim->d.blake3, d->blake3, BH_DIGEST_LEN);
+  victim->d.algs |= d->algs;
 }
 
-/* Hash everything readable from fd, 64 KiB at a time. Returns 0 or errno
- * (EIO for an OpenSSL failure). */
-static int hash_fd(int fd, uint8_t out[BH_SHA256_LEN]) {
-  int e = 0;
-  unsigned char *buf = malloc(CHUNK);
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  if (buf == NULL || ctx == NULL) {
-    e = ENOMEM;
-    goto end;
+bool bh_digest_cache_get(const struct stat *st, unsigned algs,
+                         bh_digests *out) {
+  file_key k = key_of(st);
+  bool hit = false;
+  (void)pthread_mutex_lock(&cache_lock);
+  cache_entry *e = cache_find(&k);
+  if (e != NULL && (e->d.algs & algs) == algs) {
+    e->last_use = ++cache_clock;
+    *out = e->d;
+    out->algs = algs;
+    stats.hits++;
+    hit = true;
   }
-  if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-    e = EIO;
+  (void)pthread_mutex_unlock(&cache_lock);
+  return hit;
+}
+
+/* The two hashers of one pass. */
+typedef struct hashers {
+  EVP_MD_CTX *sha;
+  blake3_hasher b3;
+  unsigned algs;
+} hashers;
+
+static bool hashers_init(hashers *h, unsigned algs) {
+  h->algs = algs;
+  h->sha = NULL;
+  if (algs & BH_ALG_BLAKE3) blake3_hasher_init(&h->b3);
+  if (!(algs & BH_ALG_SHA256)) return true;
+  h->sha = EVP_MD_CTX_new();
+  return h->sha != NULL && EVP_DigestInit_ex(h->sha, EVP_sha256(), NULL) == 1;
+}
+
+static bool hashers_update(hashers *h, const void *buf, size_t n) {
+  if (h->algs & BH_ALG_BLAKE3) blake3_hasher_update(&h->b3, buf, n);
+  return !(h->algs & BH_ALG_SHA256) || EVP_DigestUpdate(h->sha, buf, n) == 1;
+}
+
+static bool hashers_final(hashers *h, bh_digests *out) {
+  memset(out, 0, sizeof *out);
+  out->algs = h->algs;
+  if (h->algs & BH_ALG_BLAKE3)
+    blake3_hasher_finalize(&h->b3, out->blake3, BH_DIGEST_LEN);
+  if (!(h->algs & BH_ALG_SHA256)) return true;
+  unsigned int len = 0;
+  return EVP_DigestFinal_ex(h->sha, out->sha256, &len) == 1 &&
+         len == BH_DIGEST_LEN;
+}
+
+/* Hash everything readable from fd. Returns 0, an errno, ECANCELED when
+ * cancel was set, or EIO for an OpenSSL failure. */
+static int hash_fd(int fd, unsigned algs, const atomic_bool *cancel,
+                   bh_digests *out) {
+  int e = 0;
+  hashers h;
+  memset(&h, 0, sizeof h);
+  unsigned char *buf = malloc(CHUNK);
+  if (buf == NULL || !hashers_init(&h, algs)) {
+    e = buf == NULL ? ENOMEM : EIO;
     goto end;
   }
   for (;;) {
+    if (cancel != NULL && atomic_load(cancel)) {
+      e = ECANCELED;
+      goto end;
+    }
     ssize_t n = read(fd, buf, CHUNK);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
@@ -108,68 +175,91 @@ static int hash_fd(int fd, uint8_t out[BH_SHA256_LEN]) {
       goto end;
     }
     if (n == 0) break;
-    if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1) {
+    if (!hashers_update(&h, buf, (size_t)n)) {
       e = EIO;
       goto end;
     }
   }
-  unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx, out, &len) != 1 || len != BH_SHA256_LEN) e = EIO;
+  if (!hashers_final(&h, out)) e = EIO;
 end:
-  EVP_MD_CTX_free(ctx);
+  EVP_MD_CTX_free(h.sha);
   free(buf);
   return e;
 }
 
+int bh_digest_open(const char *path, const char *name, struct stat *st,
+                   bh_err *err) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    bh_err_set(err, BH_EXE_HASH, NULL, "cannot open %s: %s", name,
+               strerror(errno));
+    return -1;
+  }
+  const char *why = NULL;
+  if (fstat(fd, st) != 0)
+    why = strerror(errno);
+  else if (!S_ISREG(st->st_mode))
+    why = "not a regular file";
+  else if ((uint64_t)st->st_size > BH_DIGEST_MAX_BYTES)
+    why = "larger than the 4 GiB hashing limit";
+  if (why == NULL) return fd;
+  bh_err_set(err, BH_EXE_HASH, NULL, "cannot hash %s: %s", name, why);
+  (void)close(fd); /* read-only: nothing to lose */
+  return -1;
+}
+
+bh_status bh_digest_fd(int fd, const struct stat *st, const char *name,
+                       unsigned algs, const atomic_bool *cancel,
+                       bh_digests *out, bh_err *err) {
+  int e = hash_fd(fd, algs, cancel, out);
+  if (e != 0)
+    return bh_err_set(err, BH_EXE_HASH, NULL, "cannot read %s: %s", name,
+                      e == ECANCELED ? "hashing was cancelled" : strerror(e));
+  file_key k = key_of(st);
+  (void)pthread_mutex_lock(&cache_lock);
+  stats.misses++;
+  cache_insert(&k, out);
+  (void)pthread_mutex_unlock(&cache_lock);
+  return BH_OK;
+}
+
 /* Open, fstat, then (cache hit) copy or (miss) hash the same descriptor. */
-static bh_status digest_path(const char *path, bool use_cache,
-                             uint8_t out[BH_SHA256_LEN], bh_err *err) {
-  bh_status st = BH_OK;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0)
-    return bh_err_set(err, BH_EXE_HASH, NULL, "cannot open %s: %s", path,
-                      strerror(errno));
+static bh_status digest_path(const char *path, const char *name, unsigned algs,
+                             bool use_cache, bh_digests *out, bh_err *err) {
   struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    st = bh_err_set(err, BH_EXE_HASH, NULL, "cannot stat %s: %s", path,
-                    strerror(errno));
-    goto end;
+  int fd = bh_digest_open(path, name, &sb, err);
+  if (fd < 0) return BH_EXE_HASH;
+  bh_status st = BH_OK;
+  if (!use_cache || !bh_digest_cache_get(&sb, algs, out)) {
+    if (use_cache) {
+      st = bh_digest_fd(fd, &sb, name, algs, NULL, out, err);
+    } else {
+      int e = hash_fd(fd, algs, NULL, out);
+      if (e != 0)
+        st = bh_err_set(err, BH_EXE_HASH, NULL, "cannot read %s: %s", name,
+                        strerror(e));
+    }
   }
-  if (!S_ISREG(sb.st_mode)) {
-    st = bh_err_set(err, BH_EXE_HASH, NULL, "%s is not a regular file", path);
-    goto end;
-  }
-  file_key k = key_of(&sb);
-  cache_entry *hit = use_cache ? cache_find(&k) : NULL;
-  if (hit != NULL) {
-    stats.hits++;
-    hit->last_use = ++cache_clock;
-    memcpy(out, hit->digest, BH_SHA256_LEN);
-    goto end;
-  }
-  int e = hash_fd(fd, out);
-  if (e != 0) {
-    st = bh_err_set(err, BH_EXE_HASH, NULL, "cannot read %s: %s", path,
-                    strerror(e));
-    goto end;
-  }
-  if (use_cache) {
-    stats.misses++;
-    cache_insert(&k, out);
-  }
-end:
-  close(fd); /* read-only: nothing to lose on a failing close */
+  (void)close(fd); /* read-only: nothing to lose on a failing close */
   return st;
 }
 
-bh_status bh_digest_file(const char *path, uint8_t out[BH_SHA256_LEN],
+bh_status bh_digest_file(const char *path, unsigned algs, bh_digests *out,
                          bh_err *err) {
-  return digest_path(path, true, out, err);
+  return digest_path(path, path, algs, true, out, err);
 }
 
-bh_status bh_digest_file_uncached(const char *path, uint8_t out[BH_SHA256_LEN],
-                                  bh_err *err) {
-  return digest_path(path, false, out, err);
+bh_status bh_digest_file_uncached(const char *path, unsigned algs,
+                                  bh_digests *out, bh_err *err) {
+  return digest_path(path, path, algs, false, out, err);
+}
+
+bh_status bh_digest_exe(uint32_t pid, unsigned algs, bh_digests *out,
+                        bh_err *err) {
+  char path[64], name[96];
+  (void)snprintf(path, sizeof path, "/proc/%u/exe", pid);
+  (void)snprintf(name, sizeof name, "the executable of pid %u (%s)", pid, path);
+  return digest_path(path, name, algs, true, out, err);
 }
 
 void bh_digest_bytes(const void *data, size_t len, uint8_t out[BH_SHA256_LEN]) {
@@ -180,12 +270,24 @@ void bh_digest_bytes(const void *data, size_t len, uint8_t out[BH_SHA256_LEN]) {
     memset(out, 0, BH_SHA256_LEN);
 }
 
+void bh_blake3_bytes(const void *data, size_t len, uint8_t out[BH_DIGEST_LEN]) {
+  blake3_hasher h;
+  blake3_hasher_init(&h);
+  blake3_hasher_update(&h, data, len);
+  blake3_hasher_finalize(&h, out, BH_DIGEST_LEN);
+}
+
 bh_digest_stats bh_digest_cache_stats(void) {
-  return stats;
+  (void)pthread_mutex_lock(&cache_lock);
+  bh_digest_stats s = stats;
+  (void)pthread_mutex_unlock(&cache_lock);
+  return s;
 }
 
 void bh_digest_cache_clear(void) {
+  (void)pthread_mutex_lock(&cache_lock);
   memset(cache, 0, sizeof cache);
   memset(&stats, 0, sizeof stats);
   cache_clock = 0;
+  (void)pthread_mutex_unlock(&cache_lock);
 }

@@ -99,7 +99,7 @@ bh_status bh_identity_copy(bh_identity *dst, const bh_identity *src,
     return bh_err_set(err, BH_SYSTEM, NULL, "out of memory copying identity");
   }
   tmp.pid = src->pid;
-  memcpy(tmp.exe_sha256, src->exe_sha256, BH_SHA256_LEN);
+  tmp.digests = src->digests;
   tmp.started_at_unix_ms = src->started_at_unix_ms;
   tmp.has_idle_timeout = src->has_idle_timeout;
   tmp.idle_timeout_secs = src->has_idle_timeout ? src->idle_timeout_secs : 0;
@@ -144,12 +144,12 @@ bh_status bh_identity_current(const bh_endpoint *ep,
   id.pid = (uint32_t)getpid();
   id.exe_path = realpath("/proc/self/exe", NULL);
   if (id.exe_path == NULL) {
-    /* Deleted or unreachable binary: keep the raw link text; hashing it
-     * then fails with exe_hash naming it. */
+    /* Deleted or unreachable binary: keep the raw link text (the digests
+     * still come from the file we run, through /proc/self/exe). */
     st = bh_proc_exe_link(id.pid, &id.exe_path, err);
     if (st != BH_OK) goto end;
   }
-  st = bh_digest_file(id.exe_path, id.exe_sha256, err);
+  st = bh_digest_exe(id.pid, BH_ALGS_ALL, &id.digests, err);
   if (st != BH_OK) goto end;
   st = bh_proc_start_unix_ms(id.pid, &id.started_at_unix_ms, err);
   if (st != BH_OK) goto end;
@@ -181,7 +181,7 @@ bh_status bh_identity_of_pid(uint32_t pid, const bh_endpoint *ep,
     st = bh_err_set(err, BH_SYSTEM, NULL, "out of memory");
     goto end;
   }
-  st = bh_digest_file(id.exe_path, id.exe_sha256, err);
+  st = bh_digest_exe(pid, BH_ALGS_ALL, &id.digests, err);
   if (st != BH_OK) goto end;
   st = bh_proc_start_unix_ms(pid, &id.started_at_unix_ms, err);
   if (st != BH_OK) goto end;
@@ -247,18 +247,87 @@ bool bh_path_lexical_equal(const char *a, const char *b) {
   }
 }
 
-const char *bh_identity_diff(const bh_identity *expected,
-                             const bh_identity *got) {
-  if (expected->pid != got->pid) return "pid";
+const uint8_t *bh_digest_of(const bh_digests *d, unsigned alg) {
+  if (!(d->algs & alg)) return NULL;
+  return alg == BH_ALG_SHA256 ? d->sha256 : d->blake3;
+}
+
+const char *bh_digest_field(unsigned alg) {
+  return alg == BH_ALG_SHA256 ? "exe_sha256" : "exe_hash";
+}
+
+/* Say how expected and got differ on field, with both values. */
+static void describe(const char *field, const bh_identity *want,
+                     const bh_identity *got, char *buf, size_t cap) {
+  if (strcmp(field, "pid") == 0) {
+    (void)snprintf(buf, cap, "expected %u, got %u", want->pid, got->pid);
+  } else if (strcmp(field, "exe_path") == 0) {
+    (void)snprintf(buf, cap, "expected \"%s\", got \"%s\"",
+                   or_empty(want->exe_path), or_empty(got->exe_path));
+  } else if (strcmp(field, "boot_id") == 0) {
+    (void)snprintf(buf, cap, "expected \"%s\", got \"%s\"",
+                   or_empty(want->boot_id), or_empty(got->boot_id));
+  } else if (strcmp(field, "ipc_endpoint") == 0) {
+    (void)snprintf(
+        buf, cap, "expected (\"%s\", \"%s\"), got (\"%s\", \"%s\")",
+        or_empty(want->endpoint.namespace_id), or_empty(want->endpoint.path),
+        or_empty(got->endpoint.namespace_id), or_empty(got->endpoint.path));
+  } else {
+    unsigned alg =
+        strcmp(field, "exe_sha256") == 0 ? BH_ALG_SHA256 : BH_ALG_BLAKE3;
+    char a[BH_DIGEST_HEX_LEN + 1], b[BH_DIGEST_HEX_LEN + 1];
+    bh_hex_encode(bh_digest_of(&want->digests, alg), BH_DIGEST_LEN, a);
+    bh_hex_encode(bh_digest_of(&got->digests, alg), BH_DIGEST_LEN, b);
+    (void)snprintf(buf, cap, "expected %s, got %s", a, b);
+  }
+}
+
+/* Do the two digests of alg differ (both must have it)? */
+static bool digest_differs(const bh_identity *a, const bh_identity *b,
+                           unsigned alg) {
+  const uint8_t *x = bh_digest_of(&a->digests, alg);
+  const uint8_t *y = bh_digest_of(&b->digests, alg);
+  return x != NULL && y != NULL && memcmp(x, y, BH_DIGEST_LEN) != 0;
+}
+
+bh_status bh_identity_compare(const bh_identity *expected,
+                              const bh_identity *got, bh_err *err) {
+  if ((expected->digests.algs & got->digests.algs) == 0)
+    return bh_err_set(
+        err, BH_UNSUPPORTED_HASH_ALGORITHM, NULL,
+        "the answer carries %s, the expected identity %s: no digest in "
+        "common",
+        got->digests.algs & BH_ALG_BLAKE3 ? "only a blake3 exe_hash"
+                                          : "only a sha256 exe_sha256",
+        expected->digests.algs & BH_ALG_BLAKE3 ? "only blake3" : "only sha256");
+  const char *diff[BH_ERR_FIELDS_MAX];
+  unsigned n = 0;
+  if (expected->pid != got->pid) diff[n++] = "pid";
   if (!bh_path_lexical_equal(expected->exe_path, got->exe_path))
-    return "exe_path";
-  if (memcmp(expected->exe_sha256, got->exe_sha256, BH_SHA256_LEN) != 0)
-    return "exe_sha256";
+    diff[n++] = "exe_path";
+  if (digest_differs(expected, got, BH_ALG_SHA256)) diff[n++] = "exe_sha256";
+  if (digest_differs(expected, got, BH_ALG_BLAKE3)) diff[n++] = "exe_hash";
   if (strcmp(or_empty(expected->boot_id), or_empty(got->boot_id)) != 0)
-    return "boot_id";
+    diff[n++] = "boot_id";
   if (!bh_endpoint_equal(&expected->endpoint, &got->endpoint))
-    return "ipc_endpoint";
-  return NULL;
+    diff[n++] = "ipc_endpoint";
+  if (n == 0) return BH_OK;
+  char what[200], also[96] = "";
+  describe(diff[0], expected, got, what, sizeof what);
+  for (unsigned i = 1; i < n; i++) {
+    size_t used = strlen(also);
+    (void)snprintf(also + used, sizeof also - used, "%s%s",
+                   i == 1 ? " (also differ: " : ", ", diff[i]);
+  }
+  if (n > 1) (void)strncat(also, ")", sizeof also - strlen(also) - 1);
+  bh_err_set(err, BH_IDENTITY_MISMATCH, diff[0],
+             "identity mismatch on %s: %s%s", diff[0], what, also);
+  if (err != NULL) {
+    for (unsigned i = 0; i < n; i++)
+      err->fields[i] = diff[i];
+    err->nfields = n;
+  }
+  return BH_IDENTITY_MISMATCH;
 }
 
 /* ---- hex ------------------------------------------------- */

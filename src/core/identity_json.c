@@ -1,14 +1,18 @@
 /* The JSON form of an identity (DESIGN §1.7), through jansson.
  *
- * Writer: exactly the fields of §1.7, in that order, compact. An absent
- * idle timeout is written as null (not omitted) so that every identity
- * document has the same shape; readers accept both. started_at_unix_ms
- * above 2^63-1 (not representable in jansson) is written as 2^63-1.
+ * Writer: exactly the fields of §1.7, in that order, compact, the digests
+ * the identity knows (exe_sha256; exe_hash_algorithm and exe_hash last,
+ * as running-process's own project form has them). An absent idle timeout
+ * is written as null (not omitted) so that every identity document has
+ * the same shape; readers accept both. started_at_unix_ms above 2^63-1
+ * (not representable in jansson) is written as 2^63-1.
  *
  * Reader: strict about what it needs (invalid_json with jansson's line and
  * column for syntax; invalid_identity with err->field naming the field for
  * anything missing, mistyped or out of range), lenient about the rest
- * (unknown fields are ignored, duplicate keys are rejected). */
+ * (unknown fields are ignored, duplicate keys are rejected). It also reads
+ * the serde sidecars of running-process (digests as arrays of numbers,
+ * legacy_exe_sha256). */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,26 +20,47 @@
 
 #include "identity.h"
 
+/* Add a digest member as 64 lowercase hex digits. */
+static int set_hex(json_t *o, const char *key, const uint8_t *d) {
+  char hex[BH_DIGEST_HEX_LEN + 1];
+  bh_hex_encode(d, BH_DIGEST_LEN, hex);
+  return json_object_set_new(o, key, json_string(hex));
+}
+
 char *bh_identity_to_json(const bh_identity *id) {
-  char hex[BH_SHA256_HEX_LEN + 1];
-  bh_hex_encode(id->exe_sha256, BH_SHA256_LEN, hex);
   json_int_t started = id->started_at_unix_ms > (uint64_t)INT64_MAX
                            ? (json_int_t)INT64_MAX
                            : (json_int_t)id->started_at_unix_ms;
-  json_t *idle = id->has_idle_timeout
-                     ? json_integer((json_int_t)id->idle_timeout_secs)
-                     : json_null();
-  /* "o" steals idle, also when packing fails. */
-  json_t *o =
-      json_pack("{s:I, s:s, s:s, s:s, s:{s:s, s:s}, s:I, s:o}", "pid",
-                (json_int_t)id->pid, "exe_path",
-                id->exe_path ? id->exe_path : "", "exe_sha256", hex, "boot_id",
-                id->boot_id ? id->boot_id : "", "ipc_endpoint", "namespace_id",
+  json_t *o = json_object();
+  json_t *ep =
+      json_pack("{s:s, s:s}", "namespace_id",
                 id->endpoint.namespace_id ? id->endpoint.namespace_id : "",
-                "path", id->endpoint.path ? id->endpoint.path : "",
-                "started_at_unix_ms", started, "idle_timeout_secs", idle);
-  if (o == NULL) return NULL;
-  char *text = json_dumps(o, JSON_COMPACT);
+                "path", id->endpoint.path ? id->endpoint.path : "");
+  int bad = o == NULL || ep == NULL;
+  /* Members in the order of DESIGN §1.7; json_object keeps it. */
+  bad = bad || json_object_set_new(o, "pid", json_integer(id->pid)) != 0;
+  bad = bad ||
+        json_object_set_new(o, "exe_path",
+                            json_string(id->exe_path ? id->exe_path : "")) != 0;
+  if (id->digests.algs & BH_ALG_SHA256)
+    bad = bad || set_hex(o, "exe_sha256", id->digests.sha256) != 0;
+  bad = bad ||
+        json_object_set_new(o, "boot_id",
+                            json_string(id->boot_id ? id->boot_id : "")) != 0;
+  bad = bad || json_object_set(o, "ipc_endpoint", ep) != 0;
+  bad = bad || json_object_set_new(o, "started_at_unix_ms",
+                                   json_integer(started)) != 0;
+  bad = bad || json_object_set_new(o, "idle_timeout_secs",
+                                   id->has_idle_timeout
+                                       ? json_integer(id->idle_timeout_secs)
+                                       : json_null()) != 0;
+  if (id->digests.algs & BH_ALG_BLAKE3) {
+    bad = bad || json_object_set_new(o, "exe_hash_algorithm",
+                                     json_string(BH_BLAKE3_NAME)) != 0;
+    bad = bad || set_hex(o, "exe_hash", id->digests.blake3) != 0;
+  }
+  char *text = bad ? NULL : json_dumps(o, JSON_COMPACT);
+  json_decref(ep);
   json_decref(o);
   return text;
 }
@@ -108,23 +133,98 @@ static bh_status get_string(const json_t *obj, const char *key,
   return BH_OK;
 }
 
-static bh_status get_digest(const json_t *obj, uint8_t out[BH_SHA256_LEN],
+/* A digest member: 64 hex digits (our form) or an array of 32 numbers in
+ * 0..255 (the serde form running-process writes). *present is false when
+ * the member is absent. */
+static bh_status get_digest(const json_t *obj, const char *key,
+                            uint8_t out[BH_DIGEST_LEN], bool *present,
                             bh_err *err) {
-  char *hex = NULL;
-  bh_status st = get_string(obj, "exe_sha256", "exe_sha256", &hex, err);
+  const json_t *v = json_object_get(obj, key);
+  *present = v != NULL;
+  if (v == NULL) return BH_OK;
+  if (json_is_string(v)) {
+    const char *hex = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (len != BH_DIGEST_HEX_LEN)
+      return bh_err_set(err, BH_INVALID_IDENTITY, key,
+                        "identity field %s must be %d hex digits, got %zu "
+                        "characters",
+                        key, BH_DIGEST_HEX_LEN, len);
+    if (!bh_hex_decode(hex, len, out, BH_DIGEST_LEN))
+      return bh_err_set(err, BH_INVALID_IDENTITY, key,
+                        "identity field %s must be hex digits, got \"%.64s\"",
+                        key, hex);
+    return BH_OK;
+  }
+  if (!json_is_array(v) || json_array_size(v) != BH_DIGEST_LEN)
+    return bh_err_set(err, BH_INVALID_IDENTITY, key,
+                      "identity field %s must be %d hex digits or an array "
+                      "of %d bytes, got %s",
+                      key, BH_DIGEST_HEX_LEN, BH_DIGEST_LEN, kind(v));
+  for (size_t i = 0; i < BH_DIGEST_LEN; i++) {
+    const json_t *b = json_array_get(v, i);
+    json_int_t n = json_is_integer(b) ? json_integer_value(b) : -1;
+    if (n < 0 || n > 255)
+      return bh_err_set(err, BH_INVALID_IDENTITY, key,
+                        "identity field %s[%zu] must be an integer in "
+                        "0..255, got %s",
+                        key, i, kind(b));
+    out[i] = (uint8_t)n;
+  }
+  return BH_OK;
+}
+
+/* The algorithm named by exe_hash_algorithm must be blake3 and come with
+ * exe_hash, and the other way round. */
+static bh_status get_blake3(const json_t *o, bh_digests *d, bh_err *err) {
+  const json_t *alg = json_object_get(o, "exe_hash_algorithm");
+  bool present;
+  bh_status st = get_digest(o, "exe_hash", d->blake3, &present, err);
   if (st != BH_OK) return st;
-  size_t len = strlen(hex);
-  if (len != BH_SHA256_HEX_LEN)
+  if (alg == NULL && !present) return BH_OK;
+  if (alg == NULL)
+    return bh_err_set(err, BH_INVALID_IDENTITY, "exe_hash_algorithm",
+                      "identity field exe_hash_algorithm is missing (exe_hash "
+                      "needs it)");
+  if (!json_is_string(alg) ||
+      strcmp(json_string_value(alg), BH_BLAKE3_NAME) != 0)
+    return bh_err_set(err, BH_INVALID_IDENTITY, "exe_hash_algorithm",
+                      "identity field exe_hash_algorithm must be \"blake3\", "
+                      "got %s%.40s%s",
+                      json_is_string(alg) ? "\"" : "",
+                      json_is_string(alg) ? json_string_value(alg) : kind(alg),
+                      json_is_string(alg) ? "\"" : "");
+  if (!present)
+    return bh_err_set(err, BH_INVALID_IDENTITY, "exe_hash",
+                      "identity field exe_hash is missing");
+  d->algs |= BH_ALG_BLAKE3;
+  return BH_OK;
+}
+
+/* Both digest generations: exe_sha256 (or 4.10's legacy_exe_sha256, 32
+ * zero bytes meaning none), exe_hash_algorithm + exe_hash; at least one. */
+static bh_status get_digests(const json_t *o, bh_digests *d, bh_err *err) {
+  static const uint8_t zero[BH_DIGEST_LEN];
+  bool sha, legacy;
+  memset(d, 0, sizeof *d);
+  bh_status st = get_digest(o, "exe_sha256", d->sha256, &sha, err);
+  if (st != BH_OK) return st;
+  uint8_t old[BH_DIGEST_LEN];
+  st = get_digest(o, "legacy_exe_sha256", old, &legacy, err);
+  if (st != BH_OK) return st;
+  if (sha && legacy)
+    return bh_err_set(err, BH_INVALID_IDENTITY, "legacy_exe_sha256",
+                      "identity has both exe_sha256 and legacy_exe_sha256");
+  if (legacy && memcmp(old, zero, BH_DIGEST_LEN) != 0) {
+    memcpy(d->sha256, old, BH_DIGEST_LEN);
+    sha = true;
+  }
+  if (sha) d->algs |= BH_ALG_SHA256;
+  st = get_blake3(o, d, err);
+  if (st == BH_OK && d->algs == 0)
     st = bh_err_set(err, BH_INVALID_IDENTITY, "exe_sha256",
-                    "identity field exe_sha256 must be %d hex digits, got %zu "
-                    "characters",
-                    BH_SHA256_HEX_LEN, len);
-  else if (!bh_hex_decode(hex, len, out, BH_SHA256_LEN))
-    st = bh_err_set(err, BH_INVALID_IDENTITY, "exe_sha256",
-                    "identity field exe_sha256 must be hex digits, got "
-                    "\"%s\"",
-                    hex);
-  free(hex);
+                    "identity has no executable digest (exe_sha256 or "
+                    "exe_hash_algorithm and exe_hash)");
   return st;
 }
 
@@ -152,7 +252,7 @@ static bh_status from_object(const json_t *o, bh_identity *id, bh_err *err) {
   if (st != BH_OK) return st;
   id->pid = (uint32_t)n;
   st = get_string(o, "exe_path", "exe_path", &id->exe_path, err);
-  if (st == BH_OK) st = get_digest(o, id->exe_sha256, err);
+  if (st == BH_OK) st = get_digests(o, &id->digests, err);
   if (st == BH_OK) st = get_string(o, "boot_id", "boot_id", &id->boot_id, err);
   if (st == BH_OK) st = get_endpoint(o, &id->endpoint, err);
   if (st != BH_OK) return st;

@@ -1,11 +1,11 @@
-/* Cache manifests on disk: decode/encode through protobuf-c, atomic write,
- * find, clear_daemon (see manifest.h). */
+/* Cache manifests (see manifest.h): decode/verify/seal through protobuf-c
+ * with the whole schema, writes and the stale-daemon clean-up through
+ * fsutil's directory descriptors, find, the central registry. */
 #include "manifest.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,459 +13,340 @@
 #include <unistd.h>
 
 #include "daemon.pb-c.h"
+#include "digest.h"
+#include "fsutil.h"
+#include "host.h"
 #include "manifest.pb-c.h"
 #include "pbutil.h"
 
-typedef RunningProcess__Broker__V1__CacheManifest pb_manifest;
 typedef RunningProcess__Broker__V1__DaemonProcess pb_daemon;
 
-#define MANIFEST_DESC (&running_process__broker__v1__cache_manifest__descriptor)
-#define DAEMON_DESC (&running_process__broker__v1__daemon_process__descriptor)
-
-enum { MANIFEST_MAX_BYTES = 16 * 1024 * 1024, FIND_DEPTH_CAP = 64 };
+enum { FIND_DEPTH_CAP = 64 };
 
 static bh_status oom(bh_err *err) {
   return bh_err_set(err, BH_SYSTEM, NULL, "out of memory");
 }
 
-bh_status bh_manifest_set_string(char **field, const char *value, bh_err *err) {
-  char *copy = strdup(value ? value : "");
-  if (copy == NULL) return oom(err);
-  free(*field);
-  *field = copy;
-  return BH_OK;
+static void pb_free(bh_manifest_pb *pb) {
+  if (pb != NULL)
+    running_process__broker__v1__cache_manifest__free_unpacked(
+        pb, &bh_pb_allocator);
 }
 
-bh_status bh_manifest_set_blob(uint8_t **field, size_t *field_len,
-                               const uint8_t *value, size_t len, bh_err *err) {
-  uint8_t *copy = NULL;
-  if (len > 0) {
-    copy = malloc(len);
-    if (copy == NULL) return oom(err);
-    memcpy(copy, value, len);
-  }
-  free(*field);
-  *field = copy;
-  *field_len = len;
-  return BH_OK;
-}
+/* ---- lifecycle ------------------------------------------------------------
+ */
 
 bh_status bh_manifest_init(bh_manifest *m, bh_err *err) {
   memset(m, 0, sizeof *m);
   bh_identity_init(&m->daemon);
-  char **strs[] = {&m->service_name, &m->service_version,
-                   &m->broker_envelope_version, &m->broker_instance};
-  for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
-    if (bh_manifest_set_string(strs[i], "", err) != BH_OK) {
-      bh_manifest_clear(m);
-      return BH_SYSTEM;
-    }
-  }
+  m->pb = bh_pb_allocator.alloc(NULL, sizeof *m->pb);
+  if (m->pb == NULL) return oom(err);
+  running_process__broker__v1__cache_manifest__init(m->pb);
   return BH_OK;
 }
 
 void bh_manifest_clear(bh_manifest *m) {
-  free(m->service_name);
-  free(m->service_version);
-  free(m->broker_envelope_version);
-  free(m->broker_instance);
+  pb_free(m->pb);
   bh_identity_clear(&m->daemon);
-  free(m->unknown);
-  free(m->daemon_unknown);
   memset(m, 0, sizeof *m);
 }
 
-/* ---- decode ------------------------------------------------------------ */
+/* The generation of a record's digest fields. */
+static int daemon_generation(const pb_daemon *d) {
+  if (d->exe_sha256.len != 0) return 1;
+  return 2;
+}
 
-/* Pack only the unknown fields of msg (a message of type desc): an empty
- * message of the same type carrying them packs to exactly their bytes,
- * because proto3 default values are never written. */
-static bh_status unknown_blob(const ProtobufCMessage *msg, uint8_t **out,
-                              size_t *out_len, bh_err *err) {
-  *out = NULL;
-  *out_len = 0;
-  if (msg->n_unknown_fields == 0) return BH_OK;
-  const ProtobufCMessageDescriptor *desc = msg->descriptor;
-  ProtobufCMessage *empty = calloc(1, desc->sizeof_message);
-  if (empty == NULL) return oom(err);
-  protobuf_c_message_init(desc, empty);
-  empty->n_unknown_fields = msg->n_unknown_fields;
-  empty->unknown_fields = msg->unknown_fields;
-  size_t len = protobuf_c_message_get_packed_size(empty);
-  uint8_t *buf = malloc(len ? len : 1);
-  if (buf == NULL) {
-    free(empty);
-    return oom(err);
+bh_status bh_manifest_adopt(bh_manifest *m, bh_manifest_pb *pb, bh_err *err) {
+  bh_identity id;
+  bh_identity_init(&id);
+  if (pb->current_daemon != NULL) {
+    bh_status st = bh_identity_from_pb(pb->current_daemon, &id, err);
+    if (st != BH_OK) {
+      pb_free(pb);
+      return st;
+    }
   }
-  *out_len = protobuf_c_message_pack(empty, buf);
+  pb_free(m->pb);
+  bh_identity_move(&m->daemon, &id);
+  m->pb = pb;
+  m->has_daemon = pb->current_daemon != NULL;
+  m->generation = m->has_daemon ? daemon_generation(pb->current_daemon) : 0;
+  m->sealed = false;
+  return BH_OK;
+}
+
+/* ---- encoding, sealing, verifying -----------------------------------------
+ */
+
+/* The canonical encoding of pb as it is (no unknown fields are ever kept,
+ * so protobuf-c writes known fields in ascending tag order, defaults left
+ * out: prost's encoding). */
+static bh_status pack(const bh_manifest_pb *pb, uint8_t **out, size_t *len,
+                      bh_err *err) {
+  size_t n = running_process__broker__v1__cache_manifest__get_packed_size(pb);
+  uint8_t *buf = malloc(n > 0 ? n : 1);
+  if (buf == NULL) return oom(err);
+  *len = running_process__broker__v1__cache_manifest__pack(pb, buf);
   *out = buf;
-  free(empty);
   return BH_OK;
 }
 
-/* A decoded string field is usable only if it holds no NUL and is UTF-8. */
-static bh_status check_strings(const char *const *values,
-                               const char *const *names, size_t n,
-                               bh_status code, const char *what, bh_err *err) {
-  for (size_t i = 0; i < n; i++) {
-    if (!bh_pb_string_ok(values[i]))
-      return bh_err_set(err, code, NULL,
-                        "%s field %s: expected UTF-8 text without NUL, got "
-                        "invalid bytes",
-                        what, names[i]);
-  }
-  return BH_OK;
-}
-
-/* current_daemon → identity through the identity layer's checks. */
-static bh_status decode_daemon(const pb_daemon *d, bh_manifest *out,
-                               bh_err *err) {
-  bh_status st = bh_identity_from_pb(d, &out->daemon, err);
+/* SHA-256 of the encoding of pb with self_sha256 cleared. */
+static bh_status seal_of(bh_manifest_pb *pb, uint8_t out[BH_DIGEST_LEN],
+                         bh_err *err) {
+  ProtobufCBinaryData saved = pb->self_sha256;
+  pb->self_sha256.data = NULL;
+  pb->self_sha256.len = 0;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  bh_status st = pack(pb, &buf, &len, err);
+  pb->self_sha256 = saved;
   if (st != BH_OK) return st;
-  out->has_daemon = true;
-  return unknown_blob(&d->base, &out->daemon_unknown, &out->daemon_unknown_len,
-                      err);
+  bh_digest_bytes(buf, len, out);
+  free(buf);
+  return BH_OK;
 }
 
-/* Copy the known top-level fields of an unpacked manifest into out. */
-static bh_status copy_fields(const pb_manifest *pm, bh_manifest *out,
-                             bh_err *err) {
-  const char *vals[4] = {pm->service_name, pm->service_version,
-                         pm->broker_envelope_version, pm->broker_instance};
-  static const char *const names[4] = {"service_name", "service_version",
-                                       "broker_envelope_version",
-                                       "broker_instance"};
-  if (check_strings(vals, names, 4, BH_MANIFEST_DECODE, "manifest", err) !=
-      BH_OK)
-    return BH_MANIFEST_DECODE;
-  char **dst[4] = {&out->service_name, &out->service_version,
-                   &out->broker_envelope_version, &out->broker_instance};
-  for (size_t i = 0; i < 4; i++)
-    if (bh_manifest_set_string(dst[i], vals[i], err) != BH_OK) return BH_SYSTEM;
-  out->created_at_unix_ms = pm->created_at_unix_ms;
-  out->last_active_unix_ms = pm->last_active_unix_ms;
-  return unknown_blob(&pm->base, &out->unknown, &out->unknown_len, err);
+bh_status bh_manifest_seal_encode(bh_manifest_pb *pb, uint8_t **out,
+                                  size_t *out_len, bh_err *err) {
+  pb->manifest_schema_version = 1;
+  if (pb->media_type == NULL || pb->media_type[0] == '\0') {
+    char *mt = bh_pb_allocator.alloc(NULL, sizeof BH_MANIFEST_MEDIA_TYPE);
+    if (mt == NULL) return oom(err);
+    memcpy(mt, BH_MANIFEST_MEDIA_TYPE, sizeof BH_MANIFEST_MEDIA_TYPE);
+    if (pb->media_type != NULL && pb->media_type != protobuf_c_empty_string)
+      bh_pb_allocator.free(NULL, pb->media_type);
+    pb->media_type = mt;
+  }
+  uint8_t seal[BH_DIGEST_LEN];
+  bh_status st = seal_of(pb, seal, err);
+  if (st != BH_OK) return st;
+  uint8_t *data = bh_pb_allocator.alloc(NULL, BH_DIGEST_LEN);
+  if (data == NULL) return oom(err);
+  memcpy(data, seal, BH_DIGEST_LEN);
+  bh_pb_allocator.free(NULL, pb->self_sha256.data);
+  pb->self_sha256.data = data;
+  pb->self_sha256.len = BH_DIGEST_LEN;
+  return pack(pb, out, out_len, err);
 }
 
-bh_status bh_manifest_decode(const uint8_t *buf, size_t len, bh_manifest *out,
-                             bh_err *err) {
-  if (bh_manifest_init(out, err) != BH_OK) return BH_SYSTEM;
-  pb_manifest *pm = running_process__broker__v1__cache_manifest__unpack(
-      &bh_pb_allocator, len, buf);
-  if (pm == NULL) {
-    bh_manifest_clear(out);
+/* What the original read_manifest checks after decoding: the schema
+ * version, then the seal (over what it knows: the message as decoded,
+ * unknown fields dropped). A daemon carrying both generations re-encodes
+ * differently in each real reader: corrupt to both. */
+static bh_status verify(bh_manifest_pb *pb, bh_err *err) {
+  if (pb->manifest_schema_version > 1)
+    return bh_err_set(err, BH_MANIFEST_SCHEMA_TOO_NEW, NULL,
+                      "manifest_schema_version %u is newer than the 1 this "
+                      "reads",
+                      pb->manifest_schema_version);
+  const pb_daemon *d = pb->current_daemon;
+  if (d != NULL && d->exe_sha256.len != 0 &&
+      (d->exe_hash.len != 0 ||
+       (d->exe_hash_algorithm != NULL && d->exe_hash_algorithm[0] != '\0')))
+    return bh_err_set(err, BH_MANIFEST_CORRUPT, NULL,
+                      "manifest's current_daemon holds both digest "
+                      "generations (exe_sha256 and exe_hash): no real reader "
+                      "can verify it");
+  if (pb->self_sha256.len != BH_DIGEST_LEN)
+    return bh_err_set(err, BH_MANIFEST_CORRUPT, NULL,
+                      "manifest self_sha256 is %zu bytes: not sealed",
+                      pb->self_sha256.len);
+  uint8_t want[BH_DIGEST_LEN];
+  bh_status st = seal_of(pb, want, err);
+  if (st != BH_OK) return st;
+  if (memcmp(want, pb->self_sha256.data, BH_DIGEST_LEN) == 0) return BH_OK;
+  char a[BH_DIGEST_HEX_LEN + 1], b[BH_DIGEST_HEX_LEN + 1];
+  bh_hex_encode(pb->self_sha256.data, BH_DIGEST_LEN, a);
+  bh_hex_encode(want, BH_DIGEST_LEN, b);
+  return bh_err_set(err, BH_MANIFEST_CORRUPT, NULL,
+                    "manifest self_sha256 mismatch: it says %.16s…, its "
+                    "content hashes to %.16s…",
+                    a, b);
+}
+
+bh_status bh_manifest_decode(const uint8_t *buf, size_t len, bool check,
+                             bh_manifest *out, bh_err *err) {
+  static const uint8_t empty[1];
+  bh_manifest_pb *pb = running_process__broker__v1__cache_manifest__unpack(
+      &bh_pb_allocator, len, buf != NULL ? buf : empty);
+  if (pb == NULL)
     return bh_err_set(err, BH_MANIFEST_DECODE, NULL,
                       "expected a CacheManifest protobuf, got %zu bytes that "
                       "do not decode",
                       len);
-  }
-  if (!bh_pb_tags_ok(&pm->base)) {
-    running_process__broker__v1__cache_manifest__free_unpacked(
-        pm, &bh_pb_allocator);
-    bh_manifest_clear(out);
+  const char *why = !bh_pb_tags_ok(&pb->base)      ? "a field number 0"
+                    : !bh_pb_strings_ok(&pb->base) ? "a string that is not "
+                                                     "UTF-8 or holds NUL"
+                                                   : NULL;
+  if (why != NULL) {
+    pb_free(pb);
     return bh_err_set(err, BH_MANIFEST_DECODE, NULL,
-                      "expected a CacheManifest protobuf, got a field number "
-                      "0");
+                      "expected a CacheManifest protobuf, got %s", why);
   }
-  bh_status st = copy_fields(pm, out, err);
-  if (st == BH_OK && pm->current_daemon != NULL)
-    st = decode_daemon(pm->current_daemon, out, err);
-  running_process__broker__v1__cache_manifest__free_unpacked(pm,
-                                                             &bh_pb_allocator);
-  if (st != BH_OK) bh_manifest_clear(out);
-  return st;
-}
-
-/* ---- encode ------------------------------------------------------------ */
-
-/* Unpack an unknown-fields blob as a message of type desc. It must decode
- * and carry no known field (a known field hidden there would override the
- * real one). *msg is NULL for an empty blob. */
-static bh_status parse_blob(const ProtobufCMessageDescriptor *desc,
-                            const uint8_t *blob, size_t len,
-                            ProtobufCMessage **msg, bh_err *err) {
-  *msg = NULL;
-  if (len == 0) return BH_OK;
-  ProtobufCMessage *m =
-      protobuf_c_message_unpack(desc, &bh_pb_allocator, len, blob);
-  if (m == NULL)
-    return bh_err_set(err, BH_MANIFEST_DECODE, NULL,
-                      "unknown fields of %s: expected protobuf, got %zu "
-                      "bytes that do not decode",
-                      desc->short_name, len);
-  size_t n = m->n_unknown_fields;
-  m->n_unknown_fields = 0;
-  size_t known = protobuf_c_message_get_packed_size(m);
-  m->n_unknown_fields = n;
-  if (known != 0) {
-    protobuf_c_message_free_unpacked(m, &bh_pb_allocator);
-    return bh_err_set(err, BH_MANIFEST_DECODE, NULL,
-                      "unknown fields of %s: expected only unknown field "
-                      "numbers, got a known field",
-                      desc->short_name);
+  bh_pb_strip_unknown(&pb->base);
+  bh_status st = check ? verify(pb, err) : BH_OK;
+  if (st != BH_OK) {
+    pb_free(pb);
+    return st;
   }
-  *msg = m;
+  bh_manifest m;
+  if (bh_manifest_init(&m, err) != BH_OK) {
+    pb_free(pb);
+    return BH_SYSTEM;
+  }
+  st = bh_manifest_adopt(&m, pb, err);
+  if (st != BH_OK) {
+    bh_manifest_clear(&m);
+    return st;
+  }
+  m.sealed = check;
+  *out = m;
   return BH_OK;
 }
 
-/* The identity as an unpacked DaemonProcess (through the identity encoder),
- * carrying the daemon's unknown fields. */
-static bh_status build_daemon(const bh_manifest *m, pb_daemon **out,
-                              ProtobufCMessage **extra, bh_err *err) {
+/* ---- the daemon -----------------------------------------------------------
+ */
+
+bh_status bh_manifest_set_daemon(bh_manifest *m, const bh_identity *id,
+                                 int generation, bh_err *err) {
+  pb_daemon *d = NULL;
+  bh_identity copy;
+  bh_identity_init(&copy);
+  if (id != NULL) {
+    if (generation == 0)
+      generation = (id->digests.algs & BH_ALG_BLAKE3) ? 2 : 1;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    bh_status st = bh_identity_encode(
+        id, generation == 1 ? BH_FORM_GEN1 : BH_FORM_GEN2, &buf, &len, err);
+    if (st != BH_OK) return st;
+    d = running_process__broker__v1__daemon_process__unpack(&bh_pb_allocator,
+                                                            len, buf);
+    free(buf);
+    if (d == NULL || bh_identity_from_pb(d, &copy, err) != BH_OK) {
+      if (d != NULL)
+        running_process__broker__v1__daemon_process__free_unpacked(
+            d, &bh_pb_allocator);
+      return bh_err_set(err, BH_SYSTEM, NULL,
+                        "re-decoding an encoded identity failed");
+    }
+  }
+  if (m->pb->current_daemon != NULL)
+    running_process__broker__v1__daemon_process__free_unpacked(
+        m->pb->current_daemon, &bh_pb_allocator);
+  m->pb->current_daemon = d;
+  bh_identity_move(&m->daemon, &copy);
+  m->has_daemon = d != NULL;
+  m->generation = d != NULL ? generation : 0;
+  m->sealed = false;
+  return BH_OK;
+}
+
+bh_status bh_manifest_check_host(const bh_manifest *m, bh_err *err) {
+  const char *theirs = m->pb->host ? m->pb->host->machine_id : NULL;
+  char ours[64];
+  if (theirs == NULL || theirs[0] == '\0') return BH_OK;
+  if (bh_machine_id(ours, sizeof ours, NULL) != BH_OK) return BH_OK;
+  if (strcmp(ours, theirs) == 0) return BH_OK;
+  return bh_err_set(err, BH_FOREIGN_HOST, NULL,
+                    "recorded by machine %.40s (host \"%.60s\"); this is "
+                    "machine %s",
+                    theirs, m->pb->host->hostname ? m->pb->host->hostname : "",
+                    ours);
+}
+
+/* ---- files ----------------------------------------------------------------
+ */
+
+bh_status bh_manifest_read(const char *path, bool check, bh_manifest *out,
+                           bh_err *err) {
   uint8_t *buf = NULL;
   size_t len = 0;
-  *out = NULL;
-  bh_status st = parse_blob(DAEMON_DESC, m->daemon_unknown,
-                            m->daemon_unknown_len, extra, err);
+  memset(out, 0, sizeof *out);
+  bh_status st = bh_fs_read_file(path, BH_MANIFEST_MAX_BYTES, &buf, &len, NULL,
+                                 NULL, BH_MANIFEST_IO, err);
   if (st != BH_OK) return st;
-  st = bh_identity_encode(&m->daemon, &buf, &len, err);
-  if (st != BH_OK) return st;
-  *out = running_process__broker__v1__daemon_process__unpack(&bh_pb_allocator,
-                                                             len, buf);
+  st = bh_manifest_decode(buf, len, check, out, err);
   free(buf);
-  if (*out == NULL)
-    return bh_err_set(err, BH_SYSTEM, NULL,
-                      "re-decoding an encoded identity failed");
-  if (*extra != NULL) {
-    (*out)->base.n_unknown_fields = (*extra)->n_unknown_fields;
-    (*out)->base.unknown_fields = (*extra)->unknown_fields;
-  }
-  return BH_OK;
-}
-
-bh_status bh_manifest_encode(const bh_manifest *m, uint8_t **out,
-                             size_t *out_len, bh_err *err) {
-  pb_manifest pm = RUNNING_PROCESS__BROKER__V1__CACHE_MANIFEST__INIT;
-  pb_daemon *daemon = NULL;
-  ProtobufCMessage *extra = NULL, *daemon_extra = NULL;
-  *out = NULL;
-  *out_len = 0;
-  bh_status st =
-      parse_blob(MANIFEST_DESC, m->unknown, m->unknown_len, &extra, err);
-  if (st == BH_OK && m->has_daemon)
-    st = build_daemon(m, &daemon, &daemon_extra, err);
-  if (st != BH_OK) goto end;
-  pm.service_name = m->service_name;
-  pm.service_version = m->service_version;
-  pm.broker_envelope_version = m->broker_envelope_version;
-  pm.created_at_unix_ms = m->created_at_unix_ms;
-  pm.last_active_unix_ms = m->last_active_unix_ms;
-  pm.broker_instance = m->broker_instance;
-  pm.current_daemon = daemon;
-  if (extra != NULL) {
-    pm.base.n_unknown_fields = extra->n_unknown_fields;
-    pm.base.unknown_fields = extra->unknown_fields;
-  }
-  size_t len =
-      running_process__broker__v1__cache_manifest__get_packed_size(&pm);
-  *out = malloc(len ? len : 1);
-  if (*out == NULL) {
-    st = oom(err);
-    goto end;
-  }
-  *out_len = running_process__broker__v1__cache_manifest__pack(&pm, *out);
-end:
-  if (daemon != NULL) {
-    /* The unknown fields belong to daemon_extra: detach before freeing. */
-    daemon->base.n_unknown_fields = 0;
-    daemon->base.unknown_fields = NULL;
-    running_process__broker__v1__daemon_process__free_unpacked(
-        daemon, &bh_pb_allocator);
-  }
-  if (daemon_extra)
-    protobuf_c_message_free_unpacked(daemon_extra, &bh_pb_allocator);
-  if (extra) protobuf_c_message_free_unpacked(extra, &bh_pb_allocator);
   return st;
 }
 
-/* ---- files ------------------------------------------------------------- */
+bh_status bh_manifest_write(const char *path, bh_manifest *m, bh_err *err) {
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  bh_status st = bh_manifest_seal_encode(m->pb, &buf, &len, err);
+  if (st != BH_OK) return st;
+  st = bh_fs_write_atomic(path, buf, len, true, BH_MANIFEST_MODE,
+                          BH_MANIFEST_IO, err);
+  free(buf);
+  if (st == BH_OK) m->sealed = true;
+  return st;
+}
+
+/* Is the manifest's daemon the one the caller probed? */
+static bool same_daemon(const bh_manifest *m, const bh_identity *want) {
+  return m->has_daemon &&
+         bh_identity_compare(want, &m->daemon, NULL) == BH_OK &&
+         want->started_at_unix_ms == m->daemon.started_at_unix_ms;
+}
+
+/* The clean-up on the file name in dirfd (see bh_manifest_clear_daemon). */
+static bh_status clear_at(int dirfd, const char *name, const char *path,
+                          const bh_identity *only_if, bh_clear_outcome *outcome,
+                          bh_err *err) {
+  uint8_t *buf = NULL, *out = NULL;
+  size_t len = 0, out_len = 0;
+  struct stat st;
+  bh_manifest m = {0};
+  bh_status s = bh_fs_read_at(dirfd, name, BH_MANIFEST_MAX_BYTES, &buf, &len,
+                              &st, NULL, BH_MANIFEST_IO, path, err);
+  if (s == BH_OK) s = bh_manifest_decode(buf, len, true, &m, err);
+  if (s != BH_OK) goto end;
+  if (!m.has_daemon) {
+    *outcome = BH_CLEAR_NONE;
+    goto end;
+  }
+  if (only_if != NULL && !same_daemon(&m, only_if)) {
+    *outcome = BH_CLEAR_OTHER;
+    goto end;
+  }
+  s = bh_manifest_set_daemon(&m, NULL, 0, err);
+  if (s == BH_OK) s = bh_manifest_seal_encode(m.pb, &out, &out_len, err);
+  if (s != BH_OK) goto end;
+  bool changed = false;
+  bh_fs_replace_opts o = {.expect = &st, .keep_existing = true, .mode = 0};
+  s = bh_fs_replace_at(dirfd, name, out, out_len, &o, &changed, BH_MANIFEST_IO,
+                       err);
+  if (s == BH_OK) *outcome = changed ? BH_CLEAR_CHANGED : BH_CLEAR_DONE;
+end:
+  free(buf);
+  free(out);
+  bh_manifest_clear(&m);
+  return s;
+}
+
+bh_status bh_manifest_clear_daemon(const char *path, const bh_identity *only_if,
+                                   bh_clear_outcome *outcome, bh_err *err) {
+  const char *leaf;
+  bh_clear_outcome dummy;
+  if (outcome == NULL) outcome = &dummy;
+  *outcome = BH_CLEAR_NONE;
+  int dirfd = bh_fs_open_parent(path, &leaf, BH_MANIFEST_IO, err);
+  if (dirfd < 0) return BH_MANIFEST_IO;
+  bh_status s = clear_at(dirfd, leaf, path, only_if, outcome, err);
+  (void)close(dirfd);
+  return s;
+}
+
+/* ---- find -------------------------------------------------------------- */
 
 static bh_status io_err(bh_err *err, const char *what, const char *path,
                         int errnum) {
   return bh_err_set(err, BH_MANIFEST_IO, NULL, "%s %s: %s", what, path,
                     strerror(errnum));
 }
-
-/* Whole regular file (at most MANIFEST_MAX_BYTES) into a malloc'd buffer. */
-static bh_status read_all(const char *path, uint8_t **out, size_t *out_len,
-                          bh_err *err) {
-  bh_status st = BH_OK;
-  uint8_t *buf = NULL;
-  size_t got = 0;
-  struct stat sb;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return io_err(err, "open", path, errno);
-  if (fstat(fd, &sb) != 0) {
-    st = io_err(err, "stat", path, errno);
-    goto end;
-  }
-  if (!S_ISREG(sb.st_mode) || sb.st_size > MANIFEST_MAX_BYTES) {
-    st = bh_err_set(err, BH_MANIFEST_IO, NULL,
-                    "read %s: expected a regular file of at most 16 MiB, got "
-                    "%s of %lld bytes",
-                    path, S_ISREG(sb.st_mode) ? "a file" : "a non-file",
-                    (long long)sb.st_size);
-    goto end;
-  }
-  size_t cap = (size_t)sb.st_size + 1; /* +1 sees growth since fstat */
-  buf = malloc(cap);
-  if (buf == NULL) {
-    st = oom(err);
-    goto end;
-  }
-  for (;;) {
-    ssize_t n = read(fd, buf + got, cap - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      st = io_err(err, "read", path, errno);
-      goto end;
-    }
-    if (n == 0) break;
-    got += (size_t)n;
-    if (got == cap) {
-      st = bh_err_set(err, BH_MANIFEST_IO, NULL,
-                      "read %s: the file grew while being read", path);
-      goto end;
-    }
-  }
-end:
-  close(fd);
-  if (st != BH_OK) {
-    free(buf);
-    return st;
-  }
-  *out = buf;
-  *out_len = got;
-  return BH_OK;
-}
-
-bh_status bh_manifest_read(const char *path, bh_manifest *out, bh_err *err) {
-  uint8_t *buf = NULL;
-  size_t len = 0;
-  memset(out, 0, sizeof *out);
-  bh_status st = read_all(path, &buf, &len, err);
-  if (st != BH_OK) return st;
-  st = bh_manifest_decode(buf, len, out, err);
-  free(buf);
-  return st;
-}
-
-static bh_status write_fd_all(int fd, const uint8_t *buf, size_t len,
-                              const char *tmp, bh_err *err) {
-  size_t off = 0;
-  while (off < len) {
-    ssize_t n = write(fd, buf + off, len - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return io_err(err, "write", tmp, errno);
-    off += (size_t)n;
-  }
-  return BH_OK;
-}
-
-/* fsync the directory holding path, so the rename itself is durable. */
-static bh_status sync_dir(const char *path, bh_err *err) {
-  char *dir = strdup(path);
-  if (dir == NULL) return oom(err);
-  char *slash = strrchr(dir, '/');
-  if (slash == NULL)
-    strcpy(dir, ".");
-  else if (slash == dir)
-    dir[1] = '\0';
-  else
-    *slash = '\0';
-  bh_status st = BH_OK;
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0 || fsync(fd) != 0) st = io_err(err, "fsync directory", dir, errno);
-  if (fd >= 0) close(fd);
-  free(dir);
-  return st;
-}
-
-/* Temp file next to path, written and synced; *tmp_out is its name. The
- * old file's permission bits are kept so a rewrite changes no access. */
-static bh_status write_temp(const char *path, const uint8_t *buf, size_t len,
-                            char **tmp_out, bh_err *err) {
-  char *tmp = NULL;
-  if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0) return oom(err);
-  int fd = mkostemp(tmp, O_CLOEXEC);
-  if (fd < 0) {
-    bh_status st = io_err(err, "create temp file", tmp, errno);
-    free(tmp);
-    return st;
-  }
-  struct stat sb;
-  mode_t mode = stat(path, &sb) == 0 ? (sb.st_mode & 07777) : 0644;
-  bh_status st = BH_OK;
-  if (fchmod(fd, mode) != 0)
-    st = io_err(err, "chmod", tmp, errno);
-  else
-    st = write_fd_all(fd, buf, len, tmp, err);
-  if (st == BH_OK && fsync(fd) != 0) st = io_err(err, "fsync", tmp, errno);
-  if (close(fd) != 0 && st == BH_OK) st = io_err(err, "close", tmp, errno);
-  if (st != BH_OK) {
-    unlink(tmp);
-    free(tmp);
-    return st;
-  }
-  *tmp_out = tmp;
-  return BH_OK;
-}
-
-bh_status bh_write_file_atomic(const char *path, const void *buf, size_t len,
-                               bh_status io_code, bh_err *err) {
-  char *tmp = NULL;
-  bh_status st = write_temp(path, buf, len, &tmp, err);
-  if (st == BH_OK) {
-    const char *stop = getenv("BH_TEST_MANIFEST_STOP");
-    if (stop != NULL && strcmp(stop, "1") == 0) (void)raise(SIGSTOP);
-    if (rename(tmp, path) != 0) {
-      st = io_err(err, "rename temp file to", path, errno);
-      unlink(tmp);
-    } else {
-      st = sync_dir(path, err);
-    }
-    free(tmp);
-  }
-  if (st != BH_OK && err != NULL) err->code = io_code;
-  return st == BH_OK ? BH_OK : io_code;
-}
-
-bh_status bh_manifest_write(const char *path, const bh_manifest *m,
-                            bh_err *err) {
-  uint8_t *buf = NULL;
-  size_t len = 0;
-  bh_status st = bh_manifest_encode(m, &buf, &len, err);
-  if (st != BH_OK) return st;
-  st = bh_write_file_atomic(path, buf, len, BH_MANIFEST_IO, err);
-  free(buf);
-  return st;
-}
-
-/* Is the manifest's daemon the one the caller probed? */
-static bool same_daemon(const bh_manifest *m, const bh_identity *want) {
-  return m->has_daemon && bh_identity_diff(want, &m->daemon) == NULL &&
-         want->started_at_unix_ms == m->daemon.started_at_unix_ms;
-}
-
-bh_status bh_manifest_clear_daemon(const char *path, const bh_identity *only_if,
-                                   bool *cleared, bh_err *err) {
-  bh_manifest m;
-  bh_status st = bh_manifest_read(path, &m, err);
-  if (cleared) *cleared = false;
-  if (st != BH_OK) return st;
-  if (m.has_daemon && (only_if == NULL || same_daemon(&m, only_if))) {
-    m.has_daemon = false;
-    bh_identity_clear(&m.daemon);
-    bh_manifest_set_blob(&m.daemon_unknown, &m.daemon_unknown_len, NULL, 0,
-                         NULL);
-    st = bh_manifest_write(path, &m, err);
-    if (cleared) *cleared = st == BH_OK;
-  }
-  bh_manifest_clear(&m);
-  return st;
-}
-
-/* ---- find -------------------------------------------------------------- */
 
 static bh_status list_push(bh_manifest_list *l, const char *dir,
                            const char *name, bh_err *err) {
@@ -561,4 +442,106 @@ void bh_manifest_list_free(bh_manifest_list *l) {
   free(l->paths);
   l->paths = NULL;
   l->count = 0;
+}
+
+/* ---- the central registry -------------------------------------------------
+ */
+
+bh_status bh_manifest_central_dir(char **out, bh_err *err) {
+  const char *env = getenv("RUNNING_PROCESS_MANIFEST_DIR");
+  const char *xdg = getenv("XDG_DATA_HOME");
+  const char *home = getenv("HOME");
+  int n;
+  *out = NULL;
+  if (env != NULL && env[0] != '\0')
+    n = asprintf(out, "%s", env);
+  else if (xdg != NULL && xdg[0] == '/')
+    n = asprintf(out, "%s/running-process/manifests", xdg);
+  else if (home != NULL && home[0] == '/')
+    n = asprintf(out, "%s/.local/share/running-process/manifests", home);
+  else
+    return bh_err_set(err, BH_MANIFEST_IO, NULL,
+                      "no central manifest registry: none of "
+                      "RUNNING_PROCESS_MANIFEST_DIR, XDG_DATA_HOME, HOME is "
+                      "set");
+  if (n < 0) {
+    *out = NULL;
+    return oom(err);
+  }
+  return BH_OK;
+}
+
+/* A registry name: {service}-{version}.pb, not a temp file. */
+static bool registry_name(const char *name) {
+  size_t n = strlen(name);
+  return name[0] != '.' && n > 3 && strcmp(name + n - 3, ".pb") == 0 &&
+         strchr(name, '-') != NULL;
+}
+
+/* The registry directory open as fd (taken over): refuse one that is not
+ * ours and private, then list its manifests. */
+static bh_status scan_registry(int fd, const char *dir, bh_manifest_list *out,
+                               bh_err *err) {
+  struct stat sb;
+  if (fstat(fd, &sb) != 0) {
+    bh_status st = io_err(err, "stat", dir, errno);
+    (void)close(fd);
+    return st;
+  }
+  if (sb.st_uid != geteuid() || (sb.st_mode & 077) != 0) {
+    (void)close(fd);
+    return bh_err_set(err, BH_INSECURE_REGISTRY, NULL,
+                      "manifest registry %s is not private to its owner "
+                      "(owner uid %u, mode %03o; expected uid %u, mode 0700)",
+                      dir, (unsigned)sb.st_uid, (unsigned)(sb.st_mode & 0777),
+                      (unsigned)geteuid());
+  }
+  DIR *d = fdopendir(fd);
+  if (d == NULL) {
+    bh_status st = io_err(err, "read directory", dir, errno);
+    (void)close(fd);
+    return st;
+  }
+  bh_status st = BH_OK;
+  struct dirent *e;
+  while (st == BH_OK && (e = readdir(d)) != NULL) {
+    struct stat fsb;
+    if (!registry_name(e->d_name) ||
+        fstatat(dirfd(d), e->d_name, &fsb, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(fsb.st_mode))
+      continue;
+    st = list_push(out, dir, e->d_name, err);
+  }
+  (void)closedir(d);
+  return st;
+}
+
+bh_status bh_manifest_scan_central(bh_manifest_list *out, char **dirp,
+                                   bh_err *err) {
+  char *dir = NULL;
+  const char *leaf;
+  out->paths = NULL;
+  out->count = 0;
+  if (dirp != NULL) *dirp = NULL;
+  bh_status st = bh_manifest_central_dir(&dir, err);
+  if (st != BH_OK) return st;
+  int parent = bh_fs_open_parent(dir, &leaf, BH_MANIFEST_IO, err);
+  int fd = -1;
+  if (parent >= 0) {
+    fd = openat(parent, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT)
+      st = io_err(err, "open registry", dir, errno);
+    (void)close(parent);
+  } else if (err != NULL && strstr(err->message, "No such file") == NULL) {
+    st = BH_MANIFEST_IO; /* a symlink or worse on the way */
+  }
+  if (st == BH_OK && fd >= 0) st = scan_registry(fd, dir, out, err);
+  if (st != BH_OK) bh_manifest_list_free(out);
+  if (st == BH_OK && out->count > 1)
+    qsort(out->paths, out->count, sizeof *out->paths, cmp_paths);
+  if (st == BH_OK && dirp != NULL)
+    *dirp = dir;
+  else
+    free(dir);
+  return st;
 }

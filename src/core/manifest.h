@@ -1,12 +1,16 @@
-/* Cache manifests on disk (DESIGN §1.3 CacheManifest): read, atomic write,
- * find under a root, and the stale-record clean-up. A manifest is the bare
- * protobuf, conventionally named `.running-process-manifest.pb`.
+/* Cache manifests as running-process keeps them (DESIGN §1.3, §1.10): the
+ * whole CacheManifest schema, sealed (manifest_schema_version 1,
+ * media_type, self_sha256 over the encoding with the seal cleared), read
+ * with the original's verdicts, written and cleared through directory
+ * descriptors (DESIGN §1.11), found under cache roots and in the central
+ * registry. A manifest on disk is the bare protobuf: in a cache root
+ * `.running-process-manifest.pb`, in the registry `{service}-{version}.pb`.
  *
- * Fields this product does not know are kept as opaque wire bytes
- * (`unknown`, and `daemon_unknown` for those inside current_daemon) and are
- * written back unchanged after the known fields, so a read/write cycle of a
- * manifest written in field order gives the same bytes. Knows nothing of
- * Lua. */
+ * Like prost, a reader drops the fields it does not know and re-encodes
+ * what it knows in canonical form (ascending tags, defaults left out) to
+ * check the seal; so a manifest carrying foreign fields, or both digest
+ * generations in its daemon, reads as manifest_corrupt, exactly as in the
+ * real readers. Knows nothing of Lua. */
 #ifndef BH_MANIFEST_H
 #define BH_MANIFEST_H
 
@@ -18,86 +22,110 @@
 #include "status.h"
 
 #define BH_MANIFEST_NAME ".running-process-manifest.pb"
+#define BH_MANIFEST_MEDIA_TYPE \
+  "application/vnd.running-process.cache-manifest.v1"
+#define BH_MANIFEST_MAX_BYTES ((size_t)16 << 20) /* 16 MiB */
+#define BH_MANIFEST_MODE 0644                    /* of a new manifest file */
 
-/* The in-memory manifest. Owns every pointer; strings are never NULL after
- * bh_manifest_init. An all-zero struct is NOT valid: call init. */
+struct RunningProcess__Broker__V1__CacheManifest;
+typedef struct RunningProcess__Broker__V1__CacheManifest bh_manifest_pb;
+
+/* A manifest in memory: the whole decoded message (every field of the
+ * schema, unknown fields dropped), plus its daemon as an identity. */
 typedef struct bh_manifest {
-  char *service_name;
-  char *service_version;
-  char *broker_envelope_version;
-  uint64_t created_at_unix_ms;
-  uint64_t last_active_unix_ms;
-  char *broker_instance;
+  bh_manifest_pb *pb; /* owned; allocated with bh_pb_allocator */
   bool has_daemon;
   bh_identity daemon; /* current_daemon, when has_daemon */
-  /* Wire bytes of the fields we do not know (top level and inside
-   * current_daemon); NULL/0 when there are none. */
-  uint8_t *unknown;
-  size_t unknown_len;
-  uint8_t *daemon_unknown;
-  size_t daemon_unknown_len;
+  int generation;     /* of current_daemon: 1 (sha256), 2 (blake3), 0 none */
+  bool sealed;        /* the seal was checked and is right */
 } bh_manifest;
 
-/* Empty manifest (empty strings, no daemon). BH_SYSTEM when out of memory. */
+/* An empty manifest (no fields set). BH_SYSTEM when out of memory. */
 bh_status bh_manifest_init(bh_manifest *m, bh_err *err);
-/* Free everything; *m is left zeroed (call init again to reuse). */
+/* Free everything; *m is left zeroed. Idempotent. */
 void bh_manifest_clear(bh_manifest *m);
+/* Take pb (a message unpacked or built with bh_pb_allocator) as the
+ * manifest's content, freeing the old one, and decode its daemon (codes
+ * of bh_identity_from_pb). On failure pb is freed and *m unchanged. */
+bh_status bh_manifest_adopt(bh_manifest *m, bh_manifest_pb *pb, bh_err *err);
 
-/* Replace a string field (copied). BH_SYSTEM when out of memory. */
-bh_status bh_manifest_set_string(char **field, const char *value, bh_err *err);
-/* Replace an unknown-fields blob (copied; len 0 clears it). */
-bh_status bh_manifest_set_blob(uint8_t **field, size_t *field_len,
-                               const uint8_t *value, size_t len, bh_err *err);
+/* Decode manifest bytes: manifest_decode when they are not a CacheManifest
+ * (or a string is not UTF-8 / holds NUL, or a field number is 0). With
+ * verify, as the original read_manifest: manifest_schema_version over 1 →
+ * manifest_schema_too_new; a daemon with both generations, a missing or
+ * wrong self_sha256 → manifest_corrupt. Then a present current_daemon
+ * goes through the identity decoder and keeps its codes. */
+bh_status bh_manifest_decode(const uint8_t *buf, size_t len, bool verify,
+                             bh_manifest *out, bh_err *err);
 
-/* Decode manifest bytes: manifest_decode when CacheManifest does not
- * unpack or a string is not valid UTF-8/holds NUL; a present current_daemon
- * goes through the identity decoder and keeps its codes (decode_identity,
- * missing_endpoint, invalid_sha256_length). */
-bh_status bh_manifest_decode(const uint8_t *buf, size_t len, bh_manifest *out,
-                             bh_err *err);
-/* Encode: known fields in field order, then the unknown bytes. *out is
- * malloc'd. manifest_decode when an unknown blob is not protobuf or holds
- * a known field number (it would silently override a known field). */
-bh_status bh_manifest_encode(const bh_manifest *m, uint8_t **out,
-                             size_t *out_len, bh_err *err);
+/* Seal pb in place (schema version 1, media_type when empty, self_sha256)
+ * and encode it canonically; *out is malloc'd. */
+bh_status bh_manifest_seal_encode(bh_manifest_pb *pb, uint8_t **out,
+                                  size_t *out_len, bh_err *err);
 
-/* Read and decode a file (manifest_io with the path and strerror when it
- * cannot be opened or read; files over 16 MiB are refused the same way). */
-bh_status bh_manifest_read(const char *path, bh_manifest *out, bh_err *err);
+/* Set current_daemon of m to id in the given generation (1: tag 3, 2:
+ * tags 8/9; 0: 2 when id has a BLAKE3 digest, else 1), or remove it when
+ * id is NULL. invalid_identity when id lacks that generation's digest. */
+bh_status bh_manifest_set_daemon(bh_manifest *m, const bh_identity *id,
+                                 int generation, bh_err *err);
 
-/* Write atomically: a temp file `<path>.tmp.XXXXXX` in the same directory,
- * all bytes, fsync, rename over path, fsync the directory. The temp file is
- * unlinked on any failure. The old file's mode is kept (new files: 0644
- * minus umask). Errors: manifest_io (with the step and strerror).
- * Test hook: when the environment has BH_TEST_MANIFEST_STOP=1 the writer
- * raises SIGSTOP just before rename (so a test can SIGKILL it there). */
-bh_status bh_manifest_write(const char *path, const bh_manifest *m,
-                            bh_err *err);
+/* Read and decode a file (manifest_io when it cannot be read, is not a
+ * regular file, is over 16 MiB, or its path goes through a symlink). */
+bh_status bh_manifest_read(const char *path, bool verify, bh_manifest *out,
+                           bh_err *err);
 
-/* read, drop current_daemon (and its unknown fields), write. When only_if
- * is not NULL the daemon is dropped only if it still is that identity
- * (bh_identity_diff finds no difference and started_at_unix_ms is equal),
- * so a daemon that re-registered since it was probed is left alone.
- * *cleared (may be NULL) tells whether the file was rewritten. */
+/* Seal m and write it atomically (a temp file in the same directory,
+ * fsync, rename, fsync the directory), through directory descriptors; an
+ * existing file keeps its owner and mode (set-id bits dropped), a new one
+ * gets BH_MANIFEST_MODE. manifest_io on failure. */
+bh_status bh_manifest_write(const char *path, bh_manifest *m, bh_err *err);
+
+/* What bh_manifest_clear_daemon did. */
+typedef enum bh_clear_outcome {
+  BH_CLEAR_DONE,    /* the daemon was removed and the file rewritten */
+  BH_CLEAR_NONE,    /* the manifest records no daemon */
+  BH_CLEAR_OTHER,   /* it records another daemon than only_if */
+  BH_CLEAR_CHANGED, /* it changed on disk while we worked: left alone */
+} bh_clear_outcome;
+
+/* Read (verifying the seal: a manifest that does not verify is never
+ * rewritten), drop current_daemon, reseal, write back in place of exactly
+ * the file read (a record rewritten meanwhile is left as it is), keeping
+ * owner and mode. When only_if is not NULL the daemon is dropped only if
+ * it still is that identity (same fields as the prober compares, and the
+ * same start time). */
 bh_status bh_manifest_clear_daemon(const char *path, const bh_identity *only_if,
-                                   bool *cleared, bh_err *err);
+                                   bh_clear_outcome *outcome, bh_err *err);
 
-/* The atomic write of bh_manifest_write for any bytes (used for the
- * metrics file too). Failures carry io_code (e.g. BH_MANIFEST_IO). */
-bh_status bh_write_file_atomic(const char *path, const void *buf, size_t len,
-                               bh_status io_code, bh_err *err);
+/* foreign_host when the manifest names a host (host.machine_id) other
+ * than this machine; BH_OK when it is ours or names none. */
+bh_status bh_manifest_check_host(const bh_manifest *m, bh_err *err);
 
-/* Paths of regular files named BH_MANIFEST_NAME under root, sorted.
- * max_depth: directory levels below root searched (0 = root only; < 0 =
- * unlimited, still capped at 64). Symlinks are never followed below root
- * (root itself may be one); directories that cannot be opened are
- * skipped. manifest_io when root cannot be opened as a directory. */
+/* Paths of manifests, sorted. */
 typedef struct bh_manifest_list {
   char **paths;
   size_t count;
 } bh_manifest_list;
+void bh_manifest_list_free(bh_manifest_list *l);
+
+/* Regular files named BH_MANIFEST_NAME under root. max_depth: directory
+ * levels below root searched (0 = root only; < 0 = unlimited, still capped
+ * at 64). Symlinks are never followed below root (root itself may be one);
+ * directories that cannot be opened are skipped. manifest_io when root
+ * cannot be opened as a directory. */
 bh_status bh_manifest_find(const char *root, int max_depth,
                            bh_manifest_list *out, bh_err *err);
-void bh_manifest_list_free(bh_manifest_list *l);
+
+/* The central registry (DESIGN §1.10): $RUNNING_PROCESS_MANIFEST_DIR,
+ * else $XDG_DATA_HOME/running-process/manifests, else
+ * $HOME/.local/share/running-process/manifests. *out is malloc'd.
+ * manifest_io when none of them can be formed. */
+bh_status bh_manifest_central_dir(char **out, bh_err *err);
+/* The {service}-{version}.pb files of the central registry. A registry
+ * that does not exist is empty. One that is not a directory private to
+ * its owner (ours, mode 0700 or stricter) is refused: insecure_registry,
+ * as running-process refuses it. */
+bh_status bh_manifest_scan_central(bh_manifest_list *out, char **dir,
+                                   bh_err *err);
 
 #endif

@@ -38,20 +38,77 @@ bool bh_pb_string_ok(const char *s) {
   return bh_utf8_valid(s, len);
 }
 
-bool bh_pb_tags_ok(const ProtobufCMessage *msg) {
-  for (unsigned i = 0; i < msg->n_unknown_fields; i++)
-    if (msg->unknown_fields[i].tag == 0) return false;
+/* The sub-messages of msg: calls fn(sub, ctx) for each one (singular and
+ * repeated) until fn returns false; returns false then. */
+static bool each_sub(const ProtobufCMessage *msg,
+                     bool (*fn)(ProtobufCMessage *sub, void *ctx), void *ctx) {
   const ProtobufCMessageDescriptor *d = msg->descriptor;
   for (unsigned i = 0; i < d->n_fields; i++) {
     const ProtobufCFieldDescriptor *f = &d->fields[i];
-    if (f->type != PROTOBUF_C_TYPE_MESSAGE ||
-        f->label == PROTOBUF_C_LABEL_REPEATED)
-      continue;
-    const ProtobufCMessage *sub =
-        *(ProtobufCMessage *const *)((const char *)msg + f->offset);
-    if (sub != NULL && !bh_pb_tags_ok(sub)) return false;
+    if (f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+    const char *at = (const char *)msg + f->offset;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+      size_t n = *(const size_t *)((const char *)msg + f->quantifier_offset);
+      ProtobufCMessage *const *subs = *(ProtobufCMessage * *const *)at;
+      for (size_t k = 0; k < n; k++)
+        if (subs[k] != NULL && !fn(subs[k], ctx)) return false;
+    } else {
+      ProtobufCMessage *sub = *(ProtobufCMessage *const *)at;
+      if (sub != NULL && !fn(sub, ctx)) return false;
+    }
   }
   return true;
+}
+
+static bool tags_ok(ProtobufCMessage *msg, void *ctx) {
+  for (unsigned i = 0; i < msg->n_unknown_fields; i++)
+    if (msg->unknown_fields[i].tag == 0) return false;
+  return each_sub(msg, tags_ok, ctx);
+}
+
+bool bh_pb_tags_ok(const ProtobufCMessage *msg) {
+  return tags_ok((ProtobufCMessage *)msg, NULL);
+}
+
+/* Every string of msg itself (singular and repeated) is usable text. */
+static bool own_strings_ok(const ProtobufCMessage *msg) {
+  const ProtobufCMessageDescriptor *d = msg->descriptor;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (f->type != PROTOBUF_C_TYPE_STRING) continue;
+    const char *at = (const char *)msg + f->offset;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+      size_t n = *(const size_t *)((const char *)msg + f->quantifier_offset);
+      char *const *strs = *(char **const *)at;
+      for (size_t k = 0; k < n; k++)
+        if (!bh_pb_string_ok(strs[k])) return false;
+    } else if (!bh_pb_string_ok(*(char *const *)at)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+static bool strings_ok(ProtobufCMessage *msg, void *ctx) {
+  return own_strings_ok(msg) && each_sub(msg, strings_ok, ctx);
+}
+
+bool bh_pb_strings_ok(const ProtobufCMessage *msg) {
+  return strings_ok((ProtobufCMessage *)msg, NULL);
+}
+
+static bool strip(ProtobufCMessage *msg, void *ctx) {
+  ProtobufCAllocator *a = ctx;
+  for (unsigned i = 0; i < msg->n_unknown_fields; i++)
+    a->free(a->allocator_data, msg->unknown_fields[i].data);
+  a->free(a->allocator_data, msg->unknown_fields);
+  msg->unknown_fields = NULL;
+  msg->n_unknown_fields = 0;
+  return each_sub(msg, strip, ctx);
+}
+
+void bh_pb_strip_unknown(ProtobufCMessage *msg) {
+  (void)strip(msg, &bh_pb_allocator);
 }
 
 bool bh_utf8_valid(const char *str, size_t len) {

@@ -19,6 +19,16 @@ extern ProtobufCAllocator bh_pb_allocator;
  * valid UTF-8. */
 bool bh_pb_string_ok(const char *s);
 
+/* True when every string field of msg and of every message below it
+ * (repeated ones too) passes bh_pb_string_ok: prost rejects a whole
+ * message whose strings are not UTF-8. */
+bool bh_pb_strings_ok(const ProtobufCMessage *msg);
+
+/* Drop the unknown fields of msg and of every message below it, as prost
+ * does when it decodes: what is left re-encodes in canonical form (known
+ * fields in ascending tag order). msg was unpacked with bh_pb_allocator. */
+void bh_pb_strip_unknown(ProtobufCMessage *msg);
+
 /* False when msg or any message below it holds an unknown field with field
  * number 0. protobuf-c accepts such a key when it is written in two or
  * more bytes; prost rejects it ("invalid tag value: 0"), and protobuf-c

@@ -15,10 +15,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5; older headers lack it */
+#endif
+#ifndef PIDFS_MAGIC
+#define PIDFS_MAGIC 0x50494446 /* Linux 6.9: pidfds get their own inodes */
+#endif
+
 #include "clock.h"
+#include "digest.h"
+#include "hasher.h"
 #include "wire.h"
 
 enum { CONNECT_RETRY_USEC = 10000, READ_CHUNK = 4096 };
@@ -31,8 +42,9 @@ struct bh_probe {
   bh_endpoint ep;
   bh_identity expected;
   bool has_expected; /* response-only probes may skip the comparison */
-  double t0;
-  double t_exchange; /* when the deadline was armed */
+  double t0;         /* when the probe started: the deadline counts from it */
+  bh_hash_job *job;  /* verify_pid's hashing, while it runs */
+  int peer_pidfd;    /* SO_PEERPIDFD of the peer, or -1 */
   int fd;
   struct event start_ev; /* first step; later the connect-retry timer */
   struct event deadline_ev;
@@ -63,6 +75,10 @@ static void probe_quiesce(bh_probe *p) {
   if (p->io_assigned) event_del(&p->io_ev);
   if (p->fd >= 0) close(p->fd);
   p->fd = -1;
+  if (p->peer_pidfd >= 0) close(p->peer_pidfd);
+  p->peer_pidfd = -1;
+  bh_hash_job_cancel(p->job);
+  p->job = NULL;
 }
 
 static void probe_free(bh_probe *p) {
@@ -111,25 +127,92 @@ static void probe_arm_io(bh_probe *p, short what, event_callback_fn cb) {
  * re-arm for what is left: the deadline is never short. */
 static void on_deadline(evutil_socket_t fd, short what, void *arg) {
   bh_probe *p = arg;
-  double left = p->opts.timeout - (bh_mono_now() - p->t_exchange);
+  double left = p->opts.timeout - (bh_mono_now() - p->t0);
   if (left > 0.0002) {
     struct timeval tv = bh_timeval(left);
     evtimer_add(&p->deadline_ev, &tv);
     return;
   }
-  bh_err_set(&p->result.err, BH_TIMEOUT, NULL,
-             "no whole response from %s within %.3f s (%zu bytes received)",
-             p->ep.path, p->opts.timeout, p->bytes_read);
+  if (p->job != NULL)
+    bh_err_set(&p->result.err, BH_TIMEOUT, NULL,
+               "verifying pid %u: hashing its executable took longer than "
+               "the %.3f s deadline",
+               p->expected.pid, p->opts.timeout);
+  else
+    bh_err_set(&p->result.err, BH_TIMEOUT, NULL,
+               "no whole response from %s within %.3f s (%zu bytes received)",
+               p->ep.path, p->opts.timeout, p->bytes_read);
   probe_finish(p);
 }
 
-/* A whole frame arrived: validate it as the answer to our request. */
+/* The pid the peer's pidfd names (from /proc/self/fdinfo), -1 when the
+ * process is gone, 0 when it cannot be read. */
+static long pidfd_pid(int pidfd) {
+  char path[64], buf[512];
+  (void)snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
+  FILE *f = fopen(path, "re");
+  if (f == NULL) return 0;
+  long pid = 0;
+  while (fgets(buf, sizeof buf, f) != NULL)
+    if (strncmp(buf, "Pid:", 4) == 0) pid = strtol(buf + 4, NULL, 10);
+  (void)fclose(f); /* read-only */
+  return pid;
+}
+
+/* Do two pidfds name the same process? 1 yes, 0 no, -1 cannot tell:
+ * only pidfs (Linux 6.9) gives each process its own inode; older kernels
+ * put every pidfd on one anonymous inode. */
+static int same_process(int a, int b) {
+  struct statfs fs;
+  struct stat sa, sb;
+  if (fstatfs(a, &fs) != 0 || fs.f_type != PIDFS_MAGIC) return -1;
+  if (fstat(a, &sa) != 0 || fstat(b, &sb) != 0) return -1;
+  return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* DESIGN §1.5 step 3: the peer that answered must be the process that was
+ * verified and is held, not something that relays or replays its
+ * answers. The pidfd the kernel gives for the peer names the very process
+ * that listens, immune to pid reuse: compared with the held pidfd where
+ * the kernel can tell, else by pid (fdinfo, or SO_PEERCRED without a
+ * peer pidfd), which then also needs the held process alive (a pid
+ * number means the verified process only while it has not exited). */
+static void check_peer(bh_probe *p) {
+  const bh_proc *held = &p->result.proc;
+  int same = -1;
+  if (p->peer_pidfd >= 0 && held->pidfd >= 0)
+    same = same_process(p->peer_pidfd, held->pidfd);
+  long peer = p->peer_pidfd >= 0 ? pidfd_pid(p->peer_pidfd) : 0;
+  if (peer == 0 && p->result.has_peer_cred) peer = p->result.peer_pid;
+  const char *why = NULL;
+  if (same == 1) return;
+  if (same == 0)
+    why = "it is another process";
+  else if (peer == 0)
+    why = "its credentials could not be read";
+  else if (peer != (long)held->pid)
+    why = "it is another process";
+  else if (!bh_proc_alive(held))
+    why = "the verified process exited meanwhile";
+  if (why == NULL) return;
+  bh_identity_clear(&p->result.identity);
+  bh_err_set(&p->result.err, BH_PEER_MISMATCH, NULL,
+             "the answer on %s came from pid %ld, not from the verified pid "
+             "%u: %s",
+             p->ep.path, peer, held->pid, why);
+}
+
+/* A whole frame arrived: validate it as the answer to our request, then
+ * who answered it. */
 static void probe_validate(bh_probe *p) {
   close(p->fd);
   p->fd = -1;
-  bh_probe_response_validate(p->reader.body, p->reader.body_len, p->request_id,
-                             p->nonce, p->has_expected ? &p->expected : NULL,
-                             &p->result.identity, &p->result.err);
+  if (bh_probe_response_validate(
+          p->reader.body, p->reader.body_len, p->request_id, p->nonce,
+          p->has_expected ? &p->expected : NULL, &p->result.identity,
+          &p->result.err) == BH_OK &&
+      p->result.proc.pid != 0)
+    check_peer(p);
   probe_finish(p);
 }
 
@@ -194,7 +277,8 @@ static void probe_write(bh_probe *p) {
   probe_arm_io(p, EV_READ | EV_PERSIST, on_readable);
 }
 
-/* Connected: record the peer's credentials, then send the request. */
+/* Connected: record the peer's credentials (and, for a probe that holds
+ * the verified process, its pidfd), then send the request. */
 static void probe_connected(bh_probe *p) {
   struct ucred cred;
   socklen_t len = sizeof cred;
@@ -203,6 +287,11 @@ static void probe_connected(bh_probe *p) {
     p->result.peer_pid = cred.pid;
     p->result.peer_uid = cred.uid;
   }
+  int pidfd = -1;
+  len = sizeof pidfd;
+  if (p->result.proc.pid != 0 &&
+      getsockopt(p->fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0)
+    p->peer_pidfd = pidfd;
   probe_write(p);
 }
 
@@ -245,12 +334,9 @@ static void probe_connect(bh_probe *p) {
   }
 }
 
-/* The active exchange: arm the one deadline, build the request with a
- * fresh nonce, open the socket, connect. */
+/* The active exchange: build the request with a fresh nonce, open the
+ * socket, connect. */
 static void probe_exchange(bh_probe *p) {
-  struct timeval tv = bh_timeval(p->opts.timeout);
-  p->t_exchange = bh_mono_now();
-  evtimer_add(&p->deadline_ev, &tv);
   if (RAND_bytes(p->nonce, sizeof p->nonce) != 1) {
     bh_err_set(&p->result.err, BH_SYSTEM, NULL,
                "RAND_bytes gave no nonce for a probe of %s", p->ep.path);
@@ -277,8 +363,70 @@ static void probe_exchange(bh_probe *p) {
   probe_connect(p);
 }
 
-/* First step, from the loop: the endpoint checks and verify_pid (DESIGN
- * §1.5 steps 1-2), then the exchange. */
+/* The digests of the held process's executable are known: compare them
+ * with the record, then go on to the exchange. */
+static void probe_verified(bh_probe *p, const bh_digests *d) {
+  if (bh_proc_check_digests(&p->expected, d, &p->result.err) != BH_OK) {
+    probe_finish(p);
+    return;
+  }
+  probe_exchange(p);
+}
+
+/* The hasher is done with the executable (called on the loop). */
+static void on_hashed(bh_status st, const bh_digests *d, const bh_err *err,
+                      void *ctx) {
+  bh_probe *p = ctx;
+  p->job = NULL;
+  if (st != BH_OK) {
+    p->result.err = *err;
+    probe_finish(p);
+    return;
+  }
+  probe_verified(p, d);
+}
+
+/* verify_pid (DESIGN §1.5 step 2): the checks that need no hashing here;
+ * the digest from the cache, or from the hasher (the probe waits, its
+ * deadline running), or inline when there is no hasher. */
+static void probe_verify(bh_probe *p) {
+  bh_err *err = &p->result.err;
+  struct stat sb;
+  bh_digests d;
+  unsigned algs = p->expected.digests.algs;
+  if (bh_proc_verify_begin(&p->expected, NULL, &p->result.proc, err) != BH_OK) {
+    probe_finish(p);
+    return;
+  }
+  int fd = bh_proc_open_exe(&p->result.proc, &sb, err);
+  if (fd < 0) {
+    probe_finish(p);
+    return;
+  }
+  if (bh_digest_cache_get(&sb, algs, &d)) {
+    (void)close(fd); /* read-only */
+    probe_verified(p, &d);
+    return;
+  }
+  if (p->opts.hasher != NULL) {
+    p->job = bh_hasher_submit(p->opts.hasher, fd, &sb, "the executable", algs,
+                              on_hashed, p);
+    if (p->job != NULL) return;
+    bh_err_set(err, BH_SYSTEM, NULL, "out of memory starting a hash");
+    probe_finish(p);
+    return;
+  }
+  bh_status st = bh_digest_fd(fd, &sb, "the executable", algs, NULL, &d, err);
+  (void)close(fd); /* read-only */
+  if (st != BH_OK) {
+    probe_finish(p);
+    return;
+  }
+  probe_verified(p, &d);
+}
+
+/* First step, from the loop: the endpoint checks (DESIGN §1.5 step 1),
+ * then verify_pid or straight to the exchange. */
 static void on_start(evutil_socket_t fd, short what, void *arg) {
   bh_probe *p = arg;
   bh_err *err = &p->result.err;
@@ -301,12 +449,10 @@ static void on_start(evutil_socket_t fd, short what, void *arg) {
     probe_finish(p);
     return;
   }
-  if (!p->opts.response_only && p->opts.verify_pid &&
-      bh_proc_verify(&p->expected, NULL, &p->result.proc, err) != BH_OK) {
-    probe_finish(p);
-    return;
-  }
-  probe_exchange(p);
+  if (!p->opts.response_only && p->opts.verify_pid)
+    probe_verify(p);
+  else
+    probe_exchange(p);
 }
 
 bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
@@ -320,7 +466,10 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
   p->ctx = ctx;
   p->opts = opts ? *opts : bh_probe_opts_default();
   if (p->opts.timeout <= 0) p->opts.timeout = 0.5;
+  if (p->opts.timeout > BH_PROBE_MAX_TIMEOUT)
+    p->opts.timeout = BH_PROBE_MAX_TIMEOUT;
   p->fd = -1;
+  p->peer_pidfd = -1;
   bh_identity_init(&p->expected);
   bh_identity_init(&p->result.identity);
   p->result.proc = BH_PROC_NONE;
@@ -334,7 +483,10 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
     probe_free(p);
     return NULL;
   }
-  /* Active at once, but run by the loop: never inside this call. */
+  /* Active at once, but run by the loop: never inside this call. The
+   * deadline is armed first: it covers verification and hashing too. */
+  struct timeval tv = bh_timeval(p->opts.timeout);
+  evtimer_add(&p->deadline_ev, &tv);
   event_active(&p->start_ev, EV_TIMEOUT, 1);
   return p;
 }

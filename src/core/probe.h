@@ -21,10 +21,16 @@ typedef struct bh_probe bh_probe;
  * real exchange, well within timeval and the loop's timers). */
 #define BH_PROBE_MAX_TIMEOUT 86400.0
 
+struct bh_hasher;
+
 typedef struct bh_probe_opts {
-  double timeout;     /* seconds for the active exchange; <= 0 → 0.5 */
+  double timeout;     /* seconds for the whole probe; <= 0 → 0.5 */
   bool response_only; /* skip endpoint check and verify_pid */
   bool verify_pid;    /* full probe only: run verify_pid (default true) */
+  /* Where verify_pid hashes an executable that is not in the digest
+   * cache: a hasher on the same loop (off the loop thread), or NULL to
+   * hash inline (tests, tools without a loop to spare). */
+  struct bh_hasher *hasher;
 } bh_probe_opts;
 
 /* Default options: timeout 0.5 s, full probe, verify_pid on. */
@@ -36,6 +42,9 @@ typedef struct bh_probe_result {
   bool has_peer_cred; /* SO_PEERCRED was read (after connect) */
   pid_t peer_pid;
   uid_t peer_uid;
+  /* A full probe that verified the pid also checks that the peer is that
+   * very process (DESIGN §1.5 step 3): through SO_PEERPIDFD where the
+   * kernel has it, else SO_PEERCRED's pid. */
   /* On success: the identity the daemon answered with, and (full probe
    * with verify_pid) the held process. The callback may take either by
    * moving it out (bh_identity_move; copy proc and set result's to
@@ -47,6 +56,8 @@ typedef struct bh_probe_result {
 typedef void (*bh_probe_cb)(bh_probe_result *res, void *ctx);
 
 /* Start a probe of endpoint ep expecting identity expected (both copied).
+ * One deadline (opts.timeout) covers all of it: verify_pid and any hashing
+ * it needs, connect, and the exchange.
  * A response-only probe may pass expected = NULL: the answer is then
  * validated but not compared (a full probe without one fails with
  * endpoint_mismatch). Returns NULL only when out of memory (then nothing

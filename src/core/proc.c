@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -89,20 +90,50 @@ static bh_status check_boot_id(const bh_identity *expected, const char *cur,
   return BH_OK;
 }
 
-/* Steps "exe path" and "digest" for a held pid. The link is read by pid,
- * so afterwards the pidfd must show the held process still running: if it
- * exited in between, the pid may already name another process. */
-static bh_status check_exe(const bh_identity *expected, const bh_proc *p,
-                           bh_err *err) {
+/* Something read about the held pid by number (its /proc entries) is only
+ * about the held process if that process is still running afterwards: if
+ * it exited in between, the pid may already name another process. */
+static bh_status still_held(const bh_proc *p, bh_err *err) {
+  if (p->pidfd < 0 || bh_proc_alive(p)) return BH_OK;
+  return bh_err_set(err, BH_PID_NOT_FOUND, NULL,
+                    "pid %u exited during verification", p->pid);
+}
+
+/* Step "pid reused": a record cannot predate its process. */
+static bh_status check_start(const bh_identity *expected, const bh_proc *p,
+                             bh_err *err) {
+  uint64_t real = 0;
+  if (expected->started_at_unix_ms == 0) return BH_OK; /* not recorded */
+  bh_status st = bh_proc_start_unix_ms(p->pid, &real, err);
+  if (st == BH_OK) st = still_held(p, err);
+  if (st != BH_OK) return st;
+  if (expected->started_at_unix_ms + BH_START_SLACK_MS >= real) return BH_OK;
+  return bh_err_set(err, BH_PID_REUSED, NULL,
+                    "pid %u was reused: the record says its daemon started at "
+                    "%llu ms, but the process with that pid started at %llu "
+                    "ms (%.1f s later)",
+                    p->pid, (unsigned long long)expected->started_at_unix_ms,
+                    (unsigned long long)real,
+                    (double)(real - expected->started_at_unix_ms) / 1e3);
+}
+
+/* Is link "WANT (deleted)": the process runs the recorded file, since
+ * deleted or replaced on disk? */
+static bool deleted_copy_of(const char *link, const char *want) {
+  static const char suffix[] = " (deleted)";
+  size_t n = strlen(link), s = sizeof suffix - 1;
+  return n > s && strcmp(link + n - s, suffix) == 0 &&
+         strncmp(link, want, n - s) == 0 && want[n - s] == '\0';
+}
+
+/* Step "exe path": the executable link of the held pid, canonicalized,
+ * against the recorded path, canonicalized. */
+static bh_status check_exe_path(const bh_identity *expected, const bh_proc *p,
+                                bh_err *err) {
   char *link = NULL, *got = NULL, *want = NULL;
-  uint8_t digest[BH_SHA256_LEN];
-  bh_status st = bh_proc_exe_link(expected->pid, &link, err);
+  bh_status st = bh_proc_exe_link(p->pid, &link, err);
+  if (st == BH_OK) st = still_held(p, err);
   if (st != BH_OK) goto end;
-  if (p->pidfd >= 0 && !bh_proc_alive(p)) {
-    st = bh_err_set(err, BH_PID_NOT_FOUND, NULL,
-                    "pid %u exited during verification", expected->pid);
-    goto end;
-  }
   got = bh_canonical_path(link);
   want = bh_canonical_path(expected->exe_path ? expected->exe_path : "");
   if (got == NULL || want == NULL) {
@@ -111,18 +142,9 @@ static bh_status check_exe(const bh_identity *expected, const bh_proc *p,
   }
   if (strcmp(got, want) != 0) {
     st = bh_err_set(err, BH_EXE_PATH_MISMATCH, NULL,
-                    "recorded executable %s, but pid %u runs %s", want,
-                    expected->pid, got);
-    goto end;
-  }
-  st = bh_digest_file(got, digest, err);
-  if (st != BH_OK) goto end;
-  if (memcmp(digest, expected->exe_sha256, BH_SHA256_LEN) != 0) {
-    char hw[BH_SHA256_HEX_LEN + 1], hg[BH_SHA256_HEX_LEN + 1];
-    bh_hex_encode(expected->exe_sha256, BH_SHA256_LEN, hw);
-    bh_hex_encode(digest, BH_SHA256_LEN, hg);
-    st = bh_err_set(err, BH_EXE_SHA256_MISMATCH, NULL,
-                    "recorded sha256 %s, executable has %s", hw, hg);
+                    "recorded executable %s, but pid %u runs %s", want, p->pid,
+                    got);
+    if (err != NULL) err->exe_deleted = deleted_copy_of(link, want);
   }
 end:
   free(link);
@@ -131,16 +153,79 @@ end:
   return st;
 }
 
+bh_status bh_proc_verify_begin(const bh_identity *expected,
+                               const char *current_boot_id, bh_proc *held,
+                               bh_err *err) {
+  bh_proc p = BH_PROC_NONE;
+  *held = BH_PROC_NONE;
+  if (expected->pid == 0)
+    return bh_err_set(err, BH_INVALID_PID, NULL, "recorded pid 0 is invalid");
+  if (expected->digests.algs == 0)
+    return bh_err_set(err, BH_EXE_HASH, NULL,
+                      "the record of pid %u has no executable digest",
+                      expected->pid);
+  bh_status st = check_boot_id(expected, current_boot_id, err);
+  if (st == BH_OK) st = bh_proc_hold(expected->pid, &p, err);
+  if (st == BH_OK) st = check_start(expected, &p, err);
+  if (st == BH_OK) st = check_exe_path(expected, &p, err);
+  if (st != BH_OK)
+    bh_proc_release(&p);
+  else
+    *held = p;
+  return st;
+}
+
+int bh_proc_open_exe(const bh_proc *p, struct stat *st, bh_err *err) {
+  char path[64], name[96];
+  (void)snprintf(path, sizeof path, "/proc/%u/exe", p->pid);
+  (void)snprintf(name, sizeof name, "the executable of pid %u (%s)", p->pid,
+                 path);
+  int fd = bh_digest_open(path, name, st, err);
+  if (fd >= 0 && still_held(p, err) != BH_OK) {
+    (void)close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bh_status bh_proc_check_digests(const bh_identity *expected,
+                                const bh_digests *got, bh_err *err) {
+  static const unsigned algs[] = {BH_ALG_SHA256, BH_ALG_BLAKE3};
+  for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++) {
+    const uint8_t *want = bh_digest_of(&expected->digests, algs[i]);
+    const uint8_t *have = bh_digest_of(got, algs[i]);
+    if (want == NULL || have == NULL || memcmp(want, have, BH_DIGEST_LEN) == 0)
+      continue;
+    char hw[BH_DIGEST_HEX_LEN + 1], hg[BH_DIGEST_HEX_LEN + 1];
+    bh_hex_encode(want, BH_DIGEST_LEN, hw);
+    bh_hex_encode(have, BH_DIGEST_LEN, hg);
+    bool sha = algs[i] == BH_ALG_SHA256;
+    return bh_err_set(err, sha ? BH_EXE_SHA256_MISMATCH : BH_EXE_HASH_MISMATCH,
+                      NULL, "recorded %s %.8s…, executable has %.8s…",
+                      sha ? "sha256" : "blake3", hw, hg);
+  }
+  return BH_OK;
+}
+
 bh_status bh_proc_verify(const bh_identity *expected,
                          const char *current_boot_id, bh_proc *held,
                          bh_err *err) {
-  bh_proc p = BH_PROC_NONE;
+  bh_proc p;
+  struct stat sb;
+  bh_digests d;
+  unsigned algs = expected->digests.algs;
   if (held != NULL) *held = BH_PROC_NONE;
-  if (expected->pid == 0)
-    return bh_err_set(err, BH_INVALID_PID, NULL, "recorded pid 0 is invalid");
-  bh_status st = check_boot_id(expected, current_boot_id, err);
-  if (st == BH_OK) st = bh_proc_hold(expected->pid, &p, err);
-  if (st == BH_OK) st = check_exe(expected, &p, err);
+  bh_status st = bh_proc_verify_begin(expected, current_boot_id, &p, err);
+  if (st != BH_OK) return st;
+  int fd = bh_proc_open_exe(&p, &sb, err);
+  if (fd < 0) {
+    st = err != NULL ? err->code : BH_EXE_HASH;
+  } else {
+    if (!bh_digest_cache_get(&sb, algs, &d))
+      st = bh_digest_fd(fd, &sb, "the executable", algs, NULL, &d, err);
+    (void)close(fd); /* read-only */
+  }
+  if (st == BH_OK) st = bh_proc_check_digests(expected, &d, err);
   if (st != BH_OK || held == NULL)
     bh_proc_release(&p);
   else

@@ -18,17 +18,40 @@ typedef struct bh_proc {
 
 #define BH_PROC_NONE ((bh_proc){0, -1})
 
-/* Verify expected against the live system, in this order: pid 0 →
- * invalid_pid; both boot ids non-empty and different → boot_id_mismatch;
- * kill(pid, 0) fails other than EPERM → pid_not_found; hold it (pidfd);
- * readlink /proc/PID/exe fails → exe_path; realpath of both (fallback raw)
- * differ → exe_path_mismatch; digest (cached) unreadable → exe_hash;
- * differs → exe_sha256_mismatch. current_boot_id NULL = read it. On
- * success and held != NULL, *held owns the pidfd (release it); on failure
- * *held is BH_PROC_NONE. */
+/* A recorded start time may be this much earlier than the process's start
+ * as /proc computes it (boot time has whole-second resolution and the
+ * recorder's clock is not ours) before the pid counts as reused. */
+#define BH_START_SLACK_MS 2000u
+
+/* Verify expected against the live system (DESIGN §1.5 step 2), in this
+ * order: pid 0 → invalid_pid; no digest recorded → exe_hash; both boot
+ * ids non-empty and different → boot_id_mismatch; kill(pid, 0) fails
+ * other than EPERM → pid_not_found; hold it (pidfd); the record predates
+ * the process by more than BH_START_SLACK_MS → pid_reused; readlink
+ * /proc/PID/exe fails → exe_path; realpath of both (fallback raw) differ
+ * → exe_path_mismatch (err->exe_deleted when the link is the recorded
+ * path plus " (deleted)"); the file the process runs, read through
+ * /proc/PID/exe, unreadable → exe_hash; a recorded digest differs →
+ * exe_sha256_mismatch / exe_hash_mismatch (every digest the record has is
+ * checked). current_boot_id NULL = read it. Hashing a new executable runs
+ * inline here; the prober uses the three steps below to hash off the loop.
+ * On success and held != NULL, *held owns the pidfd (release it); on
+ * failure *held is BH_PROC_NONE. */
 bh_status bh_proc_verify(const bh_identity *expected,
                          const char *current_boot_id, bh_proc *held,
                          bh_err *err);
+
+/* bh_proc_verify in steps. begin: everything up to the digest; on success
+ * *held owns the pidfd. open_exe: /proc/PID/exe opened for hashing
+ * (bh_digest_open) while the held process still runs: its descriptor, or
+ * -1 with err. check_digests: the digests got against the record. */
+bh_status bh_proc_verify_begin(const bh_identity *expected,
+                               const char *current_boot_id, bh_proc *held,
+                               bh_err *err);
+struct stat;
+int bh_proc_open_exe(const bh_proc *p, struct stat *st, bh_err *err);
+bh_status bh_proc_check_digests(const bh_identity *expected,
+                                const bh_digests *got, bh_err *err);
 
 /* Hold pid without verifying (pidfd_open, fallback to bare pid).
  * BH_PID_NOT_FOUND if it does not exist. */

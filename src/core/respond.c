@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "fsutil.h"
 
 enum { READ_CHUNK = 1024, LISTEN_BACKLOG = 4096 };
 #define ACCEPT_PAUSE_USEC 50000
@@ -314,56 +315,11 @@ static void fill_sockaddr(struct sockaddr_un *sa, const char *path) {
   memcpy(sa->sun_path, path, strlen(path) + 1);
 }
 
-/* Does something accept on the socket at path? 1 live, 0 stale (refused),
- * -1 on another error (errno set). A full backlog counts as live. */
-static int socket_is_live(const char *path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  struct sockaddr_un sa;
-  fill_sockaddr(&sa, path);
-  int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-  int e = errno;
-  close(fd);
-  if (rc == 0 || e == EAGAIN || e == EINPROGRESS) return 1;
-  if (e == ECONNREFUSED) return 0;
-  errno = e;
-  return -1;
-}
-
-bh_status bh_remove_stale_socket(const char *path, bh_stale_result *res,
-                                 bh_err *err) {
-  *res = (bh_stale_result){0};
-  struct stat st;
-  if (lstat(path, &st) < 0) {
-    if (errno == ENOENT) return BH_OK;
-    return bh_err_set(err, BH_SYSTEM, NULL, "lstat %s: %s", path,
-                      strerror(errno));
-  }
-  res->existed = true;
-  res->is_socket = S_ISSOCK(st.st_mode);
-  if (!res->is_socket) return BH_OK;
-  if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-    return bh_err_set(err, BH_INVALID_ENDPOINT, NULL,
-                      "socket path %s is too long for sun_path", path);
-  int live = socket_is_live(path);
-  if (live < 0 && errno == ENOENT) return BH_OK; /* vanished meanwhile */
-  if (live < 0)
-    return bh_err_set(err, BH_SYSTEM, NULL, "connect to %s: %s", path,
-                      strerror(errno));
-  res->live = live == 1;
-  if (res->live) return BH_OK;
-  if (unlink(path) < 0 && errno != ENOENT)
-    return bh_err_set(err, BH_SYSTEM, NULL, "unlink stale socket %s: %s", path,
-                      strerror(errno));
-  res->removed = true;
-  return BH_OK;
-}
-
 /* Make room at ep->path: absent is fine, a stale socket is removed, a live
  * one or anything that is not a socket is an error. */
 static bh_status clear_path(const char *path, bh_err *err) {
   bh_stale_result sr;
-  bh_status st = bh_remove_stale_socket(path, &sr, err);
+  bh_status st = bh_fs_remove_stale_socket(path, &sr, err);
   if (st != BH_OK) return st;
   if (sr.existed && !sr.is_socket) {
     struct stat stt;
@@ -453,7 +409,8 @@ bh_responder *bh_respond_start(struct event_base *base, const bh_endpoint *ep,
   if (bh_endpoint_check(ep, err) != BH_OK ||
       bh_endpoint_copy(&r->ep, ep, err) != BH_OK ||
       bh_identity_copy(&r->id, id, err) != BH_OK ||
-      bh_identity_encode(&r->id, &r->id_pb, &r->id_pb_len, err) != BH_OK ||
+      bh_identity_encode(&r->id, BH_FORM_ANSWER, &r->id_pb, &r->id_pb_len,
+                         err) != BH_OK ||
       clear_path(r->ep.path, err) != BH_OK || bind_listen(r, &fd, err) != BH_OK)
     goto fail;
   r->lis = evconnlistener_new(

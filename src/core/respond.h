@@ -78,14 +78,4 @@ uint64_t bh_respond_rejected(const bh_responder *r); /* dropped/bad */
 unsigned bh_respond_open_conns(const bh_responder *r);
 const bh_endpoint *bh_respond_endpoint(const bh_responder *r);
 
-/* Remove a socket file at path only if it is a socket and nothing accepts
- * on it. *removed tells whether it was removed. Returns BH_OK when the path
- * is absent, removed, or left alone because it is live (*live = true) or
- * not a socket (*not_socket = true); BH_SYSTEM on unexpected errors. */
-typedef struct bh_stale_result {
-  bool existed, is_socket, live, removed;
-} bh_stale_result;
-bh_status bh_remove_stale_socket(const char *path, bh_stale_result *res,
-                                 bh_err *err);
-
 #endif

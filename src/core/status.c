@@ -19,6 +19,8 @@ static const struct {
     [BH_EXE_PATH_MISMATCH] = {"exe_path_mismatch", "verify_pid"},
     [BH_EXE_HASH] = {"exe_hash", "verify_pid"},
     [BH_EXE_SHA256_MISMATCH] = {"exe_sha256_mismatch", "verify_pid"},
+    [BH_EXE_HASH_MISMATCH] = {"exe_hash_mismatch", "verify_pid"},
+    [BH_PID_REUSED] = {"pid_reused", "verify_pid"},
     [BH_CONNECT] = {"connect", "response"},
     [BH_TIMEOUT] = {"timeout", "response"},
     [BH_IO] = {"io", "response"},
@@ -31,12 +33,20 @@ static const struct {
     [BH_DECODE_IDENTITY] = {"decode_identity", "response"},
     [BH_MISSING_ENDPOINT] = {"missing_endpoint", "response"},
     [BH_INVALID_SHA256_LENGTH] = {"invalid_sha256_length", "response"},
+    [BH_INVALID_HASH_LENGTH] = {"invalid_hash_length", "response"},
+    [BH_UNSUPPORTED_HASH_ALGORITHM] = {"unsupported_hash_algorithm",
+                                       "response"},
     [BH_IDENTITY_MISMATCH] = {"identity_mismatch", "response"},
+    [BH_PEER_MISMATCH] = {"peer_mismatch", "response"},
     [BH_INVALID_JSON] = {"invalid_json", "identity"},
     [BH_INVALID_IDENTITY] = {"invalid_identity", "identity"},
     [BH_IN_USE] = {"in_use", "respond"},
     [BH_MANIFEST_IO] = {"manifest_io", "manifest"},
     [BH_MANIFEST_DECODE] = {"manifest_decode", "manifest"},
+    [BH_MANIFEST_CORRUPT] = {"manifest_corrupt", "manifest"},
+    [BH_MANIFEST_SCHEMA_TOO_NEW] = {"manifest_schema_too_new", "manifest"},
+    [BH_INSECURE_REGISTRY] = {"insecure_registry", "manifest"},
+    [BH_FOREIGN_HOST] = {"foreign_host", "manifest"},
     [BH_SYSTEM] = {"system", "system"},
 };
 
@@ -55,6 +65,8 @@ bh_status bh_err_set(bh_err *err, bh_status code, const char *field,
   if (err == NULL) return code;
   err->code = code;
   err->field = field;
+  err->nfields = 0;
+  err->exe_deleted = false;
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(err->message, sizeof err->message, fmt, ap);
@@ -67,5 +79,7 @@ void bh_err_clear(bh_err *err) {
   if (err == NULL) return;
   err->code = BH_OK;
   err->field = NULL;
+  err->nfields = 0;
+  err->exe_deleted = false;
   err->message[0] = '\0';
 }

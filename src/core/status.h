@@ -6,6 +6,8 @@
 #ifndef BH_STATUS_H
 #define BH_STATUS_H
 
+#include <stdbool.h>
+
 typedef enum bh_status {
   BH_OK = 0,
   /* stage "endpoint" */
@@ -19,6 +21,8 @@ typedef enum bh_status {
   BH_EXE_PATH_MISMATCH,
   BH_EXE_HASH,
   BH_EXE_SHA256_MISMATCH,
+  BH_EXE_HASH_MISMATCH,
+  BH_PID_REUSED,
   /* stage "response" (the responder reuses these for requests, stage
    * "request" is then implied by the caller) */
   BH_CONNECT,
@@ -32,7 +36,10 @@ typedef enum bh_status {
   BH_DECODE_IDENTITY,
   BH_MISSING_ENDPOINT,
   BH_INVALID_SHA256_LENGTH,
+  BH_INVALID_HASH_LENGTH,
+  BH_UNSUPPORTED_HASH_ALGORITHM,
   BH_IDENTITY_MISMATCH,
+  BH_PEER_MISMATCH,
   /* stage "identity": JSON and argument-level identity problems */
   BH_INVALID_JSON,
   BH_INVALID_IDENTITY,
@@ -41,16 +48,28 @@ typedef enum bh_status {
   /* stage "manifest" */
   BH_MANIFEST_IO,
   BH_MANIFEST_DECODE,
+  BH_MANIFEST_CORRUPT,
+  BH_MANIFEST_SCHEMA_TOO_NEW,
+  BH_INSECURE_REGISTRY,
+  BH_FOREIGN_HOST,
   /* stage "system": resource exhaustion, unexpected syscall failures */
   BH_SYSTEM,
   BH_STATUS_COUNT
 } bh_status;
 
-enum { BH_ERR_MESSAGE_MAX = 200 };
+enum { BH_ERR_MESSAGE_MAX = 240, BH_ERR_FIELDS_MAX = 8 };
 
 typedef struct bh_err {
   bh_status code;
   const char *field; /* static string or NULL */
+  /* identity_mismatch: every differing field, in comparison order (field
+   * is fields[0]); nfields is 0 otherwise. Static strings. */
+  const char *fields[BH_ERR_FIELDS_MAX];
+  unsigned nfields;
+  /* exe_path_mismatch: the process runs a deleted file whose name was the
+   * recorded path ("PATH (deleted)"): the daemon may well be alive, its
+   * binary replaced on disk (an upgrade), so the record is not stale. */
+  bool exe_deleted;
   char message[BH_ERR_MESSAGE_MAX];
 } bh_err;
 

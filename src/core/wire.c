@@ -286,54 +286,11 @@ bh_status bh_probe_response_build(const bh_request *req, const bh_identity *id,
                                   uint8_t **out, size_t *out_len, bh_err *err) {
   uint8_t *pb = NULL;
   size_t pb_len = 0;
-  bh_status st = bh_identity_encode(id, &pb, &pb_len, err);
+  bh_status st = bh_identity_encode(id, BH_FORM_ANSWER, &pb, &pb_len, err);
   if (st != BH_OK) return st;
   st = bh_probe_response_build_raw(req, pb, pb_len, out, out_len, err);
   free(pb);
   return st;
-}
-
-/* A string field's value for a message; NULL reads as empty. */
-static const char *str_or_empty(const char *s) {
-  return s ? s : "";
-}
-
-/* Say how expected and got differ on field (a name bh_identity_diff
- * returned), with both values, as an identity_mismatch. */
-static bh_status mismatch(const char *field, const bh_identity *want,
-                          const bh_identity *got, bh_err *err) {
-  const bh_status code = BH_IDENTITY_MISMATCH;
-  if (strcmp(field, "pid") == 0)
-    return bh_err_set(err, code, "pid",
-                      "identity mismatch on pid: expected %u, got %u",
-                      want->pid, got->pid);
-  if (strcmp(field, "exe_path") == 0)
-    return bh_err_set(
-        err, code, "exe_path",
-        "identity mismatch on exe_path: expected \"%s\", got \"%s\"",
-        str_or_empty(want->exe_path), str_or_empty(got->exe_path));
-  if (strcmp(field, "exe_sha256") == 0) {
-    char a[BH_SHA256_HEX_LEN + 1], b[BH_SHA256_HEX_LEN + 1];
-    bh_hex_encode(want->exe_sha256, BH_SHA256_LEN, a);
-    bh_hex_encode(got->exe_sha256, BH_SHA256_LEN, b);
-    return bh_err_set(err, code, "exe_sha256",
-                      "identity mismatch on exe_sha256: expected %s, got %s", a,
-                      b);
-  }
-  if (strcmp(field, "boot_id") == 0)
-    return bh_err_set(
-        err, code, "boot_id",
-        "identity mismatch on boot_id: expected \"%s\", got \"%s\"",
-        str_or_empty(want->boot_id), str_or_empty(got->boot_id));
-  if (strcmp(field, "ipc_endpoint") == 0)
-    return bh_err_set(err, code, "ipc_endpoint",
-                      "identity mismatch on ipc_endpoint: expected "
-                      "(\"%s\", \"%s\"), got (\"%s\", \"%s\")",
-                      str_or_empty(want->endpoint.namespace_id),
-                      str_or_empty(want->endpoint.path),
-                      str_or_empty(got->endpoint.namespace_id),
-                      str_or_empty(got->endpoint.path));
-  return bh_err_set(err, code, field, "identity mismatch on %s", field);
 }
 
 /* Check the payload of a response that passed the frame checks: the nonce
@@ -347,17 +304,14 @@ static bh_status check_payload(const pb_frame *f,
                       "response payload of %zu bytes, expected at least %d",
                       f->payload.len, BH_NONCE_LEN);
   if (memcmp(f->payload.data, nonce, BH_NONCE_LEN) != 0)
-    return bh_err_set(err, BH_MALFORMED_PAYLOAD, NULL,
-                      "response payload does not start with the request's "
-                      "nonce");
+    return bh_err_set(err, BH_UNEXPECTED_FRAME, NULL,
+                      "nonce does not match endpoint probe request");
   bh_identity id;
   bh_identity_init(&id);
   bh_status st = bh_identity_decode(f->payload.data + BH_NONCE_LEN,
                                     f->payload.len - BH_NONCE_LEN, &id, err);
-  if (st == BH_OK && expected != NULL) {
-    const char *field = bh_identity_diff(expected, &id);
-    if (field != NULL) st = mismatch(field, expected, &id, err);
-  }
+  if (st == BH_OK && expected != NULL)
+    st = bh_identity_compare(expected, &id, err);
   if (st == BH_OK && got != NULL) bh_identity_move(got, &id);
   bh_identity_clear(&id);
   return st;

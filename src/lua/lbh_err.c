@@ -21,6 +21,18 @@ void lbh_push_err(lua_State *L, const bh_err *err) {
     lua_pushstring(L, err->field);
     lua_setfield(L, -2, "field");
   }
+  if (err->nfields > 0) {
+    lua_createtable(L, (int)err->nfields, 0);
+    for (unsigned i = 0; i < err->nfields; i++) {
+      lua_pushstring(L, err->fields[i]);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "fields");
+  }
+  if (err->exe_deleted) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "exe_deleted");
+  }
   luaL_setmetatable(L, ERR_MT);
 }
 

@@ -1,13 +1,14 @@
-/* bh.fs: file-system reactions. remove_stale_socket binds the responder
- * layer's check (a socket file is removed only when it is a socket and
- * nothing accepts on it); write_atomic is the manifest writer's atomic
- * replace for any bytes (the metrics file uses it). */
+/* bh.fs: file-system reactions over the core's directory-descriptor
+ * helpers (fsutil.h). remove_stale_socket removes a socket file only when
+ * it is a socket and nothing accepts on it; write_atomic is the atomic
+ * replace for any bytes (the metrics file uses it). Neither follows a
+ * symbolic link anywhere on the path. */
 #include <lauxlib.h>
 
+#include "fsutil.h"
+#include "lbh_args.h"
 #include "lbh_err.h"
 #include "lbh_open.h"
-#include "manifest.h"
-#include "respond.h"
 
 static void set_bool(lua_State *L, const char *name, bool v) {
   lua_pushboolean(L, v);
@@ -16,12 +17,12 @@ static void set_bool(lua_State *L, const char *name, bool v) {
 
 /* bh.fs.remove_stale_socket(path) -> {existed, is_socket, live, removed}
  * | nil, err. What it did is in the table: removed only when it existed,
- * was a socket and nothing accepted on it. */
+ * was a socket, nothing accepted on it, and it was still that socket. */
 static int l_remove_stale_socket(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   bh_stale_result res = {false, false, false, false};
   bh_err err;
-  if (bh_remove_stale_socket(path, &res, &err) != BH_OK)
+  if (bh_fs_remove_stale_socket(path, &res, &err) != BH_OK)
     return lbh_fail(L, &err);
   lua_createtable(L, 0, 4);
   set_bool(L, "existed", res.existed);
@@ -31,14 +32,21 @@ static int l_remove_stale_socket(lua_State *L) {
   return 1;
 }
 
-/* bh.fs.write_atomic(path, data) -> true | nil, err (code "system"): temp
- * file in the same directory, fsync, rename, fsync the directory. */
+/* bh.fs.write_atomic(path, data [, {mode = 0644}]) -> true | nil, err
+ * (code "system"): a temp file in the same directory, fsync, rename,
+ * fsync the directory. The file gets exactly mode (no set-id bits), not
+ * the mode of what was there; a symbolic link at path is refused. */
 static int l_write_atomic(lua_State *L) {
+  static const char *const keys[] = {"mode", NULL};
   const char *path = luaL_checkstring(L, 1);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
+  lbh_opts_check(L, 3, "bh.fs.write_atomic", keys);
+  lua_Integer mode =
+      lbh_opt_integer(L, 3, "bh.fs.write_atomic", "mode", 0644, 0, 0777);
   bh_err err;
-  if (bh_write_file_atomic(path, data, len, BH_SYSTEM, &err) != BH_OK)
+  if (bh_fs_write_atomic(path, data, len, false, (mode_t)mode, BH_SYSTEM,
+                         &err) != BH_OK)
     return lbh_fail(L, &err);
   lua_pushboolean(L, 1);
   return 1;

@@ -1,5 +1,5 @@
-/* bh.identity.*, bh.boot_id, bh.sha256_file, and the table <-> C
- * conversions of lbh_identity.h. */
+/* bh.identity.*, bh.boot_id, bh.sha256_file, bh.blake3_file, and the table <->
+ * C conversions of lbh_identity.h. */
 #include "lbh_identity.h"
 
 #include <lauxlib.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "digest.h"
+#include "lbh_args.h"
 #include "lbh_err.h"
 #include "lbh_open.h"
 #include "proc.h"
@@ -26,16 +27,27 @@ void lbh_push_endpoint(lua_State *L, const bh_endpoint *ep) {
   lua_setfield(L, -2, "path");
 }
 
+/* Set t[name] (t on top) to the digest as 64 lowercase hex digits. */
+static void set_hex(lua_State *L, const char *name, const uint8_t *d) {
+  char hex[BH_DIGEST_HEX_LEN + 1];
+  bh_hex_encode(d, BH_DIGEST_LEN, hex);
+  lua_pushstring(L, hex);
+  lua_setfield(L, -2, name);
+}
+
 void lbh_push_identity(lua_State *L, const bh_identity *id) {
-  char hex[BH_SHA256_HEX_LEN + 1];
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 9);
   lua_pushinteger(L, (lua_Integer)id->pid);
   lua_setfield(L, -2, "pid");
   lua_pushstring(L, id->exe_path ? id->exe_path : "");
   lua_setfield(L, -2, "exe_path");
-  bh_hex_encode(id->exe_sha256, BH_SHA256_LEN, hex);
-  lua_pushstring(L, hex);
-  lua_setfield(L, -2, "exe_sha256");
+  if (id->digests.algs & BH_ALG_SHA256)
+    set_hex(L, "exe_sha256", id->digests.sha256);
+  if (id->digests.algs & BH_ALG_BLAKE3) {
+    lua_pushliteral(L, BH_BLAKE3_NAME);
+    lua_setfield(L, -2, "exe_hash_algorithm");
+    set_hex(L, "exe_hash", id->digests.blake3);
+  }
   lua_pushstring(L, id->boot_id ? id->boot_id : "");
   lua_setfield(L, -2, "boot_id");
   lbh_push_endpoint(L, &id->endpoint);
@@ -132,6 +144,40 @@ bh_endpoint *lbh_check_endpoint(lua_State *L, int idx, int arg,
   return ep;
 }
 
+/* An optional digest field: 64 hex digits; true when present. */
+static bool get_hex(lua_State *L, int t, int arg, const char *prefix,
+                    const char *name, uint8_t out[BH_DIGEST_LEN]) {
+  size_t n;
+  const char *hex = get_string(L, t, arg, prefix, name, false, &n);
+  if (hex == NULL) return false;
+  if (!bh_hex_decode(hex, n, out, BH_DIGEST_LEN))
+    field_error(L, arg, prefix, name, "expected 64 hex digits");
+  return true;
+}
+
+/* exe_sha256, and exe_hash_algorithm ("blake3") with exe_hash: at least
+ * one digest (DESIGN §1.9). */
+static void get_digests(lua_State *L, int t, int arg, const char *prefix,
+                        bh_digests *d) {
+  memset(d, 0, sizeof *d);
+  if (get_hex(L, t, arg, prefix, "exe_sha256", d->sha256))
+    d->algs |= BH_ALG_SHA256;
+  const char *alg =
+      get_string(L, t, arg, prefix, "exe_hash_algorithm", false, NULL);
+  bool has_hash = get_hex(L, t, arg, prefix, "exe_hash", d->blake3);
+  if (alg != NULL && strcmp(alg, BH_BLAKE3_NAME) != 0)
+    field_error(L, arg, prefix, "exe_hash_algorithm",
+                lua_pushfstring(L, "expected \"blake3\", got \"%s\"", alg));
+  if ((alg != NULL) != has_hash)
+    field_error(L, arg, prefix, has_hash ? "exe_hash_algorithm" : "exe_hash",
+                "expected both exe_hash_algorithm and exe_hash, or neither");
+  if (has_hash) d->algs |= BH_ALG_BLAKE3;
+  if (d->algs == 0)
+    field_error(L, arg, prefix, "exe_sha256",
+                "expected an executable digest (exe_sha256, or "
+                "exe_hash_algorithm and exe_hash)");
+}
+
 /* The fields of an identity that are not strings. */
 static void get_identity_numbers(lua_State *L, int t, int arg,
                                  const char *prefix, bh_identity *id) {
@@ -154,11 +200,7 @@ bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
   int box = lua_gettop(L);
   get_identity_numbers(L, idx, arg, prefix, id);
   const char *exe = get_string(L, idx, arg, prefix, "exe_path", true, NULL);
-  size_t hexlen;
-  const char *hex =
-      get_string(L, idx, arg, prefix, "exe_sha256", true, &hexlen);
-  if (!bh_hex_decode(hex, hexlen, id->exe_sha256, BH_SHA256_LEN))
-    field_error(L, arg, prefix, "exe_sha256", "expected 64 hex digits");
+  get_digests(L, idx, arg, prefix, &id->digests);
   const char *boot = get_string(L, idx, arg, prefix, "boot_id", true, NULL);
   lua_getfield(L, idx, "ipc_endpoint");
   const char *sub =
@@ -242,13 +284,23 @@ static int l_from_json(lua_State *L) {
   return identity_result(L, st, id, &err);
 }
 
-/* identity.encode(id) → DaemonProcess protobuf bytes. */
+/* identity.encode(id [, {generation = 0|1|2}]) → DaemonProcess protobuf
+ * bytes: what a daemon answers a probe with (0, the default), or a
+ * generation-1 or -2 record. nil, err (invalid_identity) when the
+ * identity lacks that generation's digest. */
 static int l_encode(lua_State *L) {
+  static const char *const keys[] = {"generation", NULL};
+  lua_settop(L, 2);
+  lbh_opts_check(L, 2, "bh.identity.encode", keys);
+  lua_Integer gen =
+      lbh_opt_integer(L, 2, "bh.identity.encode", "generation", 0, 0, 2);
   bh_identity *id = lbh_check_identity(L, 1, 1, "identity");
+  static const bh_id_form forms[] = {BH_FORM_ANSWER, BH_FORM_GEN1,
+                                     BH_FORM_GEN2};
   uint8_t *buf = NULL;
   size_t len = 0;
   bh_err err;
-  if (bh_identity_encode(id, &buf, &len, &err) != BH_OK)
+  if (bh_identity_encode(id, forms[gen], &buf, &len, &err) != BH_OK)
     return lbh_fail(L, &err);
   lua_pushlstring(L, (const char *)buf, len);
   free(buf);
@@ -284,16 +336,27 @@ static int l_boot_id(lua_State *L) {
   return 1;
 }
 
-/* bh.sha256_file(path) → 64 lowercase hex digits, or nil, err (exe_hash). */
-static int l_sha256_file(lua_State *L) {
+/* The digest of alg of the file at arg 1 as hex, or nil, err (exe_hash). */
+static int digest_file(lua_State *L, unsigned alg) {
   const char *path = luaL_checkstring(L, 1);
-  uint8_t digest[BH_SHA256_LEN];
-  char hex[BH_SHA256_HEX_LEN + 1];
+  bh_digests d;
+  char hex[BH_DIGEST_HEX_LEN + 1];
   bh_err err;
-  if (bh_digest_file(path, digest, &err) != BH_OK) return lbh_fail(L, &err);
-  bh_hex_encode(digest, BH_SHA256_LEN, hex);
+  if (bh_digest_file(path, alg, &d, &err) != BH_OK) return lbh_fail(L, &err);
+  bh_hex_encode(bh_digest_of(&d, alg), BH_DIGEST_LEN, hex);
   lua_pushstring(L, hex);
   return 1;
+}
+
+/* bh.sha256_file(path) → 64 lowercase hex digits, or nil, err (exe_hash). */
+static int l_sha256_file(lua_State *L) {
+  return digest_file(L, BH_ALG_SHA256);
+}
+
+/* bh.blake3_file(path) → 64 lowercase hex digits (BLAKE3-256), or nil, err
+ * (exe_hash). */
+static int l_blake3_file(lua_State *L) {
+  return digest_file(L, BH_ALG_BLAKE3);
 }
 
 static const luaL_Reg identity_funcs[] = {
@@ -324,4 +387,6 @@ void lbh_identity_open(lua_State *L) {
   lua_setfield(L, -2, "boot_id");
   lua_pushcfunction(L, l_sha256_file);
   lua_setfield(L, -2, "sha256_file");
+  lua_pushcfunction(L, l_blake3_file);
+  lua_setfield(L, -2, "blake3_file");
 }

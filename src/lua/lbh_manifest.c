@@ -1,19 +1,28 @@
-/* bh.manifest: read, write, find, clear_daemon (issue 6) over the C core
- * in manifest.h. A manifest is a plain table; the fields this product does
- * not know travel in `unknown_fields` / `current_daemon_unknown_fields`
- * (raw protobuf bytes, present only when non-empty) so that writing back a
- * table that was read keeps them. Errors reading a record carry stage
- * "manifest" whatever the code (missing_endpoint in a manifest is a bad
- * record, not a bad probe response). */
+/* bh.manifest (DESIGN §1.10, §2) over the C core in manifest.h: read,
+ * write, find, clear_daemon, the central registry, host checks. A
+ * manifest is a plain table holding every field of the CacheManifest
+ * schema (lbh_pbtable.h), with current_daemon as an identity table.
+ * Errors reading a record carry stage "manifest" whatever the code
+ * (missing_endpoint in a manifest is a bad record, not a bad probe
+ * response). */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "host.h"
+#include "lbh_args.h"
 #include "lbh_err.h"
 #include "lbh_identity.h"
 #include "lbh_open.h"
-#include "lbh_ops.h"
+#include "lbh_pbtable.h"
 #include "manifest.h"
+#include "manifest.pb-c.h"
+#include "pbutil.h"
+
+#define MANIFEST_DESC (&running_process__broker__v1__cache_manifest__descriptor)
+
+static const char *const daemon_field[] = {"current_daemon", NULL};
+static const lbh_pb_special special = {daemon_field};
 
 /* nil, err with stage "manifest". */
 static int fail_manifest(lua_State *L, const bh_err *err) {
@@ -23,180 +32,213 @@ static int fail_manifest(lua_State *L, const bh_err *err) {
   return 2;
 }
 
-static void set_blob(lua_State *L, const char *name, const uint8_t *b,
-                     size_t n) {
-  if (n == 0) return;
-  lua_pushlstring(L, (const char *)b, n);
-  lua_setfield(L, -2, name);
-}
-
 /* Push the table form of m. */
 static void push_manifest(lua_State *L, const bh_manifest *m) {
-  lua_createtable(L, 0, 9);
-  lua_pushstring(L, m->service_name);
-  lua_setfield(L, -2, "service_name");
-  lua_pushstring(L, m->service_version);
-  lua_setfield(L, -2, "service_version");
-  lua_pushstring(L, m->broker_envelope_version);
-  lua_setfield(L, -2, "broker_envelope_version");
-  lua_pushinteger(L, (lua_Integer)m->created_at_unix_ms);
-  lua_setfield(L, -2, "created_at_unix_ms");
-  lua_pushinteger(L, (lua_Integer)m->last_active_unix_ms);
-  lua_setfield(L, -2, "last_active_unix_ms");
-  lua_pushstring(L, m->broker_instance);
-  lua_setfield(L, -2, "broker_instance");
+  lbh_push_pb(L, &m->pb->base, &special);
   if (m->has_daemon) {
     lbh_push_identity(L, &m->daemon);
     lua_setfield(L, -2, "current_daemon");
   }
-  set_blob(L, "unknown_fields", m->unknown, m->unknown_len);
-  set_blob(L, "current_daemon_unknown_fields", m->daemon_unknown,
-           m->daemon_unknown_len);
 }
 
-/* bh.manifest.read(path) -> table | nil, err */
+/* A manifest kept in a userdata while Lua code that may raise runs. */
+#define MBOX_MT "bh.manifest_box"
+
+static int mbox_gc(lua_State *L) {
+  bh_manifest_clear(luaL_checkudata(L, 1, MBOX_MT));
+  return 0;
+}
+
+static bh_manifest *new_mbox(lua_State *L) {
+  bh_manifest *m = lua_newuserdatauv(L, sizeof *m, 0);
+  memset(m, 0, sizeof *m);
+  luaL_setmetatable(L, MBOX_MT);
+  return m;
+}
+
+/* bh.manifest.read(path [, {verify = true}]) -> table | nil, err. With
+ * verify = false a manifest whose seal or schema version is wrong is read
+ * anyway (for investigations). */
 static int l_read(lua_State *L) {
+  static const char *const keys[] = {"verify", NULL};
   const char *path = luaL_checkstring(L, 1);
-  bh_manifest m;
+  lbh_opts_check(L, 2, "bh.manifest.read", keys);
+  bool verify = lbh_opt_boolean(L, 2, "bh.manifest.read", "verify", true);
+  bh_manifest *m = new_mbox(L);
   bh_err err;
-  if (bh_manifest_read(path, &m, &err) != BH_OK) return fail_manifest(L, &err);
-  push_manifest(L, &m); /* may raise (memory): then m leaks, once */
-  bh_manifest_clear(&m);
+  if (bh_manifest_read(path, verify, m, &err) != BH_OK)
+    return fail_manifest(L, &err);
+  push_manifest(L, m);
   return 1;
 }
 
-/* t[name] as a string field (absent = ""); wrong types raise. */
-static bh_status get_string(lua_State *L, int t, const char *name, char **field,
-                            bh_err *err) {
-  const char *s = "";
-  if (lua_getfield(L, t, name) != LUA_TNIL) {
-    if (lua_type(L, -1) != LUA_TSTRING) {
-      lua_pop(L, 1);
-      return bh_err_set(err, BH_INVALID_IDENTITY, name,
-                        "manifest field %s: expected a string", name);
-    }
-    s = lua_tostring(L, -1);
-  }
-  bh_status st = bh_manifest_set_string(field, s, err);
+/* The directory part of path ("." for a bare name), pushed. */
+static const char *push_dir(lua_State *L, const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL) return lua_pushliteral(L, ".");
+  if (slash == path) return lua_pushliteral(L, "/");
+  return lua_pushlstring(L, path, (size_t)(slash - path));
+}
+
+/* m->pb->host = this machine, as running-process's writer records it,
+ * for a manifest at path. */
+static void set_host(lua_State *L, bh_manifest *m, const char *path) {
+  bh_host h;
+  bh_host_current(push_dir(L, path), &h);
   lua_pop(L, 1);
-  return st;
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, h.hostname);
+  lua_setfield(L, -2, "hostname");
+  lua_pushstring(L, h.machine_id);
+  lua_setfield(L, -2, "machine_id");
+  lua_pushstring(L, h.boot_id);
+  lua_setfield(L, -2, "boot_id");
+  lua_pushinteger(L, (lua_Integer)h.fs_dev_id);
+  lua_setfield(L, -2, "fs_dev_id");
+  lua_pushstring(L, h.namespace_id);
+  lua_setfield(L, -2, "namespace_id");
+  (void)lbh_check_pb(L, -1,
+                     &running_process__broker__v1__host_identity__descriptor,
+                     "bh.manifest.write", "host", NULL);
+  m->pb->host = (RunningProcess__Broker__V1__HostIdentity *)lbh_pb_take(L, -1);
+  lua_pop(L, 2);
 }
 
-static bh_status get_u64(lua_State *L, int t, const char *name, uint64_t *out,
-                         bh_err *err) {
-  int isnum = 1;
-  lua_Integer v = 0;
-  if (lua_getfield(L, t, name) != LUA_TNIL) v = lua_tointegerx(L, -1, &isnum);
-  lua_pop(L, 1);
-  if (!isnum || v < 0)
-    return bh_err_set(err, BH_INVALID_IDENTITY, name,
-                      "manifest field %s: expected a non-negative integer",
-                      name);
-  *out = (uint64_t)v;
-  return BH_OK;
-}
-
-static bh_status get_blob(lua_State *L, int t, const char *name,
-                          uint8_t **field, size_t *len, bh_err *err) {
-  size_t n = 0;
-  const char *s = NULL;
-  if (lua_getfield(L, t, name) == LUA_TSTRING) s = lua_tolstring(L, -1, &n);
-  bh_status st = bh_manifest_set_blob(field, len, (const uint8_t *)s, n, err);
-  lua_pop(L, 1);
-  return st;
-}
-
-/* Table at t -> *m (initialised here), all but current_daemon. A field of
- * the wrong type gives BH_INVALID_IDENTITY naming it (the caller raises). */
-static bh_status manifest_from_table(lua_State *L, int t, bh_manifest *m,
-                                     bh_err *err) {
-  if (bh_manifest_init(m, err) != BH_OK) return BH_SYSTEM;
-  bh_status st = BH_OK;
-  if ((st = get_string(L, t, "service_name", &m->service_name, err)) ||
-      (st = get_string(L, t, "service_version", &m->service_version, err)) ||
-      (st = get_string(L, t, "broker_envelope_version",
-                       &m->broker_envelope_version, err)) ||
-      (st = get_string(L, t, "broker_instance", &m->broker_instance, err)) ||
-      (st = get_u64(L, t, "created_at_unix_ms", &m->created_at_unix_ms, err)) ||
-      (st = get_u64(L, t, "last_active_unix_ms", &m->last_active_unix_ms,
-                    err)) ||
-      (st = get_blob(L, t, "unknown_fields", &m->unknown, &m->unknown_len,
-                     err)) ||
-      (st = get_blob(L, t, "current_daemon_unknown_fields", &m->daemon_unknown,
-                     &m->daemon_unknown_len, err)))
-    return st;
-  return BH_OK;
-}
-
-/* bh.manifest.write(path, t) -> true | nil, err (atomic; see manifest.h).
- * A malformed t (wrong field types, a bad current_daemon) is misuse and
- * raises naming the field; I/O failures return nil, err. */
+/* bh.manifest.write(path, t [, {generation = 1|2}]) -> true | nil, err.
+ * Sealed, atomic, through directory descriptors (manifest.h). t holds
+ * fields of the CacheManifest schema; an unknown or mistyped field is
+ * misuse and raises naming it. current_daemon is an identity, written as
+ * generation 2 when it has a BLAKE3 digest (unless generation says 1),
+ * else 1. A t without host gets this machine's. */
 static int l_write(lua_State *L) {
+  static const char *const keys[] = {"generation", NULL};
   const char *path = luaL_checkstring(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 3);
+  lbh_opts_check(L, 3, "bh.manifest.write", keys);
+  int gen =
+      (int)lbh_opt_integer(L, 3, "bh.manifest.write", "generation", 0, 1, 2);
   const bh_identity *daemon = NULL;
+  (void)lbh_check_pb(L, 2, MANIFEST_DESC, "bh.manifest.write", "manifest",
+                     &special); /* its box is at 4 */
   if (lua_getfield(L, 2, "current_daemon") != LUA_TNIL)
     daemon = lbh_check_identity(L, -1, 2, "current_daemon"); /* box on top */
-  bh_manifest m;
+  bh_manifest *m = new_mbox(L);
   bh_err err;
-  bh_status st = manifest_from_table(L, 2, &m, &err);
-  if (st == BH_OK && daemon != NULL) {
-    st = bh_identity_copy(&m.daemon, daemon, &err);
-    m.has_daemon = st == BH_OK;
-  }
-  if (st == BH_INVALID_IDENTITY) {
-    bh_manifest_clear(&m);
-    return luaL_argerror(L, 2, err.message);
-  }
-  if (st == BH_OK) st = bh_manifest_write(path, &m, &err);
-  bh_manifest_clear(&m);
+  if (bh_manifest_init(m, &err) != BH_OK) return luaL_error(L, "out of memory");
+  bh_manifest_pb *built = (bh_manifest_pb *)lbh_pb_take(L, 4);
+  if (bh_manifest_adopt(m, built, &err) != BH_OK)
+    return luaL_error(L, "%s", err.message);
+  if (m->pb->host == NULL) set_host(L, m, path);
+  bh_status st = bh_manifest_set_daemon(m, daemon, gen, &err);
+  if (st == BH_INVALID_IDENTITY) return luaL_argerror(L, 2, err.message);
+  if (st == BH_OK) st = bh_manifest_write(path, m, &err);
   if (st != BH_OK) return lbh_fail(L, &err);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* bh.manifest.find(root, {max_depth = N}) -> {path, ...} | nil, err */
-static int l_find(lua_State *L) {
-  const char *root = luaL_checkstring(L, 1);
-  int depth = -1;
-  if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    if (lua_getfield(L, 2, "max_depth") != LUA_TNIL) {
-      lua_Integer d = luaL_checkinteger(L, -1);
-      luaL_argcheck(L, d >= 0, 2, "max_depth must be >= 0");
-      depth = d > 64 ? 64 : (int)d;
-    }
-    lua_pop(L, 1);
+/* Push the paths of list as an array. */
+static void push_list(lua_State *L, const bh_manifest_list *list) {
+  lua_createtable(L, (int)list->count, 0);
+  for (size_t i = 0; i < list->count; i++) {
+    lua_pushstring(L, list->paths[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
+}
+
+/* bh.manifest.find(root [, {max_depth = N}]) -> {path, ...} | nil, err */
+static int l_find(lua_State *L) {
+  static const char *const keys[] = {"max_depth", NULL};
+  const char *root = luaL_checkstring(L, 1);
+  lbh_opts_check(L, 2, "bh.manifest.find", keys);
+  int depth =
+      (int)lbh_opt_integer(L, 2, "bh.manifest.find", "max_depth", -1, 0, 64);
   bh_manifest_list list;
   bh_err err;
   if (bh_manifest_find(root, depth, &list, &err) != BH_OK)
     return fail_manifest(L, &err);
-  lua_createtable(L, (int)list.count, 0);
-  for (size_t i = 0; i < list.count; i++) {
-    lua_pushstring(L, list.paths[i]);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
+  push_list(L, &list); /* may raise (memory): then list leaks, once */
   bh_manifest_list_free(&list);
   return 1;
 }
 
-/* bh.manifest.clear_daemon(path [, {only_if = identity}]) -> cleared |
- * nil, err. cleared is false when there was no daemon, or (only_if) the
- * manifest now names another one. */
+/* bh.manifest.central_dir() -> the central registry's path | nil, err */
+static int l_central_dir(lua_State *L) {
+  char *dir = NULL;
+  bh_err err;
+  if (bh_manifest_central_dir(&dir, &err) != BH_OK)
+    return fail_manifest(L, &err);
+  lua_pushstring(L, dir);
+  free(dir);
+  return 1;
+}
+
+/* bh.manifest.scan_central() -> {path, ...}, dir | nil, err
+ * (insecure_registry for a registry not private to its owner). */
+static int l_scan_central(lua_State *L) {
+  bh_manifest_list list;
+  char *dir = NULL;
+  bh_err err;
+  if (bh_manifest_scan_central(&list, &dir, &err) != BH_OK)
+    return fail_manifest(L, &err);
+  push_list(L, &list);
+  lua_pushstring(L, dir);
+  bh_manifest_list_free(&list);
+  free(dir);
+  return 2;
+}
+
+/* bh.manifest.clear_daemon(path [, {only_if = identity}]) -> true |
+ * false, why | nil, err. why is "none" (no daemon recorded), "other" (it
+ * records another daemon than only_if) or "changed" (rewritten on disk
+ * while we worked: left alone). A manifest that does not verify is never
+ * rewritten (nil, err). */
 static int l_clear_daemon(lua_State *L) {
+  static const char *const keys[] = {"only_if", NULL};
+  static const char *const why[] = {"cleared", "none", "other", "changed"};
   const char *path = luaL_checkstring(L, 1);
   const bh_identity *want = NULL; /* boxed on the stack while we run */
-  bool cleared = false;
+  lua_settop(L, 2);
+  lbh_opts_check(L, 2, "bh.manifest.clear_daemon", keys);
+  if (lbh_opt_push(L, 2, "only_if"))
+    want = lbh_check_identity(L, -1, 2, "only_if");
+  bh_clear_outcome outcome = BH_CLEAR_NONE;
   bh_err err;
-  if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    if (lua_getfield(L, 2, "only_if") != LUA_TNIL)
-      want = lbh_check_identity(L, -1, 2, "only_if");
-  }
-  if (bh_manifest_clear_daemon(path, want, &cleared, &err) != BH_OK)
+  if (bh_manifest_clear_daemon(path, want, &outcome, &err) != BH_OK)
     return fail_manifest(L, &err);
-  lua_pushboolean(L, cleared);
+  lua_pushboolean(L, outcome == BH_CLEAR_DONE);
+  if (outcome == BH_CLEAR_DONE) return 1;
+  lua_pushstring(L, why[outcome]);
+  return 2;
+}
+
+/* bh.manifest.check_host(m) -> true | nil, err (foreign_host when m names
+ * another machine than this one in host.machine_id). */
+static int l_check_host(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  const char *theirs = NULL;
+  if (lua_getfield(L, 1, "host") == LUA_TTABLE &&
+      lua_getfield(L, -1, "machine_id") == LUA_TSTRING)
+    theirs = lua_tostring(L, -1);
+  char ours[64];
+  if (theirs == NULL || theirs[0] == '\0' ||
+      bh_machine_id(ours, sizeof ours, NULL) != BH_OK ||
+      strcmp(ours, theirs) == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  bh_err err;
+  bh_err_set(&err, BH_FOREIGN_HOST, NULL,
+             "recorded by machine %.40s; this is machine %s", theirs, ours);
+  return fail_manifest(L, &err);
+}
+
+/* bh.machine_id() -> this machine's id (/etc/machine-id) | nil, err */
+static int l_machine_id(lua_State *L) {
+  char buf[64];
+  bh_err err;
+  if (bh_machine_id(buf, sizeof buf, &err) != BH_OK) return lbh_fail(L, &err);
+  lua_pushstring(L, buf);
   return 1;
 }
 
@@ -205,9 +247,22 @@ void lbh_manifest_open(lua_State *L) {
                                  {"write", l_write},
                                  {"find", l_find},
                                  {"clear_daemon", l_clear_daemon},
+                                 {"central_dir", l_central_dir},
+                                 {"scan_central", l_scan_central},
+                                 {"check_host", l_check_host},
                                  {NULL, NULL}};
+  if (luaL_newmetatable(L, MBOX_MT)) {
+    lua_pushcfunction(L, mbox_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  lbh_pbtable_open(L);
   luaL_newlib(L, fns);
   lua_pushliteral(L, BH_MANIFEST_NAME);
   lua_setfield(L, -2, "NAME");
+  lua_pushliteral(L, BH_MANIFEST_MEDIA_TYPE);
+  lua_setfield(L, -2, "MEDIA_TYPE");
   lua_setfield(L, -2, "manifest");
+  lua_pushcfunction(L, l_machine_id);
+  lua_setfield(L, -2, "machine_id");
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hasher.h"
 #include "lbh.h"
 #include "lbh_open.h"
 #include "lbh_sched.h"
@@ -60,6 +61,11 @@ void lbh_run_untrack(lbh_run *run, lbh_tracked *e) {
   if (run->tracked == e) run->tracked = e->next;
   e->prev = e->next = NULL;
   e->close = NULL;
+}
+
+struct bh_hasher *lbh_run_hasher(lbh_run *run) {
+  if (run->hasher == NULL) run->hasher = bh_hasher_new(run->base, NULL);
+  return run->hasher; /* NULL: probes then hash inline */
 }
 
 const char *lbh_error_text(lua_State *L, int idx) {
@@ -246,6 +252,8 @@ static void run_teardown(lbh_run *run) {
   }
   run_report_failures(run);
   run->torn_down = true;
+  bh_hasher_free(run->hasher); /* after the probes that used it */
+  run->hasher = NULL;
   if (run->sig_ev) event_free(run->sig_ev);
   run->sig_ev = NULL;
   event_base_free(run->base);

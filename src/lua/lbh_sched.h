@@ -52,6 +52,7 @@ struct lbh_run {
   lbh_task *main;
   lbh_task *foreground; /* sessions: the task main waits for, if any */
   lbh_tracked *tracked;
+  struct bh_hasher *hasher; /* made by the first probe that needs one */
   int stop_signal;
   int interrupt_ref; /* error (with traceback) of the task the hook stopped */
   bool deadlock, loop_error, torn_down;

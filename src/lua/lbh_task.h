@@ -54,6 +54,9 @@ lbh_run *lbh_run_current(lua_State *L);
  * there is none. For non-yielding functions that need the loop. */
 lbh_run *lbh_run_check(lua_State *L, const char *what);
 struct event_base *lbh_run_base(lbh_run *run);
+/* The run's hasher (hasher.h), made on first use, freed when the run
+ * ends; NULL when it cannot be made (probes then hash inline). */
+struct bh_hasher *lbh_run_hasher(lbh_run *run);
 /* The lua_State the run was started from (valid during the run): the
  * state to push on and call Lua from inside loop callbacks. */
 lua_State *lbh_run_state(lbh_run *run);

@@ -1,0 +1,361 @@
+/* Files reached through directory descriptors (see fsutil.h). */
+#include "fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+enum { TEMP_TRIES = 16 };
+
+/* ---- walking down ---------------------------------------------------------
+ */
+
+/* Open component comp (of path, for messages) below dirfd as a directory,
+ * never following a symlink. Returns the descriptor or -1 with err. */
+static int open_component(int dirfd, const char *comp, const char *path,
+                          bh_status code, bh_err *err) {
+  int fd = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) return fd;
+  int e = errno;
+  struct stat sb;
+  if ((e == ELOOP || e == ENOTDIR) &&
+      fstatat(dirfd, comp, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISLNK(sb.st_mode))
+    bh_err_set(err, code, NULL,
+               "%s: its directory component \"%s\" is a symbolic link, which "
+               "is never followed here",
+               path, comp);
+  else
+    bh_err_set(err, code, NULL, "%s: directory component \"%s\": %s", path,
+               comp, strerror(e));
+  return -1;
+}
+
+int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
+                      bh_err *err) {
+  const char *slash = strrchr(path, '/');
+  const char *name = slash != NULL ? slash + 1 : path;
+  if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+    bh_err_set(err, code, NULL, "%s: expected a path naming a file", path);
+    return -1;
+  }
+  int fd = open(path[0] == '/' ? "/" : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    bh_err_set(err, code, NULL, "%s: cannot open its root: %s", path,
+               strerror(errno));
+    return -1;
+  }
+  const char *p = path;
+  while (fd >= 0) {
+    while (*p == '/')
+      p++;
+    if (p >= name) break;
+    const char *end = strchr(p, '/'); /* exists: name follows a slash */
+    size_t n = (size_t)(end - p);
+    if (n > NAME_MAX) {
+      bh_err_set(err, code, NULL, "%s: a component is longer than %d bytes",
+                 path, NAME_MAX);
+      (void)close(fd);
+      return -1;
+    }
+    char comp[NAME_MAX + 1];
+    memcpy(comp, p, n);
+    comp[n] = '\0';
+    p = end + 1;
+    if (strcmp(comp, ".") == 0) continue;
+    int sub = open_component(fd, comp, path, code, err);
+    (void)close(fd); /* a directory opened read-only */
+    fd = sub;
+  }
+  *leaf = name;
+  return fd;
+}
+
+/* ---- reading --------------------------------------------------------------
+ */
+
+bh_status bh_fs_read_at(int dirfd, const char *name, size_t max, uint8_t **out,
+                        size_t *len, struct stat *st, bool *missing,
+                        bh_status code, const char *what, bh_err *err) {
+  struct stat before, sb;
+  uint8_t *buf = NULL;
+  size_t got = 0;
+  if (missing != NULL) *missing = false;
+  /* Judge the entry before opening it: opening a device can have effects. */
+  if (fstatat(dirfd, name, &before, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (missing != NULL) *missing = errno == ENOENT;
+    return bh_err_set(err, code, NULL, "%s: %s", what, strerror(errno));
+  }
+  if (!S_ISREG(before.st_mode))
+    return bh_err_set(err, code, NULL, "%s: expected a regular file, got %s",
+                      what,
+                      S_ISLNK(before.st_mode)    ? "a symbolic link"
+                      : S_ISFIFO(before.st_mode) ? "a FIFO"
+                      : S_ISDIR(before.st_mode)  ? "a directory"
+                                                 : "a special file");
+  int fd = openat(dirfd, name,
+                  O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0)
+    return bh_err_set(err, code, NULL, "%s: %s", what, strerror(errno));
+  bh_status stt = BH_OK;
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+      sb.st_ino != before.st_ino || sb.st_dev != before.st_dev) {
+    stt = bh_err_set(err, code, NULL, "%s: changed while being opened", what);
+    goto end;
+  }
+  if ((uint64_t)sb.st_size > max) {
+    stt = bh_err_set(err, code, NULL,
+                     "%s: %lld bytes, more than the %zu this reads", what,
+                     (long long)sb.st_size, max);
+    goto end;
+  }
+  size_t cap = (size_t)sb.st_size + 1; /* + 1 sees growth since fstat */
+  buf = malloc(cap + 1);
+  if (buf == NULL) {
+    stt = bh_err_set(err, BH_SYSTEM, NULL, "%s: out of memory", what);
+    goto end;
+  }
+  for (;;) {
+    ssize_t n = read(fd, buf + got, cap - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      stt = bh_err_set(err, code, NULL, "%s: %s", what, strerror(errno));
+      goto end;
+    }
+    if (n == 0) break;
+    got += (size_t)n;
+    if (got == cap) {
+      stt = bh_err_set(err, code, NULL, "%s: grew while being read", what);
+      goto end;
+    }
+  }
+  buf[got] = '\0';
+end:
+  (void)close(fd); /* read-only */
+  if (stt != BH_OK) {
+    free(buf);
+    return stt;
+  }
+  if (st != NULL) *st = sb;
+  *out = buf;
+  *len = got;
+  return BH_OK;
+}
+
+bh_status bh_fs_read_file(const char *path, size_t max, uint8_t **out,
+                          size_t *len, struct stat *st, bool *missing,
+                          bh_status code, bh_err *err) {
+  const char *leaf;
+  if (missing != NULL) *missing = false;
+  int dirfd = bh_fs_open_parent(path, &leaf, code, err);
+  if (dirfd < 0) return code;
+  bh_status s =
+      bh_fs_read_at(dirfd, leaf, max, out, len, st, missing, code, path, err);
+  (void)close(dirfd);
+  return s;
+}
+
+bool bh_fs_same_file(const struct stat *st, const struct stat *was) {
+  /* Not ctime: renaming a file moves it, and we rename what we check. */
+  return st->st_dev == was->st_dev && st->st_ino == was->st_ino &&
+         st->st_size == was->st_size &&
+         st->st_mtim.tv_sec == was->st_mtim.tv_sec &&
+         st->st_mtim.tv_nsec == was->st_mtim.tv_nsec;
+}
+
+/* ---- writing --------------------------------------------------------------
+ */
+
+int bh_fs_write_all(int fd, const void *buf, size_t len) {
+  const uint8_t *p = buf;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* Create an unused temp file ".NAME.tmp.XXXXXXXX" in dirfd; its name goes
+ * to tmp (cap bytes). Returns the descriptor or -1 (errno set). */
+static int create_temp(int dirfd, const char *name, char *tmp, size_t cap) {
+  for (int i = 0; i < TEMP_TRIES; i++) {
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+      r ^= (uint32_t)i * 2654435761u;
+    int n = snprintf(tmp, cap, ".%.200s.tmp.%08x", name, r);
+    if (n < 0 || (size_t)n >= cap) {
+      errno = ENAMETOOLONG;
+      return -1;
+    }
+    int fd = openat(dirfd, tmp,
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  errno = EEXIST;
+  return -1;
+}
+
+/* Give the temp file the owner and mode of like (no set-id or sticky
+ * bits), or mode when like is NULL. */
+static int set_owner_mode(int fd, const struct stat *like, mode_t mode) {
+  if (like != NULL) {
+    mode = like->st_mode;
+    if ((like->st_uid != geteuid() || like->st_gid != getegid()) &&
+        fchown(fd, like->st_uid, like->st_gid) != 0)
+      return errno;
+  }
+  return fchmod(fd, mode & 0777) != 0 ? errno : 0;
+}
+
+/* Put the finished temp file in place of name. With an expectation, swap
+ * and check what came out (see bh_fs_replace_opts). */
+static int put_in_place(int dirfd, const char *tmp, const char *name,
+                        const bh_fs_replace_opts *o, bool *changed) {
+  if (o->expect == NULL)
+    return renameat(dirfd, tmp, dirfd, name) != 0 ? errno : 0;
+  if (renameat2(dirfd, tmp, dirfd, name, RENAME_EXCHANGE) != 0) {
+    if (errno != ENOENT) return errno;
+    *changed = true; /* removed meanwhile: leave it removed */
+    return unlinkat(dirfd, tmp, 0) != 0 ? errno : 0;
+  }
+  struct stat out;
+  if (fstatat(dirfd, tmp, &out, AT_SYMLINK_NOFOLLOW) == 0 &&
+      bh_fs_same_file(&out, o->expect))
+    return unlinkat(dirfd, tmp, 0) != 0 ? errno : 0; /* the old file */
+  /* Rewritten after we read it: give the newer record its name back. */
+  *changed = true;
+  if (renameat2(dirfd, tmp, dirfd, name, RENAME_EXCHANGE) != 0) return errno;
+  return unlinkat(dirfd, tmp, 0) != 0 ? errno : 0;
+}
+
+bh_status bh_fs_replace_at(int dirfd, const char *name, const void *buf,
+                           size_t len, const bh_fs_replace_opts *opts,
+                           bool *changed, bh_status code, bh_err *err) {
+  char tmp[NAME_MAX + 1];
+  bool dummy = false;
+  if (changed == NULL) changed = &dummy;
+  *changed = false;
+  struct stat cur;
+  const struct stat *like = opts->expect;
+  if (like == NULL && fstatat(dirfd, name, &cur, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (!S_ISREG(cur.st_mode))
+      return bh_err_set(
+          err, code, NULL, "%s is %s; it is never replaced or followed", name,
+          S_ISLNK(cur.st_mode) ? "a symbolic link" : "not a regular file");
+    if (opts->keep_existing) like = &cur;
+  }
+  int fd = create_temp(dirfd, name, tmp, sizeof tmp);
+  if (fd < 0)
+    return bh_err_set(err, code, NULL, "creating a temp file for %s: %s", name,
+                      strerror(errno));
+  const char *step = "setting owner and mode of";
+  int e = set_owner_mode(fd, like, opts->mode);
+  if (e == 0) step = "writing", e = bh_fs_write_all(fd, buf, len);
+  if (e == 0 && fsync(fd) != 0) step = "syncing", e = errno;
+  if (close(fd) != 0 && e == 0) step = "closing", e = errno;
+  if (e == 0)
+    step = "renaming over", e = put_in_place(dirfd, tmp, name, opts, changed);
+  if (e == 0 && fsync(dirfd) != 0) step = "syncing the directory of", e = errno;
+  if (e == 0) return BH_OK;
+  (void)unlinkat(dirfd, tmp, 0); /* best effort: it may be gone already */
+  return bh_err_set(err, code, NULL, "%s %s: %s", step, name, strerror(e));
+}
+
+bh_status bh_fs_write_atomic(const char *path, const void *buf, size_t len,
+                             bool keep_existing, mode_t mode, bh_status code,
+                             bh_err *err) {
+  const char *leaf;
+  int dirfd = bh_fs_open_parent(path, &leaf, code, err);
+  if (dirfd < 0) return code;
+  bh_fs_replace_opts o = {
+      .expect = NULL, .keep_existing = keep_existing, .mode = mode};
+  bh_status st = bh_fs_replace_at(dirfd, leaf, buf, len, &o, NULL, code, err);
+  (void)close(dirfd);
+  if (st != BH_OK && err != NULL && strstr(err->message, path) == NULL) {
+    char msg[BH_ERR_MESSAGE_MAX];
+    (void)snprintf(msg, sizeof msg, "%s", err->message);
+    bh_err_set(err, code, NULL, "%s: %s", path, msg);
+  }
+  return st;
+}
+
+/* ---- stale sockets --------------------------------------------------------
+ */
+
+/* Does something accept on the socket name in dirfd? 1 live, 0 refused
+ * (stale), -1 on another error (errno). The connect goes through
+ * /proc/self/fd/DIRFD/NAME, the directory we hold, not through the path. */
+static int socket_live_at(int dirfd, const char *name) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  int n = snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s",
+                   dirfd, name);
+  if (n < 0 || (size_t)n >= sizeof sa.sun_path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+  int e = errno;
+  (void)close(fd);
+  if (rc == 0 || e == EAGAIN || e == EINPROGRESS) return 1;
+  if (e == ECONNREFUSED) return 0;
+  errno = e;
+  return -1;
+}
+
+bh_status bh_fs_remove_stale_socket(const char *path, bh_stale_result *res,
+                                    bh_err *err) {
+  *res = (bh_stale_result){0};
+  const char *leaf;
+  int dirfd = bh_fs_open_parent(path, &leaf, BH_SYSTEM, err);
+  if (dirfd < 0) {
+    if (err != NULL && strstr(err->message, "No such file") != NULL)
+      return BH_OK; /* its directory is gone: so is the socket */
+    return BH_SYSTEM;
+  }
+  bh_status st = BH_OK;
+  struct stat first, now;
+  if (fstatat(dirfd, leaf, &first, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno != ENOENT)
+      st = bh_err_set(err, BH_SYSTEM, NULL, "stat %s: %s", path,
+                      strerror(errno));
+    goto end;
+  }
+  res->existed = true;
+  res->is_socket = S_ISSOCK(first.st_mode);
+  if (!res->is_socket) goto end;
+  int live = socket_live_at(dirfd, leaf);
+  if (live < 0 && errno == ENOENT) goto end; /* vanished meanwhile */
+  if (live < 0) {
+    st = bh_err_set(err, BH_SYSTEM, NULL, "connect to %s: %s", path,
+                    strerror(errno));
+    goto end;
+  }
+  res->live = live == 1;
+  if (res->live) goto end;
+  /* Remove it only if it is still the socket found dead. */
+  if (fstatat(dirfd, leaf, &now, AT_SYMLINK_NOFOLLOW) != 0 ||
+      now.st_ino != first.st_ino || now.st_dev != first.st_dev ||
+      !S_ISSOCK(now.st_mode))
+    goto end;
+  if (unlinkat(dirfd, leaf, 0) != 0 && errno != ENOENT) {
+    st = bh_err_set(err, BH_SYSTEM, NULL, "unlink stale socket %s: %s", path,
+                    strerror(errno));
+    goto end;
+  }
+  res->removed = true;
+end:
+  (void)close(dirfd);
+  return st;
+}

@@ -1,0 +1,88 @@
+/* Files as a reaction touches them (DESIGN §1.11): every path that is read
+ * for a decision, rewritten or removed is reached through directory
+ * descriptors opened without following symbolic links, from "/" (or the
+ * working directory, for a relative path) down, so no rename or symlink
+ * planted by another user can turn the operation onto another file; the
+ * final component is never followed either. Files are opened O_NONBLOCK
+ * and must be regular files (a FIFO planted where a manifest should be
+ * fails at once instead of hanging the loop). */
+#ifndef BH_FSUTIL_H
+#define BH_FSUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "status.h"
+
+/* Open (O_DIRECTORY | O_NOFOLLOW, each component) the directory holding
+ * the last component of path; *leaf points into path at that component.
+ * A symlink on the way, a missing or non-directory component, or a path
+ * ending in "/", ".", ".." is refused with `code` and a message naming the
+ * component. Returns the descriptor or -1. */
+int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
+                      bh_err *err);
+
+/* Read the regular file name in dirfd (not following a symlink, not
+ * blocking) into a malloc'd buffer (*out, *len; NUL-terminated beyond
+ * len), at most max bytes; *st (may be NULL) gets the fstat of what was
+ * read. A missing file is `code` with errno ENOENT in the message and
+ * *missing (may be NULL) set. what names the file in messages. */
+bh_status bh_fs_read_at(int dirfd, const char *name, size_t max, uint8_t **out,
+                        size_t *len, struct stat *st, bool *missing,
+                        bh_status code, const char *what, bh_err *err);
+
+/* Read the regular file at path through bh_fs_open_parent and
+ * bh_fs_read_at. */
+bh_status bh_fs_read_file(const char *path, size_t max, uint8_t **out,
+                          size_t *len, struct stat *st, bool *missing,
+                          bh_status code, bh_err *err);
+
+/* Do st (now) and was (earlier) describe the same file, unchanged (dev,
+ * ino, size, mtime: its content was not rewritten in place or replaced)? */
+bool bh_fs_same_file(const struct stat *st, const struct stat *was);
+
+/* What bh_fs_replace_at must keep or find. */
+typedef struct bh_fs_replace_opts {
+  /* The file being replaced, as read (NULL: create or replace whatever is
+   * there, but never a symlink or a non-regular file). With it, the
+   * replace happens only while name is still that file, unchanged: the
+   * new file is swapped in (RENAME_EXCHANGE) and what was swapped out is
+   * checked; if it was changed meanwhile it is swapped back and *changed
+   * is set. */
+  const struct stat *expect;
+  /* Without expect: keep the owner and permission bits of the regular
+   * file that is there now (a rewrite changes no access), or use mode. */
+  bool keep_existing;
+  /* The mode of a new file (e.g. 0644); the owner is then whoever we are.
+   * Kept modes never keep set-id or sticky bits. */
+  mode_t mode;
+} bh_fs_replace_opts;
+
+/* Replace name in dirfd with buf atomically: a temp file in the same
+ * directory (O_EXCL | O_NOFOLLOW), written in full, fsynced, owner and
+ * mode set as opts says, renamed over name, the directory fsynced. The
+ * temp file is removed on every failure. Failures are `code`. */
+bh_status bh_fs_replace_at(int dirfd, const char *name, const void *buf,
+                           size_t len, const bh_fs_replace_opts *opts,
+                           bool *changed, bh_status code, bh_err *err);
+
+/* bh_fs_replace_at for a path, without an expectation. */
+bh_status bh_fs_write_atomic(const char *path, const void *buf, size_t len,
+                             bool keep_existing, mode_t mode, bh_status code,
+                             bh_err *err);
+
+/* Write all of buf to fd (retrying short writes and EINTR); 0 or errno. */
+int bh_fs_write_all(int fd, const void *buf, size_t len);
+
+/* Remove the socket file at path only if it is a socket, nothing accepts
+ * on it, and it is still the same socket when removed; through the
+ * parent's descriptor (a symlinked directory on the way is refused). */
+typedef struct bh_stale_result {
+  bool existed, is_socket, live, removed;
+} bh_stale_result;
+bh_status bh_fs_remove_stale_socket(const char *path, bh_stale_result *res,
+                                    bh_err *err);
+
+#endif

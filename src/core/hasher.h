@@ -1,0 +1,46 @@
+/* Hashing off the loop (DESIGN §1.5: the full probe, hashing included,
+ * never blocks the loop): one worker thread per hasher takes jobs in
+ * order, hashes a descriptor (digest.h, which fills the shared cache) and
+ * hands the result back through an eventfd watched by the hasher's
+ * event_base, so every callback runs on the loop thread. Jobs for a file
+ * already hashed by an earlier job are answered from the cache: a round
+ * that probes a thousand daemons of one new binary reads it once. Knows
+ * nothing of Lua. */
+#ifndef BH_HASHER_H
+#define BH_HASHER_H
+
+#include <sys/stat.h>
+
+#include "identity.h"
+#include "status.h"
+
+struct event_base;
+typedef struct bh_hasher bh_hasher;
+typedef struct bh_hash_job bh_hash_job;
+
+/* Called on the loop with the outcome: st BH_OK and d, or an exe_hash
+ * error in err. */
+typedef void (*bh_hash_cb)(bh_status st, const bh_digests *d, const bh_err *err,
+                           void *ctx);
+
+/* A hasher on base; its thread starts with the first job. NULL with err
+ * when the eventfd or the event cannot be made. */
+bh_hasher *bh_hasher_new(struct event_base *base, bh_err *err);
+
+/* Stop: jobs not yet done are dropped (their callbacks never run), the
+ * running one is told to stop between chunks, the thread is joined. */
+void bh_hasher_free(bh_hasher *h);
+
+/* Hash fd (taken over, closed when done; opened by bh_digest_open, st its
+ * fstat) for algs; name is for messages. NULL when out of memory (fd is
+ * closed then). */
+bh_hash_job *bh_hasher_submit(bh_hasher *h, int fd, const struct stat *st,
+                              const char *name, unsigned algs, bh_hash_cb cb,
+                              void *ctx);
+
+/* The caller no longer wants the result: the callback will not run. The
+ * work itself goes on (it fills the cache for the next probe of that
+ * binary) unless the hasher is freed. Only before the callback ran. */
+void bh_hash_job_cancel(bh_hash_job *j);
+
+#endif

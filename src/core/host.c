@@ -1,0 +1,57 @@
+/* This machine's HostIdentity fields (see host.h). */
+#include "host.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "procfs.h"
+
+bh_status bh_machine_id(char *buf, size_t cap, bh_err *err) {
+  uint8_t *text = NULL;
+  size_t len = 0;
+  if (cap > 0) buf[0] = '\0';
+  bh_status st = bh_fs_read_file("/etc/machine-id", 4096, &text, &len, NULL,
+                                 NULL, BH_SYSTEM, err);
+  if (st != BH_OK) return st;
+  while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ' ||
+                     text[len - 1] == '\r' || text[len - 1] == '\t'))
+    len--;
+  if (len == 0 || len >= cap) {
+    free(text);
+    return bh_err_set(err, BH_SYSTEM, NULL,
+                      "/etc/machine-id holds %zu bytes, expected an id", len);
+  }
+  memcpy(buf, text, len);
+  buf[len] = '\0';
+  free(text);
+  return BH_OK;
+}
+
+/* The inode number in a namespace link ("mnt:[4026531832]"), as text. */
+static void ns_link(const char *path, char *buf, size_t cap) {
+  ssize_t n = readlink(path, buf, cap - 1);
+  buf[n > 0 ? n : 0] = '\0';
+}
+
+void bh_host_current(const char *dir, bh_host *out) {
+  memset(out, 0, sizeof *out);
+  if (gethostname(out->hostname, sizeof out->hostname - 1) != 0)
+    out->hostname[0] = '\0';
+  if (bh_machine_id(out->machine_id, sizeof out->machine_id, NULL) != BH_OK)
+    out->machine_id[0] = '\0';
+  if (bh_boot_id(out->boot_id, sizeof out->boot_id, NULL) != BH_OK)
+    out->boot_id[0] = '\0';
+  struct stat sb;
+  if (dir != NULL && stat(dir, &sb) == 0) out->fs_dev_id = (uint64_t)sb.st_dev;
+  char mnt[40], pid[40];
+  ns_link("/proc/self/ns/mnt", mnt, sizeof mnt);
+  ns_link("/proc/self/ns/pid", pid, sizeof pid);
+  if (mnt[0] != '\0' && pid[0] != '\0')
+    (void)snprintf(out->namespace_id, sizeof out->namespace_id, "%s:%s", mnt,
+                   pid);
+}
