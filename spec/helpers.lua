@@ -19,6 +19,11 @@ function M.rmdir(dir)
   if dir and dir:match("^/tmp/bhs%.") then os.execute("rm -rf '" .. dir .. "'") end
 end
 
+-- A deep copy of an identity (through its JSON form).
+function M.copy(bh, id)
+  return assert(bh.identity.from_json(bh.identity.to_json(id)))
+end
+
 function M.sock(dir, name)
   return dir .. "/" .. (name or "s") .. ".sock"
 end
@@ -61,11 +66,17 @@ end
 
 local DAEMON = [[
 local bh = require "bh"
-local path = arg[1]
+local path, serve = arg[1], arg[2]
 local ep = { namespace_id = "spec", path = path }
 bh.run(function()
   local id = assert(bh.identity.current { endpoint = ep })
-  local r = assert(bh.respond(ep, id))
+  local answer = id
+  if serve then -- a squatter: answer with this recorded identity instead
+    local f = assert(io.open(serve))
+    answer = assert(bh.identity.from_json(f:read("a")))
+    f:close()
+  end
+  local r = assert(bh.respond(answer.ipc_endpoint, answer))
   local f = assert(io.open(path .. ".json.tmp", "w"))
   f:write(bh.identity.to_json(id))
   f:close()
@@ -75,15 +86,22 @@ end)
 ]]
 
 -- Starts a daemon process serving its own identity at M.sock(dir, name).
--- opts.ignore_term: the process ignores SIGTERM. Returns a table
--- {pid=, identity=, endpoint=, kill=function(sig)}.
+-- opts.ignore_term: the process ignores SIGTERM; opts.serve: an identity
+-- table the process answers with instead of its own (a squatter replaying
+-- a recorded identity; it listens at that identity's endpoint). Returns a
+-- table {pid=, identity= (its own), endpoint=, kill=function(sig)}.
 function M.start_daemon(bh, dir, name, opts)
   opts = opts or {}
   local path = M.sock(dir, name)
   local script = dir .. "/" .. name .. "-daemon.lua"
   M.spit(script, DAEMON)
+  local serve = ""
+  if opts.serve then
+    M.spit(path .. ".serve.json", bh.identity.to_json(opts.serve))
+    serve = " " .. q(path .. ".serve.json")
+  end
   local trap = opts.ignore_term and "trap '' TERM; " or ""
-  local cmd = "sh -c " .. q(trap .. "exec lua5.4 " .. q(script) .. " " .. q(path)) ..
+  local cmd = "sh -c " .. q(trap .. "exec lua5.4 " .. q(script) .. " " .. q(path) .. serve) ..
               " >/dev/null 2>" .. q(path .. ".err") .. " & echo $!"
   local p = assert(io.popen(cmd))
   local pid = tonumber(p:read("l"))

@@ -1,8 +1,11 @@
--- bh.identity.*, bh.boot_id, bh.sha256_file (DESIGN §1.7, §2).
+-- bh.identity.*, bh.boot_id, bh.sha256_file, bh.blake3_file (DESIGN §1.7,
+-- §1.9, §2), with the identities of the real running-process from
+-- spec/fixtures.
 local bh = require "bh"
 local H = require "helpers"
 
 local EP = { namespace_id = "ns", path = "/tmp/bh-identity-spec.sock" }
+local FIX = "spec/fixtures/"
 
 local function copy(id) return assert(bh.identity.from_json(bh.identity.to_json(id))) end
 
@@ -16,11 +19,15 @@ describe("bh.identity", function()
     local keys = {}
     for k in pairs(me) do keys[#keys + 1] = k end
     table.sort(keys)
-    assert.same({ "boot_id", "exe_path", "exe_sha256", "idle_timeout_secs", "ipc_endpoint",
-                  "pid", "started_at_unix_ms" }, keys)
-    assert.matches("^%x+$", me.exe_sha256)
-    assert.equal(64, #me.exe_sha256)
-    assert.equal(me.exe_sha256:lower(), me.exe_sha256)
+    assert.same({ "boot_id", "exe_hash", "exe_hash_algorithm", "exe_path", "exe_sha256",
+                  "idle_timeout_secs", "ipc_endpoint", "pid", "started_at_unix_ms" }, keys)
+    for _, k in ipairs { "exe_sha256", "exe_hash" } do
+      assert.matches("^[0-9a-f]+$", me[k])
+      assert.equal(64, #me[k])
+    end
+    assert.equal("blake3", me.exe_hash_algorithm)
+    assert.equal(bh.sha256_file(me.exe_path), me.exe_sha256)
+    assert.equal(bh.blake3_file(me.exe_path), me.exe_hash)
     assert.same(EP, me.ipc_endpoint)
     assert.equal(30, me.idle_timeout_secs)
     assert.equal(bh.boot_id(), me.boot_id)
@@ -59,6 +66,18 @@ describe("bh.identity", function()
     id, err = bh.identity.decode("\8\1") -- pid = 1, nothing else
     assert.is_nil(id)
     assert.equal("missing_endpoint", err.code)
+    local ep = "\34\0" -- an empty ipc_endpoint
+    for bytes, code in pairs {
+      [ep] = "invalid_sha256_length",                               -- no digest at all
+      [ep .. "\26\31" .. ("x"):rep(31)] = "invalid_sha256_length",
+      [ep .. "\66\4sha1\74\32" .. ("x"):rep(32)] = "unsupported_hash_algorithm",
+      [ep .. "\74\32" .. ("x"):rep(32)] = "unsupported_hash_algorithm", -- no algorithm
+      [ep .. "\66\6blake3\74\31" .. ("x"):rep(31)] = "invalid_hash_length",
+    } do
+      id, err = bh.identity.decode(bytes)
+      assert.is_nil(id, code)
+      assert.equal(code, err.code)
+    end
   end)
 
   it("verify_pid accepts the live process and names each failure", function()
@@ -67,8 +86,10 @@ describe("bh.identity", function()
       { "pid", 0, "invalid_pid" },
       { "boot_id", "not-this-boot", "boot_id_mismatch" },
       { "pid", 2 ^ 31 - 2, "pid_not_found" },
+      { "started_at_unix_ms", 1, "pid_reused" },
       { "exe_path", "/bin/sh", "exe_path_mismatch" },
       { "exe_sha256", string.rep("0", 64), "exe_sha256_mismatch" },
+      { "exe_hash", string.rep("0", 64), "exe_hash_mismatch" },
     }
     for _, c in ipairs(cases) do
       local id = copy(me)
@@ -78,6 +99,50 @@ describe("bh.identity", function()
       assert.equal(c[3], err.code)
       assert.equal("verify_pid", err.stage)
     end
+    -- a record with one generation only is checked on what it has
+    local gen1, gen2 = copy(me), copy(me)
+    gen1.exe_hash, gen1.exe_hash_algorithm = nil, nil
+    gen2.exe_sha256 = nil
+    assert.is_true(bh.identity.verify_pid(gen1))
+    assert.is_true(bh.identity.verify_pid(gen2))
+  end)
+
+  it("reads both JSON forms of the real running-process and writes ours", function()
+    for _, g in ipairs { "rp41", "rplatest" } do
+      local project = H.slurp(FIX .. g .. "/identity-project.json")
+      local ours = assert(bh.identity.from_json(project))
+      local serde = assert(bh.identity.from_json(H.slurp(FIX .. g .. "/identity.json")))
+      assert.same(ours, serde)
+      assert.equal(project:gsub("\n$", ""), bh.identity.to_json(ours))
+    end
+    local latest = assert(bh.identity.from_json(H.slurp(FIX .. "rplatest/identity-project.json")))
+    assert.equal("blake3", latest.exe_hash_algorithm)
+    assert.equal("2f6e59d6ecc236bf3919f334162394f81f23146dfb92478969f56faf6d2a390b",
+      latest.exe_hash)
+    assert.equal("091b4abad270a5e09b3acf207b41c956a91e2f8037847e8dec0a080cae4806fc",
+      latest.exe_sha256)
+    local old = assert(bh.identity.from_json(H.slurp(FIX .. "rp41/identity-project.json")))
+    assert.is_nil(old.exe_hash)
+  end)
+
+  it("encodes the probe answer and both record generations", function()
+    -- the identity bytes of the real 4.10.6 answer (after the 32-byte nonce)
+    local resp = H.slurp(FIX .. "rplatest/response.bin")
+    local latest = assert(bh.identity.from_json(H.slurp(FIX .. "rplatest/identity-project.json")))
+    local answer = bh.identity.encode(latest)
+    assert.truthy(resp:find(answer, 1, true), "our answer form is the real 4.10.6 answer")
+    assert.equal("\26\32", answer:sub(-34, -33)) -- tag 3 appended last
+    local g2 = bh.identity.encode(latest, { generation = 2 })
+    assert.equal(answer:sub(1, -35), g2)
+    local g1 = assert(bh.identity.encode(latest, { generation = 1 }))
+    assert.same(latest.exe_sha256, bh.identity.decode(g1).exe_sha256)
+    assert.is_nil(bh.identity.decode(g1).exe_hash)
+    local old = assert(bh.identity.from_json(H.slurp(FIX .. "rp41/identity-project.json")))
+    local none, err = bh.identity.encode(old, { generation = 2 })
+    assert.is_nil(none)
+    assert.equal("invalid_identity", err.code)
+    assert.truthy(H.slurp(FIX .. "rp41/response.bin"):find(
+      bh.identity.encode(old, { generation = 1 }), 1, true))
   end)
 
   it("of_pid gives the identity of a live process", function()
@@ -122,7 +187,7 @@ describe("bh.identity", function()
   end)
 end)
 
-describe("bh.boot_id and bh.sha256_file", function()
+describe("bh.boot_id, bh.sha256_file and bh.blake3_file", function()
   it("boot_id is the kernel's, trimmed", function()
     local want = H.slurp("/proc/sys/kernel/random/boot_id"):gsub("%s+$", "")
     assert.equal(want, bh.boot_id())
@@ -139,5 +204,25 @@ describe("bh.boot_id and bh.sha256_file", function()
     H.rmdir(dir)
     assert.has_error(function() bh.sha256_file() end,
       "bad argument #1 to 'sha256_file' (string expected, got no value)")
+  end)
+
+  it("blake3_file gives the values of the real running-process", function()
+    local dir = H.tmpdir()
+    local want = {
+      [""] = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+      abc = "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85",
+      [("a"):rep(1048576)] = "b5358909f8bed53f55bf9324e290e9a5a585de8b0239d18040e9d3b0c7e8f9cf",
+    }
+    for input, hex in pairs(want) do
+      H.spit(dir .. "/f", input)
+      assert.equal(hex, bh.blake3_file(dir .. "/f"))
+    end
+    local fifo = dir .. "/fifo"
+    os.execute("mkfifo " .. fifo)
+    local h, err = bh.blake3_file(fifo) -- refused at once, never blocks
+    assert.is_nil(h)
+    assert.equal("exe_hash", err.code)
+    assert.matches("not a regular file", err.message)
+    H.rmdir(dir)
   end)
 end)

@@ -12,10 +12,10 @@ local FIXTURE = [=[
 local root = ...
 os.execute("mkdir -p " .. root)
 local function ep(name) return { namespace_id = "spec", path = root .. "/" .. name .. ".sock" } end
-local function manifest(dir, service, daemon)
+local function manifest(dir, service, daemon, host)
   os.execute("mkdir -p " .. root .. "/" .. dir)
   assert(bh.manifest.write(root .. "/" .. dir .. "/" .. bh.manifest.NAME,
-    { service_name = service, current_daemon = daemon }))
+    { service_name = service, current_daemon = daemon, host = host }))
 end
 local function copy(t)
   local c = {}
@@ -38,10 +38,33 @@ manifest("dead", "dead", dead)
 local reboot = copy(assert(bh.identity.current{ endpoint = ep("reboot") }))
 reboot.boot_id = "old-boot"
 manifest("reboot", "reboot", reboot)
--- stale: our own pid but nothing listens; leave a dead socket file there
+-- stale: a pid reused since the record was written
+local reused = copy(assert(bh.identity.current{ endpoint = ep("reused") }))
+reused.started_at_unix_ms = 1000
+manifest("reused", "reused", reused)
+-- stale: the pid runs another program now
+local other = copy(assert(bh.identity.current{ endpoint = ep("other") }))
+other.exe_path, other.exe_sha256, other.exe_hash = "/usr/bin/gone", ("0"):rep(64), ("1"):rep(64)
+manifest("other", "other", other)
+-- unreachable: our own pid, alive and verified, but nothing answers on its
+-- socket (moved away, a private /tmp): proves nothing, never cleaned
 local quiet = assert(bh.identity.current{ endpoint = ep("quiet") })
 local r3 = assert(bh.respond(quiet.ipc_endpoint, quiet))
 manifest("quiet", "quiet", quiet)
+-- foreign: recorded by another machine sharing the disk
+local far = copy(dead)
+far.ipc_endpoint = ep("far")
+manifest("far", "far", far, { hostname = "elsewhere", machine_id = ("f"):rep(32) })
+-- invalid: a sealed manifest with one byte changed
+manifest("corrupt", "corrupt", dead)
+local cpath = root .. "/corrupt/" .. bh.manifest.NAME
+local f = assert(io.open(cpath, "rb"))
+local bytes = f:read("a")
+f:close()
+local i = bytes:find("corrupt", 1, true)
+f = assert(io.open(cpath, "wb"))
+f:write(bytes:sub(1, i - 1) .. "C" .. bytes:sub(i + 1))
+f:close()
 -- invalid: garbage
 os.execute("mkdir -p " .. root .. "/bad && printf '\\377\\377' > "
   .. root .. "/bad/" .. bh.manifest.NAME)
@@ -157,7 +180,8 @@ describe("etc/policies/manifests.lua", function()
     local by = {}
     for line in (H.slurp(rep) or ""):gmatch("[^\n]+") do
       local rec = assert(json.decode(line, 1, json.null), "not JSON: " .. line)
-      by[rec.service ~= json.null and rec.service or "(invalid)"] = rec
+      -- keyed by the record's directory under root (its service name too)
+      by[rec.manifest:match("([^/]+)/[^/]+$")] = rec
     end
     return ok, by, H.slurp(met), H.slurp(dir .. "/p.err")
   end
@@ -179,10 +203,18 @@ describe("etc/policies/manifests.lua", function()
     assert.equal("pid_not_found", by.dead.code)
     assert.equal("stale", by.reboot.verdict)
     assert.equal("boot_id_mismatch", by.reboot.code)
-    assert.equal("stale", by.quiet.verdict)
+    assert.equal("stale", by.reused.verdict)
+    assert.equal("pid_reused", by.reused.code)
+    assert.equal("stale", by.other.verdict)
+    assert.equal("exe_path_mismatch", by.other.code)
+    assert.equal("unreachable", by.quiet.verdict)
     assert.equal("connect", by.quiet.code)
-    assert.equal("invalid", by["(invalid)"].verdict)
-    assert.equal("manifest_decode", by["(invalid)"].code)
+    assert.equal("foreign", by.far.verdict)
+    assert.equal("foreign_host", by.far.code)
+    assert.equal("invalid", by.bad.verdict)
+    assert.equal("manifest_decode", by.bad.code)
+    assert.equal("invalid", by.corrupt.verdict)
+    assert.equal("manifest_corrupt", by.corrupt.code)
     assert.is_nil(by.empty)
     assert.matches("IMPOSTOR", err)
     assert.truthy(manifest_of("dead").current_daemon)
@@ -192,7 +224,7 @@ describe("etc/policies/manifests.lua", function()
   it("writes report lines that match the schema", function()
     local _, by = run_policy()
     for name, rec in pairs(by) do
-      if name ~= "(invalid)" then
+      if rec.verdict ~= "invalid" and rec.verdict ~= "foreign" then -- not probed
         for k, t in pairs(SCHEMA) do assert.equal(t, type(rec[k]), name .. "." .. k) end
         assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", rec.ts)
         assert.equal("spec", rec.endpoint.namespace_id)
@@ -218,18 +250,55 @@ describe("etc/policies/manifests.lua", function()
   end)
 
   it("with --apply cleans only stale records", function()
+    local keep = {}
+    for _, name in ipairs { "imp", "live", "quiet", "far", "corrupt", "bad" } do
+      keep[name] = H.slurp(root .. "/" .. name .. "/" .. bh.manifest.NAME)
+    end
     local ok, by = run_policy("--apply")
     assert.is_true(ok)
     assert.is_true(by.dead.action.cleared)
-    assert.is_nil(manifest_of("dead").current_daemon)
-    assert.is_nil(manifest_of("reboot").current_daemon)
-    assert.is_nil(manifest_of("quiet").current_daemon)
-    assert.truthy(manifest_of("imp").current_daemon)
-    assert.truthy(manifest_of("live").current_daemon)
+    for _, name in ipairs { "dead", "reboot", "reused", "other" } do
+      assert.is_nil(manifest_of(name).current_daemon, name)
+    end
+    -- impostors, the unreachable, other machines' and broken records: not
+    -- one byte changed
+    for name, bytes in pairs(keep) do
+      assert.equal(bytes, H.slurp(root .. "/" .. name .. "/" .. bh.manifest.NAME), name)
+    end
     assert.is_nil(by.imp.action)
     assert.is_true(os.execute("test -S " .. q(root .. "/imp.sock")))
     assert.is_true(os.execute("test -S " .. q(root .. "/live.sock")))
     assert.equal("dead", manifest_of("dead").service_name)
+  end)
+
+  it("with no ROOT scans the central registry, refusing an insecure one", function()
+    local reg = dir .. "/registry"
+    os.execute("mkdir -m 0700 " .. q(reg))
+    os.execute("cp " .. q(root .. "/live/" .. bh.manifest.NAME) .. " " .. q(reg .. "/live-1.0.pb"))
+    local dead = assert(bh.identity.current { endpoint = { path = reg .. "/dead.sock" } })
+    dead.pid = 4194000
+    assert(bh.manifest.write(reg .. "/dead-1.0.pb",
+      { service_name = "dead", current_daemon = dead }))
+    local function run(mode)
+      os.execute("chmod " .. mode .. " " .. q(reg))
+      local rep = dir .. "/central.jsonl"
+      os.remove(rep)
+      local ok = os.execute("RUNNING_PROCESS_MANIFEST_DIR=" .. q(reg) .. " " .. BIN ..
+        " --report " .. q(rep) .. " etc/policies/manifests.lua >/dev/null 2>" .. q(dir .. "/c.err"))
+      local by = {}
+      for line in (H.slurp(rep) or ""):gmatch("[^\n]+") do
+        local rec = json.decode(line, 1, json.null)
+        by[rec.service] = rec
+      end
+      return ok, by, H.slurp(dir .. "/c.err")
+    end
+    local _, by = run("0700")
+    assert.equal("verified", by.live.verdict)
+    assert.equal("stale", by.dead.verdict)
+    local ok, none, err = run("0755")
+    assert.is_nil(ok)
+    assert.is_nil(next(none))
+    assert.matches("not private to its owner", err)
   end)
 
   it("rejects bad usage with status 2", function()

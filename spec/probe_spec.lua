@@ -54,8 +54,13 @@ describe("bh.probe", function()
       assert.equal("verify_pid", err.stage)
 
       local liar = assert(bh.identity.from_json(bh.identity.to_json(id)))
-      liar.started_at_unix_ms = 1 -- not compared
+      liar.started_at_unix_ms = id.started_at_unix_ms + 5000 -- not compared
       assert.truthy(bh.probe(ep, liar))
+      liar.started_at_unix_ms = 1 -- a record older than its process: reused
+      h, err = bh.probe(ep, liar)
+      assert.is_nil(h)
+      assert.equal("pid_reused", err.code)
+      liar.started_at_unix_ms = id.started_at_unix_ms
       liar.boot_id = "another-boot"
       local ok
       ok, err = bh.probe_response(ep, liar)
@@ -65,18 +70,128 @@ describe("bh.probe", function()
       assert.equal("response", err.stage)
       assert.equal(err.message, tostring(err))
 
+      -- the pid verifies, nothing answers on its socket: connect, which
+      -- proves nothing about the daemon (unreachable, never stale)
       local nobody = H.endpoint(dir, "nobody")
       local noid = assert(bh.identity.from_json(bh.identity.to_json(id)))
       noid.ipc_endpoint = nobody
       h, err = bh.probe(nobody, noid)
       assert.is_nil(h)
       assert.equal("connect", err.code)
+      assert.equal("unreachable", bh.verdict(err))
+
+      local rel = { namespace_id = "x", path = "relative.sock" }
+      ok, err = bh.probe_response(rel, id)
+      assert.is_nil(ok)
+      assert.equal("invalid_endpoint", err.code)
 
       local long = { namespace_id = "x", path = "/tmp/" .. string.rep("l", 120) }
       ok, err = bh.probe_response(long, id)
       assert.is_nil(ok)
       assert.equal("invalid_endpoint", err.code)
     end)
+  end)
+
+  it("verifies either generation and compares the digests both carry", function()
+    with_responder(function(ep, id)
+      local gen1, gen2 = H.copy(bh, id), H.copy(bh, id)
+      gen1.exe_hash, gen1.exe_hash_algorithm = nil, nil
+      gen2.exe_sha256 = nil
+      -- our answer carries both: a record of either generation verifies
+      assert.truthy(bh.probe(ep, gen1))
+      assert.truthy(bh.probe(ep, gen2))
+      local wrong = H.copy(bh, gen2)
+      wrong.exe_hash = string.rep("ab", 32)
+      local ok, err = bh.probe_response(ep, wrong)
+      assert.is_nil(ok)
+      assert.equal("identity_mismatch", err.code)
+      assert.equal("exe_hash", err.field)
+    end)
+  end)
+
+  it("needs a digest in common with the answer and lists every difference", function()
+    bh.run(function()
+      local ep = H.endpoint(dir, "gen1")
+      local id = assert(bh.identity.current { endpoint = ep })
+      local gen1 = H.copy(bh, id)
+      gen1.exe_hash, gen1.exe_hash_algorithm = nil, nil
+      local lie = H.copy(bh, id)
+      lie.exe_path, lie.boot_id = "/elsewhere", "another-boot"
+      local answer = gen1
+      local r <close> = assert(bh.respond(ep, id, { on_request = function() return answer end }))
+      assert.is_false(r.closed)
+      local gen2 = H.copy(bh, id)
+      gen2.exe_sha256 = nil
+      local ok, err = bh.probe_response(ep, gen2) -- a generation-1 answer
+      assert.is_nil(ok)
+      assert.equal("unsupported_hash_algorithm", err.code)
+      assert.truthy(bh.probe_response(ep, id))
+      answer = lie
+      ok, err = bh.probe_response(ep, id)
+      assert.is_nil(ok)
+      assert.equal("identity_mismatch", err.code)
+      assert.equal("exe_path", err.field)
+      assert.same({ "exe_path", "boot_id" }, err.fields)
+      assert.matches("also differ: boot_id", err.message)
+    end)
+  end)
+
+  it("never verifies a squatter replaying the identity of a live process", function()
+    -- another process listens and answers with OUR identity (a recorded
+    -- one, replayed): pid, executable and answer all check out, but the
+    -- peer is not the verified process
+    bh.run(function()
+      local ep = H.endpoint(dir, "replay")
+      local me = assert(bh.identity.current { endpoint = ep })
+      local d = H.start_daemon(bh, dir, "replay", { serve = me })
+      local h, err = bh.probe(ep, me)
+      d.kill("KILL")
+      assert.is_nil(h)
+      assert.equal("peer_mismatch", err.code)
+      assert.equal("impostor", bh.verdict(err))
+      assert.matches("not from the verified pid " .. me.pid, err.message)
+    end)
+  end)
+
+  it("never lets another user's squatter turn a probe against an unrelated process", function()
+    -- root probes a record naming root's `sleep`; a process of user nobody
+    -- listens on the recorded socket and replays that identity
+    if io.popen("id -u"):read("l") ~= "0" then
+      pending("needs root (to start a process as another user)")
+      return
+    end
+    os.execute("chmod 0777 " .. H.q(dir))
+    local sp = assert(io.popen("sleep 1000 >/dev/null 2>&1 & echo $!"))
+    local sleep_pid = math.tointeger(tonumber(sp:read("l")))
+    sp:close()
+    local ep = H.endpoint(dir, "victim")
+    local victim = assert(bh.identity.of_pid(sleep_pid, ep))
+    H.spit(dir .. "/victim.json", bh.identity.to_json(victim))
+    H.spit(dir .. "/squat.lua", [[
+      local bh = require "bh"
+      local f = assert(io.open(arg[1])); local id = bh.identity.from_json(f:read("a")); f:close()
+      bh.run(function()
+        local r = assert(bh.respond(id.ipc_endpoint, id, { mode = 438 }))
+        io.open(arg[1] .. ".up", "w"):close()
+        r:wait()
+      end)]])
+    local cmd = "runuser -u nobody -- env LUA_CPATH=" .. H.q(package.cpath) ..
+      " lua5.4 " .. H.q(dir .. "/squat.lua") .. " " .. H.q(dir .. "/victim.json") ..
+      " >/dev/null 2>&1 & echo $!"
+    local p = assert(io.popen(cmd))
+    local squatter = p:read("l")
+    p:close()
+    for _ = 1, 100 do
+      if H.exists(dir .. "/victim.json.up") then break end
+      os.execute("sleep 0.05")
+    end
+    local h, err = bh.run(function() return bh.probe(ep, victim) end)
+    os.execute("kill " .. squatter .. " 2>/dev/null")
+    local alive = os.execute("kill -0 " .. sleep_pid .. " 2>/dev/null")
+    os.execute("kill " .. sleep_pid .. " 2>/dev/null")
+    assert.is_nil(h) -- so there is no handle whose shutdown could signal `sleep`
+    assert.equal("peer_mismatch", err.code)
+    assert.is_true(alive)
   end)
 
   it("without verify_pid gives a handle that holds no process", function()

@@ -39,12 +39,26 @@ describe("bh.report", function()
     assert.equal(bh.null, r.peer_pid)
     assert.matches("^%d+%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", r.ts)
     assert.equal("2023-11-14T22:13:20.000Z", bh.timestamp(1700000000))
-    local cases = { pid_not_found = "stale", boot_id_mismatch = "stale", connect = "stale",
-      exe_sha256_mismatch = "impostor", decode_frame = "impostor", timeout = "unreachable",
-      io = "unreachable", exe_path = "unreachable", invalid_pid = "invalid" }
+    -- DESIGN §1.11: only the provably gone is stale
+    local cases = { pid_not_found = "stale", boot_id_mismatch = "stale", pid_reused = "stale",
+      exe_path_mismatch = "stale", exe_sha256_mismatch = "stale", exe_hash_mismatch = "stale",
+      connect = "unreachable", timeout = "unreachable", io = "unreachable",
+      exe_path = "unreachable", exe_hash = "unreachable",
+      identity_mismatch = "impostor", peer_mismatch = "impostor", decode_frame = "impostor",
+      unsupported_hash_algorithm = "impostor", invalid_hash_length = "impostor",
+      invalid_pid = "invalid", foreign_host = "foreign" }
     for code, v in pairs(cases) do assert.equal(v, bh.verdict{ code = code, stage = "x" }, code) end
     assert.equal("verified", bh.verdict(nil))
     assert.equal("invalid", bh.verdict{ code = "missing_endpoint", stage = "manifest" })
+    assert.equal("foreign", bh.verdict{ code = "foreign_host", stage = "manifest" })
+    for _, code in ipairs { "manifest_corrupt", "manifest_schema_too_new", "insecure_registry" } do
+      assert.equal("invalid", bh.verdict{ code = code, stage = "manifest" })
+    end
+    -- a daemon whose binary was replaced under it (an upgrade) is not gone
+    assert.equal("unreachable", bh.verdict{ code = "exe_path_mismatch", stage = "verify_pid",
+      exe_deleted = true })
+    assert.same({ "verified", "stale", "impostor", "unreachable", "foreign", "invalid" },
+      bh.VERDICTS)
   end)
 
   it("renders and atomically writes metrics", function()

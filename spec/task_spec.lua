@@ -318,7 +318,7 @@ describe("signals (through the bhprobe-lua host)", function()
 
   it("SIGINT interrupts a task that never yields and unlinks the socket", function()
     local rc, err = run_and_signal([[
-      local ep = { namespace_id = "x", path = "s.sock" }
+      local ep = { namespace_id = "x", path = os.getenv("PWD") .. "/s.sock" }
       local r = assert(bh.respond(ep, bh.identity.current { endpoint = ep }))
       bh.spawn(function() local x = 0; while true do x = x + 1 end end)
       r:wait()
@@ -332,7 +332,7 @@ describe("signals (through the bhprobe-lua host)", function()
 
   it("SIGTERM stops sleeping tasks and closes responders", function()
     local rc = run_and_signal([[
-      local ep = { namespace_id = "x", path = "s.sock" }
+      local ep = { namespace_id = "x", path = os.getenv("PWD") .. "/s.sock" }
       assert(bh.respond(ep, bh.identity.current { endpoint = ep }))
       bh.spawn(function() bh.sleep(1000) end)
       bh.sleep(1000)

@@ -1,16 +1,19 @@
--- Probe every daemon recorded in the cache manifests under a root
--- (issue 6): classify each one (verified / stale / impostor / unreachable /
--- invalid), report one JSON line each, keep the metrics file up to date.
--- With --apply, clean up stale records (clear the manifest's daemon,
--- remove its socket if nothing listens); an impostor is never touched,
--- only reported loudly. Default is a dry run.
+-- Probe every daemon recorded in cache manifests: those under each ROOT
+-- given, or with no ROOT those of running-process's central registry
+-- (bh.manifest.central_dir()). Classify each record (verified / stale /
+-- impostor / unreachable / foreign / invalid, DESIGN §1.11), report one
+-- JSON line each, keep the metrics file up to date. With --apply, clean
+-- up stale records only (clear the manifest's daemon, remove its socket if
+-- nothing listens); an impostor is never touched, only reported loudly; a
+-- foreign (another machine's) or invalid record is never touched either.
+-- Default is a dry run.
 --
---   bhprobe-lua [--report FILE] [--metrics FILE] manifests.lua ROOT
+--   bhprobe-lua [--report FILE] [--metrics FILE] manifests.lua [ROOT...]
 --       [--apply] [--every SECONDS] [--max-depth N] [--concurrency N]
 --       [--timeout SECONDS] [--attempts N]
 local bh = bh or require "bh"
 
-local USAGE = "usage: manifests.lua ROOT [--apply] [--every SECONDS] [--max-depth N]"
+local USAGE = "usage: manifests.lua [ROOT...] [--apply] [--every SECONDS] [--max-depth N]"
   .. " [--concurrency N] [--timeout SECONDS] [--attempts N]"
 
 local function usage(msg)
@@ -20,7 +23,8 @@ end
 
 -- Options from the script's arguments.
 local function parse_args(args)
-  local o = { apply = false, max_depth = 8, concurrency = 64, timeout = 0.5, attempts = 3 }
+  local o = { apply = false, max_depth = 8, concurrency = 64, timeout = 0.5, attempts = 3,
+    roots = {} }
   local numeric = { ["--every"] = "every", ["--max-depth"] = "max_depth",
     ["--concurrency"] = "concurrency", ["--timeout"] = "timeout", ["--attempts"] = "attempts" }
   local i = 1
@@ -36,22 +40,19 @@ local function parse_args(args)
       i = i + 1
     elseif a:sub(1, 2) == "--" then
       usage("unknown option " .. a)
-    elseif o.root then
-      usage("more than one ROOT")
     else
-      o.root = a
+      o.roots[#o.roots + 1] = a
     end
     i = i + 1
   end
-  if not o.root then usage("missing ROOT") end
   o.max_depth = math.tointeger(o.max_depth) or usage("--max-depth needs an integer")
   o.concurrency = math.tointeger(o.concurrency) or usage("--concurrency needs an integer")
   o.attempts = math.tointeger(o.attempts) or usage("--attempts needs an integer")
   return o
 end
 
--- Retry what may clear up by itself: timeouts, I/O, and a refused
--- connection (a daemon restarting) before calling a record stale.
+-- Retry what may clear up by itself: timeouts, I/O, a refused connection
+-- (a daemon restarting), an executable we could not read.
 local RETRY_ON = { timeout = true, io = true, connect = true, exe_path = true, exe_hash = true }
 
 -- The stale-record clean-up: clear the daemon only if the manifest still
@@ -66,17 +67,24 @@ local function clean_up(path, daemon)
   return action
 end
 
+-- The record of a manifest that is not probed: unreadable, corrupt, or
+-- another machine's.
+local function unprobed(path, err, m)
+  local d = m and m.current_daemon
+  local rec = bh.probe_record{ err = err, service = m and m.service_name, expected = d }
+  rec.manifest = path
+  return rec
+end
+
 -- Probe the daemon of one manifest; returns its record (or nil when the
 -- manifest records no daemon).
 local function check(path, o)
   local m, err = bh.manifest.read(path)
-  if not m then
-    local rec = bh.probe_record{ err = err }
-    rec.manifest = path
-    return rec
-  end
+  if not m then return unprobed(path, err) end
   local d = m.current_daemon
   if not d then return nil end
+  local local_host, ferr = bh.manifest.check_host(m)
+  if not local_host then return unprobed(path, ferr, m) end
   local started = bh.now()
   local h, perr = bh.retry(function()
     return bh.probe(d.ipc_endpoint, d, { timeout = o.timeout })
@@ -96,10 +104,24 @@ local function check(path, o)
   return rec
 end
 
+-- The manifests to probe: those under every ROOT, or the central
+-- registry's. nil, err when a root or the registry cannot be read (an
+-- insecure registry is refused, as running-process refuses it).
+local function manifest_paths(o)
+  if #o.roots == 0 then return bh.manifest.scan_central() end
+  local all = {}
+  for _, root in ipairs(o.roots) do
+    local paths, err = bh.manifest.find(root, { max_depth = o.max_depth })
+    if not paths then return nil, err end
+    table.move(paths, 1, #paths, #all + 1, all)
+  end
+  return all
+end
+
 -- One round: find, probe all, report each, flush metrics. Returns the
 -- count of each verdict.
 local function round(o)
-  local paths, err = bh.manifest.find(o.root, { max_depth = o.max_depth })
+  local paths, err = manifest_paths(o)
   if not paths then
     io.stderr:write("bhprobe-lua: ", tostring(err), "\n")
     return nil, err

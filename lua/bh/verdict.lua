@@ -7,23 +7,28 @@ local M = {}
 
 local type, tostring = type, tostring
 
--- Codes (DESIGN §1.6) by verdict.
---   stale:       the record is provably dead (pid gone, machine rebooted,
---                nothing listening on the endpoint).
---   impostor:    something is alive but is not the recorded daemon: the
---                pid runs another executable, or the endpoint answers with
---                a different or malformed identity.
---   unreachable: we could not tell (timeouts, I/O errors, an executable
---                we may not read): never cleaned up, worth a retry.
---   invalid:     the record itself is malformed.
+-- Codes (DESIGN §1.6) by verdict (DESIGN §1.11).
+--   stale:       the recorded process is provably gone: its pid is not
+--                running, the machine rebooted, the pid was reused, or
+--                it now runs another program (another path or digest).
+--   impostor:    something alive answers as the daemon and is not it: a
+--                lying or malformed answer, or the answer came from
+--                another process than the verified one.
+--   unreachable: we could not tell (the socket does not answer although
+--                the process is alive and verified, timeouts, I/O, an
+--                executable we may not read): never cleaned up.
+--   foreign:     recorded by another machine sharing the disk.
+--   invalid:     the record itself is malformed, corrupt or too new.
 local VERDICT_OF = {
   pid_not_found = "stale",
   boot_id_mismatch = "stale",
-  connect = "stale",
+  pid_reused = "stale",
+  exe_path_mismatch = "stale",
+  exe_sha256_mismatch = "stale",
+  exe_hash_mismatch = "stale",
 
-  exe_path_mismatch = "impostor",
-  exe_sha256_mismatch = "impostor",
   identity_mismatch = "impostor",
+  peer_mismatch = "impostor",
   unsupported_framing_version = "impostor",
   frame_too_large = "impostor",
   decode_frame = "impostor",
@@ -32,12 +37,17 @@ local VERDICT_OF = {
   decode_identity = "impostor",
   missing_endpoint = "impostor",
   invalid_sha256_length = "impostor",
+  invalid_hash_length = "impostor",
+  unsupported_hash_algorithm = "impostor",
 
+  connect = "unreachable",
   timeout = "unreachable",
   io = "unreachable",
   exe_path = "unreachable",
   exe_hash = "unreachable",
   system = "unreachable",
+
+  foreign_host = "foreign",
 
   endpoint_mismatch = "invalid",
   invalid_endpoint = "invalid",
@@ -46,24 +56,32 @@ local VERDICT_OF = {
   invalid_identity = "invalid",
   manifest_io = "invalid",
   manifest_decode = "invalid",
+  manifest_corrupt = "invalid",
+  manifest_schema_too_new = "invalid",
+  insecure_registry = "invalid",
 }
 
 -- Stages whose errors are about the record, whatever the code: a manifest
 -- holding an identity without endpoint is a bad record, not an impostor.
 local RECORD_STAGES = { manifest = true, identity = true, endpoint = true }
 
-M.VERDICTS = { "verified", "stale", "impostor", "unreachable", "invalid" }
+M.VERDICTS = { "verified", "stale", "impostor", "unreachable", "foreign", "invalid" }
 
 -- bh.verdict(err) -> "verified" | "stale" | "impostor" | "unreachable" |
--- "invalid". err is the error of a probe (nil = verified). An unknown
--- code is "unreachable": never clean up what we do not understand.
+-- "foreign" | "invalid". err is the error of a probe (nil = verified). An
+-- unknown code is "unreachable": never clean up what we do not understand.
+-- An exe_path_mismatch whose process runs the recorded file, since deleted
+-- (err.exe_deleted: an upgrade replaced the binary under a running
+-- daemon), is not proof that the daemon is gone: unreachable.
 function M.verdict(err)
   if err == nil then return "verified" end
   if type(err) ~= "table" then
     error("bad argument #1 to 'bh.verdict' (error table or nil expected, got "
       .. type(err) .. ")", 2)
   end
+  if err.code == "foreign_host" then return "foreign" end
   if RECORD_STAGES[err.stage] then return "invalid" end
+  if err.code == "exe_path_mismatch" and err.exe_deleted then return "unreachable" end
   return VERDICT_OF[err.code] or "unreachable"
 end
 
@@ -83,7 +101,8 @@ end
 -- bh.probe_record{service =, endpoint =, expected =, handle =, err =,
 --                 elapsed =} -> the standard record table:
 --   ts, service, endpoint {namespace_id, path}, verdict, code, field,
---   elapsed_ms, pid, peer_pid (absent values are JSON null).
+--   elapsed_ms, pid, peer_pid (absent values are JSON null), and for an
+--   identity_mismatch fields, every differing field.
 -- endpoint defaults to expected.ipc_endpoint; elapsed (seconds) to
 -- handle.elapsed.
 function M.probe_record(o)
@@ -102,6 +121,7 @@ function M.probe_record(o)
     verdict = M.verdict(err),
     code = err and or_null(err.code) or null,
     field = err and or_null(err.field) or null,
+    fields = err and err.fields or nil,
     elapsed_ms = ms(elapsed),
     pid = type(expected) == "table" and or_null(expected.pid) or null,
     peer_pid = h ~= nil and or_null(h.peer_pid) or null,

@@ -59,7 +59,8 @@ bool bh_endpoint_equal(const bh_endpoint *a, const bh_endpoint *b) {
          strcmp(or_empty(a->path), or_empty(b->path)) == 0;
 }
 
-/* A usable endpoint path is non-empty and fits sun_path with its NUL. */
+/* A usable endpoint path is absolute, non-empty and fits sun_path with its
+ * NUL. */
 bh_status bh_endpoint_check(const bh_endpoint *ep, bh_err *err) {
   const char *path = or_empty(ep->path);
   size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
@@ -67,6 +68,12 @@ bh_status bh_endpoint_check(const bh_endpoint *ep, bh_err *err) {
   if (len == 0)
     return bh_err_set(err, BH_INVALID_ENDPOINT, "path",
                       "endpoint path is empty, expected a socket path");
+  if (path[0] != '/')
+    return bh_err_set(err, BH_INVALID_ENDPOINT, "path",
+                      "endpoint path \"%.80s\" is relative, expected an "
+                      "absolute socket path (a relative one would resolve "
+                      "against whatever the working directory is)",
+                      path);
   if (len > max)
     return bh_err_set(err, BH_INVALID_ENDPOINT, "path",
                       "endpoint path is %zu bytes, at most %zu fit sun_path",

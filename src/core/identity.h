@@ -61,8 +61,8 @@ bh_status bh_endpoint_copy(bh_endpoint *dst, const bh_endpoint *src,
                            bh_err *err);
 void bh_endpoint_clear(bh_endpoint *ep);
 bool bh_endpoint_equal(const bh_endpoint *a, const bh_endpoint *b);
-/* BH_INVALID_ENDPOINT when the path is empty or does not fit sun_path
- * (107 bytes plus NUL on Linux). */
+/* BH_INVALID_ENDPOINT when the path is empty, relative, or does not fit
+ * sun_path (107 bytes plus NUL on Linux). */
 bh_status bh_endpoint_check(const bh_endpoint *ep, bh_err *err);
 
 /* Lifecycle.
