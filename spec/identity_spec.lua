@@ -107,6 +107,41 @@ describe("bh.identity", function()
     assert.is_true(bh.identity.verify_pid(gen2))
   end)
 
+  it("calls a pid reused by a later process pid_reused, even running the same program", function()
+    -- the record of one `sleep`; it exits; ns_last_pid makes the next
+    -- process get its pid; that one runs `sleep` too
+    if io.popen("id -u"):read("l") ~= "0" then
+      pending("needs root (ns_last_pid)")
+      return
+    end
+    local function spawn_sleep()
+      local p = assert(io.popen("sleep 1000 >/dev/null 2>&1 & echo $!"))
+      local pid = math.tointeger(tonumber(p:read("l")))
+      p:close()
+      return pid
+    end
+    local a = spawn_sleep()
+    local record = assert(bh.identity.of_pid(a, EP))
+    os.execute("kill -9 " .. a .. "; sleep 2.5") -- past the start-time slack
+    local b
+    for _ = 1, 20 do
+      -- popen forks a shell first, which forks sleep: two pids
+      H.spit("/proc/sys/kernel/ns_last_pid", tostring(a - 2))
+      b = spawn_sleep()
+      if b == a then break end
+      os.execute("kill -9 " .. b)
+    end
+    assert.equal(a, b, "could not get the same pid again")
+    local ok, err = bh.identity.verify_pid(record)
+    local h, perr = bh.run(function() return bh.probe(EP, record) end)
+    os.execute("kill -9 " .. b)
+    assert.is_nil(ok)
+    assert.equal("pid_reused", err.code)
+    assert.equal("stale", bh.verdict(err))
+    assert.is_nil(h) -- no handle: nothing could shut the new process down
+    assert.equal("pid_reused", perr.code)
+  end)
+
   it("reads both JSON forms of the real running-process and writes ours", function()
     for _, g in ipairs { "rp41", "rplatest" } do
       local project = H.slurp(FIX .. g .. "/identity-project.json")

@@ -59,9 +59,10 @@ local RETRY_ON = { timeout = true, io = true, connect = true, exe_path = true, e
 -- names the one we probed, and remove its socket only if nothing listens.
 local function clean_up(path, daemon)
   local action = {}
-  local cleared, err = bh.manifest.clear_daemon(path, { only_if = daemon })
+  local cleared, why = bh.manifest.clear_daemon(path, { only_if = daemon })
   action.cleared = cleared or false
-  if err then action.error = err.code .. ": " .. tostring(err) end
+  if cleared == false then action.left = why end
+  if cleared == nil then action.error = why.code .. ": " .. tostring(why) end
   local sock = bh.fs.remove_stale_socket(daemon.ipc_endpoint.path)
   action.socket_removed = sock and sock.removed or false
   return action

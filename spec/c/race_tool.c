@@ -1,0 +1,86 @@
+/* An attacker's tools for spec/attack_spec.lua (built with the tests, run
+ * by them; not a test itself):
+ *   race_tool sock PATH
+ *       leave a stale socket file at PATH (bound, never listening)
+ *   race_tool exchange SECONDS A B [A B ...]
+ *       swap each pair of names (renameat2 RENAME_EXCHANGE) as fast as it
+ *       can for SECONDS: a directory and a symlink to a victim trade places
+ *   race_tool rewrite PATH FROM DELAY_US
+ *       after DELAY_US, replace PATH atomically with the bytes of FROM (a
+ *       temp file in the same directory, then rename), as a daemon
+ *       re-registering itself does */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int make_stale_socket(const char *path) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof sa.sun_path) return 2;
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    perror(path);
+    return 1;
+  }
+  return close(fd) == 0 ? 0 : 1;
+}
+
+static int exchange(double seconds, int n, char **names) {
+  double end = now() + seconds;
+  long swaps = 0;
+  while (now() < end) {
+    for (int i = 0; i + 1 < n; i += 2)
+      if (renameat2(AT_FDCWD, names[i], AT_FDCWD, names[i + 1],
+                    RENAME_EXCHANGE) == 0)
+        swaps++;
+  }
+  printf("%ld swaps\n", swaps);
+  return 0;
+}
+
+static int rewrite(const char *path, const char *from, long delay_us) {
+  char buf[65536], tmp[4096];
+  int in = open(from, O_RDONLY);
+  ssize_t n = in >= 0 ? read(in, buf, sizeof buf) : -1;
+  if (in >= 0) (void)close(in);
+  if (n < 0) {
+    perror(from);
+    return 1;
+  }
+  (void)snprintf(tmp, sizeof tmp, "%s.daemon-tmp", path);
+  int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (out < 0 || write(out, buf, (size_t)n) != n || close(out) != 0) {
+    perror(tmp);
+    return 1;
+  }
+  struct timespec d = {delay_us / 1000000, (delay_us % 1000000) * 1000};
+  (void)nanosleep(&d, NULL);
+  if (rename(tmp, path) != 0) {
+    perror(path);
+    return 1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "sock") == 0)
+    return make_stale_socket(argv[2]);
+  if (argc >= 5 && strcmp(argv[1], "exchange") == 0 && argc % 2 == 1)
+    return exchange(atof(argv[2]), argc - 3, argv + 3);
+  if (argc == 5 && strcmp(argv[1], "rewrite") == 0)
+    return rewrite(argv[2], argv[3], atol(argv[4]));
+  (void)fprintf(stderr, "usage: see the comment at the top of race_tool.c\n");
+  return 2;
+}
