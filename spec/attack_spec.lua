@@ -75,8 +75,8 @@ describe("reactions under attack", function()
       rounds = rounds + 1
       -- put the records back for the next round
       for i = 1, n, 7 do
-        os.execute("runuser -u nobody -- " .. q(TOOL) .. " sock " .. q(att .. "/d" .. i .. "/s.sock")
-          .. " 2>/dev/null")
+        local sock = att .. "/d" .. i .. "/s.sock"
+        os.execute("runuser -u nobody -- " .. q(TOOL) .. " sock " .. q(sock) .. " 2>/dev/null")
       end
     end
     os.execute("sleep 0.5") -- the race ends by itself

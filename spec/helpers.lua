@@ -55,6 +55,22 @@ end
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 M.q = q
 
+-- Starts `prog args...` in the background (through sh) and returns its pid
+-- once the process runs prog (sh's child is still a shell until it has
+-- exec'd: an identity taken before then would name the shell).
+function M.spawn(prog, args)
+  local p = assert(io.popen(q(prog) .. " " .. (args or "") .. " >/dev/null 2>&1 & echo $!"))
+  local pid = math.tointeger(tonumber(p:read("l")))
+  p:close()
+  local want = prog:match("[^/]+$")
+  for _ = 1, 200 do
+    local l = io.popen("readlink /proc/" .. pid .. "/exe 2>/dev/null"):read("l") or ""
+    if l:match("[^/]+$") == want then return pid end
+    os.execute("sleep 0.01")
+  end
+  error("process " .. pid .. " did not start " .. prog)
+end
+
 -- Runs Lua code in a separate lua5.4 (with the same LUA_CPATH) and returns
 -- ok, stdout, stderr.
 function M.lua(dir, code)

@@ -114,12 +114,7 @@ describe("bh.identity", function()
       pending("needs root (ns_last_pid)")
       return
     end
-    local function spawn_sleep()
-      local p = assert(io.popen("sleep 1000 >/dev/null 2>&1 & echo $!"))
-      local pid = math.tointeger(tonumber(p:read("l")))
-      p:close()
-      return pid
-    end
+    local function spawn_sleep() return H.spawn("/bin/sleep", "1000") end
     local a = spawn_sleep()
     local record = assert(bh.identity.of_pid(a, EP))
     os.execute("kill -9 " .. a .. "; sleep 2.5") -- past the start-time slack

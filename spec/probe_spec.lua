@@ -161,9 +161,7 @@ describe("bh.probe", function()
       return
     end
     os.execute("chmod 0777 " .. H.q(dir))
-    local sp = assert(io.popen("sleep 1000 >/dev/null 2>&1 & echo $!"))
-    local sleep_pid = math.tointeger(tonumber(sp:read("l")))
-    sp:close()
+    local sleep_pid = H.spawn("/bin/sleep", "1000")
     local ep = H.endpoint(dir, "victim")
     local victim = assert(bh.identity.of_pid(sleep_pid, ep))
     H.spit(dir .. "/victim.json", bh.identity.to_json(victim))
@@ -190,8 +188,44 @@ describe("bh.probe", function()
     local alive = os.execute("kill -0 " .. sleep_pid .. " 2>/dev/null")
     os.execute("kill " .. sleep_pid .. " 2>/dev/null")
     assert.is_nil(h) -- so there is no handle whose shutdown could signal `sleep`
-    assert.equal("peer_mismatch", err.code)
+    assert.equal("peer_mismatch", err.code, err.message)
     assert.is_true(alive)
+  end)
+
+  it("hashes a huge new executable off the loop, under the probe's deadline", function()
+    -- a 2 GiB (sparse) copy of sleep: hashing it takes seconds; the loop
+    -- must keep turning meanwhile, the probe fail with timeout at its
+    -- deadline, and a later probe find the digest cached
+    local exe = dir .. "/bigsleep"
+    os.execute("cp /bin/sleep " .. exe .. " && truncate -s 2G " .. exe)
+    local pid = H.spawn(exe, "1000")
+    local ep = H.endpoint(dir, "big")
+    local record = { pid = pid, exe_path = exe, boot_id = bh.boot_id(), ipc_endpoint = ep,
+      exe_hash_algorithm = "blake3", exe_hash = string.rep("0", 64) }
+    local gaps, h, err = {}, nil, nil
+    bh.run(function()
+      local ticking = true
+      local ticker = bh.spawn(function()
+        local last = bh.now()
+        while ticking do
+          bh.sleep(0.01)
+          gaps[#gaps + 1] = bh.now() - last
+          last = bh.now()
+        end
+      end)
+      local t0 = bh.now()
+      h, err = bh.probe(ep, record, { timeout = 0.5 })
+      gaps.probe = bh.now() - t0
+      ticking = false
+      ticker:wait()
+    end)
+    os.execute("kill -9 " .. pid)
+    assert.is_nil(h)
+    assert.equal("timeout", err.code)
+    assert.matches("hashing its executable", err.message)
+    assert.is_true(gaps.probe < 1.5, "the probe took " .. gaps.probe .. " s")
+    table.sort(gaps)
+    assert.is_true(gaps[#gaps] < 0.25, "the loop stalled for " .. gaps[#gaps] .. " s")
   end)
 
   it("without verify_pid gives a handle that holds no process", function()
