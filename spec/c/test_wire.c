@@ -227,7 +227,7 @@ static void test_golden_request(void) {
   free(frame);
 }
 
-/* The sample DaemonProcess, by hand:
+/* The sample DaemonProcess as a generation-1 record, by hand:
  *   08 07                 field 1 pid = 7
  *   12 02 2f 61           field 2 exe_path "/a"
  *   1a 20 aa*32           field 3 exe_sha256, 32 bytes
@@ -239,16 +239,47 @@ static void test_golden_request(void) {
  *   38 00                 field 7 idle_timeout_secs: present, so encoded
  *                         even though 0 (omitted when absent)
  * 56 bytes with idle_timeout_secs, 54 without. */
-#define DAEMON_HEAD    \
-  "0807"               \
-  "12022f61"           \
-  "1a20" AA32_HEX      \
+#define DAEMON_SHA "1a20" AA32_HEX
+#define DAEMON_REST    \
   "22070a016e12022f73" \
   "2801"               \
   "320162"
+#define DAEMON_GEN1 \
+  "0807"            \
+  "12022f61" DAEMON_SHA DAEMON_REST "3800"
+/* The same identity as a daemon answers a probe (BH_FORM_ANSWER, as
+ * running-process 4.10.4+ does): the generation-2 message, which has no
+ * BLAKE3 digest to carry here, then tag 3 appended after the last field,
+ * out of tag order, so generation-1 probers still read the SHA-256. */
+#define DAEMON_ANSWER_HEAD \
+  "0807"                   \
+  "12022f61" DAEMON_REST
+
+static void test_golden_identity(void) {
+  bh_identity id;
+  sample_identity(&id);
+  bh_err err;
+  uint8_t *out = NULL;
+  size_t len = 0;
+  CHECK_CODE(bh_identity_encode(&id, BH_FORM_GEN1, &out, &len, &err), BH_OK,
+             &err);
+  if (out) CHECK_HEX(out, len, DAEMON_GEN1);
+  free(out);
+  out = NULL;
+  CHECK_CODE(bh_identity_encode(&id, BH_FORM_ANSWER, &out, &len, &err), BH_OK,
+             &err);
+  if (out) CHECK_HEX(out, len, DAEMON_ANSWER_HEAD "3800" DAEMON_SHA);
+  free(out);
+  /* No BLAKE3 digest: there is no generation-2 record of it. */
+  out = NULL;
+  CHECK_CODE(bh_identity_encode(&id, BH_FORM_GEN2, &out, &len, &err),
+             BH_INVALID_IDENTITY, &err);
+  CHECK(out == NULL);
+  bh_identity_clear(&id);
+}
 
 /* The response to the golden request, with traceparent "tp", carrying the
- * sample identity, by hand:
+ * sample identity in its answer form, by hand:
  *   08 01  envelope_version 1;  10 01  field 2 kind RESPONSE = 1
  *   18 b2 e4 02  payload_protocol 0xB232
  *   22 58  field 4 payload, 32 + 56 = 88 = 0x58 bytes: nonce || identity
@@ -261,13 +292,14 @@ static const char golden_response_idle0[] =
     "0801"
     "1001"
     "18b2e402"
-    "2258" NONCE_HEX DAEMON_HEAD "3800" GOLDEN_REQUEST_ID "42027470";
+    "2258" NONCE_HEX DAEMON_ANSWER_HEAD "3800" DAEMON_SHA GOLDEN_REQUEST_ID
+    "42027470";
 static const char golden_response_no_idle[] =
     "016e000000"
     "0801"
     "1001"
     "18b2e402"
-    "2256" NONCE_HEX DAEMON_HEAD GOLDEN_REQUEST_ID "42027470";
+    "2256" NONCE_HEX DAEMON_ANSWER_HEAD DAEMON_SHA GOLDEN_REQUEST_ID "42027470";
 
 static void test_golden_response(void) {
   bh_request req = {0};
@@ -292,7 +324,8 @@ static void test_golden_response(void) {
   free(out);
   /* The raw form sends the identity bytes as given. */
   uint8_t ident[128];
-  long n = bh_test_unhex(DAEMON_HEAD "3800", ident, sizeof ident);
+  long n =
+      bh_test_unhex(DAEMON_ANSWER_HEAD "3800" DAEMON_SHA, ident, sizeof ident);
   CHECK_INT(n, 56);
   out = NULL;
   CHECK_CODE(
@@ -419,6 +452,7 @@ int main(void) {
   RUN(test_reader_16mib_grows_with_data);
   RUN(test_reader_too_large);
   RUN(test_golden_request);
+  RUN(test_golden_identity);
   RUN(test_golden_response);
   RUN(test_round_trip);
   RUN(test_trace_copied);

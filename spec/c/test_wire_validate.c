@@ -213,11 +213,12 @@ static void test_response_malformed_payload(void) {
   CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_MALFORMED_PAYLOAD,
              &err);
   response_frame(&f, payload, NULL, 0);
-  payload[31] ^= 1; /* wrong nonce */
-  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_MALFORMED_PAYLOAD,
+  /* A wrong nonce is unexpected_frame, as the reference says it
+   * (DESIGN §1.4); it was malformed_payload before. */
+  payload[31] ^= 1;
+  CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_UNEXPECTED_FRAME,
              &err);
-  CHECK_STR(err.message,
-            "response payload does not start with the request's nonce");
+  CHECK_STR(err.message, "nonce does not match endpoint probe request");
 }
 
 /* The identity part: decode_identity, missing_endpoint and
@@ -313,13 +314,19 @@ static void test_identity_mismatch(void) {
   d.pid = 9; /* pid is compared first */
   CHECK_CODE(validate_daemon(&d, &err), BH_IDENTITY_MISMATCH, &err);
   CHECK_STR(err.field, "pid");
-  CHECK_STR(err.message, "identity mismatch on pid: expected 7, got 9");
+  CHECK_STR(err.message,
+            "identity mismatch on pid: expected 7, got 9 (also differ: "
+            "exe_path)");
+  CHECK_INT(err.nfields, 2);
+  CHECK_STR(err.fields[0], "pid");
+  CHECK_STR(err.fields[1], "exe_path");
   sample_daemon(&d, &ep, sha);
   d.exe_path = "/b";
   d.boot_id = "c";
   CHECK_CODE(validate_daemon(&d, &err), BH_IDENTITY_MISMATCH, &err);
   CHECK_STR(err.message,
-            "identity mismatch on exe_path: expected \"/a\", got \"/b\"");
+            "identity mismatch on exe_path: expected \"/a\", got \"/b\" "
+            "(also differ: boot_id)");
   sample_daemon(&d, &ep, sha);
   ep.path = "/t";
   CHECK_CODE(validate_daemon(&d, &err), BH_IDENTITY_MISMATCH, &err);

@@ -81,7 +81,8 @@ static inline void sample_identity(bh_identity *id) {
   bh_identity_init(id);
   id->pid = 7;
   id->exe_path = strdup("/a");
-  memset(id->exe_sha256, 0xaa, 32);
+  id->digests.algs = BH_ALG_SHA256;
+  memset(id->digests.sha256, 0xaa, 32);
   id->endpoint.namespace_id = strdup("n");
   id->endpoint.path = strdup("/s");
   id->started_at_unix_ms = 1;
