@@ -22,7 +22,8 @@ static void sample(bh_identity *id) {
   id->exe_path = strdup("/usr/bin/a_b");
   id->boot_id = strdup("0f0e0d0c-0b0a-0908-0706-050403020100");
   bh_endpoint_set(&id->endpoint, "ns", "/run/x.sock", NULL);
-  bh_hex_decode(DIGEST_HEX, 64, id->exe_sha256, BH_SHA256_LEN);
+  bh_hex_decode(DIGEST_HEX, 64, id->digests.sha256, BH_SHA256_LEN);
+  id->digests.algs = BH_ALG_SHA256;
   id->started_at_unix_ms = 1700000000000ull;
 }
 
@@ -38,12 +39,15 @@ static void test_pb_round_trip(void) {
   bh_identity_init(&got);
   uint8_t *absent, *zero, *thirty;
   size_t la, lz, lt;
-  CHECK_CODE(bh_identity_encode(&id, &absent, &la, &err), BH_OK, &err);
+  CHECK_CODE(bh_identity_encode(&id, BH_FORM_GEN1, &absent, &la, &err), BH_OK,
+             &err);
   id.has_idle_timeout = true;
   id.idle_timeout_secs = 0;
-  CHECK_CODE(bh_identity_encode(&id, &zero, &lz, &err), BH_OK, &err);
+  CHECK_CODE(bh_identity_encode(&id, BH_FORM_GEN1, &zero, &lz, &err), BH_OK,
+             &err);
   id.idle_timeout_secs = 30;
-  CHECK_CODE(bh_identity_encode(&id, &thirty, &lt, &err), BH_OK, &err);
+  CHECK_CODE(bh_identity_encode(&id, BH_FORM_GEN1, &thirty, &lt, &err), BH_OK,
+             &err);
   /* Field 7 is packed last: set-to-0 adds exactly "38 00". */
   CHECK_INT(lz, la + 2);
   CHECK(lz >= 2 && zero[lz - 2] == 0x38 && zero[lz - 1] == 0x00);
@@ -52,7 +56,8 @@ static void test_pb_round_trip(void) {
 
   CHECK_CODE(bh_identity_decode(absent, la, &got, &err), BH_OK, &err);
   CHECK(!got.has_idle_timeout);
-  CHECK(bh_identity_diff(&id, &got) == NULL);
+  CHECK_CODE(bh_identity_compare(&id, &got, &err), BH_OK, &err);
+  CHECK_INT(got.digests.algs, BH_ALG_SHA256);
   CHECK_INT(got.started_at_unix_ms, 1700000000000ull);
   CHECK_STR(got.endpoint.namespace_id, "ns");
   CHECK_STR(got.endpoint.path, "/run/x.sock");
@@ -78,7 +83,8 @@ static void decode_patched(uint8_t c, bh_status want) {
   size_t len;
   sample(&id);
   bh_identity_init(&got);
-  CHECK_CODE(bh_identity_encode(&id, &buf, &len, &err), BH_OK, &err);
+  CHECK_CODE(bh_identity_encode(&id, BH_FORM_GEN1, &buf, &len, &err), BH_OK,
+             &err);
   uint8_t *at = memmem(buf, len, "/usr/bin/a_b", 12);
   CHECK(at != NULL);
   if (at != NULL) at[10] = c;
@@ -161,7 +167,8 @@ static void test_json_round_trip(void) {
             "\"idle_timeout_secs\":null}");
   CHECK_CODE(bh_identity_from_json(text, strlen(text), &got, &err), BH_OK,
              &err);
-  CHECK(bh_identity_diff(&id, &got) == NULL);
+  CHECK_CODE(bh_identity_compare(&id, &got, &err), BH_OK, &err);
+  CHECK_INT(got.digests.algs, BH_ALG_SHA256);
   CHECK(!got.has_idle_timeout);
   CHECK_INT(got.started_at_unix_ms, 1700000000000ull);
   free(text);
@@ -260,32 +267,50 @@ static void test_json_strict(void) {
   CHECK(got.exe_path == NULL);
 }
 
-static void test_diff(void) {
+/* The comparison of one field; with expected the sample. */
+static void compare_expect(const bh_identity *a, const bh_identity *b,
+                           const char *field) {
+  bh_err err;
+  bh_err_clear(&err);
+  bh_status st = bh_identity_compare(a, b, &err);
+  if (field == NULL) {
+    CHECK_CODE(st, BH_OK, &err);
+    CHECK_INT(err.nfields, 0);
+    return;
+  }
+  CHECK_CODE(st, BH_IDENTITY_MISMATCH, &err);
+  CHECK_STR(err.field, field);
+  CHECK(err.nfields >= 1 && err.fields[0] == err.field);
+}
+
+/* One differing field at a time (fields are compared in DESIGN §1.4's
+ * order, so each added difference becomes the first one). */
+static void test_compare(void) {
   bh_identity a, b;
   sample(&a);
   sample(&b);
-  CHECK(bh_identity_diff(&a, &b) == NULL);
+  compare_expect(&a, &b, NULL);
   b.started_at_unix_ms = 1;
   b.has_idle_timeout = true; /* neither is compared */
-  CHECK(bh_identity_diff(&a, &b) == NULL);
+  compare_expect(&a, &b, NULL);
   b.endpoint.path[1] = 'R';
-  CHECK_STR(bh_identity_diff(&a, &b), "ipc_endpoint");
+  compare_expect(&a, &b, "ipc_endpoint");
   b.endpoint.path[1] = 'r';
   b.endpoint.namespace_id[0] = 'N';
-  CHECK_STR(bh_identity_diff(&a, &b), "ipc_endpoint");
+  compare_expect(&a, &b, "ipc_endpoint");
   b.boot_id[0] = 'x';
-  CHECK_STR(bh_identity_diff(&a, &b), "boot_id");
-  b.exe_sha256[31] ^= 1;
-  CHECK_STR(bh_identity_diff(&a, &b), "exe_sha256");
+  compare_expect(&a, &b, "boot_id");
+  b.digests.sha256[31] ^= 1;
+  compare_expect(&a, &b, "exe_sha256");
   free(b.exe_path);
   b.exe_path = strdup("/usr/bin/other");
-  CHECK_STR(bh_identity_diff(&a, &b), "exe_path");
+  compare_expect(&a, &b, "exe_path");
   b.pid++;
-  CHECK_STR(bh_identity_diff(&a, &b), "pid");
+  compare_expect(&a, &b, "pid");
   free(b.exe_path);
   b.exe_path = strdup("//usr/./bin//a_b/");
   b.pid--;
-  CHECK_STR(bh_identity_diff(&a, &b), "exe_sha256");
+  compare_expect(&a, &b, "exe_sha256");
   bh_identity_clear(&a);
   bh_identity_clear(&b);
 }
@@ -341,9 +366,11 @@ static void test_current(void) {
   CHECK_INT(id.pid, getpid());
   char *exe = realpath("/proc/self/exe", NULL);
   CHECK_STR(id.exe_path, exe);
-  uint8_t d[BH_SHA256_LEN];
-  CHECK_CODE(bh_digest_file_uncached(exe, d, &err), BH_OK, &err);
-  CHECK(memcmp(d, id.exe_sha256, BH_SHA256_LEN) == 0);
+  bh_digests d;
+  CHECK_CODE(bh_digest_file_uncached(exe, BH_ALGS_ALL, &d, &err), BH_OK, &err);
+  CHECK_INT(id.digests.algs, BH_ALGS_ALL);
+  CHECK(memcmp(d.sha256, id.digests.sha256, BH_DIGEST_LEN) == 0);
+  CHECK(memcmp(d.blake3, id.digests.blake3, BH_DIGEST_LEN) == 0);
   CHECK_INT(strlen(id.boot_id), 36);
   char boot[64];
   CHECK_CODE(bh_boot_id(boot, sizeof boot, &err), BH_OK, &err);
@@ -356,7 +383,8 @@ static void test_current(void) {
   CHECK(id.started_at_unix_ms <= now + 2000);
   CHECK(id.started_at_unix_ms + 600000 > now);
   CHECK_CODE(bh_identity_copy(&copy, &id, &err), BH_OK, &err);
-  CHECK(bh_identity_diff(&id, &copy) == NULL);
+  CHECK_CODE(bh_identity_compare(&id, &copy, &err), BH_OK, &err);
+  CHECK(memcmp(&id.digests, &copy.digests, sizeof id.digests) == 0);
   CHECK(copy.exe_path != id.exe_path);
   CHECK_CODE(bh_identity_current(NULL, NULL, &copy, &err), BH_OK, &err);
   CHECK(!copy.has_idle_timeout);
@@ -386,7 +414,7 @@ int main(void) {
   RUN(test_pb_decode_errors);
   RUN(test_json_round_trip);
   RUN(test_json_strict);
-  RUN(test_diff);
+  RUN(test_compare);
   RUN(test_path_lexical);
   RUN(test_endpoint_check);
   RUN(test_current);
