@@ -431,7 +431,8 @@ static void raw_identity_hook(bh_responder *r, const bh_request *req,
   bh_err err;
   free(h->out);
   h->out = NULL;
-  CHECK_CODE(bh_identity_encode(&me, &id, &idn, &err), BH_OK, &err);
+  CHECK_CODE(bh_identity_encode(&me, BH_FORM_ANSWER, &id, &idn, &err), BH_OK,
+             &err);
   CHECK(idn + h->tail_len <= sizeof buf);
   memcpy(buf, id, idn);
   memcpy(buf + idn, h->tail, h->tail_len);

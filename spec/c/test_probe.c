@@ -83,7 +83,7 @@ static size_t put_identity(uint8_t *out, bool endpoint, size_t digest_len) {
   e.path = me.endpoint.path;
   d.pid = me.pid;
   d.exe_path = me.exe_path;
-  d.exe_sha256.data = me.exe_sha256;
+  d.exe_sha256.data = me.digests.sha256;
   d.exe_sha256.len = digest_len;
   d.ipc_endpoint = endpoint ? &e : NULL;
   d.boot_id = me.boot_id;
@@ -274,9 +274,14 @@ static void test_full_probe_checks_first(void) {
   bh_identity liar;
   bh_identity_init(&liar);
   bh_identity_copy(&liar, &me, &err);
-  liar.exe_sha256[0] ^= 1;
+  liar.digests.sha256[0] ^= 1;
   run_probe(base, &ep, &liar, &o, &out);
   CHECK_CODE(out.err.code, BH_EXE_SHA256_MISMATCH, &out.err);
+  probe_out_clear(&out);
+  liar.digests.sha256[0] ^= 1;
+  liar.digests.blake3[0] ^= 1;
+  run_probe(base, &ep, &liar, &o, &out);
+  CHECK_CODE(out.err.code, BH_EXE_HASH_MISMATCH, &out.err);
   probe_out_clear(&out);
   bh_identity_clear(&liar);
   bh_endpoint_clear(&other);
@@ -312,7 +317,7 @@ static void test_hostile_codes(void) {
   expect_mode(H_GARBAGE, BH_DECODE_FRAME, "garbage");
   expect_mode(H_EMPTY_BODY, BH_UNEXPECTED_FRAME, "empty body");
   expect_mode(H_SHORT_PAYLOAD, BH_MALFORMED_PAYLOAD, "short payload");
-  expect_mode(H_WRONG_NONCE, BH_MALFORMED_PAYLOAD, "nonce");
+  expect_mode(H_WRONG_NONCE, BH_UNEXPECTED_FRAME, "nonce");
   expect_mode(H_WRONG_REQUEST_ID, BH_UNEXPECTED_FRAME, "request_id");
   expect_mode(H_WRONG_KIND, BH_UNEXPECTED_FRAME, "kind");
   expect_mode(H_WRONG_PROTOCOL, BH_UNEXPECTED_FRAME, "protocol");
@@ -328,8 +333,9 @@ static void test_hostile_codes(void) {
 /* A lie in each compared field → identity_mismatch naming that field. */
 static void test_lies(void) {
   static const char *fields[] = {"pid",     "exe_path",     "exe_sha256",
-                                 "boot_id", "ipc_endpoint", "ipc_endpoint"};
-  for (int i = 0; i < 6; i++) {
+                                 "boot_id", "ipc_endpoint", "ipc_endpoint",
+                                 "exe_hash"};
+  for (int i = 0; i < 7; i++) {
     bh_err err;
     bh_identity_clear(&hctx.lie);
     bh_identity_copy(&hctx.lie, &me, &err);
@@ -344,7 +350,7 @@ static void test_lies(void) {
         l->exe_path = strdup("/bin/liar");
         break;
       case 2:
-        l->exe_sha256[31] ^= 0x80;
+        l->digests.sha256[31] ^= 0x80;
         break;
       case 3:
         free(l->boot_id);
@@ -359,6 +365,9 @@ static void test_lies(void) {
         s = l->endpoint.path;
         l->endpoint.path = strdup("/tmp/other.sock");
         free(s);
+        break;
+      default:
+        l->digests.blake3[0] ^= 0x01;
         break;
     }
     /* Not compared: started_at and idle timeout. */

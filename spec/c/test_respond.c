@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "frame.pb-c.h"
+#include "fsutil.h"
 #include "net_helpers.h"
 #include "wire.h"
 
@@ -64,7 +65,7 @@ static void test_not_a_socket_untouched(void) {
   struct stat st;
   CHECK(stat(ep.path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 4);
   bh_stale_result sr;
-  CHECK_CODE(bh_remove_stale_socket(ep.path, &sr, &err), BH_OK, &err);
+  CHECK_CODE(bh_fs_remove_stale_socket(ep.path, &sr, &err), BH_OK, &err);
   CHECK(sr.existed && !sr.is_socket && !sr.removed);
   unlink(ep.path);
   char dir[256];
@@ -82,14 +83,14 @@ static void test_not_a_socket_untouched(void) {
 static void test_remove_stale_socket(void) {
   bh_err err;
   bh_stale_result sr;
-  CHECK_CODE(bh_remove_stale_socket(ep.path, &sr, &err), BH_OK, &err);
+  CHECK_CODE(bh_fs_remove_stale_socket(ep.path, &sr, &err), BH_OK, &err);
   CHECK(!sr.existed && !sr.removed);
   close(listen_raw(ep.path, 1));
-  CHECK_CODE(bh_remove_stale_socket(ep.path, &sr, &err), BH_OK, &err);
+  CHECK_CODE(bh_fs_remove_stale_socket(ep.path, &sr, &err), BH_OK, &err);
   CHECK(sr.existed && sr.is_socket && !sr.live && sr.removed);
   CHECK(access(ep.path, F_OK) != 0);
   bh_responder *r = start(NULL);
-  CHECK_CODE(bh_remove_stale_socket(ep.path, &sr, &err), BH_OK, &err);
+  CHECK_CODE(bh_fs_remove_stale_socket(ep.path, &sr, &err), BH_OK, &err);
   CHECK(sr.existed && sr.is_socket && sr.live && !sr.removed);
   CHECK(access(ep.path, F_OK) == 0);
   bh_respond_free(r);
