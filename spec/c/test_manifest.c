@@ -1,6 +1,7 @@
-/* Cache manifests on disk: round trip, unknown fields kept byte for byte,
- * every error code, find with depth limits and symlinks, clear_daemon, and
- * the atomic write surviving a writer killed just before rename. */
+/* Cache manifests on disk: round trip of every generation, unknown fields
+ * dropped as prost drops them, every error code, sealing, find with depth
+ * limits and symlinks, clear_daemon's outcomes, and the atomic write
+ * surviving a writer killed just before its rename. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -11,81 +12,88 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "daemon.pb-c.h"
-#include "manifest.h"
-#include "manifest.pb-c.h"
-#include "testutil.h"
+#include "digest.h"
+#include "manifest_helpers.h"
 
-/* A valid identity with recognisable values. */
-static void sample_identity(bh_identity *id) {
-  bh_identity_init(id);
-  id->pid = 4242;
-  id->exe_path = strdup("/usr/bin/daemon");
-  for (int i = 0; i < BH_SHA256_LEN; i++)
-    id->exe_sha256[i] = (uint8_t)i;
-  id->boot_id = strdup("boot-1");
-  bh_endpoint_set(&id->endpoint, "ns", "/run/d.sock", NULL);
-  id->started_at_unix_ms = 1700000000000ull;
-  id->has_idle_timeout = true;
-  id->idle_timeout_secs = 0;
-}
-
-static void sample_manifest(bh_manifest *m, const char *service) {
-  CHECK_CODE(bh_manifest_init(m, NULL), BH_OK, NULL);
-  bh_manifest_set_string(&m->service_name, service, NULL);
-  bh_manifest_set_string(&m->service_version, "1.2.3", NULL);
-  bh_manifest_set_string(&m->broker_envelope_version, "1", NULL);
-  bh_manifest_set_string(&m->broker_instance, "inst-7", NULL);
-  m->created_at_unix_ms = 1;
-  m->last_active_unix_ms = 2;
-  m->has_daemon = true;
-  sample_identity(&m->daemon);
-}
-
-static void write_bytes(const char *path, const uint8_t *buf, size_t len) {
-  FILE *f = fopen(path, "wb");
-  CHECK(f != NULL);
-  if (f == NULL) return;
-  CHECK_INT(fwrite(buf, 1, len, f), len);
-  fclose(f);
-}
-
-static size_t read_bytes(const char *path, uint8_t *buf, size_t cap) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return 0;
-  size_t n = fread(buf, 1, cap, f);
-  fclose(f);
-  return n;
+/* Read path verified and expect service and (or not) a daemon. */
+static void expect_read(const char *path, const char *service, int gen) {
+  bh_manifest got;
+  bh_err err;
+  CHECK_CODE(bh_manifest_read(path, true, &got, &err), BH_OK, &err);
+  CHECK(got.sealed);
+  CHECK_STR(got.pb->service_name, service);
+  CHECK_INT(got.has_daemon, gen != 0);
+  CHECK_INT(got.generation, gen);
+  bh_manifest_clear(&got);
 }
 
 static void test_round_trip(void) {
   char path[128];
   bh_test_path(path, sizeof path, "rt.pb");
-  bh_manifest m, got;
+  for (int gen = 1; gen <= 2; gen++) {
+    bh_manifest m, got;
+    bh_err err;
+    mh_manifest(&m, "cache", gen);
+    CHECK_CODE(bh_manifest_write(path, &m, &err), BH_OK, &err);
+    CHECK(m.sealed);
+    CHECK_CODE(bh_manifest_read(path, true, &got, &err), BH_OK, &err);
+    CHECK_STR(got.pb->service_name, "cache");
+    CHECK_STR(got.pb->service_version, "1.2.3");
+    CHECK_STR(got.pb->broker_envelope_version, "v1");
+    CHECK_STR(got.pb->broker_instance, "inst-7");
+    CHECK_INT(got.pb->created_at_unix_ms, 1);
+    CHECK_INT(got.pb->last_active_unix_ms, 2);
+    CHECK_INT(got.pb->manifest_schema_version, 1);
+    CHECK_STR(got.pb->media_type, BH_MANIFEST_MEDIA_TYPE);
+    CHECK(got.has_daemon);
+    CHECK_INT(got.generation, gen);
+    CHECK_INT(got.daemon.digests.algs,
+              gen == 1 ? BH_ALG_SHA256 : BH_ALG_BLAKE3);
+    CHECK_CODE(bh_identity_compare(&m.daemon, &got.daemon, &err), BH_OK, &err);
+    CHECK(got.daemon.has_idle_timeout);
+    CHECK_INT(got.daemon.started_at_unix_ms, 1700000000000ull);
+    struct stat sb;
+    CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0644);
+    bh_manifest_clear(&got);
+    /* No daemon: reads back as none. */
+    CHECK_CODE(bh_manifest_set_daemon(&m, NULL, 0, &err), BH_OK, &err);
+    CHECK_CODE(bh_manifest_write(path, &m, &err), BH_OK, &err);
+    expect_read(path, "cache", 0);
+    bh_manifest_clear(&m);
+    CHECK_INT(unlink(path), 0);
+  }
+}
+
+/* set_daemon writes one generation: the one asked for, else BLAKE3's
+ * when the identity has it; a generation the identity has no digest for
+ * is refused and changes nothing. */
+static void test_set_daemon_generations(void) {
+  bh_manifest m;
+  bh_identity both;
   bh_err err;
-  sample_manifest(&m, "cache");
-  CHECK_CODE(bh_manifest_write(path, &m, &err), BH_OK, &err);
-  CHECK_CODE(bh_manifest_read(path, &got, &err), BH_OK, &err);
-  CHECK_STR(got.service_name, "cache");
-  CHECK_STR(got.service_version, "1.2.3");
-  CHECK_STR(got.broker_envelope_version, "1");
-  CHECK_STR(got.broker_instance, "inst-7");
-  CHECK_INT(got.created_at_unix_ms, 1);
-  CHECK_INT(got.last_active_unix_ms, 2);
-  CHECK(got.has_daemon);
-  CHECK(bh_identity_diff(&m.daemon, &got.daemon) == NULL);
-  CHECK(got.daemon.has_idle_timeout);
-  CHECK_INT(got.daemon.started_at_unix_ms, 1700000000000ull);
-  CHECK_INT(got.unknown_len, 0);
-  struct stat sb;
-  CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0644);
-  bh_manifest_clear(&got);
-  /* No daemon: reads back as none. */
-  m.has_daemon = false;
-  CHECK_CODE(bh_manifest_write(path, &m, &err), BH_OK, &err);
-  CHECK_CODE(bh_manifest_read(path, &got, &err), BH_OK, &err);
-  CHECK(!got.has_daemon);
-  bh_manifest_clear(&got);
+  mh_manifest(&m, "gen", 0);
+  mh_identity(&both, BH_ALGS_ALL);
+  CHECK_CODE(bh_manifest_set_daemon(&m, &both, 0, &err), BH_OK, &err);
+  CHECK_INT(m.generation, 2);
+  CHECK_INT(m.pb->current_daemon->exe_sha256.len, 0);
+  CHECK_INT(m.pb->current_daemon->exe_hash.len, 32);
+  CHECK_STR(m.pb->current_daemon->exe_hash_algorithm, "blake3");
+  CHECK_INT(m.daemon.digests.algs, BH_ALG_BLAKE3);
+  CHECK_CODE(bh_manifest_set_daemon(&m, &both, 1, &err), BH_OK, &err);
+  CHECK_INT(m.generation, 1);
+  CHECK_INT(m.pb->current_daemon->exe_sha256.len, 32);
+  CHECK_INT(m.pb->current_daemon->exe_hash.len, 0);
+  CHECK_INT(m.daemon.digests.algs, BH_ALG_SHA256);
+  bh_identity sha;
+  mh_identity(&sha, BH_ALG_SHA256);
+  CHECK_CODE(bh_manifest_set_daemon(&m, &sha, 0, &err), BH_OK, &err);
+  CHECK_INT(m.generation, 1);
+  CHECK_CODE(bh_manifest_set_daemon(&m, &sha, 2, &err), BH_INVALID_IDENTITY,
+             &err);
+  CHECK_INT(m.generation, 1);
+  CHECK(m.has_daemon && m.pb->current_daemon != NULL);
+  bh_identity_clear(&sha);
+  bh_identity_clear(&both);
   bh_manifest_clear(&m);
 }
 
@@ -98,21 +106,20 @@ static void put_varint(uint8_t *buf, size_t *n, uint64_t v) {
   buf[(*n)++] = (uint8_t)v;
 }
 
-/* A manifest in field order with unknown fields at the top level (98 as a
- * varint, 99 as bytes) and inside current_daemon (50), written by hand the
- * way a newer running-process would. */
+/* A manifest with unknown fields at the top level (98 as a varint, 99 as
+ * bytes) and inside current_daemon (50), written the way a newer writer
+ * that knows them would. Unsealed. */
 static size_t craft_with_unknowns(uint8_t *buf) {
-  size_t n = 0;
-  RunningProcess__Broker__V1__CacheManifest pm =
-      RUNNING_PROCESS__BROKER__V1__CACHE_MANIFEST__INIT;
+  mh_pb pm = RUNNING_PROCESS__BROKER__V1__CACHE_MANIFEST__INIT;
   pm.service_name = "svc";
   pm.created_at_unix_ms = 99;
-  n = running_process__broker__v1__cache_manifest__pack(&pm, buf);
+  size_t n = running_process__broker__v1__cache_manifest__pack(&pm, buf);
   bh_identity id;
-  sample_identity(&id);
+  mh_identity(&id, BH_ALG_SHA256);
   uint8_t *d = NULL;
   size_t dlen = 0;
-  CHECK_CODE(bh_identity_encode(&id, &d, &dlen, NULL), BH_OK, NULL);
+  CHECK_CODE(bh_identity_encode(&id, BH_FORM_GEN1, &d, &dlen, NULL), BH_OK,
+             NULL);
   bh_identity_clear(&id);
   static const uint8_t inner[] = {0x90, 0x03, 0x07}; /* field 50 = 7 */
   put_varint(buf, &n, (20 << 3) | 2);
@@ -135,50 +142,52 @@ static size_t craft_with_unknowns(uint8_t *buf) {
   return n;
 }
 
-static void test_unknown_fields_kept(void) {
+/* Unknown fields used to be kept byte for byte; now, as in the real
+ * readers (prost), they are dropped on decode, and what is written back is
+ * the canonical, sealed encoding of what is known. */
+static void test_unknown_fields_dropped(void) {
   char a[128], b[128];
   bh_test_path(a, sizeof a, "unk-a.pb");
   bh_test_path(b, sizeof b, "unk-b.pb");
-  uint8_t orig[512], back[512];
+  uint8_t orig[512];
   size_t n = craft_with_unknowns(orig);
-  write_bytes(a, orig, n);
+  mh_write_bytes(a, orig, n);
   bh_manifest m;
   bh_err err;
-  CHECK_CODE(bh_manifest_read(a, &m, &err), BH_OK, &err);
-  CHECK_STR(m.service_name, "svc");
-  CHECK_STR(m.broker_instance, "inst");
+  CHECK_CODE(bh_manifest_read(a, true, &m, &err), BH_MANIFEST_CORRUPT, &err);
+  CHECK_CODE(bh_manifest_read(a, false, &m, &err), BH_OK, &err);
+  CHECK(!m.sealed);
+  CHECK_STR(m.pb->service_name, "svc");
+  CHECK_STR(m.pb->broker_instance, "inst");
   CHECK(m.has_daemon);
   CHECK_INT(m.daemon.pid, 4242);
-  CHECK_INT(m.unknown_len, 10);       /* 90 06 ac 02, 9a 06 03 'abc' */
-  CHECK_INT(m.daemon_unknown_len, 3); /* 90 03 07 */
+  CHECK_INT(m.pb->base.n_unknown_fields, 0);
+  CHECK_INT(m.pb->current_daemon->base.n_unknown_fields, 0);
   CHECK_CODE(bh_manifest_write(b, &m, &err), BH_OK, &err);
-  size_t got = read_bytes(b, back, sizeof back);
-  CHECK_INT(got, n);
-  CHECK(got == n && memcmp(orig, back, n) == 0);
-  /* Editing a known field keeps the unknown ones. */
-  bh_manifest_set_string(&m.service_name, "renamed", NULL);
-  CHECK_CODE(bh_manifest_write(b, &m, &err), BH_OK, &err);
+  size_t got_len = 0;
+  uint8_t *got = mh_read_bytes(b, &got_len);
+  CHECK(got != NULL && memmem(got, got_len, "abc", 3) == NULL);
+  CHECK(got != NULL && memmem(got, got_len, "\x90\x03\x07", 3) == NULL);
+  free(got);
   bh_manifest again;
-  CHECK_CODE(bh_manifest_read(b, &again, &err), BH_OK, &err);
-  CHECK_STR(again.service_name, "renamed");
-  CHECK(again.unknown_len == m.unknown_len &&
-        memcmp(again.unknown, m.unknown, m.unknown_len) == 0);
-  CHECK(again.daemon_unknown_len == 3 &&
-        memcmp(again.daemon_unknown, "\x90\x03\x07", 3) == 0);
+  CHECK_CODE(bh_manifest_read(b, true, &again, &err), BH_OK, &err);
+  CHECK_STR(again.pb->service_name, "svc");
+  CHECK_INT(again.pb->created_at_unix_ms, 99);
+  CHECK_CODE(bh_identity_compare(&m.daemon, &again.daemon, &err), BH_OK, &err);
   bh_manifest_clear(&again);
   bh_manifest_clear(&m);
 }
 
-/* Decode a manifest whose current_daemon is the given DaemonProcess. */
+/* Decode a manifest whose current_daemon is the given DaemonProcess
+ * (unsealed: verify off). */
 static bh_status decode_with_daemon(
     RunningProcess__Broker__V1__DaemonProcess *dp, bh_err *err) {
-  RunningProcess__Broker__V1__CacheManifest pm =
-      RUNNING_PROCESS__BROKER__V1__CACHE_MANIFEST__INIT;
+  mh_pb pm = RUNNING_PROCESS__BROKER__V1__CACHE_MANIFEST__INIT;
   pm.current_daemon = dp;
   uint8_t buf[512];
   size_t n = running_process__broker__v1__cache_manifest__pack(&pm, buf);
   bh_manifest m;
-  bh_status st = bh_manifest_decode(buf, n, &m, err);
+  bh_status st = bh_manifest_decode(buf, n, false, &m, err);
   if (st == BH_OK) bh_manifest_clear(&m);
   return st;
 }
@@ -187,25 +196,34 @@ static void test_error_codes(void) {
   bh_manifest m;
   bh_err err;
   char path[128];
-  CHECK_CODE(bh_manifest_read("/nonexistent/x.pb", &m, &err), BH_MANIFEST_IO,
-             &err);
+  CHECK_CODE(bh_manifest_read("/nonexistent/x.pb", true, &m, &err),
+             BH_MANIFEST_IO, &err);
   CHECK(strstr(err.message, "/nonexistent/x.pb") != NULL);
   CHECK(strstr(err.message, strerror(ENOENT)) != NULL);
-  CHECK_CODE(bh_manifest_read(bh_test_tmpdir(), &m, &err), BH_MANIFEST_IO,
+  CHECK_CODE(bh_manifest_read(bh_test_tmpdir(), true, &m, &err), BH_MANIFEST_IO,
              &err);
   bh_test_path(path, sizeof path, "garbage.pb");
-  write_bytes(path, (const uint8_t *)"\xff\xff\xff", 3);
-  CHECK_CODE(bh_manifest_read(path, &m, &err), BH_MANIFEST_DECODE, &err);
+  mh_write_bytes(path, "\xff\xff\xff", 3);
+  CHECK_CODE(bh_manifest_read(path, true, &m, &err), BH_MANIFEST_DECODE, &err);
+  CHECK_CODE(bh_manifest_read(path, false, &m, &err), BH_MANIFEST_DECODE, &err);
   /* Top-level string holding NUL / invalid UTF-8. */
   static const uint8_t nul[] = {0x0a, 0x03, 'a', 0, 'b'};
-  CHECK_CODE(bh_manifest_decode(nul, sizeof nul, &m, &err), BH_MANIFEST_DECODE,
-             &err);
-  static const uint8_t bad8[] = {0x12, 0x02, 0xc3, 0x28};
-  CHECK_CODE(bh_manifest_decode(bad8, sizeof bad8, &m, &err),
+  CHECK_CODE(bh_manifest_decode(nul, sizeof nul, false, &m, &err),
              BH_MANIFEST_DECODE, &err);
-  /* Empty file = an all-defaults manifest. */
-  CHECK_CODE(bh_manifest_decode((const uint8_t *)"", 0, &m, &err), BH_OK, &err);
+  static const uint8_t bad8[] = {0x12, 0x02, 0xc3, 0x28};
+  CHECK_CODE(bh_manifest_decode(bad8, sizeof bad8, false, &m, &err),
+             BH_MANIFEST_DECODE, &err);
+  /* Field number 0 in a two-byte key: prost refuses it. */
+  static const uint8_t zero[] = {0x80, 0x00, 0x01};
+  CHECK_CODE(bh_manifest_decode(zero, sizeof zero, false, &m, &err),
+             BH_MANIFEST_DECODE, &err);
+  /* An empty file is an all-defaults manifest, which is not sealed. */
+  CHECK_CODE(bh_manifest_decode((const uint8_t *)"", 0, true, &m, &err),
+             BH_MANIFEST_CORRUPT, &err);
+  CHECK_CODE(bh_manifest_decode((const uint8_t *)"", 0, false, &m, &err), BH_OK,
+             &err);
   CHECK(!m.has_daemon);
+  CHECK_INT(m.generation, 0);
   bh_manifest_clear(&m);
 
   RunningProcess__Broker__V1__Endpoint ep =
@@ -224,37 +242,65 @@ static void test_error_codes(void) {
   CHECK_CODE(decode_with_daemon(&dp, &err), BH_OK, &err);
   dp.exe_sha256.len = 31;
   CHECK_CODE(decode_with_daemon(&dp, &err), BH_INVALID_SHA256_LENGTH, &err);
+  dp.exe_sha256.len = 0;
+  dp.exe_hash_algorithm = "blake3";
+  dp.exe_hash.data = sha;
+  dp.exe_hash.len = 31;
+  CHECK_CODE(decode_with_daemon(&dp, &err), BH_INVALID_HASH_LENGTH, &err);
+  dp.exe_hash.len = 32;
+  CHECK_CODE(decode_with_daemon(&dp, &err), BH_OK, &err);
+  dp.exe_hash_algorithm = "sha1";
+  CHECK_CODE(decode_with_daemon(&dp, &err), BH_UNSUPPORTED_HASH_ALGORITHM,
+             &err);
+  dp.exe_hash_algorithm = "";
   dp.exe_sha256.len = 32;
+  dp.exe_hash.len = 0;
+  /* A string that is not UTF-8 anywhere in the manifest, its daemon's
+   * included, makes the whole manifest undecodable, as prost says (it was
+   * the daemon's decode_identity before). */
   dp.exe_path = "/bin/\xc3\x28";
-  CHECK_CODE(decode_with_daemon(&dp, &err), BH_DECODE_IDENTITY, &err);
+  CHECK_CODE(decode_with_daemon(&dp, &err), BH_MANIFEST_DECODE, &err);
   dp.exe_path = "/bin/x";
   ep.path = "/p\xff.sock";
-  CHECK_CODE(decode_with_daemon(&dp, &err), BH_DECODE_IDENTITY, &err);
+  CHECK_CODE(decode_with_daemon(&dp, &err), BH_MANIFEST_DECODE, &err);
 }
 
-static void test_encode_rejects_bad_blobs(void) {
+/* seal_encode: schema version 1, media_type only when empty, and
+ * self_sha256 = SHA-256 of the encoding without it (computed here with
+ * protobuf-c on a copy that has no seal). */
+static void test_seal_encode(void) {
   bh_manifest m;
   bh_err err;
+  mh_manifest(&m, "seal", 2);
+  m.pb->manifest_schema_version = 0;
   uint8_t *out = NULL;
   size_t len = 0;
-  sample_manifest(&m, "svc");
-  /* A known field (1) hidden in the unknown blob. */
-  bh_manifest_set_blob(&m.unknown, &m.unknown_len, (const uint8_t *)"\x0a\x01x",
-                       3, NULL);
-  CHECK_CODE(bh_manifest_encode(&m, &out, &len, &err), BH_MANIFEST_DECODE,
-             &err);
-  CHECK(out == NULL);
-  bh_manifest_set_blob(&m.unknown, &m.unknown_len, (const uint8_t *)"\xff\xff",
-                       2, NULL);
-  CHECK_CODE(bh_manifest_encode(&m, &out, &len, &err), BH_MANIFEST_DECODE,
-             &err);
-  bh_manifest_set_blob(&m.unknown, &m.unknown_len, NULL, 0, NULL);
-  bh_manifest_set_blob(&m.daemon_unknown, &m.daemon_unknown_len,
-                       (const uint8_t *)"\x08\x01", 2, NULL); /* pid */
-  CHECK_CODE(bh_manifest_encode(&m, &out, &len, &err), BH_MANIFEST_DECODE,
-             &err);
-  bh_manifest_set_blob(&m.daemon_unknown, &m.daemon_unknown_len, NULL, 0, NULL);
-  CHECK_CODE(bh_manifest_encode(&m, &out, &len, &err), BH_OK, &err);
+  CHECK_CODE(bh_manifest_seal_encode(m.pb, &out, &len, &err), BH_OK, &err);
+  CHECK_INT(m.pb->manifest_schema_version, 1);
+  CHECK_STR(m.pb->media_type, BH_MANIFEST_MEDIA_TYPE);
+  CHECK_INT(m.pb->self_sha256.len, 32);
+  ProtobufCBinaryData seal = m.pb->self_sha256;
+  m.pb->self_sha256.len = 0;
+  size_t n = running_process__broker__v1__cache_manifest__get_packed_size(m.pb);
+  uint8_t *bare = malloc(n + 1);
+  running_process__broker__v1__cache_manifest__pack(m.pb, bare);
+  m.pb->self_sha256 = seal;
+  uint8_t want[32];
+  bh_digest_bytes(bare, n, want);
+  CHECK(memcmp(want, seal.data, 32) == 0);
+  CHECK_INT(len, n + 35); /* b2 06 20 + 32 bytes */
+  free(bare);
+  free(out);
+  /* A media type of its own is kept (the original sets it only when
+   * empty), and the seal covers it. */
+  mh_set_str(&m.pb->media_type, "application/x-other");
+  out = NULL;
+  CHECK_CODE(bh_manifest_seal_encode(m.pb, &out, &len, &err), BH_OK, &err);
+  CHECK_STR(m.pb->media_type, "application/x-other");
+  bh_manifest back;
+  CHECK_CODE(bh_manifest_decode(out, len, true, &back, &err), BH_OK, &err);
+  CHECK_STR(back.pb->media_type, "application/x-other");
+  bh_manifest_clear(&back);
   free(out);
   /* Writing into a missing directory fails cleanly. */
   CHECK_CODE(bh_manifest_write("/nonexistent-dir/m.pb", &m, &err),
@@ -272,7 +318,7 @@ static void make_manifest(const char *root, const char *rel) {
   char p[256];
   snprintf(p, sizeof p, "%s/%s%s" BH_MANIFEST_NAME, root, rel,
            rel[0] ? "/" : "");
-  write_bytes(p, (const uint8_t *)"", 0);
+  mh_write_bytes(p, "", 0);
 }
 
 static size_t find_count(const char *root, int depth) {
@@ -301,18 +347,21 @@ static void test_find(void) {
   make_dir(root, "x");
   /* Things that must not be listed: a symlinked manifest, temp files of
    * a writer, a loop back to root, a link out of root, a dir named like a
-   * manifest. */
+   * manifest, a FIFO named like one. */
   snprintf(p, sizeof p, "%s/x/" BH_MANIFEST_NAME, root);
   snprintf(q, sizeof q, "%s/" BH_MANIFEST_NAME, out);
   CHECK(symlink(q, p) == 0);
-  snprintf(p, sizeof p, "%s/x/" BH_MANIFEST_NAME ".tmp.abcdef", root);
-  write_bytes(p, (const uint8_t *)"", 0);
+  snprintf(p, sizeof p, "%s/x/." BH_MANIFEST_NAME ".tmp.abcdef", root);
+  mh_write_bytes(p, "", 0);
   snprintf(p, sizeof p, "%s/loop", root);
   CHECK(symlink(root, p) == 0);
   snprintf(p, sizeof p, "%s/out", root);
   CHECK(symlink(out, p) == 0);
   make_dir(root, "y");
   make_dir(root, "y/" BH_MANIFEST_NAME);
+  make_dir(root, "z");
+  snprintf(p, sizeof p, "%s/z/" BH_MANIFEST_NAME, root);
+  CHECK(mkfifo(p, 0600) == 0);
 
   CHECK_INT(find_count(root, 0), 1);
   CHECK_INT(find_count(root, 1), 2);
@@ -340,39 +389,80 @@ static void test_find(void) {
 static void test_clear_daemon(void) {
   char path[128];
   bh_test_path(path, sizeof path, "clear.pb");
-  uint8_t orig[512];
-  size_t n = craft_with_unknowns(orig);
-  write_bytes(path, orig, n);
-  bool had = false;
+  bh_manifest m;
   bh_err err;
+  mh_manifest(&m, "svc", 1);
+  CHECK_CODE(bh_manifest_write(path, &m, &err), BH_OK, &err);
+  bh_clear_outcome out = BH_CLEAR_DONE;
   /* Guarded: a different identity (or another start time) is left. */
   bh_identity other;
-  sample_identity(&other);
+  mh_identity(&other, BH_ALG_SHA256);
   other.pid = 1;
-  CHECK_CODE(bh_manifest_clear_daemon(path, &other, &had, &err), BH_OK, &err);
-  CHECK(!had);
+  CHECK_CODE(bh_manifest_clear_daemon(path, &other, &out, &err), BH_OK, &err);
+  CHECK_INT(out, BH_CLEAR_OTHER);
   other.pid = 4242;
   other.started_at_unix_ms++;
-  CHECK_CODE(bh_manifest_clear_daemon(path, &other, &had, &err), BH_OK, &err);
-  CHECK(!had);
+  CHECK_CODE(bh_manifest_clear_daemon(path, &other, &out, &err), BH_OK, &err);
+  CHECK_INT(out, BH_CLEAR_OTHER);
   other.started_at_unix_ms--;
-  CHECK_CODE(bh_manifest_clear_daemon(path, &other, &had, &err), BH_OK, &err);
-  CHECK(had);
+  expect_read(path, "svc", 1);
+  CHECK_CODE(bh_manifest_clear_daemon(path, &other, &out, &err), BH_OK, &err);
+  CHECK_INT(out, BH_CLEAR_DONE);
   bh_identity_clear(&other);
-  bh_manifest m;
-  CHECK_CODE(bh_manifest_read(path, &m, &err), BH_OK, &err);
-  CHECK(!m.has_daemon);
-  CHECK_STR(m.service_name, "svc");
-  CHECK_INT(m.unknown_len, 10);
-  CHECK_INT(m.daemon_unknown_len, 0);
-  bh_manifest_clear(&m);
-  CHECK_CODE(bh_manifest_clear_daemon(path, NULL, &had, &err), BH_OK, &err);
-  CHECK(!had);
-  CHECK_CODE(bh_manifest_clear_daemon("/nonexistent/m.pb", NULL, &had, &err),
+  /* Resealed, everything else kept. */
+  bh_manifest got;
+  CHECK_CODE(bh_manifest_read(path, true, &got, &err), BH_OK, &err);
+  CHECK(!got.has_daemon);
+  CHECK_INT(got.generation, 0);
+  CHECK_STR(got.pb->service_name, "svc");
+  CHECK_STR(got.pb->broker_instance, "inst-7");
+  CHECK_INT(got.pb->last_active_unix_ms, 2);
+  bh_manifest_clear(&got);
+  CHECK_CODE(bh_manifest_clear_daemon(path, NULL, &out, &err), BH_OK, &err);
+  CHECK_INT(out, BH_CLEAR_NONE);
+  CHECK_CODE(bh_manifest_clear_daemon("/nonexistent/m.pb", NULL, &out, &err),
              BH_MANIFEST_IO, &err);
+  /* Generation 2 clears the same way. */
+  bh_manifest_clear(&m);
+  mh_manifest(&m, "svc2", 2);
+  CHECK_CODE(bh_manifest_write(path, &m, &err), BH_OK, &err);
+  CHECK_CODE(bh_manifest_clear_daemon(path, &m.daemon, &out, &err), BH_OK,
+             &err);
+  CHECK_INT(out, BH_CLEAR_DONE);
+  expect_read(path, "svc2", 0);
+  bh_manifest_clear(&m);
 }
 
-/* Fork a writer that stops itself just before rename, SIGKILL it there:
+/* A manifest that does not verify is never rewritten by a clean-up:
+ * its bytes are exactly what they were. */
+static void test_clear_refuses_unverified(void) {
+  char path[128];
+  bh_test_path(path, sizeof path, "unverified.pb");
+  uint8_t orig[512];
+  size_t n = craft_with_unknowns(orig);
+  mh_write_bytes(path, orig, n);
+  bh_clear_outcome out = BH_CLEAR_DONE;
+  bh_err err;
+  CHECK_CODE(bh_manifest_clear_daemon(path, NULL, &out, &err),
+             BH_MANIFEST_CORRUPT, &err);
+  CHECK(mh_file_is(path, orig, n));
+  mh_write_bytes(path, "\xff\xff", 2);
+  CHECK_CODE(bh_manifest_clear_daemon(path, NULL, &out, &err),
+             BH_MANIFEST_DECODE, &err);
+  CHECK(mh_file_is(path, (const uint8_t *)"\xff\xff", 2));
+}
+
+/* The child of test_crash_before_rename: write a manifest for service. */
+static int child_write(const char *path, const char *service) {
+  bh_manifest m;
+  bh_err err;
+  mh_manifest(&m, service, 2);
+  bh_status st = bh_manifest_write(path, &m, &err);
+  bh_manifest_clear(&m);
+  return st == BH_OK ? 0 : 1;
+}
+
+/* A writer stopped just before rename (the shim) and SIGKILLed there:
  * the old manifest must be intact and the leftover temp file must not be
  * taken for a manifest. */
 static void test_crash_before_rename(void) {
@@ -380,28 +470,18 @@ static void test_crash_before_rename(void) {
   bh_test_path(dir, sizeof dir, "crash");
   CHECK(mkdir(dir, 0755) == 0);
   snprintf(path, sizeof path, "%s/" BH_MANIFEST_NAME, dir);
-  bh_manifest old, neu, got;
+  bh_manifest old;
   bh_err err;
-  sample_manifest(&old, "old");
-  sample_manifest(&neu, "new");
+  mh_manifest(&old, "old", 1);
   CHECK_CODE(bh_manifest_write(path, &old, &err), BH_OK, &err);
-  pid_t pid = fork();
-  if (pid == 0) {
-    setenv("BH_TEST_MANIFEST_STOP", "1", 1);
-    bh_manifest_write(path, &neu, NULL);
-    _exit(0);
-  }
+  char *argv[] = {"test_manifest", "write", path, "new", NULL};
+  pid_t pid = mh_spawn_shimmed(argv, 1);
   CHECK(pid > 0);
-  int status = 0;
-  CHECK(waitpid(pid, &status, WUNTRACED) == pid);
-  CHECK(WIFSTOPPED(status));
+  CHECK(mh_wait_stopped(pid));
   CHECK(kill(pid, SIGKILL) == 0);
-  CHECK(waitpid(pid, &status, 0) == pid);
-  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-  CHECK_CODE(bh_manifest_read(path, &got, &err), BH_OK, &err);
-  CHECK_STR(got.service_name, "old");
-  bh_manifest_clear(&got);
-  /* The temp file is there, complete, but invisible to find. */
+  CHECK_INT(mh_wait_exit(pid), -1);
+  expect_read(path, "old", 1);
+  /* The temp file is there, but invisible to find. */
   bh_manifest_list l;
   CHECK_CODE(bh_manifest_find(dir, 0, &l, &err), BH_OK, &err);
   CHECK_INT(l.count, 1);
@@ -409,23 +489,25 @@ static void test_crash_before_rename(void) {
   char cmd[300];
   snprintf(cmd, sizeof cmd, "test $(ls -A %s | wc -l) -eq 2", dir);
   CHECK(system(cmd) == 0);
-  /* A later write still succeeds and wins. */
-  CHECK_CODE(bh_manifest_write(path, &neu, &err), BH_OK, &err);
-  CHECK_CODE(bh_manifest_read(path, &got, &err), BH_OK, &err);
-  CHECK_STR(got.service_name, "new");
-  bh_manifest_clear(&got);
+  /* Unstopped, the same writer succeeds and wins. */
+  pid = mh_spawn_shimmed(argv, 0);
+  CHECK_INT(mh_wait_exit(pid), 0);
+  expect_read(path, "new", 2);
   bh_manifest_clear(&old);
-  bh_manifest_clear(&neu);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  if (argc == 4 && strcmp(argv[1], "write") == 0)
+    return child_write(argv[2], argv[3]);
   int fds = bh_test_count_fds();
   RUN(test_round_trip);
-  RUN(test_unknown_fields_kept);
+  RUN(test_set_daemon_generations);
+  RUN(test_unknown_fields_dropped);
   RUN(test_error_codes);
-  RUN(test_encode_rejects_bad_blobs);
+  RUN(test_seal_encode);
   RUN(test_find);
   RUN(test_clear_daemon);
+  RUN(test_clear_refuses_unverified);
   RUN(test_crash_before_rename);
   CHECK_INT(bh_test_count_fds(), fds);
   return bh_test_summary();
