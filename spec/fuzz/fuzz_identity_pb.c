@@ -1,11 +1,14 @@
 /* Fuzz target: the DaemonProcess decoder (src/core/identity.h).
  *
  * Properties:
- *  - a failure is decode_identity, missing_endpoint or
- *    invalid_sha256_length, and says so in err;
+ *  - a failure is decode_identity, missing_endpoint,
+ *    invalid_sha256_length, unsupported_hash_algorithm or
+ *    invalid_hash_length, and says so in err;
  *  - a success gives non-NULL strings holding no NUL and valid UTF-8;
- *  - encode → decode gives an identity equal on every field, and encoding
- *    that again gives the same bytes (our encoding is canonical);
+ *  - a success has at least one digest;
+ *  - encode (the answer form, which carries every digest) → decode gives
+ *    an identity equal on every field, and encoding that again gives the
+ *    same bytes (our encoding is canonical);
  *  - the identity also survives the JSON form (to_json → from_json; a
  *    started_at beyond 2^63-1 comes back clamped, by design);
  *  - no leak, no crash (ASan). */
@@ -51,7 +54,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   bh_status st = bh_identity_decode(data, size, &id, &err);
   if (st != BH_OK) {
     FUZZ_ASSERT(st == BH_DECODE_IDENTITY || st == BH_MISSING_ENDPOINT ||
-                st == BH_INVALID_SHA256_LENGTH);
+                st == BH_INVALID_SHA256_LENGTH ||
+                st == BH_UNSUPPORTED_HASH_ALGORITHM ||
+                st == BH_INVALID_HASH_LENGTH);
     FUZZ_ASSERT(err.code == st && err.message[0] != '\0');
     bh_identity_clear(&id);
     return 0;
@@ -60,15 +65,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check_string(id.boot_id);
   check_string(id.endpoint.namespace_id);
   check_string(id.endpoint.path);
+  FUZZ_ASSERT(id.digests.algs != 0 && (id.digests.algs & ~BH_ALGS_ALL) == 0);
 
   uint8_t *pb = NULL, *pb2 = NULL;
   size_t pb_len = 0, pb2_len = 0;
-  st = bh_identity_encode(&id, &pb, &pb_len, &err);
+  st = bh_identity_encode(&id, BH_FORM_ANSWER, &pb, &pb_len, &err);
   FUZZ_ASSERT_OK(st, err);
   st = bh_identity_decode(pb, pb_len, &back, &err);
   FUZZ_ASSERT_OK(st, err);
   FUZZ_ASSERT(fuzz_identity_equal(&id, &back));
-  st = bh_identity_encode(&back, &pb2, &pb2_len, &err);
+  st = bh_identity_encode(&back, BH_FORM_ANSWER, &pb2, &pb2_len, &err);
   FUZZ_ASSERT_OK(st, err);
   FUZZ_ASSERT(pb_len == pb2_len && memcmp(pb, pb2, pb_len) == 0);
   check_json(&id);

@@ -5,8 +5,9 @@
  * identity of fuzzcheck.h, and with no expected identity. Properties:
  *  - with and without the comparison agree up to the comparison: either
  *    both succeed, or both fail with the same code, or only the compared
- *    run fails, with identity_mismatch naming exactly the field that
- *    bh_identity_diff names;
+ *    run fails, with exactly what bh_identity_compare says of the two
+ *    (code, first field, every field; the expected identity has both
+ *    digests, so an answer of either generation shares one with it);
  *  - a success hands back an identity with an endpoint, non-NULL strings;
  *  - that identity, answered by our own builder to the same request,
  *    validates again, decodes to an equal identity (every field) and gets
@@ -22,8 +23,7 @@
 /* Build our own response to req carrying id and validate it again,
  * checking the round trip properties listed above. */
 static void check_rebuilt(const bh_request *req, const bh_identity *id,
-                          const bh_identity *expected, bh_status verdict,
-                          const char *field) {
+                          const bh_identity *expected, const bh_err *verdict) {
   bh_err err;
   uint8_t *frame = NULL;
   size_t frame_len = 0;
@@ -43,8 +43,11 @@ static void check_rebuilt(const bh_request *req, const bh_identity *id,
   FUZZ_ASSERT(fuzz_identity_equal(id, &again));
   st = bh_probe_response_validate(body, body_len, req->request_id, req->nonce,
                                   expected, NULL, &err);
-  FUZZ_ASSERT(st == verdict);
-  if (st == BH_IDENTITY_MISMATCH) FUZZ_ASSERT(fuzz_str_same(err.field, field));
+  FUZZ_ASSERT(st == verdict->code);
+  if (st == BH_IDENTITY_MISMATCH) {
+    FUZZ_ASSERT(fuzz_str_same(err.field, verdict->field));
+    FUZZ_ASSERT(err.nfields == verdict->nfields);
+  }
   bh_identity_clear(&again);
   free(frame);
 }
@@ -77,15 +80,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_ASSERT(got_any.exe_path != NULL && got_any.boot_id != NULL);
     FUZZ_ASSERT(got_any.endpoint.namespace_id != NULL &&
                 got_any.endpoint.path != NULL);
-    const char *field = bh_identity_diff(&expected, &got_any);
-    if (field == NULL) {
-      FUZZ_ASSERT(compared == BH_OK);
+    bh_err verdict;
+    bh_err_clear(&verdict);
+    bh_status want = bh_identity_compare(&expected, &got_any, &verdict);
+    FUZZ_ASSERT(want == BH_OK || want == BH_IDENTITY_MISMATCH);
+    FUZZ_ASSERT(compared == want);
+    if (want == BH_OK) {
       FUZZ_ASSERT(fuzz_identity_equal(&got, &got_any));
     } else {
-      FUZZ_ASSERT(compared == BH_IDENTITY_MISMATCH);
-      FUZZ_ASSERT(fuzz_str_same(err_cmp.field, field));
+      FUZZ_ASSERT(fuzz_str_same(err_cmp.field, verdict.field));
+      FUZZ_ASSERT(err_cmp.nfields == verdict.nfields && verdict.nfields >= 1);
+      for (unsigned i = 0; i < verdict.nfields; i++)
+        FUZZ_ASSERT(fuzz_str_same(err_cmp.fields[i], verdict.fields[i]));
     }
-    check_rebuilt(&req, &got_any, &expected, compared, field);
+    check_rebuilt(&req, &got_any, &expected, &verdict);
   }
   bh_identity_clear(&got);
   bh_identity_clear(&got_any);
