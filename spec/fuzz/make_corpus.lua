@@ -4,10 +4,13 @@
 -- committed; run this again only to change them. The protobuf here is written
 -- by a few lines of Lua rather than by our C encoder on purpose: seeds made
 -- by an independent writer also check that our decoders read what another
--- protobuf writer produces. The fixed nonce and identity match
--- spec/fuzz/fuzzcheck.h.
+-- protobuf writer produces; the manifest and identity seeds also include
+-- the bytes the real running-process wrote (copied from spec/fixtures). The
+-- fixed nonce and identity match spec/fuzz/fuzzcheck.h.
 
-local dir = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/corpus"
+local here = arg[0]:match("^(.*)/[^/]*$") or "."
+local dir = here .. "/corpus"
+local fixtures = here .. "/../fixtures"
 
 -- protobuf wire primitives ---------------------------------------------------
 local function varint(v)
@@ -33,11 +36,17 @@ local REQUEST_ID = string.unpack("<i8", NONCE)
 local SHA = {}
 for i = 0, 31 do SHA[#SHA + 1] = string.char(0xa0 + i) end
 SHA = table.concat(SHA)
+local HASH = {}
+for i = 0, 31 do HASH[#HASH + 1] = string.char(0xc0 + i) end
+HASH = table.concat(HASH)
 local TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 local function endpoint(ns, path) return bfield(1, ns) .. bfield(2, path) end
 
 -- DaemonProcess; o overrides fields of the fixed identity (false = omit).
+-- Generation 1 by default (tag 3); gen2 = true writes tags 8/9 instead
+-- (alg and hash override them), trailer = true appends tag 3 after
+-- everything, out of tag order, as a 4.10 daemon answers.
 local function identity(o)
   o = o or {}
   local function pick(k, default)
@@ -49,7 +58,7 @@ local function identity(o)
   if pid then parts[#parts + 1] = vfield(1, pid) end
   local exe = pick("exe_path", "/usr/bin/daemon")
   if exe then parts[#parts + 1] = bfield(2, exe) end
-  local sha = pick("sha", SHA)
+  local sha = pick("sha", not o.gen2 and SHA)
   if sha then parts[#parts + 1] = bfield(3, sha) end
   local ep = pick("endpoint", endpoint("ns", "/tmp/d.sock"))
   if ep then parts[#parts + 1] = bfield(4, ep) end
@@ -59,6 +68,11 @@ local function identity(o)
   if boot then parts[#parts + 1] = bfield(6, boot) end
   local idle = pick("idle", 30)
   if idle then parts[#parts + 1] = vfield(7, idle) end
+  local alg = pick("alg", o.gen2 and "blake3")
+  if alg then parts[#parts + 1] = bfield(8, alg) end
+  local hash = pick("hash", o.gen2 and HASH)
+  if hash then parts[#parts + 1] = bfield(9, hash) end
+  if o.trailer then parts[#parts + 1] = bfield(3, SHA) end
   parts[#parts + 1] = o.extra or ""
   return table.concat(parts)
 end
@@ -104,6 +118,13 @@ local function write(target, name, bytes)
   local f = assert(io.open(dir .. "/" .. target .. "/" .. name, "wb"))
   assert(f:write(bytes))
   assert(f:close())
+end
+
+local function fixture(name)
+  local f = assert(io.open(fixtures .. "/" .. name, "rb"))
+  local bytes = f:read("a")
+  assert(f:close())
+  return bytes
 end
 
 local UNKNOWN = vfield(50, 7) .. bfield(51, "future")
@@ -156,6 +177,15 @@ write("response", "nonce_wrong", frame_body({version = 1, kind = 1, protocol = 0
 write("response", "payload_31", response({payload = NONCE:sub(1, 31)}))
 write("response", "payload_nonce_only", response({payload = NONCE}))
 write("response", "encoding_lz4", response({encoding = 3}))
+write("response", "valid_gen2_answer", response({identity = {gen2 = true, trailer = true}}))
+write("response", "valid_gen2_only", response({identity = {gen2 = true}}))
+write("response", "mismatch_hash",
+  response({identity = {gen2 = true, hash = ("\2"):rep(32)}}))
+write("response", "mismatch_both",
+  response({identity = {gen2 = true, trailer = true, hash = ("\2"):rep(32), pid = 1}}))
+write("response", "gen2_hash_31", response({identity = {gen2 = true, hash = HASH:sub(1, 31)}}))
+write("response", "gen2_alg_sha1", response({identity = {gen2 = true, alg = "sha1"}}))
+write("response", "gen2_hash_no_alg", response({identity = {gen2 = true, alg = false}}))
 
 -- identity_pb -----------------------------------------------------------------
 write("identity_pb", "valid", identity())
@@ -174,6 +204,14 @@ write("identity_pb", "truncated", identity():sub(1, 30))
 write("identity_pb", "zero_length", "")
 write("identity_pb", "pid_max", identity({pid = 0xffffffff, started = -1}))
 write("identity_pb", "endpoint_unknown", identity({endpoint = endpoint("n", "/p") .. UNKNOWN}))
+write("identity_pb", "gen2", identity({gen2 = true}))
+write("identity_pb", "answer", identity({gen2 = true, trailer = true}))
+write("identity_pb", "both_in_order", identity({gen2 = true, sha = SHA}))
+write("identity_pb", "gen2_hash_31", identity({gen2 = true, hash = HASH:sub(1, 31)}))
+write("identity_pb", "gen2_alg_sha1", identity({gen2 = true, alg = "sha1"}))
+write("identity_pb", "gen2_alg_without_hash", identity({gen2 = true, hash = false}))
+write("identity_pb", "gen2_hash_without_alg", identity({gen2 = true, alg = false}))
+write("identity_pb", "no_digest", identity({sha = false}))
 
 -- identity_json ---------------------------------------------------------------
 local HEX = SHA:gsub(".", function(c) return string.format("%02x", c:byte()) end)
@@ -218,6 +256,21 @@ write("identity_json", "not_object", "[1,2,3]")
 write("identity_json", "truncated", json():sub(1, 40))
 write("identity_json", "empty", "")
 write("identity_json", "trailing_garbage", json() .. " x")
+local HASH_HEX = HASH:gsub(".", function(c) return string.format("%02x", c:byte()) end)
+local GEN2 = ',"exe_hash_algorithm":"blake3","exe_hash":"' .. HASH_HEX .. '"}'
+write("identity_json", "gen2", json({sha = "OMIT"}):sub(1, -2) .. GEN2)
+write("identity_json", "both", json():sub(1, -2) .. GEN2)
+write("identity_json", "gen2_alg_sha1",
+  json({sha = "OMIT"}):sub(1, -2) .. GEN2:gsub("blake3", "sha1"))
+write("identity_json", "gen2_hash_short",
+  json({sha = "OMIT"}):sub(1, -2) .. ',"exe_hash_algorithm":"blake3","exe_hash":"'
+  .. HASH_HEX:sub(1, 62) .. '"}')
+write("identity_json", "gen2_hash_no_alg",
+  json({sha = "OMIT"}):sub(1, -2) .. ',"exe_hash":"' .. HASH_HEX .. '"}')
+write("identity_json", "no_digest", json({sha = "OMIT"}))
+write("identity_json", "serde_rp41", fixture("rp41/identity.json"))
+write("identity_json", "serde_rplatest", fixture("rplatest/identity.json"))
+write("identity_json", "project_rplatest", fixture("rplatest/identity-project.json"))
 
 -- frame_reader: byte 0 = (number of chunk-size bytes - 1), the sizes, the
 -- stream (see fuzz_frame_reader.c)
@@ -241,6 +294,10 @@ write("frame_reader", "trailing_bytes", chunked({13, 2}, frame(request()) .. fra
 write("frame_reader", "empty", string.char(0))
 
 -- manifest (CacheManifest) ----------------------------------------------------
+-- Fields 50 and 51 are known in a CacheManifest (depends_on, provides), so
+-- its unknown fields come from its reserved range instead; UNKNOWN there is
+-- a wire type the schema does not allow (a decode error, as in prost).
+local MUNKNOWN = vfield(150, 7) .. bfield(151, "future")
 local function manifest(o)
   o = o or {}
   return bfield(1, "cache") .. bfield(2, "1.2.3") .. bfield(3, "1")
@@ -250,7 +307,8 @@ local function manifest(o)
 end
 write("manifest", "valid", manifest())
 write("manifest", "no_daemon", manifest({daemon = false}))
-write("manifest", "unknown_top", manifest({extra = UNKNOWN}))
+write("manifest", "unknown_top", manifest({extra = MUNKNOWN}))
+write("manifest", "wrong_wire_type", manifest({extra = UNKNOWN}))
 write("manifest", "unknown_daemon", manifest({daemon = identity({extra = UNKNOWN})}))
 write("manifest", "daemon_missing_endpoint", manifest({daemon = identity({endpoint = false})}))
 write("manifest", "daemon_sha_31", manifest({daemon = identity({sha = SHA:sub(1, 31)})}))
@@ -258,4 +316,18 @@ write("manifest", "bad_utf8", bfield(1, "\xff") .. bfield(40, "x"))
 write("manifest", "truncated", manifest():sub(1, 50))
 write("manifest", "empty", "")
 write("manifest", "field_out_of_order",
-  bfield(40, "inst") .. bfield(1, "svc") .. UNKNOWN .. bfield(2, "v"))
+  bfield(40, "inst") .. bfield(1, "svc") .. MUNKNOWN .. bfield(2, "v"))
+write("manifest", "daemon_gen2", manifest({daemon = identity({gen2 = true})}))
+write("manifest", "daemon_both_generations",
+  manifest({daemon = identity({gen2 = true, sha = SHA})}))
+write("manifest", "daemon_gen2_alg_sha1",
+  manifest({daemon = identity({gen2 = true, alg = "sha1"})}))
+write("manifest", "schema_2", manifest({extra = vfield(100, 2)}))
+write("manifest", "seal_short", manifest({extra = bfield(102, SHA:sub(1, 31))}))
+write("manifest", "host", manifest({extra = bfield(103, bfield(1, "vm") .. bfield(2, "abc"))}))
+-- sealed by the real implementation: generation 1 and 2, with and
+-- without a daemon
+write("manifest", "rp41_with_daemon", fixture("rp41/manifest-with-daemon.pb"))
+write("manifest", "rp41_cleared", fixture("rp41/manifest-cleared.pb"))
+write("manifest", "rplatest_with_daemon", fixture("rplatest/manifest-with-daemon.pb"))
+write("manifest", "rplatest_cleared", fixture("rplatest/manifest-cleared.pb"))
