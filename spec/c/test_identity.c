@@ -346,6 +346,13 @@ static void test_endpoint_check(void) {
   CHECK_CODE(bh_endpoint_check(&ep, &err), BH_INVALID_ENDPOINT, &err);
   bh_endpoint_set(&ep, "ns", "", &err);
   CHECK_CODE(bh_endpoint_check(&ep, &err), BH_INVALID_ENDPOINT, &err);
+  /* Relative: it would resolve against whatever the working directory
+   * is ("/" under systemd). */
+  bh_endpoint_set(&ep, "ns", "run/x.sock", &err);
+  CHECK_CODE(bh_endpoint_check(&ep, &err), BH_INVALID_ENDPOINT, &err);
+  CHECK(strstr(err.message, "relative") != NULL);
+  bh_endpoint_set(&ep, "ns", "./x.sock", &err);
+  CHECK_CODE(bh_endpoint_check(&ep, &err), BH_INVALID_ENDPOINT, &err);
   bh_endpoint other = {NULL, NULL};
   bh_endpoint_copy(&other, &ep, &err);
   CHECK(bh_endpoint_equal(&ep, &other));
