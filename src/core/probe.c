@@ -186,12 +186,10 @@ static void check_peer(bh_probe *p) {
   if (peer == 0 && p->result.has_peer_cred) peer = p->result.peer_pid;
   const char *why = NULL;
   if (same == 1) return;
-  if (same == 0)
+  if (same == 0 || (peer != 0 && peer != (long)held->pid))
     why = "it is another process";
   else if (peer == 0)
     why = "its credentials could not be read";
-  else if (peer != (long)held->pid)
-    why = "it is another process";
   else if (!bh_proc_alive(held))
     why = "the verified process exited meanwhile";
   if (why == NULL) return;
