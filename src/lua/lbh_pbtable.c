@@ -382,7 +382,7 @@ static void set_map(lua_State *L, int idx, ProtobufCMessage *m, field_desc *f,
     keys[k++] = lua_tostring(L, -1);
   }
   qsort(keys, n, sizeof *keys, cmp_str);
-  ProtobufCMessage **arr = alloc(L, n * sizeof *arr);
+  ProtobufCMessage **arr = alloc(L, n * sizeof(ProtobufCMessage *));
   *(ProtobufCMessage ***)member(m, f->offset) = arr;
   size_t *count = member(m, f->quantifier_offset);
   for (size_t i = 0; i < n; i++) {
@@ -486,7 +486,7 @@ ProtobufCMessage *lbh_check_pb(lua_State *L, int idx,
   if (!lua_istable(L, idx))
     bad(L, &b,
         lua_pushfstring(L, "expected a table, got %s", luaL_typename(L, idx)));
-  ProtobufCMessage **box = lua_newuserdatauv(L, sizeof *box, 0);
+  ProtobufCMessage **box = lua_newuserdatauv(L, sizeof(ProtobufCMessage *), 0);
   *box = NULL;
   luaL_setmetatable(L, BOX_MT);
   *box = new_msg(L, desc);
