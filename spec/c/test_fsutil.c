@@ -140,6 +140,15 @@ static void test_users_refuse_symlinks(void) {
   snprintf(p, sizeof p, "%s/real/s", dir);
   CHECK_CODE(bh_fs_remove_stale_socket(p, &sr, &err), BH_OK, &err);
   CHECK(sr.removed);
+  /* A socket whose directory is gone is gone too, and a symlink on the
+   * way is refused, whether the caller asks for the message or not. */
+  snprintf(p, sizeof p, "%s/gone/s", dir);
+  CHECK_CODE(bh_fs_remove_stale_socket(p, &sr, &err), BH_OK, &err);
+  CHECK(!sr.existed);
+  CHECK_CODE(bh_fs_remove_stale_socket(p, &sr, NULL), BH_OK, NULL);
+  CHECK(!sr.existed);
+  snprintf(p, sizeof p, "%s/link/s", dir);
+  CHECK_CODE(bh_fs_remove_stale_socket(p, &sr, NULL), BH_SYSTEM, NULL);
   free(orig);
 }
 

@@ -129,6 +129,32 @@ static void test_scan_central(void) {
   CHECK(scan(p, &l, &err) != BH_OK);
 }
 
+/* Whether a registry is missing (empty) or refused (a symlink on the way)
+ * does not depend on the caller asking for the message, nor on the
+ * language strerror speaks: the same verdicts with err NULL. */
+static void test_scan_central_without_err(void) {
+  char real[256], link[256], reg[300];
+  bh_manifest_list l;
+  bh_test_path(real, sizeof real, "noerr-real");
+  bh_test_path(link, sizeof link, "noerr-link");
+  CHECK_INT(mkdir(real, 0755), 0);
+  snprintf(reg, sizeof reg, "%s/registry", real);
+  CHECK_INT(mkdir(reg, 0700), 0);
+  touch(reg, "svc-1.pb");
+  CHECK_INT(symlink(real, link), 0);
+  snprintf(reg, sizeof reg, "%s/registry", link);
+  env("RUNNING_PROCESS_MANIFEST_DIR", reg);
+  bh_err err;
+  CHECK_CODE(bh_manifest_scan_central(&l, NULL, &err), BH_MANIFEST_IO, &err);
+  CHECK_CODE(bh_manifest_scan_central(&l, NULL, NULL), BH_MANIFEST_IO, NULL);
+  CHECK_INT(l.count, 0);
+  snprintf(reg, sizeof reg, "%s/missing/registry", real);
+  env("RUNNING_PROCESS_MANIFEST_DIR", reg);
+  CHECK_CODE(bh_manifest_scan_central(&l, NULL, &err), BH_OK, &err);
+  CHECK_CODE(bh_manifest_scan_central(&l, NULL, NULL), BH_OK, NULL);
+  CHECK_INT(l.count, 0);
+}
+
 /* host.machine_id another machine's: foreign_host; ours, or none: ok. */
 static void test_check_host(void) {
   char ours[64];
@@ -184,6 +210,7 @@ static void test_host_current(void) {
 int main(void) {
   RUN(test_central_dir);
   RUN(test_scan_central);
+  RUN(test_scan_central_without_err);
   RUN(test_check_host);
   RUN(test_host_current);
   return bh_test_summary();

@@ -18,7 +18,8 @@ enum { TEMP_TRIES = 16 };
  */
 
 /* Open component comp (of path, for messages) below dirfd as a directory,
- * never following a symlink. Returns the descriptor or -1 with err. */
+ * never following a symlink. Returns the descriptor or -1 with err and
+ * errno (openat's). */
 static int open_component(int dirfd, const char *comp, const char *path,
                           bh_status code, bh_err *err) {
   int fd = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -35,6 +36,7 @@ static int open_component(int dirfd, const char *comp, const char *path,
   else
     bh_err_set(err, code, NULL, "%s: directory component \"%s\": %s", path,
                comp, strerror(e));
+  errno = e;
   return -1;
 }
 
@@ -44,12 +46,15 @@ int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
   const char *name = slash != NULL ? slash + 1 : path;
   if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
     bh_err_set(err, code, NULL, "%s: expected a path naming a file", path);
+    errno = EINVAL;
     return -1;
   }
   int fd = open(path[0] == '/' ? "/" : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
+    int e = errno;
     bh_err_set(err, code, NULL, "%s: cannot open its root: %s", path,
-               strerror(errno));
+               strerror(e));
+    errno = e;
     return -1;
   }
   const char *p = path;
@@ -63,6 +68,7 @@ int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
       bh_err_set(err, code, NULL, "%s: a component is longer than %d bytes",
                  path, NAME_MAX);
       (void)close(fd);
+      errno = ENAMETOOLONG;
       return -1;
     }
     char comp[NAME_MAX + 1];
@@ -71,8 +77,10 @@ int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
     p = end + 1;
     if (strcmp(comp, ".") == 0) continue;
     int sub = open_component(fd, comp, path, code, err);
+    int e = errno;
     (void)close(fd); /* a directory opened read-only */
     fd = sub;
+    if (sub < 0) errno = e;
   }
   *leaf = name;
   return fd;
@@ -320,9 +328,9 @@ bh_status bh_fs_remove_stale_socket(const char *path, bh_stale_result *res,
   const char *leaf;
   int dirfd = bh_fs_open_parent(path, &leaf, BH_SYSTEM, err);
   if (dirfd < 0) {
-    if (err != NULL && strstr(err->message, "No such file") != NULL)
-      return BH_OK; /* its directory is gone: so is the socket */
-    return BH_SYSTEM;
+    if (errno != ENOENT) return BH_SYSTEM;
+    bh_err_clear(err); /* its directory is gone: so is the socket */
+    return BH_OK;
   }
   bh_status st = BH_OK;
   struct stat first, now;

@@ -20,7 +20,9 @@
  * the last component of path; *leaf points into path at that component.
  * A symlink on the way, a missing or non-directory component, or a path
  * ending in "/", ".", ".." is refused with `code` and a message naming the
- * component. Returns the descriptor or -1. */
+ * component. Returns the descriptor, or -1 with errno set (ENOENT when a
+ * component is missing, ELOOP or ENOTDIR for a symlink), so that callers
+ * can tell "not there" from "refused" without reading the message. */
 int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
                       bh_err *err);
 

@@ -532,8 +532,10 @@ bh_status bh_manifest_scan_central(bh_manifest_list *out, char **dirp,
     if (fd < 0 && errno != ENOENT)
       st = io_err(err, "open registry", dir, errno);
     (void)close(parent);
-  } else if (err != NULL && strstr(err->message, "No such file") == NULL) {
+  } else if (errno != ENOENT) {
     st = BH_MANIFEST_IO; /* a symlink or worse on the way */
+  } else {
+    bh_err_clear(err); /* a parent is missing: so is the registry */
   }
   if (st == BH_OK && fd >= 0) st = scan_registry(fd, dir, out, err);
   if (st != BH_OK) bh_manifest_list_free(out);
