@@ -130,6 +130,12 @@ static void test_pid_reused(void) {
   verify_expect(&rec, BH_OK);
   rec.started_at_unix_ms = 0; /* not recorded: nothing to compare */
   verify_expect(&rec, BH_OK);
+  /* A start time at the top of the range is later than the process, not
+   * (by wrapping around) long before it. */
+  rec.started_at_unix_ms = UINT64_MAX;
+  verify_expect(&rec, BH_OK);
+  rec.started_at_unix_ms = UINT64_MAX - BH_START_SLACK_MS / 2;
+  verify_expect(&rec, BH_OK);
   /* Checked before the executable: a reused pid running another binary
    * says pid_reused, not a digest mismatch. */
   rec.started_at_unix_ms = real - 60000;

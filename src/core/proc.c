@@ -107,7 +107,11 @@ static bh_status check_start(const bh_identity *expected, const bh_proc *p,
   bh_status st = bh_proc_start_unix_ms(p->pid, &real, err);
   if (st == BH_OK) st = still_held(p, err);
   if (st != BH_OK) return st;
-  if (expected->started_at_unix_ms + BH_START_SLACK_MS >= real) return BH_OK;
+  /* Compared by difference: the sum could wrap around for a start time
+   * near UINT64_MAX, which a record may hold. */
+  if (real <= expected->started_at_unix_ms ||
+      real - expected->started_at_unix_ms <= BH_START_SLACK_MS)
+    return BH_OK;
   return bh_err_set(err, BH_PID_REUSED, NULL,
                     "pid %u was reused: the record says its daemon started at "
                     "%llu ms, but the process with that pid started at %llu "
