@@ -16,7 +16,7 @@ local q = H.q
 local function is_root() return io.popen("id -u"):read("l") == "0" end
 
 local function sh(cmd)
-  local ok = os.execute(cmd)
+  local ok = H.system(cmd)
   assert(ok, "failed: " .. cmd)
 end
 

@@ -197,7 +197,7 @@ describe("bh.manifest", function()
   it("keeps owner and mode of a rewritten manifest, never set-id bits", function()
     local p = dir .. "/m.pb"
     assert(bh.manifest.write(p, { service_name = "s", current_daemon = ID }))
-    os.execute("chown nobody:nogroup " .. p .. " && chmod 4640 " .. p)
+    assert(H.system("chown nobody:nogroup " .. p .. " && chmod 4640 " .. p))
     assert.is_true(bh.manifest.clear_daemon(p))
     local st = io.popen("stat -c '%U:%G %a' " .. p):read("l")
     assert.equal("nobody:nogroup 640", st)

@@ -300,13 +300,18 @@ bh_status bh_fs_write_atomic(const char *path, const void *buf, size_t len,
 /* ---- stale sockets --------------------------------------------------------
  */
 
-/* Does something accept on the socket name in dirfd? 1 live, 0 refused
- * (stale), -1 on another error (errno). The connect goes through
- * /proc/self/fd/DIRFD/NAME, the directory we hold, not through the path. */
-static int socket_live_at(int dirfd, const char *name) {
+/* Does something accept on the socket name in dirfd (path names the same
+ * socket)? 1 live, 0 refused (stale), -1 on another error (errno). The
+ * connect goes through /proc/self/fd/DIRFD/NAME, the directory we hold;
+ * only a name too long for that form is reached by path (a swapped
+ * directory could then fool the test, never the removal, which stays on
+ * dirfd). */
+static int socket_live_at(int dirfd, const char *name, const char *path) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   int n = snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s",
                    dirfd, name);
+  if (n < 0 || (size_t)n >= sizeof sa.sun_path)
+    n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
   if (n < 0 || (size_t)n >= sizeof sa.sun_path) {
     errno = ENAMETOOLONG;
     return -1;
@@ -343,7 +348,7 @@ bh_status bh_fs_remove_stale_socket(const char *path, bh_stale_result *res,
   res->existed = true;
   res->is_socket = S_ISSOCK(first.st_mode);
   if (!res->is_socket) goto end;
-  int live = socket_live_at(dirfd, leaf);
+  int live = socket_live_at(dirfd, leaf, path);
   if (live < 0 && errno == ENOENT) goto end; /* vanished meanwhile */
   if (live < 0) {
     st = bh_err_set(err, BH_SYSTEM, NULL, "connect to %s: %s", path,

@@ -32,6 +32,17 @@ bh_status bh_machine_id(char *buf, size_t cap, bh_err *err) {
   return BH_OK;
 }
 
+bh_status bh_host_check(const char *theirs, const char *hostname, bh_err *err) {
+  char ours[64];
+  if (theirs == NULL || theirs[0] == '\0') return BH_OK;
+  if (bh_machine_id(ours, sizeof ours, NULL) != BH_OK) return BH_OK;
+  if (strcmp(ours, theirs) == 0) return BH_OK;
+  return bh_err_set(err, BH_FOREIGN_HOST, NULL,
+                    "recorded by machine %.40s (host \"%.60s\"); this is "
+                    "machine %s",
+                    theirs, hostname != NULL ? hostname : "", ours);
+}
+
 /* The inode number in a namespace link ("mnt:[4026531832]"), as text. */
 static void ns_link(const char *path, char *buf, size_t cap) {
   ssize_t n = readlink(path, buf, cap - 1);

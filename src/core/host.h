@@ -21,6 +21,12 @@ typedef struct bh_host {
  * cannot be read. */
 bh_status bh_machine_id(char *buf, size_t cap, bh_err *err);
 
+/* foreign_host when machine_id (a record's host.machine_id; hostname for
+ * the message) is set and is not this machine's id; BH_OK when it is ours,
+ * empty, or ours cannot be read (then nothing says it is another's). */
+bh_status bh_host_check(const char *machine_id, const char *hostname,
+                        bh_err *err);
+
 /* This machine as a writer records it, for a manifest in directory dir
  * (its st_dev; NULL leaves fs_dev_id 0). What cannot be read is left
  * empty, as running-process does. */

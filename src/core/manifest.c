@@ -245,16 +245,8 @@ bh_status bh_manifest_set_daemon(bh_manifest *m, const bh_identity *id,
 }
 
 bh_status bh_manifest_check_host(const bh_manifest *m, bh_err *err) {
-  const char *theirs = m->pb->host ? m->pb->host->machine_id : NULL;
-  char ours[64];
-  if (theirs == NULL || theirs[0] == '\0') return BH_OK;
-  if (bh_machine_id(ours, sizeof ours, NULL) != BH_OK) return BH_OK;
-  if (strcmp(ours, theirs) == 0) return BH_OK;
-  return bh_err_set(err, BH_FOREIGN_HOST, NULL,
-                    "recorded by machine %.40s (host \"%.60s\"); this is "
-                    "machine %s",
-                    theirs, m->pb->host->hostname ? m->pb->host->hostname : "",
-                    ours);
+  const RunningProcess__Broker__V1__HostIdentity *h = m->pb->host;
+  return h != NULL ? bh_host_check(h->machine_id, h->hostname, err) : BH_OK;
 }
 
 /* ---- files ----------------------------------------------------------------

@@ -416,6 +416,11 @@ static void probe_verify(bh_probe *p) {
   }
   bh_status st = bh_digest_fd(fd, &sb, "the executable", algs, NULL, &d, err);
   (void)close(fd); /* read-only */
+  if (st == BH_OK && bh_mono_now() - p->t0 > p->opts.timeout)
+    st = bh_err_set(err, BH_TIMEOUT, NULL,
+                    "verifying pid %u: hashing its executable took longer "
+                    "than the %.3f s deadline",
+                    p->expected.pid, p->opts.timeout);
   if (st != BH_OK) {
     probe_finish(p);
     return;

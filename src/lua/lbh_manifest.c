@@ -216,21 +216,17 @@ static int l_clear_daemon(lua_State *L) {
  * another machine than this one in host.machine_id). */
 static int l_check_host(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  const char *theirs = NULL;
-  if (lua_getfield(L, 1, "host") == LUA_TTABLE &&
-      lua_getfield(L, -1, "machine_id") == LUA_TSTRING)
-    theirs = lua_tostring(L, -1);
-  char ours[64];
-  if (theirs == NULL || theirs[0] == '\0' ||
-      bh_machine_id(ours, sizeof ours, NULL) != BH_OK ||
-      strcmp(ours, theirs) == 0) {
-    lua_pushboolean(L, 1);
-    return 1;
+  const char *theirs = NULL, *name = NULL;
+  if (lua_getfield(L, 1, "host") == LUA_TTABLE) {
+    if (lua_getfield(L, -1, "machine_id") == LUA_TSTRING)
+      theirs = lua_tostring(L, -1);
+    if (lua_getfield(L, -2, "hostname") == LUA_TSTRING)
+      name = lua_tostring(L, -1);
   }
   bh_err err;
-  bh_err_set(&err, BH_FOREIGN_HOST, NULL,
-             "recorded by machine %.40s; this is machine %s", theirs, ours);
-  return fail_manifest(L, &err);
+  if (bh_host_check(theirs, name, &err) != BH_OK) return fail_manifest(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* bh.machine_id() -> this machine's id (/etc/machine-id) | nil, err */
