@@ -149,6 +149,10 @@ static bh_status copy_fields(const pb_manifest *pm, bh_manifest *out,
 
 bh_status bh_manifest_decode(const uint8_t *buf, size_t len, bh_manifest *out,
                              bh_err *err) {
+  memset(out, 0, sizeof *out); /* cleared on every failure */
+  if (bh_pb_prescan(MANIFEST_DESC, buf, len, &bh_pb_limits_manifest,
+                    BH_MANIFEST_DECODE, err) != BH_OK)
+    return BH_MANIFEST_DECODE;
   if (bh_manifest_init(out, err) != BH_OK) return BH_SYSTEM;
   pb_manifest *pm = running_process__broker__v1__cache_manifest__unpack(
       &bh_pb_allocator, len, buf);

@@ -114,6 +114,9 @@ bh_read_result bh_frame_reader_feed(bh_frame_reader *r, const uint8_t *data,
 static bh_status frame_decode(const uint8_t *body, size_t len, pb_frame **out,
                               bh_err *err) {
   static const uint8_t empty[1];
+  if (bh_pb_prescan(&running_process__broker__v1__frame__descriptor, body, len,
+                    &bh_pb_limits_message, BH_DECODE_FRAME, err) != BH_OK)
+    return BH_DECODE_FRAME;
   pb_frame *f = running_process__broker__v1__frame__unpack(
       &bh_pb_allocator, len, body ? body : empty);
   if (f == NULL)
