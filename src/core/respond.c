@@ -61,8 +61,10 @@ static void conn_free(conn *c);
 static void responder_update_accepting(bh_responder *r);
 
 bh_respond_opts bh_respond_opts_default(void) {
-  return (bh_respond_opts){
-      .mode = 0600, .conn_timeout = 5.0, .max_conns = 1024};
+  return (bh_respond_opts){.mode = 0600,
+                           .conn_timeout = 5.0,
+                           .max_conns = 1024,
+                           .max_request = BH_RESPOND_DEFAULT_MAX_REQUEST};
 }
 
 /* ---- connections ------------------------------------------------------ */
@@ -252,6 +254,9 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
   c->r = r;
   c->fd = fd;
   bh_frame_reader_init(&c->reader);
+  /* A request is small and W3C bounds its trace fields: a client cannot
+   * make us hold (or reflect back) more than max_request bytes. */
+  bh_frame_reader_limit(&c->reader, r->opts.max_request, "max_request");
   c->next = r->conns;
   if (r->conns) r->conns->prev = c;
   r->conns = c;
@@ -448,6 +453,8 @@ bh_responder *bh_respond_start(struct event_base *base, const bh_endpoint *ep,
   if (r->opts.mode == 0) r->opts.mode = 0600;
   if (r->opts.conn_timeout <= 0) r->opts.conn_timeout = 5.0;
   if (r->opts.max_conns == 0) r->opts.max_conns = 1024;
+  if (r->opts.max_request == 0)
+    r->opts.max_request = BH_RESPOND_DEFAULT_MAX_REQUEST;
   bh_identity_init(&r->id);
   evtimer_assign(&r->pause_ev, base, on_pause_over, r);
   if (bh_endpoint_check(ep, err) != BH_OK ||

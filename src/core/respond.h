@@ -43,10 +43,21 @@ typedef void (*bh_request_hook)(bh_responder *r, const bh_request *req,
  * or freed while open). */
 typedef void (*bh_respond_closed_cb)(bh_responder *r, void *ctx);
 
+/* The largest request body the responder reads by default. A real probe
+ * request body is at most 51 bytes (56 framed); with W3C trace context at
+ * its bounds (traceparent 55 characters, tracestate 512) and request_id
+ * and deadline at their widest it is 634. 1 KiB leaves room and bounds
+ * what a client can make the responder hold, and echo back, far below the
+ * 16 MiB protocol cap. */
+#define BH_RESPOND_DEFAULT_MAX_REQUEST 1024u
+
 typedef struct bh_respond_opts {
   unsigned mode;        /* socket file mode; 0 → 0600 */
   double conn_timeout;  /* per-connection deadline, s; <= 0 → 5 */
   unsigned max_conns;   /* open connections cap; 0 → 1024 */
+  uint32_t max_request; /* request body bytes; a larger header drops the
+                           connection at once. 0 → the default; above the
+                           16 MiB protocol cap → the cap */
   uint64_t count;       /* close after answering this many; 0 = never */
   bh_request_hook hook; /* may be NULL */
   void *hook_ctx;
