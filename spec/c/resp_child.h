@@ -9,7 +9,7 @@
 #include "net_helpers.h"
 
 typedef struct resp_report {
-  uint64_t served, rejected;
+  uint64_t served, rejected, evicted;
   unsigned open_conns;
   long hwm_kb;   /* peak resident set while serving */
   long start_kb; /* resident set when it began to serve (what the fork
@@ -46,6 +46,7 @@ static void rc_main(void *arg, int wfd) {
   resp_report rep = {0};
   rep.served = bh_respond_served(r);
   rep.rejected = bh_respond_rejected(r);
+  rep.evicted = bh_respond_evicted(r);
   rep.open_conns = bh_respond_open_conns(r);
   rep.hwm_kb = ch_hwm_kb();
   rep.start_kb = start_kb;
