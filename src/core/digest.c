@@ -125,7 +125,8 @@ end:
 static bh_status digest_path(const char *path, bool use_cache,
                              uint8_t out[BH_SHA256_LEN], bh_err *err) {
   bh_status st = BH_OK;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  /* O_NONBLOCK: a FIFO never makes the open wait; fstat refuses it. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0)
     return bh_err_set(err, BH_EXE_HASH, NULL, "cannot open %s: %s", path,
                       strerror(errno));

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "daemon.pb-c.h"
+#include "file.h"
 #include "manifest.pb-c.h"
 #include "pbutil.h"
 
@@ -290,66 +291,15 @@ static bh_status io_err(bh_err *err, const char *what, const char *path,
                     strerror(errnum));
 }
 
-/* Whole regular file (at most MANIFEST_MAX_BYTES) into a malloc'd buffer. */
-static bh_status read_all(const char *path, uint8_t **out, size_t *out_len,
-                          bh_err *err) {
-  bh_status st = BH_OK;
-  uint8_t *buf = NULL;
-  size_t got = 0;
-  struct stat sb;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return io_err(err, "open", path, errno);
-  if (fstat(fd, &sb) != 0) {
-    st = io_err(err, "stat", path, errno);
-    goto end;
-  }
-  if (!S_ISREG(sb.st_mode) || sb.st_size > MANIFEST_MAX_BYTES) {
-    st = bh_err_set(err, BH_MANIFEST_IO, NULL,
-                    "read %s: expected a regular file of at most 16 MiB, got "
-                    "%s of %lld bytes",
-                    path, S_ISREG(sb.st_mode) ? "a file" : "a non-file",
-                    (long long)sb.st_size);
-    goto end;
-  }
-  size_t cap = (size_t)sb.st_size + 1; /* +1 sees growth since fstat */
-  buf = malloc(cap);
-  if (buf == NULL) {
-    st = oom(err);
-    goto end;
-  }
-  for (;;) {
-    ssize_t n = read(fd, buf + got, cap - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      st = io_err(err, "read", path, errno);
-      goto end;
-    }
-    if (n == 0) break;
-    got += (size_t)n;
-    if (got == cap) {
-      st = bh_err_set(err, BH_MANIFEST_IO, NULL,
-                      "read %s: the file grew while being read", path);
-      goto end;
-    }
-  }
-end:
-  close(fd);
-  if (st != BH_OK) {
-    free(buf);
-    return st;
-  }
-  *out = buf;
-  *out_len = got;
-  return BH_OK;
-}
-
 bh_status bh_manifest_read(const char *path, bh_manifest *out, bh_err *err) {
-  uint8_t *buf = NULL;
+  char *buf = NULL;
   size_t len = 0;
   memset(out, 0, sizeof *out);
-  bh_status st = read_all(path, &buf, &len, err);
-  if (st != BH_OK) return st;
-  st = bh_manifest_decode(buf, len, out, err);
+  /* Never waits on a FIFO, even one swapped in after a scan saw a file. */
+  int e = bh_file_read_small(path, MANIFEST_MAX_BYTES, &buf, &len,
+                             BH_MANIFEST_IO, err);
+  if (e != 0) return e == ENOMEM ? BH_SYSTEM : BH_MANIFEST_IO;
+  bh_status st = bh_manifest_decode((const uint8_t *)buf, len, out, err);
   free(buf);
   return st;
 }

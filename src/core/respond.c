@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "file.h"
 
 enum { READ_CHUNK = 1024, LISTEN_BACKLOG = 4096, ACCEPT_BURST = 64 };
 #define ACCEPT_PAUSE_USEC 50000
@@ -353,15 +354,6 @@ static void on_accept_error(struct evconnlistener *lis, void *arg) {
 
 /* ---- binding ---------------------------------------------------------- */
 
-static const char *file_kind(mode_t m) {
-  if (S_ISREG(m)) return "a regular file";
-  if (S_ISDIR(m)) return "a directory";
-  if (S_ISLNK(m)) return "a symbolic link";
-  if (S_ISFIFO(m)) return "a FIFO";
-  if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
-  return "not a socket";
-}
-
 static void fill_sockaddr(struct sockaddr_un *sa, const char *path) {
   memset(sa, 0, sizeof *sa);
   sa->sun_family = AF_UNIX;
@@ -422,7 +414,7 @@ static bh_status clear_path(const char *path, bh_err *err) {
   if (sr.existed && !sr.is_socket) {
     struct stat stt;
     const char *kind =
-        lstat(path, &stt) == 0 ? file_kind(stt.st_mode) : "not a socket";
+        lstat(path, &stt) == 0 ? bh_file_kind(stt.st_mode) : "not a socket";
     return bh_err_set(err, BH_IN_USE, NULL,
                       "%s exists and is %s; it is never removed", path, kind);
   }
