@@ -126,6 +126,9 @@ write("request", "payload_empty", request({payload = false}))
 write("request", "trace_nul", request({traceparent = "00-\0-01"}))
 write("request", "trace_bad_utf8", request({traceparent = "00-\xc3\x28-01"}))
 write("request", "deadline_set", request({deadline = 1700000000000}))
+-- over the pre-scan's limits (257 unknown fields, 1,025 fields in all)
+write("request", "unknown_fields_257", request({extra = vfield(10, 0):rep(257)}))
+write("request", "fields_1025", request({extra = vfield(1, 1):rep(1025 - 5)}))
 
 -- response ------------------------------------------------------------------
 write("response", "valid", response())
@@ -156,6 +159,9 @@ write("response", "nonce_wrong", frame_body({version = 1, kind = 1, protocol = 0
 write("response", "payload_31", response({payload = NONCE:sub(1, 31)}))
 write("response", "payload_nonce_only", response({payload = NONCE}))
 write("response", "encoding_lz4", response({encoding = 3}))
+write("response", "unknown_fields_257", response({extra = vfield(10, 0):rep(257)}))
+write("response", "identity_unknown_fields_257",
+  response({identity = {extra = vfield(10, 0):rep(257)}}))
 
 -- identity_pb -----------------------------------------------------------------
 write("identity_pb", "valid", identity())
@@ -174,6 +180,9 @@ write("identity_pb", "truncated", identity():sub(1, 30))
 write("identity_pb", "zero_length", "")
 write("identity_pb", "pid_max", identity({pid = 0xffffffff, started = -1}))
 write("identity_pb", "endpoint_unknown", identity({endpoint = endpoint("n", "/p") .. UNKNOWN}))
+write("identity_pb", "unknown_fields_257", identity({extra = vfield(10, 0):rep(257)}))
+write("identity_pb", "endpoint_unknown_257",
+  identity({endpoint = endpoint("n", "/p") .. vfield(3, 0):rep(257)}))
 
 -- identity_json ---------------------------------------------------------------
 local HEX = SHA:gsub(".", function(c) return string.format("%02x", c:byte()) end)
@@ -257,5 +266,8 @@ write("manifest", "daemon_sha_31", manifest({daemon = identity({sha = SHA:sub(1,
 write("manifest", "bad_utf8", bfield(1, "\xff") .. bfield(40, "x"))
 write("manifest", "truncated", manifest():sub(1, 50))
 write("manifest", "empty", "")
+write("manifest", "unknown_fields_4097", manifest({extra = vfield(6, 0):rep(4097)}))
+write("manifest", "daemon_unknown_4097",
+  manifest({daemon = identity({extra = vfield(10, 0):rep(4097)})}))
 write("manifest", "field_out_of_order",
   bfield(40, "inst") .. bfield(1, "svc") .. UNKNOWN .. bfield(2, "v"))
