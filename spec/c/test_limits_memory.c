@@ -379,7 +379,14 @@ static push_result push_clients(resp_child *rc, int n, const uint8_t *data,
     event_add(ps[i].ev, NULL);
   }
   CHECK(loop_until(base, no_pushers_left, NULL, 120.0));
-  loop_for(base, 0.5);
+  /* Wait (never reading, at most 10 s in all) until each client was
+   * answered or closed. */
+  double end = bh_test_now() + 10.0;
+  for (int i = 0; i < n; i++) {
+    struct pollfd pf = {.fd = ps[i].fd, .events = POLLIN};
+    while (!ps[i].cut && poll(&pf, 1, 10) == 0 && bh_test_now() < end) {
+    }
+  }
   CHECK(resp_child_stop(rc, &res.rep));
   for (int i = 0; i < n; i++) {
     res.cut += ps[i].cut;

@@ -173,10 +173,11 @@ static bool still_open(int fd) {
   return recv(fd, &c, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN;
 }
 
-/* Delay every reply by 0.3 s: a connection with a whole request waits. */
+/* Delay every reply by 1.5 s (the deadline is 5 s here): a connection
+ * with a whole request waits while the others come and go. */
 static void delay_hook(bh_responder *r, const bh_request *req, bh_reply *reply,
                        void *ctx) {
-  reply->delay = 0.3;
+  reply->delay = 1.5;
 }
 
 /* Bytes arrived at fd within 5 s (the loop runs meanwhile). */
@@ -196,6 +197,7 @@ static bool answered(int fd) {
 static void test_max_conns(void) {
   bh_respond_opts o = bh_respond_opts_default();
   o.max_conns = 2;
+  o.conn_timeout = 5.0;
   o.hook = delay_hook;
   bh_responder *r = start(&o);
   uint8_t nonce[BH_NONCE_LEN] = {5}, *req = NULL;
