@@ -54,4 +54,24 @@ describe("bh.exec", function()
     assert.has_error(function() bh.run(function() bh.exec{} end) end)
     assert.has_error(function() bh.run(function() bh.exec{ "true", timeout = -1 } end) end)
   end)
+
+  it("waits for the child under a timeout of 1e19 or math.huge", function()
+    for _, t in ipairs({ 1e19, math.huge }) do
+      local r = bh.run(function()
+        return bh.exec{ "sh", "-c", "sleep 0.2; echo done", timeout = t }
+      end)
+      assert.is_false(r.timed_out)
+      assert.is_nil(r.signal)
+      assert.equal(0, r.status)
+      assert.equal("done\n", r.stdout)
+    end
+  end)
+
+  it("raises naming the timeout when it is not a positive number", function()
+    for _, t in ipairs({ -1, 0, 0 / 0, "5" }) do
+      local ok, msg = pcall(bh.run, function() return bh.exec{ "true", timeout = t } end)
+      assert.is_false(ok)
+      assert.matches("bh.exec: option 'timeout' must be a number in %(0, inf%], got", msg)
+    end
+  end)
 end)

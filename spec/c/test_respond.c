@@ -1,7 +1,9 @@
 /* The responder against real clients: binding rules (stale socket
  * replaced, live one refused, non-sockets never removed, mode 0600, close
- * unlinks only its own inode), count and the connection cap, and hostile
- * clients that are dropped and counted while good probes keep working. */
+ * unlinks only its own inode), count and the connection cap (kept by
+ * eviction), and hostile clients that are dropped and counted while good
+ * probes keep working. */
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -155,28 +157,75 @@ static void test_count(void) {
 static bool two_open(void *arg) {
   return bh_respond_open_conns(arg) == 2;
 }
-static bool one_rejected(void *arg) {
-  return bh_respond_rejected(arg) >= 1;
+
+/* The client at fd was closed by the responder (EOF or reset), within 5 s. */
+static bool closed_by_peer(int fd) {
+  for (int i = 0; i < 500; i++) {
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN)) return true;
+    loop_for(base, 0.01);
+  }
+  return false;
 }
 
-/* With max_conns 2, a third client waits in the backlog until one of the
- * first two goes away. */
+static bool still_open(int fd) {
+  char c;
+  return recv(fd, &c, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN;
+}
+
+/* Delay every reply by 1.5 s (the deadline is 5 s here): a connection
+ * with a whole request waits while the others come and go. */
+static void delay_hook(bh_responder *r, const bh_request *req, bh_reply *reply,
+                       void *ctx) {
+  reply->delay = 1.5;
+}
+
+/* Bytes arrived at fd within 5 s (the loop runs meanwhile). */
+static bool answered(int fd) {
+  for (int i = 0; i < 500; i++) {
+    char c;
+    if (recv(fd, &c, 1, MSG_DONTWAIT) > 0) return true;
+    loop_for(base, 0.01);
+  }
+  return false;
+}
+
+/* With max_conns 2, a newcomer is accepted at once and the oldest
+ * connection without a whole request is evicted (counted as rejected and
+ * as evicted); one that sent a whole request is passed over while another
+ * can go, and still gets its (delayed) answer. */
 static void test_max_conns(void) {
   bh_respond_opts o = bh_respond_opts_default();
   o.max_conns = 2;
+  o.conn_timeout = 5.0;
+  o.hook = delay_hook;
   bh_responder *r = start(&o);
-  int c[3];
-  for (int i = 0; i < 3; i++)
-    c[i] = connect_raw(ep.path);
-  CHECK(c[0] >= 0 && c[1] >= 0 && c[2] >= 0);
+  uint8_t nonce[BH_NONCE_LEN] = {5}, *req = NULL;
+  size_t n = 0;
+  bh_err err;
+  CHECK_CODE(bh_probe_request_build(nonce, &req, &n, &err), BH_OK, &err);
+  int whole = connect_raw(ep.path); /* oldest, and answered later */
+  CHECK_INT(write(whole, req, n), n);
+  int idle = connect_raw(ep.path);
   CHECK(loop_until(base, two_open, r, 5.0));
-  loop_for(base, 0.1);
+  int half = connect_raw(ep.path); /* half a request: still unhandled */
+  CHECK_INT(write(half, req, n / 2), n / 2);
+  CHECK(closed_by_peer(idle)); /* not `whole`, though older */
+  CHECK_INT(bh_respond_evicted(r), 1);
   CHECK_INT(bh_respond_open_conns(r), 2);
-  close(c[0]);
-  CHECK(loop_until(base, one_rejected, r, 5.0));
-  CHECK(loop_until(base, two_open, r, 5.0)); /* the third got in */
-  close(c[1]);
-  close(c[2]);
+  CHECK(still_open(half));
+  int late = connect_raw(ep.path);
+  CHECK(closed_by_peer(half));
+  CHECK_INT(bh_respond_evicted(r), 2);
+  CHECK_INT(bh_respond_rejected(r), 2);
+  CHECK(answered(whole)); /* the delayed answer */
+  CHECK_INT(bh_respond_served(r), 1);
+  close(whole);
+  close(idle);
+  close(half);
+  close(late);
+  free(req);
   bh_respond_free(r);
 }
 

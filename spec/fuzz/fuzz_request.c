@@ -3,8 +3,10 @@
  * Properties:
  *  - the verdict agrees with an oracle that unpacks the Frame with
  *    protobuf-c itself and applies DESIGN §1.4's order: decode_frame (also
- *    for a trace string with NUL or invalid UTF-8, and for field number 0,
- *    which prost refuses), envelope_version 1,
+ *    for a trace string with NUL or invalid UTF-8, for field number 0,
+ *    which prost refuses, and for a body the field-count pre-scan refuses,
+ *    whose unknown-field count must then agree with protobuf-c's own),
+ *    envelope_version 1,
  *    kind REQUEST, protocol 0xB232, encoding NONE (unexpected_frame),
  *    payload exactly 32 bytes (malformed_payload);
  *  - a success carries the frame's request_id, its payload as the nonce
@@ -26,11 +28,17 @@ typedef RunningProcess__Broker__V1__Frame pb_frame;
 
 /* The code DESIGN §1.4 gives for body; BH_OK for a valid request. */
 static bh_status oracle(const uint8_t *body, size_t len) {
+  const bh_pb_limits *lim = &bh_pb_limits_message;
+  bool refused = bh_pb_prescan(&running_process__broker__v1__frame__descriptor,
+                               body, len, lim, BH_DECODE_FRAME, NULL) != BH_OK;
   pb_frame *f =
       running_process__broker__v1__frame__unpack(&bh_pb_allocator, len, body);
   if (f == NULL) return BH_DECODE_FRAME;
+  /* A Frame has no sub-message: protobuf-c's unknown fields are exactly
+   * the ones the pre-scan counted. */
+  FUZZ_ASSERT(refused || f->base.n_unknown_fields <= lim->max_unknown);
   bh_status want = BH_OK;
-  if (!bh_pb_tags_ok(&f->base) || !bh_pb_string_ok(f->traceparent) ||
+  if (refused || !bh_pb_tags_ok(&f->base) || !bh_pb_string_ok(f->traceparent) ||
       !bh_pb_string_ok(f->tracestate))
     want = BH_DECODE_FRAME;
   else if (f->envelope_version != 1 ||

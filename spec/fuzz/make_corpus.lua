@@ -147,6 +147,9 @@ write("request", "payload_empty", request({payload = false}))
 write("request", "trace_nul", request({traceparent = "00-\0-01"}))
 write("request", "trace_bad_utf8", request({traceparent = "00-\xc3\x28-01"}))
 write("request", "deadline_set", request({deadline = 1700000000000}))
+-- over the pre-scan's limits (257 unknown fields, 1,025 fields in all)
+write("request", "unknown_fields_257", request({extra = vfield(10, 0):rep(257)}))
+write("request", "fields_1025", request({extra = vfield(1, 1):rep(1025 - 5)}))
 
 -- response ------------------------------------------------------------------
 write("response", "valid", response())
@@ -186,6 +189,9 @@ write("response", "mismatch_both",
 write("response", "gen2_hash_31", response({identity = {gen2 = true, hash = HASH:sub(1, 31)}}))
 write("response", "gen2_alg_sha1", response({identity = {gen2 = true, alg = "sha1"}}))
 write("response", "gen2_hash_no_alg", response({identity = {gen2 = true, alg = false}}))
+write("response", "unknown_fields_257", response({extra = vfield(10, 0):rep(257)}))
+write("response", "identity_unknown_fields_257",
+  response({identity = {extra = vfield(10, 0):rep(257)}}))
 
 -- identity_pb -----------------------------------------------------------------
 write("identity_pb", "valid", identity())
@@ -212,6 +218,9 @@ write("identity_pb", "gen2_alg_sha1", identity({gen2 = true, alg = "sha1"}))
 write("identity_pb", "gen2_alg_without_hash", identity({gen2 = true, hash = false}))
 write("identity_pb", "gen2_hash_without_alg", identity({gen2 = true, alg = false}))
 write("identity_pb", "no_digest", identity({sha = false}))
+write("identity_pb", "unknown_fields_257", identity({extra = vfield(10, 0):rep(257)}))
+write("identity_pb", "endpoint_unknown_257",
+  identity({endpoint = endpoint("n", "/p") .. vfield(3, 0):rep(257)}))
 
 -- identity_json ---------------------------------------------------------------
 local HEX = SHA:gsub(".", function(c) return string.format("%02x", c:byte()) end)
@@ -315,6 +324,9 @@ write("manifest", "daemon_sha_31", manifest({daemon = identity({sha = SHA:sub(1,
 write("manifest", "bad_utf8", bfield(1, "\xff") .. bfield(40, "x"))
 write("manifest", "truncated", manifest():sub(1, 50))
 write("manifest", "empty", "")
+write("manifest", "unknown_fields_4097", manifest({extra = vfield(6, 0):rep(4097)}))
+write("manifest", "daemon_unknown_4097",
+  manifest({daemon = identity({extra = vfield(10, 0):rep(4097)})}))
 write("manifest", "field_out_of_order",
   bfield(40, "inst") .. bfield(1, "svc") .. MUNKNOWN .. bfield(2, "v"))
 write("manifest", "daemon_gen2", manifest({daemon = identity({gen2 = true})}))

@@ -25,6 +25,7 @@ double bh_wall_now(void) {
 struct timeval bh_timeval(double seconds) {
   struct timeval tv = {0, 0};
   if (!(seconds > 0)) return tv;
+  if (seconds > BH_TIMEVAL_MAX_SECONDS) seconds = BH_TIMEVAL_MAX_SECONDS;
   tv.tv_sec = (time_t)seconds;
   tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
   if (tv.tv_usec >= 1000000) tv.tv_usec = 999999;

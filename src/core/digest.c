@@ -26,6 +26,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fsutil.h"
+
 enum { CACHE_SLOTS = 256, CHUNK = 256 * 1024 };
 
 typedef struct file_key {
@@ -189,21 +191,19 @@ end:
 
 int bh_digest_open(const char *path, const char *name, struct stat *st,
                    bh_err *err) {
-  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    bh_err_set(err, BH_EXE_HASH, NULL, "cannot open %s: %s", name,
-               strerror(errno));
+  int fd = -1;
+  if (bh_file_open_regular(path, &fd, st, BH_EXE_HASH, err) != 0) {
+    /* bh_file_open_regular names the path; say what the file is to us */
+    if (err != NULL && strcmp(path, name) != 0) {
+      char msg[BH_ERR_MESSAGE_MAX];
+      (void)snprintf(msg, sizeof msg, "%s", err->message);
+      bh_err_set(err, BH_EXE_HASH, NULL, "%s: %s", name, msg);
+    }
     return -1;
   }
-  const char *why = NULL;
-  if (fstat(fd, st) != 0)
-    why = strerror(errno);
-  else if (!S_ISREG(st->st_mode))
-    why = "not a regular file";
-  else if ((uint64_t)st->st_size > BH_DIGEST_MAX_BYTES)
-    why = "larger than the 4 GiB hashing limit";
-  if (why == NULL) return fd;
-  bh_err_set(err, BH_EXE_HASH, NULL, "cannot hash %s: %s", name, why);
+  if ((uint64_t)st->st_size <= BH_DIGEST_MAX_BYTES) return fd;
+  bh_err_set(err, BH_EXE_HASH, NULL,
+             "cannot hash %s: larger than the 4 GiB hashing limit", name);
   (void)close(fd); /* read-only: nothing to lose */
   return -1;
 }

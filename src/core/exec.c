@@ -1,6 +1,6 @@
 /* Running a command on the loop (see exec.h): posix_spawnp into a new
- * process group, output pipes and a pidfd watched by libevent, a timer
- * that SIGKILLs the group. */
+ * process group, output pipes and a pidfd (or, without one, a polling
+ * timer) watched by libevent, a timer that SIGKILLs the group. */
 #include "exec.h"
 
 #include <errno.h>
@@ -21,7 +21,12 @@
 
 extern char **environ;
 
-enum { READ_CHUNK = 64 * 1024, DRAIN_READS_MAX = 64 };
+enum {
+  READ_CHUNK = 64 * 1024,
+  DRAIN_READS_MAX = 64,
+  POLL_FIRST_USEC = 1000, /* without a pidfd: first waitpid after 1 ms, */
+  POLL_MAX_USEC = 50000,  /* then doubling up to every 50 ms */
+};
 
 typedef struct exec_pipe {
   int fd; /* read end, -1 once at EOF */
@@ -33,7 +38,8 @@ typedef struct exec_pipe {
 struct bh_exec {
   struct event_base *base;
   pid_t pid;
-  int pidfd;
+  int pidfd;      /* -1: exit_ev is the polling timer */
+  long poll_usec; /* its next interval */
   bool reaped;
   size_t max_output;
   double started;
@@ -231,7 +237,19 @@ static void complete(bh_exec *e, int wstatus) {
   exec_free(e);
 }
 
-/* The pidfd turned readable: the child has exited; reap it. */
+/* Wait for the exit again: the pidfd, or the polling timer, backing off
+ * from POLL_FIRST_USEC to POLL_MAX_USEC. */
+static int exit_watch(bh_exec *e) {
+  if (e->pidfd >= 0) return event_add(e->exit_ev, NULL);
+  struct timeval tv = {0, e->poll_usec};
+  if (e->poll_usec < POLL_MAX_USEC)
+    e->poll_usec =
+        e->poll_usec * 2 < POLL_MAX_USEC ? e->poll_usec * 2 : POLL_MAX_USEC;
+  return evtimer_add(e->exit_ev, &tv);
+}
+
+/* The pidfd turned readable (the child has exited), or the polling timer
+ * fired (it may have): reap it if so. */
 static void on_exit_ready(evutil_socket_t fd, short what, void *arg) {
   bh_exec *e = arg;
   int wstatus = 0;
@@ -240,7 +258,7 @@ static void on_exit_ready(evutil_socket_t fd, short what, void *arg) {
     got = waitpid(e->pid, &wstatus, WNOHANG);
   } while (got < 0 && errno == EINTR);
   if (got == 0) {
-    event_add(e->exit_ev, NULL); /* not yet: wait again */
+    (void)exit_watch(e); /* not yet: wait again (cannot fail once added) */
     return;
   }
   e->reaped = true;
@@ -278,9 +296,13 @@ static bool arm_events(bh_exec *e, double timeout) {
     if (e->pipes[i].ev == NULL || event_add(e->pipes[i].ev, NULL) != 0)
       return false;
   }
-  e->exit_ev = event_new(e->base, e->pidfd, EV_READ, on_exit_ready, e);
-  if (e->exit_ev == NULL || event_add(e->exit_ev, NULL) != 0) return false;
-  if (timeout > 0) {
+  e->exit_ev = e->pidfd >= 0
+                   ? event_new(e->base, e->pidfd, EV_READ, on_exit_ready, e)
+                   : evtimer_new(e->base, on_exit_ready, e);
+  e->poll_usec = POLL_FIRST_USEC;
+  if (e->exit_ev == NULL || exit_watch(e) != 0) return false;
+  /* NaN, <= 0 and beyond BH_EXEC_MAX_TIMEOUT (+inf too) arm nothing. */
+  if (timeout > 0 && timeout <= BH_EXEC_MAX_TIMEOUT) {
     struct timeval tv = bh_timeval(timeout);
     e->timer = evtimer_new(e->base, on_timeout, e);
     if (e->timer == NULL || evtimer_add(e->timer, &tv) != 0) return false;
@@ -325,12 +347,8 @@ bh_exec *bh_exec_start(struct event_base *base, const bh_exec_opts *opts,
     bh_err_set(err, BH_SYSTEM, NULL, "exec %s: %s", prog, strerror(rc));
     goto fail;
   }
+  /* No pidfd (ENOSYS, or EPERM from seccomp): arm_events polls. */
   e->pidfd = bh_pidfd_open((uint32_t)e->pid);
-  if (e->pidfd < 0) {
-    bh_err_set(err, BH_SYSTEM, NULL, "exec %s: pidfd_open: %s", prog,
-               strerror(errno));
-    goto fail;
-  }
   if (!arm_events(e, opts->timeout)) {
     bh_err_set(err, BH_SYSTEM, NULL, "exec %s: cannot register events", prog);
     goto fail;

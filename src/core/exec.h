@@ -2,8 +2,11 @@
  * group, stdin from /dev/null, stdout and stderr read through non-blocking
  * pipes on a libevent loop and each capped (truncation flagged), an
  * optional timeout after which the whole process group gets SIGKILL. The
- * child's exit is seen through a pidfd, so nothing depends on SIGCHLD.
- * Knows nothing of Lua. */
+ * child's exit is seen through a pidfd, so nothing depends on SIGCHLD;
+ * where pidfd_open is missing or refused (old kernels, seccomp, valgrind)
+ * a timer polls waitpid(WNOHANG) instead, which is just as exact (the
+ * child stays a zombie, its pid reserved, until we reap it) but sees the
+ * exit up to 50 ms late. Knows nothing of Lua. */
 #ifndef BH_EXEC_H
 #define BH_EXEC_H
 
@@ -17,6 +20,8 @@ struct event_base;
 typedef struct bh_exec bh_exec;
 
 #define BH_EXEC_DEFAULT_MAX_OUTPUT ((size_t)1024 * 1024)
+/* Timeouts above this (about 31.7 years) are no timeout at all. */
+#define BH_EXEC_MAX_TIMEOUT 1e9
 
 typedef struct bh_exec_opts {
   /* NULL-terminated; argv[0] is looked up in this process's PATH. */
@@ -25,7 +30,8 @@ typedef struct bh_exec_opts {
    * or overrides NAME, a bare "NAME" removes it. The rest of this
    * process's environment is inherited. */
   const char *const *env;
-  double timeout;    /* seconds; <= 0 = no timeout */
+  double timeout;    /* seconds; <= 0, NaN or above BH_EXEC_MAX_TIMEOUT
+                        (+inf included) = no timeout */
   size_t max_output; /* per stream, bytes; 0 = BH_EXEC_DEFAULT_MAX_OUTPUT */
 } bh_exec_opts;
 

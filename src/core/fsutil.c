@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-enum { TEMP_TRIES = 16 };
+enum { TEMP_TRIES = 16, FIRST_CHUNK = 4096 };
 
 /* ---- walking down ---------------------------------------------------------
  */
@@ -89,11 +90,113 @@ int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
 /* ---- reading --------------------------------------------------------------
  */
 
+const char *bh_file_kind(mode_t m) {
+  if (S_ISREG(m)) return "a regular file";
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISSOCK(m)) return "a socket";
+  if (S_ISLNK(m)) return "a symbolic link";
+  if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
+  return "a special file";
+}
+
+int bh_file_open_regular(const char *path, int *fd, struct stat *st,
+                         bh_status code, bh_err *err) {
+  *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (*fd < 0) {
+    int e = errno;
+    bh_err_set(err, code, NULL, "cannot open %s: %s", path, strerror(e));
+    return e;
+  }
+  int e = 0;
+  if (fstat(*fd, st) != 0) {
+    e = errno;
+    bh_err_set(err, code, NULL, "cannot stat %s: %s", path, strerror(e));
+  } else if (!S_ISREG(st->st_mode)) {
+    e = EINVAL;
+    bh_err_set(err, code, NULL, "%s is %s, not a regular file", path,
+               bh_file_kind(st->st_mode));
+  }
+  if (e != 0) {
+    (void)close(*fd); /* read-only: nothing to lose */
+    *fd = -1;
+  }
+  return e;
+}
+
+/* Grow *buf to hold at least need bytes (doubling, at most cap_max). */
+static int grow(char **buf, size_t *cap, size_t need, size_t cap_max) {
+  size_t n = *cap ? *cap : FIRST_CHUNK;
+  while (n < need)
+    n = n > cap_max / 2 ? cap_max : n * 2;
+  if (n > cap_max) n = cap_max;
+  char *p = realloc(*buf, n);
+  if (p == NULL) return ENOMEM;
+  *buf = p;
+  *cap = n;
+  return 0;
+}
+
+/* Read fd to its end into a buffer of at most max + 1 bytes: reaching
+ * max + 1 means the file holds more than max. */
+static int read_to_end(int fd, size_t max, size_t hint, char **out,
+                       size_t *len) {
+  char *buf = NULL;
+  size_t cap = 0, got = 0;
+  int e = grow(&buf, &cap, (hint < max ? hint : max) + 1, max + 1);
+  while (e == 0) {
+    if (got == cap && (e = grow(&buf, &cap, cap + 1, max + 1)) != 0) break;
+    ssize_t n = read(fd, buf + got, cap - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) e = errno;
+    if (n <= 0) break;
+    got += (size_t)n;
+    if (got > max) e = EFBIG;
+  }
+  if (e != 0) {
+    free(buf);
+    return e;
+  }
+  buf[got] = '\0'; /* the loop only ends with room left, or failed */
+  *out = buf;
+  *len = got;
+  return 0;
+}
+
+/* Fill err for a failed read_to_end (or a size over max) of what. */
+static void read_error(int e, const char *what, size_t max, bh_status code,
+                       bh_err *err) {
+  if (e == EFBIG)
+    bh_err_set(err, code, NULL, "%s is larger than %zu bytes", what, max);
+  else if (e == ENOMEM)
+    bh_err_set(err, BH_SYSTEM, NULL, "out of memory reading %s", what);
+  else
+    bh_err_set(err, code, NULL, "cannot read %s: %s", what, strerror(e));
+}
+
+int bh_file_read_small(const char *path, size_t max, char **out, size_t *len,
+                       bh_status code, bh_err *err) {
+  int fd = -1;
+  struct stat st;
+  *out = NULL;
+  *len = 0;
+  int e = bh_file_open_regular(path, &fd, &st, code, err);
+  if (e != 0) return e;
+  if (st.st_size > 0 && (uintmax_t)st.st_size > max) {
+    e = EFBIG;
+  } else {
+    e = read_to_end(fd, max, (size_t)st.st_size, out, len);
+  }
+  (void)close(fd); /* read-only: nothing to lose */
+  if (e != 0) read_error(e, path, max, code, err);
+  return e;
+}
+
 bh_status bh_fs_read_at(int dirfd, const char *name, size_t max, uint8_t **out,
                         size_t *len, struct stat *st, bool *missing,
                         bh_status code, const char *what, bh_err *err) {
   struct stat before, sb;
-  uint8_t *buf = NULL;
+  char *buf = NULL;
   size_t got = 0;
   if (missing != NULL) *missing = false;
   /* Judge the entry before opening it: opening a device can have effects. */
@@ -102,58 +205,23 @@ bh_status bh_fs_read_at(int dirfd, const char *name, size_t max, uint8_t **out,
     return bh_err_set(err, code, NULL, "%s: %s", what, strerror(errno));
   }
   if (!S_ISREG(before.st_mode))
-    return bh_err_set(err, code, NULL, "%s: expected a regular file, got %s",
-                      what,
-                      S_ISLNK(before.st_mode)    ? "a symbolic link"
-                      : S_ISFIFO(before.st_mode) ? "a FIFO"
-                      : S_ISDIR(before.st_mode)  ? "a directory"
-                                                 : "a special file");
+    return bh_err_set(err, code, NULL, "%s is %s, not a regular file", what,
+                      bh_file_kind(before.st_mode));
   int fd = openat(dirfd, name,
                   O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (fd < 0)
     return bh_err_set(err, code, NULL, "%s: %s", what, strerror(errno));
-  bh_status stt = BH_OK;
+  int e = 0;
   if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
-      sb.st_ino != before.st_ino || sb.st_dev != before.st_dev) {
-    stt = bh_err_set(err, code, NULL, "%s: changed while being opened", what);
-    goto end;
-  }
-  if ((uint64_t)sb.st_size > max) {
-    stt = bh_err_set(err, code, NULL,
-                     "%s: %lld bytes, more than the %zu this reads", what,
-                     (long long)sb.st_size, max);
-    goto end;
-  }
-  size_t cap = (size_t)sb.st_size + 1; /* + 1 sees growth since fstat */
-  buf = malloc(cap + 1);
-  if (buf == NULL) {
-    stt = bh_err_set(err, BH_SYSTEM, NULL, "%s: out of memory", what);
-    goto end;
-  }
-  for (;;) {
-    ssize_t n = read(fd, buf + got, cap - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      stt = bh_err_set(err, code, NULL, "%s: %s", what, strerror(errno));
-      goto end;
-    }
-    if (n == 0) break;
-    got += (size_t)n;
-    if (got == cap) {
-      stt = bh_err_set(err, code, NULL, "%s: grew while being read", what);
-      goto end;
-    }
-  }
-  buf[got] = '\0';
-end:
+      sb.st_ino != before.st_ino || sb.st_dev != before.st_dev)
+    bh_err_set(err, code, NULL, "%s changed while being opened", what);
+  else if ((e = read_to_end(fd, max, (size_t)sb.st_size, &buf, &got)) != 0)
+    read_error(e, what, max, code, err);
   (void)close(fd); /* read-only */
-  if (stt != BH_OK) {
-    free(buf);
-    return stt;
-  }
-  if (st != NULL) *st = sb;
-  *out = buf;
+  if (buf == NULL) return e == ENOMEM ? BH_SYSTEM : code;
+  *out = (uint8_t *)buf;
   *len = got;
+  if (st != NULL) *st = sb;
   return BH_OK;
 }
 

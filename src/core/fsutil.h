@@ -16,6 +16,38 @@
 
 #include "status.h"
 
+/* ---- reading files without blocking the loop ----------------------------
+ * A path is only a name: between a scan that saw a regular file and the
+ * read, anyone who can write the directory may put a FIFO there, and
+ * opening a FIFO that has no writer waits forever. So opens never wait
+ * (O_NONBLOCK), and the descriptor actually read is checked by fstat to be
+ * a regular file. The bh_file_* functions follow a symlinked path (for
+ * /proc and /etc files); the bh_fs_* ones never do (for what a reaction
+ * reads and rewrites). */
+
+/* "a regular file", "a directory", "a FIFO", "a socket", "a device",
+ * "a symbolic link" or "a special file", for messages. */
+const char *bh_file_kind(mode_t mode);
+
+/* Open path read-only and close-on-exec without waiting, and make sure by
+ * fstat on that descriptor that it is a regular file (O_NONBLOCK changes
+ * nothing for reading one). Returns 0 with *fd and *st set, or an errno
+ * value with err filled under code: the open's or fstat's errno, or
+ * EINVAL for anything but a regular file ("PATH is a FIFO, not a regular
+ * file"). */
+int bh_file_open_regular(const char *path, int *fd, struct stat *st,
+                         bh_status code, bh_err *err);
+
+/* The whole regular file at path, at most max bytes, into a malloc'd
+ * buffer *out (NUL-terminated; *len excludes the NUL). Sizes are not
+ * trusted: /proc files say 0, and a file may grow while read. Returns 0,
+ * or an errno value with err filled under code: as bh_file_open_regular,
+ * EFBIG when it holds more than max bytes, the read's errno, ENOMEM. */
+int bh_file_read_small(const char *path, size_t max, char **out, size_t *len,
+                       bh_status code, bh_err *err);
+
+/* ---- what reactions touch ------------------------------------------------ */
+
 /* Open (O_DIRECTORY | O_NOFOLLOW, each component) the directory holding
  * the last component of path; *leaf points into path at that component.
  * A symlink on the way, a missing or non-directory component, or a path
@@ -27,10 +59,11 @@ int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
                       bh_err *err);
 
 /* Read the regular file name in dirfd (not following a symlink, not
- * blocking) into a malloc'd buffer (*out, *len; NUL-terminated beyond
- * len), at most max bytes; *st (may be NULL) gets the fstat of what was
- * read. A missing file is `code` with errno ENOENT in the message and
- * *missing (may be NULL) set. what names the file in messages. */
+ * blocking; judged by fstatat before it is opened, so no device is ever
+ * opened) into a malloc'd buffer (*out, *len; NUL-terminated beyond len),
+ * at most max bytes (sizes are not trusted); *st (may be NULL) gets the
+ * fstat of what was read. A missing file is `code` with errno ENOENT in the
+ * message and *missing (may be NULL) set. what names the file in messages. */
 bh_status bh_fs_read_at(int dirfd, const char *name, size_t max, uint8_t **out,
                         size_t *len, struct stat *st, bool *missing,
                         bh_status code, const char *what, bh_err *err);

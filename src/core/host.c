@@ -12,12 +12,14 @@
 #include "procfs.h"
 
 bh_status bh_machine_id(char *buf, size_t cap, bh_err *err) {
-  uint8_t *text = NULL;
+  char *text = NULL;
   size_t len = 0;
   if (cap > 0) buf[0] = '\0';
-  bh_status st = bh_fs_read_file("/etc/machine-id", 4096, &text, &len, NULL,
-                                 NULL, BH_SYSTEM, err);
-  if (st != BH_OK) return st;
+  /* Followed if it is a symlink (to /var/lib/dbus/machine-id, on some
+   * systems): a file of the system, not one a reaction touches. */
+  if (bh_file_read_small("/etc/machine-id", 4096, &text, &len, BH_SYSTEM,
+                         err) != 0)
+    return BH_SYSTEM;
   while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ' ||
                      text[len - 1] == '\r' || text[len - 1] == '\t'))
     len--;

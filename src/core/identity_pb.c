@@ -184,6 +184,10 @@ static bh_status from_message(const pb_daemon *m, bh_identity *id,
 bh_status bh_identity_decode(const uint8_t *buf, size_t len, bh_identity *out,
                              bh_err *err) {
   static const uint8_t empty[1];
+  if (bh_pb_prescan(&running_process__broker__v1__daemon_process__descriptor,
+                    buf, len, &bh_pb_limits_message, BH_DECODE_IDENTITY,
+                    err) != BH_OK)
+    return BH_DECODE_IDENTITY;
   pb_daemon *m = running_process__broker__v1__daemon_process__unpack(
       &bh_pb_allocator, len, buf != NULL ? buf : empty);
   if (m == NULL)

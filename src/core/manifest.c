@@ -169,6 +169,10 @@ static bh_status verify(bh_manifest_pb *pb, bh_err *err) {
 bh_status bh_manifest_decode(const uint8_t *buf, size_t len, bool check,
                              bh_manifest *out, bh_err *err) {
   static const uint8_t empty[1];
+  if (bh_pb_prescan(&running_process__broker__v1__cache_manifest__descriptor,
+                    buf, len, &bh_pb_limits_manifest, BH_MANIFEST_DECODE,
+                    err) != BH_OK)
+    return BH_MANIFEST_DECODE;
   bh_manifest_pb *pb = running_process__broker__v1__cache_manifest__unpack(
       &bh_pb_allocator, len, buf != NULL ? buf : empty);
   if (pb == NULL)

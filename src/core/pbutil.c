@@ -1,5 +1,5 @@
-/* protobuf-c glue: a size-remembering allocator and string checks
- * (see pbutil.h for why). */
+/* protobuf-c glue: a size-remembering allocator, string checks and the
+ * field-count pre-scan (see pbutil.h for why). */
 #include "pbutil.h"
 
 #include <stdint.h>
@@ -110,6 +110,163 @@ static bool strip(ProtobufCMessage *msg, void *ctx) {
 void bh_pb_strip_unknown(ProtobufCMessage *msg) {
   (void)strip(msg, &bh_pb_allocator);
 }
+
+/* ---- pre-scan ------------------------------------------------------------ */
+
+const bh_pb_limits bh_pb_limits_message = {1024, 256};
+const bh_pb_limits bh_pb_limits_manifest = {65536, 4096};
+
+/* Deeper than any schema of ours nests; protobuf-c recurses per level. */
+enum { SCAN_DEPTH_MAX = 32, VARINT_MAX_BYTES = 10 };
+
+typedef enum scan_result {
+  SCAN_OK,
+  SCAN_OVER,
+  SCAN_DEEP,
+  SCAN_MALFORMED
+} scan_result;
+
+typedef struct scan_state {
+  const bh_pb_limits *lim;
+  size_t fields, unknown;
+} scan_state;
+
+/* The varint at *p (before end) into *v, advancing *p; false when it runs
+ * past end or past ten bytes. */
+static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  uint64_t x = 0;
+  for (unsigned i = 0; i < VARINT_MAX_BYTES && *p < end; i++) {
+    uint8_t b = *(*p)++;
+    x |= (uint64_t)(b & 0x7f) << (7 * i);
+    if (b < 0x80) {
+      *v = x;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Count n more fields (unknown ones too when unknown is set). */
+static scan_result count_fields(scan_state *s, size_t n, bool unknown) {
+  s->fields += n;
+  if (unknown) s->unknown += n;
+  if (s->fields > s->lim->max_fields || s->unknown > s->lim->max_unknown)
+    return SCAN_OVER;
+  return SCAN_OK;
+}
+
+/* A repeated scalar may come packed: protobuf-c then allocates one array
+ * slot per element, so each element counts as a field. */
+static bool packable(const ProtobufCFieldDescriptor *f) {
+  return f != NULL && f->label == PROTOBUF_C_LABEL_REPEATED &&
+         f->type != PROTOBUF_C_TYPE_STRING &&
+         f->type != PROTOBUF_C_TYPE_BYTES && f->type != PROTOBUF_C_TYPE_MESSAGE;
+}
+
+/* The elements of a packed field of type t in [p, end), beyond the one
+ * already counted for its key. Stops as soon as the budget is spent, so a
+ * huge packed field costs no more than the limit. */
+static scan_result count_packed(ProtobufCType t, const uint8_t *p,
+                                const uint8_t *end, scan_state *s) {
+  size_t len = (size_t)(end - p), n = 0;
+  if (t == PROTOBUF_C_TYPE_FIXED32 || t == PROTOBUF_C_TYPE_SFIXED32 ||
+      t == PROTOBUF_C_TYPE_FLOAT)
+    n = len / 4;
+  else if (t == PROTOBUF_C_TYPE_FIXED64 || t == PROTOBUF_C_TYPE_SFIXED64 ||
+           t == PROTOBUF_C_TYPE_DOUBLE)
+    n = len / 8;
+  else
+    for (unsigned run = 0; p < end && n <= s->lim->max_fields; p++) {
+      run = *p < 0x80 ? 0 : run + 1;
+      if (run >= VARINT_MAX_BYTES) return SCAN_MALFORMED;
+      if (*p < 0x80) n++;
+    }
+  return n > 1 ? count_fields(s, n - 1, false) : SCAN_OK;
+}
+
+/* Skip the value of a field of wire type wt at *p, counting what a
+ * length-delimited value holds when the schema says it is a message or a
+ * packed scalar. */
+static scan_result scan_value(const ProtobufCFieldDescriptor *f, unsigned wt,
+                              const uint8_t **p, const uint8_t *end, int depth,
+                              scan_state *s);
+
+/* Count the fields of the message of type d in [p, end). */
+static scan_result scan_message(const ProtobufCMessageDescriptor *d,
+                                const uint8_t *p, const uint8_t *end, int depth,
+                                scan_state *s) {
+  if (depth > SCAN_DEPTH_MAX) return SCAN_DEEP;
+  while (p < end) {
+    uint64_t key;
+    if (!read_varint(&p, end, &key)) return SCAN_MALFORMED;
+    uint64_t tag = key >> 3;
+    const ProtobufCFieldDescriptor *f =
+        tag > 0 && tag <= UINT32_MAX
+            ? protobuf_c_message_descriptor_get_field(d, (unsigned)tag)
+            : NULL;
+    scan_result r = count_fields(s, 1, f == NULL);
+    if (r == SCAN_OK) r = scan_value(f, (unsigned)(key & 7), &p, end, depth, s);
+    if (r != SCAN_OK) return r;
+  }
+  return SCAN_OK;
+}
+
+static scan_result scan_value(const ProtobufCFieldDescriptor *f, unsigned wt,
+                              const uint8_t **p, const uint8_t *end, int depth,
+                              scan_state *s) {
+  uint64_t n;
+  size_t left = (size_t)(end - *p);
+  switch (wt) {
+    case PROTOBUF_C_WIRE_TYPE_VARINT:
+      return read_varint(p, end, &n) ? SCAN_OK : SCAN_MALFORMED;
+    case PROTOBUF_C_WIRE_TYPE_64BIT:
+      if (left < 8) return SCAN_MALFORMED;
+      *p += 8;
+      return SCAN_OK;
+    case PROTOBUF_C_WIRE_TYPE_32BIT:
+      if (left < 4) return SCAN_MALFORMED;
+      *p += 4;
+      return SCAN_OK;
+    case PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED:
+      if (!read_varint(p, end, &n) || n > (uint64_t)(end - *p))
+        return SCAN_MALFORMED;
+      break;
+    default: /* groups: protobuf-c refuses them itself */
+      return SCAN_MALFORMED;
+  }
+  const uint8_t *body = *p;
+  *p += n;
+  if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE)
+    return scan_message(f->descriptor, body, *p, depth + 1, s);
+  if (packable(f)) return count_packed(f->type, body, *p, s);
+  return SCAN_OK;
+}
+
+bh_status bh_pb_prescan(const ProtobufCMessageDescriptor *desc,
+                        const uint8_t *buf, size_t len, const bh_pb_limits *lim,
+                        bh_status code, bh_err *err) {
+  scan_state s = {lim, 0, 0};
+  scan_result r = len > 0 ? scan_message(desc, buf, buf + len, 0, &s) : SCAN_OK;
+  if (r == SCAN_OVER && s.unknown > lim->max_unknown)
+    return bh_err_set(err, code, NULL,
+                      "%s of %zu bytes holds more than %zu unknown fields: "
+                      "refused before decoding",
+                      desc->short_name, len, lim->max_unknown);
+  if (r == SCAN_OVER)
+    return bh_err_set(err, code, NULL,
+                      "%s of %zu bytes holds more than %zu fields: refused "
+                      "before decoding",
+                      desc->short_name, len, lim->max_fields);
+  if (r == SCAN_DEEP)
+    return bh_err_set(err, code, NULL,
+                      "%s of %zu bytes nests messages deeper than %d: refused "
+                      "before decoding",
+                      desc->short_name, len, SCAN_DEPTH_MAX);
+  return BH_OK; /* well within the limits, or malformed: protobuf-c judges */
+}
+
+/* ---- UTF-8 ------------------------------------------------------------------
+ */
 
 bool bh_utf8_valid(const char *str, size_t len) {
   const unsigned char *s = (const unsigned char *)str;

@@ -10,6 +10,9 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
 
 /* The allocator to pass to every *__unpack and *__free_unpacked call. */
 extern ProtobufCAllocator bh_pb_allocator;
@@ -34,6 +37,32 @@ void bh_pb_strip_unknown(ProtobufCMessage *msg);
  * more bytes; prost rejects it ("invalid tag value: 0"), and protobuf-c
  * could not even pack it back in a form it would read again. */
 bool bh_pb_tags_ok(const ProtobufCMessage *msg);
+
+/* How many fields a body may hold before protobuf-c is allowed to unpack
+ * it. protobuf-c spends about 100 bytes of heap on every field it meets
+ * (a scan record, and for an unknown field a record plus a copy of its
+ * bytes), so a 16 MiB body of two-byte fields costs it ~870 MiB and over a
+ * second: the count, not the length, is what must be bounded. Fields are
+ * counted at every level of nesting (the fields of a known sub-message
+ * too) and each element of a packed repeated field counts as one. */
+typedef struct bh_pb_limits {
+  size_t max_fields;  /* all fields, known and unknown */
+  size_t max_unknown; /* of which unknown to the schema */
+} bh_pb_limits;
+
+/* Frame and DaemonProcess: a real one has under 20 fields. */
+extern const bh_pb_limits bh_pb_limits_message;
+/* CacheManifest: room for long lists of roots and dependencies. */
+extern const bh_pb_limits bh_pb_limits_manifest;
+
+/* Walk the wire bytes of buf (a message of type desc) without allocating
+ * and count its fields against lim. BH_OK when protobuf-c may unpack it
+ * (bytes that are not well-formed protobuf are left for protobuf-c to
+ * reject, with its own error); otherwise code, with err saying what was
+ * over the limit. Costs O(min(fields, limit)), never more. */
+bh_status bh_pb_prescan(const ProtobufCMessageDescriptor *desc,
+                        const uint8_t *buf, size_t len, const bh_pb_limits *lim,
+                        bh_status code, bh_err *err);
 
 /* Strict UTF-8 validation (no overlongs, no surrogates, <= U+10FFFF). */
 bool bh_utf8_valid(const char *s, size_t len);

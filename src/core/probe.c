@@ -63,8 +63,10 @@ static void probe_connect(bh_probe *p);
 static void probe_write(bh_probe *p);
 
 bh_probe_opts bh_probe_opts_default(void) {
-  return (bh_probe_opts){
-      .timeout = 0.5, .response_only = false, .verify_pid = true};
+  return (bh_probe_opts){.timeout = 0.5,
+                         .response_only = false,
+                         .verify_pid = true,
+                         .max_response = BH_PROBE_DEFAULT_MAX_RESPONSE};
 }
 
 /* Stop every event source and close the socket; what is left (strings,
@@ -471,6 +473,8 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
   if (p->opts.timeout <= 0) p->opts.timeout = 0.5;
   if (p->opts.timeout > BH_PROBE_MAX_TIMEOUT)
     p->opts.timeout = BH_PROBE_MAX_TIMEOUT;
+  if (p->opts.max_response == 0)
+    p->opts.max_response = BH_PROBE_DEFAULT_MAX_RESPONSE;
   p->fd = -1;
   p->peer_pidfd = -1;
   bh_identity_init(&p->expected);
@@ -478,6 +482,10 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
   p->result.proc = BH_PROC_NONE;
   bh_err_clear(&p->result.err);
   bh_frame_reader_init(&p->reader);
+  /* Memory per probe is bounded by what an answer may need, not by the
+   * 16 MiB protocol cap: a hostile daemon announcing more is refused at
+   * its header, before a byte of the body is held. */
+  bh_frame_reader_limit(&p->reader, p->opts.max_response, "max_response");
   evtimer_assign(&p->start_ev, base, on_start, p);
   evtimer_assign(&p->deadline_ev, base, on_deadline, p);
   p->has_expected = expected != NULL;

@@ -23,17 +23,28 @@ typedef struct bh_probe bh_probe;
 
 struct bh_hasher;
 
+/* The largest answer body a probe reads by default. A real answer is the
+ * Frame around a nonce and one identity: a few hundred bytes, about 4.3 KiB
+ * with a PATH_MAX executable path. 64 KiB is a wide margin that still
+ * keeps a thousand probes against withheld answers under 64 MiB, where
+ * the 16 MiB protocol cap alone would let each of them cost 16 MiB. */
+#define BH_PROBE_DEFAULT_MAX_RESPONSE (64u << 10)
+
 typedef struct bh_probe_opts {
-  double timeout;     /* seconds for the whole probe; <= 0 → 0.5 */
-  bool response_only; /* skip endpoint check and verify_pid */
-  bool verify_pid;    /* full probe only: run verify_pid (default true) */
+  double timeout;        /* seconds for the whole probe; <= 0 → 0.5 */
+  bool response_only;    /* skip endpoint check and verify_pid */
+  bool verify_pid;       /* full probe only: run verify_pid (default true) */
+  uint32_t max_response; /* answer body bytes; larger → frame_too_large as
+                            soon as the header says so. 0 → the default;
+                            above the 16 MiB protocol cap → the cap */
   /* Where verify_pid hashes an executable that is not in the digest
    * cache: a hasher on the same loop (off the loop thread), or NULL to
    * hash inline (tests, tools without a loop to spare). */
   struct bh_hasher *hasher;
 } bh_probe_opts;
 
-/* Default options: timeout 0.5 s, full probe, verify_pid on. */
+/* Default options: timeout 0.5 s, full probe, verify_pid on, max_response
+ * BH_PROBE_DEFAULT_MAX_RESPONSE. */
 bh_probe_opts bh_probe_opts_default(void);
 
 typedef struct bh_probe_result {

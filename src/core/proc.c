@@ -31,7 +31,7 @@ bh_status bh_proc_hold(uint32_t pid, bh_proc *out, bh_err *err) {
       return bh_err_set(err, BH_PID_NOT_FOUND, NULL,
                         "pid %u is not a running process (pidfd_open: %s)", pid,
                         strerror(errno));
-    if (errno != ENOSYS)
+    if (errno != ENOSYS && errno != EPERM) /* EPERM: seccomp, not gone */
       return bh_err_set(err, BH_SYSTEM, NULL, "pidfd_open(%u): %s", pid,
                         strerror(errno));
   }

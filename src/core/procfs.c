@@ -1,6 +1,7 @@
 /* Reading /proc (DESIGN §1.5, §1.8): whether a pid is live, what it
  * runs, when it started, this machine's boot id, and pidfd_open. Plain
- * syscalls and small reads; no identities, no digests. Linux only. */
+ * syscalls and small reads (through file.h, like every file the core
+ * reads); no identities, no digests. Linux only. */
 #include "procfs.h"
 
 #include <errno.h>
@@ -12,6 +13,12 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "fsutil.h"
+
+/* Bounds of the /proc files read whole: a pid's stat and the boot id are
+ * a few hundred bytes; /proc/stat grows with CPUs and interrupts. */
+enum { PROC_SMALL_MAX = 64 * 1024, PROC_STAT_MAX = 8 * 1024 * 1024 };
 
 /* Pids above INT_MAX would turn kill() into a process-group signal; no
  * such pid exists (pid_max <= 2^22), so they are "not found". */
@@ -78,24 +85,6 @@ char *bh_canonical_path(const char *path) {
   return r != NULL ? r : strdup(path);
 }
 
-/* Read a small /proc file into buf (NUL-terminated); returns 0 or errno. */
-static int read_small(const char *path, char *buf, size_t cap) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  size_t len = 0;
-  int e = 0;
-  while (len + 1 < cap) {
-    ssize_t n = read(fd, buf + len, cap - 1 - len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) e = errno;
-    if (n <= 0) break;
-    len += (size_t)n;
-  }
-  buf[len] = '\0';
-  if (close(fd) != 0 && e == 0) e = errno;
-  return e;
-}
-
 /* The decimal number at the start of s (leading blanks allowed) into *out;
  * false when there is none or it overflows. strtoull, not sscanf, because
  * only strtoull reports overflow. */
@@ -117,17 +106,15 @@ static bh_status boot_time(uint64_t *out, bh_err *err) {
     *out = cached;
     return BH_OK;
   }
-  FILE *f = fopen("/proc/stat", "re");
-  if (f == NULL)
-    return bh_err_set(err, BH_SYSTEM, NULL, "cannot open /proc/stat: %s",
-                      strerror(errno));
-  char *line = NULL;
-  size_t cap = 0;
+  char *text = NULL;
+  size_t len = 0;
+  if (bh_file_read_small("/proc/stat", PROC_STAT_MAX, &text, &len, BH_SYSTEM,
+                         err) != 0)
+    return BH_SYSTEM;
   unsigned long long bt = 0;
-  while (getline(&line, &cap, f) >= 0)
-    if (strncmp(line, "btime ", 6) == 0 && parse_ull(line + 6, &bt)) break;
-  free(line);
-  (void)fclose(f); /* read-only: nothing to lose */
+  const char *line = strstr(text, "\nbtime ");
+  if (line == NULL || !parse_ull(line + 7, &bt)) bt = 0;
+  free(text);
   if (bt == 0)
     return bh_err_set(err, BH_SYSTEM, NULL, "no btime line in /proc/stat");
   *out = cached = bt;
@@ -139,24 +126,24 @@ static bh_status boot_time(uint64_t *out, bh_err *err) {
  * counted from the last ')'. */
 static bh_status start_ticks(uint32_t pid, unsigned long long *ticks,
                              bh_err *err) {
-  char path[64], buf[4096];
+  char path[64], *buf = NULL;
+  size_t len = 0;
   (void)snprintf(path, sizeof path, "/proc/%u/stat", pid);
-  int e = read_small(path, buf, sizeof buf);
+  int e = bh_file_read_small(path, PROC_SMALL_MAX, &buf, &len, BH_SYSTEM, err);
   if (e == ENOENT || e == ESRCH)
     return bh_err_set(err, BH_PID_NOT_FOUND, NULL,
                       "pid %u is not a running process", pid);
-  if (e != 0)
-    return bh_err_set(err, BH_SYSTEM, NULL, "cannot read %s: %s", path,
-                      strerror(e));
+  if (e != 0) return BH_SYSTEM;
   char *p = strrchr(buf, ')');
   /* After ')': field 3 (state) ... field 22 is the 20th token. */
   for (int field = 2; p != NULL && field < 22; field++) {
     p = strchr(p + 1, ' ');
   }
+  bh_status st = BH_OK;
   if (p == NULL || !parse_ull(p + 1, ticks))
-    return bh_err_set(err, BH_SYSTEM, NULL, "cannot parse starttime in %s",
-                      path);
-  return BH_OK;
+    st = bh_err_set(err, BH_SYSTEM, NULL, "cannot parse starttime in %s", path);
+  free(buf);
+  return st;
 }
 
 bh_status bh_proc_start_unix_ms(uint32_t pid, uint64_t *out, bh_err *err) {
@@ -176,23 +163,17 @@ bh_status bh_boot_id(char *buf, size_t cap, bh_err *err) {
   static const char path[] = "/proc/sys/kernel/random/boot_id";
   if (cap == 0) return bh_err_set(err, BH_SYSTEM, NULL, "no room for boot id");
   buf[0] = '\0';
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return bh_err_set(err, BH_SYSTEM, NULL, "cannot open %s: %s", path,
-                      strerror(errno));
-  ssize_t n;
-  do {
-    n = read(fd, buf, cap - 1);
-  } while (n < 0 && errno == EINTR);
-  int saved = errno;
-  if (close(fd) != 0 && n >= 0) saved = errno, n = -1;
-  if (n < 0)
-    return bh_err_set(err, BH_SYSTEM, NULL, "cannot read %s: %s", path,
-                      strerror(saved));
-  size_t len = (size_t)n;
-  while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' ' ||
-                     buf[len - 1] == '\t' || buf[len - 1] == '\r'))
+  char *text = NULL;
+  size_t len = 0;
+  if (bh_file_read_small(path, PROC_SMALL_MAX, &text, &len, BH_SYSTEM, err) !=
+      0)
+    return BH_SYSTEM;
+  while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ' ||
+                     text[len - 1] == '\t' || text[len - 1] == '\r'))
     len--;
+  if (len > cap - 1) len = cap - 1;
+  memcpy(buf, text, len);
   buf[len] = '\0';
+  free(text);
   return BH_OK;
 }

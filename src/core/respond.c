@@ -2,8 +2,18 @@
  * answers each connection's one probe request with an identity, then
  * closes. Each connection is a small heap object with plain events (read,
  * write, its own deadline, an optional reply delay) on a list owned by the
- * responder. Hostile clients only ever cost their own connection: a bad
- * request, EOF or the deadline drops it and counts it as rejected. */
+ * responder, newest first. Hostile clients only ever cost their own
+ * connection: a bad request, EOF or the deadline drops it and counts it
+ * as rejected.
+ *
+ * Floods: the listener never stops accepting because of the cap (that
+ * left good probes queued in the backlog behind idle attackers until they
+ * timed out). At the cap, accepting a connection evicts the oldest one
+ * that has not yet sent a whole request: a real prober writes its request
+ * right after connecting, so it is answered within microseconds of being
+ * accepted, and what stays longest without a request is an attacker.
+ * Accepting yields to the rest of the loop every ACCEPT_BURST
+ * connections, so reconnecting attackers cannot monopolise it. */
 #include "respond.h"
 
 #include <errno.h>
@@ -21,7 +31,7 @@
 #include "clock.h"
 #include "fsutil.h"
 
-enum { READ_CHUNK = 1024, LISTEN_BACKLOG = 4096 };
+enum { READ_CHUNK = 1024, LISTEN_BACKLOG = 4096, ACCEPT_BURST = 64 };
 #define ACCEPT_PAUSE_USEC 50000
 
 typedef struct conn conn;
@@ -34,6 +44,7 @@ struct conn {
   struct event delay_ev; /* the hook's reply delay */
   bool io_added;
   bh_frame_reader reader;
+  bool handled; /* a whole request came: no longer evicted first */
   bool drop;    /* the hook said drop (after the delay) */
   uint8_t *out; /* the reply, written after the delay */
   size_t out_len, out_off;
@@ -47,23 +58,27 @@ struct bh_responder {
   size_t id_pb_len;
   bh_respond_opts opts;
   struct evconnlistener *lis;
-  struct event pause_ev; /* re-enables accepting after EMFILE */
+  struct event pause_ev;  /* re-enables accepting after EMFILE */
+  struct event resume_ev; /* re-enables accepting after a burst */
+  unsigned burst;         /* accepted since the last yield */
   bool have_inode;
   dev_t dev;
   ino_t ino;
-  bool closed, paused, in_closed_cb, freeing, free_requested;
-  conn *in_hook; /* the connection whose hook is running, if any */
-  conn *conns;
+  bool closed, paused, yielding, in_closed_cb, freeing, free_requested;
+  conn *in_hook;      /* the connection whose hook is running, if any */
+  conn *conns, *tail; /* newest first; tail is the oldest */
   unsigned open_conns;
-  uint64_t served, rejected;
+  uint64_t served, rejected, evicted;
 };
 
 static void conn_free(conn *c);
 static void responder_update_accepting(bh_responder *r);
 
 bh_respond_opts bh_respond_opts_default(void) {
-  return (bh_respond_opts){
-      .mode = 0600, .conn_timeout = 5.0, .max_conns = 1024};
+  return (bh_respond_opts){.mode = 0600,
+                           .conn_timeout = BH_RESPOND_DEFAULT_CONN_TIMEOUT,
+                           .max_conns = 1024,
+                           .max_request = BH_RESPOND_DEFAULT_MAX_REQUEST};
 }
 
 /* ---- connections ------------------------------------------------------ */
@@ -76,7 +91,10 @@ static void conn_free(conn *c) {
     c->prev->next = c->next;
   else
     r->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
+  if (c->next)
+    c->next->prev = c->prev;
+  else
+    r->tail = c->prev;
   r->open_conns--;
   if (c->io_added) event_del(&c->io_ev);
   event_del(&c->timer_ev);
@@ -91,6 +109,21 @@ static void conn_free(conn *c) {
 static void conn_reject(conn *c) {
   c->r->rejected++;
   conn_free(c);
+}
+
+/* Make room for a new connection: close the oldest one still without a
+ * whole request (idle or trickling), else the oldest of all (an answer
+ * stuck behind a client that does not read, a long reply delay). The
+ * connection whose hook is running is never the one. */
+static void evict_oldest(bh_responder *r) {
+  conn *victim = NULL;
+  for (conn *c = r->tail; c != NULL && victim == NULL; c = c->prev)
+    if (!c->handled && c != r->in_hook) victim = c;
+  for (conn *c = r->tail; c != NULL && victim == NULL; c = c->prev)
+    if (c != r->in_hook) victim = c;
+  if (victim == NULL) return;
+  r->evicted++;
+  conn_reject(victim);
 }
 
 static void conn_arm_io(conn *c, short what, event_callback_fn cb) {
@@ -177,6 +210,7 @@ static bh_status conn_prepare(conn *c, const bh_request *req,
 static void conn_handle(conn *c) {
   bh_responder *r = c->r;
   if (c->io_added) event_del(&c->io_ev);
+  c->handled = true;
   bh_request req = {0};
   if (bh_probe_request_validate(c->reader.body, c->reader.body_len, &req,
                                 NULL) != BH_OK) {
@@ -243,6 +277,7 @@ static void on_conn_readable(evutil_socket_t fd, short what, void *arg) {
 static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
                       struct sockaddr *sa, int salen, void *arg) {
   bh_responder *r = arg;
+  if (!r->closed && r->open_conns >= r->opts.max_conns) evict_oldest(r);
   conn *c = calloc(1, sizeof *c);
   if (c == NULL || r->closed) {
     free(c);
@@ -250,11 +285,22 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
     r->rejected++;
     return;
   }
+  if (++r->burst >= ACCEPT_BURST) {
+    /* Let the loop run everything else before accepting more. */
+    r->yielding = true;
+    event_active(&r->resume_ev, EV_TIMEOUT, 1);
+  }
   c->r = r;
   c->fd = fd;
   bh_frame_reader_init(&c->reader);
+  /* A request is small and W3C bounds its trace fields: a client cannot
+   * make us hold (or reflect back) more than max_request bytes. */
+  bh_frame_reader_limit(&c->reader, r->opts.max_request, "max_request");
   c->next = r->conns;
-  if (r->conns) r->conns->prev = c;
+  if (r->conns)
+    r->conns->prev = c;
+  else
+    r->tail = c;
   r->conns = c;
   r->open_conns++;
   evtimer_assign(&c->timer_ev, r->base, on_conn_deadline, c);
@@ -269,14 +315,22 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
 
 /* ---- accepting -------------------------------------------------------- */
 
-/* Accept while open, under the connection cap and not paused after a
- * descriptor shortage; otherwise leave new clients in the backlog. */
+/* Accept while open, not paused after a descriptor shortage and not
+ * yielding after a burst; otherwise leave new clients in the backlog. The
+ * connection cap does not stop accepting: on_accept evicts instead. */
 static void responder_update_accepting(bh_responder *r) {
   if (r->lis == NULL) return;
-  if (!r->closed && !r->paused && r->open_conns < r->opts.max_conns)
+  if (!r->closed && !r->paused && !r->yielding)
     evconnlistener_enable(r->lis);
   else
     evconnlistener_disable(r->lis);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg) {
+  bh_responder *r = arg;
+  r->yielding = false;
+  r->burst = 0;
+  responder_update_accepting(r);
 }
 
 static void on_pause_over(evutil_socket_t fd, short what, void *arg) {
@@ -300,15 +354,6 @@ static void on_accept_error(struct evconnlistener *lis, void *arg) {
 
 /* ---- binding ---------------------------------------------------------- */
 
-static const char *file_kind(mode_t m) {
-  if (S_ISREG(m)) return "a regular file";
-  if (S_ISDIR(m)) return "a directory";
-  if (S_ISLNK(m)) return "a symbolic link";
-  if (S_ISFIFO(m)) return "a FIFO";
-  if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
-  return "not a socket";
-}
-
 static void fill_sockaddr(struct sockaddr_un *sa, const char *path) {
   memset(sa, 0, sizeof *sa);
   sa->sun_family = AF_UNIX;
@@ -324,7 +369,7 @@ static bh_status clear_path(const char *path, bh_err *err) {
   if (sr.existed && !sr.is_socket) {
     struct stat stt;
     const char *kind =
-        lstat(path, &stt) == 0 ? file_kind(stt.st_mode) : "not a socket";
+        lstat(path, &stt) == 0 ? bh_file_kind(stt.st_mode) : "not a socket";
     return bh_err_set(err, BH_IN_USE, NULL,
                       "%s exists and is %s; it is never removed", path, kind);
   }
@@ -402,10 +447,14 @@ bh_responder *bh_respond_start(struct event_base *base, const bh_endpoint *ep,
   r->base = base;
   r->opts = opts ? *opts : bh_respond_opts_default();
   if (r->opts.mode == 0) r->opts.mode = 0600;
-  if (r->opts.conn_timeout <= 0) r->opts.conn_timeout = 5.0;
+  if (r->opts.conn_timeout <= 0)
+    r->opts.conn_timeout = BH_RESPOND_DEFAULT_CONN_TIMEOUT;
   if (r->opts.max_conns == 0) r->opts.max_conns = 1024;
+  if (r->opts.max_request == 0)
+    r->opts.max_request = BH_RESPOND_DEFAULT_MAX_REQUEST;
   bh_identity_init(&r->id);
   evtimer_assign(&r->pause_ev, base, on_pause_over, r);
+  evtimer_assign(&r->resume_ev, base, on_resume, r);
   if (bh_endpoint_check(ep, err) != BH_OK ||
       bh_endpoint_copy(&r->ep, ep, err) != BH_OK ||
       bh_identity_copy(&r->id, id, err) != BH_OK ||
@@ -435,6 +484,7 @@ void bh_respond_close(bh_responder *r) {
   if (r == NULL || r->closed) return;
   r->closed = true;
   event_del(&r->pause_ev);
+  event_del(&r->resume_ev);
   if (r->lis) evconnlistener_free(r->lis);
   r->lis = NULL;
   unlink_if_ours(r);
@@ -472,6 +522,9 @@ uint64_t bh_respond_served(const bh_responder *r) {
 }
 uint64_t bh_respond_rejected(const bh_responder *r) {
   return r->rejected;
+}
+uint64_t bh_respond_evicted(const bh_responder *r) {
+  return r->evicted;
 }
 unsigned bh_respond_open_conns(const bh_responder *r) {
   return r->open_conns;

@@ -1,8 +1,9 @@
 /* The responder (the daemon side of the probe, DESIGN §1.4, §4): a Unix
  * listener on a libevent loop that answers probe requests with an identity.
- * Survives hostile clients: per-connection deadline, a cap on open
- * connections, and a bad request drops only its own connection. Knows
- * nothing of Lua. */
+ * Survives hostile clients: a per-connection deadline proportionate to a
+ * probe, a cap on open connections kept by evicting the oldest one without
+ * a request (never by refusing newcomers), and a bad request drops only
+ * its own connection. Knows nothing of Lua. */
 #ifndef BH_RESPOND_H
 #define BH_RESPOND_H
 
@@ -43,10 +44,30 @@ typedef void (*bh_request_hook)(bh_responder *r, const bh_request *req,
  * or freed while open). */
 typedef void (*bh_respond_closed_cb)(bh_responder *r, void *ctx);
 
+/* The largest request body the responder reads by default. A real probe
+ * request body is at most 51 bytes (56 framed); with W3C trace context at
+ * its bounds (traceparent 55 characters, tracestate 512) and request_id
+ * and deadline at their widest it is 634. 1 KiB leaves room and bounds
+ * what a client can make the responder hold, and echo back, far below the
+ * 16 MiB protocol cap. */
+#define BH_RESPOND_DEFAULT_MAX_REQUEST 1024u
+
+/* The default per-connection deadline, seconds: twice a probe's default
+ * timeout. A real prober sends its request as soon as it is connected and
+ * gives up after its own timeout, so a connection open longer than that
+ * serves nobody. */
+#define BH_RESPOND_DEFAULT_CONN_TIMEOUT 1.0
+
 typedef struct bh_respond_opts {
   unsigned mode;        /* socket file mode; 0 → 0600 */
-  double conn_timeout;  /* per-connection deadline, s; <= 0 → 5 */
-  unsigned max_conns;   /* open connections cap; 0 → 1024 */
+  double conn_timeout;  /* per-connection deadline, s; <= 0 → 1 */
+  unsigned max_conns;   /* open connections cap; 0 → 1024. At the cap a
+                           new connection evicts the oldest one that has
+                           not sent a whole request (counted in rejected
+                           and in evicted) */
+  uint32_t max_request; /* request body bytes; a larger header drops the
+                           connection at once. 0 → the default; above the
+                           16 MiB protocol cap → the cap */
   uint64_t count;       /* close after answering this many; 0 = never */
   bh_request_hook hook; /* may be NULL */
   void *hook_ctx;
@@ -75,6 +96,8 @@ void bh_respond_free(bh_responder *r);
 bool bh_respond_is_closed(const bh_responder *r);
 uint64_t bh_respond_served(const bh_responder *r);   /* answered */
 uint64_t bh_respond_rejected(const bh_responder *r); /* dropped/bad */
+/* Of the rejected: connections closed to make room for a new one. */
+uint64_t bh_respond_evicted(const bh_responder *r);
 unsigned bh_respond_open_conns(const bh_responder *r);
 const bh_endpoint *bh_respond_endpoint(const bh_responder *r);
 

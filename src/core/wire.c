@@ -28,6 +28,12 @@ void bh_frame_reader_init(bh_frame_reader *r) {
   memset(r, 0, sizeof *r);
 }
 
+void bh_frame_reader_limit(bh_frame_reader *r, uint32_t max_body,
+                           const char *name) {
+  r->max_body = max_body < BH_FRAME_MAX_BODY ? max_body : 0;
+  r->limit_name = name;
+}
+
 void bh_frame_reader_free(bh_frame_reader *r) {
   free(r->body);
   bh_frame_reader_init(r);
@@ -54,6 +60,10 @@ static bh_status judge_header(bh_frame_reader *r, bh_err *err) {
     return bh_err_set(err, BH_FRAME_TOO_LARGE, NULL,
                       "frame body of %u bytes exceeds the %u-byte cap", n,
                       BH_FRAME_MAX_BODY);
+  if (r->max_body != 0 && n > r->max_body)
+    return bh_err_set(err, BH_FRAME_TOO_LARGE, NULL,
+                      "frame body of %u bytes exceeds %s (%u bytes)", n,
+                      r->limit_name ? r->limit_name : "the limit", r->max_body);
   return BH_OK;
 }
 
@@ -114,6 +124,9 @@ bh_read_result bh_frame_reader_feed(bh_frame_reader *r, const uint8_t *data,
 static bh_status frame_decode(const uint8_t *body, size_t len, pb_frame **out,
                               bh_err *err) {
   static const uint8_t empty[1];
+  if (bh_pb_prescan(&running_process__broker__v1__frame__descriptor, body, len,
+                    &bh_pb_limits_message, BH_DECODE_FRAME, err) != BH_OK)
+    return BH_DECODE_FRAME;
   pb_frame *f = running_process__broker__v1__frame__unpack(
       &bh_pb_allocator, len, body ? body : empty);
   if (f == NULL)

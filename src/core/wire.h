@@ -27,9 +27,10 @@ void bh_frame_header(uint32_t body_len, uint8_t out[BH_FRAME_HEADER_LEN]);
 /* Incremental reader of one frame. Fed arbitrary chunks (one byte at a time
  * works). The header is judged alone, before anything is allocated: a
  * framing byte other than 1 → unsupported_framing_version, a length over
- * 16 MiB → frame_too_large. The body buffer grows (geometrically, capped
- * at body_len) only as bytes arrive, so a peer announcing 16 MiB and
- * sending nothing costs nothing. */
+ * 16 MiB, or over the reader's own limit when one is set →
+ * frame_too_large. The body buffer grows (geometrically, capped at
+ * body_len) only as bytes arrive, so a peer announcing 16 MiB and sending
+ * nothing costs nothing. */
 typedef struct bh_frame_reader {
   uint8_t header[BH_FRAME_HEADER_LEN];
   uint32_t header_got;
@@ -38,6 +39,8 @@ typedef struct bh_frame_reader {
   uint32_t body_cap;
   uint8_t *body;
   bool done;
+  uint32_t max_body;      /* 0: the protocol cap alone */
+  const char *limit_name; /* names max_body in messages */
 } bh_frame_reader;
 
 typedef enum bh_read_result {
@@ -47,6 +50,12 @@ typedef enum bh_read_result {
 } bh_read_result;
 
 void bh_frame_reader_init(bh_frame_reader *r);
+/* Refuse bodies over max_body bytes (at most the 16 MiB cap; 0 lifts the
+ * limit) as soon as the header says so; name (a static string, e.g.
+ * "max_response") is what the error message calls the limit. Call before
+ * feeding. Bounds what one peer can make the reader hold. */
+void bh_frame_reader_limit(bh_frame_reader *r, uint32_t max_body,
+                           const char *name);
 void bh_frame_reader_free(bh_frame_reader *r); /* frees body, re-inits */
 /* Consume up to len bytes; *used tells how many were taken (never past the
  * end of the frame, so trailing bytes stay with the caller). After DONE,

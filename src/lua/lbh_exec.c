@@ -5,10 +5,12 @@
  * the task sleeps while the child runs; cancelling the task kills the
  * child's process group. */
 #include <lauxlib.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "exec.h"
+#include "lbh_args.h"
 #include "lbh_err.h"
 #include "lbh_open.h"
 #include "lbh_task.h"
@@ -134,7 +136,10 @@ static int l_exec(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lbh_task *t = lbh_task_check(L, "bh.exec");
   bh_exec_opts opts = {0};
-  opts.timeout = opt_number(L, 1, "timeout");
+  /* Any positive duration; beyond BH_EXEC_MAX_TIMEOUT (math.huge too)
+   * means no timeout. */
+  opts.timeout =
+      lbh_opt_number(L, 1, "bh.exec", "timeout", 0, 0, true, HUGE_VAL);
   opts.max_output = (size_t)opt_number(L, 1, "max_output");
   opts.argv = check_argv(L, 1);
   opts.env = check_env(L, 1);
