@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loop.h"
 #include "net_helpers.h"
 #include "wire.h"
 
@@ -63,7 +64,7 @@ static void on_child_term(evutil_socket_t fd, short what, void *arg) {
  * default cap (1024) until SIGTERM, then write its counters and its own
  * VmHWM to wfd. Writes one byte first to say it listens. Never returns. */
 static void idle_child(int wfd) {
-  struct event_base *b = event_base_new();
+  struct event_base *b = bh_loop_new();
   bh_err err;
   bh_respond_opts o = bh_respond_opts_default();
   o.conn_timeout = IDLE_CONN_TIMEOUT;
@@ -329,7 +330,7 @@ static bh_status probe_as_nobody(const char *path, bh_err *err) {
     close(pfd[0]);
     if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0)
       _exit(100);
-    struct event_base *b = event_base_new();
+    struct event_base *b = bh_loop_new();
     bh_endpoint pep = {0};
     bh_err e;
     if (b == NULL || bh_endpoint_set(&pep, "test", path, &e) != BH_OK)
@@ -651,7 +652,7 @@ int main(void) {
   raise_nofile();
   make_endpoint(&ep, "l.sock");
   make_identity(&ep, &me);
-  base = event_base_new();
+  base = bh_loop_new();
   RUN(test_idle_connections); /* first: the child forks from a small heap */
   RUN(test_hundred_thousand_probes);
   RUN(test_other_user_socket);

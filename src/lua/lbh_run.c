@@ -15,6 +15,7 @@
 #include "lbh_sched.h"
 #include "lbh_signal.h"
 #include "lbh_task.h"
+#include "loop.h"
 
 #define UNOBSERVED_KEY "bh.unobserved_error"
 
@@ -156,7 +157,7 @@ static lbh_run *run_new(lua_State *L) {
   lua_toclose(L, -1);
   run->L = L;
   run->interrupt_ref = LUA_NOREF;
-  run->base = event_base_new();
+  run->base = bh_loop_new();
   if (run->base == NULL) luaL_error(L, "bh.run: cannot create event base");
   run->torn_down = false;
   int fd = lbh_signal_fd();
