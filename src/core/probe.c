@@ -106,17 +106,10 @@ static void probe_arm_io(bh_probe *p, short what, event_callback_fn cb) {
   event_add(&p->io_ev, NULL);
 }
 
-/* The deadline timer fired. libevent measures timers with a coarse clock
- * (a few ms early is possible), so check the precise monotonic time and
- * re-arm for what is left: the deadline is never short. */
+/* The deadline timer fired. The loop (loop.h) measures timers on the
+ * same clock as bh_mono_now, so it never fires before its time. */
 static void on_deadline(evutil_socket_t fd, short what, void *arg) {
   bh_probe *p = arg;
-  double left = p->opts.timeout - (bh_mono_now() - p->t_exchange);
-  if (left > 0.0002) {
-    struct timeval tv = bh_timeval(left);
-    evtimer_add(&p->deadline_ev, &tv);
-    return;
-  }
   bh_err_set(&p->result.err, BH_TIMEOUT, NULL,
              "no whole response from %s within %.3f s (%zu bytes received)",
              p->ep.path, p->opts.timeout, p->bytes_read);
