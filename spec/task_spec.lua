@@ -200,6 +200,48 @@ describe("bh.sleep and bh.now", function()
     assert.is_true(dt < 2, "two sleeps ran concurrently, took " .. dt)
   end)
 
+  it("never wakes before its time by bh.now, even while the loop is busy", function()
+    -- A task that spins 3 ms per turn makes the loop's view of time stale;
+    -- each sleep re-checks its deadline, so none may end early.
+    local early, runs = {}, 0
+    bh.run(function()
+      local stop = false
+      local busy = bh.spawn(function()
+        while not stop do
+          local t = bh.now()
+          while bh.now() - t < 0.003 do end
+          bh.sleep(0)
+        end
+      end)
+      for i = 1, 40 do
+        local d = 0.002 + (i % 7) * 0.001
+        local t0 = bh.now()
+        bh.sleep(d)
+        local dt = bh.now() - t0
+        runs = runs + 1
+        if dt < d then early[#early + 1] = string.format("%.4f < %.4f", dt, d) end
+      end
+      stop = true
+      busy:wait()
+    end)
+    assert.equal(40, runs)
+    assert.same({}, early)
+  end)
+
+  it("is not starved by a task that yields in a loop", function()
+    local turns, slept = 0, false
+    bh.run(function()
+      local spinner = bh.spawn(function()
+        while not slept do turns = turns + 1; coroutine.yield() end
+      end)
+      bh.sleep(0.05)
+      slept = true
+      spinner:wait()
+    end)
+    assert.is_true(slept)
+    assert.is_true(turns > 0)
+  end)
+
   it("bh.now is monotonic seconds", function()
     local a = bh.now()
     local b = bh.now()
@@ -223,10 +265,15 @@ describe("bh.sleep and bh.now", function()
   it("checks its argument", function()
     local ok, err = pcall(bh.run, function() bh.sleep(-1) end)
     assert.is_false(ok)
-    assert.matches("bad argument #1 to 'sleep' %(seconds must be in %[0, 1e9%]%)", err)
+    assert.matches("task_spec.lua:%d+: bad argument #1 to 'bh.sleep' %(seconds must be a "
+      .. "number in %[0, 1000000000%], got %-1%)", err)
     ok, err = pcall(bh.run, function() bh.sleep("x") end)
     assert.is_false(ok)
-    assert.matches("bad argument #1 to 'sleep' %(number expected, got string%)", err)
+    assert.matches("bad argument #1 to 'bh.sleep' %(seconds must be a number in %[0, "
+      .. "1000000000%], got string%)", err)
+    ok, err = pcall(bh.run, function() bh.sleep(0 / 0) end)
+    assert.is_false(ok)
+    assert.matches("'bh.sleep' %(seconds must be a number in %[0, 1000000000%], got %-?nan%)", err)
   end)
 end)
 

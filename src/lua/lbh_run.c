@@ -298,7 +298,7 @@ static int run_main(lua_State *L, bool session) {
   int nargs = lua_gettop(L) - 1;
   lbh_run *run = run_new(L);
   run->session = session;
-  lbh_task *main = lbh_sched_task_new(L, run, 1, nargs);
+  lbh_task *main = lbh_task_spawn(L, run, 1, nargs);
   int mi = lua_gettop(L);
   run->main = main;
   run_dispatch(run);
