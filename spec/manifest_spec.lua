@@ -51,7 +51,8 @@ describe("bh.manifest", function()
     -- a malformed table is the caller's bug: it raises, naming the field
     assert.has_error(function()
       bh.manifest.write(dir .. "/x", { current_daemon = { pid = 1 } })
-    end, "bad argument #2 to 'write' (current_daemon.exe_path: expected a string, got nil)")
+    end, "bad argument #2 to 'bh.manifest.write' "
+      .. "(current_daemon.exe_path: expected a string, got nil)")
     assert.has_error(function()
       bh.manifest.write(dir .. "/x", { service_name = 7 })
     end)

@@ -137,9 +137,9 @@ describe("bh.probe", function()
       assert.is_false(ok)
       return err
     end
-    assert.matches("bad argument #2 to 'probe' %(identity.exe_sha256: expected 64 hex digits%)",
+    assert.matches("bad argument #2 to 'bh.probe' %(identity.exe_sha256: expected 64 hex digits%)",
                    msg(function() bh.probe(ep, bad) end))
-    assert.matches("bad argument #1 to 'probe' %(endpoint.path: expected a string, got nil%)",
+    assert.matches("bad argument #1 to 'bh.probe' %(endpoint.path: expected a string, got nil%)",
                    msg(function() bh.probe({}, id) end))
     assert.matches("probe_spec.lua:%d+: bh.probe: option 'timeout' must be a number in "
                    .. "%(0, 86400%], got 0", msg(function() bh.probe(ep, id, { timeout = 0 }) end))
@@ -154,9 +154,9 @@ describe("bh.probe", function()
     assert.matches("bh.probe_response: unknown option 'verify_pid'",
                    msg(function() bh.probe_response(ep, id, { verify_pid = false }) end))
     -- a missing argument is named as missing, not as our own scratch box
-    assert.matches("bad argument #2 to 'probe_response' %(identity: expected a table, got nil%)",
+    assert.matches("bad argument #2 to 'bh.probe_response' %(identity: expected a table, got nil%)",
                    msg(function() bh.probe_response(ep) end))
-    assert.matches("bad argument #2 to 'probe' %(identity: expected a table, got nil%)",
+    assert.matches("bad argument #2 to 'bh.probe' %(identity: expected a table, got nil%)",
                    msg(function() bh.probe(ep) end))
   end)
 end)

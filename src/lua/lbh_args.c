@@ -34,8 +34,71 @@ int lbh_arg_error(lua_State *L, const char *fn, const char *fmt, ...) {
   return lua_error(L);
 }
 
+static const char names_key = 'n'; /* registry: C function -> full name */
+
+static void names_table(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &names_key);
+}
+
+void lbh_args_name(lua_State *L, lua_CFunction fn, const char *name) {
+  names_table(L);
+  lua_pushcfunction(L, fn);
+  lua_pushstring(L, name);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/* Name the C functions of the table at t as prefix.key (depth levels). */
+static void name_fields(lua_State *L, int names, int t, const char *prefix,
+                        int depth) {
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      const char *full =
+          lua_pushfstring(L, "%s.%s", prefix, lua_tostring(L, -2));
+      if (lua_iscfunction(L, -2)) {
+        lua_pushvalue(L, -2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, names);
+      } else if (lua_istable(L, -2) && depth > 1) {
+        name_fields(L, names, lua_absindex(L, -2), full, depth - 1);
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+void lbh_args_name_functions(lua_State *L, int mod) {
+  mod = lua_absindex(L, mod);
+  names_table(L);
+  name_fields(L, lua_gettop(L), mod, "bh", 2);
+  lua_pop(L, 1);
+}
+
+/* The name of the running C function (see lbh_arg_fail). */
+static const char *running_name(lua_State *L) {
+  lua_Debug ar;
+  if (!lua_getstack(L, 0, &ar)) return "?";
+  lua_getinfo(L, "nf", &ar);
+  names_table(L);
+  lua_rotate(L, -2, 1);
+  lua_rawget(L, -2);
+  const char *name = lua_tostring(L, -1);
+  if (name == NULL) name = ar.name ? ar.name : "?";
+  lua_pushstring(L, name);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  return lua_tostring(L, -1); /* kept on the stack until the error */
+}
+
 int lbh_arg_fail(lua_State *L, int arg, const char *fn, const char *fmt, ...) {
   va_list ap;
+  if (fn == NULL) fn = running_name(L);
   va_start(ap, fmt);
   lbh_where(L);
   if (strchr(fn, ':') != NULL) arg--;
@@ -70,7 +133,9 @@ static bool in_range(double v, double lo, bool lo_open, double hi) {
 static void describe(lua_State *L, int idx, double lo, bool lo_open, double hi,
                      char range[80], char got[40]) {
   (void)snprintf(range, 80, "%c%.14g, %.14g]", lo_open ? '(' : '[', lo, hi);
-  if (lua_type(L, idx) == LUA_TNUMBER)
+  if (lua_type(L, idx) == LUA_TNUMBER && isnan(lua_tonumber(L, idx)))
+    (void)snprintf(got, 40, "nan");
+  else if (lua_type(L, idx) == LUA_TNUMBER)
     (void)snprintf(got, 40, "%.14g", lua_tonumber(L, idx));
   else
     (void)snprintf(got, 40, "%s", luaL_typename(L, idx));

@@ -52,11 +52,19 @@ int lbh_arg_error(lua_State *L, const char *fn, const char *fmt, ...);
  * called. */
 void lbh_where(lua_State *L);
 
+/* Record the full name of every C function in the module table at mod
+ * (and its sub-tables: bh.identity.*), for lbh_arg_fail's fn NULL; and
+ * of fn under name (a C function run by the binding itself). */
+void lbh_args_name_functions(lua_State *L, int mod);
+void lbh_args_name(lua_State *L, lua_CFunction fn, const char *name);
+
 /* ---- positional arguments --------------------------------------------- */
 
 /* Raise "bad argument #arg to '<fn>' (<message>)" at the caller's line.
  * For a method (fn contains ':') self is not counted, as in lauxlib:
- * arg 1 is "calling '<fn>' on bad self". Never returns. */
+ * arg 1 is "calling '<fn>' on bad self". fn NULL: the full name of the
+ * running C function as lbh_args_name_functions recorded it ("bh.probe",
+ * "bh.identity.to_json"), else what Lua calls it. Never returns. */
 int lbh_arg_fail(lua_State *L, int arg, const char *fn, const char *fmt, ...);
 /* "(<expected> expected, got <type>)"; never returns. */
 int lbh_arg_type_error(lua_State *L, int arg, const char *fn,

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "digest.h"
+#include "lbh_args.h"
 #include "lbh_err.h"
 #include "lbh_open.h"
 #include "proc.h"
@@ -62,9 +63,8 @@ static int epbox_gc(lua_State *L) {
 
 static int field_error(lua_State *L, int arg, const char *prefix,
                        const char *field, const char *expected) {
-  const char *msg = lua_pushfstring(L, "%s%s%s: %s", prefix, *prefix ? "." : "",
-                                    field, expected);
-  return luaL_argerror(L, arg, msg);
+  return lbh_arg_fail(L, arg, NULL, "%s%s%s: %s", prefix, *prefix ? "." : "",
+                      field, expected);
 }
 
 /* The string field t[name] (t at absolute index t); NULL when nil and
@@ -112,9 +112,8 @@ static uint64_t get_uint(lua_State *L, int t, int arg, const char *prefix,
 
 static void check_table(lua_State *L, int idx, int arg, const char *prefix) {
   if (lua_type(L, idx) == LUA_TTABLE) return;
-  const char *msg = lua_pushfstring(L, "%s%sexpected a table, got %s", prefix,
-                                    *prefix ? ": " : "", luaL_typename(L, idx));
-  luaL_argerror(L, arg, msg);
+  lbh_arg_fail(L, arg, NULL, "%s%sexpected a table, got %s", prefix,
+               *prefix ? ": " : "", luaL_typename(L, idx));
 }
 
 bh_endpoint *lbh_check_endpoint(lua_State *L, int idx, int arg,

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "lbh.h"
+#include "lbh_args.h"
 #include "lbh_embed.h"
 #include "lbh_open.h"
 
@@ -104,5 +105,6 @@ int luaopen_bh(lua_State *L) {
   lua_setfield(L, -2, "bh");
   lua_pop(L, 1);
   open_helpers(L, mod);
+  lbh_args_name_functions(L, mod);
   return 1;
 }
