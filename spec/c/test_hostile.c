@@ -112,6 +112,23 @@ static void test_trickle(void) {
   bh_respond_free(r);
 }
 
+/* A client that leaves while its answer is delayed frees its connection
+ * at once (not at the delay or the deadline). */
+static void test_delay_client_leaves(void) {
+  hook_ctx h = {.reply = {.kind = BH_REPLY_NORMAL, .delay = 30}};
+  bh_responder *r = start(&h, 60.0);
+  if (r == NULL) return;
+  probe_out out;
+  bh_probe_opts o = response_only_opts(0.05);
+  run_probe(base, &ep, &me, &o, &out);
+  CHECK_CODE(out.err.code, BH_TIMEOUT, &out.err);
+  probe_out_clear(&out);
+  loop_for(base, 0.1);
+  CHECK_INT(bh_respond_rejected(r), 1);
+  CHECK_INT(bh_respond_open_conns(r), 0);
+  bh_respond_free(r);
+}
+
 static struct event *answer_ev;
 
 static void on_answer_later(evutil_socket_t fd, short what, void *arg) {
@@ -177,6 +194,7 @@ int main(void) {
   RUN(test_names);
   RUN(test_every_hostile_answer);
   RUN(test_trickle);
+  RUN(test_delay_client_leaves);
   RUN(test_deferred);
   bh_identity_clear(&me);
   bh_endpoint_clear(&ep);

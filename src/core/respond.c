@@ -196,6 +196,18 @@ static bh_status conn_prepare(conn *c, const bh_request *req,
                                      &c->out_len, NULL);
 }
 
+/* A connection waiting for its answer (deferred or delayed) became
+ * readable: its client went away (EOF or an error) or sent more than its one
+ * request, which is ignored. */
+static void on_conn_waiting(evutil_socket_t fd, short what, void *arg) {
+  conn *c = arg;
+  uint8_t buf[READ_CHUNK];
+  ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+  if (n == 0 ||
+      (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+    conn_reject(c);
+}
+
 /* Reply to req (now, or once the delay ran out). */
 static void conn_reply(conn *c, const bh_request *req, const bh_reply *reply) {
   bh_status st = c->r->closed ? BH_SYSTEM : conn_prepare(c, req, reply);
@@ -207,20 +219,10 @@ static void conn_reply(conn *c, const bh_request *req, const bh_reply *reply) {
   if (reply->delay > 0) {
     struct timeval tv = bh_timeval(reply->delay);
     evtimer_add(&c->delay_ev, &tv);
+    conn_arm_io(c, EV_READ | EV_PERSIST, on_conn_waiting);
     return;
   }
   conn_act(c);
-}
-
-/* A deferred connection became readable: its client went away (EOF or an
- * error) or sent more than its one request, which is ignored. */
-static void on_conn_waiting(evutil_socket_t fd, short what, void *arg) {
-  conn *c = arg;
-  uint8_t buf[READ_CHUNK];
-  ssize_t n = recv(c->fd, buf, sizeof buf, 0);
-  if (n == 0 ||
-      (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-    conn_reject(c);
 }
 
 /* A whole frame arrived: validate, ask the hook, reply (maybe later). */
