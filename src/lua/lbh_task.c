@@ -1,5 +1,5 @@
 /* Tasks (see lbh_task.h for the template other files follow): bh.spawn,
- * the "bh.task" userdata (wait, status), yielding and
+ * the "bh.task" userdata (wait, cancel, status, __close), yielding and
  * completing a pending operation, and wait queues. A task is a full userdata
  * (metatable "bh.task") whose uservalues are 1: its coroutine, 2: the
  * error to re-raise, 3: the error text with traceback for reports. While
@@ -448,6 +448,31 @@ static int task_status(lua_State *L) {
   return 1;
 }
 
+/* task:cancel() → true when the task was live and is now cancelled;
+ * false when it had finished already. Its pending operation is stopped
+ * through its cleanup and its to-be-closed variables are closed; whoever
+ * waits for it is woken (task:wait raises "the task was cancelled"). A
+ * task cannot cancel itself (return instead), nor the main task. */
+static int task_cancel(lua_State *L) {
+  lbh_task *t = lbh_task_checkarg(L, 1, "task:cancel");
+  if (t->run != NULL && t->run->current == t)
+    return luaL_error(L,
+                      "task:cancel: a task cannot cancel itself; return "
+                      "from it instead");
+  if (t->run != NULL && t == t->run->main)
+    return luaL_error(L, "task:cancel: the main task cannot be cancelled");
+  lua_pushboolean(L, lbh_task_cancel(t));
+  return 1;
+}
+
+/* __close: leaving the scope of `local t <close> = bh.spawn(...)` cancels
+ * the task if it is still live (never raises). */
+static int task_close(lua_State *L) {
+  lbh_task *t = luaL_checkudata(L, 1, TASK_MT);
+  if (t->run != NULL && t != t->run->main) lbh_task_cancel(t);
+  return 0;
+}
+
 static int task_tostring(lua_State *L) {
   lbh_task *t = luaL_checkudata(L, 1, TASK_MT);
   lua_pushfstring(L, "bh.task (%s): %p", state_names[t->state], (void *)t);
@@ -467,6 +492,7 @@ static int task_gc(lua_State *L) {
 
 static const luaL_Reg task_methods[] = {
     {"wait", task_wait},
+    {"cancel", task_cancel},
     {"status", task_status},
     {NULL, NULL},
 };
@@ -474,6 +500,7 @@ static const luaL_Reg task_methods[] = {
 static const luaL_Reg task_meta[] = {
     {"__tostring", task_tostring},
     {"__gc", task_gc},
+    {"__close", task_close},
     {NULL, NULL},
 };
 
