@@ -32,7 +32,8 @@ struct bh_probe {
   bh_identity expected;
   bool has_expected; /* response-only probes may skip the comparison */
   double t0;
-  double t_exchange; /* when the deadline was armed */
+  double t_exchange;  /* when the deadline was armed (0: not yet) */
+  double t_connected; /* when connect completed (0: not yet) */
   int fd;
   struct event start_ev; /* first step; later the connect-retry timer */
   struct event deadline_ev;
@@ -80,7 +81,14 @@ static void probe_free(bh_probe *p) {
  * once, call back exactly once, free. */
 static void probe_finish(bh_probe *p) {
   probe_quiesce(p);
-  p->result.elapsed = bh_mono_now() - p->t0;
+  double now = bh_mono_now();
+  p->result.elapsed = now - p->t0;
+  if (p->t_exchange > 0 && p->t_connected > 0) {
+    p->result.timings.connect = p->t_connected - p->t_exchange;
+    p->result.timings.exchange = now - p->t_connected;
+  } else if (p->t_exchange > 0) {
+    p->result.timings.connect = now - p->t_exchange;
+  }
   if (p->result.err.code != BH_OK) {
     bh_identity_clear(&p->result.identity);
     bh_proc_release(&p->result.proc);
@@ -189,6 +197,7 @@ static void probe_write(bh_probe *p) {
 
 /* Connected: record the peer's credentials, then send the request. */
 static void probe_connected(bh_probe *p) {
+  p->t_connected = bh_mono_now();
   struct ucred cred;
   socklen_t len = sizeof cred;
   if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
@@ -294,10 +303,14 @@ static void on_start(evutil_socket_t fd, short what, void *arg) {
     probe_finish(p);
     return;
   }
-  if (!p->opts.response_only && p->opts.verify_pid &&
-      bh_proc_verify(&p->expected, NULL, &p->result.proc, err) != BH_OK) {
-    probe_finish(p);
-    return;
+  if (!p->opts.response_only && p->opts.verify_pid) {
+    double t = bh_mono_now();
+    bh_status st = bh_proc_verify(&p->expected, NULL, &p->result.proc, err);
+    p->result.timings.verify = bh_mono_now() - t;
+    if (st != BH_OK) {
+      probe_finish(p);
+      return;
+    }
   }
   probe_exchange(p);
 }
@@ -317,6 +330,7 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
   bh_identity_init(&p->expected);
   bh_identity_init(&p->result.identity);
   p->result.proc = BH_PROC_NONE;
+  p->result.timings = (bh_probe_timings){-1, -1, -1};
   bh_err_clear(&p->result.err);
   bh_frame_reader_init(&p->reader);
   evtimer_assign(&p->start_ev, base, on_start, p);
