@@ -32,6 +32,24 @@ describe("bh.probe", function()
     end)
   end)
 
+  it("says where the time went: h.timings and err.timings", function()
+    with_responder(function(ep, id)
+      local h = assert(bh.probe(ep, id, { timeout = 2 }))
+      local t = h.timings
+      for _, phase in ipairs { "verify", "connect", "exchange" } do
+        assert.equal("number", type(t[phase]), phase)
+        assert.is_true(t[phase] >= 0, phase)
+      end
+      assert.is_true(t.verify + t.connect + t.exchange <= h.elapsed)
+      local nobody = H.endpoint(dir, "nobody")
+      local _, err = bh.probe_response(nobody, id)
+      assert.equal("connect", err.code)
+      assert.is_number(err.timings.connect)
+      assert.is_nil(err.timings.verify)
+      assert.is_nil(err.timings.exchange)
+    end)
+  end)
+
   it("probe_response returns true", function()
     with_responder(function(ep, id)
       assert.is_true(bh.probe_response(ep, id, { timeout = 2 }))

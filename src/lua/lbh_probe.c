@@ -34,16 +34,36 @@ typedef struct probe_op {
   bool response_only;
 } probe_op;
 
+/* Push {verify =, connect =, exchange =} in seconds, without the phases
+ * that did not run. */
+static void push_timings(lua_State *L, const bh_probe_timings *t) {
+  const struct {
+    const char *name;
+    double v;
+  } f[] = {{"verify", t->verify},
+           {"connect", t->connect},
+           {"exchange", t->exchange}};
+  lua_createtable(L, 0, 3);
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    if (f[i].v < 0) continue;
+    lua_pushnumber(L, f[i].v);
+    lua_setfield(L, -2, f[i].name);
+  }
+}
+
 /* Build the handle from a successful full probe: a closed handle first,
- * then the identity, then (last, once nothing can raise) the pidfd. */
+ * then the identity and timings, then (last, once nothing can raise) the
+ * pidfd. */
 static int push_handle(lua_State *L, bh_probe_result *res) {
-  handle *h = lua_newuserdatauv(L, sizeof *h, 1);
+  handle *h = lua_newuserdatauv(L, sizeof *h, 2);
   memset(h, 0, sizeof *h);
   h->proc = BH_PROC_NONE;
   h->closed = true;
   luaL_setmetatable(L, HANDLE_MT);
   lbh_push_identity(L, &res->identity);
   lua_setiuservalue(L, -2, 1);
+  push_timings(L, &res->timings);
+  lua_setiuservalue(L, -2, 2);
   h->elapsed = res->elapsed;
   h->has_peer = res->has_peer_cred;
   h->peer_pid = res->peer_pid;
@@ -57,7 +77,12 @@ static int push_handle(lua_State *L, bh_probe_result *res) {
 static int probe_push(lua_State *L, void *ud) {
   probe_op *op = ud;
   bh_probe_result *res = op->res;
-  if (res->err.code != BH_OK) return lbh_fail(L, &res->err);
+  if (res->err.code != BH_OK) {
+    lbh_fail(L, &res->err);
+    push_timings(L, &res->timings);
+    lua_setfield(L, -2, "timings");
+    return 2;
+  }
   if (op->response_only) {
     lua_pushboolean(L, 1);
     return 1;
@@ -252,7 +277,7 @@ static int h_shutdown(lua_State *L) {
   return lbh_task_yield(L, 0, NULL);
 }
 
-/* h.identity, h.peer_pid, h.elapsed, and the methods. */
+/* h.identity, h.peer_pid, h.elapsed, h.timings, and the methods. */
 static int h_index(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
   const char *key = luaL_checkstring(L, 2);
@@ -265,6 +290,8 @@ static int h_index(lua_State *L) {
       lua_pushnil(L);
   } else if (strcmp(key, "elapsed") == 0) {
     lua_pushnumber(L, h->elapsed);
+  } else if (strcmp(key, "timings") == 0) {
+    lua_getiuservalue(L, 1, 2);
   } else {
     lua_getmetatable(L, 1);
     lua_getfield(L, -1, "methods");
