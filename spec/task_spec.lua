@@ -40,7 +40,7 @@ describe("bh.run", function()
 
   it("checks its argument", function()
     assert.has_error(function() bh.run(42) end,
-      "bad argument #1 to 'run' (function expected, got number)")
+      "bad argument #1 to 'bh.run' (function expected, got number)")
   end)
 
   it("waits for every spawned task before returning", function()
@@ -136,7 +136,7 @@ describe("bh.spawn and task:wait", function()
     assert.has_error(function() bh.spawn(function() end) end,
       "bh.spawn must be called inside bh.run")
     assert.has_error(function() bh.spawn("x") end,
-      "bad argument #1 to 'spawn' (function expected, got string)")
+      "bad argument #1 to 'bh.spawn' (function expected, got string)")
   end)
 
   it("has a __tostring naming the state", function()
@@ -337,11 +337,13 @@ describe("bh.map", function()
     assert.has_error(function() bh.map({}, function() end) end,
       "bh.map must be called from a task; wrap your code in bh.run")
     assert.has_error(function() bh.map(1, function() end) end,
-      "bad argument #1 to 'map' (table expected, got number)")
+      "bad argument #1 to 'bh.map' (table expected, got number)")
     assert.has_error(function() bh.map({}, 1) end,
-      "bad argument #2 to 'map' (function expected, got number)")
+      "bad argument #2 to 'bh.map' (function expected, got number)")
     assert.has_error(function() bh.map({}, print, { concurrency = 0 }) end,
-      "bad argument #3 to 'map' (concurrency must be an integer >= 1)")
+      "bh.map: option 'concurrency' must be an integer in [1, 100000], got 0")
+    assert.has_error(function() bh.map({}, print, { concurency = 2 }) end,
+      "bh.map: unknown option 'concurency'")
   end)
 end)
 

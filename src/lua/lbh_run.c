@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "lbh.h"
+#include "lbh_args.h"
 #include "lbh_open.h"
 #include "lbh_sched.h"
 #include "lbh_signal.h"
@@ -290,7 +291,7 @@ static int run_outcome(lua_State *L, lbh_run *run, lbh_task *main, int mi) {
 
 /* bh.run and lbh_session: fn at 1, its arguments after it. */
 static int run_main(lua_State *L, bool session) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lbh_arg_checktype(L, 1, "bh.run", LUA_TFUNCTION);
   if (lbh_run_current(L) != NULL)
     return luaL_error(L,
                       "bh.run cannot be called inside bh.run; use bh.spawn "

@@ -381,7 +381,7 @@ lbh_task *lbh_task_spawn(lua_State *L, lbh_run *run, int fidx, int nargs) {
 /* bh.spawn(fn, ...) → task. Starts fn(...) as a concurrent task on the
  * next loop turn. */
 static int l_spawn(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lbh_arg_checktype(L, 1, "bh.spawn", LUA_TFUNCTION);
   lbh_run *run = lbh_run_check(L, "bh.spawn");
   lbh_task_spawn(L, run, 1, lua_gettop(L) - 1);
   return 1;
