@@ -114,6 +114,10 @@ describe("bh.identity", function()
       "bad argument #1 to 'bh.identity.to_json' (identity: expected a table, got string)")
     raises(function() bh.identity.current {} end,
       "bad argument #1 to 'bh.identity.current' (endpoint: expected a table, got nil)")
+    raises(function() bh.identity.current { endpoint = me.ipc_endpoint, idle_timeout = 3 } end,
+      "bh.identity.current: unknown option 'idle_timeout'")
+    raises(function() bh.identity.of_pid(-1, me.ipc_endpoint) end,
+      "bad argument #1 to 'bh.identity.of_pid' (pid must be an integer in [0, 4294967295], got -1)")
     -- Called without a name at the call site, the message names it fully,
     -- at the line of the pcall.
     local ok, err = pcall(bh.identity.to_json, 1)

@@ -179,22 +179,38 @@ static bool is_key(const char *k, const char *const keys[]) {
   return false;
 }
 
-void lbh_opts_check(lua_State *L, int idx, const char *fn,
-                    const char *const keys[]) {
+/* Every key of the table at idx must be a string of keys, or (list) an
+ * integer in 1..#t. */
+static void check_keys(lua_State *L, int idx, const char *fn,
+                       const char *const keys[], bool list) {
   idx = lua_absindex(L, idx);
   if (lua_isnoneornil(L, idx)) return;
   if (!lua_istable(L, idx))
     lbh_arg_error(L, fn, "options must be a table, got %s",
                   luaL_typename(L, idx));
+  lua_Integer n = list ? (lua_Integer)lua_rawlen(L, idx) : 0;
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
     lua_pop(L, 1);
+    if (list && lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 &&
+        lua_tointeger(L, -1) <= n)
+      continue;
     if (lua_type(L, -1) != LUA_TSTRING)
       lbh_arg_error(L, fn, "options must have string keys, got a %s key",
                     luaL_typename(L, -1));
     if (!is_key(lua_tostring(L, -1), keys))
       lbh_arg_error(L, fn, "unknown option '%s'", lua_tostring(L, -1));
   }
+}
+
+void lbh_opts_check(lua_State *L, int idx, const char *fn,
+                    const char *const keys[]) {
+  check_keys(L, idx, fn, keys, false);
+}
+
+void lbh_opts_check_with_list(lua_State *L, int idx, const char *fn,
+                              const char *const keys[]) {
+  check_keys(L, idx, fn, keys, true);
 }
 
 bool lbh_opt_push(lua_State *L, int idx, const char *key) {

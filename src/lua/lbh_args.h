@@ -28,6 +28,11 @@
 void lbh_opts_check(lua_State *L, int idx, const char *fn,
                     const char *const keys[]);
 
+/* The same for a table that also holds a list (bh.exec{"prog", "arg",
+ * timeout = 5}): integer keys 1..#t are allowed too. */
+void lbh_opts_check_with_list(lua_State *L, int idx, const char *fn,
+                              const char *const keys[]);
+
 /* Push opts[key] and return true if present (idx a table, not nil);
  * otherwise push nothing and return false. */
 bool lbh_opt_push(lua_State *L, int idx, const char *key);
