@@ -45,6 +45,12 @@ lua_State *lbh_run_state(lbh_run *run) {
   return run->L;
 }
 
+void lbh_run_set_resume_hook(lbh_run *run, void (*fn)(void *ud, bool before),
+                             void *ud) {
+  run->resume_hook = fn;
+  run->resume_ud = ud;
+}
+
 void lbh_run_track(lbh_run *run, lbh_tracked *e, void (*close)(void *obj),
                    void *obj) {
   e->close = close;
@@ -204,8 +210,8 @@ static void run_dispatch(lbh_run *run) {
 }
 
 /* Print the failures nobody waited for. After a signal the other tasks
- * did not fail on their own: the one the interrupt hook stopped (where it
- * was looping) is kept for run_outcome to raise instead. */
+ * did not fail on their own (the one the interrupt hook stopped, where it
+ * was looping, was kept for run_outcome to raise instead). */
 static void run_report_failures(lbh_run *run) {
   lua_State *L = run->L;
   while (run->failed) {
@@ -221,9 +227,6 @@ static void run_report_failures(lbh_run *run) {
             msg ? msg : "(no message)");
         lua_pushboolean(L, 1);
         lua_setfield(L, LUA_REGISTRYINDEX, UNOBSERVED_KEY);
-      } else if (t->interrupted && run->interrupt_ref == LUA_NOREF) {
-        lua_pushvalue(L, -1);
-        run->interrupt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
       }
       lua_pop(L, 2);
     }
@@ -270,7 +273,12 @@ static int run_gc(lua_State *L) {
 
 /* After teardown: raise or return what the main task (at index mi) gave. */
 static int run_outcome(lua_State *L, lbh_run *run, lbh_task *main, int mi) {
-  if (main->state == TASK_FAILED) {
+  /* The main task interrupted only after the task it waited for (the
+   * host's chunk, looping): that one's error says where. */
+  bool main_first = !(main->interrupted && run->interrupt_ref != LUA_NOREF);
+  if (main->state == TASK_FAILED && main_first) {
+    luaL_unref(L, LUA_REGISTRYINDEX, run->interrupt_ref);
+    run->interrupt_ref = LUA_NOREF;
     lua_getiuservalue(L, mi, 2);
     return lua_error(L);
   }

@@ -55,6 +55,8 @@ struct lbh_run {
   int interrupt_ref; /* error (with traceback) of the task the hook stopped */
   bool deadlock, loop_error, torn_down;
   bool session; /* lbh_session: the host's -i prompt */
+  void (*resume_hook)(void *ud, bool before);
+  void *resume_ud;
 };
 
 /* Doubly linked task lists (run->live, run->failed). */

@@ -79,6 +79,18 @@ static int task_fail_p(lua_State *L) {
   return 0;
 }
 
+/* A signal stops the run and the hook failed t where it was looping: keep
+ * its error (with traceback) for bh.run to raise, the first one only,
+ * even when someone waits for t (the host's chunk tasks). */
+static void keep_interrupt(lbh_run *run, lbh_task *t) {
+  lua_State *L = run->L;
+  if (run->interrupt_ref != LUA_NOREF || !lua_checkstack(L, 2)) return;
+  lbh_sched_push_task(L, t);
+  lua_getiuservalue(L, -1, 3);
+  run->interrupt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+}
+
 /* Resume the task in the loop and deal with what it did: yielded to wait
  * for something, yielded bare (coroutine.yield: run again next turn),
  * finished or failed. */
@@ -91,7 +103,11 @@ static void task_resume(lbh_task *t) {
   /* A session's main task is the prompt: ^C interrupts what it waits
    * for, never the prompt itself. */
   lbh_signal_set_running(run->session && t == run->main ? NULL : t->co);
+  bool hooked = run->resume_hook != NULL && t != run->main;
+  if (hooked) run->resume_hook(run->resume_ud, true);
   int status = lua_resume(t->co, run->L, nargs, &nres);
+  if (hooked && run->resume_hook != NULL)
+    run->resume_hook(run->resume_ud, false);
   lbh_signal_set_running(NULL);
   run->current = NULL;
   if (status == LUA_YIELD) {
@@ -105,7 +121,10 @@ static void task_resume(lbh_task *t) {
     task_finish(t, TASK_DONE);
   } else {
     lbh_loop_pcall(run, task_fail_p, t, 0, "recording a task's error");
-    t->interrupted = lbh_signal_pending() != 0;
+    int sig = lbh_signal_pending();
+    t->interrupted = sig != 0;
+    if (t->interrupted && !(run->session && sig == SIGINT))
+      keep_interrupt(run, t);
     lua_resetthread(t->co); /* runs the task's pending __close handlers */
     task_finish(t, TASK_FAILED);
     /* In a session, ^C is spent on the task it interrupted. */

@@ -76,6 +76,13 @@ void lbh_run_track(lbh_run *run, lbh_tracked *entry, void (*close)(void *obj),
                    void *obj);
 void lbh_run_untrack(lbh_run *run, lbh_tracked *entry); /* idempotent */
 
+/* Called around every resume of a task other than the run's main task:
+ * fn(ud, true) before, fn(ud, false) after (the host's prompt hides its
+ * half-typed line while background tasks may print). One per run; NULL
+ * removes it. */
+void lbh_run_set_resume_hook(lbh_run *run, void (*fn)(void *ud, bool before),
+                             void *ud);
+
 /* Call fn(L, ud) from a loop callback under lua_pcall with a traceback
  * handler, on the run's lua_State. fn may push and return values; they
  * are left on the stack (nresults of them, LUA_MULTRET allowed) only on
