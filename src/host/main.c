@@ -1,12 +1,14 @@
 /* bhprobe-lua: the host. Shaped like Lua 5.4's lua.c: main() creates the
  * state and runs pmain under lua_pcall; pmain parses the command line (the
  * lua conventions plus -h/--help, --version, --report, --metrics), opens
- * the libraries and the bh module, and runs every chunk (-e, -l, the
- * script) through one docall. docall runs the chunk as the main task of
- * bh.run, so yielding functions (bh.probe, bh.sleep) work at top level,
- * under a message handler that adds a traceback. The -i prompt is one
- * session (lbh_session) whose main task reads lines and runs each as a
- * task, so what a line starts keeps being served on the next ones.
+ * the libraries and the bh module, and runs the whole command line as ONE
+ * run (run_command_line): lua/host/session.lua is its main task and runs
+ * each step (-e, -l, the script or stdin) as a task it waits for, then,
+ * with -i, the prompt (lua/host/prompt.lua). So yielding functions
+ * (bh.probe, bh.sleep) work at top level, and what one step opens (a
+ * responder, a background task) is still there for the next and at the
+ * prompt. With -i the run is a session (lbh_session): it ends with the
+ * prompt, and ^C interrupts the line it waits for.
  *
  * Exit status (DESIGN §3): 0 when the script returns, os.exit(n) -> n,
  * 1 when a chunk raises or a task failed unobserved, 2 for a usage error,
@@ -111,7 +113,7 @@ static void print_help(void) {
   (void)fflush(stdout);
 }
 
-/* Message handler of docall: adds a traceback to the error message unless
+/* Message handler of the run: adds a traceback to the error message unless
  * it already carries one (bh.run re-raises a task's error together with
  * the task's own traceback, which is the one that names the script) or a
  * signal stopped the run (bh.run then raises a bare "interrupted"). */

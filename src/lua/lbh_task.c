@@ -5,9 +5,9 @@
  * error to re-raise, 3: the error text with traceback for reports. While
  * a task is live (or failed and nobody has looked yet) the run holds a
  * registry reference to it, so the collector cannot free what the loop
- * will resume. Every resume goes through the task's own event
- * (event_active or a timer), so coroutines are only ever resumed from the
- * loop, never from inside another task. */
+ * will resume. Every resume goes through the task's own event (made
+ * active by lbh_task_complete or a bare yield), so coroutines are only
+ * ever resumed from the loop, never from inside another task. */
 #include <event2/event.h>
 #include <signal.h>
 #include <stddef.h>
