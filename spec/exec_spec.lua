@@ -49,10 +49,26 @@ describe("bh.exec", function()
     assert.matches("/nonexistent/prog", tostring(err))
   end)
 
-  it("raises on misuse and outside a task", function()
-    assert.has_error(function() bh.exec{ "true" } end)
-    assert.has_error(function() bh.run(function() bh.exec{} end) end)
-    assert.has_error(function() bh.run(function() bh.exec{ "true", timeout = -1 } end) end)
+  it("raises on misuse and outside a task, naming the option", function()
+    assert.has_error(function() bh.exec{ "true" } end,
+      "bh.exec must be called from a task; wrap your code in bh.run")
+    local function err_of(t)
+      local ok, err = pcall(bh.run, function() bh.exec(t) end)
+      assert.is_false(ok)
+      return err
+    end
+    assert.matches("exec_spec.lua:%d+: bad argument #1 to 'bh.exec' %(expected the program as "
+      .. "t%[1%]%)", err_of({}))
+    assert.matches("bad argument #1 to 'bh.exec' %(table expected, got string%)", err_of("true"))
+    assert.matches("bad argument #1 to 'bh.exec' %(t%[2%] must be a string, got number%)",
+      err_of({ "echo", 5 }))
+    assert.matches("bh.exec: option 'timeout' must be a number in %(0, inf%], got %-1",
+      err_of({ "true", timeout = -1 }))
+    assert.matches("bh.exec: unknown option 'timout'", err_of({ "true", timout = 1 }))
+    assert.matches("bh.exec: option 'max_output' must be an integer in %[1, 1073741824%], got 0",
+      err_of({ "true", max_output = 0 }))
+    assert.matches("bh.exec: env.A must be a string or false, got number",
+      err_of({ "true", env = { A = 1 } }))
   end)
 
   it("waits for the child under a timeout of 1e19 or math.huge", function()

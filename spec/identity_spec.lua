@@ -180,7 +180,7 @@ describe("bh.identity", function()
     assert.equal(me.exe_sha256, id.exe_sha256)
     assert.equal(me.exe_path, id.exe_path)
     assert.has_error(function() bh.identity.of_pid(me.pid) end,
-      "bad argument #2 to 'of_pid' (endpoint: expected a table, got nil)")
+      "bad argument #2 to 'bh.identity.of_pid' (endpoint: expected a table, got nil)")
     local none, err = bh.identity.of_pid(2 ^ 31 - 2, EP)
     assert.is_nil(none)
     assert.equal("pid_not_found", err.code)
@@ -195,24 +195,31 @@ describe("bh.identity", function()
       assert.equal(msg, (err:gsub("^[^:]+:%d+: ", "")))
     end
     raises(function() bh.identity.to_json(bad) end,
-      "bad argument #1 to 'to_json' (identity.exe_sha256: expected 64 hex digits)")
+      "bad argument #1 to 'bh.identity.to_json' (identity.exe_sha256: expected 64 hex digits)")
     bad = copy(me)
     bad.ipc_endpoint = nil
     raises(function() bh.identity.encode(bad) end,
-      "bad argument #1 to 'encode' (identity.ipc_endpoint: expected a table, got nil)")
+      "bad argument #1 to 'bh.identity.encode' (identity.ipc_endpoint: expected a table, got nil)")
     bad = copy(me)
     bad.pid = -1
     raises(function() bh.identity.verify_pid(bad) end,
-      "bad argument #1 to 'verify_pid' (identity.pid: expected an integer in [0, 4294967295])")
+      "bad argument #1 to 'bh.identity.verify_pid' "
+        .. "(identity.pid: expected an integer in [0, 4294967295])")
     raises(function() bh.identity.to_json("x") end,
-      "bad argument #1 to 'to_json' (identity: expected a table, got string)")
+      "bad argument #1 to 'bh.identity.to_json' (identity: expected a table, got string)")
     raises(function() bh.identity.current {} end,
-      "bad argument #1 to 'current' (endpoint: expected a table, got nil)")
-    -- Called without a name at the call site, the message names it fully.
+      "bad argument #1 to 'bh.identity.current' (endpoint: expected a table, got nil)")
+    raises(function() bh.identity.current { endpoint = me.ipc_endpoint, idle_timeout = 3 } end,
+      "bh.identity.current: unknown option 'idle_timeout'")
+    raises(function() bh.identity.of_pid(-1, me.ipc_endpoint) end,
+      "bad argument #1 to 'bh.identity.of_pid' (pid must be an integer in [0, 4294967295], got -1)")
+    -- Called without a name at the call site, the message names it fully,
+    -- at the line of the pcall.
     local ok, err = pcall(bh.identity.to_json, 1)
     assert.is_false(ok)
-    assert.equal("bad argument #1 to 'bh.identity.to_json' " ..
-                 "(identity: expected a table, got number)", err)
+    local line = debug.getinfo(1, "l").currentline - 2
+    assert.equal("identity_spec.lua:" .. line .. ": bad argument #1 to 'bh.identity.to_json' " ..
+                 "(identity: expected a table, got number)", err:match("[^/]*$"))
     assert.has_error(function() bh.identity.from_json() end)
   end)
 end)

@@ -28,7 +28,25 @@ describe("bh.probe", function()
       assert.is_true(h:alive())
       assert.matches("^bh.handle", tostring(h))
       h:close()
-      assert.has_error(function() h:alive() end, "the handle is closed")
+      assert.has_error(function() h:alive() end, "handle:alive: the handle is closed")
+    end)
+  end)
+
+  it("says where the time went: h.timings and err.timings", function()
+    with_responder(function(ep, id)
+      local h = assert(bh.probe(ep, id, { timeout = 2 }))
+      local t = h.timings
+      for _, phase in ipairs { "verify", "connect", "exchange" } do
+        assert.equal("number", type(t[phase]), phase)
+        assert.is_true(t[phase] >= 0, phase)
+      end
+      assert.is_true(t.verify + t.connect + t.exchange <= h.elapsed)
+      local nobody = H.endpoint(dir, "nobody")
+      local _, err = bh.probe_response(nobody, id)
+      assert.equal("connect", err.code)
+      assert.is_number(err.timings.connect)
+      assert.is_nil(err.timings.verify)
+      assert.is_nil(err.timings.exchange)
     end)
   end)
 
@@ -228,12 +246,30 @@ describe("bh.probe", function()
     assert.is_true(gaps[#gaps] < 0.25, "the loop stalled for " .. gaps[#gaps] .. " s")
   end)
 
+  it("refuses an answer larger than max_response at its header", function()
+    bh.run(function()
+      local ep = H.endpoint(dir, "big")
+      local id = assert(bh.identity.current { endpoint = ep })
+      local fat = H.copy(bh, id)
+      fat.boot_id = ("x"):rep(70000) -- a 70 KB answer
+      local r <close> = assert(bh.respond(ep, id, { on_request = function() return fat end }))
+      local ok, err = bh.probe_response(ep, fat)
+      assert.is_nil(ok)
+      assert.equal("frame_too_large", err.code)
+      assert.matches("max_response", err.message)
+      assert.is_true(bh.probe_response(ep, fat, { max_response = 1 << 20 }))
+      assert.has_error(function() bh.probe_response(ep, fat, { max_response = 1 }) end)
+      assert.has_error(function() bh.respond(H.endpoint(dir, "x"), id, { max_request = 10 }) end)
+      assert.is_false(r.closed)
+    end)
+  end)
+
   it("without verify_pid gives a handle that holds no process", function()
     with_responder(function(ep, id)
       local h = assert(bh.probe(ep, id, { verify_pid = false }))
       assert.same(id, h.identity)
       assert.has_error(function() h:alive() end,
-        "the handle holds no process (probe ran with verify_pid = false)")
+        "handle:alive: the handle holds no process (the probe ran with verify_pid = false)")
     end)
   end)
 
@@ -286,9 +322,9 @@ describe("bh.probe", function()
       assert.is_false(ok)
       return err
     end
-    assert.matches("bad argument #2 to 'probe' %(identity.exe_sha256: expected 64 hex digits%)",
+    assert.matches("bad argument #2 to 'bh.probe' %(identity.exe_sha256: expected 64 hex digits%)",
                    msg(function() bh.probe(ep, bad) end))
-    assert.matches("bad argument #1 to 'probe' %(endpoint.path: expected a string, got nil%)",
+    assert.matches("bad argument #1 to 'bh.probe' %(endpoint.path: expected a string, got nil%)",
                    msg(function() bh.probe({}, id) end))
     assert.matches("probe_spec.lua:%d+: bh.probe: option 'timeout' must be a number in "
                    .. "%(0, 86400%], got 0", msg(function() bh.probe(ep, id, { timeout = 0 }) end))
@@ -303,9 +339,9 @@ describe("bh.probe", function()
     assert.matches("bh.probe_response: unknown option 'verify_pid'",
                    msg(function() bh.probe_response(ep, id, { verify_pid = false }) end))
     -- a missing argument is named as missing, not as our own scratch box
-    assert.matches("bad argument #2 to 'probe_response' %(identity: expected a table, got nil%)",
+    assert.matches("bad argument #2 to 'bh.probe_response' %(identity: expected a table, got nil%)",
                    msg(function() bh.probe_response(ep) end))
-    assert.matches("bad argument #2 to 'probe' %(identity: expected a table, got nil%)",
+    assert.matches("bad argument #2 to 'bh.probe' %(identity: expected a table, got nil%)",
                    msg(function() bh.probe(ep) end))
   end)
 end)
@@ -340,6 +376,8 @@ describe("handle:shutdown", function()
     d.kill("KILL")
     assert.is_nil(res.ok)
     assert.equal("timeout", res.err.code)
+    assert.equal("shutdown", res.err.stage)
+    assert.matches("still running 0.2 s after SIGTERM$", res.err.message)
     assert.is_true(res.alive)
     assert.is_true(res.ok2, tostring(res.err2))
     assert.is_false(res.after)
@@ -350,8 +388,39 @@ describe("handle:shutdown", function()
     local h = bh.run(function() return assert(bh.probe(d.endpoint, d.identity)) end)
     assert.has_error(function() h:shutdown(1) end,
       "handle:shutdown must be called from a task; wrap your code in bh.run")
-    assert.has_error(function() h:shutdown(-1) end,
-      "bad argument #1 to 'shutdown' (timeout must be a number >= 0)")
+    local function msg(f)
+      local ok, err = pcall(f)
+      assert.is_false(ok)
+      return err
+    end
+    assert.matches("probe_spec.lua:%d+: bad argument #1 to 'handle:shutdown' %(timeout must be a "
+      .. "number in %[0, 86400%], got %-1%)", msg(function() h:shutdown(-1) end))
+    assert.matches("handle:shutdown: unknown option 'kil'",
+      msg(function() h:shutdown(1, { kil = true }) end))
+    assert.matches("handle:shutdown: option 'kill' must be a boolean, got number",
+      msg(function() h:shutdown(1, { kill = 1 }) end))
+    h:close()
+    assert.matches("handle:shutdown: the handle is closed", msg(function() h:shutdown(1) end))
+    d.kill("KILL")
+  end)
+
+  it("is busy while it waits; a cancelled shutdown frees the handle", function()
+    local d = H.start_daemon(bh, dir, "busy", { ignore_term = true })
+    bh.run(function()
+      local h = assert(bh.probe(d.endpoint, d.identity, { timeout = 2 }))
+      local t = bh.spawn(function() return h:shutdown(30) end)
+      bh.sleep(0.05)
+      local ok, err = pcall(h.close, h)
+      assert.is_false(ok)
+      assert.matches("handle:close: a shutdown of this handle is running", err)
+      ok, err = pcall(h.shutdown, h, 1)
+      assert.is_false(ok)
+      assert.matches("a shutdown of this handle is running", err)
+      assert.is_true(t:cancel())
+      assert.is_true(h:alive())
+      h:close()
+      assert.matches("^bh.handle %(closed, pid", tostring(h))
+    end)
     d.kill("KILL")
   end)
 end)

@@ -7,7 +7,9 @@
 -- finds); returns retry and the list of delays it asked to sleep.
 local function fake_retry()
   local slept = {}
-  local fake = { sleep = function(d) slept[#slept + 1] = d end }
+  local real = require "bh"
+  local fake = { sleep = function(d) slept[#slept + 1] = d end,
+                 _check_arg = real._check_arg, _check_opts = real._check_opts }
   local saved = package.loaded.bh
   package.loaded.bh = fake
   local ok, m = pcall(assert(loadfile("lua/bh/retry.lua")), "bh.retry")
@@ -128,21 +130,25 @@ describe("bh.retry", function()
     assert.has_error(function() retry(nil) end,
       "bad argument #1 to 'bh.retry' (function expected, got nil)")
     assert.has_error(function() retry(ok, 3) end,
-      "bad argument #2 to 'bh.retry' (table expected, got number)")
+      "bh.retry: options must be a table, got number")
+    assert.has_error(function() retry(ok, { atempts = 3 }) end,
+      "bh.retry: unknown option 'atempts'")
     assert.has_error(function() retry(ok, { attempts = 0 }) end,
-      "bad option 'attempts' to 'bh.retry' (must be >= 1)")
+      "bh.retry: option 'attempts' must be an integer in [1, 1000000], got 0")
     assert.has_error(function() retry(ok, { attempts = 2.5 }) end,
-      "bad option 'attempts' to 'bh.retry' (integer expected)")
+      "bh.retry: option 'attempts' must be an integer in [1, 1000000], got 2.5")
     assert.has_error(function() retry(ok, { backoff = "1" }) end,
-      "bad option 'backoff' to 'bh.retry' (number expected, got string)")
+      "bh.retry: option 'backoff' must be a number in [0, 86400], got string")
     assert.has_error(function() retry(ok, { backoff = -1 }) end,
-      "bad option 'backoff' to 'bh.retry' (must be >= 0)")
+      "bh.retry: option 'backoff' must be a number in [0, 86400], got -1")
     assert.has_error(function() retry(ok, { factor = 0.5 }) end,
-      "bad option 'factor' to 'bh.retry' (must be >= 1)")
+      "bh.retry: option 'factor' must be a number in [1, 1000], got 0.5")
     assert.has_error(function() retry(ok, { jitter = 2 }) end,
-      "bad option 'jitter' to 'bh.retry' (must be <= 1)")
+      "bh.retry: option 'jitter' must be a number in [0, 1], got 2")
+    assert.has_error(function() retry(ok, { jitter = 0 / 0 }) end,
+      "bh.retry: option 'jitter' must be a number in [0, 1], got nan")
     assert.has_error(function() retry(ok, { retry_on = "io" }) end,
-      "bad option 'retry_on' to 'bh.retry' (table or function expected, got string)")
+      "bh.retry: option 'retry_on' must be a table or function, got string")
   end)
 
   describe("in the real module", function()

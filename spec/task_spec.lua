@@ -40,7 +40,7 @@ describe("bh.run", function()
 
   it("checks its argument", function()
     assert.has_error(function() bh.run(42) end,
-      "bad argument #1 to 'run' (function expected, got number)")
+      "bad argument #1 to 'bh.run' (function expected, got number)")
   end)
 
   it("waits for every spawned task before returning", function()
@@ -136,7 +136,7 @@ describe("bh.spawn and task:wait", function()
     assert.has_error(function() bh.spawn(function() end) end,
       "bh.spawn must be called inside bh.run")
     assert.has_error(function() bh.spawn("x") end,
-      "bad argument #1 to 'spawn' (function expected, got string)")
+      "bad argument #1 to 'bh.spawn' (function expected, got string)")
   end)
 
   it("has a __tostring naming the state", function()
@@ -200,6 +200,48 @@ describe("bh.sleep and bh.now", function()
     assert.is_true(dt < 2, "two sleeps ran concurrently, took " .. dt)
   end)
 
+  it("never wakes before its time by bh.now, even while the loop is busy", function()
+    -- A task that spins 3 ms per turn makes the loop's view of time stale;
+    -- each sleep re-checks its deadline, so none may end early.
+    local early, runs = {}, 0
+    bh.run(function()
+      local stop = false
+      local busy = bh.spawn(function()
+        while not stop do
+          local t = bh.now()
+          while bh.now() - t < 0.003 do end
+          bh.sleep(0)
+        end
+      end)
+      for i = 1, 40 do
+        local d = 0.002 + (i % 7) * 0.001
+        local t0 = bh.now()
+        bh.sleep(d)
+        local dt = bh.now() - t0
+        runs = runs + 1
+        if dt < d then early[#early + 1] = string.format("%.4f < %.4f", dt, d) end
+      end
+      stop = true
+      busy:wait()
+    end)
+    assert.equal(40, runs)
+    assert.same({}, early)
+  end)
+
+  it("is not starved by a task that yields in a loop", function()
+    local turns, slept = 0, false
+    bh.run(function()
+      local spinner = bh.spawn(function()
+        while not slept do turns = turns + 1; coroutine.yield() end
+      end)
+      bh.sleep(0.05)
+      slept = true
+      spinner:wait()
+    end)
+    assert.is_true(slept)
+    assert.is_true(turns > 0)
+  end)
+
   it("bh.now is monotonic seconds", function()
     local a = bh.now()
     local b = bh.now()
@@ -223,10 +265,15 @@ describe("bh.sleep and bh.now", function()
   it("checks its argument", function()
     local ok, err = pcall(bh.run, function() bh.sleep(-1) end)
     assert.is_false(ok)
-    assert.matches("bad argument #1 to 'sleep' %(seconds must be in %[0, 1e9%]%)", err)
+    assert.matches("task_spec.lua:%d+: bad argument #1 to 'bh.sleep' %(seconds must be a "
+      .. "number in %[0, 1000000000%], got %-1%)", err)
     ok, err = pcall(bh.run, function() bh.sleep("x") end)
     assert.is_false(ok)
-    assert.matches("bad argument #1 to 'sleep' %(number expected, got string%)", err)
+    assert.matches("bad argument #1 to 'bh.sleep' %(seconds must be a number in %[0, "
+      .. "1000000000%], got string%)", err)
+    ok, err = pcall(bh.run, function() bh.sleep(0 / 0) end)
+    assert.is_false(ok)
+    assert.matches("'bh.sleep' %(seconds must be a number in %[0, 1000000000%], got nan%)", err)
   end)
 end)
 
@@ -290,11 +337,13 @@ describe("bh.map", function()
     assert.has_error(function() bh.map({}, function() end) end,
       "bh.map must be called from a task; wrap your code in bh.run")
     assert.has_error(function() bh.map(1, function() end) end,
-      "bad argument #1 to 'map' (table expected, got number)")
+      "bad argument #1 to 'bh.map' (table expected, got number)")
     assert.has_error(function() bh.map({}, 1) end,
-      "bad argument #2 to 'map' (function expected, got number)")
+      "bad argument #2 to 'bh.map' (function expected, got number)")
     assert.has_error(function() bh.map({}, print, { concurrency = 0 }) end,
-      "bad argument #3 to 'map' (concurrency must be an integer >= 1)")
+      "bh.map: option 'concurrency' must be an integer in [1, 100000], got 0")
+    assert.has_error(function() bh.map({}, print, { concurency = 2 }) end,
+      "bh.map: unknown option 'concurency'")
   end)
 end)
 

@@ -73,7 +73,7 @@ describe("bh.threshold", function()
     t:reset("healthy")
     assert.are.equal("healthy", t.state)
     assert.has_error(function() t:reset("sick") end,
-      "bad argument #1 to 'reset' (unknown, healthy or unhealthy expected)")
+      "bad argument #1 to 'threshold:reset' (unknown, healthy or unhealthy expected, got sick)")
   end)
 
   it("describes itself", function()
@@ -84,15 +84,17 @@ describe("bh.threshold", function()
 
   it("raises on misuse, naming the option", function()
     assert.has_error(function() threshold(5) end,
-      "bad argument #1 to 'bh.threshold' (table expected, got number)")
+      "bh.threshold: options must be a table, got number")
+    assert.has_error(function() threshold{ sucess = 2 } end,
+      "bh.threshold: unknown option 'sucess'")
     assert.has_error(function() threshold{ success = 0 } end,
-      "bad option 'success' to 'bh.threshold' (must be >= 1)")
+      "bh.threshold: option 'success' must be an integer in [1, 1000000], got 0")
     assert.has_error(function() threshold{ failure = 1.5 } end,
-      "bad option 'failure' to 'bh.threshold' (integer expected, got number)")
+      "bh.threshold: option 'failure' must be an integer in [1, 1000000], got 1.5")
     assert.has_error(function() threshold{ failure = "3" } end,
-      "bad option 'failure' to 'bh.threshold' (integer expected, got string)")
+      "bh.threshold: option 'failure' must be an integer in [1, 1000000], got string")
     assert.has_error(function() threshold{ initial = "ok" } end,
-      "bad option 'initial' to 'bh.threshold' (unknown, healthy or unhealthy expected)")
+      "bh.threshold: option 'initial' must be unknown, healthy or unhealthy, got ok")
   end)
 
   it("is part of the bh module", function()

@@ -2,34 +2,26 @@
 -- name = nil}): run fn as a new task every `period` seconds. Runs of one
 -- job never overlap: the next run waits for the current one; a run that
 -- takes longer than the period delays the next (which then starts at
--- once) and is logged on stderr. An error in a run is logged and the job
--- goes on. A run that returns false (exactly) stops the job. Each wait
--- is period * (1 ± jitter), so that many hosts started together do not
--- probe in lockstep. Returns the job's task (task:wait()
--- returns after `count` runs; without count it runs until the run is
--- stopped). A module (require "bh.every"); luaopen_bh also puts it in bh.
+-- once) and is logged on stderr (at most one line a minute). An error in
+-- a run is logged and the job goes on. A run that returns false (exactly)
+-- stops the job. Each wait is period * (1 ± jitter), so that many hosts
+-- started together do not probe in lockstep. Returns the job's task
+-- (task:wait() returns after `count` runs; without count it runs until the
+-- run is stopped). A module (require "bh.every"); luaopen_bh also puts it in bh.
 local bh = require "bh"
 
 local M = {}
 
-local function bad(name, what)
-  error(string.format("bad option '%s' to 'bh.every' (%s)", name, what), 3)
-end
+local OPTIONS = {
+  jitter = { "number", 0, 1, default = 0.1 },
+  immediate = { "boolean", default = true },
+  count = { "integer", 1, 2 ^ 53, default = nil },
+  name = { "string", default = "bh.every" },
+}
 
-local function read_options(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then bad("opts", "table expected") end
-  local o = { jitter = opts.jitter or 0.1, immediate = opts.immediate,
-              count = opts.count, name = opts.name or "bh.every" }
-  if o.immediate == nil then o.immediate = true end
-  if type(o.jitter) ~= "number" or o.jitter < 0 or o.jitter > 1 then
-    bad("jitter", "number in [0, 1] expected")
-  end
-  if o.count ~= nil and (math.type(o.count) ~= "integer" or o.count < 1) then
-    bad("count", "integer >= 1 expected")
-  end
-  return o
-end
+-- Runs that overran their period are logged at most this often (a tiny
+-- period must not log one line per run).
+local OVERRUN_LOG_EVERY = 60
 
 -- The wait before the next run: period ± jitter, minus the overrun.
 local function next_delay(period, jitter, took)
@@ -52,14 +44,29 @@ local function run_once(o, fn, n)
   return t:wait()
 end
 
+-- The overrun log: the first overrun at once, then at most one line per
+-- OVERRUN_LOG_EVERY seconds, counting the overruns it did not print.
+local function overrun_logger(o, period)
+  local last, quiet = nil, 0
+  return function(n, took)
+    local now = bh.now()
+    if last ~= nil and now - last < OVERRUN_LOG_EVERY then
+      quiet = quiet + 1
+      return
+    end
+    local also = quiet > 0 and string.format(" (%d more since the last line)", quiet) or ""
+    io.stderr:write(string.format(
+      "bhprobe-lua: %s: run %d took %.3fs, longer than the %.3fs period; "
+      .. "the next run starts now%s\n", o.name, n, took, period, also))
+    last, quiet = now, 0
+  end
+end
+
 function M.every(period, fn, opts)
-  if type(period) ~= "number" or not (period > 0) then -- luacheck: ignore 581 (NaN)
-    error("bad argument #1 to 'bh.every' (period must be a number > 0)", 2)
-  end
-  if type(fn) ~= "function" then
-    error("bad argument #2 to 'bh.every' (function expected, got " .. type(fn) .. ")", 2)
-  end
-  local o = read_options(opts)
+  bh._check_arg("bh.every", 1, period, { "number", 0, 1e9, open = true, name = "period" })
+  bh._check_arg("bh.every", 2, fn, "function")
+  local o = bh._check_opts("bh.every", opts, OPTIONS)
+  local overrun = overrun_logger(o, period)
   return bh.spawn(function()
     if not o.immediate then bh.sleep(next_delay(period, o.jitter, 0)) end
     local n = 0
@@ -69,11 +76,7 @@ function M.every(period, fn, opts)
       local stop = run_once(o, fn, n)
       local took = bh.now() - started
       if stop or (o.count ~= nil and n >= o.count) then break end
-      if took > period then
-        io.stderr:write(string.format(
-          "bhprobe-lua: %s: run %d took %.3fs, longer than the %.3fs period; "
-          .. "the next run starts now\n", o.name, n, took, period))
-      end
+      if took > period then overrun(n, took) end
       local d = next_delay(period, o.jitter, took)
       if d > 0 then bh.sleep(d) end
     end

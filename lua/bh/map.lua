@@ -11,25 +11,12 @@ local bh = require "bh"
 
 local M = {}
 
-local function check_args(items, fn, opts)
-  if type(items) ~= "table" then
-    error("bad argument #1 to 'map' (table expected, got " .. type(items) .. ")", 3)
-  end
-  if type(fn) ~= "function" then
-    error("bad argument #2 to 'map' (function expected, got " .. type(fn) .. ")", 3)
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #3 to 'map' (table expected, got " .. type(opts) .. ")", 3)
-  end
-  local n = (opts and opts.concurrency) or 64
-  if math.type(n) ~= "integer" or n < 1 then
-    error("bad argument #3 to 'map' (concurrency must be an integer >= 1)", 3)
-  end
-  return n
-end
+local OPTIONS = { concurrency = { "integer", 1, 100000, default = 64 } }
 
 function M.map(items, fn, opts)
-  local concurrency = check_args(items, fn, opts)
+  bh._check_arg("bh.map", 1, items, "table")
+  bh._check_arg("bh.map", 2, fn, "function")
+  local concurrency = bh._check_opts("bh.map", opts, OPTIONS).concurrency
   if not bh._in_task() then
     error("bh.map must be called from a task; wrap your code in bh.run", 2)
   end

@@ -4,6 +4,7 @@
 -- "unhealthy" only after `failure` consecutive failures; it starts as
 -- "unknown" (or opts.initial). A module (require "bh.threshold");
 -- luaopen_bh also puts its function in bh.
+local bh = require "bh"
 
 local M = {}
 
@@ -12,34 +13,23 @@ Threshold.__index = Threshold
 
 local STATES = { unknown = true, healthy = true, unhealthy = true }
 
--- Checks a positive integer option, raising an error that names it.
-local function count_option(opts, name, default)
-  local v = opts[name]
-  if v == nil then return default end
-  if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) then
-    error(string.format("bad option '%s' to 'bh.threshold' (integer expected, got %s)",
-      name, type(v)), 3)
-  end
-  if v < 1 then
-    error(string.format("bad option '%s' to 'bh.threshold' (must be >= 1)", name), 3)
-  end
-  return math.tointeger(v)
-end
+local OPTIONS = {
+  success = { "integer", 1, 1000000, default = 1 },
+  failure = { "integer", 1, 1000000, default = 3 },
+  initial = { "string", default = "unknown" },
+}
 
 -- bh.threshold{success = 1, failure = 3, initial = "unknown"} -> threshold
 function M.threshold(opts)
-  if opts == nil then opts = {} end
-  if type(opts) ~= "table" then
-    error("bad argument #1 to 'bh.threshold' (table expected, got " .. type(opts) .. ")", 2)
-  end
-  local initial = opts.initial or "unknown"
-  if not STATES[initial] then
-    error("bad option 'initial' to 'bh.threshold' (unknown, healthy or unhealthy expected)", 2)
+  local o = bh._check_opts("bh.threshold", opts, OPTIONS)
+  if not STATES[o.initial] then
+    error("bh.threshold: option 'initial' must be unknown, healthy or unhealthy, got "
+      .. o.initial, 2)
   end
   return setmetatable({
-    success = count_option(opts, "success", 1),
-    failure = count_option(opts, "failure", 3),
-    state = initial,
+    success = o.success,
+    failure = o.failure,
+    state = o.initial,
     successes = 0, -- consecutive successes so far
     failures = 0, -- consecutive failures so far
   }, Threshold)
@@ -64,7 +54,8 @@ end
 function Threshold:reset(state)
   state = state or "unknown"
   if not STATES[state] then
-    error("bad argument #1 to 'reset' (unknown, healthy or unhealthy expected)", 2)
+    error("bad argument #1 to 'threshold:reset' (unknown, healthy or unhealthy expected, got "
+      .. tostring(state) .. ")", 2)
   end
   self.state, self.successes, self.failures = state, 0, 0
 end

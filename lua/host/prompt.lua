@@ -1,40 +1,111 @@
 -- The -i prompt, lua.c's doREPL written in Lua because it waits (for
 -- stdin and for each line's task), which a C function could only do
--- through continuations. It runs as the main task of one session
--- (lbh_session), so the loop serves responders, spawned tasks and timers
--- across lines and while the prompt waits. Each chunk is tried as
--- "return LINE" first (expressions print their values), continued with
--- ">> " while unfinished, then run as its own task; the prompt waits for
--- it and prints its values or its error. read is lbh_readline: a line,
--- nil at the end, false after ^C. Embedded into the host at build time.
-local read, report, spawn = ...
-local pack, unpack = table.pack, table.unpack
+-- through continuations. It runs in the main task of the session
+-- (lbh_session) after the command line's chunks, so the loop serves
+-- responders, spawned tasks and timers across lines and while the prompt
+-- waits. Each chunk is tried as "return LINE" first (expressions print
+-- their values; "=expr" as in Lua 5.1), continued with ">> " while
+-- unfinished, kept whole in the history, then run as its own task; the
+-- prompt waits for it and prints its values (bh.pretty) or its error.
+-- host.readline is lbh_readline: a line, nil at the end, false after ^C.
+-- Embedded into the host at build time.
+local host = ...
+local read, report, spawn, history = host.readline, host.report, host.spawn, host.history
+local pretty = host.pretty
+local pack, concat = table.pack, table.concat
+
+local KEYWORDS = {}
+for w in ([[and break do else elseif end false for function goto if in
+  local nil not or repeat return then true until while]]):gmatch("%a+") do
+  KEYWORDS[#KEYWORDS + 1] = w
+end
+
+-- Keys of t (and of the method table its metatable points to) that
+-- start with prefix, as head .. sep .. key.
+local function add_keys(out, t, head, sep, prefix)
+  local seen = {}
+  local function scan(tbl)
+    if type(tbl) ~= "table" then return end
+    for k, v in next, tbl do
+      if type(k) == "string" and k:match("^[%a_][%w_]*$") and not seen[k]
+        and k:sub(1, #prefix) == prefix and (sep ~= ":" or type(v) == "function") then
+        seen[k] = true
+        out[#out + 1] = head .. sep .. k
+      end
+    end
+  end
+  scan(t)
+  local mt = getmetatable(t)
+  if type(mt) == "table" then
+    scan(rawget(mt, "__index"))
+    scan(rawget(mt, "methods"))
+  end
+end
+
+-- The completions of word ("pri", "bh.pro", "r:cl"): globals and
+-- keywords, or the fields of what the dotted path before it names.
+local function complete(word)
+  local out = {}
+  local head, sep, prefix = word:match("^(.*)([.:])([%w_]*)$")
+  if head == nil then
+    add_keys(out, _G, "", "", word)
+    for _, kw in ipairs(KEYWORDS) do
+      if kw:sub(1, #word) == word then out[#out + 1] = kw end
+    end
+  else
+    local t = _G
+    for name in head:gmatch("[^.:]+") do
+      local ok, v = pcall(function() return t[name] end)
+      if not ok or v == nil then return {} end
+      t = v
+    end
+    add_keys(out, t, head, sep, prefix)
+  end
+  table.sort(out)
+  return out
+end
+
 local function loadline()
-  local line = read('> ')
+  local line = read('> ', complete)
   if not line then return line, nil, line == nil end
+  local typed = line
+  if line:sub(1, 1) == "=" then line = "return " .. line:sub(2) end
   local f, err = load('return ' .. line .. ';', '=stdin')
   while not f do
     f, err = load(line, '=stdin')
     if f or not err:find('<eof>$') then break end
-    local more = read('>> ')
+    local more = read('>> ', complete)
     if not more then return more, more == nil and err, more == nil end
-    line = line .. '\n' .. more
+    line, typed = line .. '\n' .. more, typed .. '\n' .. more
   end
+  history(typed)
   return f, err
 end
+
+-- Print a line's values: strings as they are (like print), the rest
+-- through bh.pretty.
+local function show(r)
+  local parts = {}
+  for i = 2, r.n do
+    local v = r[i]
+    parts[#parts + 1] = type(v) == "string" and v or pretty(v)
+  end
+  print(concat(parts, "\t"))
+end
+
 while true do
   local f, err, ended = loadline()
   if f then
     local t = spawn(f)
     local r = pack(pcall(t.wait, t))
     if not r[1] then
-      report(r[2])
+      report(r[2], true)
     elseif r.n > 1 then
-      local ok, e = pcall(print, unpack(r, 2, r.n))
-      if not ok then report("error calling 'print' (" .. tostring(e) .. ')') end
+      local ok, e = pcall(show, r)
+      if not ok then report("error printing the result (" .. tostring(e) .. ')', true) end
     end
   elseif err then
-    report(err)
+    report(err, true)
   end
   if ended then break end
 end

@@ -26,6 +26,7 @@
 
 #include "digest.h"
 #include "identity.h"
+#include "loop.h"
 #include "probe.h"
 #include "wire.h"
 
@@ -304,7 +305,7 @@ static void conc_child(const bh_endpoint *ep, int wfd) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
-  conc c = {.base = event_base_new(), .ep = ep};
+  conc c = {.base = bh_loop_new(), .ep = ep};
   c.opts = bh_probe_opts_default();
   c.opts.response_only = true;
   c.opts.timeout = 5.0;
@@ -416,7 +417,7 @@ int main(int argc, char **argv) {
   snprintf(size, sizeof size, "%zu", raw_reply_size(ours, req, req_len));
   free(req);
   pid_t sp = spawn((char *const[]){raw_bin, raw, size, NULL});
-  struct event_base *base = event_base_new();
+  struct event_base *base = bh_loop_new();
   figures f = {0};
   bench_latency(base, &ep, raw, &f);
   bench_full(base, &ep, rp, &f);

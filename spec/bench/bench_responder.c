@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 
 #include "identity.h"
+#include "loop.h"
 #include "respond.h"
 
 static void on_term(evutil_socket_t sig, short what, void *arg) {
@@ -27,7 +28,7 @@ int main(int argc, char **argv) {
   bh_endpoint ep = {0};
   bh_identity id;
   bh_identity_init(&id);
-  struct event_base *base = event_base_new();
+  struct event_base *base = bh_loop_new();
   if (base == NULL || bh_endpoint_set(&ep, "bench", argv[1], &err) != BH_OK ||
       bh_identity_current(&ep, NULL, &id, &err) != BH_OK) {
     fprintf(stderr, "bench_responder: %s\n", err.message);

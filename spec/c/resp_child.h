@@ -6,6 +6,7 @@
 #define BH_RESP_CHILD_H
 
 #include "child_helpers.h"
+#include "loop.h"
 #include "net_helpers.h"
 
 typedef struct resp_report {
@@ -33,7 +34,7 @@ static void rc_on_term(evutil_socket_t fd, short what, void *arg) {
 static void rc_main(void *arg, int wfd) {
   resp_child *rc = arg;
   raise_nofile();
-  struct event_base *b = event_base_new();
+  struct event_base *b = bh_loop_new();
   bh_err err;
   bh_responder *r =
       b ? bh_respond_start(b, rc->ep, rc->id, &rc->opts, &err) : NULL;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "exec.h"
+#include "loop.h"
 #include "testutil.h"
 
 typedef struct outcome {
@@ -34,7 +35,7 @@ static void on_done(bh_exec_result *res, void *ctx) {
 static bh_status run(const char *const *argv, const char *const *env,
                      double timeout, size_t max, outcome *o, bh_err *err) {
   memset(o, 0, sizeof *o);
-  struct event_base *base = event_base_new();
+  struct event_base *base = bh_loop_new();
   bh_exec_opts opts = {argv, env, timeout, max};
   bh_exec *e = bh_exec_start(base, &opts, on_done, o, err);
   if (e == NULL) {
@@ -192,7 +193,7 @@ static void never(bh_exec_result *res, void *ctx) {
 }
 
 static void test_cancel(void) {
-  struct event_base *base = event_base_new();
+  struct event_base *base = bh_loop_new();
   int calls = 0;
   const char *argv[] = {"sleep", "100", NULL};
   bh_exec_opts opts = {argv, NULL, 0, 0};

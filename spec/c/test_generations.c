@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "daemon.pb-c.h"
+#include "loop.h"
 #include "net_helpers.h"
 #include "wire.h"
 
@@ -336,7 +337,7 @@ static bh_status over_socket(unsigned have, unsigned want) {
 }
 
 static void test_over_socket(void) {
-  base = event_base_new();
+  base = bh_loop_new();
   CHECK_CODE(over_socket(BOTH, SHA), BH_OK, NULL);
   CHECK_CODE(over_socket(BOTH, B3), BH_OK, NULL);
   CHECK_CODE(over_socket(SHA, BOTH), BH_OK, NULL);

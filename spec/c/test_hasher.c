@@ -16,6 +16,7 @@
 
 #include "digest.h"
 #include "hasher.h"
+#include "loop.h"
 #include "net_helpers.h"
 
 static struct event_base *base;
@@ -219,7 +220,7 @@ static void test_loop_not_blocked(void) {
 }
 
 int main(void) {
-  base = event_base_new();
+  base = bh_loop_new();
   loop_thread = pthread_self();
   RUN(test_jobs_complete_on_loop);
   RUN(test_cancel_and_failure);

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loop.h"
 #include "net_helpers.h"
 #include "wire.h"
 
@@ -129,7 +130,7 @@ static bh_status probe_as_nobody(const char *path, bh_err *err) {
     close(pfd[0]);
     if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0)
       _exit(100);
-    struct event_base *b = event_base_new();
+    struct event_base *b = bh_loop_new();
     bh_endpoint pep = {0};
     bh_err e;
     if (b == NULL || bh_endpoint_set(&pep, "test", path, &e) != BH_OK)
@@ -452,7 +453,7 @@ int main(void) {
   raise_nofile();
   make_endpoint(&ep, "l.sock");
   make_identity(&ep, &me);
-  base = event_base_new();
+  base = bh_loop_new();
   RUN(test_hundred_thousand_probes);
   RUN(test_other_user_socket);
   RUN(test_bad_identity_strings);

@@ -20,6 +20,7 @@
 #include "child_helpers.h"
 #include "clock.h"
 #include "exec.h"
+#include "loop.h"
 #include "proc.h"
 #include "procfs.h"
 
@@ -64,7 +65,7 @@ static void on_done(bh_exec_result *res, void *ctx) {
 static bh_status run(const char *const *argv, double timeout, outcome *o,
                      bh_err *err) {
   memset(o, 0, sizeof *o);
-  struct event_base *b = event_base_new();
+  struct event_base *b = bh_loop_new();
   bh_exec_opts opts = {argv, NULL, timeout, 0};
   bh_exec *e = bh_exec_start(b, &opts, on_done, o, err);
   if (e != NULL) event_base_dispatch(b);
@@ -145,7 +146,7 @@ static void on_many(bh_exec_result *res, void *ctx) {
  * sleep: every exit is seen, by its own waitpid. */
 static void run_concurrent(nopidfd_report *r) {
   static const char *const argv[] = {"sh", "-c", "sleep 0.05; exit 7", NULL};
-  struct event_base *b = event_base_new();
+  struct event_base *b = bh_loop_new();
   many m = {0, 0};
   bh_exec_opts opts = {argv, NULL, 10.0, 0};
   for (int i = 0; i < CONCURRENT; i++)

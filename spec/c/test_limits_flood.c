@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <signal.h>
 
+#include "loop.h"
 #include "resp_child.h"
 #include "wire.h"
 
@@ -137,7 +138,7 @@ static void flooder(void *arg, int wfd) {
   memcpy(fl.req, req, n);
   fl.req_len = n;
   free(req);
-  fl.b = event_base_new();
+  fl.b = bh_loop_new();
   fl.wfd = wfd;
   fl.n = a->idle + a->slow;
   fl.slots = calloc((size_t)fl.n, sizeof *fl.slots);
@@ -326,7 +327,7 @@ int main(void) {
   raise_nofile();
   make_endpoint(&ep, "f.sock");
   make_identity(&ep, &me);
-  base = event_base_new();
+  base = bh_loop_new();
   RUN(test_idle_flood);
   RUN(test_slowloris_flood);
   RUN(test_both_floods);

@@ -12,6 +12,7 @@
 #include <signal.h>
 
 #include "frame.pb-c.h"
+#include "loop.h"
 #include "resp_child.h"
 #include "wire.h"
 
@@ -241,7 +242,7 @@ static void on_pr_probe(bh_probe_result *res, void *ctx) {
 /* Start n probes of ep at once, wait for all, report the peak RSS. */
 static void prober_child(void *arg, int wfd) {
   const pr_args *a = arg;
-  struct event_base *b = event_base_new();
+  struct event_base *b = bh_loop_new();
   pr_report rep = {0};
   if (b == NULL || !ch_reset_hwm()) _exit(3);
   double t0 = bh_test_now();
@@ -554,7 +555,7 @@ int main(void) {
   raise_nofile();
   make_endpoint(&ep, "m.sock");
   make_identity(&ep, &me);
-  base = event_base_new();
+  base = bh_loop_new();
   /* The children fork from a small heap: the measuring tests first. */
   RUN(test_prober_withheld_answers);
   RUN(test_responder_big_requests);

@@ -10,6 +10,7 @@
 
 #include "daemon.pb-c.h"
 #include "frame.pb-c.h"
+#include "loop.h"
 #include "net_helpers.h"
 #include "wire.h"
 
@@ -296,7 +297,7 @@ static void test_silent_times_out(void) {
   hctx.mode = H_SILENT;
   run_probe(base, &ep, &me, &o, &out);
   CHECK_CODE(out.err.code, BH_TIMEOUT, &out.err);
-  CHECK(out.elapsed >= 0.3 - 0.001);
+  CHECK(out.elapsed >= 0.3); /* never early: loop.h */
   CHECK(out.elapsed <= 0.3 + 0.05);
   probe_out_clear(&out);
 }
@@ -497,7 +498,7 @@ static void test_connect_failures(void) {
 }
 
 int main(void) {
-  base = event_base_new();
+  base = bh_loop_new();
   make_endpoint(&ep, "p.sock");
   make_identity(&ep, &me);
   bh_identity_init(&hctx.lie);

@@ -13,6 +13,7 @@
 
 #include "digest.h"
 #include "hasher.h"
+#include "loop.h"
 #include "net_helpers.h"
 
 static struct event_base *base;
@@ -191,7 +192,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   signal(SIGPIPE, SIG_IGN);
-  base = event_base_new();
+  base = bh_loop_new();
   bh_err err;
   hasher = bh_hasher_new(base, &err);
   make_endpoint(&ep, "h.sock");

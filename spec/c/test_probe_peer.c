@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loop.h"
 #include "net_helpers.h"
 #include "wire.h"
 
@@ -122,7 +123,7 @@ static void squatter(const bh_endpoint *ep, const bh_identity *id, int ready) {
       (setgroups(0, NULL) != 0 || setresgid(NOBODY, NOBODY, NOBODY) != 0 ||
        setresuid(NOBODY, NOBODY, NOBODY) != 0))
     _exit(3);
-  struct event_base *b = event_base_new();
+  struct event_base *b = bh_loop_new();
   bh_err err;
   bh_respond_opts o = bh_respond_opts_default();
   o.mode = 0666;
@@ -226,7 +227,7 @@ static void test_verified_but_no_listener(void) {
 
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
-  base = event_base_new();
+  base = bh_loop_new();
   RUN(test_relay);
   RUN(test_replay_squatter);
   RUN(test_verified_but_no_listener);

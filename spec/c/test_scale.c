@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loop.h"
 #include "net_helpers.h"
 #include "wire.h"
 
@@ -91,7 +92,7 @@ static pid_t fork_responder(const bh_endpoint *ep) {
   pid_t pid = fork();
   if (pid == 0) {
     close(pfd[0]);
-    struct event_base *b = event_base_new();
+    struct event_base *b = bh_loop_new();
     bh_err err;
     bh_responder *r = bh_respond_start(b, ep, &me, NULL, &err);
     if (r == NULL) _exit(3);
@@ -242,7 +243,7 @@ static void test_heap_budget(void) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   raise_nofile();
-  base = event_base_new();
+  base = bh_loop_new();
   bh_endpoint ep = {0};
   make_endpoint(&ep, "s.sock");
   make_identity(&ep, &me);

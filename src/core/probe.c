@@ -41,10 +41,13 @@ struct bh_probe {
   bh_probe_opts opts;
   bh_endpoint ep;
   bh_identity expected;
-  bool has_expected; /* response-only probes may skip the comparison */
-  double t0;         /* when the probe started: the deadline counts from it */
-  bh_hash_job *job;  /* verify_pid's hashing, while it runs */
-  int peer_pidfd;    /* SO_PEERPIDFD of the peer, or -1 */
+  bool has_expected;  /* response-only probes may skip the comparison */
+  double t0;          /* when the probe started: the deadline counts from it */
+  double t_verify;    /* when verify_pid started (0: not run) */
+  double t_exchange;  /* when the exchange started (0: not yet) */
+  double t_connected; /* when connect completed (0: not yet) */
+  bh_hash_job *job;   /* verify_pid's hashing, while it runs */
+  int peer_pidfd;     /* SO_PEERPIDFD of the peer, or -1 */
   int fd;
   struct event start_ev; /* first step; later the connect-retry timer */
   struct event deadline_ev;
@@ -98,7 +101,17 @@ static void probe_free(bh_probe *p) {
  * once, call back exactly once, free. */
 static void probe_finish(bh_probe *p) {
   probe_quiesce(p);
-  p->result.elapsed = bh_mono_now() - p->t0;
+  double now = bh_mono_now();
+  p->result.elapsed = now - p->t0;
+  if (p->t_verify > 0)
+    p->result.timings.verify =
+        (p->t_exchange > 0 ? p->t_exchange : now) - p->t_verify;
+  if (p->t_exchange > 0 && p->t_connected > 0) {
+    p->result.timings.connect = p->t_connected - p->t_exchange;
+    p->result.timings.exchange = now - p->t_connected;
+  } else if (p->t_exchange > 0) {
+    p->result.timings.connect = now - p->t_exchange;
+  }
   if (p->result.err.code != BH_OK) {
     bh_identity_clear(&p->result.identity);
     bh_proc_release(&p->result.proc);
@@ -124,17 +137,10 @@ static void probe_arm_io(bh_probe *p, short what, event_callback_fn cb) {
   event_add(&p->io_ev, NULL);
 }
 
-/* The deadline timer fired. libevent measures timers with a coarse clock
- * (a few ms early is possible), so check the precise monotonic time and
- * re-arm for what is left: the deadline is never short. */
+/* The deadline timer fired. The loop (loop.h) measures timers on the
+ * same clock as bh_mono_now, so it never fires before its time. */
 static void on_deadline(evutil_socket_t fd, short what, void *arg) {
   bh_probe *p = arg;
-  double left = p->opts.timeout - (bh_mono_now() - p->t0);
-  if (left > 0.0002) {
-    struct timeval tv = bh_timeval(left);
-    evtimer_add(&p->deadline_ev, &tv);
-    return;
-  }
   if (p->job != NULL)
     bh_err_set(&p->result.err, BH_TIMEOUT, NULL,
                "verifying pid %u: hashing its executable took longer than "
@@ -280,6 +286,7 @@ static void probe_write(bh_probe *p) {
 /* Connected: record the peer's credentials (and, for a probe that holds
  * the verified process, its pidfd), then send the request. */
 static void probe_connected(bh_probe *p) {
+  p->t_connected = bh_mono_now();
   struct ucred cred;
   socklen_t len = sizeof cred;
   if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
@@ -337,6 +344,7 @@ static void probe_connect(bh_probe *p) {
 /* The active exchange: build the request with a fresh nonce, open the
  * socket, connect. */
 static void probe_exchange(bh_probe *p) {
+  p->t_exchange = bh_mono_now();
   if (RAND_bytes(p->nonce, sizeof p->nonce) != 1) {
     bh_err_set(&p->result.err, BH_SYSTEM, NULL,
                "RAND_bytes gave no nonce for a probe of %s", p->ep.path);
@@ -394,6 +402,7 @@ static void probe_verify(bh_probe *p) {
   struct stat sb;
   bh_digests d;
   unsigned algs = p->expected.digests.algs;
+  p->t_verify = bh_mono_now();
   if (bh_proc_verify_begin(&p->expected, NULL, &p->result.proc, err) != BH_OK) {
     probe_finish(p);
     return;
@@ -480,6 +489,7 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
   bh_identity_init(&p->expected);
   bh_identity_init(&p->result.identity);
   p->result.proc = BH_PROC_NONE;
+  p->result.timings = (bh_probe_timings){-1, -1, -1};
   bh_err_clear(&p->result.err);
   bh_frame_reader_init(&p->reader);
   /* Memory per probe is bounded by what an answer may need, not by the

@@ -47,9 +47,18 @@ typedef struct bh_probe_opts {
  * BH_PROBE_DEFAULT_MAX_RESPONSE. */
 bh_probe_opts bh_probe_opts_default(void);
 
+/* Where a probe's time went, in seconds; < 0 for a phase that did not
+ * run. verify: verify_pid (digest included); connect: from the start of
+ * the exchange to connected (or to the failure while connecting);
+ * exchange: from connected to the validated answer (or the failure). */
+typedef struct bh_probe_timings {
+  double verify, connect, exchange;
+} bh_probe_timings;
+
 typedef struct bh_probe_result {
-  bh_err err;         /* err.code == BH_OK on success */
-  double elapsed;     /* seconds from start to completion */
+  bh_err err;     /* err.code == BH_OK on success */
+  double elapsed; /* seconds from start to completion */
+  bh_probe_timings timings;
   bool has_peer_cred; /* SO_PEERCRED was read (after connect) */
   pid_t peer_pid;
   uid_t peer_uid;

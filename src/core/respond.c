@@ -34,19 +34,23 @@
 enum { READ_CHUNK = 1024, LISTEN_BACKLOG = 4096, ACCEPT_BURST = 64 };
 #define ACCEPT_PAUSE_USEC 50000
 
-typedef struct conn conn;
-struct conn {
+typedef struct bh_deferred conn; /* a deferred answer is its connection */
+struct bh_deferred {
   bh_responder *r;
   conn *prev, *next;
   int fd;
   struct event io_ev;
   struct event timer_ev; /* per-connection deadline */
-  struct event delay_ev; /* the hook's reply delay */
+  struct event delay_ev; /* the hook's reply delay, then the trickle */
   bool io_added;
   bh_frame_reader reader;
-  bool handled; /* a whole request came: no longer evicted first */
-  bool drop;    /* the hook said drop (after the delay) */
-  uint8_t *out; /* the reply, written after the delay */
+  bool handled;    /* a whole request came: no longer evicted first */
+  bool deferred;   /* waiting for bh_respond_answer */
+  void *defer_ctx; /* for on_abandon */
+  bh_request req;  /* kept while deferred */
+  bool drop;       /* the hook said drop (after the delay) */
+  double trickle;  /* seconds between bytes of the answer, 0: at once */
+  uint8_t *out;    /* the reply, written after the delay */
   size_t out_len, out_off;
 };
 
@@ -83,8 +87,10 @@ bh_respond_opts bh_respond_opts_default(void) {
 
 /* ---- connections ------------------------------------------------------ */
 
-/* Unlink c from its responder, stop its events, close it, free it; then
- * let the responder accept again if the cap was what stopped it. */
+/* Unlink c from its responder, stop its events, close it, tell the hook
+ * a deferred answer will never be asked for (c is out of the list by
+ * then, whatever the callback does), free it; then let the responder
+ * accept again if the cap was what stopped it. */
 static void conn_free(conn *c) {
   bh_responder *r = c->r;
   if (c->prev)
@@ -100,6 +106,12 @@ static void conn_free(conn *c) {
   event_del(&c->timer_ev);
   event_del(&c->delay_ev);
   close(c->fd);
+  if (c->deferred) {
+    c->deferred = false;
+    if (r->opts.on_abandon)
+      r->opts.on_abandon(r, c->defer_ctx, r->opts.hook_ctx);
+  }
+  bh_request_clear(&c->req);
   bh_frame_reader_free(&c->reader);
   free(c->out);
   free(c);
@@ -135,12 +147,14 @@ static void conn_arm_io(conn *c, short what, event_callback_fn cb) {
 
 static void on_conn_writable(evutil_socket_t fd, short what, void *arg);
 
-/* Write the rest of the reply. Written in full → served, closed, and the
- * responder closes itself once count answers were given. */
+/* Write the rest of the reply (a trickle: one byte, then wait). Written
+ * in full → served, closed, and the responder closes itself once count
+ * answers were given. */
 static void conn_write(conn *c) {
   while (c->out_off < c->out_len) {
-    ssize_t n =
-        send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+    size_t left = c->out_len - c->out_off;
+    ssize_t n = send(c->fd, c->out + c->out_off, c->trickle > 0 ? 1 : left,
+                     MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       conn_arm_io(c, EV_WRITE, on_conn_writable);
@@ -151,6 +165,11 @@ static void conn_write(conn *c) {
       return;
     }
     c->out_off += (size_t)n;
+    if (c->trickle > 0 && c->out_off < c->out_len) {
+      struct timeval tv = bh_timeval(c->trickle);
+      evtimer_add(&c->delay_ev, &tv);
+      return;
+    }
   }
   bh_responder *r = c->r;
   r->served++;
@@ -193,12 +212,17 @@ static bh_status conn_prepare(conn *c, const bh_request *req,
       if (reply->raw_len) memcpy(c->out, reply->raw, reply->raw_len);
       c->out_len = reply->raw_len;
       return BH_OK;
+    case BH_REPLY_HOSTILE:
+      return bh_hostile_build(reply->hostile, req,
+                              reply->identity ? reply->identity : &r->id,
+                              &c->out, &c->out_len, NULL);
     case BH_REPLY_IDENTITY:
       if (reply->identity != NULL)
         return bh_probe_response_build(req, reply->identity, &c->out,
                                        &c->out_len, NULL);
       break; /* no identity given: answer normally */
     case BH_REPLY_NORMAL:
+    case BH_REPLY_DEFER: /* never asked to prepare (see conn_handle) */
     default:
       break;
   }
@@ -206,11 +230,41 @@ static bh_status conn_prepare(conn *c, const bh_request *req,
                                      &c->out_len, NULL);
 }
 
+/* A connection waiting for its answer (deferred or delayed) became
+ * readable: its client went away (EOF or an error) or sent more than its one
+ * request, which is ignored. */
+static void on_conn_waiting(evutil_socket_t fd, short what, void *arg) {
+  conn *c = arg;
+  uint8_t buf[READ_CHUNK];
+  ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+  if (n == 0 ||
+      (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+    conn_reject(c);
+}
+
+/* Reply to req (now, or once the delay ran out). */
+static void conn_reply(conn *c, const bh_request *req, const bh_reply *reply) {
+  bh_status st = c->r->closed ? BH_SYSTEM : conn_prepare(c, req, reply);
+  if (st != BH_OK) {
+    conn_reject(c);
+    return;
+  }
+  c->trickle = reply->trickle > 0 ? reply->trickle : 0;
+  if (reply->delay > 0) {
+    struct timeval tv = bh_timeval(reply->delay);
+    evtimer_add(&c->delay_ev, &tv);
+    conn_arm_io(c, EV_READ | EV_PERSIST, on_conn_waiting);
+    return;
+  }
+  conn_act(c);
+}
+
 /* A whole frame arrived: validate, ask the hook, reply (maybe later). */
 static void conn_handle(conn *c) {
   bh_responder *r = c->r;
   if (c->io_added) event_del(&c->io_ev);
   c->handled = true;
+  c->io_added = false;
   bh_request req = {0};
   if (bh_probe_request_validate(c->reader.body, c->reader.body_len, &req,
                                 NULL) != BH_OK) {
@@ -218,24 +272,37 @@ static void conn_handle(conn *c) {
     conn_reject(c);
     return;
   }
-  bh_reply reply = {.kind = BH_REPLY_NORMAL};
+  bh_reply reply = {.kind = BH_REPLY_NORMAL, .deferred = c};
   if (r->opts.hook != NULL) {
     r->in_hook = c;
     r->opts.hook(r, &req, &reply, r->opts.hook_ctx);
     r->in_hook = NULL;
   }
-  bh_status st = r->closed ? BH_SYSTEM : conn_prepare(c, &req, &reply);
+  if (reply.kind == BH_REPLY_DEFER) {
+    c->req = req; /* kept until the answer */
+    c->deferred = true;
+    c->defer_ctx = reply.defer_ctx;
+    if (r->closed) {
+      conn_reject(c); /* closed from inside the hook: abandoned */
+      return;
+    }
+    conn_arm_io(c, EV_READ | EV_PERSIST, on_conn_waiting);
+    return;
+  }
+  conn_reply(c, &req, &reply);
   bh_request_clear(&req);
-  if (st != BH_OK) {
+}
+
+void bh_respond_answer(bh_deferred *c, const bh_reply *reply) {
+  if (c == NULL || !c->deferred) return;
+  c->deferred = false;
+  if (c->io_added) event_del(&c->io_ev);
+  c->io_added = false;
+  if (reply->kind == BH_REPLY_DEFER) {
     conn_reject(c);
     return;
   }
-  if (reply.delay > 0) {
-    struct timeval tv = bh_timeval(reply.delay);
-    evtimer_add(&c->delay_ev, &tv);
-    return;
-  }
-  conn_act(c);
+  conn_reply(c, &c->req, reply);
 }
 
 static void on_conn_readable(evutil_socket_t fd, short what, void *arg);

@@ -12,12 +12,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "hostile.h"
 #include "identity.h"
 #include "status.h"
 #include "wire.h"
 
 struct event_base;
 typedef struct bh_responder bh_responder;
+/* A connection whose answer was deferred by the hook (BH_REPLY_DEFER). */
+typedef struct bh_deferred bh_deferred;
 
 /* What to do with one valid request; the hook fills it. */
 typedef enum bh_reply_kind {
@@ -25,21 +28,40 @@ typedef enum bh_reply_kind {
   BH_REPLY_IDENTITY,   /* answer with reply->identity (copied) */
   BH_REPLY_DROP,       /* close without answering (counted as rejected) */
   BH_REPLY_RAW,        /* write reply->raw verbatim, then close */
+  BH_REPLY_HOSTILE,    /* write the hostile answer reply->hostile */
+  BH_REPLY_DEFER,      /* decide later: bh_respond_answer (see below) */
 } bh_reply_kind;
 
 typedef struct bh_reply {
   bh_reply_kind kind;
-  const bh_identity *identity; /* BH_REPLY_IDENTITY; borrowed */
+  const bh_identity *identity; /* BH_REPLY_IDENTITY; borrowed. Also the
+                                  identity of BH_REPLY_HOSTILE (NULL: the
+                                  responder's) */
   const uint8_t *raw;          /* BH_REPLY_RAW; borrowed, copied */
   size_t raw_len;
-  double delay; /* seconds to wait before acting (0 = at once); the
-                   connection deadline still applies */
+  bh_hostile hostile; /* BH_REPLY_HOSTILE */
+  double delay;       /* seconds to wait before acting (0 = at once); the
+                         connection deadline still applies */
+  double trickle;     /* seconds between the bytes of the answer (0 = all
+                         at once) */
+  /* BH_REPLY_DEFER: set by the responder before the hook runs, the handle
+   * to answer through; defer_ctx is set by the hook and given back to
+   * on_abandon. */
+  bh_deferred *deferred;
+  void *defer_ctx;
 } bh_reply;
 
 /* Called once per valid request, from the loop. reply starts as
- * {BH_REPLY_NORMAL}. */
+ * {BH_REPLY_NORMAL} with reply->deferred set. A hook that cannot decide
+ * now sets BH_REPLY_DEFER (and defer_ctx): the connection then waits,
+ * its deadline still running and its client watched for EOF, until
+ * bh_respond_answer(reply->deferred, ...) gives the real reply, or until
+ * the connection ends first (deadline, client gone, responder closed):
+ * then on_abandon(r, defer_ctx, hook_ctx) is called once and the handle
+ * is dead. */
 typedef void (*bh_request_hook)(bh_responder *r, const bh_request *req,
                                 bh_reply *reply, void *ctx);
+typedef void (*bh_abandon_cb)(bh_responder *r, void *defer_ctx, void *ctx);
 /* Called once when the responder stops serving (count reached, closed,
  * or freed while open). */
 typedef void (*bh_respond_closed_cb)(bh_responder *r, void *ctx);
@@ -71,6 +93,7 @@ typedef struct bh_respond_opts {
   uint64_t count;       /* close after answering this many; 0 = never */
   bh_request_hook hook; /* may be NULL */
   void *hook_ctx;
+  bh_abandon_cb on_abandon;       /* for hooks that defer; may be NULL */
   bh_respond_closed_cb on_closed; /* may be NULL */
   void *closed_ctx;
 } bh_respond_opts;
@@ -92,6 +115,11 @@ bh_responder *bh_respond_start(struct event_base *base, const bh_endpoint *ep,
 void bh_respond_close(bh_responder *r);
 /* Close (if open) and free. Must not be called from inside the hook. */
 void bh_respond_free(bh_responder *r);
+
+/* Act on a deferred connection with reply (any kind but BH_REPLY_DEFER;
+ * borrowed pointers are copied now). d is dead afterwards. Must not be
+ * called once on_abandon was called for d. */
+void bh_respond_answer(bh_deferred *d, const bh_reply *reply);
 
 bool bh_respond_is_closed(const bh_responder *r);
 uint64_t bh_respond_served(const bh_responder *r);   /* answered */

@@ -1,12 +1,14 @@
 /* bhprobe-lua: the host. Shaped like Lua 5.4's lua.c: main() creates the
  * state and runs pmain under lua_pcall; pmain parses the command line (the
  * lua conventions plus -h/--help, --version, --report, --metrics), opens
- * the libraries and the bh module, and runs every chunk (-e, -l, the
- * script) through one docall. docall runs the chunk as the main task of
- * bh.run, so yielding functions (bh.probe, bh.sleep) work at top level,
- * under a message handler that adds a traceback. The -i prompt is one
- * session (lbh_session) whose main task reads lines and runs each as a
- * task, so what a line starts keeps being served on the next ones.
+ * the libraries and the bh module, and runs the whole command line as ONE
+ * run (run_command_line): lua/host/session.lua is its main task and runs
+ * each step (-e, -l, the script or stdin) as a task it waits for, then,
+ * with -i, the prompt (lua/host/prompt.lua). So yielding functions
+ * (bh.probe, bh.sleep) work at top level, and what one step opens (a
+ * responder, a background task) is still there for the next and at the
+ * prompt. With -i the run is a session (lbh_session): it ends with the
+ * prompt, and ^C interrupts the line it waits for.
  *
  * Exit status (DESIGN §3): 0 when the script returns, os.exit(n) -> n,
  * 1 when a chunk raises or a task failed unobserved, 2 for a usage error,
@@ -111,7 +113,7 @@ static void print_help(void) {
   (void)fflush(stdout);
 }
 
-/* Message handler of docall: adds a traceback to the error message unless
+/* Message handler of the run: adds a traceback to the error message unless
  * it already carries one (bh.run re-raises a task's error together with
  * the task's own traceback, which is the one that names the script) or a
  * signal stopped the run (bh.run then raises a bare "interrupted"). */
@@ -130,84 +132,21 @@ static int msghandler(lua_State *L) {
   return 1;
 }
 
-/* Calls the function at stack[top - narg] with its narg arguments as the
- * main task of bh.run: stack becomes [msghandler, bh.run, fn, args...].
- * Leaves nres results (or the error message) like lua_pcall. */
-static int docall(lua_State *L, int narg, int nres) {
-  int base = lua_gettop(L) - narg; /* index of the function */
-  int status;
-  lbh_push_module(L);
-  lua_getfield(L, -1, "run");
-  lua_remove(L, -2);
-  lua_insert(L, base); /* bh.run under the function */
-  lua_pushcfunction(L, msghandler);
-  lua_insert(L, base);
-  status = lua_pcall(L, narg + 1, nres, base);
-  lua_remove(L, base);
-  return status;
-}
-
 /* Prints the error message on top of the stack, if status says error. */
 static int report(lua_State *L, int status) {
   if (status != LUA_OK) {
-    const char *msg = lua_tostring(L, -1);
-    if (msg == NULL) msg = "(error object is not a string)";
-    l_message(progname, msg);
+    l_message(progname, lbh_error_text(L, -1));
     lua_pop(L, 1);
   }
   return status;
 }
 
-/* After a chunk ran: when SIGINT/SIGTERM stopped the loop, records the
- * conventional 128 + signal exit status and says so. */
+/* When SIGINT/SIGTERM stopped the loop, records the conventional 128 +
+ * signal exit status and says so. */
 static bool stopped_by_signal(lua_State *L, host *h) {
   int sig = lbh_stop_signal(L);
   if (sig == 0) return false;
   h->exit_status = 128 + sig;
-  return true;
-}
-
-/* Runs one chunk through docall and reports its error. Returns true when
- * the host may go on; otherwise h->exit_status says how to end. */
-static bool run_chunk(lua_State *L, host *h, int narg) {
-  int status = report(L, docall(L, narg, 0));
-  if (stopped_by_signal(L, h)) return false;
-  if (status != LUA_OK) {
-    h->exit_status = EXIT_ERROR;
-    return false;
-  }
-  return true;
-}
-
-/* Runs CODE given with -e. */
-static bool dostring(lua_State *L, host *h, const char *code) {
-  if (report(L, luaL_loadbuffer(L, code, strlen(code), "=(command line)")) !=
-      LUA_OK) {
-    h->exit_status = EXIT_ERROR;
-    return false;
-  }
-  return run_chunk(L, h, 0);
-}
-
-/* -l [g=]mod: global g (or mod, up to a '-' suffix) = require(mod), with
- * require running as a task so that a module's top level may yield. */
-static bool dolibrary(lua_State *L, host *h, const char *spec) {
-  const char *eq = strchr(spec, '=');
-  const char *modname = eq ? eq + 1 : spec;
-  size_t glen = eq ? (size_t)(eq - spec) : strcspn(spec, LUA_IGMARK);
-  int status;
-  lua_pushlstring(L, spec, glen); /* the global's name */
-  lua_getglobal(L, "require");
-  lua_pushstring(L, modname);
-  status = report(L, docall(L, 1, 1));
-  if (stopped_by_signal(L, h)) return false;
-  if (status != LUA_OK) {
-    lua_pop(L, 1);
-    h->exit_status = EXIT_ERROR;
-    return false;
-  }
-  lua_setglobal(L, lua_tostring(L, -2));
-  lua_pop(L, 1);
   return true;
 }
 
@@ -297,27 +236,6 @@ static void collectargs(char **argv, host_opts *o) {
   o->script = 0;
 }
 
-/* Runs the -e and -l options in order, and -W, up to argv[lim). */
-static bool runargs(lua_State *L, host *h, int lim) {
-  char **argv = h->argv;
-  int i;
-  for (i = 1; i < lim; i++) {
-    char opt = argv[i][1];
-    if (opt == '-') { /* --report/--metrics FILE: skip the FILE */
-      if (strchr(argv[i], '=') == NULL && (strcmp(argv[i], "--report") == 0 ||
-                                           strcmp(argv[i], "--metrics") == 0))
-        i++;
-    } else if (opt == 'W') {
-      lua_warning(L, "@on", 0);
-    } else if (opt == 'e' || opt == 'l') {
-      const char *extra = argv[i][2] != '\0' ? argv[i] + 2 : argv[++i];
-      bool ok = opt == 'e' ? dostring(L, h, extra) : dolibrary(L, h, extra);
-      if (!ok) return false;
-    }
-  }
-  return true;
-}
-
 /* Builds the global `arg` as lua does: arg[0] is the script, the script's
  * arguments are positive, the interpreter and its options negative. */
 static void createargtable(lua_State *L, char **argv, int argc, int script) {
@@ -330,38 +248,191 @@ static void createargtable(lua_State *L, char **argv, int argc, int script) {
   lua_setglobal(L, "arg");
 }
 
-/* Pushes arg[1..n] (the script's arguments, as `...`); returns n. */
-static int pushargs(lua_State *L) {
-  int i, n;
-  if (lua_getglobal(L, "arg") != LUA_TTABLE)
-    luaL_error(L, "'arg' is not a table");
-  n = (int)luaL_len(L, -1);
-  luaL_checkstack(L, n + 3, "too many arguments to script");
-  for (i = 1; i <= n; i++)
-    lua_rawgeti(L, -i, i);
-  lua_remove(L, -i); /* the arg table */
-  return n;
+/* ---- the command line as steps of one run ------------------------------ */
+
+/* Append {kind = kind, [field] = value} to the steps table at top - 1
+ * (the new step stays on top for more fields). */
+static void new_step(lua_State *L, const char *kind) {
+  lua_newtable(L);
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, -3, (lua_Integer)lua_rawlen(L, -3) + 1);
 }
 
-/* Loads and runs the script argv[0] ("-" is stdin unless after "--").
- * A script that cannot be opened is a usage error (exit 2). */
-static bool handle_script(lua_State *L, host *h, int script) {
-  const char *fname = h->argv[script];
-  int status;
-  if (strcmp(fname, "-") == 0 && strcmp(h->argv[script - 1], "--") != 0)
-    fname = NULL;
-  status = luaL_loadfile(L, fname);
-  if (status == LUA_ERRFILE) {
-    usage_error(lua_tostring(L, -1));
+/* -l [g=]mod: global g (or mod, up to a '-' suffix) = require(mod). */
+static void library_step(lua_State *L, const char *spec) {
+  const char *eq = strchr(spec, '=');
+  size_t glen = eq ? (size_t)(eq - spec) : strcspn(spec, LUA_IGMARK);
+  new_step(L, "l");
+  lua_pushstring(L, eq ? eq + 1 : spec);
+  lua_setfield(L, -2, "module");
+  lua_pushlstring(L, spec, glen);
+  lua_setfield(L, -2, "global");
+}
+
+/* Pushes arg[1..n] (the script's arguments, as `...`) as a table with n. */
+static void push_script_args(lua_State *L) {
+  if (lua_getglobal(L, "arg") != LUA_TTABLE)
+    luaL_error(L, "'arg' is not a table");
+  int n = (int)luaL_len(L, -1);
+  lua_createtable(L, n, 1);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -2, i);
+    lua_rawseti(L, -2, i);
+  }
+  lua_pushinteger(L, n);
+  lua_setfield(L, -2, "n");
+  lua_remove(L, -2);
+}
+
+/* Pushes the steps of the command line, in order: each -e and -l (and -W
+ * at once), then the script, or stdin when there is neither a script, -e
+ * nor -v and stdin is no terminal. */
+static void push_steps(lua_State *L, const host *h, const host_opts *o,
+                       bool interactive) {
+  char **argv = h->argv;
+  int lim = o->script > 0 ? o->script : h->argc;
+  lua_newtable(L);
+  for (int i = 1; i < lim; i++) {
+    char opt = argv[i][1];
+    if (opt == '-') { /* --report/--metrics FILE: skip the FILE */
+      if (strchr(argv[i], '=') == NULL && (strcmp(argv[i], "--report") == 0 ||
+                                           strcmp(argv[i], "--metrics") == 0))
+        i++;
+    } else if (opt == 'W') {
+      lua_warning(L, "@on", 0);
+    } else if (opt == 'e' || opt == 'l') {
+      const char *extra = argv[i][2] != '\0' ? argv[i] + 2 : argv[++i];
+      if (opt == 'l') {
+        library_step(L, extra);
+      } else {
+        new_step(L, "e");
+        lua_pushstring(L, extra);
+        lua_setfield(L, -2, "code");
+      }
+      lua_pop(L, 1);
+    }
+  }
+  if (o->script > 0) {
+    const char *fname = argv[o->script];
+    new_step(L, "script");
+    if (strcmp(fname, "-") != 0 || strcmp(argv[o->script - 1], "--") == 0) {
+      lua_pushstring(L, fname);
+      lua_setfield(L, -2, "name");
+    }
+    push_script_args(L);
+    lua_setfield(L, -2, "args");
     lua_pop(L, 1);
-    h->exit_status = EXIT_USAGE;
-    return false;
+  } else if (!interactive && !(o->flags & (HAS_E | HAS_V))) {
+    new_step(L, "stdin");
+    lua_pop(L, 1);
   }
-  if (report(L, status) != LUA_OK) {
+}
+
+/* host.load(step) → the chunk of an "e", "script" or "stdin" step, or
+ * nil, message, status: 1 for a chunk that does not compile, 2 (usage,
+ * already printed: no message) for a script that cannot be opened. */
+static int l_load(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "kind");
+  const char *kind = lua_tostring(L, -1);
+  int status;
+  if (strcmp(kind, "e") == 0) {
+    lua_getfield(L, 1, "code");
+    size_t n;
+    const char *code = lua_tolstring(L, -1, &n);
+    status = luaL_loadbuffer(L, code, n, "=(command line)");
+  } else {
+    lua_getfield(L, 1, "name"); /* nil: stdin */
+    status = luaL_loadfile(L, lua_tostring(L, -1));
+  }
+  if (status == LUA_OK) return 1;
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  if (status == LUA_ERRFILE && strcmp(kind, "script") == 0) {
+    usage_error(lua_tostring(L, -1));
+    lua_pushnil(L);
+    lua_replace(L, -2);
+    lua_pushinteger(L, EXIT_USAGE);
+  } else {
+    lua_pushinteger(L, EXIT_ERROR);
+  }
+  return 3;
+}
+
+/* host.report(err[, bare]): prints an error as "bhprobe-lua: message"
+ * (bare: without the program name, as lua.c does at its prompt). */
+static int l_report(lua_State *L) {
+  const char *pname = lua_toboolean(L, 2) ? NULL : progname;
+  lua_settop(L, 1);
+  l_message(pname, lbh_error_text(L, 1));
+  return 0;
+}
+
+/* Pushes the embedded lua/host/<name>.lua as a function. */
+static void push_host_chunk(lua_State *L, const char *name) {
+  const bh_lua_helper *code = lbh_embed_find(host_lua, name);
+  const char *chunk = lua_pushfstring(L, "=(%s)", name);
+  if (luaL_loadbufferx(L, code->code, code->size, chunk, "t") != LUA_OK)
+    lua_error(L);
+  lua_remove(L, -2);
+}
+
+/* Pushes the host table the session driver and the prompt use. */
+static void push_host_table(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+      {"load", l_load},
+      {"report", l_report},
+      {"readline", lbh_readline},
+      {"history", lbh_history_add},
+      {NULL, NULL},
+  };
+  luaL_newlib(L, funcs);
+  lbh_push_module(L);
+  lua_getfield(L, -1, "spawn");
+  lua_setfield(L, -3, "spawn");
+  lua_getfield(L, -1, "pretty");
+  lua_setfield(L, -3, "pretty");
+  lua_pop(L, 1);
+}
+
+/* Runs the whole command line as ONE run: lua/host/session.lua as its
+ * main task runs every step, then (interactive) the prompt. A plain run
+ * (bh.run) ends when every task has; a session (-i) when the prompt
+ * does, and ^C interrupts the line it waits for instead of ending it.
+ * Leaves the exit status in h. */
+static void run_command_line(lua_State *L, host *h, const host_opts *o,
+                             bool interactive) {
+  lua_settop(L, 0);
+  lua_pushcfunction(L, msghandler);
+  if (interactive) {
+    lua_pushcfunction(L, lbh_session);
+  } else {
+    lbh_push_module(L);
+    lua_getfield(L, -1, "run");
+    lua_remove(L, -2);
+  }
+  push_host_chunk(L, "session");
+  push_steps(L, h, o, interactive);
+  push_host_table(L);
+  if (interactive)
+    push_host_chunk(L, "prompt");
+  else
+    lua_pushnil(L);
+  int status = lua_pcall(L, 4, 1, 1);
+  if (interactive) { /* the prompt's last line ends with the session */
+    (void)fputs("\n", stdout);
+    (void)fflush(stdout);
+  }
+  if (!interactive || lbh_stop_signal(L) == 0) report(L, status);
+  if (interactive && lbh_stop_signal(L) == SIGINT)
+    lbh_clear_stop_signal(L); /* a late ^C */
+  if (stopped_by_signal(L, h)) return;
+  if (status != LUA_OK)
     h->exit_status = EXIT_ERROR;
-    return false;
-  }
-  return run_chunk(L, h, pushargs(L));
+  else if (lua_isinteger(L, -1))
+    h->exit_status = (int)lua_tointeger(L, -1);
 }
 
 /* Makes the bh module the global `bh` and records --report/--metrics in
@@ -378,50 +449,6 @@ static void open_bh(lua_State *L, const host_opts *o) {
     lua_setfield(L, -2, "metrics");
   }
   lua_pop(L, 2);
-}
-
-/* ---- the read-eval-print loop: one session, each line run as a task ---- */
-
-/* The prompt itself is Lua (lua/host/prompt.lua, embedded at build time:
- * host_lua); see its header for why. */
-/* report(err): prints an error of the prompt on stderr without the program
- * name, as lua.c does (task:wait's strings carry their traceback). */
-static int l_report(lua_State *L) {
-  l_message(progname, lbh_error_text(L, 1));
-  return 0;
-}
-
-/* The prompt: one lbh_session running prompt.lua until end of input. ^C
- * abandons the line at the prompt or interrupts the running one, and the
- * session goes on; SIGTERM ends it (143) with responders closed. */
-static bool doREPL(lua_State *L, host *h) {
-  int status;
-  lua_settop(L, 0);
-  lua_pushcfunction(L, msghandler);
-  lua_pushcfunction(L, lbh_session);
-  const bh_lua_helper *code = lbh_embed_find(host_lua, "prompt");
-  status = luaL_loadbufferx(L, code->code, code->size, "=(prompt)", "t");
-  if (status == LUA_OK) {
-    lua_pushcfunction(L, lbh_readline);
-    lua_pushcfunction(L, l_report);
-    lbh_push_module(L);
-    lua_getfield(L, -1, "spawn");
-    lua_remove(L, -2);
-    progname = NULL;
-    status = lua_pcall(L, 4, 0, 1);
-    progname = PROGNAME;
-  }
-  if (lbh_stop_signal(L) == 0) report(L, status); /* else: "interrupted" */
-  lua_settop(L, 0);
-  (void)fputs("\n", stdout);
-  (void)fflush(stdout);
-  if (lbh_stop_signal(L) == SIGINT) lbh_clear_stop_signal(L); /* a late ^C */
-  if (stopped_by_signal(L, h)) return false;
-  if (status != LUA_OK) {
-    h->exit_status = EXIT_ERROR;
-    return false;
-  }
-  return true;
 }
 
 /* The protected main: stack has the host as a light userdata; pushes
@@ -442,28 +469,16 @@ static int pmain(lua_State *L) {
       print_version();
     return 0;
   }
-  if (o.flags & HAS_V) print_version();
+  bool interactive =
+      (o.flags & HAS_I) ||
+      (o.script == 0 && !(o.flags & (HAS_E | HAS_V)) && isatty(STDIN_FILENO));
+  if ((o.flags & HAS_V) || interactive) print_version();
   luaL_openlibs(L);
   open_bh(L, &o);
   lbh_install_signal_handlers(L);
   createargtable(L, h->argv, h->argc, o.script);
-  if (!runargs(L, h, o.script > 0 ? o.script : h->argc)) return 0;
-  if (o.script > 0 && !handle_script(L, h, o.script)) return 0;
-  if (o.flags & HAS_I) {
-    if (!doREPL(L, h)) return 0;
-  } else if (o.script == 0 && !(o.flags & (HAS_E | HAS_V))) {
-    if (isatty(STDIN_FILENO)) {
-      print_version();
-      if (!doREPL(L, h)) return 0;
-    } else {
-      lua_settop(L, 0);
-      if (report(L, luaL_loadfile(L, NULL)) != LUA_OK) {
-        h->exit_status = EXIT_ERROR;
-        return 0;
-      }
-      if (!run_chunk(L, h, 0)) return 0;
-    }
-  }
+  run_command_line(L, h, &o, interactive);
+  if (h->exit_status != 0) return 0;
   if (lbh_unobserved_error(L)) h->exit_status = EXIT_ERROR;
   return 0;
 }

@@ -1,15 +1,23 @@
-/* lbh_readline (prompt.h): the line reader of the host's -i prompt, a
- * yielding primitive (lbh_task.h's template) on an EV_READ event for fd 0,
- * so that the session's loop keeps serving while the prompt waits.
+/* lbh_readline and lbh_history_add (prompt.h): the line reader of the
+ * host's -i prompt, a yielding primitive (lbh_task.h's template) on an
+ * EV_READ event for fd 0, so that the session's loop keeps serving while
+ * the prompt waits.
  *
  * On a terminal, with GNU readline, lines are edited through readline's
  * callback interface: the handler is installed with the prompt when a read
  * starts, each readable event feeds it one character, and the line
  * callback removes it again (so a line's task runs with the terminal in
- * its normal mode). Otherwise the prompt goes to stdout and fd 0 is read
- * plainly into a buffer split on '\n'; a last line without newline still
- * counts. A descriptor epoll cannot watch (a regular file, /dev/null)
- * never blocks, so it is read at once without yielding.
+ * its normal mode). While a line is being edited, a background task about
+ * to run takes the line off the screen first (rl_save_prompt and an empty
+ * line), and the line comes back once the tasks that ran are done, so
+ * their output lands above it. Tab completes Lua names through the
+ * prompt's completer; whole chunks go to the history, kept in
+ * ~/.bhprobe_history.
+ *
+ * Otherwise the prompt goes to stdout and fd 0 is read plainly into a
+ * buffer split on '\n'; a last line without newline still counts. A
+ * descriptor epoll cannot watch (a regular file, /dev/null) never blocks,
+ * so it is read at once without yielding.
  *
  * fd 0, its buffered bytes and readline's state exist once per process,
  * so the reader's state is file-static; an operation (read_op) lives only
@@ -48,6 +56,11 @@ typedef struct read_op {
   bool editing; /* readline's handler is installed for this read */
   bool done;    /* readline's line callback ran */
   char *line;   /* what it gave (malloc'd by readline; NULL: end) */
+  /* The line stepped aside for background output: */
+  struct event *redraw_ev;
+  bool hidden, redraw_pending;
+  char *saved_text;
+  int saved_point;
 } read_op;
 
 #ifdef BH_USE_READLINE
@@ -124,9 +137,146 @@ static int push_buffered(lua_State *L, void *ud) {
   return 1;
 }
 
-/* ---- the operation ------------------------------------------------------ */
-
 #ifdef BH_USE_READLINE
+/* ---- history ------------------------------------------------------------ */
+
+#define HISTORY_MAX 1000
+#define HISTORY_FILE ".bhprobe_history"
+
+static struct {
+  bool loaded;
+  char *path; /* NULL without $HOME */
+} hist;
+
+/* The first edited line loads the history file (multi-line entries are
+ * kept whole: each is written after its timestamp line). */
+static void history_setup(void) {
+  if (hist.loaded) return;
+  hist.loaded = true;
+  using_history();
+  stifle_history(HISTORY_MAX);
+  history_comment_char = '#'; /* else the timestamps are written empty */
+  history_write_timestamps = 1;
+  history_multiline_entries = 1;
+  const char *home = getenv("HOME");
+  if (home == NULL || *home == '\0') return;
+  size_t n = strlen(home) + sizeof "/" HISTORY_FILE;
+  hist.path = malloc(n);
+  if (hist.path == NULL) return;
+  (void)snprintf(hist.path, n, "%s/%s", home, HISTORY_FILE);
+  (void)read_history(hist.path); /* none yet: a fresh history */
+}
+
+/* ---- completion ------------------------------------------------------------
+ */
+
+static int complete_ref = LUA_NOREF; /* the prompt's completer */
+static lbh_run *complete_run;
+
+typedef struct complete_call {
+  const char *text;
+  char **matches;
+} complete_call;
+
+/* The longest common prefix of the n strings m[1..n] (malloc'd). */
+static char *common_prefix(char **m, size_t n) {
+  size_t len = strlen(m[1]);
+  for (size_t i = 2; i <= n; i++) {
+    size_t k = 0;
+    while (k < len && m[i][k] == m[1][k])
+      k++;
+    len = k;
+  }
+  return strndup(m[1], len);
+}
+
+/* Protected: the completer's list for cc->text as readline's array. */
+static int complete_p(lua_State *L) {
+  complete_call *cc = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, complete_ref);
+  lua_pushstring(L, cc->text);
+  lua_call(L, 1, 1);
+  size_t n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+  if (n == 0) return 0;
+  char **m = calloc(n + 2, sizeof *m);
+  if (m == NULL) return 0;
+  bool ok = true;
+  for (size_t i = 1; i <= n && ok; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i);
+    const char *s = lua_tostring(L, -1);
+    ok = s != NULL && (m[i] = strdup(s)) != NULL;
+    lua_pop(L, 1);
+  }
+  if (ok) m[0] = n == 1 ? m[1] : common_prefix(m, n);
+  if (ok && n == 1) m[1] = NULL;
+  if (!ok || m[0] == NULL) {
+    for (size_t i = 1; i <= n; i++)
+      free(m[i]);
+    free(m);
+    return 0;
+  }
+  cc->matches = m;
+  return 0;
+}
+
+/* readline's completion: Lua names only, never file names. */
+static char **attempt_completion(const char *text, int start, int end) {
+  (void)start;
+  (void)end;
+  rl_attempted_completion_over = 1;
+  rl_completion_append_character = '\0'; /* reset by readline each time */
+  if (complete_ref == LUA_NOREF || complete_run == NULL) return NULL;
+  complete_call cc = {text, NULL};
+  (void)lbh_loop_pcall(complete_run, complete_p, &cc, 0, "completion");
+  return cc.matches;
+}
+
+/* ---- the line, stepping aside for background output -----------------------
+ */
+
+static void line_hide(read_op *op) {
+  if (op->hidden || !op->editing) return;
+  op->saved_point = rl_point;
+  op->saved_text = rl_copy_text(0, rl_end);
+  rl_save_prompt();
+  rl_replace_line("", 0);
+  rl_redisplay();
+  op->hidden = true;
+}
+
+static void line_show(read_op *op) {
+  if (!op->hidden) return;
+  op->hidden = false;
+  rl_restore_prompt();
+  rl_replace_line(op->saved_text ? op->saved_text : "", 0);
+  rl_point = op->saved_point;
+  free(op->saved_text);
+  op->saved_text = NULL;
+  if (op->editing) rl_redisplay();
+}
+
+static void on_redraw(evutil_socket_t fd, short what, void *arg) {
+  read_op *op = arg;
+  op->redraw_pending = false;
+  line_show(op);
+}
+
+/* The scheduler's resume hook (lbh_run_set_resume_hook): a background
+ * task runs; show the line again once the tasks of this turn are done. */
+static void on_resume(void *ud, bool before) {
+  read_op *op = ud;
+  if (!op->editing) return;
+  if (before) {
+    line_hide(op);
+    return;
+  }
+  (void)fflush(stdout);
+  if (op->hidden && !op->redraw_pending && op->redraw_ev != NULL) {
+    op->redraw_pending = true;
+    event_active(op->redraw_ev, EV_TIMEOUT, 1);
+  }
+}
+
 /* readline's line callback: keep the line, put the terminal back. */
 static void on_line(char *line) {
   read_op *op = editing_op;
@@ -139,7 +289,6 @@ static void on_line(char *line) {
   op->editing = false;
   op->done = true;
   op->line = line;
-  if (line != NULL && line[0] != '\0') add_history(line);
 }
 
 /* Pushes the edited line, or nil at the end of input. */
@@ -151,13 +300,52 @@ static int push_edited(lua_State *L, void *ud) {
     lua_pushstring(L, op->line);
   return 1;
 }
+
+/* Start editing a line for op (the read of task t). */
+static void edit_begin(read_op *op, lbh_task *t, const char *prompt) {
+  history_setup();
+  rl_catch_signals = 0; /* ours stay installed: they wake the loop */
+  rl_catch_sigwinch = 0;
+  rl_attempted_completion_function = attempt_completion;
+  rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{(+-*/%^~#,[]";
+  complete_run = lbh_task_run(t);
+  op->redraw_ev = event_new(lbh_task_base(t), -1, 0, on_redraw, op);
+  if (op->redraw_ev != NULL)
+    lbh_run_set_resume_hook(lbh_task_run(t), on_resume, op);
+  editing_op = op;
+  rl_callback_handler_install(prompt, on_line);
+}
 #endif
+
+int lbh_history_add(lua_State *L) {
+  size_t n;
+  const char *chunk = luaL_checklstring(L, 1, &n);
+#ifdef BH_USE_READLINE
+  if (!hist.loaded || n == 0 || strlen(chunk) != n) return 0;
+  add_history(chunk);
+  if (hist.path != NULL) {
+    if (append_history(1, hist.path) != 0) (void)write_history(hist.path);
+    (void)history_truncate_file(hist.path, HISTORY_MAX);
+  }
+#else
+  (void)chunk;
+  (void)n;
+#endif
+  return 0;
+}
+
+/* ---- the operation ------------------------------------------------------ */
 
 /* Stops watching fd 0 and leaves readline's handler (restoring the
  * terminal), then frees op. No Lua. */
 static void op_free(read_op *op) {
   if (op->ev != NULL) event_free(op->ev);
 #ifdef BH_USE_READLINE
+  line_show(op);
+  if (op->redraw_ev != NULL) {
+    lbh_run_set_resume_hook(lbh_task_run(op->task), NULL, NULL);
+    event_free(op->redraw_ev);
+  }
   if (op->editing) {
     editing_op = NULL;
     rl_callback_handler_remove();
@@ -174,6 +362,7 @@ static void on_stdin(evutil_socket_t fd, short what, void *arg) {
   (void)what;
 #ifdef BH_USE_READLINE
   if (op->editing) {
+    line_show(op);
     rl_callback_read_char(); /* may call on_line */
     if (!op->done) return;
     lbh_task_complete(op->task, push_edited, op);
@@ -203,6 +392,7 @@ static int push_false(lua_State *L, void *ud) {
 static void read_interrupt(void *ud) {
   read_op *op = ud;
 #ifdef BH_USE_READLINE
+  line_show(op);
   if (op->editing) {
     rl_free_line_state();
     rl_callback_sigcleanup();
@@ -215,7 +405,7 @@ static void read_interrupt(void *ud) {
 }
 
 /* Starts watching fd 0 for the task; raises when the loop refuses. */
-static read_op *op_start(lua_State *L, lbh_task *t, bool editing) {
+static read_op *op_start(lua_State *L, lbh_task *t) {
   read_op *op = calloc(1, sizeof *op);
   if (op == NULL) luaL_error(L, "out of memory");
   op->task = t;
@@ -225,11 +415,22 @@ static read_op *op_start(lua_State *L, lbh_task *t, bool editing) {
     op_free(op);
     luaL_error(L, "the prompt cannot watch stdin");
   }
-  op->editing = editing;
   return op;
 }
 
-/* lbh_readline(prompt) → line | nil | false (see prompt.h). */
+/* Keep the completer given to lbh_readline (arg 2) for readline. */
+static void set_completer(lua_State *L) {
+#ifdef BH_USE_READLINE
+  if (!lua_isfunction(L, 2)) return;
+  luaL_unref(L, LUA_REGISTRYINDEX, complete_ref);
+  lua_pushvalue(L, 2);
+  complete_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+#else
+  (void)L;
+#endif
+}
+
+/* lbh_readline(prompt[, complete]) → line | nil | false (see prompt.h). */
 int lbh_readline(lua_State *L) {
   const char *prompt = luaL_checkstring(L, 1);
   lbh_task *t = lbh_task_check(L, "the prompt");
@@ -246,13 +447,12 @@ int lbh_readline(lua_State *L) {
     }
     if (have_line()) return push_buffered(L, NULL);
   }
-  read_op *op = op_start(L, t, editing);
+  set_completer(L);
+  read_op *op = op_start(L, t);
 #ifdef BH_USE_READLINE
   if (editing) {
-    rl_catch_signals = 0; /* ours stay installed: they wake the loop */
-    rl_catch_sigwinch = 0;
-    editing_op = op;
-    rl_callback_handler_install(prompt, on_line);
+    op->editing = true;
+    edit_begin(op, t, prompt);
   }
 #endif
   lbh_task_set_pending(t, read_cancel, op);

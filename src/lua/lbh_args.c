@@ -1,4 +1,4 @@
-/* Option tables of the C-written bh functions (see lbh_args.h). */
+/* Arguments and option tables of the bh functions (see lbh_args.h). */
 #include "lbh_args.h"
 
 #include <lauxlib.h>
@@ -7,15 +7,170 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Chunks of the embedded helpers are named "=bh.<name>" (lbh_module.c). */
+static bool is_helper(const lua_Debug *ar) {
+  return strncmp(ar->source, "=bh.", 4) == 0;
+}
+
+void lbh_where(lua_State *L) {
+  lua_Debug ar;
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    if (lua_getinfo(L, "Sl", &ar) == 0 || ar.currentline <= 0) continue;
+    if (is_helper(&ar)) continue;
+    lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+    return;
+  }
+  lua_pushliteral(L, "");
+}
+
 int lbh_arg_error(lua_State *L, const char *fn, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  luaL_where(L, 1);
+  lbh_where(L);
   lua_pushfstring(L, "%s: ", fn);
   lua_pushvfstring(L, fmt, ap);
   va_end(ap);
   lua_concat(L, 3);
   return lua_error(L);
+}
+
+static const char names_key = 'n'; /* registry: C function -> full name */
+
+static void names_table(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &names_key);
+}
+
+void lbh_args_name(lua_State *L, lua_CFunction fn, const char *name) {
+  names_table(L);
+  lua_pushcfunction(L, fn);
+  lua_pushstring(L, name);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/* Name the C functions of the table at t as prefix.key (depth levels). */
+static void name_fields(lua_State *L, int names, int t, const char *prefix,
+                        int depth) {
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      const char *full =
+          lua_pushfstring(L, "%s.%s", prefix, lua_tostring(L, -2));
+      if (lua_iscfunction(L, -2)) {
+        lua_pushvalue(L, -2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, names);
+      } else if (lua_istable(L, -2) && depth > 1) {
+        name_fields(L, names, lua_absindex(L, -2), full, depth - 1);
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+void lbh_args_name_functions(lua_State *L, int mod) {
+  mod = lua_absindex(L, mod);
+  names_table(L);
+  name_fields(L, lua_gettop(L), mod, "bh", 2);
+  lua_pop(L, 1);
+}
+
+/* The name of the running C function (see lbh_arg_fail). */
+static const char *running_name(lua_State *L) {
+  lua_Debug ar;
+  if (!lua_getstack(L, 0, &ar)) return "?";
+  lua_getinfo(L, "nf", &ar);
+  names_table(L);
+  lua_rotate(L, -2, 1);
+  lua_rawget(L, -2);
+  const char *name = lua_tostring(L, -1);
+  if (name == NULL) name = ar.name ? ar.name : "?";
+  lua_pushstring(L, name);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  return lua_tostring(L, -1); /* kept on the stack until the error */
+}
+
+int lbh_arg_fail(lua_State *L, int arg, const char *fn, const char *fmt, ...) {
+  va_list ap;
+  if (fn == NULL) fn = running_name(L);
+  va_start(ap, fmt);
+  lbh_where(L);
+  if (strchr(fn, ':') != NULL) arg--;
+  if (arg == 0)
+    lua_pushfstring(L, "calling '%s' on bad self (", fn);
+  else
+    lua_pushfstring(L, "bad argument #%d to '%s' (", arg, fn);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_pushliteral(L, ")");
+  lua_concat(L, 4);
+  return lua_error(L);
+}
+
+int lbh_arg_type_error(lua_State *L, int arg, const char *fn,
+                       const char *expected) {
+  return lbh_arg_fail(L, arg, fn, "%s expected, got %s", expected,
+                      luaL_typename(L, arg));
+}
+
+void lbh_arg_checktype(lua_State *L, int arg, const char *fn, int type) {
+  if (lua_type(L, arg) != type)
+    lbh_arg_type_error(L, arg, fn, lua_typename(L, type));
+}
+
+/* True when v (a number, not NaN) is in the range. */
+static bool in_range(double v, double lo, bool lo_open, double hi) {
+  return !isnan(v) && (lo_open ? v > lo : v >= lo) && v <= hi;
+}
+
+/* "[lo, hi]" or "(lo, hi]" into buf; then what the value at idx is. */
+static void describe(lua_State *L, int idx, double lo, bool lo_open, double hi,
+                     char range[80], char got[40]) {
+  (void)snprintf(range, 80, "%c%.14g, %.14g]", lo_open ? '(' : '[', lo, hi);
+  if (lua_type(L, idx) == LUA_TNUMBER && isnan(lua_tonumber(L, idx)))
+    (void)snprintf(got, 40, "nan");
+  else if (lua_type(L, idx) == LUA_TNUMBER)
+    (void)snprintf(got, 40, "%.14g", lua_tonumber(L, idx));
+  else
+    (void)snprintf(got, 40, "%s", luaL_typename(L, idx));
+}
+
+double lbh_arg_number(lua_State *L, int arg, const char *fn, const char *name,
+                      double lo, bool lo_open, double hi) {
+  if (lua_type(L, arg) != LUA_TNUMBER ||
+      !in_range(lua_tonumber(L, arg), lo, lo_open, hi)) {
+    char range[80], got[40];
+    describe(L, arg, lo, lo_open, hi, range, got);
+    lbh_arg_fail(L, arg, fn, "%s must be a number in %s, got %s", name, range,
+                 got);
+  }
+  return lua_tonumber(L, arg);
+}
+
+double lbh_arg_optnumber(lua_State *L, int arg, const char *fn,
+                         const char *name, double def, double lo, bool lo_open,
+                         double hi) {
+  if (lua_isnoneornil(L, arg)) return def;
+  return lbh_arg_number(L, arg, fn, name, lo, lo_open, hi);
+}
+
+lua_Integer lbh_arg_integer(lua_State *L, int arg, const char *fn,
+                            const char *name, lua_Integer lo, lua_Integer hi) {
+  int isint = 0;
+  lua_Integer v = lua_tointegerx(L, arg, &isint);
+  if (!isint || lua_type(L, arg) != LUA_TNUMBER || v < lo || v > hi) {
+    const char *got = lua_type(L, arg) == LUA_TNUMBER ? lua_tostring(L, arg)
+                                                      : luaL_typename(L, arg);
+    lbh_arg_fail(L, arg, fn, "%s must be an integer in [%I, %I], got %s", name,
+                 lo, hi, got);
+  }
+  return v;
 }
 
 static bool is_key(const char *k, const char *const keys[]) {
@@ -24,22 +179,38 @@ static bool is_key(const char *k, const char *const keys[]) {
   return false;
 }
 
-void lbh_opts_check(lua_State *L, int idx, const char *fn,
-                    const char *const keys[]) {
+/* Every key of the table at idx must be a string of keys, or (list) an
+ * integer in 1..#t. */
+static void check_keys(lua_State *L, int idx, const char *fn,
+                       const char *const keys[], bool list) {
   idx = lua_absindex(L, idx);
   if (lua_isnoneornil(L, idx)) return;
   if (!lua_istable(L, idx))
     lbh_arg_error(L, fn, "options must be a table, got %s",
                   luaL_typename(L, idx));
+  lua_Integer n = list ? (lua_Integer)lua_rawlen(L, idx) : 0;
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
     lua_pop(L, 1);
+    if (list && lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 &&
+        lua_tointeger(L, -1) <= n)
+      continue;
     if (lua_type(L, -1) != LUA_TSTRING)
       lbh_arg_error(L, fn, "options must have string keys, got a %s key",
                     luaL_typename(L, -1));
     if (!is_key(lua_tostring(L, -1), keys))
       lbh_arg_error(L, fn, "unknown option '%s'", lua_tostring(L, -1));
   }
+}
+
+void lbh_opts_check(lua_State *L, int idx, const char *fn,
+                    const char *const keys[]) {
+  check_keys(L, idx, fn, keys, false);
+}
+
+void lbh_opts_check_with_list(lua_State *L, int idx, const char *fn,
+                              const char *const keys[]) {
+  check_keys(L, idx, fn, keys, true);
 }
 
 bool lbh_opt_push(lua_State *L, int idx, const char *key) {
@@ -53,18 +224,10 @@ double lbh_opt_number(lua_State *L, int idx, const char *fn, const char *key,
                       double def, double lo, bool lo_open, double hi) {
   idx = lua_absindex(L, idx);
   if (!lbh_opt_push(L, idx, key)) return def;
-  int isnum = 0;
-  double v = lua_tonumberx(L, -1, &isnum);
-  bool ok = isnum && lua_type(L, -1) == LUA_TNUMBER && !isnan(v) &&
-            (lo_open ? v > lo : v >= lo) && v <= hi;
-  if (!ok) {
+  double v = lua_tonumber(L, -1);
+  if (lua_type(L, -1) != LUA_TNUMBER || !in_range(v, lo, lo_open, hi)) {
     char range[80], got[40];
-    (void)snprintf(range, sizeof range, "%c%.14g, %.14g]", lo_open ? '(' : '[',
-                   lo, hi);
-    if (lua_type(L, -1) == LUA_TNUMBER)
-      (void)snprintf(got, sizeof got, "%.14g", v);
-    else
-      (void)snprintf(got, sizeof got, "%s", luaL_typename(L, -1));
+    describe(L, -1, lo, lo_open, hi, range, got);
     lbh_arg_error(L, fn, "option '%s' must be a number in %s, got %s", key,
                   range, got);
   }

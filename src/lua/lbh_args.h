@@ -1,8 +1,13 @@
-/* The one checker of option tables for every bh function written in C
- * (DESIGN §2: an unknown key raises naming it, every number has a stated
- * range). Errors are raised with luaL_error, so they name the caller's
- * file and line, then the function: "bh.probe: unknown option 'tmeout'",
- * "bh.probe: option 'timeout' must be a number in (0, 86400], got 1e+06".
+/* The one checker of arguments and option tables of every bh function,
+ * written in C and used by the Lua helpers too (through bh._check_opts
+ * and bh._check_arg, lbh_check.c). DESIGN §2: an unknown key raises
+ * naming it, every number has a stated range. Errors name the caller's
+ * file and line (the first frame that is neither a C function nor one of
+ * the embedded bh helpers, so a helper's own lines never show), then the
+ * function: "bh.probe: unknown option 'tmeout'", "bh.probe: option
+ * 'timeout' must be a number in (0, 86400], got 1e+06"; positional
+ * arguments keep Lua's wording with the full name: "bad argument #1 to
+ * 'bh.sleep' (seconds must be a number in [0, 1e+09], got -1)".
  *
  *   static const char *const keys[] = {"timeout", "verify_pid", NULL};
  *   lbh_opts_check(L, 3, "bh.probe", keys);          // nil/none is fine
@@ -23,6 +28,11 @@
 void lbh_opts_check(lua_State *L, int idx, const char *fn,
                     const char *const keys[]);
 
+/* The same for a table that also holds a list (bh.exec{"prog", "arg",
+ * timeout = 5}): integer keys 1..#t are allowed too. */
+void lbh_opts_check_with_list(lua_State *L, int idx, const char *fn,
+                              const char *const keys[]);
+
 /* Push opts[key] and return true if present (idx a table, not nil);
  * otherwise push nothing and return false. */
 bool lbh_opt_push(lua_State *L, int idx, const char *key);
@@ -42,5 +52,38 @@ const char *lbh_opt_string(lua_State *L, int idx, const char *fn,
 /* Raise "<fn>: <message>" at the caller's line (printf-like, as
  * lua_pushfstring). Never returns. */
 int lbh_arg_error(lua_State *L, const char *fn, const char *fmt, ...);
+
+/* Push "file:line: " of the caller (see above), or "" when no Lua code
+ * called. */
+void lbh_where(lua_State *L);
+
+/* Record the full name of every C function in the module table at mod
+ * (and its sub-tables: bh.identity.*), for lbh_arg_fail's fn NULL; and
+ * of fn under name (a C function run by the binding itself). */
+void lbh_args_name_functions(lua_State *L, int mod);
+void lbh_args_name(lua_State *L, lua_CFunction fn, const char *name);
+
+/* ---- positional arguments --------------------------------------------- */
+
+/* Raise "bad argument #arg to '<fn>' (<message>)" at the caller's line.
+ * For a method (fn contains ':') self is not counted, as in lauxlib:
+ * arg 1 is "calling '<fn>' on bad self". fn NULL: the full name of the
+ * running C function as lbh_args_name_functions recorded it ("bh.probe",
+ * "bh.identity.to_json"), else what Lua calls it. Never returns. */
+int lbh_arg_fail(lua_State *L, int arg, const char *fn, const char *fmt, ...);
+/* "(<expected> expected, got <type>)"; never returns. */
+int lbh_arg_type_error(lua_State *L, int arg, const char *fn,
+                       const char *expected);
+void lbh_arg_checktype(lua_State *L, int arg, const char *fn, int type);
+/* A number in the range (as lbh_opt_number); name says what it is in the
+ * message ("seconds must be a number in [0, 1e+09], got -1"). The opt
+ * form returns def for none/nil. */
+double lbh_arg_number(lua_State *L, int arg, const char *fn, const char *name,
+                      double lo, bool lo_open, double hi);
+double lbh_arg_optnumber(lua_State *L, int arg, const char *fn,
+                         const char *name, double def, double lo, bool lo_open,
+                         double hi);
+lua_Integer lbh_arg_integer(lua_State *L, int arg, const char *fn,
+                            const char *name, lua_Integer lo, lua_Integer hi);
 
 #endif

@@ -15,6 +15,9 @@
 #include "lbh_open.h"
 #include "lbh_task.h"
 
+#define MAX_TIMEOUT 86400.0          /* a day */
+#define MAX_OUTPUT ((size_t)1 << 30) /* per stream: 1 GiB */
+
 typedef struct exec_op {
   lbh_task *task;
   bh_exec *exec;
@@ -70,12 +73,12 @@ static void exec_cancel(void *ud) {
  * the table, which is on the stack for the whole call). */
 static const char **check_argv(lua_State *L, int t) {
   lua_Integer n = (lua_Integer)lua_rawlen(L, t);
-  luaL_argcheck(L, n >= 1, 1, "expected the program as t[1]");
+  if (n < 1) lbh_arg_fail(L, 1, "bh.exec", "expected the program as t[1]");
   const char **argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0);
   for (lua_Integer i = 1; i <= n; i++) {
     if (lua_rawgeti(L, t, i) != LUA_TSTRING)
-      luaL_error(L, "bad argument #1 to 'bh.exec' (argv[%d] must be a string)",
-                 (int)i);
+      lbh_arg_fail(L, 1, "bh.exec", "t[%d] must be a string, got %s", (int)i,
+                   luaL_typename(L, -1));
     argv[i - 1] = lua_tostring(L, -1);
     lua_pop(L, 1);
   }
@@ -87,7 +90,9 @@ static const char **check_argv(lua_State *L, int t) {
 static const char **check_env(lua_State *L, int t) {
   if (lua_getfield(L, t, "env") == LUA_TNIL) return NULL;
   int env = lua_gettop(L);
-  luaL_argcheck(L, lua_istable(L, env), 1, "env must be a table");
+  if (!lua_istable(L, env))
+    lbh_arg_error(L, "bh.exec", "option 'env' must be a table, got %s",
+                  luaL_typename(L, env));
   size_t n = 0;
   lua_pushnil(L);
   while (lua_next(L, env) != 0) {
@@ -100,16 +105,14 @@ static const char **check_env(lua_State *L, int t) {
   lua_pushnil(L);
   while (lua_next(L, env) != 0) {
     if (lua_type(L, -2) != LUA_TSTRING || strchr(lua_tostring(L, -2), '='))
-      luaL_error(L, "bad argument #1 to 'bh.exec' (env keys must be names)");
+      lbh_arg_error(L, "bh.exec", "env keys must be names without '='");
     if (lua_type(L, -1) == LUA_TSTRING)
       lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
     else if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
       lua_pushstring(L, lua_tostring(L, -2));
     else
-      luaL_error(L,
-                 "bad argument #1 to 'bh.exec' (env.%s must be a string "
-                 "or false)",
-                 lua_tostring(L, -2));
+      lbh_arg_error(L, "bh.exec", "env.%s must be a string or false, got %s",
+                    lua_tostring(L, -2), luaL_typename(L, -1));
     out[k++] = lua_tostring(L, -1);
     lua_rawseti(L, env + 1, (lua_Integer)k); /* keep it alive */
     lua_pop(L, 1);
@@ -118,31 +121,23 @@ static const char **check_env(lua_State *L, int t) {
   return out;
 }
 
-static double opt_number(lua_State *L, int t, const char *name) {
-  double v = 0;
-  if (lua_getfield(L, t, name) != LUA_TNIL) {
-    if (!lua_isnumber(L, -1))
-      luaL_error(L, "bad argument #1 to 'bh.exec' (%s must be a number)", name);
-    v = lua_tonumber(L, -1);
-    if (!(v > 0))
-      luaL_error(L, "bad argument #1 to 'bh.exec' (%s must be > 0)", name);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
 /* bh.exec{...}: check, spawn, yield (see the file comment). */
 static int l_exec(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lbh_task *t = lbh_task_check(L, "bh.exec");
+  static const char *const keys[] = {"timeout", "env", "max_output", NULL};
+  const char *fn = "bh.exec";
+  lbh_arg_checktype(L, 1, fn, LUA_TTABLE);
+  lua_settop(L, 1);
+  lbh_opts_check_with_list(L, 1, fn, keys);
   bh_exec_opts opts = {0};
   /* Any positive duration; beyond BH_EXEC_MAX_TIMEOUT (math.huge too)
    * means no timeout. */
-  opts.timeout =
-      lbh_opt_number(L, 1, "bh.exec", "timeout", 0, 0, true, HUGE_VAL);
-  opts.max_output = (size_t)opt_number(L, 1, "max_output");
+  opts.timeout = lbh_opt_number(L, 1, fn, "timeout", 0, 0, true, HUGE_VAL);
+  opts.max_output = (size_t)lbh_opt_integer(
+      L, 1, fn, "max_output", (lua_Integer)BH_EXEC_DEFAULT_MAX_OUTPUT, 1,
+      (lua_Integer)MAX_OUTPUT);
   opts.argv = check_argv(L, 1);
   opts.env = check_env(L, 1);
+  lbh_task *t = lbh_task_check(L, fn);
   exec_op *op = calloc(1, sizeof *op);
   if (op == NULL) return luaL_error(L, "bh.exec: out of memory");
   op->task = t;

@@ -74,9 +74,8 @@ static int epbox_gc(lua_State *L) {
 
 static int field_error(lua_State *L, int arg, const char *prefix,
                        const char *field, const char *expected) {
-  const char *msg = lua_pushfstring(L, "%s%s%s: %s", prefix, *prefix ? "." : "",
-                                    field, expected);
-  return luaL_argerror(L, arg, msg);
+  return lbh_arg_fail(L, arg, NULL, "%s%s%s: %s", prefix, *prefix ? "." : "",
+                      field, expected);
 }
 
 /* The string field t[name] (t at absolute index t); NULL when nil and
@@ -124,9 +123,8 @@ static uint64_t get_uint(lua_State *L, int t, int arg, const char *prefix,
 
 static void check_table(lua_State *L, int idx, int arg, const char *prefix) {
   if (lua_type(L, idx) == LUA_TTABLE) return;
-  const char *msg = lua_pushfstring(L, "%s%sexpected a table, got %s", prefix,
-                                    *prefix ? ": " : "", luaL_typename(L, idx));
-  luaL_argerror(L, arg, msg);
+  lbh_arg_fail(L, arg, NULL, "%s%sexpected a table, got %s", prefix,
+               *prefix ? ": " : "", luaL_typename(L, idx));
 }
 
 bh_endpoint *lbh_check_endpoint(lua_State *L, int idx, int arg,
@@ -237,7 +235,9 @@ static bh_identity *new_box(lua_State *L) {
 /* identity.current{endpoint = {...}, idle_timeout_secs = n} → identity of
  * this process, or nil, err. */
 static int l_current(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  static const char *const keys[] = {"endpoint", "idle_timeout_secs", NULL};
+  lbh_arg_checktype(L, 1, "bh.identity.current", LUA_TTABLE);
+  lbh_opts_check(L, 1, "bh.identity.current", keys);
   lua_getfield(L, 1, "endpoint");
   bh_endpoint *ep = lbh_check_endpoint(L, -1, 1, "endpoint");
   bool has_idle;
@@ -252,9 +252,8 @@ static int l_current(lua_State *L) {
 /* identity.of_pid(pid, endpoint) → identity of a live process, or nil,
  * err (stage verify_pid). */
 static int l_of_pid(lua_State *L) {
-  lua_Integer pid = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, pid >= 0 && pid <= UINT32_MAX, 1,
-                "pid must be in [0, 4294967295]");
+  lua_Integer pid =
+      lbh_arg_integer(L, 1, "bh.identity.of_pid", "pid", 0, UINT32_MAX);
   lua_settop(L, 2); /* the endpoint box goes above the arguments */
   bh_endpoint *ep = lbh_check_endpoint(L, 2, 2, "endpoint");
   bh_identity *id = new_box(L);

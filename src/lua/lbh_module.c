@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "lbh.h"
+#include "lbh_args.h"
 #include "lbh_embed.h"
 #include "lbh_open.h"
 
@@ -84,9 +85,9 @@ int luaopen_bh(lua_State *L) {
   lua_newtable(L);
   int mod = lua_gettop(L);
   void (*const openers[])(lua_State *) = {
-      lbh_err_open,   lbh_run_open,     lbh_task_open,     lbh_identity_open,
-      lbh_probe_open, lbh_respond_open, lbh_manifest_open, lbh_fs_open,
-      lbh_exec_open,  lbh_report_open,
+      lbh_err_open,      lbh_check_open,    lbh_run_open,   lbh_task_open,
+      lbh_control_open,  lbh_identity_open, lbh_probe_open, lbh_respond_open,
+      lbh_manifest_open, lbh_fs_open,       lbh_exec_open,  lbh_report_open,
   };
   for (size_t i = 0; i < sizeof openers / sizeof openers[0]; i++) {
     openers[i](L);
@@ -104,5 +105,6 @@ int luaopen_bh(lua_State *L) {
   lua_setfield(L, -2, "bh");
   lua_pop(L, 1);
   open_helpers(L, mod);
+  lbh_args_name_functions(L, mod);
   return 1;
 }

@@ -13,7 +13,9 @@
 #include <lua.h>
 
 void lbh_run_open(lua_State *L);      /* run */
-void lbh_task_open(lua_State *L);     /* spawn, sleep, now, task */
+void lbh_task_open(lua_State *L);     /* spawn, the task userdata */
+void lbh_control_open(lua_State *L);  /* sleep, now, timeout, select, all */
+void lbh_check_open(lua_State *L);    /* _check_opts, _check_arg */
 void lbh_err_open(lua_State *L);      /* the error metatable */
 void lbh_identity_open(lua_State *L); /* identity.*, boot_id, sha256_file */
 void lbh_probe_open(lua_State *L);    /* probe, probe_response, handle */

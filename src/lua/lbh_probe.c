@@ -2,24 +2,20 @@
  * Both probes yield the calling task while the C prober (probe.h) runs on
  * the loop; a verified handle holds the daemon through its pidfd, so
  * h:alive() and h:shutdown() cannot hit a recycled pid. */
-#include <errno.h>
-#include <event2/event.h>
 #include <lauxlib.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
 #include "lbh_args.h"
 #include "lbh_err.h"
 #include "lbh_identity.h"
 #include "lbh_open.h"
 #include "lbh_task.h"
 #include "probe.h"
+#include "shutdown.h"
+#include "wire.h"
 
 #define HANDLE_MT "bh.handle"
-#define KILL_GRACE 1.0 /* seconds to wait after SIGKILL */
-#define POLL_STEP 0.01 /* liveness poll period without a pidfd */
 
 typedef struct handle {
   bh_proc proc; /* BH_PROC_NONE when closed or never held */
@@ -39,16 +35,36 @@ typedef struct probe_op {
   bool response_only;
 } probe_op;
 
+/* Push {verify =, connect =, exchange =} in seconds, without the phases
+ * that did not run. */
+static void push_timings(lua_State *L, const bh_probe_timings *t) {
+  const struct {
+    const char *name;
+    double v;
+  } f[] = {{"verify", t->verify},
+           {"connect", t->connect},
+           {"exchange", t->exchange}};
+  lua_createtable(L, 0, 3);
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    if (f[i].v < 0) continue;
+    lua_pushnumber(L, f[i].v);
+    lua_setfield(L, -2, f[i].name);
+  }
+}
+
 /* Build the handle from a successful full probe: a closed handle first,
- * then the identity, then (last, once nothing can raise) the pidfd. */
+ * then the identity and timings, then (last, once nothing can raise) the
+ * pidfd. */
 static int push_handle(lua_State *L, bh_probe_result *res) {
-  handle *h = lua_newuserdatauv(L, sizeof *h, 1);
+  handle *h = lua_newuserdatauv(L, sizeof *h, 2);
   memset(h, 0, sizeof *h);
   h->proc = BH_PROC_NONE;
   h->closed = true;
   luaL_setmetatable(L, HANDLE_MT);
   lbh_push_identity(L, &res->identity);
   lua_setiuservalue(L, -2, 1);
+  push_timings(L, &res->timings);
+  lua_setiuservalue(L, -2, 2);
   h->elapsed = res->elapsed;
   h->has_peer = res->has_peer_cred;
   h->peer_pid = res->peer_pid;
@@ -62,7 +78,12 @@ static int push_handle(lua_State *L, bh_probe_result *res) {
 static int probe_push(lua_State *L, void *ud) {
   probe_op *op = ud;
   bh_probe_result *res = op->res;
-  if (res->err.code != BH_OK) return lbh_fail(L, &res->err);
+  if (res->err.code != BH_OK) {
+    lbh_fail(L, &res->err);
+    push_timings(L, &res->timings);
+    lua_setfield(L, -2, "timings");
+    return 2;
+  }
   if (op->response_only) {
     lua_pushboolean(L, 1);
     return 1;
@@ -86,8 +107,9 @@ static void probe_cancel(void *ud) {
 /* Options table at arg 3: {timeout = s, verify_pid = bool}. */
 static bh_probe_opts check_probe_opts(lua_State *L, const char *what,
                                       bool response_only) {
-  static const char *const full_keys[] = {"timeout", "verify_pid", NULL};
-  static const char *const response_keys[] = {"timeout", NULL};
+  static const char *const full_keys[] = {"timeout", "verify_pid",
+                                          "max_response", NULL};
+  static const char *const response_keys[] = {"timeout", "max_response", NULL};
   bh_probe_opts o = bh_probe_opts_default();
   o.response_only = response_only;
   lua_settop(L, 3); /* the boxes checked next go above the arguments */
@@ -96,6 +118,9 @@ static bh_probe_opts check_probe_opts(lua_State *L, const char *what,
                              BH_PROBE_MAX_TIMEOUT);
   if (!response_only)
     o.verify_pid = lbh_opt_boolean(L, 3, what, "verify_pid", o.verify_pid);
+  o.max_response = (uint32_t)lbh_opt_integer(L, 3, what, "max_response",
+                                             BH_PROBE_DEFAULT_MAX_RESPONSE, 64,
+                                             BH_FRAME_MAX_BODY);
   return o;
 }
 
@@ -121,7 +146,8 @@ static int start_probe(lua_State *L, const char *what, bool response_only) {
   return lbh_task_yield(L, 0, NULL);
 }
 
-/* bh.probe(endpoint, expected, {timeout = 0.5, verify_pid = true}) →
+/* bh.probe(endpoint, expected, {timeout = 0.5, verify_pid = true,
+ * max_response = 65536}) →
  * handle, or nil, err. Yields the task. */
 static int l_probe(lua_State *L) {
   return start_probe(L, "bh.probe", false);
@@ -135,181 +161,133 @@ static int l_probe_response(lua_State *L) {
 
 /* ---- the handle --------------------------------------------------------- */
 
-static handle *check_handle(lua_State *L) {
-  return luaL_checkudata(L, 1, HANDLE_MT);
+static handle *check_handle(lua_State *L, const char *fn) {
+  handle *h = luaL_testudata(L, 1, HANDLE_MT);
+  if (h == NULL) lbh_arg_type_error(L, 1, fn, "handle");
+  return h;
 }
 
 /* The held process, or raise: closed handles and handles from probes
  * without verify_pid hold none. */
-static bh_proc *held_proc(lua_State *L, handle *h) {
-  if (h->closed) luaL_error(L, "the handle is closed");
+static bh_proc *held_proc(lua_State *L, handle *h, const char *fn) {
+  if (h->closed) luaL_error(L, "%s: the handle is closed", fn);
   if (h->proc.pid == 0)
     luaL_error(L,
-               "the handle holds no process (probe ran with "
-               "verify_pid = false)");
+               "%s: the handle holds no process (the probe ran with "
+               "verify_pid = false)",
+               fn);
   return &h->proc;
 }
 
 /* h:alive() → true while the daemon runs. */
 static int h_alive(lua_State *L) {
-  handle *h = check_handle(L);
-  lua_pushboolean(L, bh_proc_alive(held_proc(L, h)));
+  handle *h = check_handle(L, "handle:alive");
+  lua_pushboolean(L, bh_proc_alive(held_proc(L, h, "handle:alive")));
   return 1;
 }
 
-/* The one idempotent close: release the pidfd. h:close(), __gc, __close. */
-static int h_close(lua_State *L) {
-  handle *h = check_handle(L);
-  if (h->busy) return luaL_error(L, "the handle is busy (shutdown running)");
+/* The one release of the held process, for h:close(), __close and __gc:
+ * false (and nothing done) while a shutdown waits on the pidfd; the
+ * shutdown's task holds the handle, so the collector never finds it
+ * busy. */
+static bool handle_release(handle *h) {
+  if (h->busy) return false;
   bh_proc_release(&h->proc);
   h->closed = true;
+  return true;
+}
+
+/* h:close(): idempotent; raises while a shutdown is running. */
+static int h_close(lua_State *L) {
+  if (!handle_release(check_handle(L, "handle:close")))
+    return luaL_error(L, "handle:close: a shutdown of this handle is running");
   return 0;
 }
 
-static int h_gc(lua_State *L) {
-  handle *h = check_handle(L);
-  bh_proc_release(&h->proc); /* never busy here: a waiting task holds h */
-  h->closed = true;
-  return 0;
-}
-
-/* __close: like close, but never raises (a running shutdown keeps the
- * pidfd; the collector releases it later). */
-static int h_closemeta(lua_State *L) {
-  handle *h = check_handle(L);
-  if (!h->busy) {
-    bh_proc_release(&h->proc);
-    h->closed = true;
-  }
+/* __close and __gc: the same release, never raising (a running shutdown
+ * keeps the pidfd; the collector releases it later). */
+static int h_release(lua_State *L) {
+  handle_release(luaL_checkudata(L, 1, HANDLE_MT));
   return 0;
 }
 
 static int h_tostring(lua_State *L) {
-  handle *h = check_handle(L);
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
   lua_pushfstring(L, "bh.handle (%spid %d): %p", h->closed ? "closed, " : "",
                   (int)h->proc.pid, (void *)h);
   return 1;
 }
 
-/* ---- h:shutdown --------------------------------------------------------- */
+/* ---- h:shutdown: a thin binding of shutdown.h ---------------------------- */
 
 typedef struct shutdown_op {
   lbh_task *task;
   handle *h;
-  struct event *ev;
-  double deadline;
-  bool kill, killed, exited;
-  double timeout;
+  bh_shutdown *s;
+  const bh_shutdown_result *res; /* valid only during the callback */
 } shutdown_op;
 
 static int shutdown_push(lua_State *L, void *ud) {
-  shutdown_op *op = ud;
-  if (op->exited) {
+  const bh_shutdown_result *res = ((shutdown_op *)ud)->res;
+  if (res->err.code == BH_OK) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  bh_err err;
-  bh_err_set(&err, BH_TIMEOUT, NULL, "pid %u still running %.3g s after %s",
-             (unsigned)op->h->proc.pid, op->timeout,
-             op->killed ? "SIGTERM and SIGKILL" : "SIGTERM");
-  return lbh_fail(L, &err);
+  lbh_fail(L, &res->err);
+  lua_pushliteral(L, "shutdown");
+  lua_setfield(L, -2, "stage");
+  return 2;
 }
 
-static void shutdown_free(shutdown_op *op) {
+static void shutdown_done(const bh_shutdown_result *res, void *ctx) {
+  shutdown_op *op = ctx;
+  op->res = res;
   op->h->busy = false;
-  if (op->ev) event_free(op->ev);
+  lbh_task_complete(op->task, shutdown_push, op);
   free(op);
 }
 
 static void shutdown_cancel(void *ud) {
-  shutdown_free(ud);
+  shutdown_op *op = ud;
+  bh_proc_shutdown_cancel(op->s);
+  op->h->busy = false;
+  free(op);
 }
 
-/* (Re)arm the wait: readable pidfd (exit) or the deadline; without a
- * pidfd, a short poll. */
-static int shutdown_arm(shutdown_op *op) {
-  double left = op->deadline - bh_mono_now();
-  if (left < 0) left = 0;
-  if (op->h->proc.pidfd < 0 && left > POLL_STEP) left = POLL_STEP;
-  struct timeval tv = bh_timeval(left);
-  return event_add(op->ev, &tv);
-}
-
-static void shutdown_cb(evutil_socket_t fd, short what, void *arg) {
-  shutdown_op *op = arg;
-  op->exited = !bh_proc_alive(&op->h->proc);
-  bool expired = bh_mono_now() >= op->deadline;
-  if (!op->exited && expired && op->kill && !op->killed) {
-    bh_proc_signal(&op->h->proc, SIGKILL);
-    op->killed = true;
-    op->deadline = bh_mono_now() + KILL_GRACE;
-    expired = false;
-  }
-  if (!op->exited && !expired && shutdown_arm(op) == 0) return;
-  lbh_task_complete(op->task, shutdown_push, op);
-  shutdown_free(op);
-}
-
-/* Options of shutdown: timeout at 2 (default 5 s), {kill = bool} at 3. */
-static void check_shutdown_args(lua_State *L, double *timeout, bool *kill) {
-  *timeout = luaL_optnumber(L, 2, 5.0);
-  luaL_argcheck(L, *timeout >= 0 && *timeout < 1e6, 2,
-                "timeout must be a number >= 0");
-  *kill = false;
-  if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    lua_getfield(L, 3, "kill");
-    *kill = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-  }
-}
-
-/* h:shutdown(timeout = 5[, {kill = true}]) → true once the daemon has
- * exited, or nil, err (code "timeout"). SIGTERM through the pidfd, then
- * wait on the loop; with kill, SIGKILL when the timeout expires and a
- * short grace. Yields the task. */
+/* h:shutdown([timeout = 5[, {kill = false}]]) → true once the daemon has
+ * exited, or nil, err (stage "shutdown"; code "timeout" when it is still
+ * running, "system" when it cannot be signalled). SIGTERM through the
+ * pidfd, then wait on the loop; with kill, SIGKILL when the timeout
+ * expires and a grace of BH_SHUTDOWN_KILL_GRACE. Yields the task. */
 static int h_shutdown(lua_State *L) {
-  handle *h = check_handle(L);
-  double timeout;
-  bool kill;
-  check_shutdown_args(L, &timeout, &kill);
-  bh_proc *p = held_proc(L, h);
-  if (h->busy) return luaL_error(L, "a shutdown of this handle is running");
-  lbh_task *t = lbh_task_check(L, "handle:shutdown");
-  if (!bh_proc_alive(p)) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  int rc = bh_proc_signal(p, SIGTERM);
-  if (rc == -ESRCH) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  if (rc < 0) {
-    bh_err err;
-    bh_err_set(&err, BH_SYSTEM, NULL, "cannot signal pid %u: %s",
-               (unsigned)p->pid, strerror(-rc));
-    return lbh_fail(L, &err);
-  }
+  static const char *const keys[] = {"kill", NULL};
+  const char *fn = "handle:shutdown";
+  handle *h = check_handle(L, fn);
+  double timeout = lbh_arg_optnumber(L, 2, fn, "timeout", 5.0, 0, false,
+                                     BH_PROBE_MAX_TIMEOUT);
+  lbh_opts_check(L, 3, fn, keys);
+  bool kill = lbh_opt_boolean(L, 3, fn, "kill", false);
+  bh_proc *p = held_proc(L, h, fn);
+  if (h->busy)
+    return luaL_error(L, "%s: a shutdown of this handle is running", fn);
+  lbh_task *t = lbh_task_check(L, fn);
   shutdown_op *op = calloc(1, sizeof *op);
   if (op == NULL) return luaL_error(L, "out of memory");
-  *op = (shutdown_op){.task = t, .h = h, .kill = kill, .timeout = timeout};
-  op->deadline = bh_mono_now() + timeout;
-  op->ev = p->pidfd >= 0
-               ? event_new(lbh_task_base(t), p->pidfd, EV_READ, shutdown_cb, op)
-               : event_new(lbh_task_base(t), -1, 0, shutdown_cb, op);
-  h->busy = true;
-  if (op->ev == NULL || shutdown_arm(op) != 0) {
-    shutdown_free(op);
-    return luaL_error(L, "cannot wait for pid %u", (unsigned)p->pid);
+  *op = (shutdown_op){.task = t, .h = h};
+  op->s = bh_proc_shutdown_start(lbh_task_base(t), p, timeout, kill,
+                                 shutdown_done, op);
+  if (op->s == NULL) {
+    free(op);
+    return luaL_error(L, "out of memory");
   }
+  h->busy = true;
   lbh_task_set_pending(t, shutdown_cancel, op);
   return lbh_task_yield(L, 0, NULL);
 }
 
-/* h.identity, h.peer_pid, h.elapsed, and the methods. */
+/* h.identity, h.peer_pid, h.elapsed, h.timings, and the methods. */
 static int h_index(lua_State *L) {
-  handle *h = check_handle(L);
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
   const char *key = luaL_checkstring(L, 2);
   if (strcmp(key, "identity") == 0) {
     lua_getiuservalue(L, 1, 1);
@@ -320,6 +298,8 @@ static int h_index(lua_State *L) {
       lua_pushnil(L);
   } else if (strcmp(key, "elapsed") == 0) {
     lua_pushnumber(L, h->elapsed);
+  } else if (strcmp(key, "timings") == 0) {
+    lua_getiuservalue(L, 1, 2);
   } else {
     lua_getmetatable(L, 1);
     lua_getfield(L, -1, "methods");
@@ -336,7 +316,7 @@ static const luaL_Reg handle_methods[] = {
 };
 
 static const luaL_Reg handle_meta[] = {
-    {"__index", h_index},       {"__gc", h_gc}, {"__close", h_closemeta},
+    {"__index", h_index},       {"__gc", h_release}, {"__close", h_release},
     {"__tostring", h_tostring}, {NULL, NULL},
 };
 

@@ -2,20 +2,45 @@
  * of the probe, served by the run's loop in the background (respond.h).
  * While open, the responder holds a registry reference to its userdata,
  * so the collector cannot free what the listener's callbacks touch; the
- * run tracks it and frees the C responder at its end. on_request runs
- * from the loop through the one protected-call wrapper: an error in it is
- * reported and that request dropped. */
+ * run tracks it and frees the C responder at its end.
+ *
+ * on_request runs as a task per request (it may bh.sleep, probe, anything)
+ * while the C responder holds the connection (BH_REPLY_DEFER) under its
+ * per-connection deadline. The task's to-be-closed request record answers
+ * "drop" if the task ends without answering (error, cancel); when the
+ * connection ends first (deadline, client gone, responder closed) the
+ * task is cancelled through on_abandon and nothing is sent late.
+ *
+ * A reply is described by nil (the responder's default), a mode name
+ * ("drop", "silent", "trickle", a hostile answer of hostile.h), an
+ * identity (a table with a pid) or a table {mode, delay, identity, bytes,
+ * interval}. */
+#include <inttypes.h>
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lbh.h"
+#include "lbh_args.h"
 #include "lbh_err.h"
 #include "lbh_identity.h"
 #include "lbh_open.h"
 #include "lbh_task.h"
 #include "respond.h"
+#include "wire.h"
 
 #define RESPONDER_MT "bh.responder"
+#define REQUEST_MT "bh.pending_request"
+#define SILENT_DELAY 1e9 /* "silent": the connection deadline comes first */
+#define MAX_SECONDS 86400.0
+
+/* A reply the responder owns (its default, from the options). */
+typedef struct owned_reply {
+  bh_reply reply; /* identity and raw point into the fields below */
+  bh_identity identity;
+  uint8_t *raw;
+} owned_reply;
 
 typedef struct responder {
   bh_responder *r; /* NULL once freed */
@@ -25,16 +50,129 @@ typedef struct responder {
   int self_ref;      /* registry ref while open */
   bool closed;
   uint64_t served, rejected; /* kept when r is freed */
-  bh_identity reply_id;      /* identity returned by on_request */
+  owned_reply def;           /* the default reply */
 } responder;
 
-typedef struct hook_call {
+/* One request handed to an on_request task (a to-be-closed userdata in
+ * the task, so the task ending any way answers). */
+typedef struct pending_request {
   responder *ud;
-  const bh_request *req;
-  bh_reply *reply;
-} hook_call;
+  bh_deferred *deferred; /* NULL once answered or abandoned */
+  lbh_task *task;
+} pending_request;
 
-/* ---- callbacks from the loop ------------------------------------------ */
+/* ---- reply descriptions ------------------------------------------------- */
+
+/* The mode name at idx into *out (kind, hostile; silent and trickle set
+ * delay / trickle). */
+static void check_mode(lua_State *L, int idx, const char *fn, bh_reply *out) {
+  const char *m = lua_tostring(L, idx);
+  bh_hostile h = bh_hostile_from_name(m);
+  if (h != BH_HOSTILE_NONE) {
+    out->kind = BH_REPLY_HOSTILE;
+    out->hostile = h;
+  } else if (strcmp(m, "normal") == 0) {
+    out->kind = BH_REPLY_NORMAL;
+  } else if (strcmp(m, "drop") == 0) {
+    out->kind = BH_REPLY_DROP;
+  } else if (strcmp(m, "silent") == 0) {
+    out->kind = BH_REPLY_DROP;
+    out->delay = SILENT_DELAY;
+  } else if (strcmp(m, "trickle") == 0) {
+    out->kind = BH_REPLY_NORMAL;
+    out->trickle = 0.05;
+  } else if (strcmp(m, "raw") == 0) {
+    out->kind = BH_REPLY_RAW;
+  } else {
+    lbh_arg_error(L, fn, "unknown reply mode '%s'", m);
+  }
+}
+
+/* A reply table {mode, delay, identity, bytes, interval} at idx. */
+static void check_reply_table(lua_State *L, int idx, const char *fn,
+                              bh_reply *out) {
+  static const char *const keys[] = {"mode",  "delay",    "identity",
+                                     "bytes", "interval", NULL};
+  lbh_opts_check(L, idx, fn, keys);
+  const char *mode = lbh_opt_string(L, idx, fn, "mode", "normal");
+  lua_pushstring(L, mode);
+  check_mode(L, -1, fn, out);
+  lua_pop(L, 1);
+  if (lbh_opt_push(L, idx, "delay")) {
+    lua_pop(L, 1);
+    out->delay = lbh_opt_number(L, idx, fn, "delay", 0, 0, false, MAX_SECONDS);
+  }
+  if (out->trickle > 0)
+    out->trickle =
+        lbh_opt_number(L, idx, fn, "interval", out->trickle, 0, true, 60);
+  if (lbh_opt_push(L, idx, "identity")) {
+    out->identity = lbh_check_identity(L, -1, 1, "identity");
+    lua_replace(L, -2); /* keep the box, drop the table */
+    if (out->kind == BH_REPLY_NORMAL) out->kind = BH_REPLY_IDENTITY;
+  }
+  if (out->kind == BH_REPLY_RAW) {
+    if (!lbh_opt_push(L, idx, "bytes") || lua_type(L, -1) != LUA_TSTRING)
+      lbh_arg_error(L, fn, "mode 'raw' needs bytes = <string>");
+    size_t n;
+    out->raw = (const uint8_t *)lua_tolstring(L, -1, &n);
+    out->raw_len = n;
+  }
+}
+
+/* Read the reply description at idx into *out (starting from the
+ * responder's default delay). Pointers in *out borrow values left on the
+ * stack above idx. Raises "<fn>: ..." when it is none of the forms. */
+static void check_reply(lua_State *L, int idx, const char *fn, bh_reply *out,
+                        double delay) {
+  idx = lua_absindex(L, idx);
+  *out = (bh_reply){.kind = BH_REPLY_NORMAL, .delay = delay};
+  int t = lua_type(L, idx);
+  if (t == LUA_TNIL) return;
+  if (t == LUA_TSTRING) {
+    check_mode(L, idx, fn, out);
+  } else if (t == LUA_TTABLE && lua_getfield(L, idx, "pid") != LUA_TNIL) {
+    lua_pop(L, 1);
+    out->identity = lbh_check_identity(L, idx, 1, "identity");
+    out->kind = BH_REPLY_IDENTITY;
+  } else if (t == LUA_TTABLE) {
+    lua_pop(L, 1);
+    check_reply_table(L, idx, fn, out);
+  } else {
+    lbh_arg_error(L, fn,
+                  "a reply must be nil, a mode name, an identity or a reply "
+                  "table, got %s",
+                  luaL_typename(L, idx));
+  }
+}
+
+/* Keep a checked reply beyond the stack (the responder's default). */
+static void own_reply(lua_State *L, owned_reply *o, const bh_reply *r) {
+  o->reply = *r;
+  o->reply.identity = NULL;
+  o->reply.raw = NULL;
+  bh_err err;
+  if (r->identity != NULL) {
+    if (bh_identity_copy(&o->identity, r->identity, &err) != BH_OK)
+      luaL_error(L, "%s", err.message);
+    o->reply.identity = &o->identity;
+  }
+  if (r->raw != NULL) {
+    o->raw = malloc(r->raw_len ? r->raw_len : 1);
+    if (o->raw == NULL) luaL_error(L, "out of memory");
+    memcpy(o->raw, r->raw, r->raw_len);
+    o->reply.raw = o->raw;
+  }
+}
+
+static void owned_reply_clear(owned_reply *o) {
+  bh_identity_clear(&o->identity);
+  free(o->raw);
+  o->raw = NULL;
+  o->reply.identity = NULL;
+  o->reply.raw = NULL;
+}
+
+/* ---- callbacks from the loop -------------------------------------------- */
 
 /* The C responder stopped serving: wake r:wait(), drop the self ref. */
 static void on_closed(bh_responder *r, void *ctx) {
@@ -61,37 +199,95 @@ static void track_close(void *obj) {
   ud->run = NULL;
 }
 
-/* Read what on_request returned (top of the stack) into the reply. */
-static void take_reply(lua_State *L, hook_call *hc) {
-  if (lua_isnil(L, -1)) return;
-  if (lua_type(L, -1) == LUA_TSTRING &&
-      strcmp(lua_tostring(L, -1), "drop") == 0) {
-    hc->reply->kind = BH_REPLY_DROP;
-    return;
-  }
-  if (lua_type(L, -1) != LUA_TTABLE)
-    luaL_error(L,
-               "on_request must return nil, an identity or \"drop\" (got %s)",
-               luaL_typename(L, -1));
-  bh_identity *id = lbh_check_identity(L, -1, 1, "returned identity");
-  bh_err err;
-  bh_identity_clear(&hc->ud->reply_id);
-  if (bh_identity_copy(&hc->ud->reply_id, id, &err) != BH_OK)
-    luaL_error(L, "%s", err.message);
-  hc->reply->kind = BH_REPLY_IDENTITY;
-  hc->reply->identity = &hc->ud->reply_id;
+/* No on_request: every request gets the default reply at once. */
+static void default_hook(bh_responder *r, const bh_request *req,
+                         bh_reply *reply, void *ctx) {
+  responder *ud = ctx;
+  *reply = ud->def.reply;
 }
 
-/* Protected: on_request(req) with req = {request_id, nonce (hex),
- * traceparent, tracestate}. Stack: [lightuserdata hook_call]. */
-static int hook_p(lua_State *L) {
-  hook_call *hc = lua_touserdata(L, 1);
-  const bh_request *req = hc->req;
-  char hex[2 * BH_NONCE_LEN + 1];
-  lua_rawgeti(L, LUA_REGISTRYINDEX, hc->ud->self_ref);
-  lua_getiuservalue(L, -1, 1);
+/* Answer (once) the request of pr; reply NULL: drop it. */
+static void pr_answer(pending_request *pr, const bh_reply *reply) {
+  bh_deferred *d = pr->deferred;
+  if (d == NULL) return;
+  pr->deferred = NULL;
+  bh_reply drop = {.kind = BH_REPLY_DROP};
+  bh_respond_answer(d, reply ? reply : &drop);
+}
+
+/* __close of the request record: the task ended without answering. */
+static int pr_close(lua_State *L) {
+  pr_answer(luaL_checkudata(L, 1, REQUEST_MT), NULL);
+  return 0;
+}
+
+/* The connection ended before the answer: stop its task (unless it is
+ * the one running now, which just finds nobody to answer). */
+static void on_abandon(bh_responder *r, void *defer_ctx, void *ctx) {
+  pending_request *pr = defer_ctx;
+  pr->deferred = NULL;
+  lbh_task_cancel(pr->task);
+}
+
+/* ---- the on_request task ------------------------------------------------ */
+
+/* Protected: read what on_request returned (at 1) and answer with it.
+ * Stack: [result, lightuserdata pending_request]. */
+static int answer_p(lua_State *L) {
+  pending_request *pr = lua_touserdata(L, 2);
+  bh_reply reply;
+  check_reply(L, 1, "on_request's reply", &reply, pr->ud->def.reply.delay);
+  if (lua_isnil(L, 1)) reply = pr->ud->def.reply;
+  pr_answer(pr, &reply);
+  return 0;
+}
+
+static void report_hook_error(lua_State *L) {
+  (void)fprintf(stderr, "bhprobe-lua: on_request: %s\n", lbh_error_text(L, -1));
+  (void)fflush(stderr);
+}
+
+static int traceback(lua_State *L) {
+  luaL_traceback(L, L, lbh_error_text(L, 1), 1);
+  return 1;
+}
+
+/* Stack: [on_request, req, record (to-be-closed), traceback, result]. */
+static int hook_task_k(lua_State *L, int status, lua_KContext ctx) {
+  pending_request *pr = lua_touserdata(L, 3);
+  if (status != LUA_OK && status != LUA_YIELD) {
+    report_hook_error(L);
+    return 0; /* the record's __close drops the request */
+  }
+  lua_pushcfunction(L, answer_p);
+  lua_insert(L, -2);
+  lua_pushlightuserdata(L, pr);
+  if (lua_pcall(L, 2, 0, 4) != LUA_OK) report_hook_error(L);
+  return 0;
+}
+
+/* The body of an on_request task. Stack: [on_request, req, record]. */
+static int hook_task(lua_State *L) {
+  lua_toclose(L, 3);
+  lua_pushcfunction(L, traceback);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  return hook_task_k(L, lua_pcallk(L, 1, 1, 4, 0, hook_task_k), 0);
+}
+
+typedef struct hook_call {
+  responder *ud;
+  const bh_request *req;
+  bh_reply *reply;
+} hook_call;
+
+/* Push req as {request_id (decimal string: a u64), nonce (hex),
+ * traceparent, tracestate}. */
+static void push_request(lua_State *L, const bh_request *req) {
+  char hex[2 * BH_NONCE_LEN + 1], id[24];
   lua_createtable(L, 0, 4);
-  lua_pushinteger(L, (lua_Integer)req->request_id);
+  (void)snprintf(id, sizeof id, "%" PRIu64, req->request_id);
+  lua_pushstring(L, id);
   lua_setfield(L, -2, "request_id");
   bh_hex_encode(req->nonce, BH_NONCE_LEN, hex);
   lua_pushstring(L, hex);
@@ -100,78 +296,102 @@ static int hook_p(lua_State *L) {
   lua_setfield(L, -2, "traceparent");
   lua_pushstring(L, req->tracestate ? req->tracestate : "");
   lua_setfield(L, -2, "tracestate");
-  lua_call(L, 1, 1);
-  take_reply(L, hc);
+}
+
+/* Protected: start the task for one request and defer the answer to it.
+ * Stack: [lightuserdata hook_call]. */
+static int spawn_hook_p(lua_State *L) {
+  hook_call *hc = lua_touserdata(L, 1);
+  int base = lua_gettop(L) + 1;
+  lua_pushcfunction(L, hook_task);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, hc->ud->self_ref);
+  lua_getiuservalue(L, -1, 1);
+  lua_replace(L, -2);
+  push_request(L, hc->req);
+  pending_request *pr = lua_newuserdatauv(L, sizeof *pr, 0);
+  *pr = (pending_request){hc->ud, NULL, NULL};
+  luaL_setmetatable(L, REQUEST_MT);
+  pr->task = lbh_task_spawn(L, hc->ud->run, base, 3);
+  pr->deferred = hc->reply->deferred;
+  hc->reply->kind = BH_REPLY_DEFER;
+  hc->reply->defer_ctx = pr;
   return 0;
 }
 
 static void on_request(bh_responder *r, const bh_request *req, bh_reply *reply,
                        void *ctx) {
   hook_call hc = {ctx, req, reply};
-  if (hc.ud->run == NULL || hc.ud->self_ref == LUA_NOREF) return;
-  if (lbh_loop_pcall(hc.ud->run, hook_p, &hc, 0, "on_request") != LUA_OK) {
-    reply->kind = BH_REPLY_DROP;
-    reply->identity = NULL;
-  }
+  if (hc.ud->run == NULL || hc.ud->self_ref == LUA_NOREF ||
+      lbh_loop_pcall(hc.ud->run, spawn_hook_p, &hc, 0, "on_request") != LUA_OK)
+    *reply = (bh_reply){.kind = BH_REPLY_DROP};
 }
 
 /* ---- bh.respond ---------------------------------------------------------- */
 
-/* Options at arg 3: {count, on_request, mode, timeout, max_conns}. The
- * on_request function is left at the top of the stack (or nil). */
-static bh_respond_opts check_respond_opts(lua_State *L) {
+/* Options at arg 3: {count, on_request, mode, timeout, max_conns, delay,
+ * reply, max_request}; the default reply goes to ud->def. */
+static bh_respond_opts check_respond_opts(lua_State *L, responder *ud) {
+  static const char *const keys[] = {"count",   "on_request",  "mode",
+                                     "timeout", "max_conns",   "delay",
+                                     "reply",   "max_request", NULL};
+  const char *fn = "bh.respond";
   bh_respond_opts o = bh_respond_opts_default();
-  lua_settop(L, 3);
-  if (lua_isnil(L, 3)) {
-    lua_pushnil(L);
-    return o;
-  }
-  luaL_checktype(L, 3, LUA_TTABLE);
-  if (lua_getfield(L, 3, "count") != LUA_TNIL) {
-    lua_Integer n = luaL_checkinteger(L, -1);
-    luaL_argcheck(L, n >= 1, 3, "count must be an integer >= 1");
-    o.count = (uint64_t)n;
-  }
-  if (lua_getfield(L, 3, "mode") != LUA_TNIL) {
-    lua_Integer m = luaL_checkinteger(L, -1);
-    luaL_argcheck(L, m > 0 && m <= 07777, 3, "mode must be in [1, 0o7777]");
-    o.mode = (unsigned)m;
-  }
-  if (lua_getfield(L, 3, "timeout") != LUA_TNIL) {
-    lua_Number t = luaL_checknumber(L, -1);
-    luaL_argcheck(L, t > 0 && t < 1e6, 3, "timeout must be a number > 0");
-    o.conn_timeout = t;
-  }
-  if (lua_getfield(L, 3, "max_conns") != LUA_TNIL) {
-    lua_Integer n = luaL_checkinteger(L, -1);
-    luaL_argcheck(L, n >= 1 && n <= 1000000, 3, "max_conns must be >= 1");
-    o.max_conns = (unsigned)n;
-  }
-  int t = lua_getfield(L, 3, "on_request");
-  luaL_argcheck(L, t == LUA_TNIL || t == LUA_TFUNCTION, 3,
-                "on_request must be a function");
+  lbh_opts_check(L, 3, fn, keys);
+  o.count =
+      (uint64_t)lbh_opt_integer(L, 3, fn, "count", 0, 1, (lua_Integer)1 << 53);
+  o.mode = (unsigned)lbh_opt_integer(L, 3, fn, "mode", 0600, 1, 07777);
+  o.conn_timeout =
+      lbh_opt_number(L, 3, fn, "timeout", o.conn_timeout, 0, true, MAX_SECONDS);
+  o.max_conns =
+      (unsigned)lbh_opt_integer(L, 3, fn, "max_conns", o.max_conns, 1, 1000000);
+  o.max_request = (uint32_t)lbh_opt_integer(L, 3, fn, "max_request",
+                                            BH_RESPOND_DEFAULT_MAX_REQUEST, 64,
+                                            BH_FRAME_MAX_BODY);
+  double delay = lbh_opt_number(L, 3, fn, "delay", 0, 0, false, MAX_SECONDS);
+  int top = lua_gettop(L);
+  bh_reply def;
+  if (lbh_opt_push(L, 3, "reply"))
+    check_reply(L, -1, "bh.respond: reply", &def, delay);
+  else
+    def = (bh_reply){.kind = BH_REPLY_NORMAL, .delay = delay};
+  own_reply(L, &ud->def, &def);
+  lua_settop(L, top);
   return o;
 }
 
 /* bh.respond(endpoint, identity, {count, on_request, mode, timeout,
- * max_conns}) → responder, or nil, err (in_use, invalid_endpoint, system).
- * Needs a run (the loop serves it); does not yield. */
+ * max_conns, delay, reply}) → responder, or nil, err (in_use,
+ * invalid_endpoint, system). Needs a run (the loop serves it); does not
+ * yield. */
 static int l_respond(lua_State *L) {
-  bh_respond_opts o = check_respond_opts(L);
-  int fn = lua_gettop(L);
+  lua_settop(L, 3);
   bh_endpoint *ep = lbh_check_endpoint(L, 1, 1, "endpoint");
   bh_identity *id = lbh_check_identity(L, 2, 2, "identity");
   lbh_run *run = lbh_run_check(L, "bh.respond");
-  responder *ud = lua_newuserdatauv(L, sizeof *ud, 1);
+  responder *ud = lua_newuserdatauv(L, sizeof *ud, 2);
   memset(ud, 0, sizeof *ud);
   ud->self_ref = LUA_NOREF;
   ud->closed = true;
-  bh_identity_init(&ud->reply_id);
+  bh_identity_init(&ud->def.identity);
   luaL_setmetatable(L, RESPONDER_MT);
-  lua_pushvalue(L, fn);
-  lua_setiuservalue(L, -2, 1);
-  o.hook = lua_isnil(L, fn) ? NULL : on_request;
+  int self = lua_gettop(L);
+  bh_respond_opts o = check_respond_opts(L, ud);
+  if (lbh_opt_push(L, 3, "on_request")) {
+    if (!lua_isfunction(L, -1))
+      lbh_arg_error(L, "bh.respond",
+                    "option 'on_request' must be a function, "
+                    "got %s",
+                    luaL_typename(L, -1));
+    lua_setiuservalue(L, self, 1);
+    o.hook = on_request;
+  } else if (ud->def.reply.kind != BH_REPLY_NORMAL || ud->def.reply.delay > 0 ||
+             ud->def.reply.trickle > 0) {
+    o.hook = default_hook;
+  }
+  lbh_push_endpoint(L, ep);
+  lua_setiuservalue(L, self, 2);
   o.hook_ctx = ud;
+  o.on_abandon = on_abandon;
   o.on_closed = on_closed;
   o.closed_ctx = ud;
   bh_err err;
@@ -180,38 +400,41 @@ static int l_respond(lua_State *L) {
   ud->closed = false;
   ud->run = run;
   lbh_run_track(run, &ud->track, track_close, ud);
-  lua_pushvalue(L, -1);
+  lua_pushvalue(L, self);
   ud->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(L, self);
   return 1;
 }
 
-/* ---- the responder --------------------------------------------------------
- */
+/* ---- the responder ------------------------------------------------------- */
 
-static responder *check_responder(lua_State *L) {
-  return luaL_checkudata(L, 1, RESPONDER_MT);
+static responder *check_responder(lua_State *L, const char *fn) {
+  responder *ud = luaL_testudata(L, 1, RESPONDER_MT);
+  if (ud == NULL) lbh_arg_type_error(L, 1, fn, "responder");
+  return ud;
 }
 
-/* The one idempotent close: stop serving and unlink the socket (the C
- * responder stays allocated until the run ends or the collector runs). */
+/* The one idempotent close (r:close(), __close): stop serving and unlink
+ * the socket; the C responder stays allocated until the run ends or the
+ * collector runs. */
 static int r_close(lua_State *L) {
-  responder *ud = check_responder(L);
+  responder *ud = check_responder(L, "responder:close");
   if (ud->r != NULL && !ud->closed) bh_respond_close(ud->r);
   return 0;
 }
 
 static int r_gc(lua_State *L) {
-  responder *ud = check_responder(L);
+  responder *ud = luaL_checkudata(L, 1, RESPONDER_MT);
   if (ud->r != NULL) {
     if (ud->run != NULL) lbh_run_untrack(ud->run, &ud->track);
     track_close(ud);
   }
-  bh_identity_clear(&ud->reply_id);
+  owned_reply_clear(&ud->def);
   return 0;
 }
 
 static int r_wait_k(lua_State *L, int status, lua_KContext ctx) {
-  responder *ud = check_responder(L);
+  responder *ud = lua_touserdata(L, 1);
   if (ud->closed || ud->r == NULL) {
     lua_pushboolean(L, 1);
     return 1;
@@ -223,13 +446,14 @@ static int r_wait_k(lua_State *L, int status, lua_KContext ctx) {
 /* r:wait() → true once the responder is closed (count reached, r:close(),
  * or the run ending). Yields the task. */
 static int r_wait(lua_State *L) {
-  check_responder(L);
+  check_responder(L, "responder:wait");
+  lua_settop(L, 1);
   return r_wait_k(L, LUA_OK, 0);
 }
 
 /* r.served, r.rejected, r.closed, r.endpoint, and the methods. */
 static int r_index(lua_State *L) {
-  responder *ud = check_responder(L);
+  responder *ud = luaL_checkudata(L, 1, RESPONDER_MT);
   const char *key = luaL_checkstring(L, 2);
   if (strcmp(key, "served") == 0) {
     lua_pushinteger(
@@ -239,8 +463,8 @@ static int r_index(lua_State *L) {
         L, (lua_Integer)(ud->r ? bh_respond_rejected(ud->r) : ud->rejected));
   } else if (strcmp(key, "closed") == 0) {
     lua_pushboolean(L, ud->closed || ud->r == NULL);
-  } else if (strcmp(key, "endpoint") == 0 && ud->r != NULL) {
-    lbh_push_endpoint(L, bh_respond_endpoint(ud->r));
+  } else if (strcmp(key, "endpoint") == 0) {
+    lua_getiuservalue(L, 1, 2);
   } else {
     lua_getmetatable(L, 1);
     lua_getfield(L, -1, "methods");
@@ -250,10 +474,14 @@ static int r_index(lua_State *L) {
 }
 
 static int r_tostring(lua_State *L) {
-  responder *ud = check_responder(L);
-  const char *path = ud->r ? bh_respond_endpoint(ud->r)->path : "";
-  lua_pushfstring(L, "bh.responder (%s %s): %p", ud->closed ? "closed" : "open",
-                  path, (void *)ud);
+  responder *ud = luaL_checkudata(L, 1, RESPONDER_MT);
+  const char *path = "?";
+  if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE &&
+      lua_getfield(L, -1, "path") == LUA_TSTRING)
+    path = lua_tostring(L, -1);
+  lua_pushfstring(L, "bh.responder (%s %s): %p",
+                  ud->closed || ud->r == NULL ? "closed" : "open", path,
+                  (void *)ud);
   return 1;
 }
 
@@ -275,6 +503,12 @@ void lbh_respond_open(lua_State *L) {
     lua_setfield(L, -2, "methods");
   }
   lua_pop(L, 1);
+  if (luaL_newmetatable(L, REQUEST_MT)) {
+    lua_pushcfunction(L, pr_close);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+  lbh_args_name(L, answer_p, "on_request's reply");
   lua_pushcfunction(L, l_respond);
   lua_setfield(L, -2, "respond");
 }

@@ -12,10 +12,12 @@
 
 #include "hasher.h"
 #include "lbh.h"
+#include "lbh_args.h"
 #include "lbh_open.h"
 #include "lbh_sched.h"
 #include "lbh_signal.h"
 #include "lbh_task.h"
+#include "loop.h"
 
 #define UNOBSERVED_KEY "bh.unobserved_error"
 
@@ -42,6 +44,12 @@ struct event_base *lbh_run_base(lbh_run *run) {
 
 lua_State *lbh_run_state(lbh_run *run) {
   return run->L;
+}
+
+void lbh_run_set_resume_hook(lbh_run *run, void (*fn)(void *ud, bool before),
+                             void *ud) {
+  run->resume_hook = fn;
+  run->resume_ud = ud;
 }
 
 void lbh_run_track(lbh_run *run, lbh_tracked *e, void (*close)(void *obj),
@@ -162,7 +170,7 @@ static lbh_run *run_new(lua_State *L) {
   lua_toclose(L, -1);
   run->L = L;
   run->interrupt_ref = LUA_NOREF;
-  run->base = event_base_new();
+  run->base = bh_loop_new();
   if (run->base == NULL) luaL_error(L, "bh.run: cannot create event base");
   run->torn_down = false;
   int fd = lbh_signal_fd();
@@ -208,8 +216,8 @@ static void run_dispatch(lbh_run *run) {
 }
 
 /* Print the failures nobody waited for. After a signal the other tasks
- * did not fail on their own: the one the interrupt hook stopped (where it
- * was looping) is kept for run_outcome to raise instead. */
+ * did not fail on their own (the one the interrupt hook stopped, where it
+ * was looping, was kept for run_outcome to raise instead). */
 static void run_report_failures(lbh_run *run) {
   lua_State *L = run->L;
   while (run->failed) {
@@ -225,9 +233,6 @@ static void run_report_failures(lbh_run *run) {
             msg ? msg : "(no message)");
         lua_pushboolean(L, 1);
         lua_setfield(L, LUA_REGISTRYINDEX, UNOBSERVED_KEY);
-      } else if (t->interrupted && run->interrupt_ref == LUA_NOREF) {
-        lua_pushvalue(L, -1);
-        run->interrupt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
       }
       lua_pop(L, 2);
     }
@@ -276,7 +281,12 @@ static int run_gc(lua_State *L) {
 
 /* After teardown: raise or return what the main task (at index mi) gave. */
 static int run_outcome(lua_State *L, lbh_run *run, lbh_task *main, int mi) {
-  if (main->state == TASK_FAILED) {
+  /* The main task interrupted only after the task it waited for (the
+   * host's chunk, looping): that one's error says where. */
+  bool main_first = !(main->interrupted && run->interrupt_ref != LUA_NOREF);
+  if (main->state == TASK_FAILED && main_first) {
+    luaL_unref(L, LUA_REGISTRYINDEX, run->interrupt_ref);
+    run->interrupt_ref = LUA_NOREF;
     lua_getiuservalue(L, mi, 2);
     return lua_error(L);
   }
@@ -297,7 +307,7 @@ static int run_outcome(lua_State *L, lbh_run *run, lbh_task *main, int mi) {
 
 /* bh.run and lbh_session: fn at 1, its arguments after it. */
 static int run_main(lua_State *L, bool session) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lbh_arg_checktype(L, 1, "bh.run", LUA_TFUNCTION);
   if (lbh_run_current(L) != NULL)
     return luaL_error(L,
                       "bh.run cannot be called inside bh.run; use bh.spawn "
@@ -305,7 +315,7 @@ static int run_main(lua_State *L, bool session) {
   int nargs = lua_gettop(L) - 1;
   lbh_run *run = run_new(L);
   run->session = session;
-  lbh_task *main = lbh_sched_task_new(L, run, 1, nargs);
+  lbh_task *main = lbh_task_spawn(L, run, 1, nargs);
   int mi = lua_gettop(L);
   run->main = main;
   run_dispatch(run);

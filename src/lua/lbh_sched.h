@@ -1,6 +1,7 @@
 /* The scheduler's private parts, shared by lbh_run.c (bh.run: the loop,
  * its teardown, signals, sessions) and lbh_task.c (tasks, yielding, wait
- * queues, bh.sleep). Other binding files use lbh_task.h only. */
+ * queues; lbh_control.c: sleeping and waiting for tasks). Other binding
+ * files use lbh_task.h only. */
 #ifndef LBH_SCHED_H
 #define LBH_SCHED_H
 
@@ -35,9 +36,7 @@ struct lbh_task {
   lbh_cancel_fn cancel;
   lbh_cancel_fn intr; /* sessions: SIGINT completes op this way */
   void *op;
-  lbh_waitq waiters;     /* tasks in task:wait() on this one */
-  lbh_waitq *waiting_on; /* queue this task sits in, if any */
-  lbh_task *wait_next;
+  lbh_waitq waiters;     /* woken when the task finishes */
   lbh_task *prev, *next; /* run->live or run->failed */
 };
 
@@ -57,6 +56,8 @@ struct lbh_run {
   int interrupt_ref; /* error (with traceback) of the task the hook stopped */
   bool deadlock, loop_error, torn_down;
   bool session; /* lbh_session: the host's -i prompt */
+  void (*resume_hook)(void *ud, bool before);
+  void *resume_ud;
 };
 
 /* Doubly linked task lists (run->live, run->failed). */
@@ -64,15 +65,15 @@ void lbh_sched_list_unlink(lbh_task **head, lbh_task *t);
 void lbh_sched_list_push(lbh_task **head, lbh_task *t);
 /* Push the task's userdata (through its registry reference). */
 void lbh_sched_push_task(lua_State *L, const lbh_task *t);
-/* Push a new task running the function at fidx with the nargs values
- * after it, scheduled to start on the next loop turn. */
-lbh_task *lbh_sched_task_new(lua_State *L, lbh_run *run, int fidx, int nargs);
-/* Stop a live task for good (see lbh_task.c). */
+/* Stop a live task for good, running or not (see lbh_task_cancel). */
 void lbh_sched_task_cancel(lbh_task *t);
 /* Sessions: fail a waiting task with "interrupted" (see lbh_task.c). */
 void lbh_sched_task_interrupt(lbh_task *t);
 /* Push a finished task's results. */
 int lbh_sched_push_results(lua_State *L, lbh_task *t);
+/* What waiting for the finished task at idx gives: its results, or its
+ * error raised (it counts as observed), or "the task was cancelled". */
+int lbh_sched_task_outcome(lua_State *L, int idx);
 /* Sessions: forget a SIGINT and the interrupt hooks it left. */
 void lbh_sched_session_forget_signal(lbh_run *run);
 

@@ -1,19 +1,21 @@
 /* Tasks (see lbh_task.h for the template other files follow): bh.spawn,
- * bh.sleep, bh.now, the "bh.task" userdata, yielding and completing a
- * pending operation, and wait queues. A task is a full userdata
+ * the "bh.task" userdata (wait, cancel, status, __close), yielding and
+ * completing a pending operation, and wait queues. A task is a full userdata
  * (metatable "bh.task") whose uservalues are 1: its coroutine, 2: the
  * error to re-raise, 3: the error text with traceback for reports. While
  * a task is live (or failed and nobody has looked yet) the run holds a
  * registry reference to it, so the collector cannot free what the loop
- * will resume. Every resume goes through the task's own event
- * (event_active or a timer), so coroutines are only ever resumed from the
- * loop, never from inside another task. */
+ * will resume. Every resume goes through the task's own event (made
+ * active by lbh_task_complete or a bare yield), so coroutines are only
+ * ever resumed from the loop, never from inside another task. */
 #include <event2/event.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
+#include "lbh_args.h"
 #include "lbh_open.h"
 #include "lbh_sched.h"
 #include "lbh_signal.h"
@@ -77,6 +79,18 @@ static int task_fail_p(lua_State *L) {
   return 0;
 }
 
+/* A signal stops the run and the hook failed t where it was looping: keep
+ * its error (with traceback) for bh.run to raise, the first one only,
+ * even when someone waits for t (the host's chunk tasks). */
+static void keep_interrupt(lbh_run *run, lbh_task *t) {
+  lua_State *L = run->L;
+  if (run->interrupt_ref != LUA_NOREF || !lua_checkstack(L, 2)) return;
+  lbh_sched_push_task(L, t);
+  lua_getiuservalue(L, -1, 3);
+  run->interrupt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+}
+
 /* Resume the task in the loop and deal with what it did: yielded to wait
  * for something, yielded bare (coroutine.yield: run again next turn),
  * finished or failed. */
@@ -89,7 +103,11 @@ static void task_resume(lbh_task *t) {
   /* A session's main task is the prompt: ^C interrupts what it waits
    * for, never the prompt itself. */
   lbh_signal_set_running(run->session && t == run->main ? NULL : t->co);
+  bool hooked = run->resume_hook != NULL && t != run->main;
+  if (hooked) run->resume_hook(run->resume_ud, true);
   int status = lua_resume(t->co, run->L, nargs, &nres);
+  if (hooked && run->resume_hook != NULL)
+    run->resume_hook(run->resume_ud, false);
   lbh_signal_set_running(NULL);
   run->current = NULL;
   if (status == LUA_YIELD) {
@@ -103,7 +121,10 @@ static void task_resume(lbh_task *t) {
     task_finish(t, TASK_DONE);
   } else {
     lbh_loop_pcall(run, task_fail_p, t, 0, "recording a task's error");
-    t->interrupted = lbh_signal_pending() != 0;
+    int sig = lbh_signal_pending();
+    t->interrupted = sig != 0;
+    if (t->interrupted && !(run->session && sig == SIGINT))
+      keep_interrupt(run, t);
     lua_resetthread(t->co); /* runs the task's pending __close handlers */
     task_finish(t, TASK_FAILED);
     /* In a session, ^C is spent on the task it interrupted. */
@@ -158,6 +179,18 @@ void lbh_sched_task_cancel(lbh_task *t) {
   task_finish(t, TASK_CANCELLED);
 }
 
+bool lbh_task_finished(const lbh_task *t) {
+  return t->state == TASK_DONE || t->state == TASK_FAILED ||
+         t->state == TASK_CANCELLED;
+}
+
+bool lbh_task_cancel(lbh_task *t) {
+  if (t->run == NULL || lbh_task_finished(t) || t->run->current == t)
+    return false;
+  lbh_sched_task_cancel(t);
+  return true;
+}
+
 /* Protected part of task_interrupt: the error is "interrupted" with the
  * traceback of where the task waits. Stack: [lightuserdata task]. */
 static int task_interrupt_p(lua_State *L) {
@@ -206,6 +239,10 @@ lbh_task *lbh_task_check(lua_State *L, const char *what) {
 
 struct event_base *lbh_task_base(lbh_task *t) {
   return t->run->base;
+}
+
+lbh_run *lbh_task_run(lbh_task *t) {
+  return t->run;
 }
 
 void lbh_task_set_pending(lbh_task *t, lbh_cancel_fn cancel, void *op) {
@@ -258,52 +295,79 @@ void lbh_task_complete(lbh_task *t, lbh_push_fn push, void *ud) {
 
 /* ---- wait queues ----------------------------------------------------- */
 
-static void waitq_cancel(void *op) {
-  lbh_task *t = op;
-  lbh_waitq *q = t->waiting_on;
+void lbh_waitq_add(lbh_waitq *q, lbh_waiter *w, void (*wake)(lbh_waiter *w)) {
+  w->wake = wake;
+  w->q = q;
+  w->next = NULL;
+  w->prev = q->tail;
+  if (q->tail)
+    q->tail->next = w;
+  else
+    q->head = w;
+  q->tail = w;
+}
+
+void lbh_waitq_remove(lbh_waiter *w) {
+  lbh_waitq *q = w->q;
   if (q == NULL) return;
-  for (lbh_task **p = &q->head; *p; p = &(*p)->wait_next) {
-    if (*p == t) {
-      *p = t->wait_next;
-      break;
-    }
+  if (w->prev)
+    w->prev->next = w->next;
+  else
+    q->head = w->next;
+  if (w->next)
+    w->next->prev = w->prev;
+  else
+    q->tail = w->prev;
+  w->prev = w->next = NULL;
+  w->q = NULL;
+}
+
+/* The waiters are moved to a local queue first: a wake callback may free
+ * other waiters of the same op (bh.select waits on several queues) and
+ * they leave the local queue as they go. */
+void lbh_waitq_wake_all(lbh_waitq *q) {
+  lbh_waitq local = *q;
+  q->head = q->tail = NULL;
+  for (lbh_waiter *w = local.head; w != NULL; w = w->next)
+    w->q = &local;
+  while (local.head != NULL) {
+    lbh_waiter *w = local.head;
+    lbh_waitq_remove(w);
+    w->wake(w);
   }
-  t->waiting_on = NULL;
-  t->wait_next = NULL;
+}
+
+/* The op of lbh_waitq_yield: one task, one waiter. */
+typedef struct wait_op {
+  lbh_task *task;
+  lbh_waiter w;
+} wait_op;
+
+static void wait_op_wake(lbh_waiter *w) {
+  wait_op *op = (wait_op *)((char *)w - offsetof(wait_op, w));
+  lbh_task_complete(op->task, NULL, NULL);
+  free(op);
+}
+
+static void wait_op_cancel(void *ud) {
+  wait_op *op = ud;
+  lbh_waitq_remove(&op->w);
+  free(op);
 }
 
 int lbh_waitq_yield(lua_State *L, lbh_task *t, lbh_waitq *q, lua_KContext ctx,
                     lua_KFunction k) {
-  t->wait_next = q->head;
-  q->head = t;
-  t->waiting_on = q;
-  lbh_task_set_pending(t, waitq_cancel, t);
-  return lua_yieldk(L, 0, ctx, k);
-}
-
-void lbh_waitq_wake_all(lbh_waitq *q) {
-  lbh_task *rev = NULL;
-  while (q->head) { /* the queue is LIFO; wake in arrival order */
-    lbh_task *t = q->head;
-    q->head = t->wait_next;
-    t->wait_next = rev;
-    rev = t;
-  }
-  while (rev) {
-    lbh_task *t = rev;
-    rev = t->wait_next;
-    t->wait_next = NULL;
-    t->waiting_on = NULL;
-    t->pending = false;
-    task_schedule(t, 0);
-  }
+  wait_op *op = calloc(1, sizeof *op);
+  if (op == NULL) return luaL_error(L, "out of memory waiting");
+  op->task = t;
+  lbh_waitq_add(q, &op->w, wait_op_wake);
+  lbh_task_set_pending(t, wait_op_cancel, op);
+  return lbh_task_yield(L, ctx, k);
 }
 
 /* ---- creating tasks -------------------------------------------------- */
 
-/* Push a new task running the function at fidx with the nargs values
- * after it, scheduled to start on the next loop turn. */
-lbh_task *lbh_sched_task_new(lua_State *L, lbh_run *run, int fidx, int nargs) {
+lbh_task *lbh_task_spawn(lua_State *L, lbh_run *run, int fidx, int nargs) {
   luaL_checkstack(L, nargs + 4, "too many arguments");
   lbh_task *t = lua_newuserdatauv(L, sizeof *t, 3);
   memset(t, 0, sizeof *t);
@@ -336,13 +400,19 @@ lbh_task *lbh_sched_task_new(lua_State *L, lbh_run *run, int fidx, int nargs) {
 /* bh.spawn(fn, ...) → task. Starts fn(...) as a concurrent task on the
  * next loop turn. */
 static int l_spawn(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lbh_arg_checktype(L, 1, "bh.spawn", LUA_TFUNCTION);
   lbh_run *run = lbh_run_check(L, "bh.spawn");
-  lbh_sched_task_new(L, run, 1, lua_gettop(L) - 1);
+  lbh_task_spawn(L, run, 1, lua_gettop(L) - 1);
   return 1;
 }
 
 /* ---- task methods ---------------------------------------------------- */
+
+lbh_task *lbh_task_checkarg(lua_State *L, int idx, const char *fn) {
+  lbh_task *t = luaL_testudata(L, idx, TASK_MT);
+  if (t == NULL) lbh_arg_type_error(L, idx, fn, "task");
+  return t;
+}
 
 /* Push a finished task's results (kept on its dead coroutine's stack). */
 int lbh_sched_push_results(lua_State *L, lbh_task *t) {
@@ -357,28 +427,26 @@ int lbh_sched_push_results(lua_State *L, lbh_task *t) {
   return n;
 }
 
-/* Raise the error a task failed with (arg 1 is the task userdata). */
-static int raise_task_error(lua_State *L, lbh_task *t) {
-  t->observed = true;
-  if (lua_getiuservalue(L, 1, 2) == LUA_TNIL)
-    return luaL_error(L, "task failed (its error could not be recorded)");
-  return lua_error(L);
+int lbh_sched_task_outcome(lua_State *L, int idx) {
+  lbh_task *t = lua_touserdata(L, idx);
+  switch (t->state) {
+    case TASK_DONE:
+      return lbh_sched_push_results(L, t);
+    case TASK_FAILED:
+      t->observed = true;
+      if (lua_getiuservalue(L, idx, 2) == LUA_TNIL)
+        return luaL_error(L, "task failed (its error could not be recorded)");
+      return lua_error(L);
+    default:
+      return luaL_error(L, "the task was cancelled");
+  }
 }
 
 /* task:wait() → the task's results, or raises its error. Written as its
  * own continuation: the first call and every resume check the state. */
 static int task_wait_k(lua_State *L, int status, lua_KContext ctx) {
-  lbh_task *t = luaL_checkudata(L, 1, TASK_MT);
-  switch (t->state) {
-    case TASK_DONE:
-      return lbh_sched_push_results(L, t);
-    case TASK_FAILED:
-      return raise_task_error(L, t);
-    case TASK_CANCELLED:
-      return luaL_error(L, "the task was cancelled");
-    default:
-      break;
-  }
+  lbh_task *t = lua_touserdata(L, 1);
+  if (lbh_task_finished(t)) return lbh_sched_task_outcome(L, 1);
   lbh_task *self = lbh_task_check(L, "task:wait");
   if (self == t) return luaL_error(L, "a task cannot wait for itself");
   if (self == self->run->main) self->run->foreground = t;
@@ -386,16 +454,42 @@ static int task_wait_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int task_wait(lua_State *L) {
-  luaL_checkudata(L, 1, TASK_MT);
+  lbh_task_checkarg(L, 1, "task:wait");
+  lua_settop(L, 1);
   return task_wait_k(L, LUA_OK, 0);
 }
 
 /* task:status() → "ready" | "running" | "suspended" | "done" | "failed" |
  * "cancelled". */
 static int task_status(lua_State *L) {
-  lbh_task *t = luaL_checkudata(L, 1, TASK_MT);
+  lbh_task *t = lbh_task_checkarg(L, 1, "task:status");
   lua_pushstring(L, state_names[t->state]);
   return 1;
+}
+
+/* task:cancel() → true when the task was live and is now cancelled;
+ * false when it had finished already. Its pending operation is stopped
+ * through its cleanup and its to-be-closed variables are closed; whoever
+ * waits for it is woken (task:wait raises "the task was cancelled"). A
+ * task cannot cancel itself (return instead), nor the main task. */
+static int task_cancel(lua_State *L) {
+  lbh_task *t = lbh_task_checkarg(L, 1, "task:cancel");
+  if (t->run != NULL && t->run->current == t)
+    return luaL_error(L,
+                      "task:cancel: a task cannot cancel itself; return "
+                      "from it instead");
+  if (t->run != NULL && t == t->run->main)
+    return luaL_error(L, "task:cancel: the main task cannot be cancelled");
+  lua_pushboolean(L, lbh_task_cancel(t));
+  return 1;
+}
+
+/* __close: leaving the scope of `local t <close> = bh.spawn(...)` cancels
+ * the task if it is still live (never raises). */
+static int task_close(lua_State *L) {
+  lbh_task *t = luaL_checkudata(L, 1, TASK_MT);
+  if (t->run != NULL && t != t->run->main) lbh_task_cancel(t);
+  return 0;
 }
 
 static int task_tostring(lua_State *L) {
@@ -413,43 +507,11 @@ static int task_gc(lua_State *L) {
   return 0;
 }
 
-/* ---- sleeping -------------------------------------------------------- */
-
-static void sleep_cancel(void *op) {
-  lbh_task *t = op;
-  event_del(t->ev);
-}
-
-/* bh.sleep(seconds): yields the task; the loop resumes it after that long
- * (0 lets the other ready tasks run first). */
-static int l_sleep(lua_State *L) {
-  lua_Number s = luaL_checknumber(L, 1);
-  luaL_argcheck(L, s >= 0 && s <= 1e9, 1, "seconds must be in [0, 1e9]");
-  lbh_task *t = lbh_task_check(L, "bh.sleep");
-  struct timeval tv = bh_timeval(s);
-  if (event_add(t->ev, &tv) != 0)
-    return luaL_error(L, "bh.sleep: cannot arm the timer");
-  lbh_task_set_pending(t, sleep_cancel, t);
-  return lbh_task_yield(L, 0, NULL);
-}
-
-/* bh.now() → monotonic seconds (float). */
-static int l_now(lua_State *L) {
-  lua_pushnumber(L, bh_mono_now());
-  return 1;
-}
-
-/* bh._in_task() → true when called from a task's own coroutine (used by
- * the Lua helpers to fail early with a clear message). */
-static int l_in_task(lua_State *L) {
-  lua_pushboolean(L, lbh_task_current(L) != NULL);
-  return 1;
-}
-
 /* ---- registration ---------------------------------------------------- */
 
 static const luaL_Reg task_methods[] = {
     {"wait", task_wait},
+    {"cancel", task_cancel},
     {"status", task_status},
     {NULL, NULL},
 };
@@ -457,12 +519,13 @@ static const luaL_Reg task_methods[] = {
 static const luaL_Reg task_meta[] = {
     {"__tostring", task_tostring},
     {"__gc", task_gc},
+    {"__close", task_close},
     {NULL, NULL},
 };
 
 static const luaL_Reg task_funcs[] = {
-    {"spawn", l_spawn},      {"sleep", l_sleep}, {"now", l_now},
-    {"_in_task", l_in_task}, {NULL, NULL},
+    {"spawn", l_spawn},
+    {NULL, NULL},
 };
 
 void lbh_task_open(lua_State *L) {

@@ -1,39 +1,42 @@
 /* The scheduler of the Lua binding: one bh.run = one libevent event_base
- * and a set of tasks (Lua coroutines) resumed by it. This header is the
- * template every binding file that waits for something follows.
+ * (loop.h) and a set of tasks (Lua coroutines) resumed by it. This header
+ * is the template every binding file that waits for something follows:
+ * bh.sleep, bh.probe, task:wait, bh.exec, the prompt's read, h:shutdown,
+ * responder:wait, bh.timeout and bh.select all wait this one way.
  *
  * A yielding primitive has four parts (OpenResty's ngx_http_lua_sleep.c,
- * written for Lua 5.4):
+ * written for Lua 5.4 with lua_yieldk as in HAProxy's hlua.c):
  *
  *   1. The API function checks its arguments, then
  *        lbh_task *t = lbh_task_check(L, "bh.thing");   // raises outside
- *        struct event_base *base = lbh_task_base(t);
- *        ... allocate an op, start the C operation with op as its ctx ...
+ *        ... allocate an op, start the C operation on lbh_task_base(t)
+ *            with op as its ctx ...
  *        lbh_task_set_pending(t, thing_cancel, op);
- *        return lbh_task_yield(L, 0, NULL);
- *      With a NULL continuation the primitive returns, when resumed,
- *      exactly the values given to lbh_task_complete. Pass a continuation
- *      k (lua_KFunction) when the primitive must do more after the resume
- *      (HAProxy style: k is also called directly the first time).
+ *        return lbh_task_yield(L, ctx, thing_k);
  *   2. The event handler (a C callback from the loop, with op as ctx):
  *        lbh_task_complete(op->task, thing_push, op);  // clears pending
  *        free(op);
  *      thing_push(L, op) runs under a protected call on the loop's
- *      lua_State, pushes the values to return and returns their count;
- *      it may raise (out of memory); then the task gets nil, message.
+ *      lua_State, pushes the values the task gets back and returns their
+ *      count; if it raises (out of memory) the task gets nil, message.
  *   3. The cleanup: thing_cancel(op) is called instead of the handler when
- *      the task is cancelled (SIGINT/SIGTERM, or the run is torn down
- *      after its main task failed). It must stop the C operation so that
- *      the handler is never called, and free op. It must not touch Lua.
- *   4. The resume: done by the scheduler on the next loop turn; nothing to
- *      write.
+ *      the task is cancelled (task:cancel, bh.timeout, SIGINT/SIGTERM, the
+ *      end of the run). It stops the C operation so that the handler is
+ *      never called, and frees op. It runs no Lua code.
+ *   4. The continuation thing_k(L, status, ctx) runs in the task when it
+ *      is resumed, with the pushed values on top of the stack. It
+ *      re-checks what the task waited for (a deadline against
+ *      bh_mono_now, a state) and either returns results or arms a new op
+ *      and yields again. Called directly the first time when the API
+ *      function shares its body (HAProxy style). With k = NULL the
+ *      primitive returns exactly the pushed values.
  *
  * Never keep state in C locals across the yield: keep it in op, in the
- * userdata or on the Lua stack. Never call Lua from a loop callback except
- * through lbh_task_complete or lbh_loop_pcall (one protected-call wrapper
- * with a traceback; errors are reported on stderr, never raised into
- * libevent). A primitive that does not yield but needs the loop (a
- * listener) uses lbh_run_check and tracks its object with
+ * userdata, in ctx or on the Lua stack. Never call Lua from a loop
+ * callback except through lbh_task_complete or lbh_loop_pcall (one
+ * protected-call wrapper with a traceback; errors are reported on stderr,
+ * never raised into libevent). A primitive that does not yield but needs
+ * the loop (a listener) uses lbh_run_check and tracks its object with
  * lbh_run_track so that it is closed when the run ends. */
 #ifndef LBH_TASK_H
 #define LBH_TASK_H
@@ -63,9 +66,10 @@ lua_State *lbh_run_state(lbh_run *run);
 
 /* An object served by the loop that must be closed when the run ends
  * (responders, periodic timers). close(obj) is called once at teardown
- * (before the event_base is freed) unless untracked first; it must not
- * run Lua code (registry bookkeeping such as luaL_unref is fine). The entry is
- * caller-owned memory, e.g. inside the userdata. */
+ * (after the live tasks were cancelled, before the event_base is freed)
+ * unless untracked first; it must not run Lua code (registry bookkeeping
+ * such as luaL_unref is fine). The entry is caller-owned memory, e.g.
+ * inside the userdata. */
 typedef struct lbh_tracked {
   struct lbh_tracked *prev, *next;
   void (*close)(void *obj);
@@ -74,6 +78,13 @@ typedef struct lbh_tracked {
 void lbh_run_track(lbh_run *run, lbh_tracked *entry, void (*close)(void *obj),
                    void *obj);
 void lbh_run_untrack(lbh_run *run, lbh_tracked *entry); /* idempotent */
+
+/* Called around every resume of a task other than the run's main task:
+ * fn(ud, true) before, fn(ud, false) after (the host's prompt hides its
+ * half-typed line while background tasks may print). One per run; NULL
+ * removes it. */
+void lbh_run_set_resume_hook(lbh_run *run, void (*fn)(void *ud, bool before),
+                             void *ud);
 
 /* Call fn(L, ud) from a loop callback under lua_pcall with a traceback
  * handler, on the run's lua_State. fn may push and return values; they
@@ -84,15 +95,32 @@ void lbh_run_untrack(lbh_run *run, lbh_tracked *entry); /* idempotent */
 int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
                    const char *context);
 
-/* ---- the current task and yielding -------------------------------------- */
+/* ---- tasks -------------------------------------------------------------- */
+
+/* Start fn (the function at fidx, with the nargs values after it) as a
+ * new task on the next loop turn; pushes the task userdata. */
+lbh_task *lbh_task_spawn(lua_State *L, lbh_run *run, int fidx, int nargs);
+/* The task userdata at idx, or raise naming the argument. */
+lbh_task *lbh_task_checkarg(lua_State *L, int idx, const char *fn);
+/* True once the task is done, failed or cancelled. */
+bool lbh_task_finished(const lbh_task *t);
+/* Stop a live task for good: its pending operation is cancelled through
+ * its cleanup, its to-be-closed variables are closed, waiters are woken
+ * (task:wait then raises "the task was cancelled"). Returns false (and
+ * does nothing) when the task is finished already or is the one running
+ * now. */
+bool lbh_task_cancel(lbh_task *t);
+
+/* ---- the yield template ------------------------------------------------- */
 
 /* The task running in L. Raises "<what> must be called from a task; wrap
  * your code in bh.run" when L is not a task's own coroutine (outside
- * bh.run, from a callback like on_request, or from a nested coroutine). */
+ * bh.run, or from a nested coroutine), or when it cannot yield here. */
 lbh_task *lbh_task_check(lua_State *L, const char *what);
 /* The task running in L, or NULL (never raises). */
 lbh_task *lbh_task_current(lua_State *L);
 struct event_base *lbh_task_base(lbh_task *t);
+lbh_run *lbh_task_run(lbh_task *t);
 
 typedef void (*lbh_cancel_fn)(void *op);
 /* Arm the cleanup for the operation the task is about to wait on. */
@@ -111,21 +139,33 @@ typedef int (*lbh_push_fn)(lua_State *L, void *ud);
 /* Finish the task's pending operation: clear the cleanup, compute the
  * values the primitive returns with push (protected, see above; push may
  * be NULL for no values) and schedule the resume for the next loop turn.
- * Call from loop callbacks only. */
+ * Call from loop callbacks (with push NULL also from a running task, as
+ * wait queues do). */
 void lbh_task_complete(lbh_task *t, lbh_push_fn push, void *ud);
 
-/* ---- wait queues: tasks waiting for an object to change ----------------- */
+/* ---- wait queues: waiting for an object to change ----------------------- */
 
-/* A list of tasks suspended until some object (a task, a responder) is
- * done. Embed it in the object; initialise with {NULL}. */
-typedef struct lbh_waitq {
-  lbh_task *head;
-} lbh_waitq;
-/* Suspend the current task (already checked with lbh_task_check) on q;
- * when woken, k(L, LUA_YIELD, ctx) runs (k may be NULL: return nothing). */
+/* A list of waiters woken together when some object (a task, a responder)
+ * is done. Embed the queue in the object, zero-initialised. A waiter is
+ * caller-owned memory (inside an op); wake(w) is called once, after w was
+ * removed from its queue. */
+typedef struct lbh_waitq lbh_waitq;
+typedef struct lbh_waiter {
+  struct lbh_waiter *prev, *next;
+  lbh_waitq *q; /* NULL when in no queue */
+  void (*wake)(struct lbh_waiter *w);
+} lbh_waiter;
+struct lbh_waitq {
+  lbh_waiter *head, *tail;
+};
+void lbh_waitq_add(lbh_waitq *q, lbh_waiter *w, void (*wake)(lbh_waiter *w));
+void lbh_waitq_remove(lbh_waiter *w); /* idempotent */
+/* Wake every waiter of q, in the order they were added. */
+void lbh_waitq_wake_all(lbh_waitq *q);
+/* The template for the common case: suspend the current task (already
+ * checked with lbh_task_check) until q is woken, then run k(L, LUA_YIELD,
+ * ctx) (k NULL: return nothing). */
 int lbh_waitq_yield(lua_State *L, lbh_task *t, lbh_waitq *q, lua_KContext ctx,
                     lua_KFunction k);
-/* Resume every task waiting on q (with no values) on the next loop turn. */
-void lbh_waitq_wake_all(lbh_waitq *q);
 
 #endif
