@@ -49,6 +49,11 @@ describe("bh.report", function()
       invalid_pid = "invalid", foreign_host = "foreign" }
     for code, v in pairs(cases) do assert.equal(v, bh.verdict{ code = code, stage = "x" }, code) end
     assert.equal("verified", bh.verdict(nil))
+    -- an empty record is misuse, not "verified"; keys are checked
+    assert.has_error(function() bh.probe_record {} end,
+      "bh.probe_record: needs the probe's handle or its err")
+    assert.has_error(function() bh.probe_record { srvice = "x", err = {} } end,
+      "bh.probe_record: unknown option 'srvice'")
     assert.equal("invalid", bh.verdict{ code = "missing_endpoint", stage = "manifest" })
     assert.equal("foreign", bh.verdict{ code = "foreign_host", stage = "manifest" })
     for _, code in ipairs { "manifest_corrupt", "manifest_schema_too_new", "insecure_registry" } do

@@ -105,10 +105,16 @@ end
 --   identity_mismatch fields, every differing field.
 -- endpoint defaults to expected.ipc_endpoint; elapsed (seconds) to
 -- handle.elapsed.
+local RECORD_FIELDS = { service = { "any" }, endpoint = { "table" }, expected = { "table" },
+  handle = { "any" }, err = { "table" }, elapsed = { "number", 0, 1e9 } }
+
 function M.probe_record(o)
-  if type(o) ~= "table" then
-    error("bad argument #1 to 'bh.probe_record' (table expected, got "
-      .. type(o) .. ")", 2)
+  bh._check_arg("bh.probe_record", 1, o, "table")
+  o = bh._check_opts("bh.probe_record", o, RECORD_FIELDS)
+  -- a record says how a probe went: without its handle or its error there
+  -- is nothing to classify (an empty table is not "verified")
+  if o.handle == nil and o.err == nil then
+    error("bh.probe_record: needs the probe's handle or its err", 2)
   end
   local expected, h, err = o.expected, o.handle, o.err
   local ep = o.endpoint or (type(expected) == "table" and expected.ipc_endpoint) or {}
