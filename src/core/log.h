@@ -1,0 +1,38 @@
+/* Log lines on stderr, journald-friendly. Process-wide on purpose: there
+ * is one stderr. Under journald (JOURNAL_STREAM names our stderr, as
+ * systemd sets it for a service), every line starts with its priority,
+ * "<3>" ... "<7>" (sd-daemon(3)), and no program name: the journal
+ * records it. Elsewhere a line is "bhprobe-lua: message", with
+ * "warning: " or "debug: " before the message at those levels. Lines
+ * above the threshold (default info) are dropped. */
+#ifndef BH_LOG_H
+#define BH_LOG_H
+
+#include <stdbool.h>
+
+/* syslog priorities, as journald reads them from the prefix. */
+enum {
+  BH_LOG_ERR = 3,
+  BH_LOG_WARNING = 4,
+  BH_LOG_NOTICE = 5,
+  BH_LOG_INFO = 6,
+  BH_LOG_DEBUG = 7
+};
+
+/* One message at prio; a message of several lines gets the prefix on
+ * each (journald splits on newlines). */
+void bh_log_line(int prio, const char *msg);
+/* printf-like bh_log_line. */
+void bh_log(int prio, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* As bh_log_line, with progname in place of "bhprobe-lua" (NULL: no
+ * name at all, as lua.c prints errors inside its REPL). */
+void bh_log_named(int prio, const char *progname, const char *msg);
+
+/* Drop lines with a priority above prio (BH_LOG_ERR..BH_LOG_DEBUG). */
+void bh_log_set_threshold(int prio);
+int bh_log_threshold(void);
+/* Is stderr the journal (JOURNAL_STREAM matches it)? Asked once. */
+bool bh_log_to_journal(void);
+
+#endif

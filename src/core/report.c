@@ -1,0 +1,128 @@
+/* The report sink (report.h): open with O_NOFOLLOW and a fixed mode,
+ * append whole lines, reopen after rotation. */
+#include "report.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fdio.h"
+
+void bh_report_sink_init(bh_report_sink *s) {
+  s->path = NULL;
+  s->fd = -1;
+  s->dev = 0;
+  s->ino = 0;
+}
+
+void bh_report_sink_close(bh_report_sink *s) {
+  if (s->fd >= 0) (void)close(s->fd);
+  free(s->path);
+  bh_report_sink_init(s);
+}
+
+static bh_status fail(bh_err *err, const char *path, const char *why) {
+  return bh_err_set(err, BH_SYSTEM, NULL, "report file %s: %s", path, why);
+}
+
+/* Open path for append without following a final symlink; a file we
+ * create gets BH_REPORT_MODE exactly (fchmod: the umask cannot change
+ * it). O_NONBLOCK so that a FIFO planted there cannot block the open;
+ * the type check below then refuses it. Returns the fd or -1 (errno). */
+static int open_append(const char *path) {
+  const int flags =
+      O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+  for (int tries = 0; tries < 3; tries++) {
+    int fd = open(path, flags | O_CREAT | O_EXCL, BH_REPORT_MODE);
+    if (fd >= 0) {
+      if (fchmod(fd, BH_REPORT_MODE) == 0) return fd;
+      int e = errno;
+      (void)close(fd);
+      errno = e;
+      return -1;
+    }
+    if (errno != EEXIST) return -1;
+    fd = open(path, flags);
+    if (fd >= 0 || errno != ENOENT) return fd; /* ENOENT: removed, retry */
+  }
+  return -1;
+}
+
+/* The fd as a usable report file: a regular file or a character device,
+ * blocking again (a full disk must not turn into EAGAIN). */
+static bool usable(int fd, struct stat *sb, const char **why) {
+  int fl;
+  if (fstat(fd, sb) != 0) {
+    *why = strerror(errno);
+    return false;
+  }
+  if (!S_ISREG(sb->st_mode) && !S_ISCHR(sb->st_mode)) {
+    *why = "not a regular file: refused";
+    return false;
+  }
+  if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK)) {
+    *why = strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+bh_status bh_report_sink_open(bh_report_sink *s, const char *path,
+                              bh_err *err) {
+  char *copy = strdup(path);
+  if (copy == NULL) return fail(err, path, "out of memory");
+  bh_report_sink_close(s);
+  int fd = open_append(path);
+  if (fd < 0) {
+    bh_status st =
+        fail(err, path,
+             errno == ELOOP ? "is a symbolic link: refused" : strerror(errno));
+    free(copy);
+    return st;
+  }
+  struct stat sb;
+  const char *why = NULL;
+  if (!usable(fd, &sb, &why)) {
+    bh_status st = fail(err, path, why);
+    (void)close(fd);
+    free(copy);
+    return st;
+  }
+  s->path = copy;
+  s->fd = fd;
+  s->dev = sb.st_dev;
+  s->ino = sb.st_ino;
+  return BH_OK;
+}
+
+bh_status bh_report_sink_reopen(bh_report_sink *s, bh_err *err) {
+  if (s->path == NULL) return BH_OK;
+  char *path = s->path;
+  s->path = NULL; /* keep it alive across the close inside open */
+  bh_status st = bh_report_sink_open(s, path, err);
+  free(path);
+  return st;
+}
+
+/* Is the file open now still the one at path (not rotated away)? lstat:
+ * a symlink put in its place is another file, and its open is refused. */
+static bool current(const bh_report_sink *s, const char *path) {
+  struct stat sb;
+  if (s->fd < 0 || s->path == NULL || strcmp(s->path, path) != 0) return false;
+  return lstat(path, &sb) == 0 && sb.st_dev == s->dev && sb.st_ino == s->ino;
+}
+
+bh_status bh_report_sink_write(bh_report_sink *s, const char *path,
+                               const char *buf, size_t len, bh_err *err) {
+  if (!current(s, path)) {
+    bh_status st = bh_report_sink_open(s, path, err);
+    if (st != BH_OK) return st;
+  }
+  if (!bh_write_all(s->fd, buf, len))
+    return bh_err_set(err, BH_SYSTEM, NULL, "writing report %s: %s", path,
+                      strerror(errno));
+  return BH_OK;
+}
