@@ -1,6 +1,7 @@
 /* bhprobe-lua: the host. Shaped like Lua 5.4's lua.c: main() creates the
  * state and runs pmain under lua_pcall; pmain parses the command line (the
- * lua conventions plus -h/--help, --version, --report, --metrics), opens
+ * lua conventions plus -h/--help, --version, --report, --metrics,
+ * --listen), opens
  * the libraries and the bh module, and runs the whole command line as ONE
  * run (run_command_line): lua/host/session.lua is its main task and runs
  * each step (-e, -l, the script or stdin) as a task it waits for, then,
@@ -10,9 +11,17 @@
  * prompt. With -i the run is a session (lbh_session): it ends with the
  * prompt, and ^C interrupts the line it waits for.
  *
+ * Before anything runs, the signal handlers are installed (SIGHUP never
+ * kills us, even before the first report line) and the service options
+ * are checked: the --report file opened, the first --metrics file
+ * written, the --listen socket bound; then systemd hears READY=1.
+ *
  * Exit status (DESIGN §3): 0 when the script returns, os.exit(n) -> n,
- * 1 when a chunk raises or a task failed unobserved, 2 for a usage error,
- * 128 + signal when SIGINT/SIGTERM stopped the loop. */
+ * 1 when a chunk raises or a task failed unobserved, 2 for a usage error
+ * or a service target that cannot be opened, 128 + signal when
+ * SIGINT/SIGTERM stopped the loop (141 when stdout was closed under
+ * bh.report, as SIGPIPE ends other tools). A stop is quiet, except that
+ * SIGINT says where it interrupted Lua code, as lua.c does. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -25,6 +34,7 @@
 
 #include "lbh.h"
 #include "lbh_embed.h"
+#include "log.h"
 #include "prompt.h"
 
 #ifndef BH_VERSION
@@ -53,6 +63,7 @@ typedef struct host_opts {
   unsigned flags;      /* HAS_* */
   const char *report;  /* --report FILE, or NULL */
   const char *metrics; /* --metrics FILE, or NULL */
+  const char *listen;  /* --listen HOST:PORT, or NULL */
   const char *usage;   /* usage error format (%s: the option), or NULL */
 } host_opts;
 
@@ -66,11 +77,18 @@ typedef struct host {
 /* Prefix of error messages; NULL inside the REPL, as in lua.c. */
 static const char *progname = PROGNAME;
 
-/* Prints "progname: msg" on stderr. */
+/* Prints "progname: msg" on stderr (an error line for the journal). */
 static void l_message(const char *pname, const char *msg) {
-  if (pname) (void)fprintf(stderr, "%s: ", pname);
-  (void)fprintf(stderr, "%s\n", msg);
-  (void)fflush(stderr);
+  bh_log_named(BH_LOG_ERR, pname, msg);
+}
+
+/* Is msg an error a stop signal caused, to be left unsaid? A stop is
+ * quiet (systemd's SIGTERM, a closed stdout), but SIGINT names where it
+ * interrupted Lua code ("file:line: interrupted" and the traceback). */
+static bool quiet_stop(const char *msg) {
+  int sig = lbh_stop_signal();
+  return sig != 0 &&
+         (sig != SIGINT || msg == NULL || strcmp(msg, "interrupted") == 0);
 }
 
 /* Prints a usage error and the one-line hint; the caller exits 2. */
@@ -104,11 +122,13 @@ static void print_help(void) {
       "  -h, --help       print this help and exit\n"
       "  --version        print the version and exit\n"
       "  --report FILE    bh.report writes JSON lines to FILE, not stdout\n"
-      "  --metrics FILE   write metrics to FILE\n"
+      "  --metrics FILE   write metrics to FILE (Prometheus textfile)\n"
+      "  --listen ADDR    serve /metrics on HOST:PORT (PORT: on 127.0.0.1)\n"
       "  --               stop handling options\n"
       "  -                run stdin as the script, stop handling options\n"
       "Exit status: 0 when the script returns (os.exit(n): n), 1 when it\n"
-      "raises, 2 for a usage error, 130/143 when stopped by SIGINT/SIGTERM.\n",
+      "raises, 2 for a usage error or a --report/--metrics/--listen target\n"
+      "that cannot be opened, 130/143 when stopped by SIGINT/SIGTERM.\n",
       stdout);
   (void)fflush(stdout);
 }
@@ -126,7 +146,7 @@ static int msghandler(lua_State *L) {
         lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
   /* A signal's plain "interrupted" happened in no Lua code of ours. */
-  if (strstr(msg, "\nstack traceback:") != NULL || lbh_stop_signal(L) != 0)
+  if (strstr(msg, "\nstack traceback:") != NULL || lbh_stop_signal() != 0)
     return 1;
   luaL_traceback(L, L, msg, 1);
   return 1;
@@ -143,15 +163,15 @@ static int report(lua_State *L, int status) {
 
 /* When SIGINT/SIGTERM stopped the loop, records the conventional 128 +
  * signal exit status and says so. */
-static bool stopped_by_signal(lua_State *L, host *h) {
-  int sig = lbh_stop_signal(L);
+static bool stopped_by_signal(host *h) {
+  int sig = lbh_stop_signal();
   if (sig == 0) return false;
   h->exit_status = 128 + sig;
   return true;
 }
 
-/* Parses a long option at argv[*i]; --report/--metrics take FILE either
- * as "--opt=FILE" or as the next argument. */
+/* Parses a long option at argv[*i]; --report/--metrics/--listen take
+ * their value either as "--opt=VALUE" or as the next argument. */
 static void long_option(char **argv, int *i, host_opts *o) {
   const char *a = argv[*i];
   const char **dest = NULL;
@@ -166,6 +186,7 @@ static void long_option(char **argv, int *i, host_opts *o) {
   }
   if (n == 8 && strncmp(a, "--report", n) == 0) dest = &o->report;
   if (n == 9 && strncmp(a, "--metrics", n) == 0) dest = &o->metrics;
+  if (n == 8 && strncmp(a, "--listen", n) == 0) dest = &o->listen;
   if (dest == NULL) {
     o->usage = "unrecognized option '%s'";
     return;
@@ -296,9 +317,10 @@ static void push_steps(lua_State *L, const host *h, const host_opts *o,
   lua_newtable(L);
   for (int i = 1; i < lim; i++) {
     char opt = argv[i][1];
-    if (opt == '-') { /* --report/--metrics FILE: skip the FILE */
+    if (opt == '-') { /* --report/--metrics/--listen V: skip the V */
       if (strchr(argv[i], '=') == NULL && (strcmp(argv[i], "--report") == 0 ||
-                                           strcmp(argv[i], "--metrics") == 0))
+                                           strcmp(argv[i], "--metrics") == 0 ||
+                                           strcmp(argv[i], "--listen") == 0))
         i++;
     } else if (opt == 'W') {
       lua_warning(L, "@on", 0);
@@ -366,7 +388,8 @@ static int l_load(lua_State *L) {
 static int l_report(lua_State *L) {
   const char *pname = lua_toboolean(L, 2) ? NULL : progname;
   lua_settop(L, 1);
-  l_message(pname, lbh_error_text(L, 1));
+  const char *msg = lbh_error_text(L, 1);
+  if (!quiet_stop(msg)) l_message(pname, msg);
   return 0;
 }
 
@@ -425,30 +448,35 @@ static void run_command_line(lua_State *L, host *h, const host_opts *o,
     (void)fputs("\n", stdout);
     (void)fflush(stdout);
   }
-  if (!interactive || lbh_stop_signal(L) == 0) report(L, status);
-  if (interactive && lbh_stop_signal(L) == SIGINT)
+  if (status != LUA_OK && quiet_stop(lua_tostring(L, -1)))
+    lua_pop(L, 1);
+  else if (!interactive || lbh_stop_signal() == 0)
+    report(L, status);
+  if (interactive && lbh_stop_signal() == SIGINT)
     lbh_clear_stop_signal(L); /* a late ^C */
-  if (stopped_by_signal(L, h)) return;
+  if (stopped_by_signal(h)) return;
   if (status != LUA_OK)
     h->exit_status = EXIT_ERROR;
   else if (lua_isinteger(L, -1))
     h->exit_status = (int)lua_tointeger(L, -1);
 }
 
-/* Makes the bh module the global `bh` and records --report/--metrics in
- * bh.options before anything runs. */
-static void open_bh(lua_State *L, const host_opts *o) {
+/* Makes the bh module the global `bh`, then checks the service options
+ * (lbh_service_setup: they are in bh.options before anything runs). A
+ * target that cannot be opened ends the host with status 2 and the
+ * reason, before any chunk runs; then systemd hears READY=1. */
+static bool open_bh(lua_State *L, host *h, const host_opts *o) {
+  char why[512];
   luaL_requiref(L, "bh", luaopen_bh, 1);
-  lua_getfield(L, -1, "options");
-  if (o->report != NULL) {
-    lua_pushstring(L, o->report);
-    lua_setfield(L, -2, "report");
+  lua_pop(L, 1);
+  if (!lbh_service_setup(L, o->report, o->metrics, o->listen, why,
+                         sizeof why)) {
+    l_message(PROGNAME, why);
+    h->exit_status = EXIT_USAGE;
+    return false;
   }
-  if (o->metrics != NULL) {
-    lua_pushstring(L, o->metrics);
-    lua_setfield(L, -2, "metrics");
-  }
-  lua_pop(L, 2);
+  lbh_service_notify("READY=1");
+  return true;
 }
 
 /* The protected main: stack has the host as a light userdata; pushes
@@ -472,10 +500,11 @@ static int pmain(lua_State *L) {
   bool interactive =
       (o.flags & HAS_I) ||
       (o.script == 0 && !(o.flags & (HAS_E | HAS_V)) && isatty(STDIN_FILENO));
+  if (lbh_install_signal_handlers(L) != 0)
+    l_message(PROGNAME, "cannot install signal handlers");
   if ((o.flags & HAS_V) || interactive) print_version();
   luaL_openlibs(L);
-  open_bh(L, &o);
-  lbh_install_signal_handlers(L);
+  if (!open_bh(L, h, &o)) return 0;
   createargtable(L, h->argv, h->argc, o.script);
   run_command_line(L, h, &o, interactive);
   if (h->exit_status != 0) return 0;
@@ -487,8 +516,6 @@ int main(int argc, char **argv) {
   host h = {argc, argv, 0};
   lua_State *L;
   int status;
-  /* DESIGN §1.8: a peer closing early must not kill us with SIGPIPE. */
-  if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) perror(PROGNAME ": signal");
   L = luaL_newstate();
   if (L == NULL) {
     l_message(PROGNAME, "cannot create state: not enough memory");
@@ -497,12 +524,13 @@ int main(int argc, char **argv) {
   lua_pushcfunction(L, pmain);
   lua_pushlightuserdata(L, &h);
   status = lua_pcall(L, 1, 0, 0);
-  if (status != LUA_OK && lbh_stop_signal(L) != 0) {
-    h.exit_status = 128 + lbh_stop_signal(L); /* interrupted in the host */
+  if (status != LUA_OK && lbh_stop_signal() != 0) {
+    h.exit_status = 128 + lbh_stop_signal(); /* interrupted in the host */
   } else if (status != LUA_OK) {
     report(L, status);
     h.exit_status = EXIT_ERROR;
   }
+  lbh_service_notify("STOPPING=1");
   lua_close(L);
   return h.exit_status;
 }

@@ -6,6 +6,7 @@
 
 #include <lua.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 /* require "bh": returns the module table (C functions + the Lua helpers
  * embedded from lua/bh/). */
@@ -26,20 +27,41 @@ void lbh_push_module(lua_State *L);
  * like bh.run. */
 int lbh_session(lua_State *L);
 
-/* Install SIGINT/SIGTERM handling for the host: a signal stops the running
- * loop cleanly (tasks cancelled, responders closed and unlinked), and a
- * Lua loop that never yields is interrupted through a count hook that
- * raises "interrupted" naming where it was. Call once after creating L. */
-void lbh_install_signal_handlers(lua_State *L);
+/* Install the host's signal handling (process-wide: signal dispositions
+ * belong to the process; L is the one host state whose threads a stop
+ * signal hooks). SIGINT/SIGTERM stop the running loop cleanly (tasks
+ * cancelled, responders closed and unlinked), also while a script is
+ * blocked in a C call (no SA_RESTART: the call returns EINTR and the hook
+ * stops the script), and a Lua loop that never yields is interrupted
+ * through a count hook that raises "interrupted" naming where it was.
+ * SIGHUP reopens L's report file (never stops). SIGPIPE is ignored.
+ * Call once, before any script runs. Returns 0, or -1 with errno. */
+int lbh_install_signal_handlers(lua_State *L);
 
-/* The signal (SIGINT/SIGTERM) that stopped the last bh.run, or 0. When a
- * signal stops a run, bh.run raises the main task's error if it was
- * interrupted inside Lua code ("file:line: interrupted" and traceback),
- * else the plain message "interrupted". The signal stays recorded (and
- * stops every later bh.run at once) until lbh_clear_stop_signal. */
-int lbh_stop_signal(lua_State *L);
-/* Forget the recorded signal (e.g. -i: back to the prompt after ^C). */
+/* The signal (SIGINT/SIGTERM, or SIGPIPE for a closed stdout) that stopped
+ * the last bh.run, or 0. Process-wide, like the handlers. When a signal
+ * stops a run, bh.run raises the main task's error if it was interrupted
+ * inside Lua code ("file:line: interrupted" and traceback), else the
+ * plain message "interrupted". The signal stays recorded (and stops every
+ * later bh.run at once) until lbh_clear_stop_signal. */
+int lbh_stop_signal(void);
+/* Forget the recorded signal and remove the hooks it left on L and the
+ * host state (e.g. -i: back to the prompt after ^C). */
 void lbh_clear_stop_signal(lua_State *L);
+
+/* The start-up checks of the host's service options (DESIGN §3): sets
+ * bh.options.report/metrics/listen, opens the report file, writes the
+ * first metrics file, binds the --listen socket (kept for every run to
+ * serve; bh.options.listen_address is the address bound). NULL options
+ * are skipped. On failure why (cap bytes) says which and why: the host
+ * then exits 2. */
+bool lbh_service_setup(lua_State *L, const char *report, const char *metrics,
+                       const char *listen, char *why, size_t cap);
+/* sd_notify(3) a state ("READY=1", "STOPPING=1"); nothing outside systemd. */
+void lbh_service_notify(const char *state);
+
+/* Reopen the report file of L's state (SIGHUP). */
+void lbh_report_reopen(lua_State *L);
 
 /* True when some task failed and nobody waited for it (the error was
  * already printed when its bh.run ended); the host then exits 1.

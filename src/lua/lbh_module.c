@@ -88,6 +88,7 @@ int luaopen_bh(lua_State *L) {
       lbh_err_open,      lbh_check_open,    lbh_run_open,   lbh_task_open,
       lbh_control_open,  lbh_identity_open, lbh_probe_open, lbh_respond_open,
       lbh_manifest_open, lbh_fs_open,       lbh_exec_open,  lbh_report_open,
+      lbh_log_open,      lbh_http_open,
   };
   for (size_t i = 0; i < sizeof openers / sizeof openers[0]; i++) {
     openers[i](L);

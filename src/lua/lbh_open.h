@@ -27,5 +27,7 @@ void lbh_fs_open(lua_State *L) __attribute__((weak));
 void lbh_exec_open(lua_State *L) __attribute__((weak));
 void lbh_report_open(lua_State *L) __attribute__((weak));
 void lbh_every_open(lua_State *L) __attribute__((weak));
+void lbh_log_open(lua_State *L) __attribute__((weak));  /* log.* */
+void lbh_http_open(lua_State *L) __attribute__((weak)); /* metrics.serve */
 
 #endif

@@ -1,12 +1,13 @@
 /* bh.report (one JSON object per line to stdout or bh.options.report),
  * bh.timestamp, bh.null, and the Lua <-> JSON glue of lbh_ops.h.
  *
- * The report file is opened for append and each line goes out in one
- * write(2), so nothing is ever buffered (a SIGTERM loses no line) and
- * concurrent writers do not interleave within a line. Log rotation:
- * SIGHUP sets a flag (the handler does nothing else) and the next line
- * reopens the file; a file renamed or removed under us is noticed by its
- * inode and reopened too, so rotation works even without the signal. */
+ * A thin binding: the file itself (append, O_NOFOLLOW, fixed mode, one
+ * write(2) per line, reopen after rotation) is the core's report sink
+ * (src/core/report.h), one per Lua state. Log rotation: SIGHUP reopens
+ * it at once from the loop (lbh_report_reopen) and a sink that missed it
+ * reopens before its next line; a file renamed or removed under us is
+ * noticed by its inode and reopened too, so rotation works even without
+ * the signal. */
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -15,15 +16,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "lbh.h"
 #include "lbh_err.h"
 #include "lbh_open.h"
 #include "lbh_ops.h"
+#include "lbh_service.h"
+#include "lbh_signal.h"
+#include "log.h"
 #include "pbutil.h"
+#include "report.h"
 
 enum { JSON_MAX_DEPTH = 32 };
 
@@ -219,84 +224,58 @@ const char *lbh_option_string(lua_State *L, const char *name) {
 /* ---- the report sink --------------------------------------------------------
  */
 
-static struct {
-  char *path; /* the file open now, or NULL (stdout) */
-  int fd;
-  dev_t dev;
-  ino_t ino;
-} sink = {NULL, -1, 0, 0};
-static volatile sig_atomic_t hup_seen;
+/* The sink of this state (core report.h), in a userdata kept in the
+ * registry: two states in one process each have their own file. */
+typedef struct state_sink {
+  bh_report_sink sink;
+  unsigned hups; /* lbh_hup_count() when it was last (re)opened */
+} state_sink;
 
-static void on_hup(int sig) {
-  (void)sig;
-  hup_seen = 1;
+static const char sink_key = 's'; /* registry[&sink_key] = state_sink */
+
+static state_sink *get_sink(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &sink_key);
+  state_sink *s = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return s;
 }
 
-/* Take over SIGHUP for log rotation, unless someone else already has. */
-static void install_hup(void) {
-  struct sigaction old, sa;
-  if (sigaction(SIGHUP, NULL, &old) != 0 || old.sa_handler != SIG_DFL) return;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_hup;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  sigaction(SIGHUP, &sa, NULL);
+bh_status lbh_report_open_file(lua_State *L, const char *path, bh_err *err) {
+  state_sink *s = get_sink(L);
+  if (s == NULL) return bh_err_set(err, BH_SYSTEM, NULL, "bh is not open");
+  s->hups = lbh_hup_count();
+  return bh_report_sink_open(&s->sink, path, err);
 }
 
-static void sink_close(void) {
-  if (sink.fd >= 0) close(sink.fd);
-  free(sink.path);
-  sink.path = NULL;
-  sink.fd = -1;
+void lbh_report_reopen(lua_State *L) {
+  state_sink *s = get_sink(L);
+  bh_err err;
+  if (s == NULL || s->sink.path == NULL) return;
+  s->hups = lbh_hup_count();
+  if (bh_report_sink_reopen(&s->sink, &err) != BH_OK)
+    bh_log_line(BH_LOG_ERR, err.message);
 }
 
-/* Is the open file still the one at path (not rotated away)? */
-static bool sink_current(const char *path) {
-  struct stat sb;
-  if (sink.fd < 0 || sink.path == NULL || strcmp(sink.path, path) != 0)
-    return false;
-  return stat(path, &sb) == 0 && sb.st_dev == sink.dev && sb.st_ino == sink.ino;
-}
-
-/* The descriptor to write a line to for path (reopened after SIGHUP or
- * rotation), or -1 with err filled. */
-static int sink_fd(const char *path, bh_err *err) {
-  if (hup_seen) {
-    hup_seen = 0;
-    sink_close();
+/* Write one line to path (NULL: stdout). A SIGHUP since the sink was
+ * opened reopens it first. EPIPE on stdout (the reader, `| head`, is
+ * gone) stops the run quietly, as SIGPIPE stops other tools. */
+static bh_status write_line(lua_State *L, const char *path, const char *line,
+                            size_t len, bh_err *err) {
+  state_sink *s = get_sink(L);
+  if (path == NULL) {
+    if (s != NULL && s->sink.fd >= 0) bh_report_sink_close(&s->sink);
+    (void)fflush(stdout); /* keep order with print() */
+    if (bh_write_all(STDOUT_FILENO, line, len)) return BH_OK;
+    if (errno == EPIPE) lbh_request_stop(SIGPIPE);
+    return bh_err_set(err, BH_SYSTEM, NULL, "writing report to stdout: %s",
+                      strerror(errno));
   }
-  if (sink_current(path)) return sink.fd;
-  sink_close();
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  struct stat sb;
-  if (fd < 0 || fstat(fd, &sb) != 0) {
-    bh_err_set(err, BH_SYSTEM, NULL, "report file %s: %s", path,
-               strerror(errno));
-    if (fd >= 0) close(fd);
-    return -1;
+  if (s == NULL) return bh_err_set(err, BH_SYSTEM, NULL, "bh is not open");
+  if (s->hups != lbh_hup_count()) {
+    s->hups = lbh_hup_count();
+    bh_report_sink_close(&s->sink);
   }
-  sink.path = strdup(path);
-  if (sink.path == NULL) {
-    close(fd);
-    bh_err_set(err, BH_SYSTEM, NULL, "out of memory");
-    return -1;
-  }
-  sink.fd = fd;
-  sink.dev = sb.st_dev;
-  sink.ino = sb.st_ino;
-  install_hup();
-  return fd;
-}
-
-static bool write_all(int fd, const char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, buf, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
-    buf += n;
-    len -= (size_t)n;
-  }
-  return true;
+  return bh_report_sink_write(&s->sink, path, line, len, err);
 }
 
 /* bh.report(record) -> true | nil, err. record: a table; it is written as
@@ -315,18 +294,10 @@ static int l_report(lua_State *L) {
   line[len] = '\n'; /* json_dumps gave len + 1 bytes: reuse the NUL */
   bh_err err;
   bh_err_clear(&err);
-  const char *path = lbh_option_string(L, "report");
-  if (path == NULL && sink.fd >= 0) sink_close(); /* back to stdout */
-  int fd = path ? sink_fd(path, &err) : 1;
-  bool ok = fd >= 0;
-  if (ok && fd == 1) (void)fflush(stdout); /* keep order with print() */
-  if (ok && !write_all(fd, line, len + 1)) {
-    bh_err_set(&err, BH_SYSTEM, NULL, "writing report %s: %s",
-               path ? path : "to stdout", strerror(errno));
-    ok = false;
-  }
+  bh_status st =
+      write_line(L, lbh_option_string(L, "report"), line, len + 1, &err);
   free(line);
-  if (!ok) return lbh_fail(L, &err);
+  if (st != BH_OK) return lbh_fail(L, &err);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -366,21 +337,25 @@ static int l_wallclock(lua_State *L) {
   return 1;
 }
 
-/* __gc of a sentinel in the registry: the report file is closed when the
- * state closes (before the module's shared object can be unloaded). */
+/* __gc of the state's sink: the report file is closed when the state
+ * closes (before the module's shared object can be unloaded). */
 static int sink_gc(lua_State *L) {
-  (void)L;
-  sink_close();
+  state_sink *s = lua_touserdata(L, 1);
+  bh_report_sink_close(&s->sink);
   return 0;
 }
 
 void lbh_report_open(lua_State *L) {
-  lua_newuserdatauv(L, 1, 0);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, sink_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &sink);
+  if (get_sink(L) == NULL) {
+    state_sink *s = lua_newuserdatauv(L, sizeof *s, 0);
+    bh_report_sink_init(&s->sink);
+    s->hups = lbh_hup_count();
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, sink_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &sink_key);
+  }
   static const luaL_Reg fns[] = {{"report", l_report},
                                  {"timestamp", l_timestamp},
                                  {"wallclock", l_wallclock},

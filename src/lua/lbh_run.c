@@ -15,6 +15,7 @@
 #include "lbh_args.h"
 #include "lbh_open.h"
 #include "lbh_sched.h"
+#include "lbh_service.h"
 #include "lbh_signal.h"
 #include "lbh_task.h"
 #include "loop.h"
@@ -181,15 +182,20 @@ static lbh_run *run_new(lua_State *L) {
   }
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &run_key);
+  lbh_service_attach(L, run); /* the host's endpoint, watchdog */
   return run;
 }
 
-/* Events other than our signal watcher: with tasks live and none of
- * these, nothing can ever resume them. */
+/* Events other than our signal watcher and the background ones: with
+ * tasks live and none of these, nothing can ever resume them. */
 static int run_events(lbh_run *run) {
   int n = event_base_get_num_events(
       run->base, EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_ACTIVE);
-  return run->sig_ev ? n - 1 : n;
+  return n - (run->sig_ev ? 1 : 0) - run->nbackground;
+}
+
+void lbh_run_background(lbh_run *run, int delta) {
+  run->nbackground += delta;
 }
 
 /* Turn the loop until every task is over, the main task failed, a signal

@@ -53,6 +53,7 @@ struct lbh_run {
   lbh_tracked *tracked;
   struct bh_hasher *hasher; /* made by the first probe that needs one */
   int stop_signal;
+  int nbackground;   /* events that wake no task (lbh_run_background) */
   int interrupt_ref; /* error (with traceback) of the task the hook stopped */
   bool deadlock, loop_error, torn_down;
   bool session; /* lbh_session: the host's -i prompt */

@@ -1,7 +1,8 @@
-/* SIGINT/SIGTERM for the binding (the public part is in lbh.h): the
- * handler only sets a flag, sets a count hook on the running Lua thread
- * (as lua.c's laction does) and writes to an eventfd that wakes the loop.
- * The scheduler reads the flag and stops the run. */
+/* Signals for the binding (the public part is in lbh.h), process-wide:
+ * the stop handler only sets a flag, sets a count hook on the running Lua
+ * thread (as lua.c's laction does) and writes to an eventfd that wakes the
+ * loop; the scheduler reads the flag and stops the run. SIGHUP counts and
+ * wakes the loop, whose drain reopens the report. */
 #ifndef LBH_SIGNAL_H
 #define LBH_SIGNAL_H
 
@@ -9,8 +10,14 @@
 
 /* The eventfd the handler writes to, or -1 when no handler is installed. */
 int lbh_signal_fd(void);
-/* Read and discard what the eventfd holds (from its loop callback). */
+/* Read and discard what the eventfd holds (from its loop callback), and
+ * reopen the host state's report when a SIGHUP came since the last drain. */
 void lbh_signal_drain(void);
+/* SIGHUPs received so far (a report sink reopens when it changed). */
+unsigned lbh_hup_count(void);
+/* Stop the run as a signal would, without one (sig is recorded as the
+ * stop signal: SIGPIPE when stdout was closed under bh.report). */
+void lbh_request_stop(int sig);
 /* The signal received since the last clear, or 0. */
 int lbh_signal_pending(void);
 /* Tell the handler which thread is running Lua code now (NULL: none but

@@ -78,6 +78,10 @@ typedef struct lbh_tracked {
 void lbh_run_track(lbh_run *run, lbh_tracked *entry, void (*close)(void *obj),
                    void *obj);
 void lbh_run_untrack(lbh_run *run, lbh_tracked *entry); /* idempotent */
+/* Count delta events (+1 when added, -1 when removed) that can never
+ * wake a task (a watchdog timer, the host's metrics listener), so that a
+ * run whose tasks wait on nothing else is still found deadlocked. */
+void lbh_run_background(lbh_run *run, int delta);
 
 /* Called around every resume of a task other than the run's main task:
  * fn(ud, true) before, fn(ud, false) after (the host's prompt hides its

@@ -1,0 +1,287 @@
+-- The host as a service (DESIGN §3), end to end with the real binary:
+-- signals from start-up, start-up checks of --report/--metrics/--listen,
+-- report and metrics files that cannot be turned against the host (a
+-- symlink planted by another user), a closed stdout, quiet stops and the
+-- journald-friendly log lines. Every wait is bounded.
+local H = require "helpers"
+local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
+local q, slurp, spit = H.q, H.slurp, H.spit
+-- The source tree (ctest runs the specs from it), for etc/policies.
+local ROOT = assert(io.popen("pwd")):read("l")
+
+local tmp
+
+local function sh(cmd)
+  local ok, _, code = os.execute(cmd)
+  return ok, code
+end
+
+local function sleep(s) os.execute("sleep " .. s) end
+
+-- Waits (up to 20 s) for pattern in the file name of tmp; returns the capture.
+local function poll_file(name, pattern)
+  for _ = 1, 400 do
+    local m = (slurp(tmp .. "/" .. name) or ""):match(pattern)
+    if m then return m end
+    sleep(0.05)
+  end
+  error("timed out waiting for " .. pattern .. " in " .. name .. "; stderr: "
+    .. tostring(slurp(tmp .. "/err")))
+end
+
+-- Runs `prefix BIN args` in the background in tmp (SIGINT/SIGTERM at their
+-- default disposition); returns {pid(), kill(sig), status()}; status()
+-- waits at most 30 s, then kills the process and fails.
+local function start(args, prefix)
+  sh(string.format("cd %s && (env --default-signal=INT,TERM %s %s %s <%s >out 2>err & "
+    .. "echo $! >pid; wait $!; echo $? >rc) >/dev/null 2>&1 &", q(tmp), prefix or "",
+    q(BIN), args, "/dev/null"))
+  local p = {}
+  function p.pid() return poll_file("pid", "(%d+)") end
+  function p.kill(sig) sh("kill -" .. sig .. " " .. p.pid()) end
+  function p.status()
+    for _ = 1, 600 do
+      local s = slurp(tmp .. "/rc")
+      if s and s:match("%d+") then return tonumber(s:match("%d+")) end
+      sleep(0.05)
+    end
+    p.kill("KILL")
+    error("process did not exit")
+  end
+  return p
+end
+
+-- Runs BIN args in tmp to the end; returns exit status, stdout, stderr.
+local function run(args, prefix)
+  local _, code = sh(string.format("cd %s && %s %s %s </dev/null >out 2>err", q(tmp),
+    prefix or "", q(BIN), args))
+  return code, slurp(tmp .. "/out"), slurp(tmp .. "/err")
+end
+
+local function is_root() return sh("test \"$(id -u)\" = 0") == true end
+
+-- Runs a shell command as nobody (the other user of the attacks).
+local function as_nobody(cmd)
+  return sh("setpriv --reuid=nobody --regid=nogroup --clear-groups sh -c " .. q(cmd))
+end
+
+local function mode_of(path)
+  local p = assert(io.popen("stat -c %a " .. q(path)))
+  local m = p:read("l")
+  p:close()
+  return m
+end
+
+before_each(function()
+  tmp = H.tmpdir()
+  sh("chmod 755 " .. q(tmp))
+end)
+after_each(function() H.rmdir(tmp) end)
+
+describe("signals from start-up", function()
+  it("SIGHUP before any report line reopens the report and never stops the process", function()
+    local p = start("--report r.jsonl -e " .. q([[
+      print("up") io.stdout:flush()
+      while not io.open("go") do bh.sleep(0.02) end
+      assert(bh.report{ after = "hup" })]]))
+    poll_file("out", "()up")
+    os.rename(tmp .. "/r.jsonl", tmp .. "/r.jsonl.1")
+    p.kill("HUP")
+    -- The reopen happens at once, from the loop: logrotate's `create`
+    -- finds the new file before any line is written.
+    poll_file("r.jsonl", "()")
+    spit(tmp .. "/go", "")
+    assert.equal(0, p.status())
+    assert.equal('{"after":"hup"}\n', slurp(tmp .. "/r.jsonl"))
+    assert.equal("", slurp(tmp .. "/r.jsonl.1"))
+  end)
+
+  it("SIGTERM ends a script blocked in io.read() on a pipe, the first time, quietly", function()
+    -- The pipe's writer never writes and outlives the test's wait.
+    sh(string.format("cd %s && (sh -c 'echo $$ >writer; exec sleep 60' | "
+      .. "(env --default-signal=INT,TERM %s -e %s >out 2>err; echo $? >rc)) >/dev/null 2>&1 &",
+      q(tmp), q(BIN), q([[print("pid " .. io.open("/proc/self/stat"):read("n")) io.stdout:flush()
+          print(io.read())]])))
+    local pid = poll_file("out", "pid (%d+)")
+    sleep(0.2)
+    sh("kill -TERM " .. pid)
+    local ok, rc = pcall(poll_file, "rc", "(%d+)")
+    if not ok then sh("kill -KILL " .. pid) end
+    sh("kill " .. poll_file("writer", "(%d+)"))
+    assert.equal("143", rc)
+    assert.equal("", slurp(tmp .. "/err"))
+  end)
+
+  it("SIGTERM ends os.execute of a child that waits, as systemd's stop would", function()
+    -- setsid: the host leads its process group, as under systemd.
+    local p = start("-e " .. q([[print("up") io.stdout:flush() os.execute("sleep 60")
+      print("not stopped")]]), "setsid")
+    poll_file("out", "()up")
+    sleep(0.2)
+    p.kill("TERM")
+    assert.equal(143, p.status())
+    assert.is_nil(slurp(tmp .. "/out"):find("not stopped", 1, true))
+  end)
+
+  it("a clean stop is quiet: no 'interrupted' line", function()
+    local p = start("-e " .. q([[print("up") io.stdout:flush() bh.sleep(60)]]))
+    poll_file("out", "()up")
+    p.kill("TERM")
+    assert.equal(143, p.status())
+    assert.equal("", slurp(tmp .. "/err"))
+  end)
+end)
+
+describe("start-up checks", function()
+  local cases = {
+    { "--report /nonexistent/dir/r.jsonl",
+      "%-%-report: report file /nonexistent/dir/r.jsonl: No such" },
+    { "--metrics /nonexistent/dir/m.prom",
+      "%-%-metrics: open directory /nonexistent/dir: No such" },
+    { "--listen 300.1.2.3:9", "%-%-listen: listen address '300.1.2.3:9'" },
+    { "--listen 127.0.0.1:99999", "%-%-listen: listen address" },
+  }
+  for _, c in ipairs(cases) do
+    it("exits 2 with the reason before the script runs: " .. c[1], function()
+      local rc, out, err = run(c[1] .. " -e " .. q("print('ran')"))
+      assert.equal(2, rc)
+      assert.equal("", out)
+      assert.matches("^bhprobe%-lua: " .. c[2], err)
+    end)
+  end
+
+  it("exits 2 instead of running forever with --every and an unwritable --report", function()
+    local p = start("--report /nonexistent/dir/r.jsonl "
+      .. q(ROOT .. "/etc/policies/manifests.lua") .. " " .. q(tmp) .. " --every 0.1")
+    assert.equal(2, p.status())
+  end)
+
+  it("exits 2 when the --listen port is taken", function()
+    local p = start("--listen 127.0.0.1:0 -e " .. q([[
+      print("at " .. bh.options.listen_address) io.stdout:flush() bh.sleep(60)]]))
+    local addr = poll_file("out", "at (%S+)")
+    local rc, _, err = run("--listen " .. addr .. " -e " .. q("print('ran')"))
+    p.kill("TERM")
+    assert.equal(143, p.status())
+    assert.equal(2, rc)
+    assert.matches("Address already in use", err)
+  end)
+end)
+
+describe("the report file", function()
+  it("refuses a symlink planted by another user and never writes through it", function()
+    local victim = tmp .. "/victim"
+    spit(victim, "root only\n")
+    sh("chmod 600 " .. q(victim))
+    local drop = tmp .. "/drop"
+    sh("mkdir " .. q(drop))
+    if is_root() then
+      sh("chown nobody " .. q(drop))
+      assert.is_true(as_nobody("ln -s " .. q(victim) .. " " .. q(drop .. "/r.jsonl")))
+    else
+      sh("ln -s " .. q(victim) .. " " .. q(drop .. "/r.jsonl"))
+    end
+    local rc, out, err = run("--report " .. q(drop .. "/r.jsonl") .. " -e "
+      .. q("bh.report{x = 1}"))
+    assert.equal(2, rc)
+    assert.equal("", out)
+    assert.matches("is a symbolic link: refused", err)
+    assert.equal("root only\n", slurp(victim))
+  end)
+
+  it("refuses a symlink swapped in after start-up (rotation), keeps the victim intact", function()
+    local victim = tmp .. "/victim"
+    spit(victim, "root only\n")
+    local p = start("--report r.jsonl -e " .. q([[
+      print("up") io.stdout:flush()
+      while not io.open("go") do bh.sleep(0.02) end
+      local ok, err = bh.report{ x = 1 }
+      print(ok, err and err.code, err and tostring(err))]]))
+    poll_file("out", "()up")
+    os.remove(tmp .. "/r.jsonl")
+    sh("ln -s " .. q(victim) .. " " .. q(tmp .. "/r.jsonl"))
+    spit(tmp .. "/go", "")
+    assert.equal(0, p.status())
+    assert.matches("nil\tsystem\treport file r.jsonl: is a symbolic link: refused",
+      slurp(tmp .. "/out"))
+    assert.equal("root only\n", slurp(victim))
+  end)
+
+  it("is created with mode 0640 whatever the umask", function()
+    for _, umask in ipairs({ "000", "077" }) do
+      os.remove(tmp .. "/r.jsonl")
+      local rc = run("--report r.jsonl -e " .. q("assert(bh.report{ x = 1 })"),
+        "umask " .. umask .. ";")
+      assert.equal(0, rc)
+      assert.equal("640", mode_of(tmp .. "/r.jsonl"), "umask " .. umask)
+    end
+  end)
+
+  it("to a closed stdout (| head -1) ends the run quietly with 141", function()
+    local _, code = sh(string.format("cd %s && (%s -e %s 2>err; echo $? >rc) | head -1 >out",
+      q(tmp), q(BIN),
+      q("for i = 1, 2000 do assert(bh.report{ i = i }) end print('all written')")))
+    assert.is_true(code == 0 or code == nil)
+    assert.equal('{"i":1}\n', slurp(tmp .. "/out"))
+    assert.equal("", slurp(tmp .. "/err"))
+    assert.equal("141", poll_file("rc", "(%d+)"))
+  end)
+end)
+
+describe("the metrics file", function()
+  it("refuses a symlink planted at the path, never copying its target's mode", function()
+    local victim = tmp .. "/victim"
+    spit(victim, "#!/bin/sh\n")
+    sh("chmod 4755 " .. q(victim))
+    local drop = tmp .. "/drop"
+    sh("mkdir " .. q(drop))
+    if is_root() then
+      sh("chown nobody " .. q(drop))
+      assert.is_true(as_nobody("ln -s " .. q(victim) .. " " .. q(drop .. "/m.prom")))
+    else
+      sh("ln -s " .. q(victim) .. " " .. q(drop .. "/m.prom"))
+    end
+    local rc, _, err = run("--metrics " .. q(drop .. "/m.prom") .. " -e " .. q("print('ran')"))
+    assert.equal(2, rc)
+    assert.matches("is a symbolic link: refused", err)
+    assert.equal("4755", mode_of(victim))
+    assert.equal("#!/bin/sh\n", slurp(victim))
+    -- bh.fs.write_atomic (which bh.metrics.flush uses) says the same.
+    local code, out = run("-e " .. q("print(bh.fs.write_atomic("
+      .. string.format("%q", drop .. "/m.prom") .. ", 'x'))"))
+    assert.equal(0, code)
+    assert.matches("nil\t.*is a symbolic link: refused", out)
+    assert.equal("#!/bin/sh\n", slurp(victim))
+  end)
+
+  it("gets mode 0644 and no set-id bits, whatever mode the old file had", function()
+    spit(tmp .. "/m.prom", "old\n")
+    sh("chmod 6777 " .. q(tmp .. "/m.prom"))
+    local rc = run("--metrics m.prom -e " .. q("assert(bh.metrics.flush())"), "umask 000;")
+    assert.equal(0, rc)
+    assert.equal("644", mode_of(tmp .. "/m.prom"))
+    assert.matches("bhprobe_build_info{", slurp(tmp .. "/m.prom"))
+  end)
+end)
+
+describe("bh.log", function()
+  it("writes journald priority prefixes when stderr is the journal", function()
+    local code = [[bh.log.error("e", 1) bh.log.warn("w") bh.log.info("i\nsecond")
+      bh.log.debug("hidden") bh.log.level("debug") bh.log.debug("d") error("boom")]]
+    -- JOURNAL_STREAM names the file stderr goes to, as systemd does.
+    sh(string.format("cd %s && : >err && JOURNAL_STREAM=$(stat -c %%d:%%i err) %s -e %s 2>>err",
+      q(tmp), q(BIN), q(code)))
+    local err = slurp(tmp .. "/err")
+    assert.matches("^<3>e 1\n<4>w\n<6>i\n<6>second\n<7>d\n"
+      .. "<3>%(command line%):2: boom\n<3>stack traceback:\n", err)
+    local _, _, plain = run("-e " .. q(code))
+    assert.matches("^bhprobe%-lua: e 1\nbhprobe%-lua: warning: w\nbhprobe%-lua: i\nsecond\n"
+      .. "bhprobe%-lua: debug: d\nbhprobe%-lua: %(command line%):2: boom\n", plain)
+  end)
+
+  it("checks its arguments", function()
+    local rc, _, err = run("-e " .. q("bh.log.level('loud')"))
+    assert.equal(1, rc)
+    assert.matches("invalid option 'loud'", err)
+  end)
+end)

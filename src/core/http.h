@@ -1,0 +1,72 @@
+/* The service's HTTP endpoint on the run's libevent loop (libevent's own
+ * evhttp): GET /metrics, GET /-/healthy and, blackbox_exporter's
+ * multi-target pattern, GET /probe?manifest=PATH. The core owns the
+ * socket, HTTP and the checks of hostile input; what the answers say is
+ * the caller's (the Lua binding renders metrics and runs probes):
+ * - /metrics: the metrics callback fills the body at once (it must not
+ *   block); text exposition 0.0.4, or OpenMetrics 1.0.0 when the request's
+ *   Accept asks for application/openmetrics-text.
+ * - /probe?manifest=PATH: PATH is checked here (bh_http_probe_path_ok),
+ *   then the probe callback starts the work and answers later, from the
+ *   loop, with bh_http_reply(id). At most max_probes are in flight; more
+ *   get 503 at once, so a flood of scrapes cannot queue unbounded work.
+ * Requests are GET/HEAD only, headers at most 8 KiB, no body, and an idle
+ * connection is closed after 30 s. */
+#ifndef BH_HTTP_H
+#define BH_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+struct event_base;
+typedef struct bh_http bh_http;
+
+enum { BH_HTTP_PATH_MAX = 4095, BH_HTTP_DEFAULT_PORT = 9464 };
+
+typedef struct bh_http_callbacks {
+  /* The metrics text (malloc'd, freed by the caller) or NULL (500). */
+  char *(*metrics)(void *ctx, bool openmetrics, size_t *len);
+  /* Start probing the record at path (already checked); answer later
+   * with bh_http_reply(h, id, ...). Returns false when it cannot start
+   * (500). NULL: /probe is 404. */
+  bool (*probe)(void *ctx, uint64_t id, const char *path, bool openmetrics);
+  void *ctx;
+} bh_http_callbacks;
+
+/* Parse "HOST:PORT", ":PORT" or "PORT" ("[::1]:PORT" for IPv6; HOST a
+ * numeric address or "localhost"; default host 127.0.0.1, loopback: a
+ * metrics endpoint is exposed to the network only when asked), create,
+ * bind and listen on a non-blocking TCP socket. *fd_out is the socket;
+ * bound (cap bytes) gets the address actually bound ("127.0.0.1:9464",
+ * the real port when PORT is 0). Errors: system, naming spec. */
+bh_status bh_http_listen(const char *spec, int *fd_out, char *bound, size_t cap,
+                         bh_err *err);
+
+/* Serve on listen_fd (taken over: closed by bh_http_free) in base. */
+bh_http *bh_http_new(struct event_base *base, int listen_fd,
+                     const bh_http_callbacks *cb, unsigned max_probes,
+                     bh_err *err);
+
+/* Answer the /probe request id: 200 with a metrics body (content type
+ * as the request asked), or another code with a plain-text body. Does
+ * nothing when id is no longer pending (the server closed meanwhile). */
+void bh_http_reply(bh_http *h, uint64_t id, int code, const char *body,
+                   size_t len);
+
+/* Probes in flight now. */
+unsigned bh_http_pending(const bh_http *h);
+
+/* Answer every pending /probe with 503, stop listening, free. NULL is
+ * fine. */
+void bh_http_free(bh_http *h);
+
+/* Is path acceptable for /probe? Absolute, at most BH_HTTP_PATH_MAX
+ * bytes, no control bytes, no empty, "." or ".." component, and named
+ * .running-process-manifest.pb or {service}-{version}.pb. On false, *why
+ * says what is wrong. */
+bool bh_http_probe_path_ok(const char *path, const char **why);
+
+#endif

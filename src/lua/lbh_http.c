@@ -1,0 +1,265 @@
+/* bh.metrics.serve: the Lua side of the HTTP endpoint (core http.h). A
+ * server is a full userdata ("bh.http_server") tracked by the run, so it
+ * closes when the run ends; while open it holds a registry reference to
+ * itself, so the collector cannot free what a request callback touches.
+ * /metrics calls bh.metrics.render on the loop (it never yields); a
+ * /probe request spawns a task running bh.metrics._probe_runner, which
+ * calls the policy's probe function and answers through server:_reply.
+ * The host's --listen socket (lbh_service.c) is served the same way by a
+ * server the run starts by itself; bh.metrics.serve{probe = fn} without
+ * listen then hands fn to that server instead of binding another. */
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "lbh.h"
+#include "lbh_args.h"
+#include "lbh_err.h"
+#include "lbh_open.h"
+#include "lbh_service.h"
+#include "lbh_task.h"
+
+#define SERVER_MT "bh.http_server"
+#define FN "bh.metrics.serve"
+
+typedef struct server {
+  bh_http *http; /* NULL once closed */
+  lbh_run *run;
+  lua_State *L; /* the run's state */
+  lbh_tracked track;
+  int self_ref;
+  bool host; /* the server of the host's --listen */
+  char address[80];
+} server;
+
+static const char host_server_key = 'h'; /* registry: the host's server */
+
+/* ---- calls into Lua from the loop ------------------------------------- */
+
+typedef struct call {
+  server *s;
+  bool openmetrics;
+  uint64_t id;
+  const char *path;
+  char *out;
+  size_t len;
+} call;
+
+/* Push bh.metrics[name]. */
+static void push_metrics_fn(lua_State *L, const char *name) {
+  lbh_push_module(L);
+  lua_getfield(L, -1, "metrics");
+  lua_getfield(L, -1, name);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
+/* Under lbh_loop_pcall: c->out = bh.metrics.render(openmetrics). */
+static int render_p(lua_State *L) {
+  call *c = lua_touserdata(L, 1);
+  size_t len;
+  push_metrics_fn(L, "render");
+  lua_pushboolean(L, c->openmetrics);
+  lua_call(L, 1, 1);
+  const char *text = luaL_checklstring(L, -1, &len);
+  c->out = malloc(len ? len : 1);
+  if (c->out == NULL) return luaL_error(L, "out of memory");
+  memcpy(c->out, text, len);
+  c->len = len;
+  return 0;
+}
+
+static char *on_metrics(void *ctx, bool openmetrics, size_t *len) {
+  call c = {ctx, openmetrics, 0, NULL, NULL, 0};
+  server *s = ctx;
+  if (lbh_loop_pcall(s->run, render_p, &c, 0, "serving /metrics") != LUA_OK)
+    return NULL;
+  *len = c.len;
+  return c.out;
+}
+
+/* Under lbh_loop_pcall: bh.spawn(bh.metrics._probe_runner, server, probe,
+ * id, path, openmetrics). */
+static int spawn_p(lua_State *L) {
+  call *c = lua_touserdata(L, 1);
+  lbh_push_module(L);
+  lua_getfield(L, -1, "spawn");
+  push_metrics_fn(L, "_probe_runner");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->self_ref);
+  lua_getiuservalue(L, -1, 1);
+  lua_getfield(L, -1, "probe");
+  lua_remove(L, -2);
+  lua_pushinteger(L, (lua_Integer)c->id);
+  lua_pushstring(L, c->path);
+  lua_pushboolean(L, c->openmetrics);
+  lua_call(L, 6, 0);
+  return 0;
+}
+
+static bool on_probe(void *ctx, uint64_t id, const char *path,
+                     bool openmetrics) {
+  call c = {ctx, openmetrics, id, path, NULL, 0};
+  server *s = ctx;
+  return lbh_loop_pcall(s->run, spawn_p, &c, 0, "starting a /probe") == LUA_OK;
+}
+
+/* ---- the server object ------------------------------------------------ */
+
+/* Stop serving (pending /probe requests get 503) and drop the references.
+ * Idempotent; also the run's teardown (no Lua code runs). */
+static void server_close(void *obj) {
+  server *s = obj;
+  if (s->http == NULL) return;
+  bh_http_free(s->http);
+  s->http = NULL;
+  lbh_run_untrack(s->run, &s->track);
+  if (s->host) {
+    lbh_run_background(s->run, -1);
+    lua_pushnil(s->L);
+    lua_rawsetp(s->L, LUA_REGISTRYINDEX, &host_server_key);
+  }
+  luaL_unref(s->L, LUA_REGISTRYINDEX, s->self_ref);
+  s->self_ref = LUA_NOREF;
+}
+
+/* Push a new server serving fd (taken over) in the current run, with the
+ * probe function at probe_idx (0: none). */
+static server *server_new(lua_State *L, int fd, const char *address,
+                          int probe_idx, unsigned max_probes) {
+  lbh_run *run = lbh_run_current(L);
+  server *s = lua_newuserdatauv(L, sizeof *s, 1);
+  memset(s, 0, sizeof *s);
+  s->self_ref = LUA_NOREF;
+  luaL_setmetatable(L, SERVER_MT);
+  lua_createtable(L, 0, 1);
+  if (probe_idx != 0) {
+    lua_pushvalue(L, probe_idx);
+    lua_setfield(L, -2, "probe");
+  }
+  lua_setiuservalue(L, -2, 1);
+  bh_http_callbacks cb = {on_metrics, on_probe, s};
+  bh_err err;
+  s->http = bh_http_new(lbh_run_base(run), fd, &cb, max_probes, &err);
+  if (s->http == NULL) luaL_error(L, "%s: %s", FN, err.message);
+  s->run = run;
+  s->L = lbh_run_state(run);
+  (void)snprintf(s->address, sizeof s->address, "%s", address);
+  lua_pushvalue(L, -1);
+  s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lbh_run_track(run, &s->track, server_close, s);
+  return s;
+}
+
+/* Set the probe function of the server at -1 to the value at idx. */
+static void set_probe(lua_State *L, int idx) {
+  lua_getiuservalue(L, -1, 1);
+  lua_pushvalue(L, idx);
+  lua_setfield(L, -2, "probe");
+  lua_pop(L, 1);
+}
+
+/* bh.metrics.serve{listen = "HOST:PORT", probe = fn, max_probes = 8}
+ * -> server. Serves /metrics, /-/healthy and (with probe) /probe in the
+ * current run until server:close() or the end of the run. Without
+ * listen, the host's --listen server (started with the run) gets probe.
+ * A listen address that cannot be bound raises (a caller's setup bug). */
+static int l_serve(lua_State *L) {
+  static const char *const keys[] = {"listen", "probe", "max_probes", NULL};
+  lbh_opts_check(L, 1, FN, keys);
+  lbh_run_check(L, FN);
+  const char *listen = lbh_opt_string(L, 1, FN, "listen", NULL);
+  lua_Integer maxp = lbh_opt_integer(L, 1, FN, "max_probes", 8, 1, 1024);
+  int probe_idx = 0;
+  if (lbh_opt_push(L, 1, "probe")) {
+    if (!lua_isfunction(L, -1))
+      lbh_arg_error(L, FN, "option 'probe' must be a function, got %s",
+                    luaL_typename(L, -1));
+    probe_idx = lua_gettop(L);
+  }
+  if (listen == NULL) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &host_server_key) != LUA_TUSERDATA)
+      lbh_arg_error(L, FN, "option 'listen' is required (no --listen)");
+    if (probe_idx != 0) set_probe(L, probe_idx);
+    return 1;
+  }
+  int fd;
+  char bound[80];
+  bh_err err;
+  if (bh_http_listen(listen, &fd, bound, sizeof bound, &err) != BH_OK)
+    return luaL_error(L, "%s: %s", FN, err.message);
+  server_new(L, fd, bound, probe_idx, (unsigned)maxp);
+  return 1;
+}
+
+void lbh_http_start_host(lua_State *L) {
+  char address[80];
+  int fd = lbh_service_listen_fd(L, address, sizeof address);
+  if (fd < 0) return;
+  server *s = server_new(L, fd, address, 0, 8);
+  s->host = true;
+  lbh_run_background(lbh_run_current(L), 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &host_server_key);
+}
+
+static server *check_server(lua_State *L) {
+  return luaL_checkudata(L, 1, SERVER_MT);
+}
+
+/* server:_reply(id, code, body): answer a /probe (bh.metrics._probe_runner
+ * only). Nothing happens once the server is closed. */
+static int s_reply(lua_State *L) {
+  server *s = check_server(L);
+  lua_Integer id = luaL_checkinteger(L, 2);
+  int code = (int)luaL_checkinteger(L, 3);
+  size_t len;
+  const char *body = luaL_checklstring(L, 4, &len);
+  if (s->http != NULL) bh_http_reply(s->http, (uint64_t)id, code, body, len);
+  return 0;
+}
+
+static int s_close(lua_State *L) {
+  server_close(check_server(L));
+  return 0;
+}
+
+/* server.address ("127.0.0.1:9464"), server.closed, or a method. */
+static int s_index(lua_State *L) {
+  server *s = check_server(L);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "address") == 0) {
+    lua_pushstring(L, s->address);
+  } else if (strcmp(k, "closed") == 0) {
+    lua_pushboolean(L, s->http == NULL);
+  } else {
+    luaL_getmetafield(L, 1, "__methods");
+    lua_getfield(L, -1, k);
+  }
+  return 1;
+}
+
+static int s_tostring(lua_State *L) {
+  server *s = check_server(L);
+  lua_pushfstring(L, "bh.http_server (%s%s)", s->address,
+                  s->http ? "" : ", closed");
+  return 1;
+}
+
+void lbh_http_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"close", s_close}, {"_reply", s_reply}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__index", s_index},
+                                  {"__gc", s_close},
+                                  {"__close", s_close},
+                                  {"__tostring", s_tostring},
+                                  {NULL, NULL}};
+  if (luaL_newmetatable(L, SERVER_MT)) {
+    luaL_setfuncs(L, meta, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__methods");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_serve);
+  lua_setfield(L, -2, "_http_serve"); /* bh.metrics.serve takes it */
+}
