@@ -7,6 +7,7 @@ local H = require "helpers"
 local json = require "dkjson"
 local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
 local q = H.q
+local POLICY = assert(io.popen("pwd")):read("l") .. "/etc/policies/manifests.lua"
 
 local FIXTURE = [=[
 local root = ...
@@ -194,7 +195,7 @@ describe("etc/policies/manifests.lua", function()
 
   it("classifies each record for real (dry run changes nothing)", function()
     local ok, by, _, err = run_policy()
-    assert.is_true(ok)
+    assert.is_nil(ok) -- exit 2: an impostor and an invalid record were found
     assert.equal("verified", by.live.verdict)
     assert.equal("impostor", by.imp.verdict)
     assert.equal("identity_mismatch", by.imp.code)
@@ -249,13 +250,249 @@ describe("etc/policies/manifests.lua", function()
     assert.has_error(function() parse_prometheus('x{a="b} 1\n') end)
   end)
 
+  -- Exit status of one record's directory (a root holding only it).
+  local function status_of(sub)
+    local _, _, code = os.execute(BIN .. " " .. q("etc/policies/manifests.lua") .. " "
+      .. q(root .. "/" .. sub) .. " >/dev/null 2>&1")
+    return code
+  end
+
+  it("exits like a Nagios plugin: 0 verified, 1 stale, 2 impostor or invalid, 3 no root",
+    function()
+      assert.equal(0, status_of("live"))
+      assert.equal(0, status_of("empty"))
+      assert.equal(1, status_of("dead"))
+      assert.equal(1, status_of("quiet"))
+      assert.equal(2, status_of("imp"))
+      assert.equal(2, status_of("bad"))
+      assert.equal(3, status_of("no-such-dir"))
+    end)
+
+  -- The policy as a service in the background, in its own directory d:
+  -- returns {metrics() -> parsed file or nil, addr() -> the --listen
+  -- address, stop() -> exit status}. Every wait is bounded.
+  local function service(d, args, host_args)
+    os.execute("rm -rf " .. q(d) .. " && mkdir -p " .. q(d))
+    os.execute(string.format("cd %s && (env --default-signal=INT,TERM %s --metrics m.prom "
+      .. "--report r.jsonl %s %s %s >out 2>err & echo $! >pid; wait $!; echo $? >rc) "
+      .. ">/dev/null 2>&1 &", q(d), q(BIN), host_args or "", q(POLICY), args))
+    local s = {}
+    local function poll(file, pattern)
+      for _ = 1, 600 do
+        local m = (H.slurp(d .. "/" .. file) or ""):match(pattern)
+        if m then return m end
+        os.execute("sleep 0.05")
+      end
+      error("timed out waiting for " .. pattern .. " in " .. file .. "; stderr: "
+        .. tostring(H.slurp(d .. "/err")))
+    end
+    s.poll = poll
+    function s.metrics()
+      local text = H.slurp(d .. "/m.prom")
+      return text and parse_prometheus(text), text
+    end
+    function s.addr() return poll("err", "serving metrics on http://([^/]+)/metrics") end
+    -- Waits until the metrics file says at least n rounds ended.
+    function s.rounds(n)
+      for _ = 1, 600 do
+        local m = s.metrics()
+        local r = m and sample(m, "bhprobe_rounds_total", {})
+        if r and r >= n then return m, r end
+        os.execute("sleep 0.05")
+      end
+      error("fewer than " .. n .. " rounds; stderr: " .. tostring(H.slurp(d .. "/err")))
+    end
+    function s.stop()
+      os.execute("kill -TERM " .. poll("pid", "(%d+)") .. " 2>/dev/null")
+      return tonumber(poll("rc", "(%d+)"))
+    end
+    return s
+  end
+
+  local function curl(url, headers)
+    local p = assert(io.popen("curl -s --noproxy '*' --max-time 20 " .. (headers or "")
+      .. " -w '\n%{http_code} %{content_type}' " .. q(url)))
+    local out = p:read("a")
+    p:close()
+    local body, code, ctype = out:match("^(.-)\n?(%d+) ([^\n]*)$")
+    return tonumber(code), body, ctype
+  end
+
+  it("forgets a deleted manifest's daemon within two rounds", function()
+    local r2 = dir .. "/root2"
+    os.execute("rm -rf " .. q(r2) .. " && mkdir " .. q(r2) .. " && cp -a " .. q(root .. "/live")
+      .. " " .. q(root .. "/dead") .. " " .. q(r2))
+    local s = service(dir .. "/svc1", q(r2) .. " --every 0.2")
+    local ok, err = pcall(function()
+      local m, n = s.rounds(1)
+      assert.equal(0, sample(m, "bhprobe_probe_success", { service = "dead" }))
+      os.execute("rm -rf " .. q(r2 .. "/dead"))
+      -- The round in progress may have scanned before the removal: two more.
+      m = s.rounds(n + 2)
+      assert.is_nil(sample(m, "bhprobe_probe_success", { service = "dead" }))
+      assert.is_nil(sample(m, "bhprobe_probe_verdict", { service = "dead" }))
+      assert.is_nil(sample(m, "bhprobe_probe_failures_total", { service = "dead" }))
+      assert.equal(1, sample(m, "bhprobe_probe_success", { service = "live" }))
+      assert.equal(1, sample(m, "bhprobe_round_targets", { verdict = "verified" }))
+      assert.equal(0, sample(m, "bhprobe_round_targets", { verdict = "stale" }))
+    end)
+    assert.equal(143, s.stop())
+    assert(ok, err)
+  end)
+
+  it("forgets a record cleaned by --apply once it names no daemon", function()
+    local r3 = dir .. "/root3"
+    os.execute("rm -rf " .. q(r3) .. " && mkdir " .. q(r3) .. " && cp -a " .. q(root .. "/dead")
+      .. " " .. q(r3))
+    local s = service(dir .. "/svc2", q(r3) .. " --every 0.2 --apply")
+    local ok, err = pcall(function()
+      local m = s.rounds(3)
+      assert.is_nil(sample(m, "bhprobe_probe_verdict", { service = "dead", verdict = "stale" }))
+      assert.matches('"cleared":true', H.slurp(dir .. "/svc2/r.jsonl"))
+    end)
+    assert.equal(143, s.stop())
+    assert(ok, err)
+  end)
+
+  it("serves /metrics and /probe?manifest= on --listen, refusing hostile paths", function()
+    local s = service(dir .. "/svc3", q(root) .. " --every 0.3", "--listen 127.0.0.1:0")
+    local ok, err = pcall(function()
+      local base = "http://" .. s.addr()
+      s.rounds(1)
+      local code, body, ctype = curl(base .. "/metrics")
+      assert.equal(200, code)
+      assert.equal("text/plain; version=0.0.4; charset=utf-8", ctype)
+      local m = parse_prometheus(body .. "\n")
+      assert.equal(1, sample(m, "bhprobe_probe_success", { service = "live" }))
+      assert.equal(1, sample(m, "bhprobe_build_info", {}))
+      code, body, ctype = curl(base .. "/metrics", "-H 'Accept: application/openmetrics-text'")
+      assert.equal(200, code)
+      assert.matches("^application/openmetrics%-text; version=1%.0%.0", ctype)
+      assert.matches("# EOF\n$", body)
+      assert.equal(200, (curl(base .. "/-/healthy")))
+      local live = root .. "/live/" .. bh.manifest.NAME
+      code, body = curl(base .. "/probe?manifest=" .. live)
+      assert.equal(200, code)
+      m = parse_prometheus(body .. "\n")
+      assert.equal(1, sample(m, "bhprobe_probe_success", { service = "live" }))
+      code, body = curl(base .. "/probe?manifest=" .. root .. "/imp/" .. bh.manifest.NAME)
+      assert.equal(200, code)
+      assert.equal(1, sample(parse_prometheus(body .. "\n"), "bhprobe_probe_verdict",
+        { service = "imp", verdict = "impostor" }))
+      -- Well-formed, but not a record the scan found: never read.
+      assert.equal(404, (curl(base .. "/probe?manifest=/etc/shadow-1.pb")))
+      for _, bad in ipairs({ "etc/x-1.pb", root .. "/live/../live/" .. bh.manifest.NAME,
+        "/etc/passwd", live .. "%00.pb", "", live .. "&manifest=" .. live }) do
+        assert.equal(400, (curl(base .. "/probe?manifest=" .. bad)), bad)
+      end
+      assert.equal(404, (curl(base .. "/nothing")))
+    end)
+    assert.equal(143, s.stop())
+    assert(ok, err)
+  end)
+
+  it("writes metrics that promtool check metrics accepts", function()
+    local s = service(dir .. "/svc4", q(root) .. " --every 0.3", "--listen 127.0.0.1:0")
+    local ok, err = pcall(function()
+      local base = "http://" .. s.addr()
+      s.rounds(1)
+      local out = dir .. "/promtool.out"
+      for _, cmd in ipairs({ "promtool check metrics <" .. q(dir .. "/svc4/m.prom"),
+        "curl -s --noproxy '*' --max-time 20 " .. q(base .. "/metrics")
+          .. " | promtool check metrics" }) do
+        local okc = os.execute(cmd .. " >" .. q(out) .. " 2>&1")
+        assert(okc, cmd .. ": " .. tostring(H.slurp(out)))
+        assert.equal("", H.slurp(out))
+      end
+    end)
+    assert.equal(143, s.stop())
+    assert(ok, err)
+  end)
+
+  -- A free TCP port on 127.0.0.1 (bound once by the host, then released).
+  local function free_addr()
+    local p = assert(io.popen(q(BIN) .. " --listen 127.0.0.1:0 -e "
+      .. q("print(bh.options.listen_address)") .. " 2>/dev/null"))
+    local a = p:read("l")
+    p:close()
+    return assert(a and a:match("^127%.0%.0%.1:%d+$") and a, "no free port")
+  end
+
+  -- Starts a real Prometheus server (Debian's prometheus) scraping the
+  -- targets, with its own config and storage in pd; returns its address
+  -- and a stop function that kills it (bounded) on every path.
+  local function prometheus(pd, addr, manifest)
+    os.execute("rm -rf " .. q(pd) .. " && mkdir -p " .. q(pd))
+    local web = free_addr()
+    H.spit(pd .. "/prometheus.yml", table.concat({
+      "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}",
+      "scrape_configs:",
+      "  - job_name: bhprobe",
+      "    static_configs: [{targets: ['" .. addr .. "']}]",
+      "  - job_name: bhprobe_manifest",
+      "    metrics_path: /probe",
+      "    params: {manifest: ['" .. manifest .. "']}",
+      "    static_configs: [{targets: ['" .. addr .. "']}]", "" }, "\n"))
+    os.execute(string.format("cd %s && (prometheus --config.file=prometheus.yml "
+      .. "--storage.tsdb.path=data --web.listen-address=%s >log 2>&1 & echo $! >pid)",
+      q(pd), web))
+    local pid = assert(H.slurp(pd .. "/pid")):match("%d+")
+    local function stop()
+      os.execute("kill -TERM " .. pid .. " 2>/dev/null")
+      for _ = 1, 200 do
+        if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then return end
+        os.execute("sleep 0.05")
+      end
+      os.execute("kill -KILL " .. pid .. " 2>/dev/null")
+    end
+    return web, stop
+  end
+
+  -- Polls Prometheus's HTTP API until query returns one series with value
+  -- want (at most 60 s); returns the API's answer.
+  local function query_until(web, query, want)
+    local last
+    for _ = 1, 120 do
+      local code, body = curl("http://" .. web .. "/api/v1/query?query=" .. query)
+      if code == 200 then
+        last = body
+        local r = json.decode(body)
+        local res = r and r.data and r.data.result
+        if res and #res == 1 and res[1].value[2] == want then return body end
+      end
+      os.execute("sleep 0.5")
+    end
+    error("Prometheus never answered " .. want .. " to " .. query .. ": " .. tostring(last))
+  end
+
+  it("is scraped by a real Prometheus server: bhprobe_probe_success read back", function()
+    local s = service(dir .. "/svc5", q(root) .. " --every 0.5", "--listen 127.0.0.1:0")
+    local stop_prom = function() end
+    local ok, err = pcall(function()
+      local addr = s.addr()
+      local web
+      web, stop_prom = prometheus(dir .. "/prom", addr, root .. "/live/" .. bh.manifest.NAME)
+      local got = query_until(web,
+        "bhprobe_probe_success%7Bjob%3D%22bhprobe%22%2Cservice%3D%22live%22%7D", "1")
+      assert.matches('"instance":"' .. addr:gsub("%p", "%%%0") .. '"', got)
+      query_until(web, "bhprobe_probe_success%7Bjob%3D%22bhprobe%22%2Cservice%3D%22imp%22%7D", "0")
+      got = query_until(web,
+        "bhprobe_probe_success%7Bjob%3D%22bhprobe_manifest%22%7D", "1")
+      H.spit(dir .. "/prometheus-answer.json", got) -- kept for the record
+      assert.matches('"service":"live"', got)
+    end)
+    stop_prom()
+    assert.equal(143, s.stop())
+    assert(ok, err)
+  end)
+
   it("with --apply cleans only stale records", function()
     local keep = {}
     for _, name in ipairs { "imp", "live", "quiet", "far", "corrupt", "bad" } do
       keep[name] = H.slurp(root .. "/" .. name .. "/" .. bh.manifest.NAME)
     end
     local ok, by = run_policy("--apply")
-    assert.is_true(ok)
+    assert.is_nil(ok)
     assert.is_true(by.dead.action.cleared)
     for _, name in ipairs { "dead", "reboot", "reused", "other" } do
       assert.is_nil(manifest_of(name).current_daemon, name)

@@ -81,6 +81,46 @@ describe("bh.report", function()
     assert.equal("system", err.code)
   end)
 
+  it("keeps a target's series only while it was seen in the last rounds", function()
+    bh.metrics.reset()
+    local function rec(service, verdict)
+      return { service = service, endpoint = { namespace_id = "n", path = "/" .. service },
+        verdict = verdict, code = verdict == "verified" and bh.null or "pid_not_found",
+        elapsed_ms = 2 }
+    end
+    bh.metrics.observe(rec("a", "verified"))
+    bh.metrics.observe(rec("b", "stale"))
+    bh.metrics.observe{ verdict = "invalid", code = "manifest_decode", endpoint = {} }
+    bh.metrics.end_round{ duration = 0.25 }
+    local text = bh.metrics.render()
+    assert.truthy(text:find('bhprobe_probe_success{service="b",namespace="n",path="/b"} 0',
+      1, true))
+    assert.truthy(text:find('bhprobe_round_targets{verdict="invalid"} 1', 1, true))
+    assert.truthy(text:find('bhprobe_round_targets{verdict="stale"} 1', 1, true))
+    assert.truthy(text:find("bhprobe_round_duration_seconds 0.25\n", 1, true))
+    assert.truthy(text:find("bhprobe_rounds_total 1\n", 1, true))
+    assert.truthy(text:find("bhprobe_last_round_success_timestamp_seconds ", 1, true))
+    assert.truthy(text:find('bhprobe_build_info{version="' .. bh._VERSION .. '",lua="Lua 5.4",'
+      .. 'running_process="4.1.0"} 1', 1, true))
+    bh.metrics.observe(rec("a", "verified")) -- b is gone
+    bh.metrics.end_round{ duration = 0.1, keep = 2 }
+    assert.truthy(bh.metrics.render():find('path="/b"', 1, true)) -- kept for 2 rounds
+    bh.metrics.observe(rec("a", "verified"))
+    bh.metrics.end_round{ duration = 0.1, keep = 2 }
+    text = bh.metrics.render()
+    assert.is_nil(text:find('path="/b"', 1, true))
+    assert.truthy(text:find('bhprobe_round_targets{verdict="stale"} 0', 1, true))
+    -- OpenMetrics: counter families without _total, info type, # EOF.
+    local om = bh.metrics.render(true)
+    assert.truthy(om:find("# TYPE bhprobe_rounds counter\nbhprobe_rounds_total 3\n", 1, true))
+    assert.truthy(om:find("# TYPE bhprobe_build info\n", 1, true))
+    assert.equal("# EOF\n", om:sub(-6))
+    assert.has_error(function() bh.metrics.end_round{ keep = 0 } end,
+      "bh.metrics.end_round: option 'keep' must be an integer in [1, 1000], got 0")
+    assert.has_error(function() bh.metrics.end_round{ durtion = 1 } end)
+    bh.metrics.reset()
+  end)
+
   it("bh.every never overlaps runs and keeps going after an error", function()
     local log, running, overlap = {}, false, false
     local n = bh.run(function()

@@ -29,6 +29,15 @@ local function poll_file(name, pattern)
     .. tostring(slurp(tmp .. "/err")))
 end
 
+-- Waits (up to 20 s) until a file named name exists in tmp.
+local function wait_exists(name)
+  for _ = 1, 400 do
+    if H.exists(tmp .. "/" .. name) then return end
+    sleep(0.05)
+  end
+  error("timed out waiting for " .. name)
+end
+
 -- Runs `prefix BIN args` in the background in tmp (SIGINT/SIGTERM at their
 -- default disposition); returns {pid(), kill(sig), status()}; status()
 -- waits at most 30 s, then kills the process and fails.
@@ -89,7 +98,7 @@ describe("signals from start-up", function()
     p.kill("HUP")
     -- The reopen happens at once, from the loop: logrotate's `create`
     -- finds the new file before any line is written.
-    poll_file("r.jsonl", "()")
+    wait_exists("r.jsonl")
     spit(tmp .. "/go", "")
     assert.equal(0, p.status())
     assert.equal('{"after":"hup"}\n', slurp(tmp .. "/r.jsonl"))
@@ -220,7 +229,7 @@ describe("the report file", function()
   it("to a closed stdout (| head -1) ends the run quietly with 141", function()
     local _, code = sh(string.format("cd %s && (%s -e %s 2>err; echo $? >rc) | head -1 >out",
       q(tmp), q(BIN),
-      q("for i = 1, 2000 do assert(bh.report{ i = i }) end print('all written')")))
+      q("for i = 1, 100000 do assert(bh.report{ i = i }) end print('all written')")))
     assert.is_true(code == 0 or code == nil)
     assert.equal('{"i":1}\n', slurp(tmp .. "/out"))
     assert.equal("", slurp(tmp .. "/err"))
@@ -283,5 +292,82 @@ describe("bh.log", function()
     local rc, _, err = run("-e " .. q("bh.log.level('loud')"))
     assert.equal(1, rc)
     assert.matches("invalid option 'loud'", err)
+  end)
+end)
+
+describe("the HTTP endpoint (bh.metrics.serve)", function()
+  local function curl(url, opts)
+    local p = assert(io.popen("curl -s --noproxy '*' --max-time 20 " .. (opts or "")
+      .. " -w '\\n%{http_code} %{content_type}' " .. q(url)))
+    local out = p:read("a")
+    p:close()
+    local body, code, ctype = out:match("^(.-)\n?(%d+) ([^\n]*)$")
+    return tonumber(code), body, ctype
+  end
+
+  -- A script serving with a slow probe handler; "go" ends it.
+  local SERVE = [[
+    local s = bh.metrics.serve{ listen = "127.0.0.1:0", max_probes = 2, probe = function(path)
+      io.open(path:match("([^/]+)$") .. ".started", "w"):close()
+      while not io.open("release") do bh.sleep(0.02) end
+      return { service = "s", endpoint = { namespace_id = "n", path = path }, verdict = "stale",
+        code = "pid_not_found", elapsed_ms = 1 }
+    end }
+    print("at " .. s.address) io.stdout:flush()
+    while not io.open("go") do bh.sleep(0.02) end
+    s:close()
+    print("closed", s.closed)]]
+
+  it("answers /metrics while /probe requests are in flight, and 503 past max_probes", function()
+    local p = start("-e " .. q(SERVE))
+    local base = "http://" .. poll_file("out", "at (%S+)")
+    for _, name in ipairs({ "a-1.pb", "b-1.pb" }) do
+      sh(string.format("cd %s && curl -s --noproxy '*' --max-time 20 -o %s %s &", q(tmp),
+        q(name .. ".out"), q(base .. "/probe?manifest=/r/" .. name)))
+    end
+    wait_exists("a-1.pb.started")
+    wait_exists("b-1.pb.started")
+    local code, body, ctype = curl(base .. "/metrics")
+    assert.equal(200, code)
+    assert.equal("text/plain; version=0.0.4; charset=utf-8", ctype)
+    assert.matches("bhprobe_build_info{", body)
+    code, body = curl(base .. "/probe?manifest=/r/c-1.pb")
+    assert.equal(503, code)
+    assert.equal("too many probes in flight\n", body)
+    spit(tmp .. "/release", "")
+    assert.matches('bhprobe_probe_success{service="s",namespace="n",path="/r/a%-1%.pb"} 0',
+      poll_file("a-1.pb.out", "(.*verdict.*)"))
+    poll_file("b-1.pb.out", "()stale")
+    assert.equal(501, (curl(base .. "/metrics", "-X POST")))
+    spit(tmp .. "/go", "")
+    assert.equal(0, p.status())
+    assert.matches("closed\ttrue", slurp(tmp .. "/out"))
+  end)
+
+  it("answers a pending /probe with 503 when the run ends", function()
+    local p = start("-e " .. q(SERVE))
+    local base = "http://" .. poll_file("out", "at (%S+)")
+    sh(string.format("cd %s && curl -s --noproxy '*' --max-time 20 -w ' %%{http_code}' -o a.out %s"
+      .. " >a.code &", q(tmp), q(base .. "/probe?manifest=/r/a-1.pb")))
+    wait_exists("a-1.pb.started")
+    spit(tmp .. "/go", "")
+    assert.equal("503", poll_file("a.code", "(%d+)"))
+    spit(tmp .. "/release", "") -- the handler's task ends, then the run
+    assert.equal(0, p.status())
+  end)
+
+  it("checks its options", function()
+    local cases = {
+      { "bh.metrics.serve{ lisen = ':1' }", "bh.metrics.serve: unknown option 'lisen'" },
+      { "bh.metrics.serve{ listen = '127.0.0.1:0', max_probes = 0 }", "'max_probes'" },
+      { "bh.metrics.serve{ listen = '127.0.0.1:0', probe = 1 }", "'probe' must be a function" },
+      { "bh.metrics.serve{}", "option 'listen' is required" },
+      { "bh.metrics.serve{ listen = 'x:y' }", "listen address 'x:y'" },
+    }
+    for _, c in ipairs(cases) do
+      local rc, _, err = run("-e " .. q(c[1]))
+      assert.equal(1, rc, c[1])
+      assert.matches(c[2], err, 1, true)
+    end
   end)
 end)

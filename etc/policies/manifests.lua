@@ -8,13 +8,22 @@
 -- foreign (another machine's) or invalid record is never touched either.
 -- Default is a dry run.
 --
---   bhprobe-lua [--report FILE] [--metrics FILE] manifests.lua [ROOT...]
---       [--apply] [--every SECONDS] [--max-depth N] [--concurrency N]
---       [--timeout SECONDS] [--attempts N]
+--   bhprobe-lua [--report FILE] [--metrics FILE] [--listen HOST:PORT]
+--       manifests.lua [ROOT...] [--apply] [--every SECONDS] [--max-depth N]
+--       [--concurrency N] [--timeout SECONDS] [--attempts N]
+--
+-- Exit status of a one-shot run (no --every), for alerting as with a
+-- Nagios plugin: 0 every record verified (or none found), 1 a stale or
+-- unreachable record found, 2 an impostor or an invalid record found,
+-- 3 a root (or the registry) could not be scanned; 2 also for a usage
+-- error, as the host. With --every it runs until SIGTERM/SIGINT (the
+-- host's 143/130).
 local bh = bh or require "bh"
 
 local USAGE = "usage: manifests.lua [ROOT...] [--apply] [--every SECONDS] [--max-depth N]"
-  .. " [--concurrency N] [--timeout SECONDS] [--attempts N]"
+  .. " [--concurrency N] [--timeout SECONDS] [--attempts N]\n"
+  .. "exit status (one-shot): 0 all verified, 1 stale/unreachable found,"
+  .. " 2 impostor/invalid found, 3 root unreadable; 2 for usage errors"
 
 local function usage(msg)
   io.stderr:write("manifests.lua: ", msg, "\n", USAGE, "\n")
@@ -98,8 +107,7 @@ local function check(path, o)
   if rec.verdict == "stale" and o.apply then
     rec.action = clean_up(path, d)
   elseif rec.verdict == "impostor" then
-    io.stderr:write(string.format(
-      "bhprobe-lua: IMPOSTOR at %s (manifest %s): %s; record left untouched\n",
+    bh.log.error(string.format("IMPOSTOR at %s (manifest %s): %s; record left untouched",
       d.ipc_endpoint.path, path, rec.message or rec.code))
   end
   return rec
@@ -119,34 +127,74 @@ local function manifest_paths(o)
   return all
 end
 
+-- End the round in the metrics (per-round series; targets not seen in
+-- this round expire) and rewrite the metrics file.
+local function flush_round(started, success)
+  bh.metrics.end_round{ duration = bh.now() - started, success = success }
+  local ok, merr = bh.metrics.flush()
+  if not ok then bh.log.error("metrics: " .. tostring(merr)) end
+end
+
 -- One round: find, probe all, report each, flush metrics. Returns the
--- count of each verdict.
+-- count of each verdict. o.known becomes the set of records found, the
+-- only paths GET /probe?manifest= accepts.
 local function round(o)
+  local started = bh.now()
   local paths, err = manifest_paths(o)
   if not paths then
-    io.stderr:write("bhprobe-lua: ", tostring(err), "\n")
+    bh.log.error(tostring(err))
+    flush_round(started, false)
     return nil, err
   end
+  local known = {}
+  for _, p in ipairs(paths) do known[p] = true end
+  o.known = known
   local counts = {}
   bh.map(paths, function(path)
     local rec = check(path, o)
     if rec then
       counts[rec.verdict] = (counts[rec.verdict] or 0) + 1
       local ok, rerr = bh.report(rec)
-      if not ok then io.stderr:write("bhprobe-lua: ", tostring(rerr), "\n") end
+      if not ok then bh.log.error(tostring(rerr)) end
       bh.metrics.observe(rec)
     end
   end, { concurrency = o.concurrency })
-  local ok, merr = bh.metrics.flush()
-  if not ok then io.stderr:write("bhprobe-lua: metrics: ", tostring(merr), "\n") end
+  flush_round(started, true)
   return counts
 end
 
+-- GET /probe?manifest=PATH (with --listen): probe that record now and
+-- answer with its metrics. Only a record the last scan found is probed
+-- (PATH is the scraper's input: nothing outside the roots is ever read);
+-- a scrape never cleans up (no --apply), reports or counts in the rounds.
+local function probe_handler(o)
+  local dry = setmetatable({ apply = false }, { __index = o })
+  return function(path)
+    if not (o.known and o.known[path]) then
+      return nil, "not a record found by the last scan", 404
+    end
+    local rec = check(path, dry)
+    if not rec then return nil, "the record names no daemon", 404 end
+    return rec
+  end
+end
+
+-- The one-shot exit status (see the header): the worst severity found.
+-- Verdicts not named here (foreign: another machine's record) are fine.
+local SEVERITY = { stale = 1, unreachable = 1, impostor = 2, invalid = 2 }
+local function exit_status(counts)
+  local worst = 0
+  for _, v in ipairs(bh.VERDICTS) do
+    if (counts[v] or 0) > 0 then worst = math.max(worst, SEVERITY[v] or 0) end
+  end
+  return worst
+end
+
 local o = parse_args({ ... })
+if bh.options.listen then bh.metrics.serve{ probe = probe_handler(o) } end
 if o.every then
   bh.every(o.every, function() round(o) end, { jitter = 0.1, name = "manifests" }):wait()
 else
   local counts = round(o)
-  if not counts then os.exit(1) end
-  return counts
+  os.exit(counts and exit_status(counts) or 3)
 end

@@ -1,17 +1,35 @@
--- bh.metrics: Prometheus text-format metrics of probe records, in the
--- naming style of the blackbox exporter, rewritten atomically (for
--- node_exporter's textfile collector) by bh.metrics.flush():
---   bhprobe_probe_success{service,namespace,path}            gauge 0/1
---   bhprobe_probe_duration_seconds{service,namespace,path}   gauge
---   bhprobe_probe_failures_total{service,namespace,path,code} counter
---   bhprobe_probe_verdict{service,namespace,path,verdict}    gauge 0/1
---   bhprobe_last_flush_timestamp_seconds                     gauge
--- A module (require "bh.metrics"), also bh.metrics.
+-- bh.metrics: Prometheus metrics of probe records, in the naming style of
+-- the blackbox exporter, served over HTTP (bh.metrics.serve, --listen) or
+-- rewritten atomically for node_exporter's textfile collector
+-- (bh.metrics.flush, --metrics). Per target ({service, namespace, path}):
+--   bhprobe_probe_success                  gauge 0/1
+--   bhprobe_probe_duration_seconds         gauge
+--   bhprobe_probe_failures_total{code}     counter
+--   bhprobe_probe_verdict{verdict}         gauge 0/1 per bh.VERDICTS
+-- Per round (bh.metrics.end_round):
+--   bhprobe_round_duration_seconds, bhprobe_round_targets{verdict},
+--   bhprobe_rounds_total, bhprobe_last_round_success_timestamp_seconds
+-- and bhprobe_build_info{version,lua,running_process} 1.
+--
+-- A target's series exist only while it was seen in the last `keep`
+-- rounds (default 1): a deleted manifest, a record cleared by --apply or
+-- a renamed service disappears at the next end_round instead of
+-- reporting its last value forever. A module (require "bh.metrics"),
+-- also bh.metrics.
 local bh = require "bh"
 
 local M = {}
 
-local series = {}   -- key -> {labels = {...}, success, duration, verdict, failures = {code = n}}
+local series = {}   -- key -> {labels, success, duration, verdict, failures = {code = n}, seen}
+local round_no = 0  -- rounds ended so far; observe() counts for round_no + 1
+local counts = {}   -- verdict -> records observed in the round in progress
+local last = nil    -- the last ended round: {duration, counts}
+local last_success = nil
+local keep_rounds = 1
+
+-- Raise "bh.metrics.FN: message" at the caller's caller (as lbh_args
+-- raises for C functions).
+local function arg_error(fn, msg) error("bh.metrics." .. fn .. ": " .. msg, 3) end
 
 local function text(v)
   if v == nil or v == bh.null then return "" end
@@ -31,22 +49,19 @@ local function labels(l, extra_name, extra_value)
   return "{" .. s .. "}"
 end
 
--- bh.metrics.observe(record): account a standard probe record
--- (bh.probe_record) in the metrics; records without endpoint are skipped.
-function M.observe(rec)
-  if type(rec) ~= "table" then
-    error("bad argument #1 to 'bh.metrics.observe' (record table expected)", 2)
-  end
+-- Account rec in the series table t (for the round seen).
+local function account(t, rec, seen)
   local ep = rec.endpoint or {}
   -- A record without an endpoint (an unreadable manifest) names no series.
   if ep.path == nil or ep.path == bh.null then return end
   local l = { service = text(rec.service), namespace = text(ep.namespace_id), path = text(ep.path) }
   local key = l.service .. "\0" .. l.namespace .. "\0" .. l.path
-  local s = series[key]
+  local s = t[key]
   if not s then
     s = { labels = l, failures = {} }
-    series[key] = s
+    t[key] = s
   end
+  s.seen = seen
   s.success = rec.verdict == "verified" and 1 or 0
   s.verdict = rec.verdict
   s.duration = type(rec.elapsed_ms) == "number" and rec.elapsed_ms / 1000 or nil
@@ -57,12 +72,55 @@ function M.observe(rec)
   end
 end
 
--- Forget everything (tests; a policy that wants per-round metrics only).
-function M.reset() series = {} end
+-- bh.metrics.observe(record): account a standard probe record
+-- (bh.probe_record) in the round in progress. Every record counts in
+-- bhprobe_round_targets; records without an endpoint name no series.
+function M.observe(rec)
+  if type(rec) ~= "table" then
+    error("bad argument #1 to 'bh.metrics.observe' (record table expected)", 2)
+  end
+  local v = text(rec.verdict)
+  counts[v] = (counts[v] or 0) + 1
+  account(series, rec, round_no + 1)
+end
 
-local function sorted_series()
+-- bh.metrics.end_round{duration = seconds, success = true, keep = 1}:
+-- close the round in progress: its counts by verdict and duration become
+-- the round series, success stamps bhprobe_last_round_success_timestamp_seconds,
+-- and targets not seen in the last `keep` rounds are forgotten.
+function M.end_round(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then arg_error("end_round", "options must be a table") end
+  for k in pairs(opts) do
+    if k ~= "duration" and k ~= "success" and k ~= "keep" then
+      arg_error("end_round", "unknown option '" .. tostring(k) .. "'")
+    end
+  end
+  local d, keep = opts.duration, opts.keep or keep_rounds
+  if d ~= nil and (type(d) ~= "number" or d < 0 or d ~= d) then
+    arg_error("end_round", "option 'duration' must be a number >= 0, got " .. tostring(d))
+  end
+  if math.type(keep) ~= "integer" or keep < 1 or keep > 1000 then
+    arg_error("end_round", "option 'keep' must be an integer in [1, 1000], got " .. tostring(keep))
+  end
+  keep_rounds = keep
+  round_no = round_no + 1
+  last = { duration = d, counts = counts }
+  counts = {}
+  if opts.success ~= false then last_success = bh.wallclock() end
+  for k, s in pairs(series) do
+    if s.seen <= round_no - keep then series[k] = nil end
+  end
+end
+
+-- Forget everything (tests; a policy that starts over).
+function M.reset()
+  series, counts, last, last_success, round_no, keep_rounds = {}, {}, nil, nil, 0, 1
+end
+
+local function sorted(t)
   local list = {}
-  for k, s in pairs(series) do list[#list + 1] = { key = k, s = s } end
+  for k, s in pairs(t) do list[#list + 1] = { key = k, s = s } end
   table.sort(list, function(a, b) return a.key < b.key end)
   return list
 end
@@ -72,52 +130,132 @@ local function fmt(v)
   return string.format("%.17g", v)
 end
 
--- bh.metrics.render() -> the Prometheus text exposition of what was
--- observed (families in a fixed order, series sorted).
-function M.render()
-  local out, list = {}, sorted_series()
-  local function family(name, kind, help, each)
-    out[#out + 1] = "# HELP " .. name .. " " .. help
-    out[#out + 1] = "# TYPE " .. name .. " " .. kind
-    for _, e in ipairs(list) do each(name, e.s) end
+-- A writer of metric families in the text format (0.0.4) or, with om,
+-- OpenMetrics 1.0.0 (counter families named without _total, info
+-- families without _info, "# EOF" at the end).
+local function writer(om)
+  local out = {}
+  local w = {}
+  function w.family(name, kind, help)
+    local fam = name
+    if om and kind == "counter" then fam = name:gsub("_total$", "") end
+    if om and kind == "info" then fam = name:gsub("_info$", "") end
+    if not om and kind == "info" then kind = "gauge" end
+    out[#out + 1] = "# HELP " .. fam .. " " .. help
+    out[#out + 1] = "# TYPE " .. fam .. " " .. kind
   end
-  family("bhprobe_probe_success", "gauge",
-    "Whether the last probe verified the recorded daemon (1) or not (0).",
-    function(n, s) out[#out + 1] = n .. labels(s.labels) .. " " .. s.success end)
-  family("bhprobe_probe_duration_seconds", "gauge",
-    "Duration of the last probe in seconds.",
-    function(n, s)
-      if s.duration then out[#out + 1] = n .. labels(s.labels) .. " " .. fmt(s.duration) end
-    end)
-  family("bhprobe_probe_failures_total", "counter",
-    "Failed probes by error code since the service started.",
-    function(n, s)
-      local codes = {}
-      for c in pairs(s.failures) do codes[#codes + 1] = c end
-      table.sort(codes)
-      for _, c in ipairs(codes) do
-        out[#out + 1] = n .. labels(s.labels, "code", c) .. " " .. s.failures[c]
-      end
-    end)
-  family("bhprobe_probe_verdict", "gauge",
-    "The verdict of the last probe (1 for the current one).",
-    function(n, s)
-      for _, v in ipairs(bh.VERDICTS) do
-        out[#out + 1] = n .. labels(s.labels, "verdict", v) .. " " .. (s.verdict == v and 1 or 0)
-      end
-    end)
-  out[#out + 1] = "# HELP bhprobe_last_flush_timestamp_seconds When these metrics were written."
-  out[#out + 1] = "# TYPE bhprobe_last_flush_timestamp_seconds gauge"
-  out[#out + 1] = "bhprobe_last_flush_timestamp_seconds " .. fmt(bh.wallclock())
-  return table.concat(out, "\n") .. "\n"
+  function w.sample(name, l, v) out[#out + 1] = name .. (l or "") .. " " .. fmt(v) end
+  function w.finish()
+    if om then out[#out + 1] = "# EOF" end
+    return table.concat(out, "\n") .. "\n"
+  end
+  return w
+end
+
+-- The per-target families of the series in list.
+local function render_targets(w, list, with_failures)
+  w.family("bhprobe_probe_success", "gauge",
+    "Whether the last probe verified the recorded daemon (1) or not (0).")
+  for _, e in ipairs(list) do w.sample("bhprobe_probe_success", labels(e.s.labels), e.s.success) end
+  w.family("bhprobe_probe_duration_seconds", "gauge", "Duration of the last probe in seconds.")
+  for _, e in ipairs(list) do
+    if e.s.duration then
+      w.sample("bhprobe_probe_duration_seconds", labels(e.s.labels), e.s.duration)
+    end
+  end
+  w.family("bhprobe_probe_verdict", "gauge",
+    "The verdict of the last probe (1 for the current one).")
+  for _, e in ipairs(list) do
+    for _, v in ipairs(bh.VERDICTS) do
+      w.sample("bhprobe_probe_verdict", labels(e.s.labels, "verdict", v),
+        e.s.verdict == v and 1 or 0)
+    end
+  end
+  if not with_failures then return end
+  w.family("bhprobe_probe_failures_total", "counter",
+    "Failed probes of a target by error code, while it is being seen.")
+  for _, e in ipairs(list) do
+    local codes = {}
+    for c in pairs(e.s.failures) do codes[#codes + 1] = c end
+    table.sort(codes)
+    for _, c in ipairs(codes) do
+      w.sample("bhprobe_probe_failures_total", labels(e.s.labels, "code", c), e.s.failures[c])
+    end
+  end
+end
+
+-- The per-round families and the build information.
+local function render_rounds(w)
+  w.family("bhprobe_build_info", "info", "The bhprobe-lua build: version, Lua, running-process.")
+  w.sample("bhprobe_build_info", string.format('{version="%s",lua="%s",running_process="4.1.0"}',
+    escape(bh._VERSION), escape(_VERSION)), 1)
+  w.family("bhprobe_rounds_total", "counter", "Probe rounds ended since the service started.")
+  w.sample("bhprobe_rounds_total", nil, round_no)
+  if last then
+    w.family("bhprobe_round_targets", "gauge", "Records the last round scanned, by verdict.")
+    for _, v in ipairs(bh.VERDICTS) do
+      w.sample("bhprobe_round_targets", string.format('{verdict="%s"}', v), last.counts[v] or 0)
+    end
+    if last.duration then
+      w.family("bhprobe_round_duration_seconds", "gauge", "Duration of the last round in seconds.")
+      w.sample("bhprobe_round_duration_seconds", nil, last.duration)
+    end
+  end
+  if last_success then
+    w.family("bhprobe_last_round_success_timestamp_seconds", "gauge",
+      "When the last successful round ended (Unix time).")
+    w.sample("bhprobe_last_round_success_timestamp_seconds", nil, last_success)
+  end
+end
+
+-- bh.metrics.render([openmetrics]) -> the exposition of every series (text
+-- format 0.0.4, or OpenMetrics 1.0.0 when openmetrics is true).
+function M.render(om)
+  local w = writer(om)
+  render_rounds(w)
+  render_targets(w, sorted(series), true)
+  return w.finish()
+end
+
+-- bh.metrics.render_records(records[, openmetrics]) -> the per-target
+-- families of just these records (the answer to /probe?manifest=).
+function M.render_records(recs, om)
+  if type(recs) ~= "table" then
+    error("bad argument #1 to 'bh.metrics.render_records' (table expected)", 2)
+  end
+  local t = {}
+  for _, rec in ipairs(recs) do account(t, rec, 0) end
+  local w = writer(om)
+  render_targets(w, sorted(t), false)
+  return w.finish()
 end
 
 -- bh.metrics.flush([path]) -> true | nil, err: atomically rewrite path
--- (default bh.options.metrics; with neither, nothing to do: true).
+-- (default bh.options.metrics; with neither, nothing to do: true) with
+-- mode 0644, refusing a symlink at path.
 function M.flush(path)
   path = path or (bh.options and bh.options.metrics)
   if path == nil then return true end
   return bh.fs.write_atomic(path, M.render())
 end
+
+-- The task behind one GET /probe?manifest=PATH (lbh_http.c): probe(path)
+-- returns a record, a list of records, or nil, message[, http status].
+function M._probe_runner(server, probe, id, path, om)
+  local ok, a, b, c = pcall(probe, path)
+  if not ok then
+    bh.log.error("/probe handler failed: " .. tostring(a))
+    return server:_reply(id, 500, "probe handler failed\n")
+  end
+  if a == nil then
+    return server:_reply(id, math.tointeger(c) or 404, tostring(b or "not found") .. "\n")
+  end
+  server:_reply(id, 200, M.render_records(a.verdict and { a } or a, om))
+end
+
+-- bh.metrics.serve{listen = "HOST:PORT", probe = fn, max_probes = 8}
+-- (C, lbh_http.c): GET /metrics, /-/healthy, /probe?manifest=PATH.
+M.serve = bh._http_serve
+bh._http_serve = nil
 
 return M

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -330,12 +331,24 @@ unsigned bh_http_pending(const bh_http *h) {
   return h->npending;
 }
 
+/* Answer the oldest pending /probe with 503 and write the answer out at
+ * once (best effort: a few hundred bytes to a socket we just read from),
+ * since the loop will not turn again to send it. */
+static void refuse_pending(bh_http *h) {
+  static const char msg[] = "shutting down\n";
+  struct evhttp_connection *evcon =
+      evhttp_request_get_connection(h->pending->req);
+  struct bufferevent *bev =
+      evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+  bh_http_reply(h, h->pending->id, 503, msg, sizeof msg - 1);
+  if (bev != NULL)
+    (void)evbuffer_write(bufferevent_get_output(bev), bufferevent_getfd(bev));
+}
+
 void bh_http_free(bh_http *h) {
   if (h == NULL) return;
-  while (h->pending != NULL) {
-    static const char msg[] = "shutting down\n";
-    bh_http_reply(h, h->pending->id, 503, msg, sizeof msg - 1);
-  }
+  while (h->pending != NULL)
+    refuse_pending(h);
   evhttp_free(h->http);
   free(h);
 }

@@ -23,6 +23,7 @@
 #include "lbh.h"
 #include "lbh_ops.h"
 #include "lbh_service.h"
+#include "log.h"
 #include "replace.h"
 
 /* What the host opened at start-up, in a userdata in the registry (its
@@ -132,7 +133,10 @@ bool lbh_service_setup(lua_State *L, const char *report, const char *metrics,
     (void)snprintf(why, cap, "--listen: %s", err.message);
     return false;
   }
-  if (listen != NULL) set_option(L, "listen_address", s->address);
+  if (listen != NULL) {
+    set_option(L, "listen_address", s->address);
+    bh_log(BH_LOG_INFO, "serving metrics on http://%s/metrics", s->address);
+  }
   return true;
 }
 
