@@ -3,6 +3,8 @@
 -- Every verdict is produced for real; report lines are parsed as JSON and
 -- checked against the schema; the metrics file is parsed as Prometheus
 -- text by a small parser of the exposition format (not a regex match).
+-- External tools run with `env -u LD_PRELOAD`: in the sanitized tree the
+-- ASan runtime is preloaded for lua5.4, and curl hangs under it.
 local H = require "helpers"
 local json = require "dkjson"
 local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
@@ -310,7 +312,8 @@ describe("etc/policies/manifests.lua", function()
   end
 
   local function curl(url, headers)
-    local p = assert(io.popen("curl -s --noproxy '*' --max-time 20 " .. (headers or "")
+    local p = assert(io.popen("env -u LD_PRELOAD curl -s --noproxy '*' --max-time 20 "
+      .. (headers or "")
       .. " -w '\n%{http_code} %{content_type}' " .. q(url)))
     local out = p:read("a")
     p:close()
@@ -397,9 +400,10 @@ describe("etc/policies/manifests.lua", function()
       local base = "http://" .. s.addr()
       s.rounds(1)
       local out = dir .. "/promtool.out"
-      for _, cmd in ipairs({ "promtool check metrics <" .. q(dir .. "/svc4/m.prom"),
-        "curl -s --noproxy '*' --max-time 20 " .. q(base .. "/metrics")
-          .. " | promtool check metrics" }) do
+      for _, cmd in ipairs({
+        "env -u LD_PRELOAD promtool check metrics <" .. q(dir .. "/svc4/m.prom"),
+        "env -u LD_PRELOAD curl -s --noproxy '*' --max-time 20 " .. q(base .. "/metrics")
+          .. " | env -u LD_PRELOAD promtool check metrics" }) do
         local okc = os.execute(cmd .. " >" .. q(out) .. " 2>&1")
         assert(okc, cmd .. ": " .. tostring(H.slurp(out)))
         assert.equal("", H.slurp(out))
@@ -433,7 +437,7 @@ describe("etc/policies/manifests.lua", function()
       "    metrics_path: /probe",
       "    params: {manifest: ['" .. manifest .. "']}",
       "    static_configs: [{targets: ['" .. addr .. "']}]", "" }, "\n"))
-    os.execute(string.format("cd %s && (prometheus --config.file=prometheus.yml "
+    os.execute(string.format("cd %s && (env -u LD_PRELOAD prometheus --config.file=prometheus.yml "
       .. "--storage.tsdb.path=data --web.listen-address=%s >log 2>&1 & echo $! >pid)",
       q(pd), web))
     local pid = assert(H.slurp(pd .. "/pid")):match("%d+")

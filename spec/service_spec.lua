@@ -3,6 +3,8 @@
 -- report and metrics files that cannot be turned against the host (a
 -- symlink planted by another user), a closed stdout, quiet stops and the
 -- journald-friendly log lines. Every wait is bounded.
+-- External tools run with `env -u LD_PRELOAD`: in the sanitized tree the
+-- ASan runtime is preloaded for lua5.4, and curl hangs under it.
 local H = require "helpers"
 local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
 local q, slurp, spit = H.q, H.slurp, H.spit
@@ -297,7 +299,8 @@ end)
 
 describe("the HTTP endpoint (bh.metrics.serve)", function()
   local function curl(url, opts)
-    local p = assert(io.popen("curl -s --noproxy '*' --max-time 20 " .. (opts or "")
+    local p = assert(io.popen("env -u LD_PRELOAD curl -s --noproxy '*' --max-time 20 "
+      .. (opts or "")
       .. " -w '\\n%{http_code} %{content_type}' " .. q(url)))
     local out = p:read("a")
     p:close()
@@ -322,7 +325,8 @@ describe("the HTTP endpoint (bh.metrics.serve)", function()
     local p = start("-e " .. q(SERVE))
     local base = "http://" .. poll_file("out", "at (%S+)")
     for _, name in ipairs({ "a-1.pb", "b-1.pb" }) do
-      sh(string.format("cd %s && curl -s --noproxy '*' --max-time 20 -o %s %s &", q(tmp),
+      sh(string.format("cd %s && env -u LD_PRELOAD curl -s --noproxy '*' --max-time 20 "
+        .. "-o %s %s &", q(tmp),
         q(name .. ".out"), q(base .. "/probe?manifest=/r/" .. name)))
     end
     wait_exists("a-1.pb.started")
@@ -347,7 +351,8 @@ describe("the HTTP endpoint (bh.metrics.serve)", function()
   it("answers a pending /probe with 503 when the run ends", function()
     local p = start("-e " .. q(SERVE))
     local base = "http://" .. poll_file("out", "at (%S+)")
-    sh(string.format("cd %s && curl -s --noproxy '*' --max-time 20 -w ' %%{http_code}' -o a.out %s"
+    sh(string.format("cd %s && env -u LD_PRELOAD curl -s --noproxy '*' --max-time 20 "
+      .. "-w ' %%{http_code}' -o a.out %s"
       .. " >a.code &", q(tmp), q(base .. "/probe?manifest=/r/a-1.pb")))
     wait_exists("a-1.pb.started")
     spit(tmp .. "/go", "")
