@@ -361,6 +361,22 @@ describe("the HTTP endpoint (bh.metrics.serve)", function()
     assert.equal(0, p.status())
   end)
 
+  it("--listen PORT serves /metrics on loopback in any script, from its first run", function()
+    local p = start("--listen 0 -e " .. q([[
+      print("at " .. bh.options.listen_address) io.stdout:flush()
+      while not io.open("go") do bh.sleep(0.02) end]]))
+    local addr = poll_file("out", "at (%S+)")
+    assert.matches("^127%.0%.0%.1:%d+$", addr)
+    local code, body = curl("http://" .. addr .. "/metrics")
+    assert.equal(200, code)
+    assert.matches("bhprobe_build_info{", body)
+    assert.equal(200, (curl("http://" .. addr .. "/-/healthy")))
+    assert.equal(404, (curl("http://" .. addr .. "/probe?manifest=/r/a-1.pb")))
+    spit(tmp .. "/go", "")
+    assert.equal(0, p.status())
+    assert.matches("serving metrics on http://127%.0%.0%.1:%d+/metrics", slurp(tmp .. "/err"))
+  end)
+
   it("checks its options", function()
     local cases = {
       { "bh.metrics.serve{ lisen = ':1' }", "bh.metrics.serve: unknown option 'lisen'" },

@@ -41,6 +41,7 @@ static const char host_server_key = 'h'; /* registry: the host's server */
 typedef struct call {
   server *s;
   bool openmetrics;
+  bool no_handler; /* /probe on a server without a probe function */
   uint64_t id;
   const char *path;
   char *out;
@@ -72,7 +73,7 @@ static int render_p(lua_State *L) {
 }
 
 static char *on_metrics(void *ctx, bool openmetrics, size_t *len) {
-  call c = {ctx, openmetrics, 0, NULL, NULL, 0};
+  call c = {ctx, openmetrics, false, 0, NULL, NULL, 0};
   server *s = ctx;
   if (lbh_loop_pcall(s->run, render_p, &c, 0, "serving /metrics") != LUA_OK)
     return NULL;
@@ -81,7 +82,7 @@ static char *on_metrics(void *ctx, bool openmetrics, size_t *len) {
 }
 
 /* Under lbh_loop_pcall: bh.spawn(bh.metrics._probe_runner, server, probe,
- * id, path, openmetrics). */
+ * id, path, openmetrics), or c->no_handler when there is no probe. */
 static int spawn_p(lua_State *L) {
   call *c = lua_touserdata(L, 1);
   lbh_push_module(L);
@@ -91,6 +92,10 @@ static int spawn_p(lua_State *L) {
   lua_getiuservalue(L, -1, 1);
   lua_getfield(L, -1, "probe");
   lua_remove(L, -2);
+  if (lua_isnil(L, -1)) {
+    c->no_handler = true;
+    return 0;
+  }
   lua_pushinteger(L, (lua_Integer)c->id);
   lua_pushstring(L, c->path);
   lua_pushboolean(L, c->openmetrics);
@@ -100,9 +105,13 @@ static int spawn_p(lua_State *L) {
 
 static bool on_probe(void *ctx, uint64_t id, const char *path,
                      bool openmetrics) {
-  call c = {ctx, openmetrics, id, path, NULL, 0};
+  static const char none[] = "no probe handler\n";
+  call c = {ctx, openmetrics, false, id, path, NULL, 0};
   server *s = ctx;
-  return lbh_loop_pcall(s->run, spawn_p, &c, 0, "starting a /probe") == LUA_OK;
+  if (lbh_loop_pcall(s->run, spawn_p, &c, 0, "starting a /probe") != LUA_OK)
+    return false;
+  if (c.no_handler) bh_http_reply(s->http, id, 404, none, sizeof none - 1);
+  return true;
 }
 
 /* ---- the server object ------------------------------------------------ */
