@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fdio.h"
+#include "fsutil.h"
 
 void bh_report_sink_init(bh_report_sink *s) {
   s->path = NULL;
@@ -121,8 +121,9 @@ bh_status bh_report_sink_write(bh_report_sink *s, const char *path,
     bh_status st = bh_report_sink_open(s, path, err);
     if (st != BH_OK) return st;
   }
-  if (!bh_write_all(s->fd, buf, len))
+  int e = bh_fs_write_all(s->fd, buf, len);
+  if (e != 0)
     return bh_err_set(err, BH_SYSTEM, NULL, "writing report %s: %s", path,
-                      strerror(errno));
+                      strerror(e));
   return BH_OK;
 }

@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fdio.h"
+#include "fsutil.h"
 #include "lbh.h"
 #include "lbh_err.h"
 #include "lbh_open.h"
@@ -265,10 +265,11 @@ static bh_status write_line(lua_State *L, const char *path, const char *line,
   if (path == NULL) {
     if (s != NULL && s->sink.fd >= 0) bh_report_sink_close(&s->sink);
     (void)fflush(stdout); /* keep order with print() */
-    if (bh_write_all(STDOUT_FILENO, line, len)) return BH_OK;
-    if (errno == EPIPE) lbh_request_stop(SIGPIPE);
+    int e = bh_fs_write_all(STDOUT_FILENO, line, len);
+    if (e == 0) return BH_OK;
+    if (e == EPIPE) lbh_request_stop(SIGPIPE);
     return bh_err_set(err, BH_SYSTEM, NULL, "writing report to stdout: %s",
-                      strerror(errno));
+                      strerror(e));
   }
   if (s == NULL) return bh_err_set(err, BH_SYSTEM, NULL, "bh is not open");
   if (s->hups != lbh_hup_count()) {

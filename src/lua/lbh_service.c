@@ -24,7 +24,6 @@
 #include "lbh_ops.h"
 #include "lbh_service.h"
 #include "log.h"
-#include "replace.h"
 
 /* What the host opened at start-up, in a userdata in the registry (its
  * __gc closes the socket with the state). */
@@ -101,12 +100,7 @@ static int flush_p(lua_State *L) {
 
 static bool check_metrics(lua_State *L, const char *path, char *why,
                           size_t cap) {
-  bh_err err;
   int top = lua_gettop(L);
-  if (bh_file_replace_check(path, &err) != BH_OK) {
-    (void)snprintf(why, cap, "--metrics: %s", err.message);
-    return false;
-  }
   lua_pushcfunction(L, flush_p);
   int st = lua_pcall(L, 0, 1, 0);
   bool ok = st == LUA_OK && lua_isnil(L, -1);
