@@ -27,10 +27,6 @@ local last = nil    -- the last ended round: {duration, counts}
 local last_success = nil
 local keep_rounds = 1
 
--- Raise "bh.metrics.FN: message" at the caller's caller (as lbh_args
--- raises for C functions).
-local function arg_error(fn, msg) error("bh.metrics." .. fn .. ": " .. msg, 3) end
-
 local function text(v)
   if v == nil or v == bh.null then return "" end
   return tostring(v)
@@ -88,26 +84,19 @@ end
 -- close the round in progress: its counts by verdict and duration become
 -- the round series, success stamps bhprobe_last_round_success_timestamp_seconds,
 -- and targets not seen in the last `keep` rounds are forgotten.
+local END_ROUND = {
+  duration = { "number", 0, 1e9 },
+  success = { "boolean", default = true },
+  keep = { "integer", 1, 1000 },
+}
 function M.end_round(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then arg_error("end_round", "options must be a table") end
-  for k in pairs(opts) do
-    if k ~= "duration" and k ~= "success" and k ~= "keep" then
-      arg_error("end_round", "unknown option '" .. tostring(k) .. "'")
-    end
-  end
-  local d, keep = opts.duration, opts.keep or keep_rounds
-  if d ~= nil and (type(d) ~= "number" or d < 0 or d ~= d) then
-    arg_error("end_round", "option 'duration' must be a number >= 0, got " .. tostring(d))
-  end
-  if math.type(keep) ~= "integer" or keep < 1 or keep > 1000 then
-    arg_error("end_round", "option 'keep' must be an integer in [1, 1000], got " .. tostring(keep))
-  end
+  local o = bh._check_opts("bh.metrics.end_round", opts, END_ROUND)
+  local d, keep = o.duration, o.keep or keep_rounds
   keep_rounds = keep
   round_no = round_no + 1
   last = { duration = d, counts = counts }
   counts = {}
-  if opts.success ~= false then last_success = bh.wallclock() end
+  if o.success then last_success = bh.wallclock() end
   for k, s in pairs(series) do
     if s.seen <= round_no - keep then series[k] = nil end
   end
