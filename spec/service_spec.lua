@@ -134,6 +134,17 @@ describe("signals from start-up", function()
     assert.is_nil(slurp(tmp .. "/out"):find("not stopped", 1, true))
   end)
 
+  it("two SIGTERMs back to back end a group leader at once, never looping", function()
+    -- The copy the first one forwards to the group and the second one
+    -- both arrive while the handler runs: neither may re-arm the other.
+    local p = start("-e " .. q([[print("up") io.stdout:flush() os.execute("sleep 60")
+      bh.sleep(60)]]), "setsid")
+    poll_file("out", "()up")
+    sleep(0.2)
+    sh("kill -TERM " .. p.pid() .. "; kill -TERM " .. p.pid())
+    assert.equal(143, p.status())
+  end)
+
   it("a clean stop is quiet: no 'interrupted' line", function()
     local p = start("-e " .. q([[print("up") io.stdout:flush() bh.sleep(60)]]))
     poll_file("out", "()up")
