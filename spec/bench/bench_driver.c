@@ -1,434 +1,325 @@
-/* The benchmark driver (issue 3; run by scripts/bench, not a test).
- * Measures, in one run on one machine, medians of REPS repetitions:
- *  (a) sequential response-only probes against a responder process:
- *      p50/p90/p99, against a raw blocking client/server pair doing the
- *      same bytes (p50; target ours <= 1.5x raw);
- *  (b) full probes to one daemon with the digest cached (p50), and the
- *      first, uncached hash of its executable (with the file's size);
- *  (c) 10,000 response-only probes with 1,000 in flight: wall time,
- *      probes/s and peak RSS of a process doing only that (targets
- *      <= 0.5 s, <= 64 MiB).
- * Prints a table and writes the same figures as JSON.
- * Usage: bench_driver BENCH_BIN_DIR OUT_JSON */
-#include <event2/event.h>
-#include <jansson.h>
+/* The benchmark driver (run by scripts/bench; never a timed test).
+ *
+ * Pairs of a prober and a responder process, each measured in rounds of
+ * a few hundred sequential probes; the rounds of all pairs alternate
+ * (pair after pair, pinned then unpinned, again and again), so that a
+ * change in the load of a shared machine hits every pair alike, and no
+ * pair pays for another's wake-ups inside its round (alternating probe by
+ * probe would). Each figure is the median of its per-round figures.
+ *  - ours: bh_probe_start, response-only, against bench_responder;
+ *  - raw: a blocking client loop against bench_raw_server's blocking loop,
+ *    the same bytes (the floor);
+ *  - full: our full probe (pid verified, digest cached), same responder;
+ *  - with BH_REFPEER_DIR (rp41, rplatest): their bench client against
+ *    their respond, our prober against their responders, and rplatest's
+ *    client against our responder.
+ * Then the first hash of our executable and of a 64 MiB file, and
+ * throughput in fresh bench_load processes. Prints the table and every
+ * target with met / NOT met, and writes the same figures as JSON.
+ *
+ * Usage: bench_driver [--quick|--smoke] BENCH_BIN_DIR HOST_BIN OUT_JSON */
+#include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "digest.h"
-#include "identity.h"
-#include "loop.h"
+#include "bench.h"
 #include "probe.h"
 #include "wire.h"
 
-enum {
-  REPS = 5,
-  SEQ_N = 2000,
-  FULL_N = 500,
-  CONC_TOTAL = 10000,
-  CONC_INFLIGHT = 1000
+#define PLAN(NAME, ROUNDS, PROBES, WARMUP, HASHES, L1, F1, R1, L2, F2, R2) \
+  {                                                                        \
+    .name = (NAME), .rounds = (ROUNDS), .probes = (PROBES),                \
+    .warmup = (WARMUP), .hash_reps = (HASHES), .loads = {                  \
+      {(L1), (F1), (R1)},                                                  \
+      {(L2), (F2), (R2)}                                                   \
+    }                                                                      \
+  }
+static const bench_plan plans[] = {
+    PLAN("full", 20, 300, 50, 5, 10000, 1000, 5, 100000, 5000, 3),
+    PLAN("quick", 4, 100, 20, 3, 10000, 1000, 1, 100000, 5000, 1),
+    /* only that the tool works (a ctest runs it): figures mean nothing */
+    PLAN("smoke", 3, 10, 2, 1, 200, 20, 1, 1000, 100, 1),
 };
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+/* The pinned mode uses the last CPU this process may run on. */
+static void plan_cpus(bench_plan *p) {
+  if (sched_getaffinity(0, sizeof p->unpinned, &p->unpinned) != 0)
+    bench_die("sched_getaffinity: %s", strerror(errno));
+  for (int i = 0; i < CPU_SETSIZE; i++)
+    if (CPU_ISSET(i, &p->unpinned)) p->cpu = i;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
+static void cpu_list(const cpu_set_t *set, char *buf, size_t cap) {
+  size_t len = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < CPU_SETSIZE && len + 8 < cap; i++)
+    if (CPU_ISSET(i, set))
+      len += (size_t)snprintf(buf + len, cap - len, len ? ",%d" : "%d", i);
 }
 
-/* The q-quantile (0..1) of v[0..n) (sorts v). */
-static double quantile(double *v, int n, double q) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  int i = (int)(q * (n - 1) + 0.5);
-  return v[i];
+static void print_method(const bench_results *r) {
+  const bench_plan *p = r->plan;
+  char cpus[256];
+  cpu_list(&p->unpinned, cpus, sizeof cpus);
+  printf("bhprobe-lua benchmarks (%s run)\n", p->name);
+  printf(
+      "  method: %d rounds x %d sequential probes per pair and mode, each "
+      "round after\n  %d unmeasured probes; the rounds of all pairs "
+      "alternate (never probe by\n  probe); every figure is the median of "
+      "the per-round figures\n",
+      p->rounds, p->probes, p->warmup);
+  printf(
+      "  pinned: prober and responder (every thread) on CPU %d; unpinned: "
+      "CPUs %s\n",
+      p->cpu, cpus);
+  printf(
+      "  CPU: getrusage in this process, the process CPU clock of a "
+      "responder,\n  wait4 for a peer's client\n");
+  printf("  machine: %s; load average %s\n", r->machine, r->load_start);
+  if (r->refpeer_dir != NULL)
+    printf("  refpeers: %s (rp41, rplatest)\n", r->refpeer_dir);
+  else
+    printf(
+        "  refpeers: BH_REFPEER_DIR is not set, their pairs are not "
+        "measured\n");
+  (void)fflush(stdout);
 }
 
-static double median(double *v, int n) {
-  return quantile(v, n, 0.5);
-}
-
-static void die(const char *what) {
-  fprintf(stderr, "bench_driver: %s\n", what);
-  exit(1);
-}
-
-/* ---- child processes ---------------------------------------------------- */
-
-/* Start argv as a child and wait for its "ready" line. */
-static pid_t spawn(char *const argv[]) {
-  int pfd[2];
-  if (pipe(pfd) < 0) die("pipe");
-  pid_t pid = fork();
-  if (pid < 0) die("fork");
-  if (pid == 0) {
-    dup2(pfd[1], STDOUT_FILENO);
-    close(pfd[0]);
-    close(pfd[1]);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  close(pfd[1]);
-  char line[16] = {0};
-  if (read(pfd[0], line, sizeof line - 1) <= 0 || strncmp(line, "ready", 5))
-    die("a benchmark server did not start");
-  close(pfd[0]);
-  return pid;
-}
-
-static void stop(pid_t pid) {
-  kill(pid, SIGTERM);
-  waitpid(pid, NULL, 0);
-}
-
-/* ---- our prober ---------------------------------------------------------- */
-
-typedef struct one {
-  bool done;
-  bh_status code;
-} one;
-
-static void one_cb(bh_probe_result *res, void *ctx) {
-  one *o = ctx;
-  o->done = true;
-  o->code = res->err.code;
-}
-
-/* One probe, start to callback, on base; returns seconds. */
-static double probe_once(struct event_base *base, const bh_endpoint *ep,
-                         const bh_identity *expected,
-                         const bh_probe_opts *opts) {
-  one o = {0};
-  double t0 = now();
-  if (bh_probe_start(base, ep, expected, opts, one_cb, &o) == NULL)
-    die("bh_probe_start");
-  while (!o.done)
-    event_base_loop(base, EVLOOP_ONCE);
-  double t = now() - t0;
-  if (o.code != BH_OK) {
-    fprintf(stderr, "probe failed: %s\n", bh_status_name(o.code));
-    exit(1);
-  }
-  return t;
-}
-
-/* ---- the raw baseline client ----------------------------------------------
+/* ---- servers -------------------------------------------------------------
  */
 
-static int raw_connect(const char *path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-    die("raw connect");
-  return fd;
+typedef struct servers {
+  char dir[64], ours[96], raw[96], rp410[96], rp41[96];
+  char ours_id[96], rp410_id[96], rp41_id[96];
+  pid_t ours_pid, raw_pid, rp410_pid, rp41_pid;
+  uint8_t *req;
+  size_t req_len, reply_len;
+} servers;
+
+static void server_paths(servers *s) {
+  if (mkdtemp(s->dir) == NULL) bench_die("mkdtemp: %s", strerror(errno));
+  (void)snprintf(s->ours, sizeof s->ours, "%s/ours.sock", s->dir);
+  (void)snprintf(s->raw, sizeof s->raw, "%s/raw.sock", s->dir);
+  (void)snprintf(s->rp410, sizeof s->rp410, "%s/rp410.sock", s->dir);
+  (void)snprintf(s->rp41, sizeof s->rp41, "%s/rp41.sock", s->dir);
+  (void)snprintf(s->ours_id, sizeof s->ours_id, "%s/ours.json", s->dir);
+  (void)snprintf(s->rp410_id, sizeof s->rp410_id, "%s/rp410.json", s->dir);
+  (void)snprintf(s->rp41_id, sizeof s->rp41_id, "%s/rp41.json", s->dir);
 }
 
-/* Connect, write req, read until EOF; returns the reply's size. */
-static size_t raw_reply_size(const char *path, const uint8_t *req,
-                             size_t req_len) {
-  int fd = raw_connect(path);
-  if (write(fd, req, req_len) != (ssize_t)req_len) die("raw write");
-  uint8_t buf[4096];
-  size_t total = 0;
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0)
-    total += (size_t)n;
-  close(fd);
-  return total;
+/* Our responder (room for the largest batch in flight) and the raw
+ * server, which answers with as many bytes as ours does. */
+static void start_ours(servers *s, const char *bin_dir) {
+  char resp[4096], raw[4096], size[32];
+  (void)snprintf(resp, sizeof resp, "%s/bench_responder", bin_dir);
+  (void)snprintf(raw, sizeof raw, "%s/bench_raw_server", bin_dir);
+  s->ours_pid =
+      bench_spawn_ready((char *const[]){resp, s->ours, "16384", NULL});
+  uint8_t nonce[BH_NONCE_LEN] = {7};
+  if (bh_probe_request_build(nonce, &s->req, &s->req_len, NULL) != BH_OK)
+    bench_die("cannot build a request");
+  s->reply_len = bench_raw_reply_size(s->ours, s->req, s->req_len);
+  (void)snprintf(size, sizeof size, "%zu", s->reply_len);
+  s->raw_pid = bench_spawn_ready((char *const[]){raw, s->raw, size, NULL});
 }
 
-/* Connect, write req, read exactly reply_len bytes, close; seconds. */
-static double raw_once(const char *path, const uint8_t *req, size_t req_len,
-                       size_t reply_len) {
-  uint8_t buf[4096];
-  double t0 = now();
-  int fd = raw_connect(path);
-  if (write(fd, req, req_len) != (ssize_t)req_len) die("raw write");
-  size_t got = 0;
-  while (got < reply_len) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n <= 0) die("raw read");
-    got += (size_t)n;
-  }
-  close(fd);
-  return now() - t0;
-}
-
-/* ---- (a) latency ----------------------------------------------------------
- */
-
-typedef struct figures {
-  double ours_p50, ours_p90, ours_p99, raw_p50;
-  double full_p50, hash_us, exe_size, big_hash_ms;
-  double conc_wall, conc_rate, conc_rss_mib;
-} figures;
-
-static void bench_latency(struct event_base *base, const bh_endpoint *ep,
-                          const char *raw_path, figures *f) {
-  static double v[SEQ_N];
-  double p50[REPS], p90[REPS], p99[REPS], raw[REPS];
-  bh_probe_opts o = bh_probe_opts_default();
-  o.response_only = true;
-  uint8_t nonce[BH_NONCE_LEN] = {7}, *req;
-  size_t req_len;
-  if (bh_probe_request_build(nonce, &req, &req_len, NULL) != BH_OK)
-    die("request");
-  size_t reply_len = raw_reply_size(ep->path, req, req_len);
-  static double w[SEQ_N];
-  for (int r = 0; r < REPS; r++) {
-    /* Alternate ours and raw probe by probe, so a change in the machine's
-     * load (2 cores, shared) hits both sides alike. */
-    for (int i = 0; i < 200; i++) {
-      probe_once(base, ep, NULL, &o);
-      raw_once(raw_path, req, req_len, reply_len);
-    }
-    for (int i = 0; i < SEQ_N; i++) {
-      v[i] = probe_once(base, ep, NULL, &o);
-      w[i] = raw_once(raw_path, req, req_len, reply_len);
-    }
-    p50[r] = quantile(v, SEQ_N, 0.5) * 1e6;
-    p90[r] = quantile(v, SEQ_N, 0.9) * 1e6;
-    p99[r] = quantile(v, SEQ_N, 0.99) * 1e6;
-    raw[r] = quantile(w, SEQ_N, 0.5) * 1e6;
-  }
-  f->ours_p50 = median(p50, REPS);
-  f->ours_p90 = median(p90, REPS);
-  f->ours_p99 = median(p99, REPS);
-  f->raw_p50 = median(raw, REPS);
-  free(req);
-}
-
-/* ---- (b) full probes and the uncached hash ----------------------------------
- */
-
-static void bench_full(struct event_base *base, const bh_endpoint *ep,
-                       pid_t daemon, figures *f) {
-  static double v[FULL_N];
-  double p50[REPS], hash[REPS];
-  bh_identity expected;
+/* The identity file of our responder, for a peer's client. */
+static void write_ours_id(const servers *s) {
+  bh_endpoint ep = {0};
+  bh_identity id;
   bh_err err;
-  bh_identity_init(&expected);
-  if (bh_identity_of_pid((uint32_t)daemon, ep, &expected, &err) != BH_OK)
-    die(err.message);
-  bh_probe_opts o = bh_probe_opts_default();
-  for (int r = 0; r < REPS; r++) {
-    bh_digest_cache_clear();
-    bh_digests d;
-    double t0 = now();
-    if (bh_digest_file(expected.exe_path, expected.digests.algs, &d, &err) !=
-        BH_OK)
-      die(err.message);
-    hash[r] = (now() - t0) * 1e6;
-    for (int i = 0; i < FULL_N; i++)
-      v[i] = probe_once(base, ep, &expected, &o);
-    p50[r] = quantile(v, FULL_N, 0.5) * 1e6;
-  }
-  struct stat st;
-  f->exe_size = stat(expected.exe_path, &st) == 0 ? (double)st.st_size : 0;
-  f->full_p50 = median(p50, REPS);
-  f->hash_us = median(hash, REPS);
-  bh_identity_clear(&expected);
+  bh_identity_init(&id);
+  if (bh_endpoint_set(&ep, "bench", s->ours, &err) != BH_OK ||
+      bh_identity_of_pid((uint32_t)s->ours_pid, &ep, &id, &err) != BH_OK)
+    bench_die("identity of our responder: %s", err.message);
+  char *json = bh_identity_to_json(&id);
+  FILE *f = fopen(s->ours_id, "w");
+  if (json == NULL || f == NULL || fputs(json, f) < 0 || fclose(f) != 0)
+    bench_die("cannot write %s", s->ours_id);
+  free(json);
+  bh_identity_clear(&id);
+  bh_endpoint_clear(&ep);
 }
 
-/* The cost of a first hash of a LARGE executable, which verify_pid pays
- * once per binary (off the loop when the prober has a hasher, inline
- * without one): both uncached digests of a 64 MiB file in one pass, median
- * of REPS. */
-static void bench_big_hash(const char *dir, figures *f) {
-  enum { BIG_MIB = 64 };
-  char path[128];
-  (void)snprintf(path, sizeof path, "%s/big.bin", dir);
-  FILE *out = fopen(path, "wb");
-  if (out == NULL) die("cannot create the large file");
-  static uint8_t chunk[1 << 20];
-  for (size_t i = 0; i < sizeof chunk; i++)
-    chunk[i] = (uint8_t)(i * 2654435761u >> 13);
-  for (int i = 0; i < BIG_MIB; i++)
-    if (fwrite(chunk, 1, sizeof chunk, out) != sizeof chunk)
-      die("cannot write the large file");
-  if (fclose(out) != 0) die("cannot write the large file");
-  double ms[REPS];
-  for (int r = 0; r < REPS; r++) {
-    bh_digests d;
-    bh_err err;
-    double t0 = now();
-    if (bh_digest_file_uncached(path, BH_ALGS_ALL, &d, &err) != BH_OK)
-      die(err.message);
-    ms[r] = (now() - t0) * 1e3;
-  }
-  f->big_hash_ms = median(ms, REPS);
-  (void)unlink(path);
+static void stop_servers(servers *s) {
+  bench_stop(s->ours_pid);
+  bench_stop(s->raw_pid);
+  bench_stop(s->rp410_pid);
+  bench_stop(s->rp41_pid);
+  const char *files[] = {s->ours,    s->raw,      s->rp410,  s->rp41,
+                         s->ours_id, s->rp410_id, s->rp41_id};
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+    if (unlink(files[i]) != 0 && errno != ENOENT)
+      bench_die("unlink %s: %s", files[i], strerror(errno));
+  if (rmdir(s->dir) != 0) bench_die("rmdir %s: %s", s->dir, strerror(errno));
 }
 
-/* ---- (c) concurrency, measured in a fresh child process --------------------
+/* ---- pairs ----------------------------------------------------------------
  */
 
-typedef struct conc {
-  struct event_base *base;
-  const bh_endpoint *ep;
-  bh_probe_opts opts;
-  int started, finished, failed;
-} conc;
-
-static void conc_start(conc *c);
-
-static void conc_cb(bh_probe_result *res, void *ctx) {
-  conc *c = ctx;
-  c->finished++;
-  if (res->err.code != BH_OK) c->failed++;
-  if (c->started < CONC_TOTAL) conc_start(c);
+static bench_pair *new_pair(bench_results *r) {
+  if (r->npairs == BENCH_MAX_PAIRS) bench_die("too many pairs");
+  return &r->pairs[r->npairs++];
 }
 
-static void conc_start(conc *c) {
-  c->started++;
-  if (bh_probe_start(c->base, c->ep, NULL, &c->opts, conc_cb, c) == NULL)
-    die("bh_probe_start");
+/* A pair of the peers that is not measured, and why. */
+static void absent(bench_results *r, const char *key, const char *label,
+                   const char *why) {
+  bench_pair *p = new_pair(r);
+  *p = (bench_pair){.key = key, .label = label, .kind = BENCH_RP};
+  (void)snprintf(p->why, sizeof p->why, "%s", why);
 }
 
-/* In a child: run the batch, report {wall, failed, maxrss KiB}. */
-static void conc_child(const bh_endpoint *ep, int wfd) {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+static void peer_pairs(bench_results *r, servers *s) {
+  static const char *const keys[] = {"rp410", "rp41", "ours_rp410", "ours_rp41",
+                                     "rp410_ours"};
+  static const char *const labels[] = {"rp 4.10.6", "rp 4.1.0", "ours>4.10.6",
+                                       "ours>4.1.0", "4.10.6>ours"};
+  if (r->refpeer_dir == NULL) {
+    for (int i = 0; i < 5; i++)
+      absent(r, keys[i], labels[i], "BH_REFPEER_DIR is not set");
+    return;
   }
-  conc c = {.base = bh_loop_new(), .ep = ep};
-  c.opts = bh_probe_opts_default();
-  c.opts.response_only = true;
-  c.opts.timeout = 5.0;
-  double t0 = now();
-  for (int i = 0; i < CONC_INFLIGHT; i++)
-    conc_start(&c);
-  while (c.finished < CONC_TOTAL)
-    event_base_loop(c.base, EVLOOP_ONCE);
-  double out[3] = {now() - t0, c.failed, 0};
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  out[2] = (double)ru.ru_maxrss;
-  if (write(wfd, out, sizeof out) != (ssize_t)sizeof out) _exit(1);
-  _exit(0);
+  static char rp410[4096], rp41[4096];
+  (void)snprintf(rp410, sizeof rp410, "%s/rplatest", r->refpeer_dir);
+  (void)snprintf(rp41, sizeof rp41, "%s/rp41", r->refpeer_dir);
+  s->rp410_pid = bench_rp_respond(rp410, s->rp410, s->rp410_id);
+  s->rp41_pid = bench_rp_respond(rp41, s->rp41, s->rp41_id);
+  bench_pair_rp(new_pair(r), keys[0], labels[0], rp410, s->rp410_id,
+                s->rp410_pid);
+  bench_pair_rp(new_pair(r), keys[1], labels[1], rp41, s->rp41_id, s->rp41_pid);
+  bench_pair_ours(new_pair(r), keys[2], labels[2], s->rp410, s->rp410_pid,
+                  false);
+  bench_pair_ours(new_pair(r), keys[3], labels[3], s->rp41, s->rp41_pid, false);
+  write_ours_id(s);
+  bench_pair_rp(new_pair(r), keys[4], labels[4], rp410, s->ours_id,
+                s->ours_pid);
 }
 
-static void bench_concurrency(const bh_endpoint *ep, figures *f) {
-  double wall[REPS], rss[REPS];
-  for (int r = 0; r < REPS; r++) {
-    int pfd[2];
-    if (pipe(pfd) < 0) die("pipe");
-    pid_t pid = fork();
-    if (pid == 0) {
-      close(pfd[0]);
-      conc_child(ep, pfd[1]);
+static void make_pairs(bench_results *r, servers *s) {
+  bench_pair_ours(new_pair(r), "ours", "ours", s->ours, s->ours_pid, false);
+  bench_pair_raw(new_pair(r), s->raw, s->raw_pid, s->req, s->req_len,
+                 s->reply_len);
+  bench_pair_ours(new_pair(r), "full", "ours full", s->ours, s->ours_pid, true);
+  peer_pairs(r, s);
+  for (int i = 0; i < 3; i++)
+    if (!r->pairs[i].available)
+      bench_die("%s does not work: %s", r->pairs[i].label, r->pairs[i].why);
+}
+
+/* ---- rounds ----------------------------------------------------------------
+ */
+
+/* One round of p in mode: the responder (and, when this process is the
+ * prober, this process) on the pinned CPU or on every CPU. */
+static void one_round(bench_pair *p, const bench_plan *plan, int mode,
+                      int round) {
+  cpu_set_t one;
+  bench_cpu_only(plan->cpu, &one);
+  const cpu_set_t *set = mode == BENCH_PINNED ? &one : &plan->unpinned;
+  bench_set_affinity(p->responder, set);
+  bench_set_affinity(0, p->kind == BENCH_RP ? &plan->unpinned : set);
+  bench_round *out = &p->rounds[mode][round];
+  if (p->kind == BENCH_RP)
+    bench_round_rp(p, plan, mode, out);
+  else
+    bench_round_local(p, plan, out);
+  out->cpu_both = out->cpu_prober + out->cpu_responder;
+}
+
+static void median_of_rounds(bench_pair *p, int rounds) {
+  static const size_t fields[] = {
+      offsetof(bench_round, p50),           offsetof(bench_round, p90),
+      offsetof(bench_round, p99),           offsetof(bench_round, max),
+      offsetof(bench_round, mean),          offsetof(bench_round, cpu_prober),
+      offsetof(bench_round, cpu_responder), offsetof(bench_round, cpu_both)};
+  for (int mode = 0; mode < BENCH_MODES; mode++)
+    for (size_t f = 0; f < sizeof fields / sizeof *fields; f++) {
+      double v[BENCH_MAX_ROUNDS];
+      for (int i = 0; i < rounds; i++)
+        v[i] = *(double *)((char *)&p->rounds[mode][i] + fields[f]);
+      *(double *)((char *)&p->median[mode] + fields[f]) =
+          bench_median(v, rounds);
     }
-    close(pfd[1]);
-    double out[3];
-    if (read(pfd[0], out, sizeof out) != (ssize_t)sizeof out)
-      die("concurrency child failed");
-    close(pfd[0]);
-    waitpid(pid, NULL, 0);
-    if (out[1] != 0) {
-      fprintf(stderr, "concurrency: %.0f probes failed\n", out[1]);
-      exit(1);
-    }
-    wall[r] = out[0];
-    rss[r] = out[2] / 1024.0;
+}
+
+static void run_rounds(bench_results *r) {
+  const bench_plan *plan = r->plan;
+  for (int round = 0; round < plan->rounds; round++) {
+    for (int mode = 0; mode < BENCH_MODES; mode++)
+      for (int i = 0; i < r->npairs; i++)
+        if (r->pairs[i].available) one_round(&r->pairs[i], plan, mode, round);
+    if (isatty(STDERR_FILENO))
+      (void)fprintf(stderr, "\r  round %d of %d", round + 1, plan->rounds);
   }
-  f->conc_wall = median(wall, REPS);
-  f->conc_rate = CONC_TOTAL / f->conc_wall;
-  f->conc_rss_mib = median(rss, REPS);
+  if (isatty(STDERR_FILENO)) (void)fprintf(stderr, "\n");
+  for (int i = 0; i < r->npairs; i++)
+    median_of_rounds(&r->pairs[i], plan->rounds);
 }
 
-/* ---- report
- * ------------------------------------------------------------------ */
+/* Throughput runs unpinned, in fresh processes. */
+static void run_loads(bench_results *r, const servers *s, const char *bin_dir) {
+  char load_bin[4096];
+  (void)snprintf(load_bin, sizeof load_bin, "%s/bench_load", bin_dir);
+  bench_set_affinity(0, &r->plan->unpinned);
+  bench_set_affinity(s->ours_pid, &r->plan->unpinned);
+  for (int i = 0; i < BENCH_MAX_LOADS; i++) {
+    bench_load *l = &r->loads[i];
+    *l = (bench_load){.total = r->plan->loads[i].total,
+                      .in_flight = r->plan->loads[i].in_flight,
+                      .runs = r->plan->loads[i].runs};
+    bench_throughput(load_bin, s->ours, l);
+  }
+}
 
-static void report(const figures *f, const char *json_path) {
-  double ratio = f->ours_p50 / f->raw_p50;
-  printf("bhprobe-lua benchmarks (medians of %d runs)\n", REPS);
-  printf("  %-44s %10s\n", "figure", "value");
-  printf("  %-44s %8.1f us\n", "(a) response-only probe p50", f->ours_p50);
-  printf("  %-44s %8.1f us\n", "(a) response-only probe p90", f->ours_p90);
-  printf("  %-44s %8.1f us\n", "(a) response-only probe p99", f->ours_p99);
-  printf("  %-44s %8.1f us\n", "(a) raw blocking baseline p50", f->raw_p50);
-  printf("  %-44s %8.2f x  (target <= 1.5: %s)\n", "(a) ours p50 / raw p50",
-         ratio, ratio <= 1.5 ? "met" : "NOT met");
-  printf("  %-44s %8.1f us\n", "(b) full probe p50 (digest cached)",
-         f->full_p50);
-  printf("  %-44s %8.1f us  (%.1f MiB executable)\n", "(b) first uncached hash",
-         f->hash_us, f->exe_size / 1048576.0);
-  printf("  %-44s %8.1f ms  (%.0f MiB/s; blocks the loop once)\n",
-         "(b) first hash of a 64 MiB executable", f->big_hash_ms,
-         64.0 / (f->big_hash_ms / 1e3));
-  printf("  %-44s %8.3f s   (target <= 0.5: %s)\n",
-         "(c) 10,000 probes, 1,000 in flight: wall", f->conc_wall,
-         f->conc_wall <= 0.5 ? "met" : "NOT met");
-  printf("  %-44s %8.0f /s\n", "(c) probes per second", f->conc_rate);
-  printf("  %-44s %8.1f MiB (target <= 64: %s)\n", "(c) peak RSS",
-         f->conc_rss_mib, f->conc_rss_mib <= 64 ? "met" : "NOT met");
-  json_t *j = json_pack(
-      "{s:i, s:{s:f, s:f, s:f, s:f, s:f}, s:{s:f, s:f, s:f, s:f}, "
-      "s:{s:i, s:i, s:f, s:f, s:f}}",
-      "repetitions", REPS, "latency_us", "ours_p50", f->ours_p50, "ours_p90",
-      f->ours_p90, "ours_p99", f->ours_p99, "raw_p50", f->raw_p50, "ratio_p50",
-      ratio, "full_probe", "p50_us", f->full_p50, "uncached_hash_us",
-      f->hash_us, "exe_bytes", f->exe_size, "hash_64mib_ms", f->big_hash_ms,
-      "concurrency", "probes", CONC_TOTAL, "in_flight", CONC_INFLIGHT, "wall_s",
-      f->conc_wall, "probes_per_s", f->conc_rate, "peak_rss_mib",
-      f->conc_rss_mib);
-  if (j == NULL || json_dump_file(j, json_path, JSON_INDENT(2)) != 0)
-    die("cannot write the JSON report");
-  json_decref(j);
-  printf("  figures written to %s\n", json_path);
+static const bench_plan *parse_args(int *argc, char ***argv) {
+  const bench_plan *plan = &plans[0];
+  if (*argc > 1 && strncmp((*argv)[1], "--", 2) == 0) {
+    plan = NULL;
+    for (size_t i = 0; i < sizeof plans / sizeof *plans; i++)
+      if (strcmp((*argv)[1] + 2, plans[i].name) == 0) plan = &plans[i];
+    (*argc)--;
+    (*argv)++;
+  }
+  if (plan == NULL || *argc != 4) {
+    (void)fprintf(stderr,
+                  "usage: bench_driver [--quick|--smoke] "
+                  "BENCH_BIN_DIR HOST_BIN OUT_JSON\n");
+    exit(2);
+  }
+  return plan;
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: bench_driver BENCH_BIN_DIR OUT_JSON\n");
-    return 2;
-  }
-  signal(SIGPIPE, SIG_IGN);
-  char dir[] = "/tmp/bhb.XXXXXX", ours[64], raw[64], resp_bin[4096],
-       raw_bin[4096];
-  if (mkdtemp(dir) == NULL) die("mkdtemp");
-  snprintf(ours, sizeof ours, "%s/ours.sock", dir);
-  snprintf(raw, sizeof raw, "%s/raw.sock", dir);
-  snprintf(resp_bin, sizeof resp_bin, "%s/bench_responder", argv[1]);
-  snprintf(raw_bin, sizeof raw_bin, "%s/bench_raw_server", argv[1]);
-  pid_t rp = spawn((char *const[]){resp_bin, ours, NULL});
-  bh_endpoint ep = {0};
-  if (bh_endpoint_set(&ep, "bench", ours, NULL) != BH_OK) die("endpoint");
-  /* The raw server replies with as many bytes as our responder does. */
-  uint8_t nonce[BH_NONCE_LEN] = {7}, *req;
-  size_t req_len;
-  if (bh_probe_request_build(nonce, &req, &req_len, NULL) != BH_OK)
-    die("request");
-  char size[32];
-  snprintf(size, sizeof size, "%zu", raw_reply_size(ours, req, req_len));
-  free(req);
-  pid_t sp = spawn((char *const[]){raw_bin, raw, size, NULL});
-  struct event_base *base = bh_loop_new();
-  figures f = {0};
-  bench_latency(base, &ep, raw, &f);
-  bench_full(base, &ep, rp, &f);
-  bench_big_hash(dir, &f);
-  bench_concurrency(&ep, &f);
-  stop(sp);
-  stop(rp);
-  report(&f, argv[2]);
-  event_base_free(base);
-  bh_endpoint_clear(&ep);
-  unlink(raw);
-  rmdir(dir);
+  static bench_plan plan;
+  static bench_results r;
+  static servers s = {.dir = "/tmp/bhb.XXXXXX"};
+  plan = *parse_args(&argc, &argv);
+  if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) bench_die("signal");
+  double t0 = bench_now();
+  plan_cpus(&plan);
+  r.plan = &plan;
+  r.refpeer_dir = getenv("BH_REFPEER_DIR");
+  if (r.refpeer_dir != NULL && r.refpeer_dir[0] == '\0') r.refpeer_dir = NULL;
+  bench_machine(r.machine, sizeof r.machine);
+  bench_loadavg(r.load_start, sizeof r.load_start);
+  print_method(&r);
+  server_paths(&s);
+  start_ours(&s, argv[1]);
+  make_pairs(&r, &s);
+  run_rounds(&r);
+  bench_hashes(argv[2], s.dir, plan.hash_reps, &r.hash);
+  run_loads(&r, &s, argv[1]);
+  stop_servers(&s);
+  bench_loadavg(r.load_end, sizeof r.load_end);
+  r.seconds = bench_now() - t0;
+  bench_report(&r, argv[3]);
+  for (int i = 0; i < r.npairs; i++)
+    bench_pair_free(&r.pairs[i]);
+  free(s.req);
   return 0;
 }

@@ -1,0 +1,102 @@
+/* The figures that are not rounds of a pair: the first (uncached) hash of
+ * our executable and of a 64 MiB file (both digests), and throughput (many
+ * probes in flight, each batch in a fresh bench_load process). */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "digest.h"
+
+/* Median of reps uncached digests of path (SHA-256 and BLAKE3 in one
+ * pass, as an identity of a live process takes them), in seconds. The
+ * file was just written or read, so this is the CPU cost of hashing, not
+ * of the disk. */
+static double hash_seconds(const char *path, int reps) {
+  double s[BENCH_MAX_ROUNDS];
+  for (int r = 0; r < reps && r < BENCH_MAX_ROUNDS; r++) {
+    bh_digests d;
+    bh_err err;
+    double t0 = bench_now();
+    if (bh_digest_file_uncached(path, BH_ALGS_ALL, &d, &err) != BH_OK)
+      bench_die("%s", err.message);
+    s[r] = bench_now() - t0;
+  }
+  return bench_median(s, reps < BENCH_MAX_ROUNDS ? reps : BENCH_MAX_ROUNDS);
+}
+
+static void write_big(const char *path, int mib) {
+  static uint8_t chunk[1 << 20];
+  for (size_t i = 0; i < sizeof chunk; i++)
+    chunk[i] = (uint8_t)(i * 2654435761u >> 13);
+  FILE *out = fopen(path, "wb");
+  if (out == NULL) bench_die("cannot create %s", path);
+  for (int i = 0; i < mib; i++)
+    if (fwrite(chunk, 1, sizeof chunk, out) != sizeof chunk)
+      bench_die("cannot write %s", path);
+  if (fclose(out) != 0) bench_die("cannot write %s", path);
+}
+
+void bench_hashes(const char *exe_path, const char *dir, int reps,
+                  bench_hash *out) {
+  enum { BIG_MIB = 64 };
+  struct stat st;
+  if (stat(exe_path, &st) != 0) bench_die("%s: %s", exe_path, strerror(errno));
+  (void)snprintf(out->exe_path, sizeof out->exe_path, "%s", exe_path);
+  out->exe_bytes = (double)st.st_size;
+  out->exe_us = hash_seconds(exe_path, reps) * 1e6;
+  char big[4096];
+  (void)snprintf(big, sizeof big, "%s/big.bin", dir);
+  write_big(big, BIG_MIB);
+  out->big_ms = hash_seconds(big, reps) * 1e3;
+  if (unlink(big) != 0) bench_die("unlink %s", big);
+}
+
+/* One bench_load run; false when it did not report. */
+static bool load_once(const char *load_bin, const char *path, bench_load *l,
+                      double *wall, long *failed, double *rss_kib, char *error,
+                      size_t error_cap) {
+  char total[16], in_flight[16], line[512];
+  (void)snprintf(total, sizeof total, "%d", l->total);
+  (void)snprintf(in_flight, sizeof in_flight, "%d", l->in_flight);
+  char *const argv[] = {(char *)load_bin, (char *)path, total, in_flight, NULL};
+  if (bench_capture(argv, line, sizeof line) != 0) return false;
+  char *p = line, *end;
+  *wall = strtod(p, &end);
+  if (end == p) return false;
+  *failed = strtol(p = end, &end, 10);
+  *rss_kib = strtod(end, &end);
+  l->nofile = strtol(end, &end, 10);
+  (void)snprintf(error, error_cap, "%.*s", (int)strcspn(end + 1, "\n"),
+                 *end ? end + 1 : "");
+  return *end == ' ';
+}
+
+/* out->runs batches of out->total probes, out->in_flight at a time:
+ * medians of wall time and peak RSS, failures summed. */
+void bench_throughput(const char *load_bin, const char *path, bench_load *out) {
+  double wall[BENCH_MAX_ROUNDS], rss[BENCH_MAX_ROUNDS];
+  int runs = out->runs < BENCH_MAX_ROUNDS ? out->runs : BENCH_MAX_ROUNDS;
+  out->failed = 0;
+  (void)snprintf(out->first_error, sizeof out->first_error, "-");
+  for (int r = 0; r < runs; r++) {
+    long failed = 0;
+    double kib = 0;
+    char e[200];
+    if (!load_once(load_bin, path, out, &wall[r], &failed, &kib, e, sizeof e))
+      bench_die("bench_load did not report (%d probes, %d in flight)",
+                out->total, out->in_flight);
+    rss[r] = kib / 1024.0;
+    if (failed > 0 && out->failed == 0)
+      (void)snprintf(out->first_error, sizeof out->first_error, "%s", e);
+    out->failed += (int)failed;
+  }
+  out->wall_s = bench_median(wall, runs);
+  out->rate = out->total / out->wall_s;
+  out->rss_mib = bench_median(rss, runs);
+}

@@ -1,0 +1,175 @@
+/* The pairs whose prober runs in this process: our prober (bh_probe_start,
+ * response-only or full, against any responder process) and the raw
+ * baseline, a blocking client loop against a blocking server loop doing the
+ * same bytes. A round times every probe from start to answer and takes the
+ * CPU time of both processes around the measured probes. */
+#include <errno.h>
+#include <event2/event.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "loop.h"
+#include "probe.h"
+
+/* One event loop for every probe this process makes. */
+static struct event_base *loop(void) {
+  static struct event_base *base;
+  if (base == NULL && (base = bh_loop_new()) == NULL) bench_die("bh_loop_new");
+  return base;
+}
+
+typedef struct one {
+  bool done;
+  bh_err err;
+} one;
+
+static void one_cb(bh_probe_result *res, void *ctx) {
+  one *o = ctx;
+  o->done = true;
+  o->err = res->err;
+}
+
+/* One probe, start to callback; seconds, or -1 with err filled. */
+static double ours_once(const bench_pair *p, bh_err *err) {
+  bh_probe_opts opts = bh_probe_opts_default();
+  opts.response_only = p->expected == NULL;
+  opts.timeout = 5.0; /* a loaded machine must not turn into failures */
+  one o = {0};
+  double t0 = bench_now();
+  if (bh_probe_start(loop(), &p->ep, p->expected, &opts, one_cb, &o) == NULL)
+    bench_die("bh_probe_start: out of memory");
+  while (!o.done)
+    if (event_base_loop(loop(), EVLOOP_ONCE) < 0) bench_die("event loop");
+  double t = bench_now() - t0;
+  *err = o.err;
+  return o.err.code == BH_OK ? t : -1;
+}
+
+static int raw_connect(const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  (void)snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+    bench_die("raw connect to %s: %s", path, strerror(errno));
+  return fd;
+}
+
+/* Connect, write the request, read until EOF: the size of the answer the
+ * raw server must give to match the responder at path. */
+size_t bench_raw_reply_size(const char *path, const uint8_t *req,
+                            size_t req_len) {
+  int fd = raw_connect(path);
+  if (write(fd, req, req_len) != (ssize_t)req_len) bench_die("raw write");
+  uint8_t buf[4096];
+  size_t total = 0;
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0)
+    total += (size_t)n;
+  (void)close(fd);
+  return total;
+}
+
+/* The raw client: connect, write, read reply_len bytes, close; seconds. */
+static double raw_once(const bench_pair *p) {
+  uint8_t buf[4096];
+  double t0 = bench_now();
+  int fd = raw_connect(p->ep.path);
+  if (write(fd, p->req, p->req_len) != (ssize_t)p->req_len)
+    bench_die("raw write");
+  for (size_t got = 0; got < p->reply_len;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) bench_die("raw read");
+    got += (size_t)n;
+  }
+  (void)close(fd);
+  return bench_now() - t0;
+}
+
+static double local_once(bench_pair *p) {
+  if (p->kind == BENCH_RAW) return raw_once(p);
+  bh_err err;
+  double t = ours_once(p, &err);
+  if (t < 0) p->failed++;
+  return t;
+}
+
+/* Our prober against the responder process at path: response-only, or
+ * (full) a full probe of the identity that responder really has, whose
+ * executable's digest the first probe puts in the cache. One probe
+ * decides whether the pair works at all. */
+void bench_pair_ours(bench_pair *p, const char *key, const char *label,
+                     const char *path, pid_t responder, bool full) {
+  bh_err err;
+  *p = (bench_pair){
+      .key = key, .label = label, .kind = BENCH_OURS, .responder = responder};
+  if (bh_endpoint_set(&p->ep, "bench", path, &err) != BH_OK)
+    bench_die("%s", err.message);
+  if (full) {
+    p->expected = malloc(sizeof *p->expected);
+    if (p->expected == NULL) bench_die("out of memory");
+    bh_identity_init(p->expected);
+    if (bh_identity_of_pid((uint32_t)responder, &p->ep, p->expected, &err) !=
+        BH_OK)
+      bench_die("identity of the responder: %s", err.message);
+  }
+  p->available = ours_once(p, &err) >= 0;
+  if (!p->available)
+    (void)snprintf(p->why, sizeof p->why, "%.40s: %s", bh_status_name(err.code),
+                   err.message);
+}
+
+void bench_pair_raw(bench_pair *p, const char *path, pid_t server,
+                    const uint8_t *req, size_t req_len, size_t reply_len) {
+  bh_err err;
+  *p = (bench_pair){.key = "raw",
+                    .label = "raw pair",
+                    .kind = BENCH_RAW,
+                    .available = true,
+                    .responder = server,
+                    .req = req,
+                    .req_len = req_len,
+                    .reply_len = reply_len};
+  if (bh_endpoint_set(&p->ep, "bench", path, &err) != BH_OK)
+    bench_die("%s", err.message);
+}
+
+/* A round of p (its prober is this process, its responder p->responder):
+ * plan->warmup unmeasured probes, then plan->probes timed ones. */
+void bench_round_local(bench_pair *p, const bench_plan *plan,
+                       bench_round *out) {
+  static double lat[BENCH_MAX_PROBES];
+  for (int i = 0; i < plan->warmup; i++)
+    (void)local_once(p);
+  double cpu0 = bench_cpu_self(), rcpu0 = bench_cpu_of(p->responder);
+  double t0 = bench_now();
+  int n = 0;
+  for (int i = 0; i < plan->probes; i++) {
+    double t = local_once(p);
+    if (t >= 0) lat[n++] = t * 1e6;
+  }
+  double wall = bench_now() - t0;
+  double cpu = bench_cpu_self() - cpu0;
+  double rcpu = bench_cpu_of(p->responder) - rcpu0;
+  out->mean = wall * 1e6 / plan->probes;
+  out->cpu_prober = cpu * 1e6 / plan->probes;
+  out->cpu_responder = rcpu * 1e6 / plan->probes;
+  out->p50 = bench_quantile(lat, n, 0.50);
+  out->p90 = bench_quantile(lat, n, 0.90);
+  out->p99 = bench_quantile(lat, n, 0.99);
+  out->max = n > 0 ? lat[n - 1] : NAN;
+}
+
+void bench_pair_free(bench_pair *p) {
+  if (p->expected != NULL) {
+    bh_identity_clear(p->expected);
+    free(p->expected);
+    p->expected = NULL;
+  }
+  bh_endpoint_clear(&p->ep);
+}

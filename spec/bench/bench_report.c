@@ -1,0 +1,327 @@
+/* The report: how it measured, the tables of pairs, the other figures and
+ * every target with met / NOT met, printed and written as JSON. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+static const bench_pair *find(const bench_results *r, const char *key) {
+  for (int i = 0; i < r->npairs; i++)
+    if (strcmp(r->pairs[i].key, key) == 0) return &r->pairs[i];
+  return NULL;
+}
+
+/* The median figure `field` of pair key in mode, NAN when not measured. */
+static double fig(const bench_results *r, const char *key, int mode,
+                  size_t field) {
+  const bench_pair *p = find(r, key);
+  if (p == NULL || !p->available) return NAN;
+  return *(const double *)((const char *)&p->median[mode] + field);
+}
+
+enum { ROWS = 8 };
+static const struct {
+  const char *name;
+  size_t field;
+} rows[ROWS] = {
+    {"p50", offsetof(bench_round, p50)},
+    {"p90", offsetof(bench_round, p90)},
+    {"p99", offsetof(bench_round, p99)},
+    {"max", offsetof(bench_round, max)},
+    {"mean wall per probe", offsetof(bench_round, mean)},
+    {"CPU per probe, prober", offsetof(bench_round, cpu_prober)},
+    {"CPU per probe, responder", offsetof(bench_round, cpu_responder)},
+    {"CPU per probe, both", offsetof(bench_round, cpu_both)},
+};
+
+static double row_fig(const bench_results *r, const char *key, int mode,
+                      int row) {
+  return fig(r, key, mode, rows[row].field);
+}
+
+static void cell(double v, bool is_ratio) {
+  if (isnan(v) || isinf(v))
+    printf(" %11s", "-");
+  else if (is_ratio)
+    printf(" %10.2fx", v);
+  else
+    printf(" %11.1f", v);
+}
+
+typedef struct ratio {
+  const char *num, *den, *header;
+} ratio;
+
+static void table_head(const bench_results *r, const char *const *keys,
+                       int nkeys, const ratio *ratios, int nratio) {
+  printf("  %-27s", "us, median of rounds");
+  for (int k = 0; k < nkeys; k++) {
+    const bench_pair *p = find(r, keys[k]);
+    printf(" %11.11s", p ? p->label : keys[k]);
+  }
+  for (int k = 0; k < nratio; k++)
+    printf(" %11.11s", ratios[k].header);
+  printf("\n");
+}
+
+/* One table: a column per pair of keys, then a column per ratio. */
+static void table(const bench_results *r, const char *const *keys, int nkeys,
+                  const ratio *ratios, int nratio) {
+  table_head(r, keys, nkeys, ratios, nratio);
+  for (int mode = 0; mode < BENCH_MODES; mode++) {
+    if (mode == BENCH_PINNED)
+      printf("  pinned: prober and responder both on CPU %d\n", r->plan->cpu);
+    else
+      printf("  unpinned\n");
+    for (int row = 0; row < ROWS; row++) {
+      printf("    %-25s", rows[row].name);
+      for (int k = 0; k < nkeys; k++)
+        cell(row_fig(r, keys[k], mode, row), false);
+      for (int k = 0; k < nratio; k++)
+        cell(row_fig(r, ratios[k].num, mode, row) /
+                 row_fig(r, ratios[k].den, mode, row),
+             true);
+      printf("\n");
+    }
+  }
+}
+
+/* Why a pair has no figures, and how many probes failed in the others. */
+static void pair_notes(const bench_results *r) {
+  for (int i = 0; i < r->npairs; i++) {
+    const bench_pair *p = &r->pairs[i];
+    if (!p->available)
+      printf("  %s: not measured: %s\n", p->label, p->why);
+    else if (p->failed > 0)
+      printf("  %s: %d %s failed (left out of the figures)\n", p->label,
+             p->failed, p->kind == BENCH_RP ? "client runs" : "probes");
+  }
+}
+
+static void print_tables(const bench_results *r) {
+  static const char *const main_keys[] = {"ours", "raw", "rp410", "rp41"};
+  static const ratio main_ratio[] = {{"ours", "raw", "ours/raw"},
+                                     {"ours", "rp410", "ours/4.10.6"}};
+  static const char *const mixed_keys[] = {"full", "ours_rp410", "ours_rp41",
+                                           "rp410_ours"};
+  static const ratio mixed_ratio[] = {{"full", "ours", "full/ours"}};
+  printf(
+      "\nresponse-only probes, sequential, prober and responder in two "
+      "processes\n");
+  table(r, main_keys, 4, main_ratio, 2);
+  printf(
+      "\nfull probe (digest cached) and mixed pairs (A>B: A's prober, B's "
+      "responder)\n");
+  table(r, mixed_keys, 4, mixed_ratio, 1);
+  printf(
+      "\n  rp 4.10.6, rp 4.1.0, 4.10.6>ours: p50/p90/p99 are per probe as "
+      "their own\n  bench prints them (whole us), it gives no max; mean "
+      "wall and CPU are\n  measured from outside: (run with -n N) - (run "
+      "with -n 1), over N - 1.\n");
+  pair_notes(r);
+}
+
+static void print_other(const bench_results *r) {
+  const bench_hash *h = &r->hash;
+  printf("\nother figures\n");
+  printf("  first (uncached) hash of %s (%.2f MiB): %.0f us\n", h->exe_path,
+         h->exe_bytes / 1048576.0, h->exe_us);
+  printf("  first (uncached) hash of a 64 MiB file: %.1f ms (%.0f MiB/s)\n",
+         h->big_ms, 64.0 / (h->big_ms / 1e3));
+  printf(
+      "    (SHA-256 and BLAKE3 in one pass, medians of %d; the files are in "
+      "the page cache:\n    this is the hashing, not the disk)\n",
+      r->plan->hash_reps);
+  for (int i = 0; i < BENCH_MAX_LOADS; i++) {
+    const bench_load *l = &r->loads[i];
+    printf(
+        "  %d probes, %d in flight: wall %.3f s (%.0f probes/s), peak RSS "
+        "%.1f MiB, %d failed%s%s\n    (median of %d runs, each in a fresh "
+        "process; its descriptor limit %ld)\n",
+        l->total, l->in_flight, l->wall_s, l->rate, l->rss_mib, l->failed,
+        l->failed ? ", first: " : "", l->failed ? l->first_error : "", l->runs,
+        l->nofile);
+  }
+}
+
+/* A target: value <= limit (met), or not measured (value NAN). */
+typedef struct target {
+  char name[96];
+  double value, limit;
+  const char *unit;
+  char detail[96]; /* the two figures of a ratio */
+  bool failures;   /* some of the measured probes failed: never met */
+} target;
+
+/* Add the target value <= limit, in unit. */
+static target *add_abs(target *t, int *n, const char *name, double value,
+                       double limit, const char *unit) {
+  target *x = &t[(*n)++];
+  *x = (target){.value = value, .limit = limit, .unit = unit};
+  (void)snprintf(x->name, sizeof x->name, "%s", name);
+  return x;
+}
+
+/* Add the target num / den <= limit. */
+static void add(target *t, int *n, const char *name, double num, double den,
+                double limit) {
+  target *x = add_abs(t, n, name, num / den, limit, "x");
+  if (!isnan(num / den))
+    (void)snprintf(x->detail, sizeof x->detail, "%.1f / %.1f us", num, den);
+}
+
+static void add_load(target *t, int *n, const bench_load *l, bool rss,
+                     double limit) {
+  char name[96];
+  (void)snprintf(name, sizeof name, "%d probes, %d in flight: %s", l->total,
+                 l->in_flight, rss ? "peak RSS" : "wall");
+  add_abs(t, n, name, rss ? l->rss_mib : l->wall_s, limit, rss ? "MiB" : "s")
+      ->failures = l->failed > 0;
+}
+
+static int targets(const bench_results *r, target *t) {
+  const int U = BENCH_UNPINNED, P = BENCH_PINNED;
+  const size_t p50 = offsetof(bench_round, p50),
+               p99 = offsetof(bench_round, p99);
+  double ours50 = fig(r, "ours", U, p50), ours99 = fig(r, "ours", U, p99);
+  int n = 0;
+  add(t, &n, "CPU per probe, prober + responder, one CPU, vs raw pair",
+      row_fig(r, "ours", P, ROWS - 1), row_fig(r, "raw", P, ROWS - 1), 1.5);
+  add(t, &n, "response-only p50 vs raw pair's p50 (unpinned)", ours50,
+      fig(r, "raw", U, p50), 1.25);
+  add_abs(t, &n, "response-only p99 (unpinned)", ours99, 250, "us");
+  add(t, &n, "p50 vs rp 4.10.6 pair's p50 (unpinned)", ours50,
+      fig(r, "rp410", U, p50), 0.5);
+  add(t, &n, "p99 vs rp 4.10.6 pair's p99 (unpinned)", ours99,
+      fig(r, "rp410", U, p99), 0.2);
+  add(t, &n, "full probe (cached digest) p50 vs response-only p50",
+      fig(r, "full", U, p50), ours50, 1.3);
+  add_load(t, &n, &r->loads[0], false, 0.2);
+  add_load(t, &n, &r->loads[1], false, 2);
+  add_load(t, &n, &r->loads[1], true, 128);
+  return n;
+}
+
+static const char *verdict(const target *t) {
+  if (isnan(t->value) || isinf(t->value)) return "not measured";
+  if (t->failures) return "NOT met (probes failed)";
+  return t->value <= t->limit ? "met" : "NOT met";
+}
+
+static void print_targets(const target *t, int n) {
+  printf("\ntargets (medians of rounds)\n");
+  for (int i = 0; i < n; i++) {
+    char value[32] = "-";
+    if (!isnan(t[i].value) && !isinf(t[i].value))
+      (void)snprintf(value, sizeof value, "%.2f", t[i].value);
+    printf("  %-56s %8s %-3s <= %-4g %s%s%s%s\n", t[i].name, value, t[i].unit,
+           t[i].limit, verdict(&t[i]), t[i].detail[0] ? " (" : "", t[i].detail,
+           t[i].detail[0] ? ")" : "");
+  }
+}
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+static json_t *num(double v) {
+  return isnan(v) || isinf(v) ? json_null() : json_real(v);
+}
+
+static json_t *round_json(const bench_round *f) {
+  return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "p50_us",
+                   num(f->p50), "p90_us", num(f->p90), "p99_us", num(f->p99),
+                   "max_us", num(f->max), "mean_wall_us", num(f->mean),
+                   "cpu_prober_us", num(f->cpu_prober), "cpu_responder_us",
+                   num(f->cpu_responder), "cpu_both_us", num(f->cpu_both));
+}
+
+static json_t *mode_json(const bench_pair *p, int mode, int rounds) {
+  json_t *m = round_json(&p->median[mode]), *all = json_array();
+  for (int i = 0; i < rounds; i++)
+    (void)json_array_append_new(all, round_json(&p->rounds[mode][i]));
+  (void)json_object_set_new(m, "rounds", all);
+  return m;
+}
+
+static json_t *pairs_json(const bench_results *r) {
+  static const char *const kinds[] = {"ours", "raw", "rp"};
+  json_t *o = json_object();
+  for (int i = 0; i < r->npairs; i++) {
+    const bench_pair *p = &r->pairs[i];
+    json_t *j = json_pack("{s:s, s:s, s:b, s:i}", "label", p->label, "prober",
+                          kinds[p->kind], "available", p->available, "failed",
+                          p->failed);
+    if (!p->available)
+      (void)json_object_set_new(j, "why", json_string(p->why));
+    else
+      for (int mode = 0; mode < BENCH_MODES; mode++)
+        (void)json_object_set_new(j,
+                                  mode == BENCH_PINNED ? "pinned" : "unpinned",
+                                  mode_json(p, mode, r->plan->rounds));
+    (void)json_object_set_new(o, p->key, j);
+  }
+  return o;
+}
+
+static json_t *others_json(const bench_results *r, const target *t, int nt) {
+  json_t *loads = json_array(), *ts = json_array();
+  for (int i = 0; i < BENCH_MAX_LOADS; i++) {
+    const bench_load *l = &r->loads[i];
+    (void)json_array_append_new(
+        loads, json_pack("{s:i, s:i, s:i, s:o, s:o, s:o, s:i, s:s, s:I}",
+                         "probes", l->total, "in_flight", l->in_flight, "runs",
+                         l->runs, "wall_s", num(l->wall_s), "probes_per_s",
+                         num(l->rate), "peak_rss_mib", num(l->rss_mib),
+                         "failed", l->failed, "first_error", l->first_error,
+                         "nofile_limit", (json_int_t)l->nofile));
+  }
+  for (int i = 0; i < nt; i++) {
+    const char *v = verdict(&t[i]);
+    (void)json_array_append_new(
+        ts, json_pack("{s:s, s:o, s:f, s:s, s:o}", "name", t[i].name, "value",
+                      num(t[i].value), "limit", t[i].limit, "unit", t[i].unit,
+                      "met",
+                      strcmp(v, "not measured") == 0
+                          ? json_null()
+                          : json_boolean(strcmp(v, "met") == 0)));
+  }
+  const bench_hash *h = &r->hash;
+  return json_pack("{s:{s:s, s:f, s:o, s:o}, s:o, s:o}", "hash", "exe_path",
+                   h->exe_path, "exe_bytes", h->exe_bytes, "exe_first_us",
+                   num(h->exe_us), "file_64mib_first_ms", num(h->big_ms),
+                   "throughput", loads, "targets", ts);
+}
+
+static void write_json(const bench_results *r, const target *t, int nt,
+                       const char *path) {
+  const bench_plan *pl = r->plan;
+  json_t *j = json_pack(
+      "{s:{s:s, s:i, s:i, s:i, s:i, s:s}, s:s, s:s, s:s, s:o, s:f, s:o}",
+      "plan", "name", pl->name, "rounds", pl->rounds, "probes_per_round",
+      pl->probes, "warmup_per_round", pl->warmup, "pinned_cpu", pl->cpu,
+      "order",
+      "one round of every pair unpinned, then one of every pair pinned; "
+      "that, rounds times",
+      "machine", r->machine, "loadavg_start", r->load_start, "loadavg_end",
+      r->load_end, "refpeer_dir",
+      r->refpeer_dir ? json_string(r->refpeer_dir) : json_null(), "seconds",
+      r->seconds, "pairs", pairs_json(r));
+  json_t *o = others_json(r, t, nt);
+  if (j == NULL || o == NULL || json_object_update(j, o) != 0 ||
+      json_dump_file(j, path, JSON_INDENT(2)) != 0)
+    bench_die("cannot write %s", path);
+  json_decref(o);
+  json_decref(j);
+}
+
+void bench_report(const bench_results *r, const char *json_path) {
+  target t[16];
+  int nt = targets(r, t);
+  print_tables(r);
+  print_other(r);
+  print_targets(t, nt);
+  write_json(r, t, nt, json_path);
+  printf("\nload average at the end: %s; figures written to %s (%.0f s)\n",
+         r->load_end, json_path, r->seconds);
+}

@@ -1,0 +1,187 @@
+/* Helpers of the benchmark driver: clocks, statistics, child processes,
+ * CPU time of another process, CPU affinity, the machine line. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+double bench_now(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) bench_die("clock_gettime");
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void bench_die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  (void)fprintf(stderr, "bench_driver: ");
+  (void)vfprintf(stderr, fmt, ap);
+  (void)fprintf(stderr, "\n");
+  va_end(ap);
+  exit(1);
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The q-quantile (0..1) of v[0..n), nearest rank; sorts v. */
+double bench_quantile(double *v, int n, double q) {
+  if (n <= 0) return NAN;
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return v[(int)(q * (n - 1) + 0.5)];
+}
+
+/* The median of the figures of v that are known (not NAN). */
+double bench_median(const double *v, int n) {
+  double known[BENCH_MAX_ROUNDS];
+  int k = 0;
+  for (int i = 0; i < n && k < BENCH_MAX_ROUNDS; i++)
+    if (!isnan(v[i])) known[k++] = v[i];
+  if (k == 0) return NAN;
+  qsort(known, (size_t)k, sizeof *known, cmp_double);
+  return k % 2 ? known[k / 2] : (known[k / 2 - 1] + known[k / 2]) / 2;
+}
+
+/* Start argv as a child whose stdout is a pipe, and wait for its "ready"
+ * line (every benchmark server of ours prints one once it listens). */
+pid_t bench_spawn_ready(char *const argv[]) {
+  int pfd[2];
+  if (pipe(pfd) < 0) bench_die("pipe: %s", strerror(errno));
+  pid_t pid = fork();
+  if (pid < 0) bench_die("fork: %s", strerror(errno));
+  if (pid == 0) {
+    if (dup2(pfd[1], STDOUT_FILENO) < 0) _exit(127);
+    (void)close(pfd[0]);
+    (void)close(pfd[1]);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  (void)close(pfd[1]);
+  char line[16] = {0};
+  ssize_t n = read(pfd[0], line, sizeof line - 1);
+  (void)close(pfd[0]);
+  if (n <= 0 || strncmp(line, "ready", 5) != 0)
+    bench_die("%s did not start", argv[0]);
+  return pid;
+}
+
+/* Run argv to its end with its stdout read into out (NUL-terminated);
+ * returns its exit status, or -1 when it did not exit normally. */
+int bench_capture(char *const argv[], char *out, size_t cap) {
+  int pfd[2];
+  if (pipe(pfd) < 0) bench_die("pipe: %s", strerror(errno));
+  pid_t pid = fork();
+  if (pid < 0) bench_die("fork: %s", strerror(errno));
+  if (pid == 0) {
+    if (dup2(pfd[1], STDOUT_FILENO) < 0) _exit(127);
+    (void)close(pfd[0]);
+    (void)close(pfd[1]);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  (void)close(pfd[1]);
+  size_t len = 0;
+  ssize_t n;
+  while (len + 1 < cap && (n = read(pfd[0], out + len, cap - 1 - len)) > 0)
+    len += (size_t)n;
+  out[len] = '\0';
+  (void)close(pfd[0]);
+  int status;
+  if (waitpid(pid, &status, 0) != pid) bench_die("waitpid");
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void bench_stop(pid_t pid) {
+  if (pid <= 0) return;
+  if (kill(pid, SIGTERM) != 0) bench_die("kill: %s", strerror(errno));
+  if (waitpid(pid, NULL, 0) < 0) bench_die("waitpid: %s", strerror(errno));
+}
+
+/* CPU seconds (user + system) this process has used. */
+double bench_cpu_self(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) bench_die("getrusage");
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* CPU seconds (user + system, every thread) of a live process. Its
+ * process CPU clock counts in nanoseconds, where /proc/PID/stat counts in
+ * ticks of 10 ms, too coarse for a round of a few hundred probes. */
+double bench_cpu_of(pid_t pid) {
+  clockid_t clk;
+  struct timespec ts;
+  if (clock_getcpuclockid(pid, &clk) != 0 || clock_gettime(clk, &ts) != 0)
+    bench_die("cannot read the CPU clock of pid %d", (int)pid);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Set the affinity of every thread of pid (0: this process). A thread
+ * started later inherits the mask of the thread that starts it. */
+void bench_set_affinity(pid_t pid, const cpu_set_t *set) {
+  char dir[64];
+  (void)snprintf(dir, sizeof dir, "/proc/%d/task", pid ? (int)pid : getpid());
+  DIR *d = opendir(dir);
+  if (d == NULL) bench_die("%s: %s", dir, strerror(errno));
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
+    if (tid > 0 && sched_setaffinity(tid, sizeof *set, set) != 0 &&
+        errno != ESRCH)
+      bench_die("sched_setaffinity(%d): %s", (int)tid, strerror(errno));
+  }
+  (void)closedir(d);
+}
+
+void bench_cpu_only(int cpu, cpu_set_t *set) {
+  CPU_ZERO(set);
+  CPU_SET(cpu, set);
+}
+
+/* "2 cores, AMD EPYC, Linux 6.1.0": what the figures were measured on. */
+void bench_machine(char *buf, size_t cap) {
+  char model[128] = "unknown CPU", line[256];
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+    char *colon = strchr(line, ':');
+    if (strncmp(line, "model name", 10) == 0 && colon != NULL) {
+      (void)snprintf(model, sizeof model, "%s", colon + 2);
+      model[strcspn(model, "\n")] = '\0';
+      break;
+    }
+  }
+  if (f != NULL) (void)fclose(f);
+  struct utsname u;
+  if (uname(&u) != 0) bench_die("uname");
+  (void)snprintf(buf, cap, "%ld cores, %s, %s %s",
+                 sysconf(_SC_NPROCESSORS_ONLN), model, u.sysname, u.release);
+}
+
+/* The three load averages of /proc/loadavg. */
+void bench_loadavg(char *buf, size_t cap) {
+  char line[128] = "";
+  FILE *f = fopen("/proc/loadavg", "r");
+  bool ok = f != NULL && fgets(line, sizeof line, f) != NULL;
+  if (f != NULL) (void)fclose(f);
+  /* "0.52 0.58 0.59 1/467 12345": the first three fields */
+  char *end = line;
+  for (int i = 0; ok && i < 3; i++)
+    end = strchr(end + 1, ' ');
+  if (!ok || end == NULL)
+    (void)snprintf(buf, cap, "unknown");
+  else
+    (void)snprintf(buf, cap, "%.*s", (int)(end - line), line);
+}
