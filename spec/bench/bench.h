@@ -96,6 +96,7 @@ _Noreturn void bench_die(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 double bench_quantile(double *v, int n, double q); /* sorts v */
 double bench_median(const double *v, int n);       /* NAN if all NAN */
+void bench_die_with_parent(pid_t parent);
 pid_t bench_spawn_ready(char *const argv[]);
 int bench_capture(char *const argv[], char *out, size_t cap);
 void bench_stop(pid_t pid);

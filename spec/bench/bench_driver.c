@@ -93,14 +93,20 @@ static void print_method(const bench_results *r) {
  */
 
 typedef struct servers {
-  char dir[64], ours[96], raw[96], rp410[96], rp41[96];
-  char ours_id[96], rp410_id[96], rp41_id[96];
+  char dir[80], ours[112], raw[112], rp410[112], rp41[112];
+  char ours_id[112], rp410_id[112], rp41_id[112];
   pid_t ours_pid, raw_pid, rp410_pid, rp41_pid;
   uint8_t *req;
   size_t req_len, reply_len;
 } servers;
 
+/* A fresh directory under $TMPDIR (default /tmp) for the sockets and
+ * identity files; it must leave room for them in sun_path. */
 static void server_paths(servers *s) {
+  const char *tmp = getenv("TMPDIR");
+  if (tmp == NULL || tmp[0] == '\0') tmp = "/tmp";
+  if (strlen(tmp) > 60) bench_die("TMPDIR is too long for socket paths");
+  (void)snprintf(s->dir, sizeof s->dir, "%s/bhb.XXXXXX", tmp);
   if (mkdtemp(s->dir) == NULL) bench_die("mkdtemp: %s", strerror(errno));
   (void)snprintf(s->ours, sizeof s->ours, "%s/ours.sock", s->dir);
   (void)snprintf(s->raw, sizeof s->raw, "%s/raw.sock", s->dir);
@@ -297,7 +303,7 @@ static const bench_plan *parse_args(int *argc, char ***argv) {
 int main(int argc, char **argv) {
   static bench_plan plan;
   static bench_results r;
-  static servers s = {.dir = "/tmp/bhb.XXXXXX"};
+  static servers s;
   plan = *parse_args(&argc, &argv);
   if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) bench_die("signal");
   double t0 = bench_now();

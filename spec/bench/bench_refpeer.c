@@ -32,9 +32,10 @@ static bool to_null(int fd) {
 pid_t bench_rp_respond(const char *prog, const char *sock,
                        const char *id_file) {
   if (unlink(id_file) != 0 && errno != ENOENT) bench_die("unlink %s", id_file);
-  pid_t pid = fork();
+  pid_t parent = getpid(), pid = fork();
   if (pid < 0) bench_die("fork: %s", strerror(errno));
   if (pid == 0) {
+    bench_die_with_parent(parent);
     if (!to_null(STDIN_FILENO) || !to_null(STDOUT_FILENO) ||
         !to_null(STDERR_FILENO))
       _exit(127);
@@ -76,9 +77,10 @@ static pid_t rp_spawn(const bench_pair *p, int n, const cpu_set_t *set,
                       int out_fd) {
   char count[16];
   (void)snprintf(count, sizeof count, "%d", n);
-  pid_t pid = fork();
+  pid_t parent = getpid(), pid = fork();
   if (pid < 0) bench_die("fork: %s", strerror(errno));
   if (pid == 0) {
+    bench_die_with_parent(parent);
     if (sched_setaffinity(0, sizeof *set, set) != 0 ||
         dup2(out_fd, STDOUT_FILENO) < 0 || !to_null(STDERR_FILENO))
       _exit(127);

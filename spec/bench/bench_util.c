@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -55,14 +56,23 @@ double bench_median(const double *v, int n) {
   return k % 2 ? known[k / 2] : (known[k / 2 - 1] + known[k / 2]) / 2;
 }
 
+/* In a child just forked from parent: die (SIGTERM) when the driver
+ * does, however it ends, so that no server outlives a killed or crashed
+ * run. The mark survives exec. */
+void bench_die_with_parent(pid_t parent) {
+  if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
+}
+
 /* Start argv as a child whose stdout is a pipe, and wait for its "ready"
  * line (every benchmark server of ours prints one once it listens). */
 pid_t bench_spawn_ready(char *const argv[]) {
   int pfd[2];
+  pid_t parent = getpid();
   if (pipe(pfd) < 0) bench_die("pipe: %s", strerror(errno));
   pid_t pid = fork();
   if (pid < 0) bench_die("fork: %s", strerror(errno));
   if (pid == 0) {
+    bench_die_with_parent(parent);
     if (dup2(pfd[1], STDOUT_FILENO) < 0) _exit(127);
     (void)close(pfd[0]);
     (void)close(pfd[1]);
@@ -82,10 +92,12 @@ pid_t bench_spawn_ready(char *const argv[]) {
  * returns its exit status, or -1 when it did not exit normally. */
 int bench_capture(char *const argv[], char *out, size_t cap) {
   int pfd[2];
+  pid_t parent = getpid();
   if (pipe(pfd) < 0) bench_die("pipe: %s", strerror(errno));
   pid_t pid = fork();
   if (pid < 0) bench_die("fork: %s", strerror(errno));
   if (pid == 0) {
+    bench_die_with_parent(parent);
     if (dup2(pfd[1], STDOUT_FILENO) < 0) _exit(127);
     (void)close(pfd[0]);
     (void)close(pfd[1]);

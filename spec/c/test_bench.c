@@ -6,14 +6,19 @@
  * script that speaks the peers' command line and serves with our own
  * responder), the peer pairs are measured; with a directory holding no
  * peers they are reported as not measured, and the run still succeeds.
+ * A driver killed mid-run takes its servers with it.
  * Needs BH_BUILD_DIR (set by ctest). */
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -251,6 +256,71 @@ static void test_smoke_with_fake_peers(void) {
   json_decref(j);
 }
 
+/* The run directory (TMPDIR/bhb.XXXXXX) of a driver once its raw server
+ * listens, into run; false if none appeared within 30 s. */
+static bool wait_run_dir(const char *tmp, char *run, size_t cap) {
+  for (int i = 0; i < 15000; i++) {
+    DIR *d = opendir(tmp);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+      struct stat st;
+      (void)snprintf(run, cap, "%.200s/%.40s/raw.sock", tmp, e->d_name);
+      if (strncmp(e->d_name, "bhb.", 4) == 0 && stat(run, &st) == 0) {
+        (void)snprintf(run, cap, "%.200s/%.40s", tmp, e->d_name);
+        (void)closedir(d);
+        return true;
+      }
+    }
+    if (d != NULL) (void)closedir(d);
+    (void)usleep(2000);
+  }
+  return false;
+}
+
+/* Does something still accept at dir/name? */
+static bool accepts(const char *dir, const char *name) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  (void)snprintf(sa.sun_path, sizeof sa.sun_path, "%.90s/%.16s", dir, name);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+  if (fd >= 0) (void)close(fd);
+  return ok;
+}
+
+/* A driver killed in the middle of its run leaves no server behind: they
+ * die with it (and would otherwise keep their CPU and sockets forever). */
+static void test_killed_driver_takes_its_servers(void) {
+  char tmp[256], out[256], js[256], run[512];
+  bh_test_path(tmp, sizeof tmp, "killed");
+  CHECK(mkdir(tmp, 0700) == 0);
+  bh_test_path(out, sizeof out, "killed.out");
+  bh_test_path(js, sizeof js, "killed.json");
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (freopen(out, "w", stdout) == NULL) _exit(126);
+    (void)setenv("TMPDIR", tmp, 1);
+    (void)unsetenv("BH_REFPEER_DIR");
+    execl(driver, driver, "--smoke", bin_dir, host, js, (char *)NULL);
+    _exit(127);
+  }
+  CHECK(pid > 0);
+  bool started = pid > 0 && wait_run_dir(tmp, run, sizeof run);
+  CHECK(started);
+  int status = 0;
+  if (pid > 0) {
+    (void)kill(pid, SIGKILL);
+    CHECK(waitpid(pid, &status, 0) == pid);
+  }
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  if (!started) return;
+  bool gone = false;
+  for (int i = 0; i < 500 && !gone; i++) { /* generous: 10 s */
+    gone = !accepts(run, "ours.sock") && !accepts(run, "raw.sock");
+    if (!gone) (void)usleep(20000);
+  }
+  CHECK(gone);
+}
+
 int main(void) {
   const char *bd = getenv("BH_BUILD_DIR");
   if (bd == NULL || strlen(bd) > 2048) {
@@ -263,5 +333,6 @@ int main(void) {
   RUN(test_smoke_without_peers);
   RUN(test_smoke_with_missing_peers);
   RUN(test_smoke_with_fake_peers);
+  RUN(test_killed_driver_takes_its_servers);
   return bh_test_summary();
 }
