@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +29,7 @@
 #include "clock.h"
 #include "digest.h"
 #include "hasher.h"
+#include "random.h"
 #include "wire.h"
 
 enum { CONNECT_RETRY_USEC = 10000, READ_CHUNK = 4096 };
@@ -345,9 +345,10 @@ static void probe_connect(bh_probe *p) {
  * socket, connect. */
 static void probe_exchange(bh_probe *p) {
   p->t_exchange = bh_mono_now();
-  if (RAND_bytes(p->nonce, sizeof p->nonce) != 1) {
+  if (!bh_random_bytes(p->nonce, sizeof p->nonce)) {
     bh_err_set(&p->result.err, BH_SYSTEM, NULL,
-               "RAND_bytes gave no nonce for a probe of %s", p->ep.path);
+               "getrandom gave no nonce for a probe of %s: %s", p->ep.path,
+               strerror(errno));
     probe_finish(p);
     return;
   }
