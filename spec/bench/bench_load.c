@@ -67,7 +67,8 @@ int main(int argc, char **argv) {
   long in_flight = strtol(argv[3], NULL, 10);
   l.opts = bh_probe_opts_default();
   l.opts.response_only = true;
-  l.opts.timeout = 10.0; /* a full backlog is waited for, not a failure */
+  l.opts.peer_cred = false; /* as bh.probe_response */
+  l.opts.timeout = 10.0;    /* a full backlog is waited for, not a failure */
   (void)snprintf(l.first_error, sizeof l.first_error, "-");
   if (l.base == NULL || bh_endpoint_set(&l.ep, "bench", argv[1], NULL) != BH_OK)
     return 1;

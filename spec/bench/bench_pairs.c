@@ -39,6 +39,7 @@ static void one_cb(bh_probe_result *res, void *ctx) {
 static double ours_once(const bench_pair *p, bh_err *err) {
   bh_probe_opts opts = bh_probe_opts_default();
   opts.response_only = p->expected == NULL;
+  opts.peer_cred = !opts.response_only; /* as bh.probe_response, bh.probe */
   opts.timeout = 5.0; /* a loaded machine must not turn into failures */
   one o = {0};
   double t0 = bench_now();

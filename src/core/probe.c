@@ -69,6 +69,7 @@ bh_probe_opts bh_probe_opts_default(void) {
   return (bh_probe_opts){.timeout = 0.5,
                          .response_only = false,
                          .verify_pid = true,
+                         .peer_cred = true,
                          .max_response = BH_PROBE_DEFAULT_MAX_RESPONSE};
 }
 
@@ -289,7 +290,9 @@ static void probe_connected(bh_probe *p) {
   p->t_connected = bh_mono_now();
   struct ucred cred;
   socklen_t len = sizeof cred;
-  if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+  /* Only when someone looks at it: a system call per probe. */
+  if ((p->opts.peer_cred || p->result.proc.pid != 0) &&
+      getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
     p->result.has_peer_cred = true;
     p->result.peer_pid = cred.pid;
     p->result.peer_uid = cred.uid;

@@ -34,6 +34,9 @@ typedef struct bh_probe_opts {
   double timeout;        /* seconds for the whole probe; <= 0 → 0.5 */
   bool response_only;    /* skip endpoint check and verify_pid */
   bool verify_pid;       /* full probe only: run verify_pid (default true) */
+  bool peer_cred;        /* read SO_PEERCRED into the result (default true;
+                            a full probe that holds the process reads it
+                            anyway: it checks the peer) */
   uint32_t max_response; /* answer body bytes; larger → frame_too_large as
                             soon as the header says so. 0 → the default;
                             above the 16 MiB protocol cap → the cap */

@@ -112,6 +112,7 @@ static bh_probe_opts check_probe_opts(lua_State *L, const char *what,
   static const char *const response_keys[] = {"timeout", "max_response", NULL};
   bh_probe_opts o = bh_probe_opts_default();
   o.response_only = response_only;
+  o.peer_cred = !response_only; /* bh.probe_response returns no peer */
   lua_settop(L, 3); /* the boxes checked next go above the arguments */
   lbh_opts_check(L, 3, what, response_only ? response_keys : full_keys);
   o.timeout = lbh_opt_number(L, 3, what, "timeout", o.timeout, 0, true,
