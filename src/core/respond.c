@@ -12,14 +12,23 @@
  * that has not yet sent a whole request: a real prober writes its request
  * right after connecting, so it is answered within microseconds of being
  * accepted, and what stays longest without a request is an attacker.
- * Accepting yields to the rest of the loop every ACCEPT_BURST
- * connections, so reconnecting attackers cannot monopolise it. */
+ * One wake-up of the listener accepts at most accept_limit connections
+ * (never more than ACCEPT_BURST), then the loop runs everything else, so
+ * reconnecting attackers cannot monopolise it.
+ *
+ * accept4 that finds the backlog empty costs as much as one that finds a
+ * client (the kernel allocates the socket before it looks), so the limit
+ * follows the load instead of draining the backlog to EAGAIN every time:
+ * it falls to what was there when a wake-up found the backlog empty, and
+ * doubles after ACCEPT_GROW wake-ups in a row that used all of it. One
+ * probe at a time then costs one accept4 per probe, plus an empty one
+ * every ACCEPT_GROW + 1 probes; under a flood the limit reaches the burst
+ * within a few hundred connections. */
 #include "respond.h"
 
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
-#include <event2/listener.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +40,12 @@
 #include "clock.h"
 #include "fsutil.h"
 
-enum { READ_CHUNK = 1024, LISTEN_BACKLOG = 4096, ACCEPT_BURST = 64 };
+enum {
+  READ_CHUNK = 1024,
+  LISTEN_BACKLOG = 4096,
+  ACCEPT_BURST = 64,
+  ACCEPT_GROW = 8
+};
 #define ACCEPT_PAUSE_USEC 50000
 
 typedef struct bh_deferred conn; /* a deferred answer is its connection */
@@ -61,14 +75,18 @@ struct bh_responder {
   uint8_t *id_pb; /* id encoded once: the normal answer's payload tail */
   size_t id_pb_len;
   bh_respond_opts opts;
-  struct evconnlistener *lis;
-  struct event pause_ev;  /* re-enables accepting after EMFILE */
-  struct event resume_ev; /* re-enables accepting after a burst */
-  unsigned burst;         /* accepted since the last yield */
+  int listen_fd;                 /* -1 once closed */
+  struct event listen_ev;        /* readable: clients wait in the backlog */
+  bool listening;                /* listen_ev is added */
+  unsigned accept_limit;         /* accepts per wake-up, 1..ACCEPT_BURST */
+  unsigned accept_streak;        /* wake-ups in a row that used all of it */
+  struct event pause_ev;         /* re-enables accepting after EMFILE */
+  const struct timeval *conn_tv; /* conn_timeout, a common timeout if any */
+  struct timeval conn_tv_plain;
   bool have_inode;
   dev_t dev;
   ino_t ino;
-  bool closed, paused, yielding, in_closed_cb, freeing, free_requested;
+  bool closed, paused, in_accept, in_closed_cb, freeing, free_requested;
   conn *in_hook;      /* the connection whose hook is running, if any */
   conn *conns, *tail; /* newest first; tail is the oldest */
   unsigned open_conns;
@@ -77,6 +95,7 @@ struct bh_responder {
 
 static void conn_free(conn *c);
 static void responder_update_accepting(bh_responder *r);
+static void responder_release(bh_responder *r);
 
 bh_respond_opts bh_respond_opts_default(void) {
   return (bh_respond_opts){.mode = 0600,
@@ -341,9 +360,8 @@ static void on_conn_readable(evutil_socket_t fd, short what, void *arg) {
   conn_read(arg);
 }
 
-static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
-                      struct sockaddr *sa, int salen, void *arg) {
-  bh_responder *r = arg;
+/* A client was accepted as fd. */
+static void on_accept(bh_responder *r, int fd) {
   if (!r->closed && r->open_conns >= r->opts.max_conns) evict_oldest(r);
   conn *c = calloc(1, sizeof *c);
   if (c == NULL || r->closed) {
@@ -351,11 +369,6 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
     close(fd);
     r->rejected++;
     return;
-  }
-  if (++r->burst >= ACCEPT_BURST) {
-    /* Let the loop run everything else before accepting more. */
-    r->yielding = true;
-    event_active(&r->resume_ev, EV_TIMEOUT, 1);
   }
   c->r = r;
   c->fd = fd;
@@ -372,9 +385,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
   r->open_conns++;
   evtimer_assign(&c->timer_ev, r->base, on_conn_deadline, c);
   evtimer_assign(&c->delay_ev, r->base, on_conn_delay, c);
-  struct timeval tv = bh_timeval(r->opts.conn_timeout);
-  evtimer_add(&c->timer_ev, &tv);
-  responder_update_accepting(r);
+  evtimer_add(&c->timer_ev, r->conn_tv);
   /* The request usually came with the connection: read it now, saving a
    * trip through the loop. Last: this may close (even free) r. */
   conn_read(c);
@@ -382,22 +393,15 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
 
 /* ---- accepting -------------------------------------------------------- */
 
-/* Accept while open, not paused after a descriptor shortage and not
- * yielding after a burst; otherwise leave new clients in the backlog. The
- * connection cap does not stop accepting: on_accept evicts instead. */
+/* Accept while open and not paused after a descriptor shortage;
+ * otherwise leave new clients in the backlog. The connection cap does not
+ * stop accepting: on_accept evicts instead. */
 static void responder_update_accepting(bh_responder *r) {
-  if (r->lis == NULL) return;
-  if (!r->closed && !r->paused && !r->yielding)
-    evconnlistener_enable(r->lis);
-  else
-    evconnlistener_disable(r->lis);
-}
-
-static void on_resume(evutil_socket_t fd, short what, void *arg) {
-  bh_responder *r = arg;
-  r->yielding = false;
-  r->burst = 0;
-  responder_update_accepting(r);
+  bool want = r->listen_fd >= 0 && !r->closed && !r->paused;
+  if (want == r->listening) return;
+  if (want ? event_add(&r->listen_ev, NULL) == 0
+           : event_del(&r->listen_ev) == 0)
+    r->listening = want;
 }
 
 static void on_pause_over(evutil_socket_t fd, short what, void *arg) {
@@ -406,17 +410,58 @@ static void on_pause_over(evutil_socket_t fd, short what, void *arg) {
   responder_update_accepting(r);
 }
 
-/* accept() failed. Out of descriptors: the pending client stays in the
- * backlog and the listener stays readable, so stop accepting for a moment
- * instead of spinning. */
-static void on_accept_error(struct evconnlistener *lis, void *arg) {
-  bh_responder *r = arg;
-  int e = EVUTIL_SOCKET_ERROR();
-  if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) return;
+/* accept4 failed with errnum. Out of descriptors: the pending client
+ * stays in the backlog and the listener stays readable, so stop accepting
+ * for a moment instead of spinning. Anything else (a client that gave up,
+ * ECONNABORTED) concerns that client only. */
+static void on_accept_error(bh_responder *r, int errnum) {
+  if (errnum != EMFILE && errnum != ENFILE && errnum != ENOBUFS &&
+      errnum != ENOMEM)
+    return;
   r->paused = true;
   responder_update_accepting(r);
   struct timeval tv = {0, ACCEPT_PAUSE_USEC};
   evtimer_add(&r->pause_ev, &tv);
+}
+
+/* The next wake-up's limit, from this one's: it accepted n and found the
+ * backlog empty (drained) or used the whole limit. */
+static void adapt_accept_limit(bh_responder *r, unsigned n, bool drained) {
+  if (drained) {
+    r->accept_limit = n > 0 ? n : 1;
+    r->accept_streak = 0;
+  } else if (++r->accept_streak >= ACCEPT_GROW) {
+    r->accept_streak = 0;
+    r->accept_limit =
+        r->accept_limit * 2 < ACCEPT_BURST ? r->accept_limit * 2 : ACCEPT_BURST;
+  }
+}
+
+/* The listener is readable. Each connection is handled before the next is
+ * accepted; handling one may close the responder (count reached, a hook)
+ * or ask for it to be freed, which waits for this loop to end. */
+static void on_listen_readable(evutil_socket_t lfd, short what, void *arg) {
+  bh_responder *r = arg;
+  unsigned n = 0;
+  bool drained = false;
+  r->in_accept = true;
+  while (n < r->accept_limit && !r->closed && !r->paused) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      drained = errno == EAGAIN || errno == EWOULDBLOCK;
+      if (!drained) on_accept_error(r, errno);
+      break;
+    }
+    n++;
+    on_accept(r, fd);
+  }
+  r->in_accept = false;
+  if (r->free_requested && !r->in_closed_cb) {
+    responder_release(r);
+    return;
+  }
+  adapt_accept_limit(r, n, drained);
 }
 
 /* ---- binding ---------------------------------------------------------- */
@@ -496,6 +541,7 @@ static void unlink_if_ours(bh_responder *r) {
 }
 
 static void responder_release(bh_responder *r) {
+  if (r->listen_fd >= 0) (void)close(r->listen_fd); /* never listened */
   bh_endpoint_clear(&r->ep);
   bh_identity_clear(&r->id);
   free(r->id_pb);
@@ -520,8 +566,14 @@ bh_responder *bh_respond_start(struct event_base *base, const bh_endpoint *ep,
   if (r->opts.max_request == 0)
     r->opts.max_request = BH_RESPOND_DEFAULT_MAX_REQUEST;
   bh_identity_init(&r->id);
+  r->listen_fd = -1;
+  r->accept_limit = 1;
   evtimer_assign(&r->pause_ev, base, on_pause_over, r);
-  evtimer_assign(&r->resume_ev, base, on_resume, r);
+  /* Every connection gets the same deadline: as a common timeout, adding
+   * and removing it is a queue operation, not a heap one. */
+  r->conn_tv_plain = bh_timeval(r->opts.conn_timeout);
+  r->conn_tv = event_base_init_common_timeout(base, &r->conn_tv_plain);
+  if (r->conn_tv == NULL) r->conn_tv = &r->conn_tv_plain;
   if (bh_endpoint_check(ep, err) != BH_OK ||
       bh_endpoint_copy(&r->ep, ep, err) != BH_OK ||
       bh_identity_copy(&r->id, id, err) != BH_OK ||
@@ -529,16 +581,16 @@ bh_responder *bh_respond_start(struct event_base *base, const bh_endpoint *ep,
                          err) != BH_OK ||
       clear_path(r->ep.path, err) != BH_OK || bind_listen(r, &fd, err) != BH_OK)
     goto fail;
-  r->lis = evconnlistener_new(
-      base, on_accept, r, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
-  if (r->lis == NULL) {
-    bh_err_set(err, BH_SYSTEM, NULL, "evconnlistener_new for %s failed",
+  r->listen_fd = fd;
+  event_assign(&r->listen_ev, base, fd, EV_READ | EV_PERSIST,
+               on_listen_readable, r);
+  responder_update_accepting(r);
+  if (!r->listening) {
+    bh_err_set(err, BH_SYSTEM, NULL, "cannot watch the listener of %s",
                r->ep.path);
-    close(fd);
     unlink_if_ours(r);
     goto fail;
   }
-  evconnlistener_set_error_cb(r->lis, on_accept_error);
   return r;
 fail:
   responder_release(r);
@@ -551,9 +603,9 @@ void bh_respond_close(bh_responder *r) {
   if (r == NULL || r->closed) return;
   r->closed = true;
   event_del(&r->pause_ev);
-  event_del(&r->resume_ev);
-  if (r->lis) evconnlistener_free(r->lis);
-  r->lis = NULL;
+  responder_update_accepting(r);
+  (void)close(r->listen_fd); /* a listener: nothing is lost */
+  r->listen_fd = -1;
   unlink_if_ours(r);
   /* The connection whose hook is running is freed by conn_handle. */
   conn *c = r->conns;
@@ -566,7 +618,7 @@ void bh_respond_close(bh_responder *r) {
     r->in_closed_cb = true;
     r->opts.on_closed(r, r->opts.closed_ctx);
     r->in_closed_cb = false;
-    if (r->free_requested && !r->freeing) responder_release(r);
+    if (r->free_requested && !r->freeing && !r->in_accept) responder_release(r);
   }
 }
 
@@ -574,6 +626,11 @@ void bh_respond_free(bh_responder *r) {
   if (r == NULL || r->freeing) return;
   if (r->in_closed_cb) {
     r->free_requested = true; /* released when on_closed returns */
+    return;
+  }
+  if (r->in_accept) {
+    bh_respond_close(r);
+    r->free_requested = true; /* released when the accept loop ends */
     return;
   }
   r->freeing = true;
