@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,15 +122,45 @@ static bh_status boot_time(uint64_t *out, bh_err *err) {
   return BH_OK;
 }
 
+/* A file of procfs that fits in cap - 1 bytes, in one read, into buf
+ * (NUL-terminated): 0, or an errno value (EFBIG when it does not fit).
+ * Three system calls where the general reader (fsutil.h) needs five: a
+ * /proc/PID file is the kernel's, never a FIFO or a symlink planted by
+ * someone, and gives all it has in the first read. */
+static int read_proc(const char *path, char *buf, size_t cap, size_t *len) {
+  int fd;
+  do {
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return errno;
+  ssize_t n;
+  do {
+    n = read(fd, buf, cap - 1);
+  } while (n < 0 && errno == EINTR);
+  int e = n < 0 ? errno : (size_t)n >= cap - 1 ? EFBIG : 0;
+  (void)close(fd); /* read-only */
+  if (e != 0) return e;
+  buf[n] = '\0';
+  *len = (size_t)n;
+  return 0;
+}
+
 /* starttime (field 22, clock ticks since boot) of /proc/PID/stat. The
  * command name (field 2) may hold spaces and parentheses, so fields are
  * counted from the last ')'. */
 static bh_status start_ticks(uint32_t pid, unsigned long long *ticks,
                              bh_err *err) {
-  char path[64], *buf = NULL;
+  char path[64], small[1024], *buf = small, *big = NULL;
   size_t len = 0;
   (void)snprintf(path, sizeof path, "/proc/%u/stat", pid);
-  int e = bh_file_read_small(path, PROC_SMALL_MAX, &buf, &len, BH_SYSTEM, err);
+  int e = read_proc(path, small, sizeof small, &len);
+  if (e == EFBIG) { /* 52 fields of up to 20 digits and a name: rare */
+    e = bh_file_read_small(path, PROC_SMALL_MAX, &big, &len, BH_SYSTEM, err);
+    buf = big;
+  } else if (e != 0 && e != ENOENT && e != ESRCH) {
+    return bh_err_set(err, BH_SYSTEM, NULL, "reading %s: %s", path,
+                      strerror(e));
+  }
   if (e == ENOENT || e == ESRCH)
     return bh_err_set(err, BH_PID_NOT_FOUND, NULL,
                       "pid %u is not a running process", pid);
@@ -142,7 +173,7 @@ static bh_status start_ticks(uint32_t pid, unsigned long long *ticks,
   bh_status st = BH_OK;
   if (p == NULL || !parse_ull(p + 1, ticks))
     st = bh_err_set(err, BH_SYSTEM, NULL, "cannot parse starttime in %s", path);
-  free(buf);
+  free(big);
   return st;
 }
 
@@ -158,22 +189,38 @@ bh_status bh_proc_start_unix_ms(uint32_t pid, uint64_t *out, bh_err *err) {
   return BH_OK;
 }
 
-/* The kernel's boot id, whitespace-trimmed (it ends with a newline). */
+/* The kernel's boot id, whitespace-trimmed (it ends with a newline).
+ * Read once per process: a process does not outlive its boot, and every
+ * full probe compares it. */
 bh_status bh_boot_id(char *buf, size_t cap, bh_err *err) {
   static const char path[] = "/proc/sys/kernel/random/boot_id";
+  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  static char cached[64];
+  static size_t cached_len;
   if (cap == 0) return bh_err_set(err, BH_SYSTEM, NULL, "no room for boot id");
   buf[0] = '\0';
-  char *text = NULL;
-  size_t len = 0;
-  if (bh_file_read_small(path, PROC_SMALL_MAX, &text, &len, BH_SYSTEM, err) !=
-      0)
-    return BH_SYSTEM;
-  while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ' ||
-                     text[len - 1] == '\t' || text[len - 1] == '\r'))
-    len--;
-  if (len > cap - 1) len = cap - 1;
-  memcpy(buf, text, len);
+  if (pthread_mutex_lock(&lock) != 0)
+    return bh_err_set(err, BH_SYSTEM, NULL, "cannot lock the boot id cache");
+  int e = 0;
+  if (cached_len == 0) {
+    char text[sizeof cached];
+    size_t len = 0;
+    e = read_proc(path, text, sizeof text, &len);
+    while (e == 0 && len > 0 &&
+           (text[len - 1] == '\n' || text[len - 1] == ' ' ||
+            text[len - 1] == '\t' || text[len - 1] == '\r'))
+      len--;
+    if (e == 0) {
+      memcpy(cached, text, len);
+      cached_len = len; /* an empty id is read again next time */
+    }
+  }
+  size_t len = cached_len < cap - 1 ? cached_len : cap - 1;
+  memcpy(buf, cached, len);
   buf[len] = '\0';
-  free(text);
+  (void)pthread_mutex_unlock(&lock);
+  if (e != 0)
+    return bh_err_set(err, BH_SYSTEM, NULL, "reading %s: %s", path,
+                      strerror(e));
   return BH_OK;
 }
