@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,9 +173,16 @@ static long pidfd_pid(int pidfd) {
  * only pidfs (Linux 6.9) gives each process its own inode; older kernels
  * put every pidfd on one anonymous inode. */
 static int same_process(int a, int b) {
+  /* Whether pidfds live on pidfs is the kernel's, asked once: 0 unknown,
+   * 1 yes, -1 no. Racing threads would only both ask. */
+  static _Atomic int on_pidfs;
   struct statfs fs;
   struct stat sa, sb;
-  if (fstatfs(a, &fs) != 0 || fs.f_type != PIDFS_MAGIC) return -1;
+  if (on_pidfs == 0) {
+    if (fstatfs(a, &fs) != 0) return -1;
+    on_pidfs = fs.f_type == PIDFS_MAGIC ? 1 : -1;
+  }
+  if (on_pidfs < 0) return -1;
   if (fstat(a, &sa) != 0 || fstat(b, &sb) != 0) return -1;
   return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
@@ -191,10 +199,10 @@ static void check_peer(bh_probe *p) {
   int same = -1;
   if (p->peer_pidfd >= 0 && held->pidfd >= 0)
     same = same_process(p->peer_pidfd, held->pidfd);
+  if (same == 1) return;
   long peer = p->peer_pidfd >= 0 ? pidfd_pid(p->peer_pidfd) : 0;
   if (peer == 0 && p->result.has_peer_cred) peer = p->result.peer_pid;
   const char *why = NULL;
-  if (same == 1) return;
   if (same == 0 || (peer != 0 && peer != (long)held->pid))
     why = "it is another process";
   else if (peer == 0)
@@ -411,13 +419,21 @@ static void probe_verify(bh_probe *p) {
     probe_finish(p);
     return;
   }
+  int cached = bh_proc_cached_digests(&p->result.proc, algs, &d, err);
+  if (cached != 0) {
+    if (cached > 0)
+      probe_verified(p, &d);
+    else
+      probe_finish(p);
+    return;
+  }
   int fd = bh_proc_open_exe(&p->result.proc, &sb, err);
   if (fd < 0) {
     probe_finish(p);
     return;
   }
-  if (bh_digest_cache_get(&sb, algs, &d)) {
-    (void)close(fd); /* read-only */
+  if (bh_digest_cache_get(&sb, algs, &d)) { /* hashed meanwhile */
+    (void)close(fd);                        /* read-only */
     probe_verified(p, &d);
     return;
   }

@@ -19,14 +19,17 @@
 #include "digest.h"
 #include "procfs.h"
 
-/* Check the pid is live, then hold it by pidfd (or by bare pid on kernels
- * without pidfd_open). The pidfd is close-on-exec by kernel design. */
+/* Hold pid by pidfd (or by bare pid, checked live, on kernels without
+ * pidfd_open). The pidfd is close-on-exec by kernel design. A zombie is
+ * held too: the next bh_proc_alive says it has exited. */
 bh_status bh_proc_hold(uint32_t pid, bh_proc *out, bh_err *err) {
   *out = BH_PROC_NONE;
-  bh_status st = bh_proc_check_alive(pid, err);
-  if (st != BH_OK) return st;
+  if (!bh_pid_in_range(pid)) return bh_proc_check_alive(pid, err);
   int fd = bh_pidfd_open(pid);
-  if (fd < 0) {
+  if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
+    bh_status st = bh_proc_check_alive(pid, err);
+    if (st != BH_OK) return st;
+  } else if (fd < 0) {
     if (errno == ESRCH || errno == EINVAL)
       return bh_err_set(err, BH_PID_NOT_FOUND, NULL,
                         "pid %u is not a running process (pidfd_open: %s)", pid,
@@ -99,13 +102,25 @@ static bh_status still_held(const bh_proc *p, bh_err *err) {
                     "pid %u exited during verification", p->pid);
 }
 
+/* The exe link is confirmed by the still_held at the end of the
+ * verification (bh_proc_cached_digests, bh_proc_open_exe): a process
+ * alive then was alive throughout. A mismatch asks at once, so that a pid
+ * recycled meanwhile is called what it is (pid_not_found), not an
+ * impostor. */
+static bh_status failed_check(const bh_proc *p, bh_status st, bh_err *err) {
+  bh_err gone = {0};
+  if (still_held(p, &gone) == BH_OK) return st;
+  if (err != NULL) *err = gone;
+  return gone.code;
+}
+
 /* Step "pid reused": a record cannot predate its process. */
 static bh_status check_start(const bh_identity *expected, const bh_proc *p,
                              bh_err *err) {
   uint64_t real = 0;
   if (expected->started_at_unix_ms == 0) return BH_OK; /* not recorded */
   bh_status st = bh_proc_start_unix_ms(p->pid, &real, err);
-  if (st == BH_OK) st = still_held(p, err);
+  if (st == BH_OK) st = still_held(p, err); /* a zombie: pid_not_found */
   if (st != BH_OK) return st;
   /* Compared by difference: the sum could wrap around for a start time
    * near UINT64_MAX, which a record may hold. */
@@ -131,13 +146,16 @@ static bool deleted_copy_of(const char *link, const char *want) {
 }
 
 /* Step "exe path": the executable link of the held pid, canonicalized,
- * against the recorded path, canonicalized. */
+ * against the recorded path, canonicalized. The link is the kernel's
+ * path of the file, so when it is the recorded path itself both
+ * canonicalize alike and realpath (a readlink per component) is spared. */
 static bh_status check_exe_path(const bh_identity *expected, const bh_proc *p,
                                 bh_err *err) {
   char *link = NULL, *got = NULL, *want = NULL;
   bh_status st = bh_proc_exe_link(p->pid, &link, err);
-  if (st == BH_OK) st = still_held(p, err);
-  if (st != BH_OK) goto end;
+  if (st != BH_OK) return st; /* a zombie too (DESIGN §1.8) */
+  if (expected->exe_path != NULL && strcmp(link, expected->exe_path) == 0)
+    goto end;
   got = bh_canonical_path(link);
   want = bh_canonical_path(expected->exe_path ? expected->exe_path : "");
   if (got == NULL || want == NULL) {
@@ -149,6 +167,7 @@ static bh_status check_exe_path(const bh_identity *expected, const bh_proc *p,
                     "recorded executable %s, but pid %u runs %s", want, p->pid,
                     got);
     if (err != NULL) err->exe_deleted = deleted_copy_of(link, want);
+    st = failed_check(p, st, err);
   }
 end:
   free(link);
@@ -177,6 +196,19 @@ bh_status bh_proc_verify_begin(const bh_identity *expected,
   else
     *held = p;
   return st;
+}
+
+int bh_proc_cached_digests(const bh_proc *p, unsigned algs, bh_digests *d,
+                           bh_err *err) {
+  char path[64];
+  struct stat st;
+  (void)snprintf(path, sizeof path, "/proc/%u/exe", p->pid);
+  /* Anything odd (not a regular file, unreadable) is for the open path
+   * to report. */
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
+      !bh_digest_cache_get(&st, algs, d))
+    return 0;
+  return still_held(p, err) == BH_OK ? 1 : -1;
 }
 
 int bh_proc_open_exe(const bh_proc *p, struct stat *st, bh_err *err) {
@@ -221,8 +253,13 @@ bh_status bh_proc_verify(const bh_identity *expected,
   if (held != NULL) *held = BH_PROC_NONE;
   bh_status st = bh_proc_verify_begin(expected, current_boot_id, &p, err);
   if (st != BH_OK) return st;
-  int fd = bh_proc_open_exe(&p, &sb, err);
-  if (fd < 0) {
+  int cached = bh_proc_cached_digests(&p, algs, &d, err);
+  int fd = cached == 0 ? bh_proc_open_exe(&p, &sb, err) : -1;
+  if (cached < 0) {
+    st = err != NULL ? err->code : BH_PID_NOT_FOUND;
+  } else if (cached > 0) {
+    st = BH_OK;
+  } else if (fd < 0) {
     st = err != NULL ? err->code : BH_EXE_HASH;
   } else {
     if (!bh_digest_cache_get(&sb, algs, &d))
