@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "identity.h"
@@ -17,7 +18,7 @@
 enum {
   BENCH_MAX_ROUNDS = 64,
   BENCH_MAX_PROBES = 5000,
-  BENCH_MAX_PAIRS = 8,
+  BENCH_MAX_PAIRS = 12,
   BENCH_MAX_LOADS = 2,
   BENCH_UNPINNED = 0,
   BENCH_PINNED = 1, /* both processes of the pair on one CPU */
@@ -47,7 +48,8 @@ typedef struct bench_round {
 typedef enum bench_kind {
   BENCH_OURS, /* our prober in this process (response-only or full) */
   BENCH_RAW,  /* a blocking client loop in this process */
-  BENCH_RP    /* running-process's own `bench` client, a process per round */
+  BENCH_RP,   /* running-process's own `bench` client, a process per round */
+  BENCH_LUA   /* a bhprobe-lua script (spec/bench/lua_prober.lua) */
 } bench_kind;
 
 typedef struct bench_pair {
@@ -56,6 +58,8 @@ typedef struct bench_pair {
   bool available;
   char why[512]; /* when not available */
   pid_t responder;
+  pid_t prober; /* BENCH_LUA: the script's process, and its pipes */
+  FILE *to, *from;
   bh_endpoint ep;        /* BENCH_OURS, BENCH_RAW: where to connect */
   bh_identity *expected; /* BENCH_OURS: NULL = response-only */
   const uint8_t *req;    /* BENCH_RAW: the request, and the reply size */
@@ -128,6 +132,18 @@ void bench_round_rp(bench_pair *p, const bench_plan *plan, int mode,
 void bench_hashes(const char *exe_path, const char *dir, int reps,
                   bench_hash *out);
 void bench_throughput(const char *load_bin, const char *path, bench_load *out);
+
+/* bench_lua.c: pairs of bhprobe-lua scripts. */
+typedef struct bench_lua_setup {
+  const char *host;       /* the bhprobe-lua binary */
+  const char *script_dir; /* where lua_prober.lua is */
+  const char *path, *id_file;
+  pid_t responder;
+} bench_lua_setup;
+void bench_pair_lua(bench_pair *p, const char *key, const char *label,
+                    const bench_lua_setup *s, bool full);
+void bench_round_lua(bench_pair *p, const bench_plan *plan, bench_round *out);
+void bench_pair_lua_free(bench_pair *p);
 
 /* bench_report.c */
 void bench_report(const bench_results *r, const char *json_path);

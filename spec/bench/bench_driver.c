@@ -10,6 +10,8 @@
  *  - raw: a blocking client loop against bench_raw_server's blocking loop,
  *    the same bytes (the floor);
  *  - full: our full probe (pid verified, digest cached), same responder;
+ *  - lua, lua full: the same two as bhprobe-lua scripts (bh.probe_response,
+ *    bh.probe) against a script's bh.respond, the product end to end;
  *  - with BH_REFPEER_DIR (rp41, rplatest): their bench client against
  *    their respond, our prober against their responders, and rplatest's
  *    client against our responder.
@@ -93,9 +95,9 @@ static void print_method(const bench_results *r) {
  */
 
 typedef struct servers {
-  char dir[80], ours[112], raw[112], rp410[112], rp41[112];
-  char ours_id[112], rp410_id[112], rp41_id[112];
-  pid_t ours_pid, raw_pid, rp410_pid, rp41_pid;
+  char dir[80], ours[112], raw[112], rp410[112], rp41[112], lua[112];
+  char ours_id[112], rp410_id[112], rp41_id[112], lua_id[112];
+  pid_t ours_pid, raw_pid, rp410_pid, rp41_pid, lua_pid;
   uint8_t *req;
   size_t req_len, reply_len;
 } servers;
@@ -115,6 +117,8 @@ static void server_paths(servers *s) {
   (void)snprintf(s->ours_id, sizeof s->ours_id, "%s/ours.json", s->dir);
   (void)snprintf(s->rp410_id, sizeof s->rp410_id, "%s/rp410.json", s->dir);
   (void)snprintf(s->rp41_id, sizeof s->rp41_id, "%s/rp41.json", s->dir);
+  (void)snprintf(s->lua, sizeof s->lua, "%s/lua.sock", s->dir);
+  (void)snprintf(s->lua_id, sizeof s->lua_id, "%s/lua.json", s->dir);
 }
 
 /* Our responder (room for the largest batch in flight) and the raw
@@ -131,6 +135,14 @@ static void start_ours(servers *s, const char *bin_dir) {
   s->reply_len = bench_raw_reply_size(s->ours, s->req, s->req_len);
   (void)snprintf(size, sizeof size, "%zu", s->reply_len);
   s->raw_pid = bench_spawn_ready((char *const[]){raw, s->raw, size, NULL});
+}
+
+/* The responder script, run by the host binary. */
+static void start_lua(servers *s, const char *host) {
+  char script[4200];
+  (void)snprintf(script, sizeof script, "%s/lua_responder.lua", BENCH_LUA_DIR);
+  s->lua_pid = bench_spawn_ready(
+      (char *const[]){(char *)host, script, s->lua, s->lua_id, NULL});
 }
 
 /* The identity file of our responder, for a peer's client. */
@@ -156,8 +168,10 @@ static void stop_servers(servers *s) {
   bench_stop(s->raw_pid);
   bench_stop(s->rp410_pid);
   bench_stop(s->rp41_pid);
-  const char *files[] = {s->ours,    s->raw,      s->rp410,  s->rp41,
-                         s->ours_id, s->rp410_id, s->rp41_id};
+  bench_stop(s->lua_pid);
+  const char *files[] = {s->ours,    s->raw,     s->rp410,
+                         s->rp41,    s->ours_id, s->rp410_id,
+                         s->rp41_id, s->lua,     s->lua_id};
   for (size_t i = 0; i < sizeof files / sizeof *files; i++)
     if (unlink(files[i]) != 0 && errno != ENOENT)
       bench_die("unlink %s: %s", files[i], strerror(errno));
@@ -206,13 +220,20 @@ static void peer_pairs(bench_results *r, servers *s) {
                 s->ours_pid);
 }
 
-static void make_pairs(bench_results *r, servers *s) {
+static void make_pairs(bench_results *r, servers *s, const char *host) {
   bench_pair_ours(new_pair(r), "ours", "ours", s->ours, s->ours_pid, false);
   bench_pair_raw(new_pair(r), s->raw, s->raw_pid, s->req, s->req_len,
                  s->reply_len);
   bench_pair_ours(new_pair(r), "full", "ours full", s->ours, s->ours_pid, true);
+  bench_lua_setup lua = {.host = host,
+                         .script_dir = BENCH_LUA_DIR,
+                         .path = s->lua,
+                         .id_file = s->lua_id,
+                         .responder = s->lua_pid};
+  bench_pair_lua(new_pair(r), "lua", "lua", &lua, false);
+  bench_pair_lua(new_pair(r), "lua_full", "lua full", &lua, true);
   peer_pairs(r, s);
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 5; i++)
     if (!r->pairs[i].available)
       bench_die("%s does not work: %s", r->pairs[i].label, r->pairs[i].why);
 }
@@ -228,10 +249,14 @@ static void one_round(bench_pair *p, const bench_plan *plan, int mode,
   bench_cpu_only(plan->cpu, &one);
   const cpu_set_t *set = mode == BENCH_PINNED ? &one : &plan->unpinned;
   bench_set_affinity(p->responder, set);
-  bench_set_affinity(0, p->kind == BENCH_RP ? &plan->unpinned : set);
+  bool local = p->kind == BENCH_OURS || p->kind == BENCH_RAW;
+  bench_set_affinity(0, local ? set : &plan->unpinned);
+  if (p->kind == BENCH_LUA) bench_set_affinity(p->prober, set);
   bench_round *out = &p->rounds[mode][round];
   if (p->kind == BENCH_RP)
     bench_round_rp(p, plan, mode, out);
+  else if (p->kind == BENCH_LUA)
+    bench_round_lua(p, plan, out);
   else
     bench_round_local(p, plan, out);
   out->cpu_both = out->cpu_prober + out->cpu_responder;
@@ -273,6 +298,7 @@ static void run_loads(bench_results *r, const servers *s, const char *bin_dir) {
   (void)snprintf(load_bin, sizeof load_bin, "%s/bench_load", bin_dir);
   bench_set_affinity(0, &r->plan->unpinned);
   bench_set_affinity(s->ours_pid, &r->plan->unpinned);
+  bench_set_affinity(s->lua_pid, &r->plan->unpinned);
   for (int i = 0; i < BENCH_MAX_LOADS; i++) {
     bench_load *l = &r->loads[i];
     *l = (bench_load){.total = r->plan->loads[i].total,
@@ -316,16 +342,17 @@ int main(int argc, char **argv) {
   print_method(&r);
   server_paths(&s);
   start_ours(&s, argv[1]);
-  make_pairs(&r, &s);
+  start_lua(&s, argv[2]);
+  make_pairs(&r, &s, argv[2]);
   run_rounds(&r);
   bench_hashes(argv[2], s.dir, plan.hash_reps, &r.hash);
   run_loads(&r, &s, argv[1]);
+  for (int i = 0; i < r.npairs; i++)
+    bench_pair_free(&r.pairs[i]);
   stop_servers(&s);
   bench_loadavg(r.load_end, sizeof r.load_end);
   r.seconds = bench_now() - t0;
   bench_report(&r, argv[3]);
-  for (int i = 0; i < r.npairs; i++)
-    bench_pair_free(&r.pairs[i]);
   free(s.req);
   return 0;
 }

@@ -167,6 +167,7 @@ void bench_round_local(bench_pair *p, const bench_plan *plan,
 }
 
 void bench_pair_free(bench_pair *p) {
+  if (p->kind == BENCH_LUA) bench_pair_lua_free(p);
   if (p->expected != NULL) {
     bh_identity_clear(p->expected);
     free(p->expected);

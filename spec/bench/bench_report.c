@@ -107,6 +107,10 @@ static void print_tables(const bench_results *r) {
   static const char *const mixed_keys[] = {"full", "ours_rp410", "ours_rp41",
                                            "rp410_ours"};
   static const ratio mixed_ratio[] = {{"full", "ours", "full/ours"}};
+  static const char *const lua_keys[] = {"lua", "lua_full", "ours", "raw"};
+  static const ratio lua_ratio[] = {{"lua", "raw", "lua/raw"},
+                                    {"lua", "rp410", "lua/4.10.6"},
+                                    {"lua_full", "lua", "full/lua"}};
   printf(
       "\nresponse-only probes, sequential, prober and responder in two "
       "processes\n");
@@ -115,6 +119,11 @@ static void print_tables(const bench_results *r) {
       "\nfull probe (digest cached) and mixed pairs (A>B: A's prober, B's "
       "responder)\n");
   table(r, mixed_keys, 4, mixed_ratio, 1);
+  printf(
+      "\nbhprobe-lua scripts, end to end: bh.probe_response (lua) and "
+      "bh.probe (lua full)\nagainst bh.respond, each a script in its own "
+      "process\n");
+  table(r, lua_keys, 4, lua_ratio, 3);
   printf(
       "\n  rp 4.10.6, rp 4.1.0, 4.10.6>ours: p50/p90/p99 are per probe as "
       "their own\n  bench prints them (whole us), it gives no max; mean "
@@ -181,23 +190,34 @@ static void add_load(target *t, int *n, const bench_load *l, bool rss,
       ->failures = l->failed > 0;
 }
 
-static int targets(const bench_results *r, target *t) {
+/* The probe targets of one prober: ours (the C core) or lua (scripts),
+ * whose full probe is full or lua_full. */
+static void probe_targets(const bench_results *r, target *t, int *n,
+                          const char *who, const char *key, const char *full) {
   const int U = BENCH_UNPINNED, P = BENCH_PINNED;
   const size_t p50 = offsetof(bench_round, p50),
                p99 = offsetof(bench_round, p99);
-  double ours50 = fig(r, "ours", U, p50), ours99 = fig(r, "ours", U, p99);
-  int n = 0;
-  add(t, &n, "CPU per probe, prober + responder, one CPU, vs raw pair",
-      row_fig(r, "ours", P, ROWS - 1), row_fig(r, "raw", P, ROWS - 1), 1.5);
-  add(t, &n, "response-only p50 vs raw pair's p50 (unpinned)", ours50,
+  double ours50 = fig(r, key, U, p50), ours99 = fig(r, key, U, p99);
+  char name[96];
+#define NAME(TEXT) (snprintf(name, sizeof name, "%s: %s", who, TEXT), name)
+  add(t, n, NAME("CPU per probe, both processes, one CPU, vs raw"),
+      row_fig(r, key, P, ROWS - 1), row_fig(r, "raw", P, ROWS - 1), 1.5);
+  add(t, n, NAME("response-only p50 vs raw pair's p50"), ours50,
       fig(r, "raw", U, p50), 1.25);
-  add_abs(t, &n, "response-only p99 (unpinned)", ours99, 250, "us");
-  add(t, &n, "p50 vs rp 4.10.6 pair's p50 (unpinned)", ours50,
+  add_abs(t, n, NAME("response-only p99"), ours99, 250, "us");
+  add(t, n, NAME("p50 vs rp 4.10.6 pair's p50"), ours50,
       fig(r, "rp410", U, p50), 0.5);
-  add(t, &n, "p99 vs rp 4.10.6 pair's p99 (unpinned)", ours99,
+  add(t, n, NAME("p99 vs rp 4.10.6 pair's p99"), ours99,
       fig(r, "rp410", U, p99), 0.2);
-  add(t, &n, "full probe (cached digest) p50 vs response-only p50",
-      fig(r, "full", U, p50), ours50, 1.3);
+  add(t, n, NAME("full probe (cached digest) p50 vs response-only"),
+      fig(r, full, U, p50), ours50, 1.3);
+#undef NAME
+}
+
+static int targets(const bench_results *r, target *t) {
+  int n = 0;
+  probe_targets(r, t, &n, "core", "ours", "full");
+  probe_targets(r, t, &n, "lua", "lua", "lua_full");
   add_load(t, &n, &r->loads[0], false, 0.2);
   add_load(t, &n, &r->loads[1], false, 2);
   add_load(t, &n, &r->loads[1], true, 128);
@@ -211,7 +231,7 @@ static const char *verdict(const target *t) {
 }
 
 static void print_targets(const target *t, int n) {
-  printf("\ntargets (medians of rounds)\n");
+  printf("\ntargets (medians of rounds; latencies unpinned, CPU pinned)\n");
   for (int i = 0; i < n; i++) {
     char value[32] = "-";
     if (!isnan(t[i].value) && !isinf(t[i].value))
@@ -245,7 +265,7 @@ static json_t *mode_json(const bench_pair *p, int mode, int rounds) {
 }
 
 static json_t *pairs_json(const bench_results *r) {
-  static const char *const kinds[] = {"ours", "raw", "rp"};
+  static const char *const kinds[] = {"ours", "raw", "rp", "lua"};
   json_t *o = json_object();
   for (int i = 0; i < r->npairs; i++) {
     const bench_pair *p = &r->pairs[i];
@@ -316,7 +336,7 @@ static void write_json(const bench_results *r, const target *t, int nt,
 }
 
 void bench_report(const bench_results *r, const char *json_path) {
-  target t[16];
+  target t[24];
   int nt = targets(r, t);
   print_tables(r);
   print_other(r);
