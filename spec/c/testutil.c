@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proc_cache.h"
 #include "status.h"
 
 int bh_test_passed;
@@ -89,6 +90,7 @@ long bh_test_unhex(const char *hex, uint8_t *out, size_t cap) {
 }
 
 int bh_test_count_fds(void) {
+  bh_proc_cache_clear();
   DIR *d = opendir("/proc/self/fd");
   if (d == NULL) return -1;
   int n = 0;

@@ -74,7 +74,9 @@ char *bh_test_path(char *buf, size_t cap, const char *name);
  * -1. */
 long bh_test_unhex(const char *hex, uint8_t *out, size_t cap);
 
-/* Number of open descriptors of this process (entries of /proc/self/fd). */
+/* Number of open descriptors of this process (entries of /proc/self/fd),
+ * after emptying the cache of verified processes (proc_cache.h): its
+ * pidfds are kept on purpose, and a leak check must not count them. */
 int bh_test_count_fds(void);
 
 /* Monotonic seconds. */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "digest.h"
+#include "proc_cache.h"
 #include "procfs.h"
 
 /* Hold pid by pidfd (or by bare pid, checked live, on kernels without
@@ -114,14 +115,10 @@ static bh_status failed_check(const bh_proc *p, bh_status st, bh_err *err) {
   return gone.code;
 }
 
-/* Step "pid reused": a record cannot predate its process. */
-static bh_status check_start(const bh_identity *expected, const bh_proc *p,
-                             bh_err *err) {
-  uint64_t real = 0;
-  if (expected->started_at_unix_ms == 0) return BH_OK; /* not recorded */
-  bh_status st = bh_proc_start_unix_ms(p->pid, &real, err);
-  if (st == BH_OK) st = still_held(p, err); /* a zombie: pid_not_found */
-  if (st != BH_OK) return st;
+/* Step "pid reused": a record cannot predate its process, which started
+ * at real. */
+static bh_status compare_start(const bh_identity *expected, const bh_proc *p,
+                               uint64_t real, bh_err *err) {
   /* Compared by difference: the sum could wrap around for a start time
    * near UINT64_MAX, which a record may hold. */
   if (real <= expected->started_at_unix_ms ||
@@ -134,6 +131,25 @@ static bh_status check_start(const bh_identity *expected, const bh_proc *p,
                     p->pid, (unsigned long long)expected->started_at_unix_ms,
                     (unsigned long long)real,
                     (double)(real - expected->started_at_unix_ms) / 1e3);
+}
+
+/* Hold the recorded pid and check its start time: from the cache when
+ * the process was verified before and still runs, else read while it is
+ * held (then cached). */
+static bh_status hold_and_check_start(const bh_identity *expected, bh_proc *p,
+                                      bh_err *err) {
+  uint64_t real = 0;
+  if (bh_proc_cache_take(expected->pid, p, &real))
+    return expected->started_at_unix_ms == 0
+               ? BH_OK
+               : compare_start(expected, p, real, err);
+  bh_status st = bh_proc_hold(expected->pid, p, err);
+  if (st != BH_OK || expected->started_at_unix_ms == 0) return st;
+  st = bh_proc_start_unix_ms(p->pid, &real, err);
+  if (st == BH_OK) st = still_held(p, err); /* a zombie: pid_not_found */
+  if (st != BH_OK) return st;
+  bh_proc_cache_put(p, real);
+  return compare_start(expected, p, real, err);
 }
 
 /* Is link "WANT (deleted)": the process runs the recorded file, since
@@ -188,8 +204,7 @@ bh_status bh_proc_verify_begin(const bh_identity *expected,
                       "the record of pid %u has no executable digest",
                       expected->pid);
   bh_status st = check_boot_id(expected, current_boot_id, err);
-  if (st == BH_OK) st = bh_proc_hold(expected->pid, &p, err);
-  if (st == BH_OK) st = check_start(expected, &p, err);
+  if (st == BH_OK) st = hold_and_check_start(expected, &p, err);
   if (st == BH_OK) st = check_exe_path(expected, &p, err);
   if (st != BH_OK)
     bh_proc_release(&p);

@@ -32,9 +32,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "digest.h"
 #include "lbh.h"
 #include "lbh_embed.h"
 #include "log.h"
+#include "proc_cache.h"
 #include "prompt.h"
 
 #ifndef BH_VERSION
@@ -532,5 +534,9 @@ int main(int argc, char **argv) {
   }
   lbh_service_notify("STOPPING=1");
   lua_close(L);
+  /* The process-wide caches: their pidfds and memory are freed like the
+   * rest, so that a leak checker sees nothing left. */
+  bh_proc_cache_clear();
+  bh_digest_cache_clear();
   return h.exit_status;
 }
