@@ -527,7 +527,11 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
   /* Active at once, but run by the loop: never inside this call. The
    * deadline is armed first: it covers verification and hashing too. */
   struct timeval tv = bh_timeval(p->opts.timeout);
-  evtimer_add(&p->deadline_ev, &tv);
+  /* Probes mostly share a timeout: as a common timeout of the loop, its
+   * deadlines are a queue, not entries of the timer heap (thousands in
+   * flight). libevent keeps up to 256 distinct ones, then NULL. */
+  const struct timeval *common = event_base_init_common_timeout(base, &tv);
+  evtimer_add(&p->deadline_ev, common != NULL ? common : &tv);
   event_active(&p->start_ev, EV_TIMEOUT, 1);
   return p;
 }
