@@ -289,7 +289,10 @@ static void probe_write(bh_probe *p) {
   }
   free(p->req);
   p->req = NULL;
-  probe_arm_io(p, EV_READ | EV_PERSIST, on_readable);
+  /* Edge-triggered: on_readable reads until EAGAIN or a whole frame (then
+   * closes), so no readiness is lost, and a loop with thousands of probes
+   * ready is not made to poll again the ones it has not reached yet. */
+  probe_arm_io(p, EV_READ | EV_PERSIST | EV_ET, on_readable);
 }
 
 /* Connected: record the peer's credentials (and, for a probe that holds
