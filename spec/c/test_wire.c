@@ -443,6 +443,75 @@ static void test_utf8(void) {
   CHECK(bh_pb_string_ok(NULL));
 }
 
+/* Identities decode through a stack arena: one whose strings do not fit
+ * spills to the heap and still decodes to the same thing (ASan's leak
+ * check sees the spilled blocks freed), and a hidden NUL is refused both
+ * in a block of the arena and in a spilled one. */
+static void check_decodes_back(const bh_identity *id) {
+  uint8_t *bytes = NULL;
+  size_t len = 0;
+  bh_err err;
+  CHECK_CODE(bh_identity_encode(id, BH_FORM_GEN1, &bytes, &len, &err), BH_OK,
+             &err);
+  bh_identity back;
+  bh_identity_init(&back);
+  CHECK_CODE(bh_identity_decode(bytes, len, &back, &err), BH_OK, &err);
+  CHECK(back.exe_path != NULL && strcmp(back.exe_path, id->exe_path) == 0);
+  CHECK(back.boot_id != NULL && strcmp(back.boot_id, id->boot_id) == 0);
+  CHECK_INT(back.pid, id->pid);
+  bh_identity_clear(&back);
+  free(bytes);
+}
+
+static void test_identity_arena(void) {
+  bh_identity id;
+  sample_identity(&id);
+  check_decodes_back(&id);
+  char *big = malloc(3001);
+  CHECK(big != NULL);
+  if (big == NULL) return;
+  memset(big, 'x', 3000);
+  big[0] = '/';
+  big[3000] = '\0';
+  free(id.exe_path);
+  id.exe_path = big;
+  check_decodes_back(&id);
+  bh_identity_clear(&id);
+
+  /* A NUL inside a string, small (arena) and large (spilled). */
+  for (size_t n = 4; n <= 3000; n += 2996) {
+    pb_daemon d;
+    pb_endpoint ep;
+    uint8_t sha[32];
+    sample_daemon(&d, &ep, sha);
+    char *s = calloc(n + 1, 1);
+    CHECK(s != NULL);
+    if (s == NULL) return;
+    memset(s, 'y', n);
+    s[0] = '/';
+    s[n / 2] = '\0';
+    uint8_t *buf = malloc(n + 512);
+    CHECK(buf != NULL);
+    if (buf == NULL) return;
+    /* protobuf-c packs strlen bytes: pack without the NUL, then put it
+     * into the packed bytes. */
+    s[n / 2] = 'y';
+    d.exe_path = s;
+    size_t len = pack_daemon(&d, buf, n + 512);
+    uint8_t *at = memmem(buf, len, s, n);
+    CHECK(at != NULL);
+    if (at != NULL) at[n / 2] = 0;
+    bh_identity back;
+    bh_identity_init(&back);
+    bh_err err;
+    CHECK_CODE(bh_identity_decode(buf, len, &back, &err), BH_DECODE_IDENTITY,
+               &err);
+    bh_identity_clear(&back);
+    free(buf);
+    free(s);
+  }
+}
+
 int main(void) {
   RUN(test_reader_one_byte_at_a_time);
   RUN(test_reader_whole_chunk_with_trailing);
@@ -457,5 +526,6 @@ int main(void) {
   RUN(test_round_trip);
   RUN(test_trace_copied);
   RUN(test_utf8);
+  RUN(test_identity_arena);
   return bh_test_summary();
 }

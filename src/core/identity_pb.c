@@ -188,14 +188,17 @@ bh_status bh_identity_decode(const uint8_t *buf, size_t len, bh_identity *out,
                     buf, len, &bh_pb_limits_message, BH_DECODE_IDENTITY,
                     err) != BH_OK)
     return BH_DECODE_IDENTITY;
+  /* A real identity (paths, boot id, digests) fits: no malloc per field. */
+  max_align_t space[2048 / sizeof(max_align_t)];
+  bh_pb_arena arena;
+  bh_pb_arena_init(&arena, space, sizeof space);
   pb_daemon *m = running_process__broker__v1__daemon_process__unpack(
-      &bh_pb_allocator, len, buf != NULL ? buf : empty);
+      &arena.allocator, len, buf != NULL ? buf : empty);
   if (m == NULL)
     return bh_err_set(err, BH_DECODE_IDENTITY, NULL,
                       "%zu bytes do not decode as a DaemonProcess", len);
   bh_status st = bh_identity_from_pb(m, out, err);
-  running_process__broker__v1__daemon_process__free_unpacked(m,
-                                                             &bh_pb_allocator);
+  bh_pb_arena_release(&arena, &m->base);
   return st;
 }
 

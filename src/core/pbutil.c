@@ -28,6 +28,52 @@ static void pb_free(void *ctx, void *ptr) {
 
 ProtobufCAllocator bh_pb_allocator = {pb_alloc, pb_free, NULL};
 
+static void *arena_alloc(void *ctx, size_t size) {
+  bh_pb_arena *a = ctx;
+  size_t room = a->cap - a->used;
+  if (size < room) {
+    size_t body = (size + sizeof(block_header) - 1) / sizeof(block_header);
+    size_t need = (body + 1) * sizeof(block_header);
+    if (need <= room) {
+      block_header *h = (block_header *)(void *)(a->buf + a->used);
+      a->used += need;
+      h->size = size;
+      return h + 1;
+    }
+  }
+  void *p = pb_alloc(NULL, size);
+  if (p != NULL) a->spilled++;
+  return p;
+}
+
+static bool arena_owns(const bh_pb_arena *a, const void *ptr) {
+  /* Compared as integers: the pointer may come from another object. */
+  uintptr_t p = (uintptr_t)ptr, lo = (uintptr_t)a->buf;
+  return p >= lo && p < lo + a->cap;
+}
+
+static void arena_free(void *ctx, void *ptr) {
+  bh_pb_arena *a = ctx;
+  if (ptr == NULL || arena_owns(a, ptr)) return;
+  pb_free(NULL, ptr);
+  a->spilled--;
+}
+
+void bh_pb_arena_init(bh_pb_arena *a, void *buf, size_t cap) {
+  /* Blocks are max-aligned: the buffer's start is rounded up to that. */
+  uintptr_t at = (uintptr_t)buf, align = sizeof(block_header);
+  size_t skip = (size_t)((align - at % align) % align);
+  *a = (bh_pb_arena){.allocator = {arena_alloc, arena_free, a},
+                     .buf = (unsigned char *)buf + (skip < cap ? skip : cap),
+                     .cap = skip < cap ? cap - skip : 0};
+}
+
+void bh_pb_arena_release(bh_pb_arena *a, ProtobufCMessage *msg) {
+  if (msg != NULL && a->spilled > 0)
+    protobuf_c_message_free_unpacked(msg, &a->allocator);
+  a->used = 0;
+}
+
 bool bh_pb_string_ok(const char *s) {
   if (s == NULL || s == protobuf_c_empty_string) return true;
   /* protobuf-c allocates a decoded string as exactly len + 1 bytes. */

@@ -17,7 +17,27 @@
 /* The allocator to pass to every *__unpack and *__free_unpacked call. */
 extern ProtobufCAllocator bh_pb_allocator;
 
-/* True when s (a string field of a message unpacked with bh_pb_allocator,
+/* An allocator for one decode on the hot path: blocks are cut from the
+ * caller's buffer (usually on its stack), with the same size header as
+ * bh_pb_allocator's, so bh_pb_string_ok works on either; what does not fit
+ * comes from bh_pb_allocator. Freeing a block of the buffer does nothing,
+ * so a message that fitted is released without walking it. A message
+ * unpacked with an arena is released with bh_pb_arena_release, before the
+ * buffer goes out of scope, and is never given to bh_pb_strip_unknown. */
+typedef struct bh_pb_arena {
+  ProtobufCAllocator allocator; /* what to pass to *__unpack */
+  unsigned char *buf;
+  size_t cap, used;
+  size_t spilled; /* blocks taken from bh_pb_allocator */
+} bh_pb_arena;
+
+void bh_pb_arena_init(bh_pb_arena *a, void *buf, size_t cap);
+
+/* Free msg (unpacked with a; NULL is fine): only its spilled blocks cost. */
+void bh_pb_arena_release(bh_pb_arena *a, ProtobufCMessage *msg);
+
+/* True when s (a string field of a message unpacked with bh_pb_allocator
+ * or a bh_pb_arena,
  * or protobuf-c's static empty string) holds no NUL before its end and is
  * valid UTF-8. */
 bool bh_pb_string_ok(const char *s);

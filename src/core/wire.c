@@ -119,22 +119,26 @@ bh_read_result bh_frame_reader_feed(bh_frame_reader *r, const uint8_t *data,
 
 /* ---- Frame codec -------------------------------------------------------- */
 
+/* Stack bytes for decoding one Frame: a probe's (its payload an identity
+ * of a few hundred bytes) fits, so it costs no malloc. */
+#define FRAME_ARENA 2048
+
 /* Decode a Frame body. Strings prost would reject (invalid UTF-8) or that
  * hide a NUL are decode errors too. */
-static bh_status frame_decode(const uint8_t *body, size_t len, pb_frame **out,
-                              bh_err *err) {
+static bh_status frame_decode(const uint8_t *body, size_t len,
+                              bh_pb_arena *arena, pb_frame **out, bh_err *err) {
   static const uint8_t empty[1];
   if (bh_pb_prescan(&running_process__broker__v1__frame__descriptor, body, len,
                     &bh_pb_limits_message, BH_DECODE_FRAME, err) != BH_OK)
     return BH_DECODE_FRAME;
   pb_frame *f = running_process__broker__v1__frame__unpack(
-      &bh_pb_allocator, len, body ? body : empty);
+      &arena->allocator, len, body ? body : empty);
   if (f == NULL)
     return bh_err_set(err, BH_DECODE_FRAME, NULL,
                       "expected a Frame protobuf, got %zu undecodable bytes",
                       len);
   if (!bh_pb_tags_ok(&f->base)) {
-    running_process__broker__v1__frame__free_unpacked(f, &bh_pb_allocator);
+    bh_pb_arena_release(arena, &f->base);
     return bh_err_set(err, BH_DECODE_FRAME, NULL,
                       "expected a Frame protobuf, got a field number 0");
   }
@@ -142,7 +146,7 @@ static bh_status frame_decode(const uint8_t *body, size_t len, pb_frame **out,
                     : !bh_pb_string_ok(f->tracestate) ? "tracestate"
                                                       : NULL;
   if (bad != NULL) {
-    running_process__broker__v1__frame__free_unpacked(f, &bh_pb_allocator);
+    bh_pb_arena_release(arena, &f->base);
     return bh_err_set(err, BH_DECODE_FRAME, NULL,
                       "Frame %s is not a valid UTF-8 string without NUL", bad);
   }
@@ -248,8 +252,11 @@ static bh_status request_fill(const pb_frame *f, bh_request *req, bh_err *err) {
 
 bh_status bh_probe_request_validate(const uint8_t *body, size_t len,
                                     bh_request *out, bh_err *err) {
+  max_align_t space[FRAME_ARENA / sizeof(max_align_t)];
+  bh_pb_arena arena;
+  bh_pb_arena_init(&arena, space, sizeof space);
   pb_frame *f = NULL;
-  bh_status st = frame_decode(body, len, &f, err);
+  bh_status st = frame_decode(body, len, &arena, &f, err);
   if (st != BH_OK) return st;
   st = check_envelope(f, KIND_REQUEST, err);
   if (st == BH_OK) st = check_encoding(f, err);
@@ -258,7 +265,7 @@ bh_status bh_probe_request_validate(const uint8_t *body, size_t len,
                     "request payload of %zu bytes, expected a %d-byte nonce",
                     f->payload.len, BH_NONCE_LEN);
   if (st == BH_OK) st = request_fill(f, out, err);
-  running_process__broker__v1__frame__free_unpacked(f, &bh_pb_allocator);
+  bh_pb_arena_release(&arena, &f->base);
   return st;
 }
 
@@ -335,8 +342,11 @@ bh_status bh_probe_response_validate(const uint8_t *body, size_t len,
                                      const uint8_t nonce[BH_NONCE_LEN],
                                      const bh_identity *expected,
                                      bh_identity *got, bh_err *err) {
+  max_align_t space[FRAME_ARENA / sizeof(max_align_t)];
+  bh_pb_arena arena;
+  bh_pb_arena_init(&arena, space, sizeof space);
   pb_frame *f = NULL;
-  bh_status st = frame_decode(body, len, &f, err);
+  bh_status st = frame_decode(body, len, &arena, &f, err);
   if (st != BH_OK) return st;
   st = check_envelope(f, KIND_RESPONSE, err);
   if (st == BH_OK && f->request_id != request_id)
@@ -345,6 +355,6 @@ bh_status bh_probe_response_validate(const uint8_t *body, size_t len,
         (unsigned long long)f->request_id, (unsigned long long)request_id);
   if (st == BH_OK) st = check_encoding(f, err);
   if (st == BH_OK) st = check_payload(f, nonce, expected, got, err);
-  running_process__broker__v1__frame__free_unpacked(f, &bh_pb_allocator);
+  bh_pb_arena_release(&arena, &f->base);
   return st;
 }
