@@ -188,6 +188,37 @@ describe("bh.identity", function()
     assert.equal("pid_not_found", err.code)
   end)
 
+  it("prepares an identity once: readable, read-only, accepted wherever a table is", function()
+    local p = bh.identity.prepare(me)
+    assert.equal("userdata", type(p))
+    assert.equal(p, bh.identity.prepare(p))
+    for k, v in pairs(me) do assert.same(v, p[k], k) end
+    assert.is_nil(p.nonsense)
+    -- A field read is a copy: changing it changes nothing prepared.
+    p.ipc_endpoint.path = "/elsewhere"
+    assert.equal(EP.path, p.ipc_endpoint.path)
+    assert.has_error(function() p.pid = 1 end,
+      "a prepared identity is read-only (prepare a changed table instead)")
+    assert.matches("^bh%.identity%(pid " .. me.pid .. ", /", tostring(p))
+    -- The table is copied: changing it later does not change p.
+    local t = copy(me)
+    local q = bh.identity.prepare(t)
+    t.pid = 1
+    assert.equal(me.pid, q.pid)
+    assert.equal(bh.identity.to_json(me), bh.identity.to_json(p))
+    assert.equal(bh.identity.encode(me), bh.identity.encode(p))
+    assert.equal(bh.identity.encode(me, { generation = 2 }), bh.identity.encode(p, { generation = 2 }))
+    assert.is_true(bh.identity.verify_pid(p))
+    local bad = copy(me)
+    bad.exe_sha256 = "xyz"
+    local ok, err = pcall(bh.identity.prepare, bad)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'bh.identity.prepare' %(identity.exe_sha256: expected 64 hex digits%)", err)
+    ok, err = pcall(bh.identity.prepare, io.stdout)
+    assert.is_false(ok)
+    assert.matches("%(identity: expected a table, got userdata%)", err)
+  end)
+
   it("raises on malformed identity tables, naming argument and field", function()
     local bad = copy(me)
     bad.exe_sha256 = "xyz"

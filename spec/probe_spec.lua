@@ -50,6 +50,24 @@ describe("bh.probe", function()
     end)
   end)
 
+  it("takes a prepared identity and still tells every difference", function()
+    with_responder(function(ep, id)
+      local p = bh.identity.prepare(id)
+      for _ = 1, 3 do
+        local h <close>, err = bh.probe(ep, p, { timeout = 2 })
+        assert.is_nil(err)
+        assert.same(id, h.identity)
+        assert.is_true(bh.probe_response(ep, p, { timeout = 2 }))
+      end
+      local other = assert(bh.identity.from_json(bh.identity.to_json(id)))
+      other.boot_id = "another-boot"
+      local ok, err = bh.probe_response(ep, bh.identity.prepare(other), { timeout = 2 })
+      assert.is_nil(ok)
+      assert.equal("identity_mismatch", err.code)
+      assert.equal("boot_id", err.field)
+    end)
+  end)
+
   it("probe_response returns true", function()
     with_responder(function(ep, id)
       assert.is_true(bh.probe_response(ep, id, { timeout = 2 }))

@@ -16,6 +16,9 @@
 
 #define IDBOX_MT "bh.identity_box"
 #define EPBOX_MT "bh.endpoint_box"
+/* A prepared identity: converted once, immutable, readable like the table
+ * it came from. */
+#define PREPARED_MT "bh.identity"
 
 /* ---- Lua tables from C ----------------------------------------------- */
 
@@ -62,8 +65,9 @@ void lbh_push_identity(lua_State *L, const bh_identity *id) {
 
 /* ---- C from Lua tables ----------------------------------------------- */
 
+/* __gc of an identity box and of a prepared identity. */
 static int idbox_gc(lua_State *L) {
-  bh_identity_clear(luaL_checkudata(L, 1, IDBOX_MT));
+  bh_identity_clear(lua_touserdata(L, 1));
   return 0;
 }
 
@@ -188,9 +192,14 @@ static void get_identity_numbers(lua_State *L, int t, int arg,
                          false, &id->has_idle_timeout);
 }
 
-bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
-                                const char *prefix) {
+const bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
+                                      const char *prefix) {
   idx = lua_absindex(L, idx);
+  const bh_identity *prepared = luaL_testudata(L, idx, PREPARED_MT);
+  if (prepared != NULL) {
+    lua_pushvalue(L, idx);
+    return prepared;
+  }
   check_table(L, idx, arg, prefix);
   bh_identity *id = lua_newuserdatauv(L, sizeof *id, 0);
   bh_identity_init(id);
@@ -262,9 +271,50 @@ static int l_of_pid(lua_State *L) {
   return identity_result(L, st, id, &err);
 }
 
+/* identity.prepare(id) → a prepared identity: the table converted once,
+ * accepted wherever an identity table is (bh.probe converts nothing per
+ * call then). A prepared identity is returned as it is. */
+static int l_prepare(lua_State *L) {
+  if (luaL_testudata(L, 1, PREPARED_MT) != NULL) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  const bh_identity *from = lbh_check_identity(L, 1, 1, "identity");
+  bh_identity *id = lua_newuserdatauv(L, sizeof *id, 0);
+  bh_identity_init(id);
+  luaL_setmetatable(L, PREPARED_MT);
+  bh_err err;
+  if (bh_identity_copy(id, from, &err) != BH_OK)
+    return luaL_error(L, "%s", err.message);
+  return 1;
+}
+
+/* prepared[k]: the field as the identity's table has it (a fresh table for
+ * ipc_endpoint, so that nothing read can be changed in place). */
+static int prepared_index(lua_State *L) {
+  const bh_identity *id = luaL_checkudata(L, 1, PREPARED_MT);
+  lbh_push_identity(L, id);
+  lua_pushvalue(L, 2);
+  lua_gettable(L, -2);
+  return 1;
+}
+
+static int prepared_newindex(lua_State *L) {
+  return luaL_error(L,
+                    "a prepared identity is read-only (prepare a changed "
+                    "table instead)");
+}
+
+static int prepared_tostring(lua_State *L) {
+  const bh_identity *id = luaL_checkudata(L, 1, PREPARED_MT);
+  lua_pushfstring(L, "bh.identity(pid %I, %s)", (lua_Integer)id->pid,
+                  id->exe_path != NULL ? id->exe_path : "");
+  return 1;
+}
+
 /* identity.to_json(id) → compact JSON text (DESIGN §1.7). */
 static int l_to_json(lua_State *L) {
-  bh_identity *id = lbh_check_identity(L, 1, 1, "identity");
+  const bh_identity *id = lbh_check_identity(L, 1, 1, "identity");
   char *json = bh_identity_to_json(id);
   if (json == NULL) return luaL_error(L, "out of memory");
   lua_pushstring(L, json);
@@ -293,7 +343,7 @@ static int l_encode(lua_State *L) {
   lbh_opts_check(L, 2, "bh.identity.encode", keys);
   lua_Integer gen =
       lbh_opt_integer(L, 2, "bh.identity.encode", "generation", 0, 0, 2);
-  bh_identity *id = lbh_check_identity(L, 1, 1, "identity");
+  const bh_identity *id = lbh_check_identity(L, 1, 1, "identity");
   static const bh_id_form forms[] = {BH_FORM_ANSWER, BH_FORM_GEN1,
                                      BH_FORM_GEN2};
   uint8_t *buf = NULL;
@@ -319,7 +369,7 @@ static int l_decode(lua_State *L) {
 
 /* identity.verify_pid(id) → true, or nil, err (stage verify_pid). */
 static int l_verify_pid(lua_State *L) {
-  bh_identity *id = lbh_check_identity(L, 1, 1, "identity");
+  const bh_identity *id = lbh_check_identity(L, 1, 1, "identity");
   bh_err err;
   if (bh_proc_verify(id, NULL, NULL, &err) != BH_OK) return lbh_fail(L, &err);
   lua_pushboolean(L, 1);
@@ -359,9 +409,23 @@ static int l_blake3_file(lua_State *L) {
 }
 
 static const luaL_Reg identity_funcs[] = {
-    {"current", l_current},       {"of_pid", l_of_pid}, {"to_json", l_to_json},
-    {"from_json", l_from_json},   {"encode", l_encode}, {"decode", l_decode},
-    {"verify_pid", l_verify_pid}, {NULL, NULL},
+    {"current", l_current},
+    {"of_pid", l_of_pid},
+    {"to_json", l_to_json},
+    {"from_json", l_from_json},
+    {"encode", l_encode},
+    {"decode", l_decode},
+    {"verify_pid", l_verify_pid},
+    {"prepare", l_prepare},
+    {NULL, NULL},
+};
+
+static const luaL_Reg prepared_meta[] = {
+    {"__gc", idbox_gc},
+    {"__index", prepared_index},
+    {"__newindex", prepared_newindex},
+    {"__tostring", prepared_tostring},
+    {NULL, NULL},
 };
 
 void lbh_identity_open(lua_State *L) {
@@ -373,7 +437,8 @@ void lbh_identity_open(lua_State *L) {
     lua_pushcfunction(L, epbox_gc);
     lua_setfield(L, -2, "__gc");
   }
-  lua_pop(L, 2);
+  if (luaL_newmetatable(L, PREPARED_MT)) luaL_setfuncs(L, prepared_meta, 0);
+  lua_pop(L, 3);
   luaL_newlib(L, identity_funcs);
   /* package.loaded["bh.identity"] lets error messages name the functions
    * ("bad argument #1 to 'bh.identity.to_json'"). */

@@ -16,12 +16,14 @@ void lbh_push_identity(lua_State *L, const bh_identity *id);
 /* Push {namespace_id=, path=}. */
 void lbh_push_endpoint(lua_State *L, const bh_endpoint *ep);
 
-/* Read the identity table at idx. The result lives in a box pushed on the
- * stack (a userdata whose __gc frees it): valid while the box is
- * reachable; copy it (bh_identity_copy) to keep it. arg and prefix name
- * the argument in error messages (prefix e.g. "identity"). */
-bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
-                                const char *prefix);
+/* Read the identity at idx: a table, or a prepared identity
+ * (bh.identity.prepare), which costs no conversion. The result lives in a
+ * box pushed on the stack (a userdata whose __gc frees it; for a prepared
+ * identity, the identity itself): valid while the box is reachable; copy
+ * it (bh_identity_copy) to keep it. arg and prefix name the argument in
+ * error messages (prefix e.g. "identity"). */
+const bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
+                                      const char *prefix);
 /* Same for an endpoint table ({namespace_id=string (default ""),
  * path=string}). */
 bh_endpoint *lbh_check_endpoint(lua_State *L, int idx, int arg,

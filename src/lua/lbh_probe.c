@@ -129,7 +129,7 @@ static bh_probe_opts check_probe_opts(lua_State *L, const char *what,
 static int start_probe(lua_State *L, const char *what, bool response_only) {
   bh_probe_opts opts = check_probe_opts(L, what, response_only);
   bh_endpoint *ep = lbh_check_endpoint(L, 1, 1, "endpoint");
-  bh_identity *expected = lbh_check_identity(L, 2, 2, "identity");
+  const bh_identity *expected = lbh_check_identity(L, 2, 2, "identity");
   lbh_task *t = lbh_task_check(L, what);
   if (!response_only && opts.verify_pid)
     opts.hasher = lbh_run_hasher(lbh_run_current(L));

@@ -366,7 +366,7 @@ static bh_respond_opts check_respond_opts(lua_State *L, responder *ud) {
 static int l_respond(lua_State *L) {
   lua_settop(L, 3);
   bh_endpoint *ep = lbh_check_endpoint(L, 1, 1, "endpoint");
-  bh_identity *id = lbh_check_identity(L, 2, 2, "identity");
+  const bh_identity *id = lbh_check_identity(L, 2, 2, "identity");
   lbh_run *run = lbh_run_check(L, "bh.respond");
   responder *ud = lua_newuserdatauv(L, sizeof *ud, 2);
   memset(ud, 0, sizeof *ud);
