@@ -13,6 +13,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "sockio.h"
+
 enum { TEMP_TRIES = 16, FIRST_CHUNK = 4096 };
 
 /* ---- walking down ---------------------------------------------------------
@@ -375,15 +377,11 @@ bh_status bh_fs_write_atomic(const char *path, const void *buf, size_t len,
  * directory could then fool the test, never the removal, which stays on
  * dirfd). */
 static int socket_live_at(int dirfd, const char *name, const char *path) {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  int n = snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s",
-                   dirfd, name);
-  if (n < 0 || (size_t)n >= sizeof sa.sun_path)
-    n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-  if (n < 0 || (size_t)n >= sizeof sa.sun_path) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
+  struct sockaddr_un sa;
+  char via[sizeof sa.sun_path];
+  int n = snprintf(via, sizeof via, "/proc/self/fd/%d/%s", dirfd, name);
+  bool fits = n >= 0 && (size_t)n < sizeof via;
+  if (!bh_sockaddr_un(&sa, fits ? via : path)) return -1; /* ENAMETOOLONG */
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);

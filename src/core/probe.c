@@ -31,9 +31,10 @@
 #include "digest.h"
 #include "hasher.h"
 #include "random.h"
+#include "sockio.h"
 #include "wire.h"
 
-enum { CONNECT_RETRY_USEC = 10000, READ_CHUNK = 4096 };
+enum { CONNECT_RETRY_USEC = 10000 };
 
 struct bh_probe {
   struct event_base *base;
@@ -235,34 +236,25 @@ static void probe_validate(bh_probe *p) {
  * after the first frame are ignored (one request, one response). */
 static void on_readable(evutil_socket_t fd, short what, void *arg) {
   bh_probe *p = arg;
-  uint8_t buf[READ_CHUNK];
-  for (;;) {
-    ssize_t n = recv(p->fd, buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    if (n < 0) {
-      probe_fail(p, BH_IO, "read from", errno);
+  switch (
+      bh_sock_recv_frame(p->fd, &p->reader, &p->bytes_read, &p->result.err)) {
+    case BH_SOCK_DONE:
+      probe_validate(p);
       return;
-    }
-    if (n == 0) {
+    case BH_SOCK_EOF:
       bh_err_set(&p->result.err, BH_IO, NULL,
                  "%s: peer closed after %zu bytes, before a whole frame",
                  p->ep.path, p->bytes_read);
       probe_finish(p);
       return;
-    }
-    p->bytes_read += (size_t)n;
-    size_t used = 0;
-    bh_read_result rr =
-        bh_frame_reader_feed(&p->reader, buf, (size_t)n, &used, &p->result.err);
-    if (rr == BH_READ_ERROR) {
+    case BH_SOCK_BAD_FRAME:
       probe_finish(p);
       return;
-    }
-    if (rr == BH_READ_DONE) {
-      probe_validate(p);
+    case BH_SOCK_FAILED:
+      probe_fail(p, BH_IO, "read from", errno);
       return;
-    }
+    default: /* drained: more comes with the next edge */
+      return;
   }
 }
 
@@ -273,19 +265,14 @@ static void on_writable(evutil_socket_t fd, short what, void *arg) {
 /* Write what is left of the request; wait for writability on a short
  * write; then switch to reading. */
 static void probe_write(bh_probe *p) {
-  while (p->req_off < p->req_len) {
-    ssize_t n =
-        send(p->fd, p->req + p->req_off, p->req_len - p->req_off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      probe_arm_io(p, EV_WRITE, on_writable);
-      return;
-    }
-    if (n < 0) {
-      probe_fail(p, BH_IO, "write to", errno);
-      return;
-    }
-    p->req_off += (size_t)n;
+  bh_sock_io io = bh_sock_send(p->fd, p->req, p->req_len, &p->req_off, 0);
+  if (io == BH_SOCK_AGAIN) {
+    probe_arm_io(p, EV_WRITE, on_writable);
+    return;
+  }
+  if (io != BH_SOCK_DONE) {
+    probe_fail(p, BH_IO, "write to", errno);
+    return;
   }
   free(p->req);
   p->req = NULL;
@@ -336,8 +323,8 @@ static void on_connect_done(evutil_socket_t fd, short what, void *arg) {
 /* Try to connect. A full backlog (EAGAIN) is retried after a short pause,
  * bounded by the deadline; anything else but success fails at once. */
 static void probe_connect(bh_probe *p) {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  memcpy(sa.sun_path, p->ep.path, strlen(p->ep.path) + 1);
+  struct sockaddr_un sa;
+  (void)bh_sockaddr_un(&sa, p->ep.path); /* the endpoint's path fits */
   int rc;
   do {
     rc = connect(p->fd, (struct sockaddr *)&sa, sizeof sa);

@@ -39,6 +39,7 @@
 
 #include "clock.h"
 #include "fsutil.h"
+#include "sockio.h"
 
 enum {
   READ_CHUNK = 1024,
@@ -170,25 +171,21 @@ static void on_conn_writable(evutil_socket_t fd, short what, void *arg);
  * in full → served, closed, and the responder closes itself once count
  * answers were given. */
 static void conn_write(conn *c) {
-  while (c->out_off < c->out_len) {
-    size_t left = c->out_len - c->out_off;
-    ssize_t n = send(c->fd, c->out + c->out_off, c->trickle > 0 ? 1 : left,
-                     MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      conn_arm_io(c, EV_WRITE, on_conn_writable);
-      return;
-    }
-    if (n < 0) {
-      conn_reject(c); /* the client went away: not an answer */
-      return;
-    }
-    c->out_off += (size_t)n;
-    if (c->trickle > 0 && c->out_off < c->out_len) {
+  size_t step = c->trickle > 0 ? 1 : 0;
+  switch (bh_sock_send(c->fd, c->out, c->out_len, &c->out_off, step)) {
+    case BH_SOCK_DONE:
+      break;
+    case BH_SOCK_MORE: {
       struct timeval tv = bh_timeval(c->trickle);
       evtimer_add(&c->delay_ev, &tv);
       return;
     }
+    case BH_SOCK_AGAIN:
+      conn_arm_io(c, EV_WRITE, on_conn_writable);
+      return;
+    default:
+      conn_reject(c); /* the client went away: not an answer */
+      return;
   }
   bh_responder *r = c->r;
   r->served++;
@@ -330,29 +327,17 @@ static void on_conn_readable(evutil_socket_t fd, short what, void *arg);
  * read event only then). EOF or a framing error before a whole request
  * drops the connection. */
 static void conn_read(conn *c) {
-  uint8_t buf[READ_CHUNK];
-  for (;;) {
-    ssize_t n = recv(c->fd, buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!c->io_added) conn_arm_io(c, EV_READ | EV_PERSIST, on_conn_readable);
-      return;
-    }
-    if (n <= 0) {
-      conn_reject(c);
-      return;
-    }
-    size_t used = 0;
-    bh_read_result rr =
-        bh_frame_reader_feed(&c->reader, buf, (size_t)n, &used, NULL);
-    if (rr == BH_READ_ERROR) {
-      conn_reject(c);
-      return;
-    }
-    if (rr == BH_READ_DONE) {
+  size_t got = 0;
+  switch (bh_sock_recv_frame(c->fd, &c->reader, &got, NULL)) {
+    case BH_SOCK_DONE:
       conn_handle(c);
       return;
-    }
+    case BH_SOCK_AGAIN:
+      if (!c->io_added) conn_arm_io(c, EV_READ | EV_PERSIST, on_conn_readable);
+      return;
+    default:
+      conn_reject(c);
+      return;
   }
 }
 
@@ -466,12 +451,6 @@ static void on_listen_readable(evutil_socket_t lfd, short what, void *arg) {
 
 /* ---- binding ---------------------------------------------------------- */
 
-static void fill_sockaddr(struct sockaddr_un *sa, const char *path) {
-  memset(sa, 0, sizeof *sa);
-  sa->sun_family = AF_UNIX;
-  memcpy(sa->sun_path, path, strlen(path) + 1);
-}
-
 /* Make room at ep->path: absent is fine, a stale socket is removed, a live
  * one or anything that is not a socket is an error. */
 static bh_status clear_path(const char *path, bh_err *err) {
@@ -502,7 +481,7 @@ static bh_status bind_listen(bh_responder *r, int *out_fd, bh_err *err) {
     return bh_err_set(err, BH_SYSTEM, NULL, "socket for %s: %s", path,
                       strerror(errno));
   struct sockaddr_un sa;
-  fill_sockaddr(&sa, path);
+  (void)bh_sockaddr_un(&sa, path); /* bh_endpoint_check made sure it fits */
   struct stat sb;
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
     st = bh_err_set(err, errno == EADDRINUSE ? BH_IN_USE : BH_SYSTEM, NULL,
