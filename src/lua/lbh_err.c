@@ -5,6 +5,7 @@
 #include <lauxlib.h>
 #include <stdio.h>
 
+#include "lbh_class.h"
 #include "lbh_open.h"
 
 #define ERR_MT "bh.error"
@@ -54,9 +55,6 @@ static int err_tostring(lua_State *L) {
 }
 
 void lbh_err_open(lua_State *L) {
-  if (luaL_newmetatable(L, ERR_MT)) {
-    lua_pushcfunction(L, err_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {{"__tostring", err_tostring}, {NULL, NULL}};
+  lbh_class(L, ERR_MT, meta, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "lbh.h"
 #include "lbh_args.h"
+#include "lbh_class.h"
 #include "lbh_err.h"
 #include "lbh_open.h"
 #include "lbh_service.h"
@@ -263,12 +264,7 @@ void lbh_http_open(lua_State *L) {
                                   {"__close", s_close},
                                   {"__tostring", s_tostring},
                                   {NULL, NULL}};
-  if (luaL_newmetatable(L, SERVER_MT)) {
-    luaL_setfuncs(L, meta, 0);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__methods");
-  }
-  lua_pop(L, 1);
+  lbh_class(L, SERVER_MT, meta, methods, "__methods");
   lua_pushcfunction(L, l_serve);
   lua_setfield(L, -2, "_http_serve"); /* bh.metrics.serve takes it */
 }

@@ -9,6 +9,7 @@
 
 #include "digest.h"
 #include "lbh_args.h"
+#include "lbh_class.h"
 #include "lbh_err.h"
 #include "lbh_open.h"
 #include "proc.h"
@@ -429,16 +430,11 @@ static const luaL_Reg prepared_meta[] = {
 };
 
 void lbh_identity_open(lua_State *L) {
-  if (luaL_newmetatable(L, IDBOX_MT)) {
-    lua_pushcfunction(L, idbox_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  if (luaL_newmetatable(L, EPBOX_MT)) {
-    lua_pushcfunction(L, epbox_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  if (luaL_newmetatable(L, PREPARED_MT)) luaL_setfuncs(L, prepared_meta, 0);
-  lua_pop(L, 3);
+  static const luaL_Reg idbox_meta[] = {{"__gc", idbox_gc}, {NULL, NULL}};
+  static const luaL_Reg epbox_meta[] = {{"__gc", epbox_gc}, {NULL, NULL}};
+  lbh_class(L, IDBOX_MT, idbox_meta, NULL, NULL);
+  lbh_class(L, EPBOX_MT, epbox_meta, NULL, NULL);
+  lbh_class(L, PREPARED_MT, prepared_meta, NULL, NULL);
   luaL_newlib(L, identity_funcs);
   /* package.loaded["bh.identity"] lets error messages name the functions
    * ("bad argument #1 to 'bh.identity.to_json'"). */

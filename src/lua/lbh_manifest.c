@@ -11,6 +11,7 @@
 
 #include "host.h"
 #include "lbh_args.h"
+#include "lbh_class.h"
 #include "lbh_err.h"
 #include "lbh_identity.h"
 #include "lbh_open.h"
@@ -247,11 +248,8 @@ void lbh_manifest_open(lua_State *L) {
                                  {"scan_central", l_scan_central},
                                  {"check_host", l_check_host},
                                  {NULL, NULL}};
-  if (luaL_newmetatable(L, MBOX_MT)) {
-    lua_pushcfunction(L, mbox_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {{"__gc", mbox_gc}, {NULL, NULL}};
+  lbh_class(L, MBOX_MT, meta, NULL, NULL);
   lbh_pbtable_open(L);
   luaL_newlib(L, fns);
   lua_pushliteral(L, BH_MANIFEST_NAME);

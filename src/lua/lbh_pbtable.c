@@ -13,6 +13,7 @@
 
 #include "identity.h"
 #include "lbh_args.h"
+#include "lbh_class.h"
 #include "pbutil.h"
 
 #define BOX_MT "bh.pb_box"
@@ -504,9 +505,6 @@ ProtobufCMessage *lbh_pb_take(lua_State *L, int idx) {
 }
 
 void lbh_pbtable_open(lua_State *L) {
-  if (luaL_newmetatable(L, BOX_MT)) {
-    lua_pushcfunction(L, box_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {{"__gc", box_gc}, {NULL, NULL}};
+  lbh_class(L, BOX_MT, meta, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lbh_args.h"
+#include "lbh_class.h"
 #include "lbh_err.h"
 #include "lbh_identity.h"
 #include "lbh_open.h"
@@ -322,12 +323,7 @@ static const luaL_Reg handle_meta[] = {
 };
 
 void lbh_probe_open(lua_State *L) {
-  if (luaL_newmetatable(L, HANDLE_MT)) {
-    luaL_setfuncs(L, handle_meta, 0);
-    luaL_newlib(L, handle_methods);
-    lua_setfield(L, -2, "methods");
-  }
-  lua_pop(L, 1);
+  lbh_class(L, HANDLE_MT, handle_meta, handle_methods, "methods");
   lua_pushcfunction(L, l_probe);
   lua_setfield(L, -2, "probe");
   lua_pushcfunction(L, l_probe_response);

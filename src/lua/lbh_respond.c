@@ -23,6 +23,7 @@
 
 #include "lbh.h"
 #include "lbh_args.h"
+#include "lbh_class.h"
 #include "lbh_err.h"
 #include "lbh_identity.h"
 #include "lbh_open.h"
@@ -497,17 +498,9 @@ static const luaL_Reg responder_meta[] = {
 };
 
 void lbh_respond_open(lua_State *L) {
-  if (luaL_newmetatable(L, RESPONDER_MT)) {
-    luaL_setfuncs(L, responder_meta, 0);
-    luaL_newlib(L, responder_methods);
-    lua_setfield(L, -2, "methods");
-  }
-  lua_pop(L, 1);
-  if (luaL_newmetatable(L, REQUEST_MT)) {
-    lua_pushcfunction(L, pr_close);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg request_meta[] = {{"__close", pr_close}, {NULL, NULL}};
+  lbh_class(L, RESPONDER_MT, responder_meta, responder_methods, "methods");
+  lbh_class(L, REQUEST_MT, request_meta, NULL, NULL);
   lbh_args_name(L, answer_p, "on_request's reply");
   lua_pushcfunction(L, l_respond);
   lua_setfield(L, -2, "respond");

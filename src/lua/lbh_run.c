@@ -13,6 +13,7 @@
 #include "hasher.h"
 #include "lbh.h"
 #include "lbh_args.h"
+#include "lbh_class.h"
 #include "lbh_open.h"
 #include "lbh_sched.h"
 #include "lbh_service.h"
@@ -343,13 +344,9 @@ int lbh_session(lua_State *L) {
 /* ---- registration ---------------------------------------------------- */
 
 void lbh_run_open(lua_State *L) {
-  if (luaL_newmetatable(L, RUN_MT)) {
-    lua_pushcfunction(L, run_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, run_gc);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {
+      {"__gc", run_gc}, {"__close", run_gc}, {NULL, NULL}};
+  lbh_class(L, RUN_MT, meta, NULL, NULL);
   lua_pushcfunction(L, l_run);
   lua_setfield(L, -2, "run");
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "lbh_args.h"
+#include "lbh_class.h"
 #include "lbh_open.h"
 #include "lbh_sched.h"
 #include "lbh_signal.h"
@@ -529,11 +530,6 @@ static const luaL_Reg task_funcs[] = {
 };
 
 void lbh_task_open(lua_State *L) {
-  if (luaL_newmetatable(L, TASK_MT)) {
-    luaL_setfuncs(L, task_meta, 0);
-    luaL_newlib(L, task_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  lbh_class(L, TASK_MT, task_meta, task_methods, "__index");
   luaL_setfuncs(L, task_funcs, 0);
 }
