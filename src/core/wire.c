@@ -119,38 +119,47 @@ bh_read_result bh_frame_reader_feed(bh_frame_reader *r, const uint8_t *data,
 
 /* ---- Frame codec -------------------------------------------------------- */
 
-/* Stack bytes for decoding one Frame: a probe's (its payload an identity
- * of a few hundred bytes) fits, so it costs no malloc. */
-#define FRAME_ARENA 2048
+/* A decoded Frame and the stack bytes it was decoded into: a probe's
+ * (its payload an identity of a few hundred bytes) fits, so it costs no
+ * malloc. Lives in the caller's frame; frame_close releases it. */
+typedef struct frame_box {
+  max_align_t space[2048 / sizeof(max_align_t)];
+  bh_pb_arena arena;
+  pb_frame *f;
+} frame_box;
 
-/* Decode a Frame body. Strings prost would reject (invalid UTF-8) or that
- * hide a NUL are decode errors too. */
-static bh_status frame_decode(const uint8_t *body, size_t len,
-                              bh_pb_arena *arena, pb_frame **out, bh_err *err) {
+static void frame_close(frame_box *b) {
+  bh_pb_arena_release(&b->arena, b->f != NULL ? &b->f->base : NULL);
+  b->f = NULL;
+}
+
+/* Decode a Frame body into b->f. Strings prost would reject (invalid
+ * UTF-8) or that hide a NUL are decode errors too. b needs frame_close
+ * whatever this returns. */
+static bh_status frame_decode(const uint8_t *body, size_t len, frame_box *b,
+                              bh_err *err) {
   static const uint8_t empty[1];
+  bh_pb_arena_init(&b->arena, b->space, sizeof b->space);
+  b->f = NULL;
   if (bh_pb_prescan(&running_process__broker__v1__frame__descriptor, body, len,
                     &bh_pb_limits_message, BH_DECODE_FRAME, err) != BH_OK)
     return BH_DECODE_FRAME;
   pb_frame *f = running_process__broker__v1__frame__unpack(
-      &arena->allocator, len, body ? body : empty);
+      &b->arena.allocator, len, body ? body : empty);
   if (f == NULL)
     return bh_err_set(err, BH_DECODE_FRAME, NULL,
                       "expected a Frame protobuf, got %zu undecodable bytes",
                       len);
-  if (!bh_pb_tags_ok(&f->base)) {
-    bh_pb_arena_release(arena, &f->base);
+  b->f = f;
+  if (!bh_pb_tags_ok(&f->base))
     return bh_err_set(err, BH_DECODE_FRAME, NULL,
                       "expected a Frame protobuf, got a field number 0");
-  }
   const char *bad = !bh_pb_string_ok(f->traceparent)  ? "traceparent"
                     : !bh_pb_string_ok(f->tracestate) ? "tracestate"
                                                       : NULL;
-  if (bad != NULL) {
-    bh_pb_arena_release(arena, &f->base);
+  if (bad != NULL)
     return bh_err_set(err, BH_DECODE_FRAME, NULL,
                       "Frame %s is not a valid UTF-8 string without NUL", bad);
-  }
-  *out = f;
   return BH_OK;
 }
 
@@ -252,20 +261,17 @@ static bh_status request_fill(const pb_frame *f, bh_request *req, bh_err *err) {
 
 bh_status bh_probe_request_validate(const uint8_t *body, size_t len,
                                     bh_request *out, bh_err *err) {
-  max_align_t space[FRAME_ARENA / sizeof(max_align_t)];
-  bh_pb_arena arena;
-  bh_pb_arena_init(&arena, space, sizeof space);
-  pb_frame *f = NULL;
-  bh_status st = frame_decode(body, len, &arena, &f, err);
-  if (st != BH_OK) return st;
-  st = check_envelope(f, KIND_REQUEST, err);
+  frame_box box;
+  bh_status st = frame_decode(body, len, &box, err);
+  const pb_frame *f = box.f;
+  if (st == BH_OK) st = check_envelope(f, KIND_REQUEST, err);
   if (st == BH_OK) st = check_encoding(f, err);
   if (st == BH_OK && f->payload.len != BH_NONCE_LEN)
     st = bh_err_set(err, BH_MALFORMED_PAYLOAD, NULL,
                     "request payload of %zu bytes, expected a %d-byte nonce",
                     f->payload.len, BH_NONCE_LEN);
   if (st == BH_OK) st = request_fill(f, out, err);
-  bh_pb_arena_release(&arena, &f->base);
+  frame_close(&box);
   return st;
 }
 
@@ -342,19 +348,16 @@ bh_status bh_probe_response_validate(const uint8_t *body, size_t len,
                                      const uint8_t nonce[BH_NONCE_LEN],
                                      const bh_identity *expected,
                                      bh_identity *got, bh_err *err) {
-  max_align_t space[FRAME_ARENA / sizeof(max_align_t)];
-  bh_pb_arena arena;
-  bh_pb_arena_init(&arena, space, sizeof space);
-  pb_frame *f = NULL;
-  bh_status st = frame_decode(body, len, &arena, &f, err);
-  if (st != BH_OK) return st;
-  st = check_envelope(f, KIND_RESPONSE, err);
+  frame_box box;
+  bh_status st = frame_decode(body, len, &box, err);
+  const pb_frame *f = box.f;
+  if (st == BH_OK) st = check_envelope(f, KIND_RESPONSE, err);
   if (st == BH_OK && f->request_id != request_id)
     st = bh_err_set(
         err, BH_UNEXPECTED_FRAME, NULL, "request_id %llu, expected %llu",
         (unsigned long long)f->request_id, (unsigned long long)request_id);
   if (st == BH_OK) st = check_encoding(f, err);
   if (st == BH_OK) st = check_payload(f, nonce, expected, got, err);
-  bh_pb_arena_release(&arena, &f->base);
+  frame_close(&box);
   return st;
 }
