@@ -99,7 +99,12 @@ double bench_now(void);
 _Noreturn void bench_die(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 double bench_quantile(double *v, int n, double q); /* sorts v */
-double bench_median(const double *v, int n);       /* NAN if all NAN */
+/* Fill *out with a round's figures: mean wall and CPU of both processes
+ * per probe (seconds over probes), and the quantiles of the n latencies
+ * of lat (microseconds; sorted here). */
+void bench_round_figures(bench_round *out, int probes, double wall, double cpu,
+                         double rcpu, double *lat, int n);
+double bench_median(const double *v, int n); /* NAN if all NAN */
 void bench_die_with_parent(pid_t parent);
 pid_t bench_spawn_ready(char *const argv[]);
 int bench_capture(char *const argv[], char *out, size_t cap);

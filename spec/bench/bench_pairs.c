@@ -157,13 +157,7 @@ void bench_round_local(bench_pair *p, const bench_plan *plan,
   double wall = bench_now() - t0;
   double cpu = bench_cpu_self() - cpu0;
   double rcpu = bench_cpu_of(p->responder) - rcpu0;
-  out->mean = wall * 1e6 / plan->probes;
-  out->cpu_prober = cpu * 1e6 / plan->probes;
-  out->cpu_responder = rcpu * 1e6 / plan->probes;
-  out->p50 = bench_quantile(lat, n, 0.50);
-  out->p90 = bench_quantile(lat, n, 0.90);
-  out->p99 = bench_quantile(lat, n, 0.99);
-  out->max = n > 0 ? lat[n - 1] : NAN;
+  bench_round_figures(out, plan->probes, wall, cpu, rcpu, lat, n);
 }
 
 void bench_pair_free(bench_pair *p) {

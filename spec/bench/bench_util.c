@@ -45,6 +45,17 @@ double bench_quantile(double *v, int n, double q) {
   return v[(int)(q * (n - 1) + 0.5)];
 }
 
+void bench_round_figures(bench_round *out, int probes, double wall, double cpu,
+                         double rcpu, double *lat, int n) {
+  out->mean = wall * 1e6 / probes;
+  out->cpu_prober = cpu * 1e6 / probes;
+  out->cpu_responder = rcpu * 1e6 / probes;
+  out->p50 = bench_quantile(lat, n, 0.50);
+  out->p90 = bench_quantile(lat, n, 0.90);
+  out->p99 = bench_quantile(lat, n, 0.99);
+  out->max = n > 0 ? lat[n - 1] : NAN;
+}
+
 /* The median of the figures of v that are known (not NAN). */
 double bench_median(const double *v, int n) {
   double known[BENCH_MAX_ROUNDS];
