@@ -29,6 +29,17 @@ describe("bh.probe", function()
       assert.matches("^bh.handle", tostring(h))
       h:close()
       assert.has_error(function() h:alive() end, "handle:alive: the handle is closed")
+      -- Made on first use, then the same table; still there once closed.
+      local h2 <close> = assert(bh.probe(ep, id, { timeout = 2 }))
+      h2:close()
+      local t = h2.identity
+      assert.same(id, t)
+      assert.equal(t, h2.identity)
+      assert.equal(h2.timings, h2.timings)
+      -- A handle never looked at is collected with its identity (ASan's
+      -- leak check sees it freed).
+      for _ = 1, 3 do assert(bh.probe(ep, id, { timeout = 2 })):close() end
+      collectgarbage()
     end)
   end)
 

@@ -25,6 +25,10 @@ typedef struct handle {
   bool has_peer;
   pid_t peer_pid;
   double elapsed;
+  /* Pushed as tables on the first h.identity / h.timings (then kept in
+   * the user values): a policy that never looks pays for no table. */
+  bh_identity identity;
+  bh_probe_timings timings;
 } handle;
 
 /* ---- probing ------------------------------------------------------------ */
@@ -53,19 +57,18 @@ static void push_timings(lua_State *L, const bh_probe_timings *t) {
   }
 }
 
-/* Build the handle from a successful full probe: a closed handle first,
- * then the identity and timings, then (last, once nothing can raise) the
- * pidfd. */
+/* Build the handle from a successful full probe: a closed handle first
+ * (its metatable set, so the collector frees what it takes), then the
+ * identity, timings and (last, once nothing can raise) the pidfd. */
 static int push_handle(lua_State *L, bh_probe_result *res) {
   handle *h = lua_newuserdatauv(L, sizeof *h, 2);
   memset(h, 0, sizeof *h);
   h->proc = BH_PROC_NONE;
   h->closed = true;
+  bh_identity_init(&h->identity);
   luaL_setmetatable(L, HANDLE_MT);
-  lbh_push_identity(L, &res->identity);
-  lua_setiuservalue(L, -2, 1);
-  push_timings(L, &res->timings);
-  lua_setiuservalue(L, -2, 2);
+  bh_identity_move(&h->identity, &res->identity);
+  h->timings = res->timings;
   h->elapsed = res->elapsed;
   h->has_peer = res->has_peer_cred;
   h->peer_pid = res->peer_pid;
@@ -206,11 +209,38 @@ static int h_close(lua_State *L) {
   return 0;
 }
 
-/* __close and __gc: the same release, never raising (a running shutdown
- * keeps the pidfd; the collector releases it later). */
+/* __close: the same release, never raising (a running shutdown keeps the
+ * pidfd; the collector releases it later). */
 static int h_release(lua_State *L) {
   handle_release(luaL_checkudata(L, 1, HANDLE_MT));
   return 0;
+}
+
+/* __gc: the release, and the identity not yet pushed. */
+static int h_gc(lua_State *L) {
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  handle_release(h);
+  bh_identity_clear(&h->identity);
+  return 0;
+}
+
+/* Push user value n of the handle at 1, made by push() on first use. */
+static void push_lazy(lua_State *L, handle *h, int n,
+                      void (*push)(lua_State *L, handle *h)) {
+  if (lua_getiuservalue(L, 1, n) != LUA_TNIL) return;
+  lua_pop(L, 1);
+  push(L, h);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, 1, n);
+}
+
+static void push_handle_identity(lua_State *L, handle *h) {
+  lbh_push_identity(L, &h->identity);
+  bh_identity_clear(&h->identity); /* the table is the copy kept now */
+}
+
+static void push_handle_timings(lua_State *L, handle *h) {
+  push_timings(L, &h->timings);
 }
 
 static int h_tostring(lua_State *L) {
@@ -292,7 +322,7 @@ static int h_index(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
   const char *key = luaL_checkstring(L, 2);
   if (strcmp(key, "identity") == 0) {
-    lua_getiuservalue(L, 1, 1);
+    push_lazy(L, h, 1, push_handle_identity);
   } else if (strcmp(key, "peer_pid") == 0) {
     if (h->has_peer)
       lua_pushinteger(L, h->peer_pid);
@@ -301,7 +331,7 @@ static int h_index(lua_State *L) {
   } else if (strcmp(key, "elapsed") == 0) {
     lua_pushnumber(L, h->elapsed);
   } else if (strcmp(key, "timings") == 0) {
-    lua_getiuservalue(L, 1, 2);
+    push_lazy(L, h, 2, push_handle_timings);
   } else {
     lua_getmetatable(L, 1);
     lua_getfield(L, -1, "methods");
@@ -318,7 +348,7 @@ static const luaL_Reg handle_methods[] = {
 };
 
 static const luaL_Reg handle_meta[] = {
-    {"__index", h_index},       {"__gc", h_release}, {"__close", h_release},
+    {"__index", h_index},       {"__gc", h_gc}, {"__close", h_release},
     {"__tostring", h_tostring}, {NULL, NULL},
 };
 
