@@ -207,13 +207,15 @@ describe("bh.identity", function()
     assert.equal(me.pid, q.pid)
     assert.equal(bh.identity.to_json(me), bh.identity.to_json(p))
     assert.equal(bh.identity.encode(me), bh.identity.encode(p))
-    assert.equal(bh.identity.encode(me, { generation = 2 }), bh.identity.encode(p, { generation = 2 }))
+    local gen2 = { generation = 2 }
+    assert.equal(bh.identity.encode(me, gen2), bh.identity.encode(p, gen2))
     assert.is_true(bh.identity.verify_pid(p))
     local bad = copy(me)
     bad.exe_sha256 = "xyz"
     local ok, err = pcall(bh.identity.prepare, bad)
     assert.is_false(ok)
-    assert.matches("bad argument #1 to 'bh.identity.prepare' %(identity.exe_sha256: expected 64 hex digits%)", err)
+    assert.matches("bad argument #1 to 'bh.identity.prepare' "
+      .. "%(identity.exe_sha256: expected 64 hex digits%)", err)
     ok, err = pcall(bh.identity.prepare, io.stdout)
     assert.is_false(ok)
     assert.matches("%(identity: expected a table, got userdata%)", err)
