@@ -101,7 +101,7 @@ describe("bh.report", function()
     assert.truthy(text:find("bhprobe_rounds_total 1\n", 1, true))
     assert.truthy(text:find("bhprobe_last_round_success_timestamp_seconds ", 1, true))
     assert.truthy(text:find('bhprobe_build_info{version="' .. bh._VERSION .. '",lua="Lua 5.4",'
-      .. 'running_process="4.1.0"} 1', 1, true))
+      .. 'running_process="4.1.0,4.10.6"} 1', 1, true))
     bh.metrics.observe(rec("a", "verified")) -- b is gone
     bh.metrics.end_round{ duration = 0.1, keep = 2 }
     assert.truthy(bh.metrics.render():find('path="/b"', 1, true)) -- kept for 2 rounds

@@ -176,8 +176,8 @@ end
 -- The per-round families and the build information.
 local function render_rounds(w)
   w.family("bhprobe_build_info", "info", "The bhprobe-lua build: version, Lua, running-process.")
-  w.sample("bhprobe_build_info", string.format('{version="%s",lua="%s",running_process="4.1.0"}',
-    escape(bh._VERSION), escape(_VERSION)), 1)
+  w.sample("bhprobe_build_info", string.format('{version="%s",lua="%s",running_process="%s"}',
+    escape(bh._VERSION), escape(_VERSION), escape(bh._RUNNING_PROCESS)), 1)
   w.family("bhprobe_rounds_total", "counter", "Probe rounds ended since the service started.")
   w.sample("bhprobe_rounds_total", nil, round_no)
   if last then

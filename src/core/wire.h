@@ -19,6 +19,11 @@ enum {
 };
 #define BH_FRAME_MAX_BODY (16u << 20) /* 16 MiB */
 
+/* The releases of running-process whose probe and records this speaks byte
+ * for byte (generation 1 and 2), as --version and bhprobe_build_info name
+ * them. */
+#define BH_RUNNING_PROCESS_VERSIONS "4.1.0,4.10.6"
+
 /* ---- framing ---------------------------------------------------------- */
 
 /* Write the 5-byte header [version=1][u32 LE body_len]. */

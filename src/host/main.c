@@ -38,9 +38,10 @@
 #include "log.h"
 #include "proc_cache.h"
 #include "prompt.h"
+#include "wire.h"
 
 #ifndef BH_VERSION
-#define BH_VERSION "0.0.0"
+#error "BH_VERSION comes from the build (the core target defines it)"
 #endif
 
 #define PROGNAME "bhprobe-lua"
@@ -102,8 +103,8 @@ static void usage_error(const char *msg) {
 
 /* The version line, for -v, --version and the interactive banner. */
 static void print_version(void) {
-  printf("%s %s (running-process 4.1.0 backend-handle probe) on %s\n", PROGNAME,
-         BH_VERSION, LUA_RELEASE);
+  printf("%s %s (running-process %s backend-handle probe) on %s\n", PROGNAME,
+         BH_VERSION, BH_RUNNING_PROCESS_VERSIONS, LUA_RELEASE);
   (void)fflush(stdout);
 }
 

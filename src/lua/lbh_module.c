@@ -17,6 +17,7 @@
 #include "lbh_args.h"
 #include "lbh_embed.h"
 #include "lbh_open.h"
+#include "wire.h"
 
 /* Loader of an embedded helper (luaL_requiref's openf). Stack: [name].
  * Returns what the chunk returns. */
@@ -94,8 +95,10 @@ int luaopen_bh(lua_State *L) {
     openers[i](L);
     lua_settop(L, mod);
   }
-  lua_pushliteral(L, "0.1.0");
+  lua_pushliteral(L, BH_VERSION);
   lua_setfield(L, mod, "_VERSION");
+  lua_pushliteral(L, BH_RUNNING_PROCESS_VERSIONS);
+  lua_setfield(L, mod, "_RUNNING_PROCESS");
   lua_newtable(L); /* bh.options: what the host's command line set */
   lua_setfield(L, mod, "options");
   lua_pushvalue(L, mod);
