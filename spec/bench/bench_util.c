@@ -74,9 +74,9 @@ void bench_die_with_parent(pid_t parent) {
   if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
 }
 
-/* Start argv as a child whose stdout is a pipe, and wait for its "ready"
- * line (every benchmark server of ours prints one once it listens). */
-pid_t bench_spawn_ready(char *const argv[]) {
+/* Start argv as a child (dying with us) whose stdout is a pipe; *out is
+ * the pipe's read end. */
+static pid_t spawn_piped(char *const argv[], int *out) {
   int pfd[2];
   pid_t parent = getpid();
   if (pipe(pfd) < 0) bench_die("pipe: %s", strerror(errno));
@@ -91,9 +91,18 @@ pid_t bench_spawn_ready(char *const argv[]) {
     _exit(127);
   }
   (void)close(pfd[1]);
+  *out = pfd[0];
+  return pid;
+}
+
+/* Start argv as a child whose stdout is a pipe, and wait for its "ready"
+ * line (every benchmark server of ours prints one once it listens). */
+pid_t bench_spawn_ready(char *const argv[]) {
+  int fd;
+  pid_t pid = spawn_piped(argv, &fd);
   char line[16] = {0};
-  ssize_t n = read(pfd[0], line, sizeof line - 1);
-  (void)close(pfd[0]);
+  ssize_t n = read(fd, line, sizeof line - 1);
+  (void)close(fd);
   if (n <= 0 || strncmp(line, "ready", 5) != 0)
     bench_die("%s did not start", argv[0]);
   return pid;
@@ -102,26 +111,14 @@ pid_t bench_spawn_ready(char *const argv[]) {
 /* Run argv to its end with its stdout read into out (NUL-terminated);
  * returns its exit status, or -1 when it did not exit normally. */
 int bench_capture(char *const argv[], char *out, size_t cap) {
-  int pfd[2];
-  pid_t parent = getpid();
-  if (pipe(pfd) < 0) bench_die("pipe: %s", strerror(errno));
-  pid_t pid = fork();
-  if (pid < 0) bench_die("fork: %s", strerror(errno));
-  if (pid == 0) {
-    bench_die_with_parent(parent);
-    if (dup2(pfd[1], STDOUT_FILENO) < 0) _exit(127);
-    (void)close(pfd[0]);
-    (void)close(pfd[1]);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  (void)close(pfd[1]);
+  int fd;
+  pid_t pid = spawn_piped(argv, &fd);
   size_t len = 0;
   ssize_t n;
-  while (len + 1 < cap && (n = read(pfd[0], out + len, cap - 1 - len)) > 0)
+  while (len + 1 < cap && (n = read(fd, out + len, cap - 1 - len)) > 0)
     len += (size_t)n;
   out[len] = '\0';
-  (void)close(pfd[0]);
+  (void)close(fd);
   int status;
   if (waitpid(pid, &status, 0) != pid) bench_die("waitpid");
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
