@@ -189,9 +189,8 @@ bh_status bh_identity_decode(const uint8_t *buf, size_t len, bh_identity *out,
                     err) != BH_OK)
     return BH_DECODE_IDENTITY;
   /* A real identity (paths, boot id, digests) fits: no malloc per field. */
-  max_align_t space[2048 / sizeof(max_align_t)];
   bh_pb_arena arena;
-  bh_pb_arena_init(&arena, space, sizeof space);
+  bh_pb_arena_init(&arena);
   pb_daemon *m = running_process__broker__v1__daemon_process__unpack(
       &arena.allocator, len, buf != NULL ? buf : empty);
   if (m == NULL)

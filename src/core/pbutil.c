@@ -30,12 +30,12 @@ ProtobufCAllocator bh_pb_allocator = {pb_alloc, pb_free, NULL};
 
 static void *arena_alloc(void *ctx, size_t size) {
   bh_pb_arena *a = ctx;
-  size_t room = a->cap - a->used;
+  size_t room = sizeof a->space - a->used;
   if (size < room) {
     size_t body = (size + sizeof(block_header) - 1) / sizeof(block_header);
     size_t need = (body + 1) * sizeof(block_header);
     if (need <= room) {
-      block_header *h = (block_header *)(void *)(a->buf + a->used);
+      block_header *h = (block_header *)(void *)((char *)a->space + a->used);
       a->used += need;
       h->size = size;
       return h + 1;
@@ -48,8 +48,8 @@ static void *arena_alloc(void *ctx, size_t size) {
 
 static bool arena_owns(const bh_pb_arena *a, const void *ptr) {
   /* Compared as integers: the pointer may come from another object. */
-  uintptr_t p = (uintptr_t)ptr, lo = (uintptr_t)a->buf;
-  return p >= lo && p < lo + a->cap;
+  uintptr_t p = (uintptr_t)ptr, lo = (uintptr_t)a->space;
+  return p >= lo && p < lo + sizeof a->space;
 }
 
 static void arena_free(void *ctx, void *ptr) {
@@ -59,13 +59,11 @@ static void arena_free(void *ctx, void *ptr) {
   a->spilled--;
 }
 
-void bh_pb_arena_init(bh_pb_arena *a, void *buf, size_t cap) {
-  /* Blocks are max-aligned: the buffer's start is rounded up to that. */
-  uintptr_t at = (uintptr_t)buf, align = sizeof(block_header);
-  size_t skip = (size_t)((align - at % align) % align);
-  *a = (bh_pb_arena){.allocator = {arena_alloc, arena_free, a},
-                     .buf = (unsigned char *)buf + (skip < cap ? skip : cap),
-                     .cap = skip < cap ? cap - skip : 0};
+void bh_pb_arena_init(bh_pb_arena *a) {
+  /* Not a compound literal: that would zero the 2 KiB too. */
+  a->allocator = (ProtobufCAllocator){arena_alloc, arena_free, a};
+  a->used = 0;
+  a->spilled = 0;
 }
 
 void bh_pb_arena_release(bh_pb_arena *a, ProtobufCMessage *msg) {

@@ -17,21 +17,22 @@
 /* The allocator to pass to every *__unpack and *__free_unpacked call. */
 extern ProtobufCAllocator bh_pb_allocator;
 
-/* An allocator for one decode on the hot path: blocks are cut from the
- * caller's buffer (usually on its stack), with the same size header as
+/* An allocator for one decode on the hot path, meant to live on the
+ * caller's stack: blocks are cut from its own 2 KiB (what a Frame or a
+ * DaemonProcess of a real probe needs), with the same size header as
  * bh_pb_allocator's, so bh_pb_string_ok works on either; what does not fit
- * comes from bh_pb_allocator. Freeing a block of the buffer does nothing,
+ * comes from bh_pb_allocator. Freeing a block of the arena does nothing,
  * so a message that fitted is released without walking it. A message
  * unpacked with an arena is released with bh_pb_arena_release, before the
- * buffer goes out of scope, and is never given to bh_pb_strip_unknown. */
+ * arena goes out of scope, and is never given to bh_pb_strip_unknown. */
 typedef struct bh_pb_arena {
   ProtobufCAllocator allocator; /* what to pass to *__unpack */
-  unsigned char *buf;
-  size_t cap, used;
+  size_t used;
   size_t spilled; /* blocks taken from bh_pb_allocator */
+  max_align_t space[2048 / sizeof(max_align_t)];
 } bh_pb_arena;
 
-void bh_pb_arena_init(bh_pb_arena *a, void *buf, size_t cap);
+void bh_pb_arena_init(bh_pb_arena *a);
 
 /* Free msg (unpacked with a; NULL is fine): only its spilled blocks cost. */
 void bh_pb_arena_release(bh_pb_arena *a, ProtobufCMessage *msg);

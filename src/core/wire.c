@@ -119,11 +119,10 @@ bh_read_result bh_frame_reader_feed(bh_frame_reader *r, const uint8_t *data,
 
 /* ---- Frame codec -------------------------------------------------------- */
 
-/* A decoded Frame and the stack bytes it was decoded into: a probe's
- * (its payload an identity of a few hundred bytes) fits, so it costs no
- * malloc. Lives in the caller's frame; frame_close releases it. */
+/* A decoded Frame and the arena it was decoded into: a probe's (its
+ * payload an identity of a few hundred bytes) fits, so it costs no malloc.
+ * Lives in the caller's frame; frame_close releases it. */
 typedef struct frame_box {
-  max_align_t space[2048 / sizeof(max_align_t)];
   bh_pb_arena arena;
   pb_frame *f;
 } frame_box;
@@ -139,7 +138,7 @@ static void frame_close(frame_box *b) {
 static bh_status frame_decode(const uint8_t *body, size_t len, frame_box *b,
                               bh_err *err) {
   static const uint8_t empty[1];
-  bh_pb_arena_init(&b->arena, b->space, sizeof b->space);
+  bh_pb_arena_init(&b->arena);
   b->f = NULL;
   if (bh_pb_prescan(&running_process__broker__v1__frame__descriptor, body, len,
                     &bh_pb_limits_message, BH_DECODE_FRAME, err) != BH_OK)
