@@ -240,7 +240,9 @@ bh_status bh_fs_read_file(const char *path, size_t max, uint8_t **out,
   return s;
 }
 
-bool bh_fs_same_file(const struct stat *st, const struct stat *was) {
+/* Do st (now) and was (earlier) describe the same file, unchanged (dev,
+ * ino, size, mtime: its content was not rewritten in place or replaced)? */
+static bool same_file(const struct stat *st, const struct stat *was) {
   /* Not ctime: renaming a file moves it, and we rename what we check. */
   return st->st_dev == was->st_dev && st->st_ino == was->st_ino &&
          st->st_size == was->st_size &&
@@ -308,7 +310,7 @@ static int put_in_place(int dirfd, const char *tmp, const char *name,
   }
   struct stat out;
   if (fstatat(dirfd, tmp, &out, AT_SYMLINK_NOFOLLOW) == 0 &&
-      bh_fs_same_file(&out, o->expect))
+      same_file(&out, o->expect))
     return unlinkat(dirfd, tmp, 0) != 0 ? errno : 0; /* the old file */
   /* Rewritten after we read it: give the newer record its name back. */
   *changed = true;

@@ -74,10 +74,6 @@ bh_status bh_fs_read_file(const char *path, size_t max, uint8_t **out,
                           size_t *len, struct stat *st, bool *missing,
                           bh_status code, bh_err *err);
 
-/* Do st (now) and was (earlier) describe the same file, unchanged (dev,
- * ino, size, mtime: its content was not rewritten in place or replaced)? */
-bool bh_fs_same_file(const struct stat *st, const struct stat *was);
-
 /* What bh_fs_replace_at must keep or find. */
 typedef struct bh_fs_replace_opts {
   /* The file being replaced, as read (NULL: create or replace whatever is

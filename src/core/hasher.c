@@ -34,7 +34,6 @@ struct bh_hash_job {
 };
 
 struct bh_hasher {
-  struct event_base *base;
   int efd;
   struct event *ev;
   pthread_t thread;
@@ -109,7 +108,6 @@ bh_hasher *bh_hasher_new(struct event_base *base, bh_err *err) {
     bh_err_set(err, BH_SYSTEM, NULL, "out of memory for a hasher");
     return NULL;
   }
-  h->base = base;
   h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (h->efd < 0) {
     bh_err_set(err, BH_SYSTEM, NULL, "eventfd for the hasher: %s",

@@ -327,10 +327,6 @@ void bh_http_reply(bh_http *h, uint64_t id, int code, const char *body,
   free(p);
 }
 
-unsigned bh_http_pending(const bh_http *h) {
-  return h->npending;
-}
-
 /* Answer the oldest pending /probe with 503 and write the answer out at
  * once (best effort: a few hundred bytes to a socket we just read from),
  * since the loop will not turn again to send it. */

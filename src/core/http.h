@@ -24,7 +24,7 @@
 struct event_base;
 typedef struct bh_http bh_http;
 
-enum { BH_HTTP_PATH_MAX = 4095, BH_HTTP_DEFAULT_PORT = 9464 };
+enum { BH_HTTP_PATH_MAX = 4095 };
 
 typedef struct bh_http_callbacks {
   /* The metrics text (malloc'd, freed by the caller) or NULL (500). */
@@ -55,9 +55,6 @@ bh_http *bh_http_new(struct event_base *base, int listen_fd,
  * nothing when id is no longer pending (the server closed meanwhile). */
 void bh_http_reply(bh_http *h, uint64_t id, int code, const char *body,
                    size_t len);
-
-/* Probes in flight now. */
-unsigned bh_http_pending(const bh_http *h);
 
 /* Answer every pending /probe with 503, stop listening, free. NULL is
  * fine. */

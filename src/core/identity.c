@@ -259,10 +259,6 @@ const uint8_t *bh_digest_of(const bh_digests *d, unsigned alg) {
   return alg == BH_ALG_SHA256 ? d->sha256 : d->blake3;
 }
 
-const char *bh_digest_field(unsigned alg) {
-  return alg == BH_ALG_SHA256 ? "exe_sha256" : "exe_hash";
-}
-
 /* Say how expected and got differ on field, with both values. */
 static void describe(const char *field, const bh_identity *want,
                      const bh_identity *got, char *buf, size_t cap) {

@@ -14,7 +14,6 @@ enum {
   BH_DIGEST_LEN = 32, /* both SHA-256 and BLAKE3-256 */
   BH_DIGEST_HEX_LEN = 64,
   BH_SHA256_LEN = BH_DIGEST_LEN,
-  BH_SHA256_HEX_LEN = BH_DIGEST_HEX_LEN,
 };
 
 /* The executable digests an identity knows (DESIGN §1.9): generation 1
@@ -153,9 +152,8 @@ bh_status bh_identity_from_json(const char *text, size_t len, bh_identity *out,
                                 bh_err *err);
 
 /* The digest of alg (BH_ALG_SHA256 or BH_ALG_BLAKE3) in d, or NULL when d
- * does not have it; its field name ("exe_sha256", "exe_hash"). */
+ * does not have it. */
 const uint8_t *bh_digest_of(const bh_digests *d, unsigned alg);
-const char *bh_digest_field(unsigned alg);
 
 /* Hex helpers: out must hold 2*n+1 bytes (lowercase, NUL-terminated).
  * from_hex accepts exactly 2*n hex digits (either case); returns false

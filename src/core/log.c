@@ -25,7 +25,8 @@ static bool stderr_is_journal(void) {
          (unsigned long long)sb.st_ino == ino;
 }
 
-bool bh_log_to_journal(void) {
+/* Is stderr the journal (JOURNAL_STREAM matches it)? Asked once. */
+static bool log_to_journal(void) {
   if (journal < 0) journal = stderr_is_journal();
   return journal == 1;
 }
@@ -46,7 +47,7 @@ static const char *level_word(int prio) {
 
 void bh_log_named(int prio, const char *progname, const char *msg) {
   if (prio > threshold) return;
-  if (bh_log_to_journal()) {
+  if (log_to_journal()) {
     for (const char *p = msg;;) { /* "<N>" before every line */
       size_t n = strcspn(p, "\n");
       (void)fprintf(stderr, "<%d>%.*s\n", prio, (int)n, p);

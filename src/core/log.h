@@ -32,7 +32,5 @@ void bh_log_named(int prio, const char *progname, const char *msg);
 /* Drop lines with a priority above prio (BH_LOG_ERR..BH_LOG_DEBUG). */
 void bh_log_set_threshold(int prio);
 int bh_log_threshold(void);
-/* Is stderr the journal (JOURNAL_STREAM matches it)? Asked once. */
-bool bh_log_to_journal(void);
 
 #endif
