@@ -95,7 +95,6 @@ struct bh_responder {
 };
 
 static void conn_free(conn *c);
-static void responder_update_accepting(bh_responder *r);
 static void responder_release(bh_responder *r);
 
 bh_respond_opts bh_respond_opts_default(void) {
@@ -109,8 +108,7 @@ bh_respond_opts bh_respond_opts_default(void) {
 
 /* Unlink c from its responder, stop its events, close it, tell the hook
  * a deferred answer will never be asked for (c is out of the list by
- * then, whatever the callback does), free it; then let the responder
- * accept again if the cap was what stopped it. */
+ * then, whatever the callback does), free it. */
 static void conn_free(conn *c) {
   bh_responder *r = c->r;
   if (c->prev)
@@ -135,7 +133,6 @@ static void conn_free(conn *c) {
   bh_frame_reader_free(&c->reader);
   free(c->out);
   free(c);
-  responder_update_accepting(r);
 }
 
 static void conn_reject(conn *c) {
@@ -631,7 +628,4 @@ uint64_t bh_respond_evicted(const bh_responder *r) {
 }
 unsigned bh_respond_open_conns(const bh_responder *r) {
   return r->open_conns;
-}
-const bh_endpoint *bh_respond_endpoint(const bh_responder *r) {
-  return &r->ep;
 }

@@ -127,6 +127,5 @@ uint64_t bh_respond_rejected(const bh_responder *r); /* dropped/bad */
 /* Of the rejected: connections closed to make room for a new one. */
 uint64_t bh_respond_evicted(const bh_responder *r);
 unsigned bh_respond_open_conns(const bh_responder *r);
-const bh_endpoint *bh_respond_endpoint(const bh_responder *r);
 
 #endif
