@@ -28,6 +28,7 @@ bh_status bh_proc_hold(uint32_t pid, bh_proc *out, bh_err *err) {
   if (!bh_pid_in_range(pid)) return bh_proc_check_alive(pid, err);
   int fd = bh_pidfd_open(pid);
   if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
+    /* No pidfd here (old kernel; EPERM: a seccomp filter, not gone). */
     bh_status st = bh_proc_check_alive(pid, err);
     if (st != BH_OK) return st;
   } else if (fd < 0) {
@@ -35,9 +36,8 @@ bh_status bh_proc_hold(uint32_t pid, bh_proc *out, bh_err *err) {
       return bh_err_set(err, BH_PID_NOT_FOUND, NULL,
                         "pid %u is not a running process (pidfd_open: %s)", pid,
                         strerror(errno));
-    if (errno != ENOSYS && errno != EPERM) /* EPERM: seccomp, not gone */
-      return bh_err_set(err, BH_SYSTEM, NULL, "pidfd_open(%u): %s", pid,
-                        strerror(errno));
+    return bh_err_set(err, BH_SYSTEM, NULL, "pidfd_open(%u): %s", pid,
+                      strerror(errno));
   }
   out->pid = pid;
   out->pidfd = fd;
