@@ -14,14 +14,15 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "clock.h"
 #include "status.h"
 
 struct event_base;
 typedef struct bh_exec bh_exec;
 
 #define BH_EXEC_DEFAULT_MAX_OUTPUT ((size_t)1024 * 1024)
-/* Timeouts above this (about 31.7 years) are no timeout at all. */
-#define BH_EXEC_MAX_TIMEOUT 1e9
+/* Timeouts above the longest timer (about 31.7 years) are no timeout. */
+#define BH_EXEC_MAX_TIMEOUT BH_TIMEVAL_MAX_SECONDS
 
 typedef struct bh_exec_opts {
   /* NULL-terminated; argv[0] is looked up in this process's PATH. */
