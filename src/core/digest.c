@@ -254,12 +254,23 @@ bh_status bh_digest_file_uncached(const char *path, unsigned algs,
   return digest_path(path, path, algs, false, out, err);
 }
 
+/* The path and message name of the executable of pid. */
+static void exe_names(uint32_t pid, char path[64], char name[96]) {
+  (void)snprintf(path, 64, "/proc/%u/exe", pid);
+  (void)snprintf(name, 96, "the executable of pid %u (%s)", pid, path);
+}
+
 bh_status bh_digest_exe(uint32_t pid, unsigned algs, bh_digests *out,
                         bh_err *err) {
   char path[64], name[96];
-  (void)snprintf(path, sizeof path, "/proc/%u/exe", pid);
-  (void)snprintf(name, sizeof name, "the executable of pid %u (%s)", pid, path);
+  exe_names(pid, path, name);
   return digest_path(path, name, algs, true, out, err);
+}
+
+int bh_digest_open_exe(uint32_t pid, struct stat *st, bh_err *err) {
+  char path[64], name[96];
+  exe_names(pid, path, name);
+  return bh_digest_open(path, name, st, err);
 }
 
 void bh_digest_bytes(const void *data, size_t len, uint8_t out[BH_SHA256_LEN]) {

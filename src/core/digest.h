@@ -46,6 +46,8 @@ bh_status bh_digest_exe(uint32_t pid, unsigned algs, bh_digests *out,
  * the file. */
 int bh_digest_open(const char *path, const char *name, struct stat *st,
                    bh_err *err);
+/* bh_digest_open of /proc/PID/exe ("the executable of pid PID"). */
+int bh_digest_open_exe(uint32_t pid, struct stat *st, bh_err *err);
 /* The cached digests of the file described by st, when every one of algs
  * is cached (true), else false. */
 bool bh_digest_cache_get(const struct stat *st, unsigned algs, bh_digests *out);

@@ -140,15 +140,20 @@ static void probe_arm_io(bh_probe *p, short what, event_callback_fn cb) {
   event_add(&p->io_ev, NULL);
 }
 
+/* The deadline passed while the executable was being hashed. */
+static void hash_timed_out(bh_probe *p) {
+  bh_err_set(&p->result.err, BH_TIMEOUT, NULL,
+             "verifying pid %u: hashing its executable took longer than the "
+             "%.3f s deadline",
+             p->expected.pid, p->opts.timeout);
+}
+
 /* The deadline timer fired. The loop (loop.h) measures timers on the
  * same clock as bh_mono_now, so it never fires before its time. */
 static void on_deadline(evutil_socket_t fd, short what, void *arg) {
   bh_probe *p = arg;
   if (p->job != NULL)
-    bh_err_set(&p->result.err, BH_TIMEOUT, NULL,
-               "verifying pid %u: hashing its executable took longer than "
-               "the %.3f s deadline",
-               p->expected.pid, p->opts.timeout);
+    hash_timed_out(p);
   else
     bh_err_set(&p->result.err, BH_TIMEOUT, NULL,
                "no whole response from %s within %.3f s (%zu bytes received)",
@@ -409,21 +414,12 @@ static void probe_verify(bh_probe *p) {
     probe_finish(p);
     return;
   }
-  int cached = bh_proc_cached_digests(&p->result.proc, algs, &d, err);
-  if (cached != 0) {
-    if (cached > 0)
-      probe_verified(p, &d);
-    else
-      probe_finish(p);
-    return;
-  }
-  int fd = bh_proc_open_exe(&p->result.proc, &sb, err);
-  if (fd < 0) {
+  int fd;
+  if (bh_proc_exe_digests(&p->result.proc, algs, &d, &fd, &sb, err) != BH_OK) {
     probe_finish(p);
     return;
   }
-  if (bh_digest_cache_get(&sb, algs, &d)) { /* hashed meanwhile */
-    (void)close(fd);                        /* read-only */
+  if (fd < 0) { /* cached */
     probe_verified(p, &d);
     return;
   }
@@ -437,11 +433,10 @@ static void probe_verify(bh_probe *p) {
   }
   bh_status st = bh_digest_fd(fd, &sb, "the executable", algs, NULL, &d, err);
   (void)close(fd); /* read-only */
-  if (st == BH_OK && bh_mono_now() - p->t0 > p->opts.timeout)
-    st = bh_err_set(err, BH_TIMEOUT, NULL,
-                    "verifying pid %u: hashing its executable took longer "
-                    "than the %.3f s deadline",
-                    p->expected.pid, p->opts.timeout);
+  if (st == BH_OK && bh_mono_now() - p->t0 > p->opts.timeout) {
+    hash_timed_out(p);
+    st = BH_TIMEOUT;
+  }
   if (st != BH_OK) {
     probe_finish(p);
     return;

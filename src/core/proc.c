@@ -213,30 +213,32 @@ bh_status bh_proc_verify_begin(const bh_identity *expected,
   return st;
 }
 
-int bh_proc_cached_digests(const bh_proc *p, unsigned algs, bh_digests *d,
-                           bh_err *err) {
+bh_status bh_proc_exe_digests(const bh_proc *p, unsigned algs, bh_digests *d,
+                              int *fd, struct stat *st, bh_err *err) {
   char path[64];
-  struct stat st;
+  *fd = -1;
   (void)snprintf(path, sizeof path, "/proc/%u/exe", p->pid);
-  /* Anything odd (not a regular file, unreadable) is for the open path
-   * to report. */
-  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
-      !bh_digest_cache_get(&st, algs, d))
-    return 0;
-  return still_held(p, err) == BH_OK ? 1 : -1;
-}
-
-int bh_proc_open_exe(const bh_proc *p, struct stat *st, bh_err *err) {
-  char path[64], name[96];
-  (void)snprintf(path, sizeof path, "/proc/%u/exe", p->pid);
-  (void)snprintf(name, sizeof name, "the executable of pid %u (%s)", p->pid,
-                 path);
-  int fd = bh_digest_open(path, name, st, err);
-  if (fd >= 0 && still_held(p, err) != BH_OK) {
-    (void)close(fd);
-    return -1;
+  /* By a stat first, opening nothing; anything odd (not a regular file,
+   * unreadable) is for the open below to report. */
+  bool cached = stat(path, st) == 0 && S_ISREG(st->st_mode) &&
+                bh_digest_cache_get(st, algs, d);
+  if (!cached) {
+    *fd = bh_digest_open_exe(p->pid, st, err);
+    if (*fd < 0) return BH_EXE_HASH;
+    /* The file it runs is cached after all (hashed meanwhile). */
+    if (bh_digest_cache_get(st, algs, d)) {
+      (void)close(*fd); /* read-only */
+      *fd = -1;
+    }
   }
-  return fd;
+  /* What was stat'ed or opened is the held process's only if it still
+   * runs now. */
+  bh_status s = still_held(p, err);
+  if (s != BH_OK && *fd >= 0) {
+    (void)close(*fd);
+    *fd = -1;
+  }
+  return s;
 }
 
 bh_status bh_proc_check_digests(const bh_identity *expected,
@@ -268,17 +270,10 @@ bh_status bh_proc_verify(const bh_identity *expected,
   if (held != NULL) *held = BH_PROC_NONE;
   bh_status st = bh_proc_verify_begin(expected, current_boot_id, &p, err);
   if (st != BH_OK) return st;
-  int cached = bh_proc_cached_digests(&p, algs, &d, err);
-  int fd = cached == 0 ? bh_proc_open_exe(&p, &sb, err) : -1;
-  if (cached < 0) {
-    st = err != NULL ? err->code : BH_PID_NOT_FOUND;
-  } else if (cached > 0) {
-    st = BH_OK;
-  } else if (fd < 0) {
-    st = err != NULL ? err->code : BH_EXE_HASH;
-  } else {
-    if (!bh_digest_cache_get(&sb, algs, &d))
-      st = bh_digest_fd(fd, &sb, "the executable", algs, NULL, &d, err);
+  int fd;
+  st = bh_proc_exe_digests(&p, algs, &d, &fd, &sb, err);
+  if (st == BH_OK && fd >= 0) {
+    st = bh_digest_fd(fd, &sb, "the executable", algs, NULL, &d, err);
     (void)close(fd); /* read-only */
   }
   if (st == BH_OK) st = bh_proc_check_digests(expected, &d, err);

@@ -42,20 +42,18 @@ bh_status bh_proc_verify(const bh_identity *expected,
                          bh_err *err);
 
 /* bh_proc_verify in steps. begin: everything up to the digest; on success
- * *held owns the pidfd. cached_digests: the digests of what the held
- * process runs when the digest cache has them, found by stat(2) of
- * /proc/PID/exe without opening it: 1 (*d filled, the process still
- * held), 0 (not cached: open it), -1 (err set: it exited). open_exe:
- * /proc/PID/exe opened for hashing (bh_digest_open) while the held process
- * still runs: its descriptor, or -1 with err. check_digests: the digests
- * got against the record. */
+ * *held owns the pidfd. exe_digests: the digests of what the held process
+ * runs, with the process still held afterwards: from the digest cache
+ * (found by a stat of /proc/PID/exe, opening nothing) with *fd = -1, or
+ * else *fd = /proc/PID/exe opened for hashing (bh_digest_open_exe) and *st
+ * its stat; an error code (and *fd = -1) when it cannot be opened or the
+ * process exited. check_digests: the digests got against the record. */
 bh_status bh_proc_verify_begin(const bh_identity *expected,
                                const char *current_boot_id, bh_proc *held,
                                bh_err *err);
 struct stat;
-int bh_proc_cached_digests(const bh_proc *p, unsigned algs, bh_digests *d,
-                           bh_err *err);
-int bh_proc_open_exe(const bh_proc *p, struct stat *st, bh_err *err);
+bh_status bh_proc_exe_digests(const bh_proc *p, unsigned algs, bh_digests *d,
+                              int *fd, struct stat *st, bh_err *err);
 bh_status bh_proc_check_digests(const bh_identity *expected,
                                 const bh_digests *got, bh_err *err);
 
