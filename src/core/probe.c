@@ -11,7 +11,6 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -30,6 +29,7 @@
 #include "clock.h"
 #include "digest.h"
 #include "hasher.h"
+#include "procfs.h"
 #include "random.h"
 #include "sockio.h"
 #include "wire.h"
@@ -161,20 +161,6 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
   probe_finish(p);
 }
 
-/* The pid the peer's pidfd names (from /proc/self/fdinfo), -1 when the
- * process is gone, 0 when it cannot be read. */
-static long pidfd_pid(int pidfd) {
-  char path[64], buf[512];
-  (void)snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
-  FILE *f = fopen(path, "re");
-  if (f == NULL) return 0;
-  long pid = 0;
-  while (fgets(buf, sizeof buf, f) != NULL)
-    if (strncmp(buf, "Pid:", 4) == 0) pid = strtol(buf + 4, NULL, 10);
-  (void)fclose(f); /* read-only */
-  return pid;
-}
-
 /* Do two pidfds name the same process? 1 yes, 0 no, -1 cannot tell:
  * only pidfs (Linux 6.9) gives each process its own inode; older kernels
  * put every pidfd on one anonymous inode. */
@@ -206,7 +192,7 @@ static void check_peer(bh_probe *p) {
   if (p->peer_pidfd >= 0 && held->pidfd >= 0)
     same = same_process(p->peer_pidfd, held->pidfd);
   if (same == 1) return;
-  long peer = p->peer_pidfd >= 0 ? pidfd_pid(p->peer_pidfd) : 0;
+  long peer = p->peer_pidfd >= 0 ? bh_pidfd_pid(p->peer_pidfd) : 0;
   if (peer == 0 && p->result.has_peer_cred) peer = p->result.peer_pid;
   const char *why = NULL;
   if (same == 0 || (peer != 0 && peer != (long)held->pid))

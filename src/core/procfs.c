@@ -19,7 +19,7 @@
 
 /* Bounds of the /proc files read whole: a pid's stat and the boot id are
  * a few hundred bytes; /proc/stat grows with CPUs and interrupts. */
-enum { PROC_SMALL_MAX = 64 * 1024, PROC_STAT_MAX = 8 * 1024 * 1024 };
+enum { PROC_STAT_MAX = 8 * 1024 * 1024 };
 
 /* Pids above INT_MAX would turn kill() into a process-group signal; no
  * such pid exists (pid_max <= 2^22), so they are "not found". */
@@ -150,31 +150,36 @@ static int read_proc(const char *path, char *buf, size_t cap, size_t *len) {
  * counted from the last ')'. */
 static bh_status start_ticks(uint32_t pid, unsigned long long *ticks,
                              bh_err *err) {
-  char path[64], small[1024], *buf = small, *big = NULL;
+  /* 52 fields of at most 20 digits and a name of at most 64 bytes: the
+   * line is under 1.2 KiB. */
+  char path[64], buf[4096];
   size_t len = 0;
   (void)snprintf(path, sizeof path, "/proc/%u/stat", pid);
-  int e = read_proc(path, small, sizeof small, &len);
-  if (e == EFBIG) { /* 52 fields of up to 20 digits and a name: rare */
-    e = bh_file_read_small(path, PROC_SMALL_MAX, &big, &len, BH_SYSTEM, err);
-    buf = big;
-  } else if (e != 0 && e != ENOENT && e != ESRCH) {
-    return bh_err_set(err, BH_SYSTEM, NULL, "reading %s: %s", path,
-                      strerror(e));
-  }
+  int e = read_proc(path, buf, sizeof buf, &len);
   if (e == ENOENT || e == ESRCH)
     return bh_err_set(err, BH_PID_NOT_FOUND, NULL,
                       "pid %u is not a running process", pid);
-  if (e != 0) return BH_SYSTEM;
+  if (e != 0)
+    return bh_err_set(err, BH_SYSTEM, NULL, "reading %s: %s", path,
+                      strerror(e));
   char *p = strrchr(buf, ')');
   /* After ')': field 3 (state) ... field 22 is the 20th token. */
   for (int field = 2; p != NULL && field < 22; field++) {
     p = strchr(p + 1, ' ');
   }
-  bh_status st = BH_OK;
   if (p == NULL || !parse_ull(p + 1, ticks))
-    st = bh_err_set(err, BH_SYSTEM, NULL, "cannot parse starttime in %s", path);
-  free(big);
-  return st;
+    return bh_err_set(err, BH_SYSTEM, NULL, "cannot parse starttime in %s",
+                      path);
+  return BH_OK;
+}
+
+long bh_pidfd_pid(int pidfd) {
+  char path[64], buf[1024];
+  size_t len = 0;
+  (void)snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
+  if (read_proc(path, buf, sizeof buf, &len) != 0) return 0;
+  const char *at = strstr(buf, "\nPid:");
+  return at != NULL ? strtol(at + 5, NULL, 10) : 0;
 }
 
 bh_status bh_proc_start_unix_ms(uint32_t pid, uint64_t *out, bh_err *err) {

@@ -23,6 +23,10 @@ bh_status bh_proc_check_alive(uint32_t pid, bh_err *err);
  * when the kernel or the headers lack it. */
 int bh_pidfd_open(uint32_t pid);
 
+/* The pid a pidfd names (the "Pid:" of /proc/self/fdinfo/FD): -1 when its
+ * process is gone, 0 when it cannot be read. */
+long bh_pidfd_pid(int pidfd);
+
 /* The target of /proc/PID/exe (malloc'd into *out; any length). BH_EXE_PATH
  * when unreadable (a zombie, a kernel thread, no permission). A deleted
  * executable reads back as "PATH (deleted)". */
