@@ -11,27 +11,13 @@
 #include "fsutil.h"
 #include "procfs.h"
 
+/* Followed if it is a symlink (to /var/lib/dbus/machine-id, on some
+ * systems): a file of the system, not one a reaction touches. Read once:
+ * a scan checks every manifest's host against it. */
+static bh_id_file machine_id_file = BH_ID_FILE("/etc/machine-id");
+
 bh_status bh_machine_id(char *buf, size_t cap, bh_err *err) {
-  char *text = NULL;
-  size_t len = 0;
-  if (cap > 0) buf[0] = '\0';
-  /* Followed if it is a symlink (to /var/lib/dbus/machine-id, on some
-   * systems): a file of the system, not one a reaction touches. */
-  if (bh_file_read_small("/etc/machine-id", 4096, &text, &len, BH_SYSTEM,
-                         err) != 0)
-    return BH_SYSTEM;
-  while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ' ||
-                     text[len - 1] == '\r' || text[len - 1] == '\t'))
-    len--;
-  if (len == 0 || len >= cap) {
-    free(text);
-    return bh_err_set(err, BH_SYSTEM, NULL,
-                      "/etc/machine-id holds %zu bytes, expected an id", len);
-  }
-  memcpy(buf, text, len);
-  buf[len] = '\0';
-  free(text);
-  return BH_OK;
+  return bh_id_file_get(&machine_id_file, buf, cap, err);
 }
 
 bh_status bh_host_check(const char *theirs, const char *hostname, bh_err *err) {

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,38 +193,10 @@ bh_status bh_proc_start_unix_ms(uint32_t pid, uint64_t *out, bh_err *err) {
   return BH_OK;
 }
 
-/* The kernel's boot id, whitespace-trimmed (it ends with a newline).
- * Read once per process: a process does not outlive its boot, and every
- * full probe compares it. */
+/* The kernel's boot id, read once per process: a process does not outlive
+ * its boot, and every full probe compares it. */
+static bh_id_file boot_id_file = BH_ID_FILE("/proc/sys/kernel/random/boot_id");
+
 bh_status bh_boot_id(char *buf, size_t cap, bh_err *err) {
-  static const char path[] = "/proc/sys/kernel/random/boot_id";
-  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-  static char cached[64];
-  static size_t cached_len;
-  if (cap == 0) return bh_err_set(err, BH_SYSTEM, NULL, "no room for boot id");
-  buf[0] = '\0';
-  if (pthread_mutex_lock(&lock) != 0)
-    return bh_err_set(err, BH_SYSTEM, NULL, "cannot lock the boot id cache");
-  int e = 0;
-  if (cached_len == 0) {
-    char text[sizeof cached];
-    size_t len = 0;
-    e = read_proc(path, text, sizeof text, &len);
-    while (e == 0 && len > 0 &&
-           (text[len - 1] == '\n' || text[len - 1] == ' ' ||
-            text[len - 1] == '\t' || text[len - 1] == '\r'))
-      len--;
-    if (e == 0) {
-      memcpy(cached, text, len);
-      cached_len = len; /* an empty id is read again next time */
-    }
-  }
-  size_t len = cached_len < cap - 1 ? cached_len : cap - 1;
-  memcpy(buf, cached, len);
-  buf[len] = '\0';
-  (void)pthread_mutex_unlock(&lock);
-  if (e != 0)
-    return bh_err_set(err, BH_SYSTEM, NULL, "reading %s: %s", path,
-                      strerror(e));
-  return BH_OK;
+  return bh_id_file_get(&boot_id_file, buf, cap, err);
 }
