@@ -452,6 +452,7 @@ bh_status bh_fs_remove_stale_socket(const char *path, bh_stale_result *res,
     goto end;
   }
   res->existed = true;
+  res->kind = bh_file_kind(first.st_mode);
   res->is_socket = S_ISSOCK(first.st_mode);
   if (!res->is_socket) goto end;
   int live = socket_live_at(dirfd, leaf, path);

@@ -131,6 +131,7 @@ int bh_fs_write_all(int fd, const void *buf, size_t len);
  * parent's descriptor (a symlinked directory on the way is refused). */
 typedef struct bh_stale_result {
   bool existed, is_socket, live, removed;
+  const char *kind; /* what existed (bh_file_kind), or NULL */
 } bh_stale_result;
 bh_status bh_fs_remove_stale_socket(const char *path, bh_stale_result *res,
                                     bh_err *err);

@@ -454,13 +454,10 @@ static bh_status clear_path(const char *path, bh_err *err) {
   bh_stale_result sr;
   bh_status st = bh_fs_remove_stale_socket(path, &sr, err);
   if (st != BH_OK) return st;
-  if (sr.existed && !sr.is_socket) {
-    struct stat stt;
-    const char *kind =
-        lstat(path, &stt) == 0 ? bh_file_kind(stt.st_mode) : "not a socket";
+  if (sr.existed && !sr.is_socket)
     return bh_err_set(err, BH_IN_USE, NULL,
-                      "%s exists and is %s; it is never removed", path, kind);
-  }
+                      "%s exists and is %s; it is never removed", path,
+                      sr.kind);
   if (sr.live)
     return bh_err_set(err, BH_IN_USE, NULL, "%s already has a live listener",
                       path);

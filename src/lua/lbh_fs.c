@@ -20,7 +20,7 @@ static void set_bool(lua_State *L, const char *name, bool v) {
  * was a socket, nothing accepted on it, and it was still that socket. */
 static int l_remove_stale_socket(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  bh_stale_result res = {false, false, false, false};
+  bh_stale_result res = {0};
   bh_err err;
   if (bh_fs_remove_stale_socket(path, &res, &err) != BH_OK)
     return lbh_fail(L, &err);
