@@ -501,11 +501,7 @@ static bh_status scan_registry(int fd, const char *dir, bh_manifest_list *out,
   bh_status st = BH_OK;
   struct dirent *e;
   while (st == BH_OK && (e = readdir(d)) != NULL) {
-    struct stat fsb;
-    if (!registry_name(e->d_name) ||
-        fstatat(dirfd(d), e->d_name, &fsb, AT_SYMLINK_NOFOLLOW) != 0 ||
-        !S_ISREG(fsb.st_mode))
-      continue;
+    if (!registry_name(e->d_name) || entry_type(d, e) != DT_REG) continue;
     st = list_push(out, dir, e->d_name, err);
   }
   (void)closedir(d);
