@@ -208,13 +208,21 @@ int bh_digest_open(const char *path, const char *name, struct stat *st,
   return -1;
 }
 
+/* Hash fd into out; BH_EXE_HASH naming the file when it cannot be read. */
+static bh_status hash_named(int fd, const char *name, unsigned algs,
+                            const atomic_bool *cancel, bh_digests *out,
+                            bh_err *err) {
+  int e = hash_fd(fd, algs, cancel, out);
+  if (e == 0) return BH_OK;
+  return bh_err_set(err, BH_EXE_HASH, NULL, "cannot read %s: %s", name,
+                    e == ECANCELED ? "hashing was cancelled" : strerror(e));
+}
+
 bh_status bh_digest_fd(int fd, const struct stat *st, const char *name,
                        unsigned algs, const atomic_bool *cancel,
                        bh_digests *out, bh_err *err) {
-  int e = hash_fd(fd, algs, cancel, out);
-  if (e != 0)
-    return bh_err_set(err, BH_EXE_HASH, NULL, "cannot read %s: %s", name,
-                      e == ECANCELED ? "hashing was cancelled" : strerror(e));
+  bh_status s = hash_named(fd, name, algs, cancel, out, err);
+  if (s != BH_OK) return s;
   file_key k = key_of(st);
   (void)pthread_mutex_lock(&cache_lock);
   stats.misses++;
@@ -230,16 +238,10 @@ static bh_status digest_path(const char *path, const char *name, unsigned algs,
   int fd = bh_digest_open(path, name, &sb, err);
   if (fd < 0) return BH_EXE_HASH;
   bh_status st = BH_OK;
-  if (!use_cache || !bh_digest_cache_get(&sb, algs, out)) {
-    if (use_cache) {
-      st = bh_digest_fd(fd, &sb, name, algs, NULL, out, err);
-    } else {
-      int e = hash_fd(fd, algs, NULL, out);
-      if (e != 0)
-        st = bh_err_set(err, BH_EXE_HASH, NULL, "cannot read %s: %s", name,
-                        strerror(e));
-    }
-  }
+  if (!use_cache)
+    st = hash_named(fd, name, algs, NULL, out, err);
+  else if (!bh_digest_cache_get(&sb, algs, out))
+    st = bh_digest_fd(fd, &sb, name, algs, NULL, out, err);
   (void)close(fd); /* read-only: nothing to lose on a failing close */
   return st;
 }
