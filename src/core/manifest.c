@@ -195,11 +195,7 @@ bh_status bh_manifest_decode(const uint8_t *buf, size_t len, bool check,
     pb_free(pb);
     return st;
   }
-  bh_manifest m;
-  if (bh_manifest_init(&m, err) != BH_OK) {
-    pb_free(pb);
-    return BH_SYSTEM;
-  }
+  bh_manifest m = {0};
   st = bh_manifest_adopt(&m, pb, err);
   if (st != BH_OK) {
     bh_manifest_clear(&m);

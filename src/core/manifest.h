@@ -45,8 +45,9 @@ bh_status bh_manifest_init(bh_manifest *m, bh_err *err);
 /* Free everything; *m is left zeroed. Idempotent. */
 void bh_manifest_clear(bh_manifest *m);
 /* Take pb (a message unpacked or built with bh_pb_allocator) as the
- * manifest's content, freeing the old one, and decode its daemon (codes
- * of bh_identity_from_pb). On failure pb is freed and *m unchanged. */
+ * manifest's content, freeing the old one (*m may also be all zero: no
+ * content yet), and decode its daemon (codes of bh_identity_from_pb). On
+ * failure pb is freed and *m unchanged. */
 bh_status bh_manifest_adopt(bh_manifest *m, bh_manifest_pb *pb, bh_err *err);
 
 /* Decode manifest bytes: manifest_decode when they are not a CacheManifest

@@ -123,9 +123,8 @@ static int l_write(lua_State *L) {
                      &special); /* its box is at 4 */
   if (lua_getfield(L, 2, "current_daemon") != LUA_TNIL)
     daemon = lbh_check_identity(L, -1, 2, "current_daemon"); /* box on top */
-  bh_manifest *m = new_mbox(L);
+  bh_manifest *m = new_mbox(L); /* zeroed: adopt takes it as it is */
   bh_err err;
-  if (bh_manifest_init(m, &err) != BH_OK) return luaL_error(L, "out of memory");
   bh_manifest_pb *built = (bh_manifest_pb *)lbh_pb_take(L, 4);
   if (bh_manifest_adopt(m, built, &err) != BH_OK)
     return luaL_error(L, "%s", err.message);
