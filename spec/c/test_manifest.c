@@ -22,8 +22,8 @@ static void expect_read(const char *path, const char *service, int gen) {
   CHECK_CODE(bh_manifest_read(path, true, &got, &err), BH_OK, &err);
   CHECK(got.sealed);
   CHECK_STR(got.pb->service_name, service);
-  CHECK_INT(got.has_daemon, gen != 0);
-  CHECK_INT(got.generation, gen);
+  CHECK_INT(bh_manifest_generation(&got) != 0, gen != 0);
+  CHECK_INT(bh_manifest_generation(&got), gen);
   bh_manifest_clear(&got);
 }
 
@@ -45,8 +45,8 @@ static void test_round_trip(void) {
     CHECK_INT(got.pb->last_active_unix_ms, 2);
     CHECK_INT(got.pb->manifest_schema_version, 1);
     CHECK_STR(got.pb->media_type, BH_MANIFEST_MEDIA_TYPE);
-    CHECK(got.has_daemon);
-    CHECK_INT(got.generation, gen);
+    CHECK(bh_manifest_generation(&got) != 0);
+    CHECK_INT(bh_manifest_generation(&got), gen);
     CHECK_INT(got.daemon.digests.algs,
               gen == 1 ? BH_ALG_SHA256 : BH_ALG_BLAKE3);
     CHECK_CODE(bh_identity_compare(&m.daemon, &got.daemon, &err), BH_OK, &err);
@@ -74,24 +74,24 @@ static void test_set_daemon_generations(void) {
   mh_manifest(&m, "gen", 0);
   mh_identity(&both, BH_ALGS_ALL);
   CHECK_CODE(bh_manifest_set_daemon(&m, &both, 0, &err), BH_OK, &err);
-  CHECK_INT(m.generation, 2);
+  CHECK_INT(bh_manifest_generation(&m), 2);
   CHECK_INT(m.pb->current_daemon->exe_sha256.len, 0);
   CHECK_INT(m.pb->current_daemon->exe_hash.len, 32);
   CHECK_STR(m.pb->current_daemon->exe_hash_algorithm, "blake3");
   CHECK_INT(m.daemon.digests.algs, BH_ALG_BLAKE3);
   CHECK_CODE(bh_manifest_set_daemon(&m, &both, 1, &err), BH_OK, &err);
-  CHECK_INT(m.generation, 1);
+  CHECK_INT(bh_manifest_generation(&m), 1);
   CHECK_INT(m.pb->current_daemon->exe_sha256.len, 32);
   CHECK_INT(m.pb->current_daemon->exe_hash.len, 0);
   CHECK_INT(m.daemon.digests.algs, BH_ALG_SHA256);
   bh_identity sha;
   mh_identity(&sha, BH_ALG_SHA256);
   CHECK_CODE(bh_manifest_set_daemon(&m, &sha, 0, &err), BH_OK, &err);
-  CHECK_INT(m.generation, 1);
+  CHECK_INT(bh_manifest_generation(&m), 1);
   CHECK_CODE(bh_manifest_set_daemon(&m, &sha, 2, &err), BH_INVALID_IDENTITY,
              &err);
-  CHECK_INT(m.generation, 1);
-  CHECK(m.has_daemon && m.pb->current_daemon != NULL);
+  CHECK_INT(bh_manifest_generation(&m), 1);
+  CHECK(bh_manifest_generation(&m) != 0 && m.pb->current_daemon != NULL);
   bh_identity_clear(&sha);
   bh_identity_clear(&both);
   bh_manifest_clear(&m);
@@ -159,7 +159,7 @@ static void test_unknown_fields_dropped(void) {
   CHECK(!m.sealed);
   CHECK_STR(m.pb->service_name, "svc");
   CHECK_STR(m.pb->broker_instance, "inst");
-  CHECK(m.has_daemon);
+  CHECK(bh_manifest_generation(&m) != 0);
   CHECK_INT(m.daemon.pid, 4242);
   CHECK_INT(m.pb->base.n_unknown_fields, 0);
   CHECK_INT(m.pb->current_daemon->base.n_unknown_fields, 0);
@@ -222,8 +222,8 @@ static void test_error_codes(void) {
              BH_MANIFEST_CORRUPT, &err);
   CHECK_CODE(bh_manifest_decode((const uint8_t *)"", 0, false, &m, &err), BH_OK,
              &err);
-  CHECK(!m.has_daemon);
-  CHECK_INT(m.generation, 0);
+  CHECK(bh_manifest_generation(&m) == 0);
+  CHECK_INT(bh_manifest_generation(&m), 0);
   bh_manifest_clear(&m);
 
   RunningProcess__Broker__V1__Endpoint ep =
@@ -412,8 +412,8 @@ static void test_clear_daemon(void) {
   /* Resealed, everything else kept. */
   bh_manifest got;
   CHECK_CODE(bh_manifest_read(path, true, &got, &err), BH_OK, &err);
-  CHECK(!got.has_daemon);
-  CHECK_INT(got.generation, 0);
+  CHECK(bh_manifest_generation(&got) == 0);
+  CHECK_INT(bh_manifest_generation(&got), 0);
   CHECK_STR(got.pb->service_name, "svc");
   CHECK_STR(got.pb->broker_instance, "inst-7");
   CHECK_INT(got.pb->last_active_unix_ms, 2);

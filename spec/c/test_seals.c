@@ -167,7 +167,7 @@ static void test_written_reads_verified(void) {
     CHECK_CODE(bh_manifest_write(path, &m, &err), BH_OK, &err);
     CHECK_CODE(bh_manifest_read(path, true, &got, &err), BH_OK, &err);
     CHECK(got.sealed);
-    CHECK_INT(got.generation, gen);
+    CHECK_INT(bh_manifest_generation(&got), gen);
     CHECK(got.pb->host != NULL);
     if (got.pb->host != NULL)
       CHECK_STR(got.pb->host->machine_id, "0123456789abcdef0123456789abcdef");

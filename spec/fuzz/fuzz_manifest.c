@@ -40,9 +40,10 @@ static bool manifest_equal(const bh_manifest *a, const bh_manifest *b) {
   bool same = la == lb && memcmp(pa, pb, la) == 0;
   free(pa);
   free(pb);
-  if (!same || a->has_daemon != b->has_daemon || a->generation != b->generation)
+  if (!same || bh_manifest_generation(a) != bh_manifest_generation(b))
     return false;
-  return !a->has_daemon || fuzz_identity_equal(&a->daemon, &b->daemon);
+  return bh_manifest_generation(a) == 0 ||
+         fuzz_identity_equal(&a->daemon, &b->daemon);
 }
 
 static bool decode_code(bh_status st) {
@@ -55,13 +56,12 @@ static bool decode_code(bh_status st) {
 static void check_decoded(const bh_manifest *m) {
   FUZZ_ASSERT(m->pb != NULL && m->pb->base.n_unknown_fields == 0);
   FUZZ_ASSERT(m->pb->service_name != NULL && m->pb->media_type != NULL);
-  FUZZ_ASSERT(m->has_daemon == (m->pb->current_daemon != NULL));
-  if (!m->has_daemon) {
-    FUZZ_ASSERT(m->generation == 0);
+  if (m->pb->current_daemon == NULL) {
+    FUZZ_ASSERT(bh_manifest_generation(m) == 0);
     return;
   }
   FUZZ_ASSERT(m->pb->current_daemon->base.n_unknown_fields == 0);
-  FUZZ_ASSERT(m->generation == 1 || m->generation == 2);
+  FUZZ_ASSERT(bh_manifest_generation(m) == 1 || bh_manifest_generation(m) == 2);
   FUZZ_ASSERT(m->daemon.digests.algs != 0);
 }
 
@@ -70,7 +70,8 @@ static void check_sealed(bh_manifest *m) {
   bh_err err;
   uint8_t *enc = NULL, *enc2 = NULL;
   size_t enc_len = 0, enc2_len = 0;
-  bool both = m->has_daemon && m->daemon.digests.algs == BH_ALGS_ALL;
+  bool both =
+      bh_manifest_generation(m) != 0 && m->daemon.digests.algs == BH_ALGS_ALL;
   bh_status st = bh_manifest_seal_encode(m->pb, &enc, &enc_len, &err);
   FUZZ_ASSERT_OK(st, err);
   FUZZ_ASSERT(m->pb->manifest_schema_version == 1);

@@ -51,10 +51,10 @@ void bh_manifest_clear(bh_manifest *m) {
   memset(m, 0, sizeof *m);
 }
 
-/* The generation of a record's digest fields. */
-static int daemon_generation(const pb_daemon *d) {
-  if (d->exe_sha256.len != 0) return 1;
-  return 2;
+int bh_manifest_generation(const bh_manifest *m) {
+  const pb_daemon *d = m->pb != NULL ? m->pb->current_daemon : NULL;
+  if (d == NULL) return 0;
+  return d->exe_sha256.len != 0 ? 1 : 2; /* the fields of a record */
 }
 
 bh_status bh_manifest_adopt(bh_manifest *m, bh_manifest_pb *pb, bh_err *err) {
@@ -70,8 +70,6 @@ bh_status bh_manifest_adopt(bh_manifest *m, bh_manifest_pb *pb, bh_err *err) {
   pb_free(m->pb);
   bh_identity_move(&m->daemon, &id);
   m->pb = pb;
-  m->has_daemon = pb->current_daemon != NULL;
-  m->generation = m->has_daemon ? daemon_generation(pb->current_daemon) : 0;
   m->sealed = false;
   return BH_OK;
 }
@@ -238,8 +236,6 @@ bh_status bh_manifest_set_daemon(bh_manifest *m, const bh_identity *id,
         m->pb->current_daemon, &bh_pb_allocator);
   m->pb->current_daemon = d;
   bh_identity_move(&m->daemon, &copy);
-  m->has_daemon = d != NULL;
-  m->generation = d != NULL ? generation : 0;
   m->sealed = false;
   return BH_OK;
 }
@@ -279,7 +275,7 @@ bh_status bh_manifest_write(const char *path, bh_manifest *m, bh_err *err) {
 
 /* Is the manifest's daemon the one the caller probed? */
 static bool same_daemon(const bh_manifest *m, const bh_identity *want) {
-  return m->has_daemon &&
+  return bh_manifest_generation(m) != 0 &&
          bh_identity_compare(want, &m->daemon, NULL) == BH_OK &&
          want->started_at_unix_ms == m->daemon.started_at_unix_ms;
 }
@@ -296,7 +292,7 @@ static bh_status clear_at(int dirfd, const char *name, const char *path,
                               &st, NULL, BH_MANIFEST_IO, path, err);
   if (s == BH_OK) s = bh_manifest_decode(buf, len, true, &m, err);
   if (s != BH_OK) goto end;
-  if (!m.has_daemon) {
+  if (bh_manifest_generation(&m) == 0) {
     *outcome = BH_CLEAR_NONE;
     goto end;
   }

@@ -34,11 +34,13 @@ typedef struct RunningProcess__Broker__V1__CacheManifest bh_manifest_pb;
  * schema, unknown fields dropped), plus its daemon as an identity. */
 typedef struct bh_manifest {
   bh_manifest_pb *pb; /* owned; allocated with bh_pb_allocator */
-  bool has_daemon;
-  bh_identity daemon; /* current_daemon, when has_daemon */
-  int generation;     /* of current_daemon: 1 (sha256), 2 (blake3), 0 none */
+  bh_identity daemon; /* current_daemon, when pb has one */
   bool sealed;        /* the seal was checked and is right */
 } bh_manifest;
+
+/* The generation of m's current_daemon: 1 (sha256), 2 (blake3), 0 when it
+ * has none. */
+int bh_manifest_generation(const bh_manifest *m);
 
 /* An empty manifest (no fields set). BH_SYSTEM when out of memory. */
 bh_status bh_manifest_init(bh_manifest *m, bh_err *err);

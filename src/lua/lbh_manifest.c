@@ -36,7 +36,7 @@ static int fail_manifest(lua_State *L, const bh_err *err) {
 /* Push the table form of m. */
 static void push_manifest(lua_State *L, const bh_manifest *m) {
   lbh_push_pb(L, &m->pb->base, &special);
-  if (m->has_daemon) {
+  if (bh_manifest_generation(m) != 0) {
     lbh_push_identity(L, &m->daemon);
     lua_setfield(L, -2, "current_daemon");
   }
