@@ -135,12 +135,9 @@ bh_status bh_http_listen(const char *spec, int *fd_out, char *bound, size_t cap,
 
 /* ---- checks of hostile input ------------------------------------------- */
 
-static bool manifest_name(const char *base, size_t n) {
-  static const char suffix[] = ".pb";
-  if (strcmp(base, BH_MANIFEST_NAME) == 0) return true;
-  if (n <= 4 || strcmp(base + n - 3, suffix) != 0) return false;
-  const char *dash = memchr(base, '-', n - 3);
-  return dash != NULL && dash != base && dash + 1 < base + n - 3;
+/* A cache root's manifest, or one of the central registry. */
+static bool manifest_name(const char *base) {
+  return strcmp(base, BH_MANIFEST_NAME) == 0 || bh_manifest_registry_name(base);
 }
 
 bool bh_http_probe_path_ok(const char *path, const char **why) {
@@ -162,7 +159,7 @@ bool bh_http_probe_path_ok(const char *path, const char **why) {
     }
     c += n + 1;
   }
-  if (!manifest_name(base, strlen(base)))
+  if (!manifest_name(base))
     return *why = "not a manifest name (" BH_MANIFEST_NAME
                   " or SERVICE-VERSION.pb)",
            false;

@@ -460,10 +460,12 @@ bh_status bh_manifest_central_dir(char **out, bh_err *err) {
 }
 
 /* A registry name: {service}-{version}.pb, not a temp file. */
-static bool registry_name(const char *name) {
+bool bh_manifest_registry_name(const char *name) {
   size_t n = strlen(name);
-  return name[0] != '.' && n > 3 && strcmp(name + n - 3, ".pb") == 0 &&
-         strchr(name, '-') != NULL;
+  if (name[0] == '.' || n <= 4 || strcmp(name + n - 3, ".pb") != 0)
+    return false;
+  const char *dash = memchr(name, '-', n - 3);
+  return dash != NULL && dash != name && dash + 1 < name + n - 3;
 }
 
 /* The registry directory open as fd (taken over): refuse one that is not
@@ -493,7 +495,8 @@ static bh_status scan_registry(int fd, const char *dir, bh_manifest_list *out,
   bh_status st = BH_OK;
   struct dirent *e;
   while (st == BH_OK && (e = readdir(d)) != NULL) {
-    if (!registry_name(e->d_name) || entry_type(d, e) != DT_REG) continue;
+    if (!bh_manifest_registry_name(e->d_name) || entry_type(d, e) != DT_REG)
+      continue;
     st = list_push(out, dir, e->d_name, err);
   }
   (void)closedir(d);

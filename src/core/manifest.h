@@ -124,6 +124,9 @@ bh_status bh_manifest_find(const char *root, int max_depth,
  * $HOME/.local/share/running-process/manifests. *out is malloc'd.
  * manifest_io when none of them can be formed. */
 bh_status bh_manifest_central_dir(char **out, bh_err *err);
+/* Is name a registry manifest's, {service}-{version}.pb (both parts
+ * non-empty; a leading '.' is a writer's temporary file)? */
+bool bh_manifest_registry_name(const char *name);
 /* The {service}-{version}.pb files of the central registry. A registry
  * that does not exist is empty. One that is not a directory private to
  * its owner (ours, mode 0700 or stricter) is refused: insecure_registry,
