@@ -85,6 +85,9 @@ static void test_scan_central(void) {
   touch(dir, ".cache-1.2.pb.tmp.1234abcd");
   touch(dir, "notes.txt");
   touch(dir, "noversion.pb");
+  touch(dir, "-1.pb");   /* no service */
+  touch(dir, "svc-.pb"); /* no version */
+  touch(dir, ".t-1.pb"); /* a writer's temporary file */
   snprintf(p, sizeof p, "%s/dir-1.pb", dir);
   CHECK_INT(mkdir(p, 0700), 0);
   snprintf(p, sizeof p, "%s/link-1.pb", dir);
