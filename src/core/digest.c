@@ -192,15 +192,8 @@ end:
 int bh_digest_open(const char *path, const char *name, struct stat *st,
                    bh_err *err) {
   int fd = -1;
-  if (bh_file_open_regular(path, &fd, st, BH_EXE_HASH, err) != 0) {
-    /* bh_file_open_regular names the path; say what the file is to us */
-    if (err != NULL && strcmp(path, name) != 0) {
-      char msg[BH_ERR_MESSAGE_MAX];
-      (void)snprintf(msg, sizeof msg, "%s", err->message);
-      bh_err_set(err, BH_EXE_HASH, NULL, "%s: %s", name, msg);
-    }
+  if (bh_file_open_regular(path, name, &fd, st, BH_EXE_HASH, err) != 0)
     return -1;
-  }
   if ((uint64_t)st->st_size <= BH_DIGEST_MAX_BYTES) return fd;
   bh_err_set(err, BH_EXE_HASH, NULL,
              "cannot hash %s: larger than the 4 GiB hashing limit", name);

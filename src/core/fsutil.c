@@ -102,21 +102,22 @@ const char *bh_file_kind(mode_t m) {
   return "a special file";
 }
 
-int bh_file_open_regular(const char *path, int *fd, struct stat *st,
-                         bh_status code, bh_err *err) {
+int bh_file_open_regular(const char *path, const char *what, int *fd,
+                         struct stat *st, bh_status code, bh_err *err) {
+  if (what == NULL) what = path;
   *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
   if (*fd < 0) {
     int e = errno;
-    bh_err_set(err, code, NULL, "cannot open %s: %s", path, strerror(e));
+    bh_err_set(err, code, NULL, "cannot open %s: %s", what, strerror(e));
     return e;
   }
   int e = 0;
   if (fstat(*fd, st) != 0) {
     e = errno;
-    bh_err_set(err, code, NULL, "cannot stat %s: %s", path, strerror(e));
+    bh_err_set(err, code, NULL, "cannot stat %s: %s", what, strerror(e));
   } else if (!S_ISREG(st->st_mode)) {
     e = EINVAL;
-    bh_err_set(err, code, NULL, "%s is %s, not a regular file", path,
+    bh_err_set(err, code, NULL, "%s is %s, not a regular file", what,
                bh_file_kind(st->st_mode));
   }
   if (e != 0) {
@@ -182,7 +183,7 @@ int bh_file_read_small(const char *path, size_t max, char **out, size_t *len,
   struct stat st;
   *out = NULL;
   *len = 0;
-  int e = bh_file_open_regular(path, &fd, &st, code, err);
+  int e = bh_file_open_regular(path, NULL, &fd, &st, code, err);
   if (e != 0) return e;
   if (st.st_size > 0 && (uintmax_t)st.st_size > max) {
     e = EFBIG;
@@ -363,18 +364,19 @@ bh_status bh_fs_replace_at(int dirfd, const char *name, const void *buf,
   bool dummy = false;
   if (changed == NULL) changed = &dummy;
   *changed = false;
+  const char *what = opts->what != NULL ? opts->what : name;
   struct stat cur;
   const struct stat *like = opts->expect;
   if (like == NULL && fstatat(dirfd, name, &cur, AT_SYMLINK_NOFOLLOW) == 0) {
     if (!S_ISREG(cur.st_mode))
       return bh_err_set(
-          err, code, NULL, "%s is %s; it is never replaced or followed", name,
+          err, code, NULL, "%s is %s; it is never replaced or followed", what,
           S_ISLNK(cur.st_mode) ? "a symbolic link" : "not a regular file");
     if (opts->keep_existing) like = &cur;
   }
   int fd = create_temp(dirfd, name, tmp, sizeof tmp);
   if (fd < 0)
-    return bh_err_set(err, code, NULL, "creating a temp file for %s: %s", name,
+    return bh_err_set(err, code, NULL, "creating a temp file for %s: %s", what,
                       strerror(errno));
   const char *step = "setting owner and mode of";
   int e = set_owner_mode(fd, like, opts->mode);
@@ -386,7 +388,7 @@ bh_status bh_fs_replace_at(int dirfd, const char *name, const void *buf,
   if (e == 0 && fsync(dirfd) != 0) step = "syncing the directory of", e = errno;
   if (e == 0) return BH_OK;
   (void)unlinkat(dirfd, tmp, 0); /* best effort: it may be gone already */
-  return bh_err_set(err, code, NULL, "%s %s: %s", step, name, strerror(e));
+  return bh_err_set(err, code, NULL, "%s %s: %s", step, what, strerror(e));
 }
 
 bh_status bh_fs_write_atomic(const char *path, const void *buf, size_t len,
@@ -395,15 +397,12 @@ bh_status bh_fs_write_atomic(const char *path, const void *buf, size_t len,
   const char *leaf;
   int dirfd = bh_fs_open_parent(path, &leaf, code, err);
   if (dirfd < 0) return code;
-  bh_fs_replace_opts o = {
-      .expect = NULL, .keep_existing = keep_existing, .mode = mode};
+  bh_fs_replace_opts o = {.expect = NULL,
+                          .keep_existing = keep_existing,
+                          .mode = mode,
+                          .what = path};
   bh_status st = bh_fs_replace_at(dirfd, leaf, buf, len, &o, NULL, code, err);
   (void)close(dirfd);
-  if (st != BH_OK && err != NULL && strstr(err->message, path) == NULL) {
-    char msg[BH_ERR_MESSAGE_MAX];
-    (void)snprintf(msg, sizeof msg, "%s", err->message);
-    bh_err_set(err, code, NULL, "%s: %s", path, msg);
-  }
   return st;
 }
 

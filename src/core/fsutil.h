@@ -34,10 +34,10 @@ const char *bh_file_kind(mode_t mode);
  * fstat on that descriptor that it is a regular file (O_NONBLOCK changes
  * nothing for reading one). Returns 0 with *fd and *st set, or an errno
  * value with err filled under code: the open's or fstat's errno, or
- * EINVAL for anything but a regular file ("PATH is a FIFO, not a regular
- * file"). */
-int bh_file_open_regular(const char *path, int *fd, struct stat *st,
-                         bh_status code, bh_err *err);
+ * EINVAL for anything but a regular file ("WHAT is a FIFO, not a regular
+ * file"). what is what messages call the file (NULL: path). */
+int bh_file_open_regular(const char *path, const char *what, int *fd,
+                         struct stat *st, bh_status code, bh_err *err);
 
 /* The whole regular file at path, at most max bytes, into a malloc'd
  * buffer *out (NUL-terminated; *len excludes the NUL). Sizes are not
@@ -108,6 +108,8 @@ typedef struct bh_fs_replace_opts {
   /* The mode of a new file (e.g. 0644); the owner is then whoever we are.
    * Kept modes never keep set-id or sticky bits. */
   mode_t mode;
+  /* What errors call the file (its full path, say); NULL: name. */
+  const char *what;
 } bh_fs_replace_opts;
 
 /* Replace name in dirfd with buf atomically: a temp file in the same

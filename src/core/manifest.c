@@ -304,7 +304,8 @@ static bh_status clear_at(int dirfd, const char *name, const char *path,
   if (s == BH_OK) s = bh_manifest_seal_encode(m.pb, &out, &out_len, err);
   if (s != BH_OK) goto end;
   bool changed = false;
-  bh_fs_replace_opts o = {.expect = &st, .keep_existing = true, .mode = 0};
+  bh_fs_replace_opts o = {
+      .expect = &st, .keep_existing = true, .mode = 0, .what = path};
   s = bh_fs_replace_at(dirfd, name, out, out_len, &o, &changed, BH_MANIFEST_IO,
                        err);
   if (s == BH_OK) *outcome = changed ? BH_CLEAR_CHANGED : BH_CLEAR_DONE;
