@@ -15,6 +15,7 @@
 #include "hasher.h"
 #include "loop.h"
 #include "net_helpers.h"
+#include "proc_helpers.h"
 
 static struct event_base *base;
 static bh_hasher *hasher;
@@ -68,33 +69,10 @@ static void test_through_hasher(void) {
 
 /* A daemon running a copy of this binary padded (sparse) to 1 GiB. */
 static pid_t spawn_huge(const char *exe, int *wfd) {
-  int in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-  int out = open(exe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-  CHECK(in >= 0 && out >= 0);
-  char buf[65536];
-  ssize_t n;
-  while ((n = read(in, buf, sizeof buf)) > 0)
-    CHECK_INT(write(out, buf, (size_t)n), n);
-  CHECK_INT(ftruncate(out, (off_t)1 << 30), 0);
-  close(in);
-  close(out);
-  int fds[2];
-  CHECK_INT(pipe2(fds, O_CLOEXEC), 0);
-  pid_t child = fork();
-  if (child == 0) {
-    if (dup2(fds[0], 0) < 0) _exit(127);
-    execl(exe, exe, "block", (char *)NULL);
-    _exit(127);
-  }
-  close(fds[0]);
-  *wfd = fds[1];
-  char link[64], target[512];
-  snprintf(link, sizeof link, "/proc/%d/exe", (int)child);
-  for (int i = 0; i < 3000; i++) {
-    ssize_t k = readlink(link, target, sizeof target - 1);
-    if (k > 0 && (target[k] = '\0', strcmp(target, exe) == 0)) break;
-    usleep(10000);
-  }
+  copy_self(exe, 0);
+  CHECK_INT(truncate(exe, (off_t)1 << 30), 0);
+  pid_t child = spawn_copy(exe, NULL, wfd);
+  CHECK(wait_exec(child, exe));
   return child;
 }
 
@@ -185,12 +163,7 @@ static void test_cancel_while_hashing(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc == 2 && strcmp(argv[1], "block") == 0) {
-    char c;
-    while (read(0, &c, 1) < 0) {
-    }
-    return 0;
-  }
+  if (block_mode(argc, argv)) return 0;
   signal(SIGPIPE, SIG_IGN);
   base = bh_loop_new();
   bh_err err;

@@ -16,6 +16,7 @@
 
 #include "loop.h"
 #include "net_helpers.h"
+#include "proc_helpers.h"
 #include "wire.h"
 
 enum { NOBODY = 65534 };
@@ -151,17 +152,8 @@ static void test_replay_squatter(void) {
   bh_endpoint ep = {0};
   bh_err err;
   bh_endpoint_set(&ep, "test", path, &err);
-  int pfd[2];
-  CHECK_INT(pipe2(pfd, O_CLOEXEC), 0);
-  pid_t victim = fork();
-  if (victim == 0) {
-    char c;
-    close(pfd[1]);
-    while (read(pfd[0], &c, 1) < 0 && errno == EINTR) {
-    }
-    _exit(0);
-  }
-  close(pfd[0]);
+  int victim_wfd;
+  pid_t victim = spawn_blocked(&victim_wfd);
   bh_identity rec;
   bh_identity_init(&rec);
   CHECK_CODE(bh_identity_of_pid((uint32_t)victim, &ep, &rec, &err), BH_OK,
@@ -186,7 +178,7 @@ static void test_replay_squatter(void) {
   /* The victim is untouched and still running. */
   CHECK_INT(waitpid(victim, NULL, WNOHANG), 0);
   stop(sq);
-  close(pfd[1]);
+  close(victim_wfd);
   CHECK_INT(waitpid(victim, NULL, 0), victim);
   bh_identity_clear(&rec);
   bh_endpoint_clear(&ep);

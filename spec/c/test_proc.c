@@ -2,13 +2,11 @@
  * a zombie, a copy of its binary), held processes, of_pid, and the digest
  * cache against real files. */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +15,7 @@
 #include "digest.h"
 #include "identity.h"
 #include "proc.h"
+#include "proc_helpers.h"
 #include "procfs.h"
 #include "testutil.h"
 
@@ -133,27 +132,13 @@ static void test_verify_failures(void) {
   bh_identity_clear(&id);
 }
 
-/* Copy this test's binary into the temp dir; returns the copy's path. */
-static char *copy_self(const char *name) {
-  static char path[256];
-  bh_test_path(path, sizeof path, name);
-  int in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-  int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-  CHECK(in >= 0 && out >= 0);
-  char buf[65536];
-  ssize_t n;
-  while ((n = read(in, buf, sizeof buf)) > 0)
-    CHECK_INT(write(out, buf, (size_t)n), n);
-  close(in);
-  close(out);
-  return path;
-}
-
 static void test_exe_path_mismatch(void) {
   bh_identity id;
   bh_err err;
   self_identity(&id);
-  char *copy = copy_self("copy");
+  char copy[256];
+  bh_test_path(copy, sizeof copy, "copy");
+  copy_self(copy, 0);
   bh_digests d;
   CHECK_CODE(bh_digest_file(copy, BH_ALGS_ALL, &d, &err), BH_OK, &err);
   CHECK(memcmp(&d, &id.digests, sizeof d) == 0);
@@ -215,23 +200,6 @@ static void test_zombie(void) {
   verify_expect(&id, NULL, BH_PID_NOT_FOUND);
   CHECK_CODE(bh_proc_hold((uint32_t)child, &p, &err), BH_PID_NOT_FOUND, &err);
   bh_identity_clear(&id);
-}
-
-/* A child blocked reading a pipe; it exits when the pipe closes. */
-static pid_t spawn_blocked(int *wfd) {
-  int fds[2];
-  CHECK_INT(pipe2(fds, O_CLOEXEC), 0);
-  pid_t child = fork();
-  if (child == 0) {
-    close(fds[1]);
-    char c;
-    while (read(fds[0], &c, 1) < 0 && errno == EINTR) {
-    }
-    _exit(7);
-  }
-  close(fds[0]);
-  *wfd = fds[1];
-  return child;
 }
 
 static void test_of_pid_and_hold(void) {
@@ -296,38 +264,6 @@ static void test_of_pid_and_hold(void) {
   bh_identity_clear(&self);
 }
 
-/* Run a copy of this binary as "COPY block": it blocks on a pipe until
- * wfd closes. The copy is the child's /proc/PID/exe. */
-static pid_t spawn_copy(const char *copy, int *wfd) {
-  int fds[2];
-  CHECK_INT(pipe2(fds, O_CLOEXEC), 0);
-  pid_t child = fork();
-  if (child == 0) {
-    if (dup2(fds[0], 0) < 0) _exit(127);
-    execl(copy, copy, "block", (char *)NULL);
-    _exit(127);
-  }
-  close(fds[0]);
-  *wfd = fds[1];
-  return child;
-}
-
-/* Wait until the exec'd child's exe link names the copy (exec is not
- * instantaneous after fork). */
-static void wait_exec(pid_t child, const char *copy) {
-  char link[64], target[512];
-  snprintf(link, sizeof link, "/proc/%d/exe", (int)child);
-  for (int i = 0; i < 3000; i++) {
-    ssize_t n = readlink(link, target, sizeof target - 1);
-    if (n > 0) {
-      target[n] = '\0';
-      if (strcmp(target, copy) == 0) return;
-    }
-    usleep(10000);
-  }
-  CHECK(!"child never exec'd the copy");
-}
-
 /* A daemon whose executable is deleted after start: the link reads back
  * as "PATH (deleted)" (DESIGN §1.8), so the path no longer matches (and
  * err.exe_deleted says why: an upgrade, not a dead daemon). The file it
@@ -335,10 +271,12 @@ static void wait_exec(pid_t child, const char *copy) {
  * process really runs, deleted or not (it failed with exe_hash when
  * digests were read by path). */
 static void test_deleted_executable(void) {
-  char *copy = copy_self("exe2");
+  char copy[256];
+  bh_test_path(copy, sizeof copy, "exe2");
+  copy_self(copy, 0);
   int wfd;
-  pid_t child = spawn_copy(copy, &wfd);
-  wait_exec(child, copy);
+  pid_t child = spawn_copy(copy, NULL, &wfd);
+  CHECK(wait_exec(child, copy));
   bh_identity got;
   bh_err err;
   bh_identity_init(&got);
@@ -377,12 +315,7 @@ static void test_deleted_executable(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc == 2 && strcmp(argv[1], "block") == 0) {
-    char c;
-    while (read(0, &c, 1) < 0 && errno == EINTR) {
-    }
-    return 0;
-  }
+  if (block_mode(argc, argv)) return 0;
   signal(SIGPIPE, SIG_IGN);
   probe_pidfd_support();
   RUN(test_verify_self);

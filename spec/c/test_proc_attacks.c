@@ -6,15 +6,10 @@
  * record names and runs it from there; seen from here, /proc/PID/exe
  * names the recorded path, but the file behind the link is the impostor's
  * and that is what must be hashed. */
-#include <errno.h>
-#include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,67 +17,9 @@
 #include "digest.h"
 #include "identity.h"
 #include "proc.h"
+#include "proc_helpers.h"
 #include "procfs.h"
 #include "testutil.h"
-
-/* Copy this test's binary to path, with `extra` bytes appended (an ELF
- * file runs the same with trailing bytes; its digests differ). */
-static void copy_self(const char *path, size_t extra) {
-  int in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-  int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-  CHECK(in >= 0 && out >= 0);
-  char buf[65536];
-  ssize_t n;
-  while ((n = read(in, buf, sizeof buf)) > 0)
-    CHECK_INT(write(out, buf, (size_t)n), n);
-  memset(buf, 0x42, sizeof buf);
-  for (size_t done = 0; done < extra; done += sizeof buf)
-    CHECK(write(out, buf,
-                extra - done < sizeof buf ? extra - done : sizeof buf) > 0);
-  close(in);
-  close(out);
-}
-
-/* Run exe (a copy of this binary) as "exe block": it blocks reading
- * stdin until *wfd closes. With over != NULL the child first moves to a
- * mount namespace of its own and bind-mounts `over` on exe there. */
-static pid_t spawn(const char *exe, const char *over, int *wfd) {
-  int fds[2];
-  CHECK_INT(pipe2(fds, O_CLOEXEC), 0);
-  pid_t child = fork();
-  if (child == 0) {
-    if (dup2(fds[0], 0) < 0) _exit(127);
-    if (over != NULL &&
-        (unshare(CLONE_NEWNS) != 0 ||
-         mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
-         mount(over, exe, NULL, MS_BIND, NULL) != 0)) {
-      fprintf(stderr, "impostor: %s\n", strerror(errno));
-      _exit(126);
-    }
-    execl(exe, exe, "block", (char *)NULL);
-    _exit(127);
-  }
-  close(fds[0]);
-  *wfd = fds[1];
-  return child;
-}
-
-/* Wait until the child's exe link names exe (exec is not instantaneous);
- * false when it exited first. */
-static bool wait_exec(pid_t child, const char *exe) {
-  char link[64], target[512];
-  snprintf(link, sizeof link, "/proc/%d/exe", (int)child);
-  for (int i = 0; i < 3000; i++) {
-    ssize_t n = readlink(link, target, sizeof target - 1);
-    if (n > 0) {
-      target[n] = '\0';
-      if (strcmp(target, exe) == 0) return true;
-    }
-    if (waitpid(child, NULL, WNOHANG) == child) return false;
-    usleep(10000);
-  }
-  return false;
-}
 
 static void finish(pid_t child, int wfd) {
   close(wfd);
@@ -107,7 +44,7 @@ static void test_pid_reused(void) {
   bh_test_path(exe, sizeof exe, "reused");
   copy_self(exe, 0);
   int wfd;
-  pid_t child = spawn(exe, NULL, &wfd);
+  pid_t child = spawn_copy(exe, NULL, &wfd);
   CHECK(wait_exec(child, exe));
   bh_identity rec;
   bh_err err;
@@ -154,7 +91,7 @@ static void test_digest_mismatch(void) {
   copy_self(exe, 0);
   copy_self(other, 4096);
   int wfd;
-  pid_t child = spawn(exe, NULL, &wfd);
+  pid_t child = spawn_copy(exe, NULL, &wfd);
   CHECK(wait_exec(child, exe));
   bh_identity rec;
   bh_err err;
@@ -197,7 +134,7 @@ static void test_bind_mount(void) {
              &err);
   CHECK(memcmp(want.sha256, bad.sha256, 32) != 0);
   int wfd;
-  pid_t child = spawn(legit, impostor, &wfd);
+  pid_t child = spawn_copy(legit, impostor, &wfd);
   if (!wait_exec(child, legit)) {
     int status = 0;
     waitpid(child, &status, 0);
@@ -242,12 +179,7 @@ static void test_bind_mount(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc == 2 && strcmp(argv[1], "block") == 0) {
-    char c;
-    while (read(0, &c, 1) < 0 && errno == EINTR) {
-    }
-    return 0;
-  }
+  if (block_mode(argc, argv)) return 0;
   RUN(test_pid_reused);
   RUN(test_digest_mismatch);
   RUN(test_bind_mount);
