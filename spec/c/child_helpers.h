@@ -21,28 +21,29 @@
 
 #define CH_UNUSED __attribute__((unused))
 
-/* VmHWM (peak resident set) of this process in KiB, or -1. */
-static CH_UNUSED long ch_hwm_kb(void) {
+/* The "NAME: N kB" field of /proc/self/status in KiB, or -1. */
+static CH_UNUSED long ch_status_kb(const char *field) {
   FILE *f = fopen("/proc/self/status", "re");
   char line[256];
+  size_t len = strlen(field);
   long kb = -1;
   if (f == NULL) return -1;
   while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+    if (strncmp(line, field, len) == 0 && line[len] == ':' &&
+        sscanf(line + len + 1, " %ld kB", &kb) == 1)
+      break;
   fclose(f);
   return kb;
 }
 
+/* VmHWM (peak resident set) of this process in KiB, or -1. */
+static CH_UNUSED long ch_hwm_kb(void) {
+  return ch_status_kb("VmHWM");
+}
+
 /* VmRSS (resident set now) of this process in KiB, or -1. */
 static CH_UNUSED long ch_rss_kb(void) {
-  FILE *f = fopen("/proc/self/status", "re");
-  char line[256];
-  long kb = -1;
-  if (f == NULL) return -1;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
-  fclose(f);
-  return kb;
+  return ch_status_kb("VmRSS");
 }
 
 /* Reset VmHWM to the current resident set (Linux >= 4.0), so a child
@@ -92,43 +93,10 @@ static CH_UNUSED bool ch_read_within(int fd, void *buf, size_t len,
   return true;
 }
 
-/* Run fn(arg, wfd) in a forked child, which must write exactly rep_len
- * bytes of report to wfd; the child exits after fn returns. Returns true
- * when the report came within max_s seconds and the child exited 0; on
- * a timeout the child is killed (SIGKILL) and reaped. */
-static CH_UNUSED bool ch_run(void (*fn)(void *arg, int wfd), void *arg,
-                             void *rep, size_t rep_len, double max_s) {
-  int pfd[2];
-  (void)malloc_trim(0); /* as ch_spawn */
-  if (pipe2(pfd, O_CLOEXEC) != 0) return false;
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(pfd[0]);
-    close(pfd[1]);
-    return false;
-  }
-  if (pid == 0) {
-    close(pfd[0]);
-    fn(arg, pfd[1]);
-    _exit(0);
-  }
-  close(pfd[1]);
-  bool ok = ch_read_within(pfd[0], rep, rep_len, max_s);
-  close(pfd[0]);
-  if (!ok) {
-    fprintf(stderr, "  child %d: no report within %.1f s: killed\n", (int)pid,
-            max_s);
-    kill(pid, SIGKILL);
-  }
-  int ws = 0;
-  while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
-  }
-  return ok && WIFEXITED(ws) && WEXITSTATUS(ws) == 0;
-}
-
-/* Start fn(arg, wfd) in a forked child (as ch_run) without waiting:
- * *rfd is the read end of its report pipe, for the caller's own loop.
- * Returns the pid, or -1. */
+/* Start fn(arg, wfd) in a forked child, which must write its report to
+ * wfd; the child exits after fn returns. *rfd is the read end of the
+ * report pipe, for ch_collect or the caller's own loop. Returns the pid,
+ * or -1. */
 static CH_UNUSED pid_t ch_spawn(void (*fn)(void *arg, int wfd), void *arg,
                                 int *rfd) {
   int pfd[2];
@@ -152,18 +120,31 @@ static CH_UNUSED pid_t ch_spawn(void (*fn)(void *arg, int wfd), void *arg,
   return pid;
 }
 
-/* Read a spawned child's report (within max_s), close rfd, reap it; kill
- * it first when no report came. True when the report came and it exited
- * 0. */
+/* Read exactly len bytes of a spawned child's report (within max_s),
+ * close rfd, reap it; on a timeout it is killed (SIGKILL) first. True
+ * when the report came and it exited 0. */
 static CH_UNUSED bool ch_collect(pid_t pid, int rfd, void *rep, size_t len,
                                  double max_s) {
   bool ok = ch_read_within(rfd, rep, len, max_s);
   close(rfd);
-  if (!ok) kill(pid, SIGKILL);
+  if (!ok) {
+    fprintf(stderr, "  child %d: no report within %.1f s: killed\n", (int)pid,
+            max_s);
+    kill(pid, SIGKILL);
+  }
   int ws = 0;
   while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
   }
   return ok && WIFEXITED(ws) && WEXITSTATUS(ws) == 0;
+}
+
+/* Run fn(arg, wfd) in a forked child (ch_spawn), which must write exactly
+ * rep_len bytes of report to wfd, and collect it (ch_collect). */
+static CH_UNUSED bool ch_run(void (*fn)(void *arg, int wfd), void *arg,
+                             void *rep, size_t rep_len, double max_s) {
+  int rfd;
+  pid_t pid = ch_spawn(fn, arg, &rfd);
+  return pid > 0 && ch_collect(pid, rfd, rep, rep_len, max_s);
 }
 
 /* Write the whole report or exit the child with status 9. */
