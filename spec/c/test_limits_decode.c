@@ -71,12 +71,7 @@ static void put(bytes *b, const void *data, size_t n) {
 
 static void put_varint(bytes *b, uint64_t v) {
   uint8_t x[10];
-  size_t n = 0;
-  do {
-    x[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-    v >>= 7;
-  } while (v);
-  put(b, x, n);
+  put(b, x, bh_test_varint(v, x));
 }
 
 /* n two-byte fields "key 00" with the given one-byte key. */

@@ -31,18 +31,9 @@ static long bound_kb(long target) {
   return ch_sanitized() ? 2 * target : target;
 }
 
-static size_t varint(uint64_t v, uint8_t *out) {
-  size_t n = 0;
-  do {
-    out[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-    v >>= 7;
-  } while (v);
-  return n;
-}
-
 static size_t varint_len(uint64_t v) {
   uint8_t tmp[10];
-  return varint(v, tmp);
+  return bh_test_varint(v, tmp);
 }
 
 /* ---- a daemon that withholds the end of huge answers --------------------- */
@@ -93,16 +84,16 @@ static void answer_prefix(wh_conn *c, const bh_request *req) {
   n = BH_FRAME_HEADER_LEN;
   memcpy(o + n, "\x08\x01\x10\x01\x18\xb2\xe4\x02\x28", 9);
   n += 9;
-  n += varint(req->request_id, o + n);
+  n += bh_test_varint(req->request_id, o + n);
   o[n++] = 0x22; /* payload */
-  n += varint(p, o + n);
+  n += bh_test_varint(p, o + n);
   memcpy(o + n, req->nonce, BH_NONCE_LEN);
   n += BH_NONCE_LEN;
   memcpy(o + n, s->id_pb, s->id_len);
   n += s->id_len;
   o[n++] = (uint8_t)((PAD_TAG << 3 | 2) | 0x80); /* key of field 50, */
   o[n++] = (uint8_t)(PAD_TAG >> 4);              /* length-delimited */
-  n += varint(q, o + n);
+  n += bh_test_varint(q, o + n);
   c->prefix_len = n;
   c->total = BH_FRAME_HEADER_LEN + s->send_body;
   CHECK(answer_body_len(s, req->request_id, q) == s->announce);

@@ -99,11 +99,7 @@ static void test_set_daemon_generations(void) {
 
 /* Append a varint to buf at *n. */
 static void put_varint(uint8_t *buf, size_t *n, uint64_t v) {
-  while (v >= 0x80) {
-    buf[(*n)++] = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
-  buf[(*n)++] = (uint8_t)v;
+  *n += bh_test_varint(v, buf + *n);
 }
 
 /* A manifest with unknown fields at the top level (98 as a varint, 99 as

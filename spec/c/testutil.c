@@ -89,6 +89,15 @@ long bh_test_unhex(const char *hex, uint8_t *out, size_t cap) {
   return (long)(n / 2);
 }
 
+size_t bh_test_varint(uint64_t v, uint8_t out[10]) {
+  size_t n = 0;
+  do {
+    out[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+    v >>= 7;
+  } while (v);
+  return n;
+}
+
 int bh_test_count_fds(void) {
   bh_proc_cache_clear();
   DIR *d = opendir("/proc/self/fd");

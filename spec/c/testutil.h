@@ -74,6 +74,11 @@ char *bh_test_path(char *buf, size_t cap, const char *name);
  * -1. */
 long bh_test_unhex(const char *hex, uint8_t *out, size_t cap);
 
+/* v as a protobuf varint into out (at most 10 bytes, the length of
+ * UINT64_MAX); returns the byte count. For tests that craft wire bytes
+ * the encoders would refuse to write. */
+size_t bh_test_varint(uint64_t v, uint8_t out[10]);
+
 /* Number of open descriptors of this process (entries of /proc/self/fd),
  * after emptying the cache of verified processes (proc_cache.h): its
  * pidfds are kept on purpose, and a leak check must not count them. */
