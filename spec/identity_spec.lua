@@ -7,8 +7,6 @@ local H = require "helpers"
 local EP = { namespace_id = "ns", path = "/tmp/bh-identity-spec.sock" }
 local FIX = "spec/fixtures/"
 
-local function copy(id) return assert(bh.identity.from_json(bh.identity.to_json(id))) end
-
 describe("bh.identity", function()
   local me
   before_each(function()
@@ -37,7 +35,7 @@ describe("bh.identity", function()
   end)
 
   it("round-trips through JSON and protobuf", function()
-    assert.same(me, copy(me))
+    assert.same(me, H.copy(bh, me))
     local bytes = bh.identity.encode(me)
     assert.equal("string", type(bytes))
     assert.same(me, assert(bh.identity.decode(bytes)))
@@ -92,7 +90,7 @@ describe("bh.identity", function()
       { "exe_hash", string.rep("0", 64), "exe_hash_mismatch" },
     }
     for _, c in ipairs(cases) do
-      local id = copy(me)
+      local id = H.copy(bh, me)
       id[c[1]] = type(c[2]) == "number" and math.tointeger(c[2]) or c[2]
       local ok, err = bh.identity.verify_pid(id)
       assert.is_nil(ok, c[3])
@@ -100,7 +98,7 @@ describe("bh.identity", function()
       assert.equal("verify_pid", err.stage)
     end
     -- a record with one generation only is checked on what it has
-    local gen1, gen2 = copy(me), copy(me)
+    local gen1, gen2 = H.copy(bh, me), H.copy(bh, me)
     gen1.exe_hash, gen1.exe_hash_algorithm = nil, nil
     gen2.exe_sha256 = nil
     assert.is_true(bh.identity.verify_pid(gen1))
@@ -201,7 +199,7 @@ describe("bh.identity", function()
       "a prepared identity is read-only (prepare a changed table instead)")
     assert.matches("^bh%.identity%(pid " .. me.pid .. ", /", tostring(p))
     -- The table is copied: changing it later does not change p.
-    local t = copy(me)
+    local t = H.copy(bh, me)
     local q = bh.identity.prepare(t)
     t.pid = 1
     assert.equal(me.pid, q.pid)
@@ -210,7 +208,7 @@ describe("bh.identity", function()
     local gen2 = { generation = 2 }
     assert.equal(bh.identity.encode(me, gen2), bh.identity.encode(p, gen2))
     assert.is_true(bh.identity.verify_pid(p))
-    local bad = copy(me)
+    local bad = H.copy(bh, me)
     bad.exe_sha256 = "xyz"
     local ok, err = pcall(bh.identity.prepare, bad)
     assert.is_false(ok)
@@ -222,7 +220,7 @@ describe("bh.identity", function()
   end)
 
   it("raises on malformed identity tables, naming argument and field", function()
-    local bad = copy(me)
+    local bad = H.copy(bh, me)
     bad.exe_sha256 = "xyz"
     local function raises(f, msg)
       local ok, err = pcall(f)
@@ -231,11 +229,11 @@ describe("bh.identity", function()
     end
     raises(function() bh.identity.to_json(bad) end,
       "bad argument #1 to 'bh.identity.to_json' (identity.exe_sha256: expected 64 hex digits)")
-    bad = copy(me)
+    bad = H.copy(bh, me)
     bad.ipc_endpoint = nil
     raises(function() bh.identity.encode(bad) end,
       "bad argument #1 to 'bh.identity.encode' (identity.ipc_endpoint: expected a table, got nil)")
-    bad = copy(me)
+    bad = H.copy(bh, me)
     bad.pid = -1
     raises(function() bh.identity.verify_pid(bad) end,
       "bad argument #1 to 'bh.identity.verify_pid' "

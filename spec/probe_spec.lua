@@ -70,7 +70,7 @@ describe("bh.probe", function()
         assert.same(id, h.identity)
         assert.is_true(bh.probe_response(ep, p, { timeout = 2 }))
       end
-      local other = assert(bh.identity.from_json(bh.identity.to_json(id)))
+      local other = H.copy(bh, id)
       other.boot_id = "another-boot"
       local ok, err = bh.probe_response(ep, bh.identity.prepare(other), { timeout = 2 })
       assert.is_nil(ok)
@@ -93,14 +93,14 @@ describe("bh.probe", function()
       assert.equal("endpoint_mismatch", err.code)
       assert.equal("endpoint", err.stage)
 
-      local dead = assert(bh.identity.from_json(bh.identity.to_json(id)))
+      local dead = H.copy(bh, id)
       dead.pid = 2 ^ 31 - 2
       h, err = bh.probe(ep, dead)
       assert.is_nil(h)
       assert.equal("pid_not_found", err.code)
       assert.equal("verify_pid", err.stage)
 
-      local liar = assert(bh.identity.from_json(bh.identity.to_json(id)))
+      local liar = H.copy(bh, id)
       liar.started_at_unix_ms = id.started_at_unix_ms + 5000 -- not compared
       assert.truthy(bh.probe(ep, liar))
       liar.started_at_unix_ms = 1 -- a record older than its process: reused
@@ -120,7 +120,7 @@ describe("bh.probe", function()
       -- the pid verifies, nothing answers on its socket: connect, which
       -- proves nothing about the daemon (unreachable, never stale)
       local nobody = H.endpoint(dir, "nobody")
-      local noid = assert(bh.identity.from_json(bh.identity.to_json(id)))
+      local noid = H.copy(bh, id)
       noid.ipc_endpoint = nobody
       h, err = bh.probe(nobody, noid)
       assert.is_nil(h)
@@ -344,7 +344,7 @@ describe("bh.probe", function()
       "bh.probe must be called from a task; wrap your code in bh.run")
     assert.has_error(function() bh.probe_response(ep, id) end,
       "bh.probe_response must be called from a task; wrap your code in bh.run")
-    local bad = assert(bh.identity.from_json(bh.identity.to_json(id)))
+    local bad = H.copy(bh, id)
     bad.exe_sha256 = "nothex"
     local function msg(f)
       local ok, err = pcall(bh.run, f)

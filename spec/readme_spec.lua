@@ -37,7 +37,7 @@ describe("README.md's examples", function()
   -- A live daemon's identity file and a stale copy of it.
   local function records()
     local d = H.start_daemon(bh, dir, "readme")
-    local stale = assert(bh.identity.from_json(bh.identity.to_json(d.identity)))
+    local stale = H.copy(bh, d.identity)
     stale.pid = 2 ^ 31 - 2
     H.spit(dir .. "/live.json", bh.identity.to_json(d.identity))
     H.spit(dir .. "/stale.json", bh.identity.to_json(stale))

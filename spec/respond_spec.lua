@@ -85,7 +85,7 @@ describe("bh.respond", function()
     local mode = "normal"
     bh.run(function()
       local id = me(ep)
-      local liar = assert(bh.identity.from_json(bh.identity.to_json(id)))
+      local liar = H.copy(bh, id)
       liar.exe_path = "/usr/bin/not-me"
       local r = assert(bh.respond(ep, id, {
         on_request = function(req)
@@ -367,7 +367,7 @@ describe("reply modes", function()
     local ep = H.endpoint(dir)
     bh.run(function()
       local id = me(ep)
-      local liar = assert(bh.identity.from_json(bh.identity.to_json(id)))
+      local liar = H.copy(bh, id)
       liar.pid = liar.pid + 1
       local reply
       local _ <close> = assert(bh.respond(ep, id, { on_request = function() return reply end }))
