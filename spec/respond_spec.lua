@@ -295,7 +295,7 @@ describe("on_request as a task", function()
   end)
 
   it("reports a bad reply, drops that request and keeps serving", function()
-    local ok, _, err = H.lua(dir, [[
+    local ok, out, err = H.lua(dir, [[
       local bh = require "bh"
       local ep = { namespace_id = "s", path = "]] .. H.sock(dir) .. [[" }
       bh.run(function()
@@ -313,6 +313,9 @@ describe("on_request as a task", function()
       end)
     ]])
     assert.is_true(ok)
+    -- Each bad reply drops its request (that probe fails with io, and the
+    -- responder counts it rejected); the third request is still answered.
+    assert.equal("io\nio\ntrue\n1\t2\n", out)
     assert.matches("on_request: on_request's reply: a reply must be nil, a mode name, an "
       .. "identity or a reply table, got number", err)
     assert.matches("on_request: on_request's reply: unknown reply mode 'no_such_mode'", err)
