@@ -17,6 +17,7 @@
 #include "digest.h"
 #include "fsutil.h"
 #include "manifest.h"
+#include "manifest_helpers.h"
 
 enum { SWAP_READS = 2000, SWAP_PAUSE_USEC = 100 };
 #define SWAP_MIN_SECONDS 1.0
@@ -65,17 +66,9 @@ static bool read_bounded(reader what, const char *path, bool writer,
   return ch_run(read_child, &a, o, sizeof *o, 10.0);
 }
 
-static void write_file(const char *path, const void *data, size_t len) {
-  FILE *f = fopen(path, "wb");
-  CHECK(f != NULL);
-  if (f == NULL) return;
-  CHECK_INT(fwrite(data, 1, len, f), len);
-  fclose(f);
-}
-
 /* A sealed-enough manifest: service_name "s" (any bytes that decode). */
 static void write_manifest(const char *path) {
-  write_file(path, "\x0a\x01s", 3);
+  mh_write_bytes(path, "\x0a\x01s", 3);
 }
 
 static void test_fifo_is_refused_at_once(void) {
@@ -215,7 +208,7 @@ static void test_read_small(void) {
   size_t len = 0;
   bh_err err;
   bh_test_path(path, sizeof path, "small");
-  write_file(path, "hello\n", 6);
+  mh_write_bytes(path, "hello\n", 6);
   CHECK_INT(bh_file_read_small(path, 6, &buf, &len, BH_MANIFEST_IO, &err), 0);
   CHECK_INT(len, 6);
   CHECK_STR(buf, "hello\n");
@@ -250,7 +243,7 @@ static void test_read_small(void) {
   CHECK_INT(bh_file_read_small(link, 64, &buf, &len, BH_SYSTEM, &err), EINVAL);
   CHECK(strstr(err.message, "a FIFO") != NULL);
   /* The empty file is read as empty, NUL-terminated. */
-  write_file(path, "", 0);
+  mh_write_bytes(path, "", 0);
   CHECK_INT(bh_file_read_small(path, 0, &buf, &len, BH_SYSTEM, &err), 0);
   CHECK(len == 0 && buf != NULL && buf[0] == '\0');
   free(buf);
