@@ -8,6 +8,7 @@
 
 #include "loop.h"
 #include "net_helpers.h"
+#include "resp_child.h"
 #include "wire.h"
 
 enum { NRESP = 100, NPROBE = 1000, HEAP_BUDGET = 4096 };
@@ -83,30 +84,6 @@ static void test_thousand_concurrent(void) {
   CHECK_INT(bh_test_count_fds(), fds);
 }
 
-/* A responder serving `me` in a child process with its own loop (so our
- * descriptor limit does not starve it). Returns the child's pid once it
- * listens. */
-static pid_t fork_responder(const bh_endpoint *ep) {
-  int pfd[2];
-  CHECK(pipe(pfd) == 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(pfd[0]);
-    struct event_base *b = bh_loop_new();
-    bh_err err;
-    bh_responder *r = bh_respond_start(b, ep, &me, NULL, &err);
-    if (r == NULL) _exit(3);
-    if (write(pfd[1], "x", 1) != 1) _exit(4);
-    event_base_dispatch(b);
-    _exit(0);
-  }
-  close(pfd[1]);
-  char c;
-  CHECK_INT(read(pfd[0], &c, 1), 1);
-  close(pfd[0]);
-  return pid;
-}
-
 typedef struct batch {
   probe_out out[200];
   int n;
@@ -125,7 +102,10 @@ static void test_descriptor_exhaustion(void) {
   static batch b;
   bh_endpoint ep = {0};
   make_endpoint(&ep, "x.sock");
-  pid_t child = fork_responder(&ep);
+  /* The responder runs in a child process with its own loop, so that our
+   * descriptor limit does not starve it. */
+  resp_child rc = {.ep = &ep, .id = &me, .opts = bh_respond_opts_default()};
+  CHECK(resp_child_start(&rc));
   int fds = bh_test_count_fds();
   struct rlimit old, low;
   CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
@@ -156,8 +136,9 @@ static void test_descriptor_exhaustion(void) {
   CHECK(out_of_fds > 0);
   CHECK_INT(ok + out_of_fds, b.n);
   CHECK_INT(bh_test_count_fds(), fds);
-  kill(child, SIGKILL);
-  CHECK_INT(waitpid(child, NULL, 0), child);
+  resp_report rr;
+  CHECK(resp_child_stop(&rc, &rr));
+  CHECK_INT(rr.served, ok);
   bh_endpoint_clear(&ep);
 }
 
