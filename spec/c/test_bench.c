@@ -16,26 +16,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "net_helpers.h"
 #include "testutil.h"
 
 enum { ROUNDS = 3 }; /* of the driver's smoke plan */
 
 static char driver[4200], bin_dir[4096], host[4200];
 
-/* Run the driver's smoke plan with BH_REFPEER_DIR = refpeer (NULL: unset);
- * its stdout goes to out_path. Returns its exit status. */
-static int run_driver(const char *refpeer, const char *out_path,
-                      const char *json_path) {
+/* Start the driver's smoke plan with BH_REFPEER_DIR = refpeer (NULL:
+ * unset) and, unless tmpdir is NULL, TMPDIR = tmpdir; its stdout goes to
+ * out_path. Returns its pid (or -1). */
+static pid_t start_driver(const char *refpeer, const char *tmpdir,
+                          const char *out_path, const char *json_path) {
   pid_t pid = fork();
   if (pid == 0) {
-    FILE *out = freopen(out_path, "w", stdout);
-    if (out == NULL) _exit(126);
+    if (freopen(out_path, "w", stdout) == NULL) _exit(126);
+    if (tmpdir != NULL) (void)setenv("TMPDIR", tmpdir, 1);
     if (refpeer != NULL)
       (void)setenv("BH_REFPEER_DIR", refpeer, 1);
     else
@@ -43,6 +43,13 @@ static int run_driver(const char *refpeer, const char *out_path,
     execl(driver, driver, "--smoke", bin_dir, host, json_path, (char *)NULL);
     _exit(127);
   }
+  return pid;
+}
+
+/* Run the smoke plan (as start_driver) to its end; its exit status. */
+static int run_driver(const char *refpeer, const char *out_path,
+                      const char *json_path) {
+  pid_t pid = start_driver(refpeer, NULL, out_path, json_path);
   int status = -1;
   if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -281,12 +288,11 @@ static bool wait_run_dir(const char *tmp, char *run, size_t cap) {
 
 /* Does something still accept at dir/name? */
 static bool accepts(const char *dir, const char *name) {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  (void)snprintf(sa.sun_path, sizeof sa.sun_path, "%.90s/%.16s", dir, name);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+  char path[108];
+  (void)snprintf(path, sizeof path, "%.90s/%.16s", dir, name);
+  int fd = connect_raw(path);
   if (fd >= 0) (void)close(fd);
-  return ok;
+  return fd >= 0;
 }
 
 /* A driver killed in the middle of its run leaves no server behind: they
@@ -297,14 +303,7 @@ static void test_killed_driver_takes_its_servers(void) {
   CHECK(mkdir(tmp, 0700) == 0);
   bh_test_path(out, sizeof out, "killed.out");
   bh_test_path(js, sizeof js, "killed.json");
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (freopen(out, "w", stdout) == NULL) _exit(126);
-    (void)setenv("TMPDIR", tmp, 1);
-    (void)unsetenv("BH_REFPEER_DIR");
-    execl(driver, driver, "--smoke", bin_dir, host, js, (char *)NULL);
-    _exit(127);
-  }
+  pid_t pid = start_driver(NULL, tmp, out, js);
   CHECK(pid > 0);
   bool started = pid > 0 && wait_run_dir(tmp, run, sizeof run);
   CHECK(started);
