@@ -8,7 +8,9 @@
 -- manifests we wrote and cleared, ours on theirs.
 local peers_dir = assert(..., "usage: bhprobe-lua scripts/interop.lua REFPEER_DIR")
 local PEERS = { rp41 = peers_dir .. "/rp41", rplatest = peers_dir .. "/rplatest" }
-local dir = assert(io.popen('mktemp -d "${TMPDIR:-/tmp}/bhinterop.XXXXXX"')):read("l")
+local mktemp = assert(io.popen('mktemp -d "${TMPDIR:-/tmp}/bhinterop.XXXXXX"'))
+local dir = assert(mktemp:read("l"), "mktemp failed")
+mktemp:close()
 local failures = 0
 
 local function check(what, got, want)
@@ -43,7 +45,11 @@ end
 -- Wait until path exists (a peer writes its files once it listens).
 local function wait_for(path)
   for _ = 1, 200 do
-    if io.open(path) then return end
+    local f = io.open(path)
+    if f then
+      f:close()
+      return
+    end
     bh.sleep(0.02)
   end
   error("no " .. path)
