@@ -63,17 +63,31 @@ end
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 M.q = q
 
+-- Runs the shell command cmd in the background (sh's `cmd &`) and returns
+-- the pid of that background job.
+local function background(cmd)
+  local p = assert(io.popen(cmd .. " & echo $!"))
+  local pid = math.tointeger(tonumber(p:read("l") or ""))
+  p:close()
+  return assert(pid, "no pid for: " .. cmd)
+end
+
+-- The target of /proc/PID/exe, or "" while there is none.
+local function exe_of(pid)
+  local p = assert(io.popen("readlink /proc/" .. pid .. "/exe 2>/dev/null"))
+  local l = p:read("l") or ""
+  p:close()
+  return l
+end
+
 -- Starts `prog args...` in the background (through sh) and returns its pid
 -- once the process runs prog (sh's child is still a shell until it has
 -- exec'd: an identity taken before then would name the shell).
 function M.spawn(prog, args)
-  local p = assert(io.popen(q(prog) .. " " .. (args or "") .. " >/dev/null 2>&1 & echo $!"))
-  local pid = math.tointeger(tonumber(p:read("l")))
-  p:close()
+  local pid = background(q(prog) .. " " .. (args or "") .. " >/dev/null 2>&1")
   local want = prog:match("[^/]+$")
   for _ = 1, 200 do
-    local l = io.popen("readlink /proc/" .. pid .. "/exe 2>/dev/null"):read("l") or ""
-    if l:match("[^/]+$") == want then return pid end
+    if exe_of(pid):match("[^/]+$") == want then return pid end
     os.execute("sleep 0.01")
   end
   error("process " .. pid .. " did not start " .. prog)
@@ -125,11 +139,8 @@ function M.start_daemon(bh, dir, name, opts)
     serve = " " .. q(path .. ".serve.json")
   end
   local trap = opts.ignore_term and "trap '' TERM; " or ""
-  local cmd = "sh -c " .. q(trap .. "exec lua5.4 " .. q(script) .. " " .. q(path) .. serve) ..
-              " >/dev/null 2>" .. q(path .. ".err") .. " & echo $!"
-  local p = assert(io.popen(cmd))
-  local pid = tonumber(p:read("l"))
-  p:close()
+  local pid = background("sh -c " .. q(trap .. "exec lua5.4 " .. q(script) .. " " .. q(path) ..
+                                       serve) .. " >/dev/null 2>" .. q(path .. ".err"))
   for _ = 1, 200 do
     if M.exists(path .. ".json") then break end
     os.execute("sleep 0.05")
