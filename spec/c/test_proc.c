@@ -314,6 +314,27 @@ static void test_deleted_executable(void) {
   bh_identity_clear(&got);
 }
 
+/* The pid a pidfd names, read from its fdinfo (the peer check's fallback
+ * where pidfds cannot be compared): the child's while it lives, -1 once
+ * it is reaped, 0 for a descriptor that is no pidfd's. */
+static void test_pidfd_pid(void) {
+  int wfd;
+  pid_t child = spawn_blocked(&wfd);
+  int pidfd = bh_pidfd_open((uint32_t)child);
+  if (pidfd < 0) {
+    printf("SKIP: no pidfd_open (%s)\n", strerror(errno));
+    close(wfd);
+    waitpid(child, NULL, 0);
+    return;
+  }
+  CHECK_INT(bh_pidfd_pid(pidfd), child);
+  close(wfd);
+  CHECK_INT(waitpid(child, NULL, 0), child);
+  CHECK_INT(bh_pidfd_pid(pidfd), -1);
+  close(pidfd);
+  CHECK_INT(bh_pidfd_pid(pidfd), 0); /* closed: no fdinfo */
+}
+
 int main(int argc, char **argv) {
   if (block_mode(argc, argv)) return 0;
   signal(SIGPIPE, SIG_IGN);
@@ -324,5 +345,6 @@ int main(int argc, char **argv) {
   RUN(test_zombie);
   RUN(test_of_pid_and_hold);
   RUN(test_deleted_executable);
+  RUN(test_pidfd_pid);
   return bh_test_summary();
 }
