@@ -45,6 +45,16 @@ typedef struct bench_round {
   double cpu_prober, cpu_responder, cpu_both;
 } bench_round;
 
+/* The figures of a round, in table order: the label the table prints, the
+ * key bench.json uses, where the figure is. */
+enum { BENCH_FIGURES = 8 };
+typedef struct bench_figure {
+  const char *label, *json;
+  size_t off;
+} bench_figure;
+extern const bench_figure bench_figures[BENCH_FIGURES];
+double bench_figure_of(const bench_round *r, int figure);
+
 typedef enum bench_kind {
   BENCH_OURS, /* our prober in this process (response-only or full) */
   BENCH_RAW,  /* a blocking client loop in this process */

@@ -263,17 +263,12 @@ static void one_round(bench_pair *p, const bench_plan *plan, int mode,
 }
 
 static void median_of_rounds(bench_pair *p, int rounds) {
-  static const size_t fields[] = {
-      offsetof(bench_round, p50),           offsetof(bench_round, p90),
-      offsetof(bench_round, p99),           offsetof(bench_round, max),
-      offsetof(bench_round, mean),          offsetof(bench_round, cpu_prober),
-      offsetof(bench_round, cpu_responder), offsetof(bench_round, cpu_both)};
   for (int mode = 0; mode < BENCH_MODES; mode++)
-    for (size_t f = 0; f < sizeof fields / sizeof *fields; f++) {
+    for (int f = 0; f < BENCH_FIGURES; f++) {
       double v[BENCH_MAX_ROUNDS];
       for (int i = 0; i < rounds; i++)
-        v[i] = *(double *)((char *)&p->rounds[mode][i] + fields[f]);
-      *(double *)((char *)&p->median[mode] + fields[f]) =
+        v[i] = bench_figure_of(&p->rounds[mode][i], f);
+      *(double *)((char *)&p->median[mode] + bench_figures[f].off) =
           bench_median(v, rounds);
     }
 }

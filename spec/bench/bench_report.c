@@ -21,24 +21,9 @@ static double fig(const bench_results *r, const char *key, int mode,
   return *(const double *)((const char *)&p->median[mode] + field);
 }
 
-enum { ROWS = 8 };
-static const struct {
-  const char *name;
-  size_t field;
-} rows[ROWS] = {
-    {"p50", offsetof(bench_round, p50)},
-    {"p90", offsetof(bench_round, p90)},
-    {"p99", offsetof(bench_round, p99)},
-    {"max", offsetof(bench_round, max)},
-    {"mean wall per probe", offsetof(bench_round, mean)},
-    {"CPU per probe, prober", offsetof(bench_round, cpu_prober)},
-    {"CPU per probe, responder", offsetof(bench_round, cpu_responder)},
-    {"CPU per probe, both", offsetof(bench_round, cpu_both)},
-};
-
 static double row_fig(const bench_results *r, const char *key, int mode,
                       int row) {
-  return fig(r, key, mode, rows[row].field);
+  return fig(r, key, mode, bench_figures[row].off);
 }
 
 static void cell(double v, bool is_ratio) {
@@ -75,8 +60,8 @@ static void table(const bench_results *r, const char *const *keys, int nkeys,
       printf("  pinned: prober and responder both on CPU %d\n", r->plan->cpu);
     else
       printf("  unpinned\n");
-    for (int row = 0; row < ROWS; row++) {
-      printf("    %-25s", rows[row].name);
+    for (int row = 0; row < BENCH_FIGURES; row++) {
+      printf("    %-25s", bench_figures[row].label);
       for (int k = 0; k < nkeys; k++)
         cell(row_fig(r, keys[k], mode, row), false);
       for (int k = 0; k < nratio; k++)
@@ -201,7 +186,8 @@ static void probe_targets(const bench_results *r, target *t, int *n,
   char name[96];
 #define NAME(TEXT) (snprintf(name, sizeof name, "%s: %s", who, TEXT), name)
   add(t, n, NAME("CPU per probe, both processes, one CPU, vs raw"),
-      row_fig(r, key, P, ROWS - 1), row_fig(r, "raw", P, ROWS - 1), 1.5);
+      row_fig(r, key, P, BENCH_FIGURES - 1),
+      row_fig(r, "raw", P, BENCH_FIGURES - 1), 1.5);
   add(t, n, NAME("response-only p50 vs raw pair's p50"), ours50,
       fig(r, "raw", U, p50), 1.25);
   add_abs(t, n, NAME("response-only p99"), ours99, 250, "us");
@@ -249,11 +235,11 @@ static json_t *num(double v) {
 }
 
 static json_t *round_json(const bench_round *f) {
-  return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "p50_us",
-                   num(f->p50), "p90_us", num(f->p90), "p99_us", num(f->p99),
-                   "max_us", num(f->max), "mean_wall_us", num(f->mean),
-                   "cpu_prober_us", num(f->cpu_prober), "cpu_responder_us",
-                   num(f->cpu_responder), "cpu_both_us", num(f->cpu_both));
+  json_t *o = json_object();
+  for (int i = 0; i < BENCH_FIGURES; i++)
+    (void)json_object_set_new(o, bench_figures[i].json,
+                              num(bench_figure_of(f, i)));
+  return o;
 }
 
 static json_t *mode_json(const bench_pair *p, int mode, int rounds) {

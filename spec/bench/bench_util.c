@@ -56,6 +56,23 @@ void bench_round_figures(bench_round *out, int probes, double wall, double cpu,
   out->max = n > 0 ? lat[n - 1] : NAN;
 }
 
+const bench_figure bench_figures[BENCH_FIGURES] = {
+    {"p50", "p50_us", offsetof(bench_round, p50)},
+    {"p90", "p90_us", offsetof(bench_round, p90)},
+    {"p99", "p99_us", offsetof(bench_round, p99)},
+    {"max", "max_us", offsetof(bench_round, max)},
+    {"mean wall per probe", "mean_wall_us", offsetof(bench_round, mean)},
+    {"CPU per probe, prober", "cpu_prober_us",
+     offsetof(bench_round, cpu_prober)},
+    {"CPU per probe, responder", "cpu_responder_us",
+     offsetof(bench_round, cpu_responder)},
+    {"CPU per probe, both", "cpu_both_us", offsetof(bench_round, cpu_both)},
+};
+
+double bench_figure_of(const bench_round *r, int figure) {
+  return *(const double *)((const char *)r + bench_figures[figure].off);
+}
+
 /* The median of the figures of v that are known (not NAN). */
 double bench_median(const double *v, int n) {
   double known[BENCH_MAX_ROUNDS];
