@@ -120,6 +120,9 @@ pid_t bench_spawn_ready(char *const argv[]);
 int bench_capture(char *const argv[], char *out, size_t cap);
 void bench_stop(pid_t pid);
 double bench_cpu_self(void);
+struct rusage;
+/* User + system seconds of a rusage. */
+double bench_rusage_seconds(const struct rusage *ru);
 double bench_cpu_of(pid_t pid);
 void bench_set_affinity(pid_t pid, const cpu_set_t *set);
 void bench_cpu_only(int cpu, cpu_set_t *set);

@@ -112,8 +112,7 @@ static void rp_client(const bench_pair *p, int n, const cpu_set_t *set,
   if (wait4(pid, &status, 0, &ru) != pid) bench_die("wait4");
   r->wall = bench_now() - t0;
   r->rcpu = bench_cpu_of(p->responder) - rcpu0;
-  r->cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  r->cpu = bench_rusage_seconds(&ru);
   r->ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
   rp_parse(text, r);
   if (!r->ok && r->out[0] == '\0')

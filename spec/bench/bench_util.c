@@ -147,12 +147,16 @@ void bench_stop(pid_t pid) {
   if (waitpid(pid, NULL, 0) < 0) bench_die("waitpid: %s", strerror(errno));
 }
 
+double bench_rusage_seconds(const struct rusage *ru) {
+  return (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) +
+         (double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1e6;
+}
+
 /* CPU seconds (user + system) this process has used. */
 double bench_cpu_self(void) {
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0) bench_die("getrusage");
-  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  return bench_rusage_seconds(&ru);
 }
 
 /* CPU seconds (user + system, every thread) of a live process. Its
