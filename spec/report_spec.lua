@@ -66,6 +66,21 @@ describe("bh.report", function()
       bh.VERDICTS)
   end)
 
+  it("takes a prepared identity as expected, as it takes the table", function()
+    local ep = { namespace_id = "n", path = "/p" }
+    local me = assert(bh.identity.current { endpoint = ep })
+    local err = { code = "connect", stage = "connect" }
+    local from_table = bh.probe_record{ service = "s", expected = me, err = err }
+    local r = bh.probe_record{ service = "s", expected = bh.identity.prepare(me), err = err }
+    assert.equal(me.pid, r.pid)
+    assert.same(ep, r.endpoint)
+    r.ts, from_table.ts = nil, nil
+    assert.same(from_table, r)
+    -- another userdata is still refused
+    assert.has_error(function() bh.probe_record{ expected = io.stdout, err = err } end,
+      "bh.probe_record: option 'expected' must be a table or bh.identity, got userdata")
+  end)
+
   it("renders and atomically writes metrics", function()
     bh.metrics.reset()
     bh.metrics.observe{ service = 's"q', endpoint = { namespace_id = "n", path = "/p" },

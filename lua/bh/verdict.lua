@@ -105,7 +105,9 @@ end
 --   identity_mismatch fields, every differing field.
 -- endpoint defaults to expected.ipc_endpoint; elapsed (seconds) to
 -- handle.elapsed.
-local RECORD_FIELDS = { service = { "any" }, endpoint = { "table" }, expected = { "table" },
+-- expected: an identity table or a prepared identity, read alike.
+local RECORD_FIELDS = { service = { "any" }, endpoint = { "table" },
+  expected = { "table|bh.identity" },
   handle = { "any" }, err = { "table" }, elapsed = { "number", 0, 1e9 } }
 
 function M.probe_record(o)
@@ -117,7 +119,7 @@ function M.probe_record(o)
     error("bh.probe_record: needs the probe's handle or its err", 2)
   end
   local expected, h, err = o.expected, o.handle, o.err
-  local ep = o.endpoint or (type(expected) == "table" and expected.ipc_endpoint) or {}
+  local ep = o.endpoint or (expected and expected.ipc_endpoint) or {}
   local elapsed = o.elapsed
   if elapsed == nil and h ~= nil then elapsed = h.elapsed end
   return {
@@ -129,7 +131,7 @@ function M.probe_record(o)
     field = err and or_null(err.field) or null,
     fields = err and err.fields or nil,
     elapsed_ms = ms(elapsed),
-    pid = type(expected) == "table" and or_null(expected.pid) or null,
+    pid = expected and or_null(expected.pid) or null,
     peer_pid = h ~= nil and or_null(h.peer_pid) or null,
     message = err and tostring(err.message or err) or nil,
   }

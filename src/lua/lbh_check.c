@@ -14,7 +14,8 @@
  *                 name = "period" })   -- returns the value
  *
  * A descriptor is a type name ("number", "integer", "boolean", "string",
- * "function", "table", "any", or alternatives "table|function") or a
+ * "function", "table", "any", a userdata class such as "bh.identity" (a
+ * prepared identity), or alternatives "table|function") or a
  * table {type, lo, hi, open = lower bound exclusive, default = value,
  * name = what to call it in positional messages}. */
 #include <lauxlib.h>
@@ -50,10 +51,8 @@ static bool desc_flag(lua_State *L, int d, const char *key) {
   return v;
 }
 
-/* Does the value at idx have one of the '|'-separated types? */
-static bool has_type(lua_State *L, int idx, const char *types) {
-  if (strcmp(types, "any") == 0) return true;
-  const char *name = luaL_typename(L, idx);
+/* Is name one of the '|'-separated types? */
+static bool type_listed(const char *types, const char *name) {
   size_t n = strlen(name);
   for (const char *p = types; *p != '\0';) {
     size_t len = strcspn(p, "|");
@@ -61,6 +60,19 @@ static bool has_type(lua_State *L, int idx, const char *types) {
     p += len + (p[len] == '|');
   }
   return false;
+}
+
+/* Does the value at idx have one of the '|'-separated types? A userdata
+ * also has its class name (the metatable's __name: "bh.identity"). */
+static bool has_type(lua_State *L, int idx, const char *types) {
+  if (strcmp(types, "any") == 0) return true;
+  if (type_listed(types, luaL_typename(L, idx))) return true;
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
+    return false;
+  bool listed = lua_getfield(L, -1, "__name") == LUA_TSTRING &&
+                type_listed(types, lua_tostring(L, -1));
+  lua_pop(L, 2);
+  return listed;
 }
 
 /* "table or function" for "table|function" (pushed). */
