@@ -301,6 +301,23 @@ describe("bh.log", function()
       .. "bhprobe%-lua: debug: d\nbhprobe%-lua: %(command line%):2: boom\n", plain)
   end)
 
+  it("gives the runtime's own error lines their priority too", function()
+    local code = [[bh.every(1, function() error("run boom") end, { count = 1, name = "job" }):wait()
+      local ep = { namespace_id = "s", path = ]] .. string.format("%q", tmp .. "/sock") .. [[ }
+      local r = assert(bh.respond(ep, assert(bh.identity.current { endpoint = ep }),
+        { on_request = function() error("hook boom") end }))
+      bh.probe_response(ep, assert(bh.identity.current { endpoint = ep }))
+      r:close()
+      bh.spawn(function() error("lost") end)]]
+    sh(string.format("cd %s && : >err && JOURNAL_STREAM=$(stat -c %%d:%%i err) %s -e %s 2>>err",
+      q(tmp), q(BIN), q(code)))
+    local err = slurp(tmp .. "/err")
+    assert.matches("^<3>job: run 1 failed: %(command line%):1: run boom\n", err)
+    assert.matches("\n<3>on_request: %(command line%):4: hook boom\n<3>stack traceback:\n", err)
+    assert.matches("\n<3>a task failed and nobody waited for it: %(command line%):7: lost\n", err)
+    assert.not_matches("bhprobe%-lua", err)
+  end)
+
   it("checks its arguments", function()
     local rc, _, err = run("-e " .. q("bh.log.level('loud')"))
     assert.equal(1, rc)

@@ -2,7 +2,7 @@
 -- name = nil}): run fn as a new task every `period` seconds. Runs of one
 -- job never overlap: the next run waits for the current one; a run that
 -- takes longer than the period delays the next (which then starts at
--- once) and is logged on stderr (at most one line a minute). An error in
+-- once) and is logged (bh.log.error: at most one line a minute). An error in
 -- a run is logged and the job goes on. A run that returns false (exactly)
 -- stops the job. Each wait is period * (1 ± jitter), so that many hosts
 -- started together do not probe in lockstep. Returns the job's task
@@ -35,8 +35,7 @@ local function run_once(o, fn, n)
   local t = bh.spawn(function()
     local ok, res = pcall(fn, n)
     if not ok then
-      io.stderr:write(string.format("bhprobe-lua: %s: run %d failed: %s\n",
-        o.name, n, tostring(res)))
+      bh.log.error(string.format("%s: run %d failed: %s", o.name, n, tostring(res)))
       return false
     end
     return res == false
@@ -55,9 +54,8 @@ local function overrun_logger(o, period)
       return
     end
     local also = quiet > 0 and string.format(" (%d more since the last line)", quiet) or ""
-    io.stderr:write(string.format(
-      "bhprobe-lua: %s: run %d took %.3fs, longer than the %.3fs period; "
-      .. "the next run starts now%s\n", o.name, n, took, period, also))
+    bh.log.error(string.format("%s: run %d took %.3fs, longer than the %.3fs period; "
+      .. "the next run starts now%s", o.name, n, took, period, also))
     last, quiet = now, 0
   end
 end

@@ -244,8 +244,7 @@ static int answer_p(lua_State *L) {
 }
 
 static void report_hook_error(lua_State *L) {
-  (void)fprintf(stderr, "bhprobe-lua: on_request: %s\n", lbh_error_text(L, -1));
-  (void)fflush(stderr);
+  lbh_log_error("on_request", lbh_error_text(L, -1));
 }
 
 static int traceback(lua_State *L) {

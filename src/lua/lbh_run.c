@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hasher.h"
@@ -19,6 +20,7 @@
 #include "lbh_service.h"
 #include "lbh_signal.h"
 #include "lbh_task.h"
+#include "log.h"
 #include "loop.h"
 
 #define UNOBSERVED_KEY "bh.unobserved_error"
@@ -87,6 +89,18 @@ const char *lbh_error_text(lua_State *L, int idx) {
                          luaL_typename(L, idx));
 }
 
+void lbh_log_error(const char *context, const char *msg) {
+  size_t n = strlen(context) + strlen(msg) + 3;
+  char *line = malloc(n);
+  if (line == NULL) { /* bh_log's buffer then: cut, but said */
+    bh_log(BH_LOG_ERR, "%s: %s", context, msg);
+    return;
+  }
+  (void)snprintf(line, n, "%s: %s", context, msg);
+  bh_log_line(BH_LOG_ERR, line);
+  free(line);
+}
+
 /* Message handler: the message plus the traceback of where it happened. */
 static int msghandler(lua_State *L) {
   luaL_traceback(L, L, lbh_error_text(L, 1), 1);
@@ -97,7 +111,7 @@ int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
                    const char *context) {
   lua_State *L = run->L;
   if (!lua_checkstack(L, 4)) {
-    (void)fprintf(stderr, "bhprobe-lua: %s: Lua stack exhausted\n", context);
+    lbh_log_error(context, "Lua stack exhausted");
     return LUA_ERRMEM;
   }
   /* A signal already stops the loop after this turn: do not let the
@@ -110,8 +124,7 @@ int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
   int status = lua_pcall(L, 1, nresults, base);
   if (status != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
-    (void)fprintf(stderr, "bhprobe-lua: %s: %s\n", context,
-                  msg ? msg : "(error without message)");
+    lbh_log_error(context, msg ? msg : "(error without message)");
     lua_settop(L, base - 1);
     return status;
   }
@@ -235,9 +248,8 @@ static void run_report_failures(lbh_run *run) {
       lua_getiuservalue(L, -1, 3);
       if (run->stop_signal == 0) {
         const char *msg = lua_tostring(L, -1);
-        (void)fprintf(
-            stderr, "bhprobe-lua: a task failed and nobody waited for it: %s\n",
-            msg ? msg : "(no message)");
+        lbh_log_error("a task failed and nobody waited for it",
+                      msg ? msg : "(no message)");
         lua_pushboolean(L, 1);
         lua_setfield(L, LUA_REGISTRYINDEX, UNOBSERVED_KEY);
       }

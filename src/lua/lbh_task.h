@@ -93,11 +93,17 @@ void lbh_run_set_resume_hook(lbh_run *run, void (*fn)(void *ud, bool before),
 /* Call fn(L, ud) from a loop callback under lua_pcall with a traceback
  * handler, on the run's lua_State. fn may push and return values; they
  * are left on the stack (nresults of them, LUA_MULTRET allowed) only on
- * success. On error the message and traceback are printed to stderr as
- * "bhprobe-lua: <context>: <message>" and LUA_ERRRUN/LUA_ERRMEM is
- * returned with nothing pushed. */
+ * success. On error the message and traceback are logged as
+ * lbh_log_error(context, message) and LUA_ERRRUN/LUA_ERRMEM is returned
+ * with nothing pushed. */
 int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
                    const char *context);
+
+/* Log "<context>: <message>" at error priority (core log.h: on stderr as
+ * "bhprobe-lua: ...", "<3>" under journald). Never raises nor allocates
+ * on L, so that an error (out of memory too) can be told outside any
+ * protected call; a long message (a traceback) is not cut. */
+void lbh_log_error(const char *context, const char *msg);
 
 /* ---- tasks -------------------------------------------------------------- */
 
