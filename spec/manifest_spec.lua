@@ -153,6 +153,14 @@ describe("bh.manifest", function()
     raises({}, "bh.manifest.write: unknown option 'generatoin'", { generatoin = 1 })
     raises({ current_daemon = { pid = 1 } },
       "current_daemon.exe_path: expected a string, got nil")
+    -- the nested endpoint is named with its full path
+    local bad_ep = H.copy(bh, ID)
+    bad_ep.ipc_endpoint = { namespace_id = "n", path = 5 }
+    raises({ current_daemon = bad_ep },
+      "(current_daemon.ipc_endpoint.path: expected a string, got number)")
+    bad_ep.ipc_endpoint = "/p"
+    raises({ current_daemon = bad_ep },
+      "(current_daemon.ipc_endpoint: expected a table, got string)")
     local gen2only = H.copy(bh, ID)
     gen2only.exe_sha256 = nil
     raises({ current_daemon = gen2only }, "generation-1 DaemonProcess needs a sha256",

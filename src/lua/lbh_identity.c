@@ -77,32 +77,52 @@ static int epbox_gc(lua_State *L) {
   return 0;
 }
 
-static int field_error(lua_State *L, int arg, const char *prefix,
-                       const char *field, const char *expected) {
-  return lbh_arg_fail(L, arg, NULL, "%s%s%s: %s", prefix, *prefix ? "." : "",
-                      field, expected);
+/* Raise "<prefix>.<sub>.<field>: <expected>" (empty prefix, NULL sub and
+ * their dots left out). The table's name comes in two parts so that the
+ * name of a nested table (identity.ipc_endpoint) is only put together
+ * when something is wrong, not on every conversion. */
+static int sub_field_error(lua_State *L, int arg, const char *prefix,
+                           const char *sub, const char *field,
+                           const char *expected) {
+  return lbh_arg_fail(L, arg, NULL, "%s%s%s%s%s: %s", prefix,
+                      *prefix && sub ? "." : "", sub ? sub : "",
+                      *prefix || sub ? "." : "", field, expected);
 }
 
-/* The string field t[name] (t at absolute index t); NULL when nil and
- * optional. Strings with NUL bytes are refused. Leaves the stack as is
- * (the string stays reachable through t). */
-static const char *get_string(lua_State *L, int t, int arg, const char *prefix,
-                              const char *name, bool required, size_t *len) {
+static int field_error(lua_State *L, int arg, const char *prefix,
+                       const char *field, const char *expected) {
+  return sub_field_error(L, arg, prefix, NULL, field, expected);
+}
+
+/* The string field t[name] (t at absolute index t) of the table named
+ * prefix[.sub]; NULL when nil and optional. Strings with NUL bytes are
+ * refused. Leaves the stack as is (the string stays reachable through
+ * t). */
+static const char *get_sub_string(lua_State *L, int t, int arg,
+                                  const char *prefix, const char *sub,
+                                  const char *name, bool required,
+                                  size_t *len) {
   int type = lua_getfield(L, t, name);
   if (type == LUA_TNIL && !required) {
     lua_pop(L, 1);
     return NULL;
   }
   if (type != LUA_TSTRING)
-    field_error(
-        L, arg, prefix, name,
+    sub_field_error(
+        L, arg, prefix, sub, name,
         lua_pushfstring(L, "expected a string, got %s", luaL_typename(L, -1)));
   size_t n;
   const char *s = lua_tolstring(L, -1, &n);
-  if (strlen(s) != n) field_error(L, arg, prefix, name, "contains a NUL byte");
+  if (strlen(s) != n)
+    sub_field_error(L, arg, prefix, sub, name, "contains a NUL byte");
   lua_pop(L, 1);
   if (len) *len = n;
   return s;
+}
+
+static const char *get_string(lua_State *L, int t, int arg, const char *prefix,
+                              const char *name, bool required, size_t *len) {
+  return get_sub_string(L, t, arg, prefix, NULL, name, required, len);
 }
 
 /* The integer field t[name] in [0, max]; *present false when nil and
@@ -126,24 +146,36 @@ static uint64_t get_uint(lua_State *L, int t, int arg, const char *prefix,
   return (uint64_t)v;
 }
 
-static void check_table(lua_State *L, int idx, int arg, const char *prefix) {
+/* The value at idx must be a table, named prefix[.sub]. */
+static void check_table(lua_State *L, int idx, int arg, const char *prefix,
+                        const char *sub) {
   if (lua_type(L, idx) == LUA_TTABLE) return;
-  lbh_arg_fail(L, arg, NULL, "%s%sexpected a table, got %s", prefix,
-               *prefix ? ": " : "", luaL_typename(L, idx));
+  lbh_arg_fail(L, arg, NULL, "%s%s%s%sexpected a table, got %s", prefix,
+               *prefix && sub ? "." : "", sub ? sub : "",
+               *prefix || sub ? ": " : "", luaL_typename(L, idx));
+}
+
+/* Set *ep (owned by the caller's box, which frees it) from the endpoint
+ * table at idx (absolute), named prefix[.sub] in errors. */
+static void read_endpoint(lua_State *L, int idx, int arg, const char *prefix,
+                          const char *sub, bh_endpoint *ep) {
+  check_table(L, idx, arg, prefix, sub);
+  const char *ns =
+      get_sub_string(L, idx, arg, prefix, sub, "namespace_id", false, NULL);
+  const char *path =
+      get_sub_string(L, idx, arg, prefix, sub, "path", true, NULL);
+  bh_err err;
+  if (bh_endpoint_set(ep, ns ? ns : "", path, &err) != BH_OK)
+    luaL_error(L, "%s", err.message);
 }
 
 bh_endpoint *lbh_check_endpoint(lua_State *L, int idx, int arg,
                                 const char *prefix) {
   idx = lua_absindex(L, idx);
-  check_table(L, idx, arg, prefix);
-  const char *ns = get_string(L, idx, arg, prefix, "namespace_id", false, NULL);
-  const char *path = get_string(L, idx, arg, prefix, "path", true, NULL);
   bh_endpoint *ep = lua_newuserdatauv(L, sizeof *ep, 0);
   memset(ep, 0, sizeof *ep);
   luaL_setmetatable(L, EPBOX_MT);
-  bh_err err;
-  if (bh_endpoint_set(ep, ns ? ns : "", path, &err) != BH_OK)
-    luaL_error(L, "%s", err.message);
+  read_endpoint(L, idx, arg, prefix, NULL, ep);
   return ep;
 }
 
@@ -201,7 +233,7 @@ const bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
     lua_pushvalue(L, idx);
     return prepared;
   }
-  check_table(L, idx, arg, prefix);
+  check_table(L, idx, arg, prefix, NULL);
   bh_identity *id = lua_newuserdatauv(L, sizeof *id, 0);
   bh_identity_init(id);
   luaL_setmetatable(L, IDBOX_MT);
@@ -211,15 +243,11 @@ const bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
   get_digests(L, idx, arg, prefix, &id->digests);
   const char *boot = get_string(L, idx, arg, prefix, "boot_id", true, NULL);
   lua_getfield(L, idx, "ipc_endpoint");
-  const char *sub =
-      lua_pushfstring(L, "%s%sipc_endpoint", prefix, *prefix ? "." : "");
-  bh_endpoint *ep = lbh_check_endpoint(L, -2, arg, sub);
+  read_endpoint(L, lua_gettop(L), arg, prefix, "ipc_endpoint", &id->endpoint);
   id->exe_path = strdup(exe);
   id->boot_id = strdup(boot);
   if (id->exe_path == NULL || id->boot_id == NULL)
     luaL_error(L, "out of memory");
-  id->endpoint = *ep; /* move the strings out of the endpoint box */
-  memset(ep, 0, sizeof *ep);
   lua_settop(L, box);
   return id;
 }
