@@ -179,11 +179,20 @@ static bool is_key(const char *k, const char *const keys[]) {
   return false;
 }
 
-/* Every key of the table at idx must be a string of keys, or (list) an
- * integer in 1..#t. */
+/* Is the string key on top a key of the table at spec (absolute)? */
+static bool is_spec_key(lua_State *L, int spec) {
+  lua_pushvalue(L, -1);
+  bool known = lua_rawget(L, spec) != LUA_TNIL;
+  lua_pop(L, 1);
+  return known;
+}
+
+/* Every key of the table at idx must be a string of keys (spec 0) or a
+ * key of the table at spec, or (list) an integer in 1..#t. */
 static void check_keys(lua_State *L, int idx, const char *fn,
-                       const char *const keys[], bool list) {
+                       const char *const keys[], int spec, bool list) {
   idx = lua_absindex(L, idx);
+  if (spec != 0) spec = lua_absindex(L, spec);
   if (lua_isnoneornil(L, idx)) return;
   if (!lua_istable(L, idx))
     lbh_arg_error(L, fn, "options must be a table, got %s",
@@ -198,19 +207,23 @@ static void check_keys(lua_State *L, int idx, const char *fn,
     if (lua_type(L, -1) != LUA_TSTRING)
       lbh_arg_error(L, fn, "options must have string keys, got a %s key",
                     luaL_typename(L, -1));
-    if (!is_key(lua_tostring(L, -1), keys))
+    if (spec != 0 ? !is_spec_key(L, spec) : !is_key(lua_tostring(L, -1), keys))
       lbh_arg_error(L, fn, "unknown option '%s'", lua_tostring(L, -1));
   }
 }
 
 void lbh_opts_check(lua_State *L, int idx, const char *fn,
                     const char *const keys[]) {
-  check_keys(L, idx, fn, keys, false);
+  check_keys(L, idx, fn, keys, 0, false);
+}
+
+void lbh_opts_check_spec(lua_State *L, int idx, const char *fn, int spec) {
+  check_keys(L, idx, fn, NULL, spec, false);
 }
 
 void lbh_opts_check_with_list(lua_State *L, int idx, const char *fn,
                               const char *const keys[]) {
-  check_keys(L, idx, fn, keys, true);
+  check_keys(L, idx, fn, keys, 0, true);
 }
 
 bool lbh_opt_push(lua_State *L, int idx, const char *key) {

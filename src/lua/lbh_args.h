@@ -33,6 +33,10 @@ void lbh_opts_check(lua_State *L, int idx, const char *fn,
 void lbh_opts_check_with_list(lua_State *L, int idx, const char *fn,
                               const char *const keys[]);
 
+/* The same with the keys of the table at spec as the allowed keys
+ * (bh._check_opts's spec of descriptors). */
+void lbh_opts_check_spec(lua_State *L, int idx, const char *fn, int spec);
+
 /* Push opts[key] and return true if present (idx a table, not nil);
  * otherwise push nothing and return false. */
 bool lbh_opt_push(lua_State *L, int idx, const char *key);

@@ -128,22 +128,7 @@ static int l_check_opts(lua_State *L) {
   const char *fn = luaL_checkstring(L, 1);
   luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
-  if (!lua_isnil(L, 2) && !lua_istable(L, 2))
-    lbh_arg_error(L, fn, "options must be a table, got %s",
-                  luaL_typename(L, 2));
-  if (lua_istable(L, 2)) {
-    lua_pushnil(L);
-    while (lua_next(L, 2) != 0) {
-      lua_pop(L, 1);
-      if (lua_type(L, -1) != LUA_TSTRING)
-        lbh_arg_error(L, fn, "options must have string keys, got a %s key",
-                      luaL_typename(L, -1));
-      lua_pushvalue(L, -1);
-      if (lua_rawget(L, 3) == LUA_TNIL)
-        lbh_arg_error(L, fn, "unknown option '%s'", lua_tostring(L, -2));
-      lua_pop(L, 1);
-    }
-  }
+  lbh_opts_check_spec(L, 2, fn, 3);
   lua_newtable(L); /* 4: the result */
   lua_pushnil(L);
   while (lua_next(L, 3) != 0) {
