@@ -133,10 +133,7 @@ static int timeout_k(lua_State *L, int status, lua_KContext ctx) {
     bh_err e;
     bh_err_set(&e, BH_TIMEOUT, NULL, "bh.timeout: not finished within %.3f s",
                (double)ctx / 1e6);
-    lbh_fail(L, &e);
-    lua_pushliteral(L, "task");
-    lua_setfield(L, -2, "stage");
-    return 2;
+    return lbh_fail_stage(L, &e, "task");
   }
   wait_arm(L, lbh_task_check(L, "bh.timeout"), left, 2, 1);
   return lbh_task_yield(L, ctx, timeout_k);

@@ -43,6 +43,13 @@ int lbh_fail(lua_State *L, const bh_err *err) {
   return 2;
 }
 
+int lbh_fail_stage(lua_State *L, const bh_err *err, const char *stage) {
+  lbh_fail(L, err);
+  lua_pushstring(L, stage);
+  lua_setfield(L, -2, "stage");
+  return 2;
+}
+
 /* __tostring(err) → err.message (raw, so a table without one still
  * prints something useful). */
 static int err_tostring(lua_State *L) {

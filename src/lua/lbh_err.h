@@ -15,5 +15,8 @@
 void lbh_push_err(lua_State *L, const bh_err *err);
 /* Push nil and the error table; returns 2 (for `return lbh_fail(L, &e)`). */
 int lbh_fail(lua_State *L, const bh_err *err);
+/* lbh_fail with err.stage set to stage (where the binding, not the code,
+ * tells the stage: "manifest", "shutdown", "task"). */
+int lbh_fail_stage(lua_State *L, const bh_err *err, const char *stage);
 
 #endif

@@ -25,14 +25,6 @@
 static const char *const daemon_field[] = {"current_daemon", NULL};
 static const lbh_pb_special special = {daemon_field};
 
-/* nil, err with stage "manifest". */
-static int fail_manifest(lua_State *L, const bh_err *err) {
-  lbh_fail(L, err);
-  lua_pushliteral(L, "manifest");
-  lua_setfield(L, -2, "stage");
-  return 2;
-}
-
 /* Push the table form of m. */
 static void push_manifest(lua_State *L, const bh_manifest *m) {
   lbh_push_pb(L, &m->pb->base, &special);
@@ -68,7 +60,7 @@ static int l_read(lua_State *L) {
   bh_manifest *m = new_mbox(L);
   bh_err err;
   if (bh_manifest_read(path, verify, m, &err) != BH_OK)
-    return fail_manifest(L, &err);
+    return lbh_fail_stage(L, &err, "manifest");
   push_manifest(L, m);
   return 1;
 }
@@ -156,7 +148,7 @@ static int l_find(lua_State *L) {
   bh_manifest_list list;
   bh_err err;
   if (bh_manifest_find(root, depth, &list, &err) != BH_OK)
-    return fail_manifest(L, &err);
+    return lbh_fail_stage(L, &err, "manifest");
   push_list(L, &list); /* may raise (memory): then list leaks, once */
   bh_manifest_list_free(&list);
   return 1;
@@ -167,7 +159,7 @@ static int l_central_dir(lua_State *L) {
   char *dir = NULL;
   bh_err err;
   if (bh_manifest_central_dir(&dir, &err) != BH_OK)
-    return fail_manifest(L, &err);
+    return lbh_fail_stage(L, &err, "manifest");
   lua_pushstring(L, dir);
   free(dir);
   return 1;
@@ -180,7 +172,7 @@ static int l_scan_central(lua_State *L) {
   char *dir = NULL;
   bh_err err;
   if (bh_manifest_scan_central(&list, &dir, &err) != BH_OK)
-    return fail_manifest(L, &err);
+    return lbh_fail_stage(L, &err, "manifest");
   push_list(L, &list);
   lua_pushstring(L, dir);
   bh_manifest_list_free(&list);
@@ -205,7 +197,7 @@ static int l_clear_daemon(lua_State *L) {
   bh_clear_outcome outcome = BH_CLEAR_NONE;
   bh_err err;
   if (bh_manifest_clear_daemon(path, want, &outcome, &err) != BH_OK)
-    return fail_manifest(L, &err);
+    return lbh_fail_stage(L, &err, "manifest");
   lua_pushboolean(L, outcome == BH_CLEAR_DONE);
   if (outcome == BH_CLEAR_DONE) return 1;
   lua_pushstring(L, why[outcome]);
@@ -224,7 +216,8 @@ static int l_check_host(lua_State *L) {
       name = lua_tostring(L, -1);
   }
   bh_err err;
-  if (bh_host_check(theirs, name, &err) != BH_OK) return fail_manifest(L, &err);
+  if (bh_host_check(theirs, name, &err) != BH_OK)
+    return lbh_fail_stage(L, &err, "manifest");
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -265,10 +265,7 @@ static int shutdown_push(lua_State *L, void *ud) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  lbh_fail(L, &res->err);
-  lua_pushliteral(L, "shutdown");
-  lua_setfield(L, -2, "stage");
-  return 2;
+  return lbh_fail_stage(L, &res->err, "shutdown");
 }
 
 static void shutdown_done(const bh_shutdown_result *res, void *ctx) {
