@@ -116,7 +116,7 @@ int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
   }
   /* A signal already stops the loop after this turn: do not let the
    * interrupt hook it left on L fail this bookkeeping or callback. */
-  if (lbh_signal_pending() != 0) lbh_signal_unhook(L);
+  if (lbh_stop_signal() != 0) lbh_signal_unhook(L);
   int base = lua_gettop(L) + 1;
   lua_pushcfunction(L, msghandler);
   lua_pushcfunction(L, fn);
@@ -161,7 +161,7 @@ static void session_interrupt(lbh_run *run) {
 /* The signal that stops the run now, or 0 (a session's SIGINT is handled
  * here and does not stop it). */
 static int run_stop_pending(lbh_run *run) {
-  int sig = lbh_signal_pending();
+  int sig = lbh_stop_signal();
   if (sig == SIGINT && run->session) {
     session_interrupt(run);
     return 0;

@@ -163,10 +163,6 @@ void lbh_signal_drain(void) {
   }
 }
 
-int lbh_signal_pending(void) {
-  return got_signal;
-}
-
 void lbh_signal_set_running(lua_State *co) {
   running_state = co;
   if (co != NULL && got_signal != 0) set_hook(co);

@@ -18,8 +18,6 @@ unsigned lbh_hup_count(void);
 /* Stop the run as a signal would, without one (sig is recorded as the
  * stop signal: SIGPIPE when stdout was closed under bh.report). */
 void lbh_request_stop(int sig);
-/* The signal received since the last clear, or 0. */
-int lbh_signal_pending(void);
 /* Tell the handler which thread is running Lua code now (NULL: none but
  * the main one), so its hook interrupts a task that never yields. */
 void lbh_signal_set_running(lua_State *co);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lbh.h"
 #include "lbh_args.h"
 #include "lbh_class.h"
 #include "lbh_open.h"
@@ -122,14 +123,14 @@ static void task_resume(lbh_task *t) {
     task_finish(t, TASK_DONE);
   } else {
     lbh_loop_pcall(run, task_fail_p, t, 0, "recording a task's error");
-    int sig = lbh_signal_pending();
+    int sig = lbh_stop_signal();
     t->interrupted = sig != 0;
     if (t->interrupted && !(run->session && sig == SIGINT))
       keep_interrupt(run, t);
     lua_resetthread(t->co); /* runs the task's pending __close handlers */
     task_finish(t, TASK_FAILED);
     /* In a session, ^C is spent on the task it interrupted. */
-    if (run->session && t->interrupted && lbh_signal_pending() == SIGINT)
+    if (run->session && t->interrupted && lbh_stop_signal() == SIGINT)
       lbh_sched_session_forget_signal(run);
   }
 }
