@@ -247,11 +247,6 @@ static void report_hook_error(lua_State *L) {
   lbh_log_error("on_request", lbh_error_text(L, -1));
 }
 
-static int traceback(lua_State *L) {
-  luaL_traceback(L, L, lbh_error_text(L, 1), 1);
-  return 1;
-}
-
 /* Stack: [on_request, req, record (to-be-closed), traceback, result]. */
 static int hook_task_k(lua_State *L, int status, lua_KContext ctx) {
   pending_request *pr = lua_touserdata(L, 3);
@@ -269,7 +264,7 @@ static int hook_task_k(lua_State *L, int status, lua_KContext ctx) {
 /* The body of an on_request task. Stack: [on_request, req, record]. */
 static int hook_task(lua_State *L) {
   lua_toclose(L, 3);
-  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, lbh_traceback);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 2);
   return hook_task_k(L, lua_pcallk(L, 1, 1, 4, 0, hook_task_k), 0);

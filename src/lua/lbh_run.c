@@ -101,8 +101,7 @@ void lbh_log_error(const char *context, const char *msg) {
   free(line);
 }
 
-/* Message handler: the message plus the traceback of where it happened. */
-static int msghandler(lua_State *L) {
+int lbh_traceback(lua_State *L) {
   luaL_traceback(L, L, lbh_error_text(L, 1), 1);
   return 1;
 }
@@ -118,7 +117,7 @@ int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
    * interrupt hook it left on L fail this bookkeeping or callback. */
   if (lbh_stop_signal() != 0) lbh_signal_unhook(L);
   int base = lua_gettop(L) + 1;
-  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, lbh_traceback);
   lua_pushcfunction(L, fn);
   lua_pushlightuserdata(L, ud);
   int status = lua_pcall(L, 1, nresults, base);

@@ -105,6 +105,10 @@ int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
  * protected call; a long message (a traceback) is not cut. */
 void lbh_log_error(const char *context, const char *msg);
 
+/* A lua_pcall message handler: the error's text (lbh_error_text) plus the
+ * traceback of where it happened. */
+int lbh_traceback(lua_State *L);
+
 /* ---- tasks -------------------------------------------------------------- */
 
 /* Start fn (the function at fidx, with the nargs values after it) as a
