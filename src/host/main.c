@@ -27,6 +27,7 @@
 #include <lualib.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,11 +174,31 @@ static bool stopped_by_signal(host *h) {
   return true;
 }
 
-/* Parses a long option at argv[*i]; --report/--metrics/--listen take
- * their value either as "--opt=VALUE" or as the next argument. */
+/* The long options that take a value, either as "--opt=VALUE" or as the
+ * next argument, and the field of host_opts it goes to: one table for
+ * collectargs and push_steps (which skips the values). */
+static const struct {
+  const char *name;
+  size_t field;
+} value_options[] = {
+    {"--report", offsetof(host_opts, report)},
+    {"--metrics", offsetof(host_opts, metrics)},
+    {"--listen", offsetof(host_opts, listen)},
+};
+
+/* The index in value_options of the option named by the first n
+ * characters of a, or -1. */
+static int value_option(const char *a, size_t n) {
+  for (size_t k = 0; k < sizeof value_options / sizeof *value_options; k++)
+    if (strlen(value_options[k].name) == n &&
+        strncmp(a, value_options[k].name, n) == 0)
+      return (int)k;
+  return -1;
+}
+
+/* Parses a long option at argv[*i]. */
 static void long_option(char **argv, int *i, host_opts *o) {
   const char *a = argv[*i];
-  const char **dest = NULL;
   size_t n = strcspn(a, "=");
   if (strcmp(a, "--help") == 0) {
     o->flags |= HAS_HELP;
@@ -187,13 +208,12 @@ static void long_option(char **argv, int *i, host_opts *o) {
     o->flags |= HAS_VERSION;
     return;
   }
-  if (n == 8 && strncmp(a, "--report", n) == 0) dest = &o->report;
-  if (n == 9 && strncmp(a, "--metrics", n) == 0) dest = &o->metrics;
-  if (n == 8 && strncmp(a, "--listen", n) == 0) dest = &o->listen;
-  if (dest == NULL) {
+  int k = value_option(a, n);
+  if (k < 0) {
     o->usage = "unrecognized option '%s'";
     return;
   }
+  const char **dest = (const char **)((char *)o + value_options[k].field);
   if (a[n] == '=') {
     *dest = a + n + 1;
   } else if (argv[*i + 1] != NULL) {
@@ -320,10 +340,9 @@ static void push_steps(lua_State *L, const host *h, const host_opts *o,
   lua_newtable(L);
   for (int i = 1; i < lim; i++) {
     char opt = argv[i][1];
-    if (opt == '-') { /* --report/--metrics/--listen V: skip the V */
-      if (strchr(argv[i], '=') == NULL && (strcmp(argv[i], "--report") == 0 ||
-                                           strcmp(argv[i], "--metrics") == 0 ||
-                                           strcmp(argv[i], "--listen") == 0))
+    if (opt == '-') { /* --report V and the like: skip the V */
+      if (strchr(argv[i], '=') == NULL &&
+          value_option(argv[i], strlen(argv[i])) >= 0)
         i++;
     } else if (opt == 'W') {
       lua_warning(L, "@on", 0);
