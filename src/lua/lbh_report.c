@@ -21,6 +21,7 @@
 
 #include "fsutil.h"
 #include "lbh.h"
+#include "lbh_class.h"
 #include "lbh_err.h"
 #include "lbh_open.h"
 #include "lbh_ops.h"
@@ -232,6 +233,7 @@ typedef struct state_sink {
 } state_sink;
 
 static const char sink_key = 's'; /* registry[&sink_key] = state_sink */
+#define SINK_MT "bh.report_sink"
 
 static state_sink *get_sink(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &sink_key);
@@ -348,13 +350,12 @@ static int sink_gc(lua_State *L) {
 
 void lbh_report_open(lua_State *L) {
   if (get_sink(L) == NULL) {
+    static const luaL_Reg meta[] = {{"__gc", sink_gc}, {NULL, NULL}};
+    lbh_class(L, SINK_MT, meta, NULL, NULL);
     state_sink *s = lua_newuserdatauv(L, sizeof *s, 0);
     bh_report_sink_init(&s->sink);
     s->hups = lbh_hup_count();
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, sink_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
+    luaL_setmetatable(L, SINK_MT);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &sink_key);
   }
   static const luaL_Reg fns[] = {{"report", l_report},

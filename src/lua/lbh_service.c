@@ -21,6 +21,7 @@
 
 #include "http.h"
 #include "lbh.h"
+#include "lbh_class.h"
 #include "lbh_ops.h"
 #include "lbh_service.h"
 #include "log.h"
@@ -33,6 +34,7 @@ typedef struct host_service {
 } host_service;
 
 static const char service_key = 'v';
+#define SERVICE_MT "bh.host_service"
 
 /* A run's watchdog: a persistent timer, freed with the run. */
 typedef struct watchdog {
@@ -56,13 +58,12 @@ static int service_gc(lua_State *L) {
 }
 
 static host_service *new_service(lua_State *L) {
+  static const luaL_Reg meta[] = {{"__gc", service_gc}, {NULL, NULL}};
+  lbh_class(L, SERVICE_MT, meta, NULL, NULL);
   host_service *s = lua_newuserdatauv(L, sizeof *s, 0);
   s->listen_fd = -1;
   s->address[0] = '\0';
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, service_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
+  luaL_setmetatable(L, SERVICE_MT);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &service_key);
   return s;
 }
