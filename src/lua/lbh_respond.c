@@ -64,10 +64,10 @@ typedef struct pending_request {
 
 /* ---- reply descriptions ------------------------------------------------- */
 
-/* The mode name at idx into *out (kind, hostile; silent and trickle set
+/* The mode name m into *out (kind, hostile; silent and trickle set
  * delay / trickle). */
-static void check_mode(lua_State *L, int idx, const char *fn, bh_reply *out) {
-  const char *m = lua_tostring(L, idx);
+static void check_mode(lua_State *L, const char *m, const char *fn,
+                       bh_reply *out) {
   bh_hostile h = bh_hostile_from_name(m);
   if (h != BH_HOSTILE_NONE) {
     out->kind = BH_REPLY_HOSTILE;
@@ -95,14 +95,9 @@ static void check_reply_table(lua_State *L, int idx, const char *fn,
   static const char *const keys[] = {"mode",  "delay",    "identity",
                                      "bytes", "interval", NULL};
   lbh_opts_check(L, idx, fn, keys);
-  const char *mode = lbh_opt_string(L, idx, fn, "mode", "normal");
-  lua_pushstring(L, mode);
-  check_mode(L, -1, fn, out);
-  lua_pop(L, 1);
-  if (lbh_opt_push(L, idx, "delay")) {
-    lua_pop(L, 1);
-    out->delay = lbh_opt_number(L, idx, fn, "delay", 0, 0, false, MAX_SECONDS);
-  }
+  check_mode(L, lbh_opt_string(L, idx, fn, "mode", "normal"), fn, out);
+  out->delay =
+      lbh_opt_number(L, idx, fn, "delay", out->delay, 0, false, MAX_SECONDS);
   if (out->trickle > 0)
     out->trickle =
         lbh_opt_number(L, idx, fn, "interval", out->trickle, 0, true, 60);
@@ -130,7 +125,7 @@ static void check_reply(lua_State *L, int idx, const char *fn, bh_reply *out,
   int t = lua_type(L, idx);
   if (t == LUA_TNIL) return;
   if (t == LUA_TSTRING) {
-    check_mode(L, idx, fn, out);
+    check_mode(L, lua_tostring(L, idx), fn, out);
   } else if (t == LUA_TTABLE && lua_getfield(L, idx, "pid") != LUA_TNIL) {
     lua_pop(L, 1);
     out->identity = lbh_check_identity(L, idx, 1, "identity");
