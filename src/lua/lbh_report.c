@@ -1,5 +1,5 @@
 /* bh.report (one JSON object per line to stdout or bh.options.report),
- * bh.timestamp, bh.null, and the Lua <-> JSON glue of lbh_ops.h.
+ * bh.timestamp, bh.null, and the Lua -> JSON conversion they need.
  *
  * A thin binding: the file itself (append, O_NOFOLLOW, fixed mode, one
  * write(2) per line, reopen after rotation) is the core's report sink
@@ -10,6 +10,7 @@
  * the signal. */
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <signal.h>
@@ -24,7 +25,6 @@
 #include "lbh_class.h"
 #include "lbh_err.h"
 #include "lbh_open.h"
-#include "lbh_ops.h"
 #include "lbh_service.h"
 #include "lbh_signal.h"
 #include "log.h"
@@ -207,11 +207,17 @@ static json_t *from_lua(lua_State *L, int idx, int depth, const char *path,
   return NULL;
 }
 
-json_t *lbh_json_from_lua(lua_State *L, int idx, char *why, size_t cap) {
+/* The value at idx as JSON (new reference) or NULL with why filled (which
+ * key path held what). Tables with keys 1..n are arrays, others objects
+ * with string keys (sorted); bh.null is null; strings that are not UTF-8
+ * get U+FFFD for each bad byte. */
+static json_t *json_from_lua(lua_State *L, int idx, char *why, size_t cap) {
   return from_lua(L, lua_absindex(L, idx), 0, "value", why, cap);
 }
 
-const char *lbh_option_string(lua_State *L, const char *name) {
+/* bh.options.<name> as a string, or NULL (the host sets bh.options). The
+ * string stays valid while bh.options keeps it. */
+static const char *option_string(lua_State *L, const char *name) {
   const char *s = NULL;
   int top = lua_gettop(L);
   lbh_push_module(L);
@@ -287,7 +293,7 @@ static bh_status write_line(lua_State *L, const char *path, const char *line,
 static int l_report(lua_State *L) {
   char why[256];
   luaL_checktype(L, 1, LUA_TTABLE);
-  json_t *j = lbh_json_from_lua(L, 1, why, sizeof why);
+  json_t *j = json_from_lua(L, 1, why, sizeof why);
   if (j == NULL) return luaL_argerror(L, 1, why);
   char *line = json_dumps(
       j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
@@ -297,8 +303,7 @@ static int l_report(lua_State *L) {
   line[len] = '\n'; /* json_dumps gave len + 1 bytes: reuse the NUL */
   bh_err err;
   bh_err_clear(&err);
-  bh_status st =
-      write_line(L, lbh_option_string(L, "report"), line, len + 1, &err);
+  bh_status st = write_line(L, option_string(L, "report"), line, len + 1, &err);
   free(line);
   if (st != BH_OK) return lbh_fail(L, &err);
   lua_pushboolean(L, 1);

@@ -22,7 +22,6 @@
 #include "http.h"
 #include "lbh.h"
 #include "lbh_class.h"
-#include "lbh_ops.h"
 #include "lbh_service.h"
 #include "log.h"
 
