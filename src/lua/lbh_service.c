@@ -144,9 +144,9 @@ static void watchdog_cb(evutil_socket_t fd, short what, void *arg) {
   (void)sd_notify(0, "WATCHDOG=1");
 }
 
+/* Only the run's teardown calls it, which untracked it already. */
 static void watchdog_close(void *obj) {
   watchdog *w = obj;
-  lbh_run_untrack(w->run, &w->track);
   lbh_run_background(w->run, -1);
   event_free(w->ev);
   free(w);
