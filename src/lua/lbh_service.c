@@ -87,7 +87,8 @@ static void set_option(lua_State *L, const char *name, const char *value) {
 }
 
 /* The first metrics file (build information, no series yet), written
- * through bh.metrics.flush so that what is checked is what will write. */
+ * through bh.metrics.flush so that what is checked is what will write
+ * (to bh.options.metrics, set before). */
 static int flush_p(lua_State *L) {
   lbh_push_module(L);
   lua_getfield(L, -1, "metrics");
@@ -98,8 +99,7 @@ static int flush_p(lua_State *L) {
   return 1;
 }
 
-static bool check_metrics(lua_State *L, const char *path, char *why,
-                          size_t cap) {
+static bool check_metrics(lua_State *L, char *why, size_t cap) {
   int top = lua_gettop(L);
   lua_pushcfunction(L, flush_p);
   int st = lua_pcall(L, 0, 1, 0);
@@ -121,7 +121,7 @@ bool lbh_service_setup(lua_State *L, const char *report, const char *metrics,
     (void)snprintf(why, cap, "--report: %s", err.message);
     return false;
   }
-  if (metrics != NULL && !check_metrics(L, metrics, why, cap)) return false;
+  if (metrics != NULL && !check_metrics(L, why, cap)) return false;
   if (listen != NULL && bh_http_listen(listen, &s->listen_fd, s->address,
                                        sizeof s->address, &err) != BH_OK) {
     (void)snprintf(why, cap, "--listen: %s", err.message);
