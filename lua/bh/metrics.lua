@@ -21,6 +21,7 @@ local bh = require "bh"
 local M = {}
 
 local series = {}   -- key -> {labels, success, duration, verdict, failures = {code = n}, seen}
+                    -- (labels: the target's label text, escaped once)
 local round_no = 0  -- rounds ended so far; observe() counts for round_no + 1
 local counts = {}   -- verdict -> records observed in the round in progress
 local last = nil    -- the last ended round: {duration, counts}
@@ -38,23 +39,26 @@ local function escape(v)
   return (text(v):gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
 end
 
-local function labels(l, extra_name, extra_value)
-  local s = string.format('service="%s",namespace="%s",path="%s"',
-    escape(l.service), escape(l.namespace), escape(l.path))
-  if extra_name then s = s .. string.format(',%s="%s"', extra_name, escape(extra_value)) end
-  return "{" .. s .. "}"
+-- The label set of series s, with one more label when extra_name is given.
+local function labels(s, extra_name, extra_value)
+  if not extra_name then return "{" .. s.labels .. "}" end
+  return string.format('{%s,%s="%s"}', s.labels, extra_name, escape(extra_value))
 end
 
 -- Account rec in the series table t (for the round seen).
+local NO_ENDPOINT = {}
+
 local function account(t, rec, seen)
-  local ep = rec.endpoint or {}
+  local ep = rec.endpoint or NO_ENDPOINT
   -- A record without an endpoint (an unreadable manifest) names no series.
   if ep.path == nil or ep.path == bh.null then return end
-  local l = { service = text(rec.service), namespace = text(ep.namespace_id), path = text(ep.path) }
-  local key = l.service .. "\0" .. l.namespace .. "\0" .. l.path
+  local service, namespace, path = text(rec.service), text(ep.namespace_id), text(ep.path)
+  local key = service .. "\0" .. namespace .. "\0" .. path
   local s = t[key]
   if not s then
-    s = { labels = l, failures = {} }
+    -- escaped here, once per series, not at every render
+    s = { failures = {}, labels = string.format('service="%s",namespace="%s",path="%s"',
+      escape(service), escape(namespace), escape(path)) }
     t[key] = s
   end
   s.seen = seen
@@ -145,18 +149,18 @@ end
 local function render_targets(w, list, with_failures)
   w.family("bhprobe_probe_success", "gauge",
     "Whether the last probe verified the recorded daemon (1) or not (0).")
-  for _, e in ipairs(list) do w.sample("bhprobe_probe_success", labels(e.s.labels), e.s.success) end
+  for _, e in ipairs(list) do w.sample("bhprobe_probe_success", labels(e.s), e.s.success) end
   w.family("bhprobe_probe_duration_seconds", "gauge", "Duration of the last probe in seconds.")
   for _, e in ipairs(list) do
     if e.s.duration then
-      w.sample("bhprobe_probe_duration_seconds", labels(e.s.labels), e.s.duration)
+      w.sample("bhprobe_probe_duration_seconds", labels(e.s), e.s.duration)
     end
   end
   w.family("bhprobe_probe_verdict", "gauge",
     "The verdict of the last probe (1 for the current one).")
   for _, e in ipairs(list) do
     for _, v in ipairs(bh.VERDICTS) do
-      w.sample("bhprobe_probe_verdict", labels(e.s.labels, "verdict", v),
+      w.sample("bhprobe_probe_verdict", labels(e.s, "verdict", v),
         e.s.verdict == v and 1 or 0)
     end
   end
@@ -168,7 +172,7 @@ local function render_targets(w, list, with_failures)
     for c in pairs(e.s.failures) do codes[#codes + 1] = c end
     table.sort(codes)
     for _, c in ipairs(codes) do
-      w.sample("bhprobe_probe_failures_total", labels(e.s.labels, "code", c), e.s.failures[c])
+      w.sample("bhprobe_probe_failures_total", labels(e.s, "code", c), e.s.failures[c])
     end
   end
 end
