@@ -94,6 +94,10 @@ describe("bh.report", function()
     local ok, err = bh.metrics.flush(dir .. "/no/such/dir/m.prom")
     assert.is_nil(ok)
     assert.equal("system", err.code)
+    assert.has_error(function() bh.metrics.observe(5) end,
+      "bad argument #1 to 'bh.metrics.observe' (table expected, got number)")
+    assert.has_error(function() bh.metrics.render_records() end,
+      "bad argument #1 to 'bh.metrics.render_records' (table expected, got nil)")
   end)
 
   it("keeps a target's series only while it was seen in the last rounds", function()

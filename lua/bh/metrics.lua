@@ -76,9 +76,7 @@ end
 -- (bh.probe_record) in the round in progress. Every record counts in
 -- bhprobe_round_targets; records without an endpoint name no series.
 function M.observe(rec)
-  if type(rec) ~= "table" then
-    error("bad argument #1 to 'bh.metrics.observe' (record table expected)", 2)
-  end
+  bh._check_arg("bh.metrics.observe", 1, rec, "table")
   local v = text(rec.verdict)
   counts[v] = (counts[v] or 0) + 1
   account(series, rec, round_no + 1)
@@ -213,9 +211,7 @@ end
 -- bh.metrics.render_records(records[, openmetrics]) -> the per-target
 -- families of just these records (the answer to /probe?manifest=).
 function M.render_records(recs, om)
-  if type(recs) ~= "table" then
-    error("bad argument #1 to 'bh.metrics.render_records' (table expected)", 2)
-  end
+  bh._check_arg("bh.metrics.render_records", 1, recs, "table")
   local t = {}
   for _, rec in ipairs(recs) do account(t, rec, 0) end
   local w = writer(om)
