@@ -252,6 +252,10 @@ const bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
   return id;
 }
 
+bool lbh_is_prepared_identity(lua_State *L, int idx) {
+  return luaL_testudata(L, idx, PREPARED_MT) != NULL;
+}
+
 /* ---- bh.identity.* ----------------------------------------------------- */
 
 /* Push the identity at *id as a table, or nil, err. */

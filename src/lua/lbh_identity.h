@@ -7,6 +7,7 @@
 #define LBH_IDENTITY_H
 
 #include <lua.h>
+#include <stdbool.h>
 
 #include "identity.h"
 
@@ -24,6 +25,8 @@ void lbh_push_endpoint(lua_State *L, const bh_endpoint *ep);
  * error messages (prefix e.g. "identity"). */
 const bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
                                       const char *prefix);
+/* Is the value at idx a prepared identity (bh.identity.prepare)? */
+bool lbh_is_prepared_identity(lua_State *L, int idx);
 /* Same for an endpoint table ({namespace_id=string (default ""),
  * path=string}). */
 bh_endpoint *lbh_check_endpoint(lua_State *L, int idx, int arg,

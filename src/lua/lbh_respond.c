@@ -115,6 +115,16 @@ static void check_reply_table(lua_State *L, int idx, const char *fn,
   }
 }
 
+/* Is the reply at idx an identity to answer as: a prepared one, or a
+ * table with a pid? */
+static bool is_identity_reply(lua_State *L, int idx) {
+  if (lbh_is_prepared_identity(L, idx)) return true;
+  if (lua_type(L, idx) != LUA_TTABLE) return false;
+  bool has_pid = lua_getfield(L, idx, "pid") != LUA_TNIL;
+  lua_pop(L, 1);
+  return has_pid;
+}
+
 /* Read the reply description at idx into *out (starting from the
  * responder's default delay). Pointers in *out borrow values left on the
  * stack above idx. Raises "<fn>: ..." when it is none of the forms. */
@@ -126,12 +136,10 @@ static void check_reply(lua_State *L, int idx, const char *fn, bh_reply *out,
   if (t == LUA_TNIL) return;
   if (t == LUA_TSTRING) {
     check_mode(L, lua_tostring(L, idx), fn, out);
-  } else if (t == LUA_TTABLE && lua_getfield(L, idx, "pid") != LUA_TNIL) {
-    lua_pop(L, 1);
+  } else if (is_identity_reply(L, idx)) {
     out->identity = lbh_check_identity(L, idx, 1, "identity");
     out->kind = BH_REPLY_IDENTITY;
   } else if (t == LUA_TTABLE) {
-    lua_pop(L, 1);
     check_reply_table(L, idx, fn, out);
   } else {
     lbh_arg_error(L, fn,
