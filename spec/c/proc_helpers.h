@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "identity.h"
 #include "testutil.h"
 
 #define PH_UNUSED __attribute__((unused))
@@ -86,6 +87,18 @@ static PH_UNUSED bool wait_exec(pid_t child, const char *exe) {
     usleep(10000);
   }
   return false;
+}
+
+/* spawn_copy(exe) and its identity as bh_identity_of_pid reads it into
+ * *rec (cleared by the caller; left empty when the exec never shows). */
+static PH_UNUSED pid_t spawn_recorded(const char *exe, int *wfd,
+                                      bh_identity *rec) {
+  pid_t child = spawn_copy(exe, NULL, wfd);
+  bh_identity_init(rec);
+  CHECK(wait_exec(child, exe));
+  bh_err err;
+  CHECK_CODE(bh_identity_of_pid((uint32_t)child, NULL, rec, &err), BH_OK, &err);
+  return child;
 }
 
 /* A forked child blocked reading a pipe; it exits 7 when *wfd closes. */

@@ -275,13 +275,9 @@ static void test_deleted_executable(void) {
   bh_test_path(copy, sizeof copy, "exe2");
   copy_self(copy, 0);
   int wfd;
-  pid_t child = spawn_copy(copy, NULL, &wfd);
-  CHECK(wait_exec(child, copy));
   bh_identity got;
+  pid_t child = spawn_recorded(copy, &wfd, &got);
   bh_err err;
-  bh_identity_init(&got);
-  CHECK_CODE(bh_identity_of_pid((uint32_t)child, NULL, &got, &err), BH_OK,
-             &err);
   CHECK_STR(got.exe_path, copy);
   verify_expect(&got, NULL, BH_OK);
   CHECK_INT(unlink(copy), 0);

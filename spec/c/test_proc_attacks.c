@@ -44,13 +44,9 @@ static void test_pid_reused(void) {
   bh_test_path(exe, sizeof exe, "reused");
   copy_self(exe, 0);
   int wfd;
-  pid_t child = spawn_copy(exe, NULL, &wfd);
-  CHECK(wait_exec(child, exe));
   bh_identity rec;
+  pid_t child = spawn_recorded(exe, &wfd, &rec);
   bh_err err;
-  bh_identity_init(&rec);
-  CHECK_CODE(bh_identity_of_pid((uint32_t)child, NULL, &rec, &err), BH_OK,
-             &err);
   uint64_t real = rec.started_at_unix_ms;
   CHECK(real > 0);
   verify_expect(&rec, BH_OK);
@@ -91,13 +87,9 @@ static void test_digest_mismatch(void) {
   copy_self(exe, 0);
   copy_self(other, 4096);
   int wfd;
-  pid_t child = spawn_copy(exe, NULL, &wfd);
-  CHECK(wait_exec(child, exe));
   bh_identity rec;
+  pid_t child = spawn_recorded(exe, &wfd, &rec);
   bh_err err;
-  bh_identity_init(&rec);
-  CHECK_CODE(bh_identity_of_pid((uint32_t)child, NULL, &rec, &err), BH_OK,
-             &err);
   bh_digests theirs;
   CHECK_CODE(bh_digest_file(other, BH_ALGS_ALL, &theirs, &err), BH_OK, &err);
   bh_digests ours = rec.digests;
