@@ -234,20 +234,12 @@ static void test_replace_keeps_owner_and_mode(void) {
   struct stat sb;
   bh_err err;
   mh_write_bytes(f, "old", 3);
-  bool root = geteuid() == 0;
-  if (root) CHECK_INT(chown(f, NOBODY, NOBODY), 0);
   CHECK_INT(chmod(f, 06751), 0);
   CHECK_CODE(bh_fs_write_atomic(f, "new", 3, true, 0644, BH_SYSTEM, &err),
              BH_OK, &err);
   CHECK(mh_file_is(f, (const uint8_t *)"new", 3));
   CHECK_INT(stat(f, &sb), 0);
   CHECK_INT(sb.st_mode & 07777, 0751);
-  if (root) {
-    CHECK_INT(sb.st_uid, NOBODY);
-    CHECK_INT(sb.st_gid, NOBODY);
-  } else {
-    printf("SKIP: owner of a rewritten file (needs root to chown)\n");
-  }
   /* Not kept when not asked: the mode given, our owner. */
   CHECK_CODE(bh_fs_write_atomic(f, "newer", 5, false, 0600, BH_SYSTEM, &err),
              BH_OK, &err);
@@ -266,13 +258,26 @@ static void test_replace_keeps_owner_and_mode(void) {
   CHECK(stat(g, &sb) == 0 && (sb.st_mode & 07777) == 0755);
 }
 
+/* Another user's file stays that user's when rewritten. */
+static void test_replace_keeps_other_owner(void) {
+  const char *f = tpath("nobodys");
+  struct stat sb;
+  bh_err err;
+  mh_write_bytes(f, "old", 3);
+  CHECK_INT(chown(f, NOBODY, NOBODY), 0);
+  CHECK_INT(chmod(f, 0640), 0);
+  CHECK_CODE(bh_fs_write_atomic(f, "new", 3, true, 0644, BH_SYSTEM, &err),
+             BH_OK, &err);
+  CHECK(mh_file_is(f, (const uint8_t *)"new", 3));
+  CHECK_INT(stat(f, &sb), 0);
+  CHECK_INT(sb.st_mode & 07777, 0640);
+  CHECK_INT(sb.st_uid, NOBODY);
+  CHECK_INT(sb.st_gid, NOBODY);
+}
+
 /* The same through a manifest rewrite: a user's 0600 manifest stays the
  * user's after clear_daemon and after bh_manifest_write. */
 static void test_manifest_rewrite_keeps_owner(void) {
-  if (geteuid() != 0) {
-    printf("SKIP: owner of a rewritten manifest (needs root to chown)\n");
-    return;
-  }
   const char *f = tpath("users.pb");
   struct stat sb;
   bh_err err;
@@ -401,7 +406,8 @@ int main(int argc, char **argv) {
   RUN(test_fifo_refused);
   RUN(test_read_limits);
   RUN(test_replace_keeps_owner_and_mode);
-  RUN(test_manifest_rewrite_keeps_owner);
+  RUN_ROOT(test_replace_keeps_other_owner, "chown to another uid");
+  RUN_ROOT(test_manifest_rewrite_keeps_owner, "chown to another uid");
   RUN(test_compare_before_replace);
   RUN(test_clear_races_rewrite);
   return bh_test_summary();

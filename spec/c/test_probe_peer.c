@@ -117,10 +117,11 @@ static void test_relay(void) {
   bh_endpoint_clear(&back);
 }
 
-/* The squatter, in a child (as nobody when we are root): serve `id` at
- * ep with our own responder on a loop of its own, until killed. */
-static void squatter(const bh_endpoint *ep, const bh_identity *id, int ready) {
-  if (geteuid() == 0 &&
+/* The squatter, in a child (as nobody when other_uid): serve `id` at ep
+ * with our own responder on a loop of its own, until killed. */
+static void squatter(const bh_endpoint *ep, const bh_identity *id, int ready,
+                     bool other_uid) {
+  if (other_uid &&
       (setgroups(0, NULL) != 0 || setresgid(NOBODY, NOBODY, NOBODY) != 0 ||
        setresuid(NOBODY, NOBODY, NOBODY) != 0))
     _exit(3);
@@ -139,14 +140,14 @@ static void squatter(const bh_endpoint *ep, const bh_identity *id, int ready) {
 }
 
 /* A victim process (a child blocked on a pipe) whose identity was
- * recorded with a socket it never had; a squatter answers there with
- * exactly that identity. */
-static void test_replay_squatter(void) {
+ * recorded with a socket it never had; a squatter (of our uid, or of
+ * another) answers there with exactly that identity. */
+static void replay_squatter(const char *name, bool other_uid) {
   char dir[256];
-  bh_test_path(dir, sizeof dir, "squat");
+  bh_test_path(dir, sizeof dir, name);
   CHECK_INT(mkdir(dir, 0755), 0);
   CHECK_INT(chmod(bh_test_tmpdir(), 0755), 0);
-  if (geteuid() == 0) CHECK_INT(chown(dir, NOBODY, NOBODY), 0);
+  if (other_uid) CHECK_INT(chown(dir, NOBODY, NOBODY), 0);
   char path[300];
   snprintf(path, sizeof path, "%s/d.sock", dir);
   bh_endpoint ep = {0};
@@ -161,7 +162,7 @@ static void test_replay_squatter(void) {
   int rfd[2];
   CHECK_INT(pipe2(rfd, O_CLOEXEC), 0);
   pid_t sq = fork();
-  if (sq == 0) squatter(&ep, &rec, rfd[1]);
+  if (sq == 0) squatter(&ep, &rec, rfd[1], other_uid);
   close(rfd[1]);
   char c = 0;
   CHECK_INT(read(rfd[0], &c, 1), 1);
@@ -174,7 +175,6 @@ static void test_replay_squatter(void) {
   CHECK_INT(out.peer_pid, sq);
   CHECK_INT(out.proc.pid, 0);
   probe_out_clear(&out);
-  if (geteuid() != 0) printf("SKIP: the squatter as nobody (needs root)\n");
   /* The victim is untouched and still running. */
   CHECK_INT(waitpid(victim, NULL, WNOHANG), 0);
   stop(sq);
@@ -182,6 +182,12 @@ static void test_replay_squatter(void) {
   CHECK_INT(waitpid(victim, NULL, 0), victim);
   bh_identity_clear(&rec);
   bh_endpoint_clear(&ep);
+}
+
+static void test_replay_squatter(void) { replay_squatter("squat", false); }
+
+static void test_replay_squatter_other_uid(void) {
+  replay_squatter("squat-nobody", true);
 }
 
 /* The daemon is alive and verifies, its socket does not answer: connect,
@@ -222,6 +228,7 @@ int main(void) {
   base = bh_loop_new();
   RUN(test_relay);
   RUN(test_replay_squatter);
+  RUN_ROOT(test_replay_squatter_other_uid, "a squatter of another uid");
   RUN(test_verified_but_no_listener);
   event_base_free(base);
   return bh_test_summary();

@@ -39,13 +39,30 @@ void bh_test_check_code(const char *file, int line, int got, int want,
                err ? err->message : "-");
 }
 
-void bh_test_begin(const char *name) {
+/* Cases of this run that need root and were not run (we are not root). */
+static int not_run;
+
+bool bh_test_begin(const char *name, bool root, const char *why) {
+  const char *part = getenv("BH_TEST_PART");
+  if (part != NULL && *part != '\0' &&
+      strcmp(part, root ? "root" : "user") != 0)
+    return false;
+  if (root && geteuid() != 0) {
+    printf("NOT RUN %s: needs root (%s)\n", name, why);
+    not_run++;
+    return false;
+  }
   current_test = name;
   fprintf(stderr, "-- %s\n", name);
+  return true;
 }
 
 int bh_test_summary(void) {
-  printf("%d passed, %d failed\n", bh_test_passed, bh_test_failed);
+  printf("%d passed, %d failed", bh_test_passed, bh_test_failed);
+  if (not_run > 0) printf(", %d not run (need root)", not_run);
+  printf("\n");
+  if (bh_test_failed == 0 && bh_test_passed == 0 && not_run > 0)
+    return BH_TEST_NOT_RUN;
   return (bh_test_failed == 0 && bh_test_passed > 0) ? 0 : 1;
 }
 

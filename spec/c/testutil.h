@@ -52,15 +52,33 @@ void bh_test_check_code(const char *file, int line, int got, int want,
                         const void *err /* const bh_err * or NULL */);
 
 /* Run a named test function, printing its name. */
-#define RUN(fn)         \
-  do {                  \
-    bh_test_begin(#fn); \
-    fn();               \
+#define RUN(fn)                                \
+  do {                                         \
+    if (bh_test_begin(#fn, false, NULL)) fn(); \
   } while (0)
-void bh_test_begin(const char *name);
 
-/* Prints "N passed, N failed" and returns the exit status (0 iff none
- * failed and at least one check ran). */
+/* A test function that needs root (another uid, unshare, mounts, chown):
+ * why says what for. ctest runs a binary's cases in parts, chosen by
+ * BH_TEST_PART: "user" runs the RUN cases, "root" the RUN_ROOT cases (a
+ * ctest of its own, c_NAME_root, registered for every file that has
+ * them). Not root, the root part runs nothing: it names each case and
+ * why, and the binary exits BH_TEST_NOT_RUN, which ctest reports as "Not
+ * Run". Without BH_TEST_PART both parts run (root cases only as root). */
+#define RUN_ROOT(fn, why)                      \
+  do {                                         \
+    if (bh_test_begin(#fn, true, (why))) fn(); \
+  } while (0)
+
+/* The exit status ctest takes for "not run" (SKIP_RETURN_CODE). */
+#define BH_TEST_NOT_RUN 77
+
+/* Starts the test function name when this run is for its part (root:
+ * RUN_ROOT's); false when it is not run here. */
+bool bh_test_begin(const char *name, bool root, const char *why);
+
+/* Prints "N passed, N failed" and returns the exit status: 0 iff none
+ * failed and at least one check ran; BH_TEST_NOT_RUN when every case of
+ * this part needs root and we are not root. */
 int bh_test_summary(void);
 
 /* A fresh temporary directory for this process (created on first use,
