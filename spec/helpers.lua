@@ -19,6 +19,23 @@ function M.rmdir(dir)
   if dir and dir:match("^/tmp/bhs%.") then os.execute("rm -rf '" .. dir .. "'") end
 end
 
+-- Copies files (paths) into a fresh directory that every user may enter
+-- and read (0755), for a test that runs them as another uid: the
+-- checkout and the build tree may sit under a directory that uid cannot
+-- search (root's home is 0700, so is mktemp -d). Returns the directory
+-- (remove it with M.rmdir) and the staged paths, in order.
+function M.stage(files)
+  local dir = M.tmpdir()
+  local staged = {}
+  assert(os.execute("chmod 0755 '" .. dir .. "'"))
+  for i, f in ipairs(files) do
+    staged[i] = dir .. "/" .. f:match("[^/]+$")
+    assert(os.execute("cp '" .. f .. "' '" .. staged[i] .. "' && chmod a+rX '" .. staged[i] .. "'"),
+      "cannot stage " .. f)
+  end
+  return dir, staged
+end
+
 -- A deep copy of an identity (through its JSON form).
 function M.copy(bh, id)
   return assert(bh.identity.from_json(bh.identity.to_json(id)))
