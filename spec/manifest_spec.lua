@@ -202,7 +202,7 @@ describe("bh.manifest", function()
     assert.equal("none", why)
   end)
 
-  it("keeps owner and mode of a rewritten manifest, never set-id bits", function()
+  it("keeps owner and mode of a rewritten manifest, never set-id bits #root", function()
     local p = dir .. "/m.pb"
     assert(bh.manifest.write(p, { service_name = "s", current_daemon = ID }))
     assert(H.system("chown nobody:nogroup " .. p .. " && chmod 4640 " .. p))

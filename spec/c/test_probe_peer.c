@@ -184,7 +184,9 @@ static void replay_squatter(const char *name, bool other_uid) {
   bh_endpoint_clear(&ep);
 }
 
-static void test_replay_squatter(void) { replay_squatter("squat", false); }
+static void test_replay_squatter(void) {
+  replay_squatter("squat", false);
+}
 
 static void test_replay_squatter_other_uid(void) {
   replay_squatter("squat-nobody", true);
