@@ -91,8 +91,8 @@ describe("cmake --install", function()
       local doc = u.Documentation:match("^file:(.*)$")
       assert.truthy(slurp(dest .. doc), "Documentation= names a missing file")
       local docdir = c.prefix .. "/share/doc/bhprobe-lua"
-      for _, name in ipairs({ "README.md", "docs/lua-api.md", "docs/operations.md",
-        "docs/hostile-peers.md" }) do
+      for _, name in ipairs({ "README.md", "docs/design.md", "docs/lua-api.md",
+        "docs/operations.md", "docs/hostile-peers.md", "docs/hacking.md", "docs/bench.md" }) do
         assert.truthy(slurp(dest .. docdir .. "/" .. name), name .. " not installed")
       end
       check_links(dest, docdir)
