@@ -1,4 +1,4 @@
--- Task control (docs/lua-api.md §2): task:cancel, bh.timeout, bh.select,
+-- Task control (docs/lua-api.md §3): task:cancel, bh.timeout, bh.select,
 -- bh.all, and <close> on tasks. Cancelling reaches the pending operation
 -- through its cleanup: timers, child processes, waits, probes.
 local bh = require "bh"

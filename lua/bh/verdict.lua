@@ -1,5 +1,5 @@
 -- bh.verdict and bh.probe_record: the ONE classification of a probe
--- outcome (issue 6) and the standard report record built from it. A module
+-- outcome and the standard report record built from it. A module
 -- (require "bh.verdict"); luaopen_bh also puts its functions in bh.
 local bh = require "bh"
 

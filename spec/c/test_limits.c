@@ -1,4 +1,4 @@
-/* Resource limits (issue 5) and the hostile peers no other test covers:
+/* Resource limits and the hostile peers no other test covers:
  * 100,000 probes in one process with no descriptor leak, a socket another
  * user cannot open (mode 0600, or a directory it cannot search) →
  * connect, identity strings holding NUL or invalid UTF-8 sent over a real
@@ -405,8 +405,8 @@ static int host_interrupted(const char *name, const char *script, char *errbuf,
   return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
 }
 
-/* Issue 5: a policy that loops forever without yielding is interrupted by
- * SIGINT, "exiting 130 with a message naming where it was". */
+/* A policy that loops forever without yielding is interrupted by SIGINT,
+ * exiting 130 with a message naming where it was. */
 static void test_sigint_names_where(void) {
   static const char *const scripts[2][2] = {
       {"main.lua",

@@ -1,4 +1,4 @@
-/* Running a command as a reaction (issue 6): no shell, its own process
+/* Running a command as a reaction (bh.exec): no shell, its own process
  * group, stdin from /dev/null, stdout and stderr read through non-blocking
  * pipes on a libevent loop and each capped (truncation flagged), an
  * optional timeout after which the whole process group gets SIGKILL. The

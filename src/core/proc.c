@@ -104,7 +104,7 @@ static bh_status still_held(const bh_proc *p, bh_err *err) {
 }
 
 /* The exe link is confirmed by the still_held at the end of the
- * verification (bh_proc_cached_digests, bh_proc_open_exe): a process
+ * verification (bh_proc_exe_digests): a process
  * alive then was alive throughout. A mismatch asks at once, so that a pid
  * recycled meanwhile is called what it is (pid_not_found), not an
  * impostor. */

@@ -1,7 +1,8 @@
 /* Reading /proc (DESIGN §1.5, §1.8): whether a pid is live, what it
  * runs, when it started, this machine's boot id, and pidfd_open. Plain
- * syscalls and small reads (through file.h, like every file the core
- * reads); no identities, no digests. Linux only. */
+ * syscalls and small reads (read_proc here, fsutil.h's bh_file_read_small
+ * for /proc/stat, bh_id_file_get for the boot id); no identities, no
+ * digests. Linux only. */
 #include "procfs.h"
 
 #include <errno.h>

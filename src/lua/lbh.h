@@ -1,6 +1,6 @@
 /* The Lua binding's public face for the host (main.c): the module opener
  * and what the host needs to know after bh.run returns. Everything Lua
- * lives in src/lbh_*.c; the C core never includes lua.h. */
+ * lives in src/lua/lbh_*.c; the C core never includes lua.h. */
 #ifndef LBH_H
 #define LBH_H
 

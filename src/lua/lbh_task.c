@@ -193,8 +193,8 @@ bool lbh_task_cancel(lbh_task *t) {
   return true;
 }
 
-/* Protected part of task_interrupt: the error is "interrupted" with the
- * traceback of where the task waits. Stack: [lightuserdata task]. */
+/* Protected part of lbh_sched_task_interrupt: the error is "interrupted"
+ * with the traceback of where the task waits. Stack: [lightuserdata task]. */
 static int task_interrupt_p(lua_State *L) {
   lbh_task *t = lua_touserdata(L, 1);
   lbh_sched_push_task(L, t);
