@@ -1,4 +1,4 @@
--- Reactions attacked as another local user would (DESIGN §1.11): root runs
+-- Reactions attacked as another local user would (design §1.11): root runs
 -- `manifests.lua --apply` over records in directories that user `nobody`
 -- owns, while nobody swaps those directories for symlinks to a victim
 -- directory as fast as it can (renameat2 RENAME_EXCHANGE), and a daemon

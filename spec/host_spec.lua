@@ -1,4 +1,4 @@
--- The bhprobe-lua command line (DESIGN §3), end to end with the real binary
+-- The bhprobe-lua command line (design §3), end to end with the real binary
 -- ($BH_BIN, set by scripts/env). Each case runs it through the shell in a
 -- fresh temp dir with stdout and stderr captured in files.
 

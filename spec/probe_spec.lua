@@ -1,4 +1,4 @@
--- bh.probe, bh.probe_response and handles (DESIGN §1.5, §2), against
+-- bh.probe, bh.probe_response and handles (design §1.5, §2), against
 -- responders in this process and daemons in other lua5.4 processes.
 local bh = require "bh"
 local H = require "helpers"

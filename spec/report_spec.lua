@@ -39,7 +39,7 @@ describe("bh.report", function()
     assert.equal(bh.null, r.peer_pid)
     assert.matches("^%d+%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", r.ts)
     assert.equal("2023-11-14T22:13:20.000Z", bh.timestamp(1700000000))
-    -- DESIGN §1.11: only the provably gone is stale
+    -- design §1.11: only the provably gone is stale
     local cases = { pid_not_found = "stale", boot_id_mismatch = "stale", pid_reused = "stale",
       exe_path_mismatch = "stale", exe_sha256_mismatch = "stale", exe_hash_mismatch = "stale",
       connect = "unreachable", timeout = "unreachable", io = "unreachable",

@@ -1,4 +1,4 @@
--- bh.respond and responders (DESIGN §1.4, §2).
+-- bh.respond and responders (design §1.4, §2).
 local bh = require "bh"
 local H = require "helpers"
 

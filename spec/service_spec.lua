@@ -1,4 +1,4 @@
--- The host as a service (DESIGN §3), end to end with the real binary:
+-- The host as a service (design §3), end to end with the real binary:
 -- signals from start-up, start-up checks of --report/--metrics/--listen,
 -- report and metrics files that cannot be turned against the host (a
 -- symlink planted by another user), a closed stdout, quiet stops and the

@@ -1,4 +1,4 @@
--- Tasks on the loop (DESIGN §2): bh.run, bh.spawn, task:wait,
+-- Tasks on the loop (design §2): bh.run, bh.spawn, task:wait,
 -- bh.sleep, bh.now, bh.map. Timings use generous slack (loaded 2-core CI).
 local bh = require "bh"
 local H = require "helpers"

@@ -2,7 +2,7 @@
 --
 --   bhprobe-lua etc/policies/check.lua [--timeout SECONDS] IDENTITY.json
 --
--- The file holds one identity (DESIGN §1.7); its ipc_endpoint is where the
+-- The file holds one identity (design §1.7); its ipc_endpoint is where the
 -- daemon listens. Prints the verdict; exits 0 when the daemon is verified,
 -- 1 when the probe rejects it (or the file is unreadable), 2 on bad usage.
 

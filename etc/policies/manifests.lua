@@ -1,7 +1,7 @@
 -- Probe every daemon recorded in cache manifests: those under each ROOT
 -- given, or with no ROOT those of running-process's central registry
 -- (bh.manifest.central_dir()). Classify each record (verified / stale /
--- impostor / unreachable / foreign / invalid, DESIGN §1.11), report one
+-- impostor / unreachable / foreign / invalid, design §1.11), report one
 -- JSON line each, keep the metrics file up to date. With --apply, clean
 -- up stale records only (clear the manifest's daemon, remove its socket if
 -- nothing listens); an impostor is never touched, only reported loudly; a

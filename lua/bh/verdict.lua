@@ -7,7 +7,7 @@ local M = {}
 
 local type, tostring = type, tostring
 
--- Codes (DESIGN §1.6) by verdict (DESIGN §1.11).
+-- Codes (design §1.6) by verdict (design §1.11).
 --   stale:       the recorded process is provably gone: its pid is not
 --                running, the machine rebooted, the pid was reused, or
 --                it now runs another program (another path or digest).

@@ -4,7 +4,7 @@
  * (renameat2 RENAME_EXCHANGE) while root removes the record's stale socket
  * and clears its manifest. Whatever the interleaving, nothing in the
  * victim directory may change: every path is walked through directory
- * descriptors that never follow a symlink (DESIGN §1.11). Needs root (to
+ * descriptors that never follow a symlink (design §1.11). Needs root (to
  * be another user); skips visibly otherwise. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-/* Files as a reaction touches them (DESIGN §1.11, src/core/fsutil.h):
+/* Files as a reaction touches them (design §1.11, src/core/fsutil.h):
  * paths reached through directory descriptors without following a
  * symlink anywhere, regular files only and never a blocking open, atomic
  * replaces that keep owner and mode without set-id bits, and the

@@ -1,4 +1,4 @@
-/* Identity generations on the wire (DESIGN §1.4, §1.9): answers of either
+/* Identity generations on the wire (design §1.4, §1.9): answers of either
  * generation against expectations of either, the digest both sides must
  * share, the digest codes (unsupported_hash_algorithm, invalid_hash_length,
  * invalid_sha256_length), err.fields with several differing fields, the
@@ -235,7 +235,7 @@ static void test_all_fields_differ(void) {
   bh_identity_clear(&rec);
 }
 
-/* The JSON of generation 2 (DESIGN §1.7): exe_hash_algorithm and exe_hash
+/* The JSON of generation 2 (design §1.7): exe_hash_algorithm and exe_hash
  * after the §1.7 fields; readers refuse other algorithms and lone halves,
  * and read the serde form's legacy_exe_sha256 (zeros meaning none). */
 static void test_json_generations(void) {

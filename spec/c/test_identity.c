@@ -283,7 +283,7 @@ static void compare_expect(const bh_identity *a, const bh_identity *b,
   CHECK(err.nfields >= 1 && err.fields[0] == err.field);
 }
 
-/* One differing field at a time (fields are compared in DESIGN §1.4's
+/* One differing field at a time (fields are compared in design §1.4's
  * order, so each added difference becomes the first one). */
 static void test_compare(void) {
   bh_identity a, b;

@@ -1,5 +1,5 @@
 /* Full probes whose executable is hashed off the loop (bh_probe_opts
- * hasher, DESIGN §1.5: the whole probe, hashing included, runs under one
+ * hasher, design §1.5: the whole probe, hashing included, runs under one
  * deadline and never blocks the loop): a probe with an empty digest cache
  * succeeds through the hasher, a mismatch found there is reported, a
  * probe of a daemon running a huge binary times out on its deadline while

@@ -1,4 +1,4 @@
-/* The peer that answers must be the verified process itself (DESIGN §1.5
+/* The peer that answers must be the verified process itself (design §1.5
  * step 3): a relay that forwards a probe to the real daemon, and a
  * squatter (another user) that answers with a live daemon's recorded
  * identity, both give valid answers from a verified pid and both are

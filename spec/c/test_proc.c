@@ -176,7 +176,7 @@ static void test_zombie(void) {
   CHECK_INT(waitid(P_PID, (id_t)child, &info, WEXITED | WNOWAIT), 0);
   id.pid = (uint32_t)child;
   /* A record without a start time meets the zombie at its exe link, as
-   * in the reference (DESIGN §1.8). */
+   * in the reference (design §1.8). */
   id.started_at_unix_ms = 0;
   verify_expect(&id, NULL, BH_EXE_PATH);
   /* With one, the start-time step reads /proc/PID/stat and then asks the
@@ -265,7 +265,7 @@ static void test_of_pid_and_hold(void) {
 }
 
 /* A daemon whose executable is deleted after start: the link reads back
- * as "PATH (deleted)" (DESIGN §1.8), so the path no longer matches (and
+ * as "PATH (deleted)" (design §1.8), so the path no longer matches (and
  * err.exe_deleted says why: an upgrade, not a dead daemon). The file it
  * runs is still read through /proc/PID/exe: of_pid hashes what the
  * process really runs, deleted or not (it failed with exe_hash when

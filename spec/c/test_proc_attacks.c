@@ -1,5 +1,5 @@
 /* Process verification against processes that are not what a record says
- * (DESIGN §1.5 step 2): a record that predates its pid's process
+ * (design §1.5 step 2): a record that predates its pid's process
  * (pid_reused), a record of another binary (exe_sha256_mismatch,
  * exe_hash_mismatch), and the bind-mount attack: in a mount namespace of
  * its own, an impostor bind-mounts a different binary over the path the

@@ -1,4 +1,4 @@
-/* Manifests as running-process keeps them beyond cache roots (DESIGN
+/* Manifests as running-process keeps them beyond cache roots (design
  * §1.10): the central registry's directory from the environment, scanning
  * it (a missing one is empty, one that is not private to its owner is
  * refused), and the host a manifest names. */

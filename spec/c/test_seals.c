@@ -1,4 +1,4 @@
-/* Seals and schema versions (DESIGN §1.10): every way a manifest can fail
+/* Seals and schema versions (design §1.10): every way a manifest can fail
  * to verify gets the real readers' verdict (manifest_corrupt,
  * manifest_schema_too_new), and each of them still reads with verify off
  * (for investigations); what bh_manifest_write writes reads back

@@ -1,4 +1,4 @@
-/* Unit tests of the wire layer (src/core/wire.c, DESIGN §1.2–1.4, §1.8): the
+/* Unit tests of the wire layer (src/core/wire.c, design §1.2–1.4, §1.8): the
  * incremental frame reader, golden request/response bytes derived by hand
  * from the protobuf encoding rules, round trips, and the UTF-8 check of
  * pbutil. Validation failures are in test_wire_validate.c. */
@@ -80,7 +80,7 @@ static void test_reader_header_split(void) {
   free(frame);
 }
 
-/* DESIGN §1.8: a zero-length body is a valid frame and fails validation at
+/* design §1.8: a zero-length body is a valid frame and fails validation at
  * envelope_version, not at decoding. */
 static void test_reader_zero_length(void) {
   static const uint8_t hdr[] = {1, 0, 0, 0, 0, 0xEE};

@@ -1,4 +1,4 @@
-/* Validation tests of the wire layer (src/core/wire.c, DESIGN §1.4, §1.6):
+/* Validation tests of the wire layer (src/core/wire.c, design §1.4, §1.6):
  * every status code a request or response can fail with, in the order the
  * responder and the prober check them, and what must still pass. Hostile
  * frames are built with protobuf-c directly (fixtures in wire_fixtures.h). */
@@ -214,7 +214,7 @@ static void test_response_malformed_payload(void) {
              &err);
   response_frame(&f, payload, NULL, 0);
   /* A wrong nonce is unexpected_frame, as the reference says it
-   * (DESIGN §1.4); it was malformed_payload before. */
+   * (design §1.4); it was malformed_payload before. */
   payload[31] ^= 1;
   CHECK_CODE(validate_response_frame(&f, NULL, &err), BH_UNEXPECTED_FRAME,
              &err);

@@ -1,4 +1,4 @@
-/* Fuzz target: the identity JSON reader (src/core/identity.h, DESIGN §1.7).
+/* Fuzz target: the identity JSON reader (src/core/identity.h, design §1.7).
  *
  * Properties:
  *  - a failure is invalid_json or invalid_identity, and says so in err;

@@ -2,7 +2,7 @@
  *
  * Properties:
  *  - the verdict agrees with an oracle that unpacks the Frame with
- *    protobuf-c itself and applies DESIGN §1.4's order: decode_frame (also
+ *    protobuf-c itself and applies design §1.4's order: decode_frame (also
  *    for a trace string with NUL or invalid UTF-8, for field number 0,
  *    which prost refuses, and for a body the field-count pre-scan refuses,
  *    whose unknown-field count must then agree with protobuf-c's own),
@@ -26,7 +26,7 @@
 
 typedef RunningProcess__Broker__V1__Frame pb_frame;
 
-/* The code DESIGN §1.4 gives for body; BH_OK for a valid request. */
+/* The code design §1.4 gives for body; BH_OK for a valid request. */
 static bh_status oracle(const uint8_t *body, size_t len) {
   const bh_pb_limits *lim = &bh_pb_limits_message;
   bool refused = bh_pb_prescan(&running_process__broker__v1__frame__descriptor,

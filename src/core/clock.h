@@ -1,6 +1,6 @@
 /* The monotonic clock and libevent's timeval, shared by the prober, the
  * responder, exec and the scheduler: durations are seconds as doubles
- * everywhere (DESIGN §2). */
+ * everywhere (design §2). */
 #ifndef BH_CLOCK_H
 #define BH_CLOCK_H
 

@@ -1,4 +1,4 @@
-/* Digests of executables (DESIGN §1.5, §1.9): SHA-256 (OpenSSL EVP) and
+/* Digests of executables (design §1.5, §1.9): SHA-256 (OpenSSL EVP) and
  * BLAKE3-256 (the official C implementation), computed in one streamed
  * pass over the file, with a cache keyed on the identity of the
  * descriptor actually hashed (st_dev, st_ino, st_size, st_mtim, st_ctim):

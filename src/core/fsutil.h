@@ -1,4 +1,4 @@
-/* Files as a reaction touches them (DESIGN §1.11): every path that is read
+/* Files as a reaction touches them (design §1.11): every path that is read
  * for a decision, rewritten or removed is reached through directory
  * descriptors opened without following symbolic links, from "/" (or the
  * working directory, for a relative path) down, so no rename or symlink

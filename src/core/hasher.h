@@ -1,4 +1,4 @@
-/* Hashing off the loop (DESIGN §1.5: the full probe, hashing included,
+/* Hashing off the loop (design §1.5: the full probe, hashing included,
  * never blocks the loop): one worker thread per hasher takes jobs in
  * order, hashes a descriptor (digest.h, which fills the shared cache) and
  * hands the result back through an eventfd watched by the hasher's

@@ -1,4 +1,4 @@
-/* This machine as a manifest's HostIdentity names it (DESIGN §1.10): the
+/* This machine as a manifest's HostIdentity names it (design §1.10): the
  * machine id (/etc/machine-id), the host name, the boot id, the st_dev of
  * a cache root and the mount-plus-pid namespace pair. */
 #ifndef BH_HOST_H

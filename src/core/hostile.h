@@ -45,7 +45,7 @@ typedef enum bh_hostile {
 /* The stable name of each ("bad_framing", ..., "trailing"); NULL for
  * BH_HOSTILE_NONE or out of range. */
 const char *bh_hostile_name(bh_hostile h);
-/* The code a prober following DESIGN §1.4 gives for it ("ok" for the
+/* The code a prober following design §1.4 gives for it ("ok" for the
  * three a prober must accept: twice, trailing, unknown_fields). */
 const char *bh_hostile_expected(bh_hostile h);
 /* The kind of that name, or BH_HOSTILE_NONE. */

@@ -1,4 +1,4 @@
-/* Identity primitives (DESIGN §1.3, §1.5, §1.8): endpoints, the identity
+/* Identity primitives (design §1.3, §1.5, §1.8): endpoints, the identity
  * lifecycle, the current process and other live pids, the prober's field
  * comparison (with Rust-like lexical path equality) and hex. The protobuf and
  * JSON forms live in identity_pb.c and identity_json.c. */

@@ -1,4 +1,4 @@
-/* Who a daemon is (DESIGN §1.3 DaemonProcess, §1.7 JSON): the in-memory
+/* Who a daemon is (design §1.3 DaemonProcess, §1.7 JSON): the in-memory
  * identity, its protobuf and JSON forms, and the identity of the current
  * process or of another live pid. Knows nothing of sockets or Lua. */
 #ifndef BH_IDENTITY_H
@@ -16,7 +16,7 @@ enum {
   BH_SHA256_LEN = BH_DIGEST_LEN,
 };
 
-/* The executable digests an identity knows (DESIGN §1.9): generation 1
+/* The executable digests an identity knows (design §1.9): generation 1
  * records SHA-256 (DaemonProcess tag 3), generation 2 BLAKE3-256 (tags
  * 8/9, algorithm "blake3"); an identity may know both. */
 enum { BH_ALG_SHA256 = 1u << 0, BH_ALG_BLAKE3 = 1u << 1 };
@@ -89,7 +89,7 @@ bh_status bh_identity_current(const bh_endpoint *ep,
 bh_status bh_identity_of_pid(uint32_t pid, const bh_endpoint *ep,
                              bh_identity *out, bh_err *err);
 
-/* Compare got (an answer) with expected the way the prober does (DESIGN
+/* Compare got (an answer) with expected the way the prober does (design
  * §1.4, §1.9): they need a digest in common (else
  * unsupported_hash_algorithm); then pid, exe_path (lexically, like Rust's
  * Path ==), exe_sha256 and exe_hash (each when both carry it), boot_id,
@@ -136,7 +136,7 @@ bh_status bh_identity_from_pb(
     const struct RunningProcess__Broker__V1__DaemonProcess *msg,
     bh_identity *out, bh_err *err);
 
-/* JSON (DESIGN §1.7). to_json returns a malloc'd compact JSON object (NULL
+/* JSON (design §1.7). to_json returns a malloc'd compact JSON object (NULL
  * on allocation failure, or when a string is not valid UTF-8, which JSON
  * cannot carry): pid, exe_path, exe_sha256 (when known), boot_id,
  * ipc_endpoint, started_at_unix_ms, idle_timeout_secs (null when absent),

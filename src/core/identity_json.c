@@ -1,4 +1,4 @@
-/* The JSON form of an identity (DESIGN §1.7), through jansson.
+/* The JSON form of an identity (design §1.7), through jansson.
  *
  * Writer: exactly the fields of §1.7, in that order, compact, the digests
  * the identity knows (exe_sha256; exe_hash_algorithm and exe_hash last,
@@ -37,7 +37,7 @@ char *bh_identity_to_json(const bh_identity *id) {
                 id->endpoint.namespace_id ? id->endpoint.namespace_id : "",
                 "path", id->endpoint.path ? id->endpoint.path : "");
   int bad = o == NULL || ep == NULL;
-  /* Members in the order of DESIGN §1.7; json_object keeps it. */
+  /* Members in the order of design §1.7; json_object keeps it. */
   bad = bad || json_object_set_new(o, "pid", json_integer(id->pid)) != 0;
   bad = bad ||
         json_object_set_new(o, "exe_path",

@@ -1,4 +1,4 @@
-/* The DaemonProcess protobuf form of an identity (DESIGN §1.3, §1.9),
+/* The DaemonProcess protobuf form of an identity (design §1.3, §1.9),
  * through the protobuf-c generated code. Records come in two generations
  * (tag 3 = SHA-256; tags 8/9 = "blake3" + BLAKE3-256) and a probe answer
  * in a third form (generation 2, then tag 3 appended); see identity.h.
@@ -131,7 +131,7 @@ static bh_status check_strings(const pb_daemon *m, bh_err *err) {
   return BH_OK;
 }
 
-/* The digests of a decoded message, checked in the order of DESIGN §1.4,
+/* The digests of a decoded message, checked in the order of design §1.4,
  * §1.9 (see identity.h). */
 static bh_status take_digests(const pb_daemon *m, bh_digests *d, bh_err *err) {
   const char *alg = m->exe_hash_algorithm ? m->exe_hash_algorithm : "";

@@ -1,8 +1,8 @@
-/* Cache manifests as running-process keeps them (DESIGN §1.3, §1.10): the
+/* Cache manifests as running-process keeps them (design §1.3, §1.10): the
  * whole CacheManifest schema, sealed (manifest_schema_version 1,
  * media_type, self_sha256 over the encoding with the seal cleared), read
  * with the original's verdicts, written and cleared through directory
- * descriptors (DESIGN §1.11), found under cache roots and in the central
+ * descriptors (design §1.11), found under cache roots and in the central
  * registry. A manifest on disk is the bare protobuf: in a cache root
  * `.running-process-manifest.pb`, in the registry `{service}-{version}.pb`.
  *
@@ -119,7 +119,7 @@ void bh_manifest_list_free(bh_manifest_list *l);
 bh_status bh_manifest_find(const char *root, int max_depth,
                            bh_manifest_list *out, bh_err *err);
 
-/* The central registry (DESIGN §1.10): $RUNNING_PROCESS_MANIFEST_DIR,
+/* The central registry (design §1.10): $RUNNING_PROCESS_MANIFEST_DIR,
  * else $XDG_DATA_HOME/running-process/manifests, else
  * $HOME/.local/share/running-process/manifests. *out is malloc'd.
  * manifest_io when none of them can be formed. */

@@ -1,4 +1,4 @@
-/* The prober (DESIGN §1.5, §4): one heap state machine per probe, driven by
+/* The prober (design §1.5, §4): one heap state machine per probe, driven by
  * plain events embedded in the probe (no bufferevents, so an in-flight
  * probe stays well under 4 KiB of heap). States: start (an event made active at
  * once, so the callback never runs inside bh_probe_start) → checks → connect
@@ -179,7 +179,7 @@ static int same_process(int a, int b) {
   return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* DESIGN §1.5 step 3: the peer that answered must be the process that was
+/* design §1.5 step 3: the peer that answered must be the process that was
  * verified and is held, not something that relays or replays its
  * answers. The pidfd the kernel gives for the peer names the very process
  * that listens, immune to pid reuse: compared with the held pidfd where
@@ -387,7 +387,7 @@ static void on_hashed(bh_status st, const bh_digests *d, const bh_err *err,
   probe_verified(p, d);
 }
 
-/* verify_pid (DESIGN §1.5 step 2): the checks that need no hashing here;
+/* verify_pid (design §1.5 step 2): the checks that need no hashing here;
  * the digest from the cache, or from the hasher (the probe waits, its
  * deadline running), or inline when there is no hasher. */
 static void probe_verify(bh_probe *p) {
@@ -430,7 +430,7 @@ static void probe_verify(bh_probe *p) {
   probe_verified(p, &d);
 }
 
-/* First step, from the loop: the endpoint checks (DESIGN §1.5 step 1),
+/* First step, from the loop: the endpoint checks (design §1.5 step 1),
  * then verify_pid or straight to the exchange. */
 static void on_start(evutil_socket_t fd, short what, void *arg) {
   bh_probe *p = arg;

@@ -1,4 +1,4 @@
-/* The prober (DESIGN §1.5, §4): a small heap state machine owned by a
+/* The prober (design §1.5, §4): a small heap state machine owned by a
  * libevent loop. One deadline covers the whole active exchange and is armed
  * before connect. The completion callback is always called from the loop
  * (never from inside bh_probe_start), exactly once, unless the probe is
@@ -66,7 +66,7 @@ typedef struct bh_probe_result {
   pid_t peer_pid;
   uid_t peer_uid;
   /* A full probe that verified the pid also checks that the peer is that
-   * very process (DESIGN §1.5 step 3): through SO_PEERPIDFD where the
+   * very process (design §1.5 step 3): through SO_PEERPIDFD where the
    * kernel has it, else SO_PEERCRED's pid. */
   /* On success: the identity the daemon answered with, and (full probe
    * with verify_pid) the held process. The callback may take either by

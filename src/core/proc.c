@@ -1,4 +1,4 @@
-/* Process verification (DESIGN §1.5 step 2, §1.8) and held processes.
+/* Process verification (design §1.5 step 2, §1.8) and held processes.
  * A verified process is held through a pidfd, so that a later liveness
  * check or signal reaches that very process even if its pid is recycled.
  * Reads /proc directly; Linux only. */
@@ -169,7 +169,7 @@ static bh_status check_exe_path(const bh_identity *expected, const bh_proc *p,
                                 bh_err *err) {
   char *link = NULL, *got = NULL, *want = NULL;
   bh_status st = bh_proc_exe_link(p->pid, &link, err);
-  if (st != BH_OK) return st; /* a zombie too (DESIGN §1.8) */
+  if (st != BH_OK) return st; /* a zombie too (design §1.8) */
   if (expected->exe_path != NULL && strcmp(link, expected->exe_path) == 0)
     goto end;
   got = bh_canonical_path(link);

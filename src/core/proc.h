@@ -1,4 +1,4 @@
-/* Process verification (DESIGN §1.5 step 2) and holding a process through
+/* Process verification (design §1.5 step 2) and holding a process through
  * a pidfd so later liveness checks and signals cannot hit a recycled pid. */
 #ifndef BH_PROC_H
 #define BH_PROC_H
@@ -23,7 +23,7 @@ typedef struct bh_proc {
  * recorder's clock is not ours) before the pid counts as reused. */
 #define BH_START_SLACK_MS 2000u
 
-/* Verify expected against the live system (DESIGN §1.5 step 2), in this
+/* Verify expected against the live system (design §1.5 step 2), in this
  * order: pid 0 → invalid_pid; no digest recorded → exe_hash; both boot
  * ids non-empty and different → boot_id_mismatch; kill(pid, 0) fails
  * other than EPERM → pid_not_found; hold it (pidfd); the record predates

@@ -1,4 +1,4 @@
-/* Reading /proc (DESIGN §1.5, §1.8): whether a pid is live, what it
+/* Reading /proc (design §1.5, §1.8): whether a pid is live, what it
  * runs, when it started, this machine's boot id, and pidfd_open. Plain
  * syscalls and small reads (read_proc here, fsutil.h's bh_file_read_small
  * for /proc/stat, bh_id_file_get for the boot id); no identities, no

@@ -1,4 +1,4 @@
-/* Reading /proc (DESIGN §1.5, §1.8): whether a pid is live, what it runs,
+/* Reading /proc (design §1.5, §1.8): whether a pid is live, what it runs,
  * when it started, this machine's boot id, and pidfd_open. The layer
  * below identities and process verification: it knows nothing of either.
  * Linux only. */

@@ -1,4 +1,4 @@
-/* The responder (DESIGN §1.4, §4): a Unix listener on a libevent loop that
+/* The responder (design §1.4, §4): a Unix listener on a libevent loop that
  * answers each connection's one probe request with an identity, then
  * closes. Each connection is a small heap object with plain events (read,
  * write, its own deadline, an optional reply delay) on a list owned by the

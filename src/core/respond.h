@@ -1,4 +1,4 @@
-/* The responder (the daemon side of the probe, DESIGN §1.4, §4): a Unix
+/* The responder (the daemon side of the probe, design §1.4, §4): a Unix
  * listener on a libevent loop that answers probe requests with an identity.
  * Survives hostile clients: a per-connection deadline proportionate to a
  * probe, a cap on open connections kept by evicting the oldest one without

@@ -1,4 +1,4 @@
-/* Names and stages of the stable status codes (DESIGN §1.6). */
+/* Names and stages of the stable status codes (design §1.6). */
 #include "status.h"
 
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Status codes of the C core (DESIGN §1.6) and the error record that carries
+/* Status codes of the C core (design §1.6) and the error record that carries
  * them. The core never raises: every fallible function returns a bh_status
  * and, when given a bh_err, fills it with the code, the compared field (for
  * identity mismatches) and a human message saying what was expected and

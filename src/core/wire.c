@@ -1,4 +1,4 @@
-/* The wire contract (DESIGN §1.2–1.4): framing, the incremental frame
+/* The wire contract (design §1.2–1.4): framing, the incremental frame
  * reader, and building/validating probe requests and responses with the
  * protobuf-c generated Frame codec. Pure code: no sockets, no Lua. */
 #include "wire.h"

@@ -1,4 +1,4 @@
-/* The wire contract (DESIGN §1.2–1.4): framing, the incremental frame
+/* The wire contract (design §1.2–1.4): framing, the incremental frame
  * reader, and building/validating probe requests and responses. Pure code:
  * no sockets, no event loop, no Lua. */
 #ifndef BH_WIRE_H
@@ -75,7 +75,7 @@ size_t bh_frame_reader_heap(const bh_frame_reader *r);
 /* request_id = the first 8 nonce bytes as a little-endian u64. */
 uint64_t bh_request_id_from_nonce(const uint8_t nonce[BH_NONCE_LEN]);
 
-/* A complete framed probe request built from nonce (DESIGN §1.4).
+/* A complete framed probe request built from nonce (design §1.4).
  * *out is malloc'd. */
 bh_status bh_probe_request_build(const uint8_t nonce[BH_NONCE_LEN],
                                  uint8_t **out, size_t *out_len, bh_err *err);
@@ -98,7 +98,7 @@ void bh_request_clear(bh_request *req);
 bh_status bh_probe_request_validate(const uint8_t *body, size_t len,
                                     bh_request *out, bh_err *err);
 
-/* A complete framed response to req carrying identity (DESIGN §1.4).
+/* A complete framed response to req carrying identity (design §1.4).
  * The _raw form takes the already-encoded payload tail (the bytes after the
  * nonce), so tests and squatter simulations can send any identity bytes. */
 bh_status bh_probe_response_build(const bh_request *req, const bh_identity *id,
@@ -109,7 +109,7 @@ bh_status bh_probe_response_build_raw(const bh_request *req,
                                       size_t *out_len, bh_err *err);
 
 /* Validate a frame body as the response to (request_id, nonce), in the
- * prober's order (DESIGN §1.4): decode_frame; envelope_version, kind,
+ * prober's order (design §1.4): decode_frame; envelope_version, kind,
  * payload_protocol, request_id, payload_encoding (unexpected_frame);
  * payload >= 32 bytes and starts with the nonce (malformed_payload); the
  * rest decodes (decode_identity), has an endpoint (missing_endpoint) and a

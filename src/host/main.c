@@ -16,7 +16,7 @@
  * are checked: the --report file opened, the first --metrics file
  * written, the --listen socket bound; then systemd hears READY=1.
  *
- * Exit status (DESIGN §3): 0 when the script returns, os.exit(n) -> n,
+ * Exit status (design §3): 0 when the script returns, os.exit(n) -> n,
  * 1 when a chunk raises or a task failed unobserved, 2 for a usage error
  * or a service target that cannot be opened, 128 + signal when
  * SIGINT/SIGTERM stopped the loop (141 when stdout was closed under

@@ -49,7 +49,7 @@ int lbh_stop_signal(void);
  * host state (e.g. -i: back to the prompt after ^C). */
 void lbh_clear_stop_signal(lua_State *L);
 
-/* The start-up checks of the host's service options (DESIGN §3): sets
+/* The start-up checks of the host's service options (design §3): sets
  * bh.options.report/metrics/listen, opens the report file, writes the
  * first metrics file, binds the --listen socket (kept for every run to
  * serve; bh.options.listen_address is the address bound). NULL options

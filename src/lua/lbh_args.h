@@ -1,6 +1,6 @@
 /* The one checker of arguments and option tables of every bh function,
  * written in C and used by the Lua helpers too (through bh._check_opts
- * and bh._check_arg, lbh_check.c). DESIGN §2: an unknown key raises
+ * and bh._check_arg, lbh_check.c). design §2: an unknown key raises
  * naming it, every number has a stated range. Errors name the caller's
  * file and line (the first frame that is neither a C function nor one of
  * the embedded bh helpers, so a helper's own lines never show), then the

@@ -1,4 +1,4 @@
-/* Error tables of the binding (DESIGN §2): expected failures are returned
+/* Error tables of the binding (design §2): expected failures are returned
  * as nil, err where err = {code=, stage=, message=[, field=, fields=,
  * exe_deleted=]} with the metatable "bh.error" (__tostring gives the
  * message): field/fields for identity_mismatch (the first and every

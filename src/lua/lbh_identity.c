@@ -191,7 +191,7 @@ static bool get_hex(lua_State *L, int t, int arg, const char *prefix,
 }
 
 /* exe_sha256, and exe_hash_algorithm ("blake3") with exe_hash: at least
- * one digest (DESIGN §1.9). */
+ * one digest (design §1.9). */
 static void get_digests(lua_State *L, int t, int arg, const char *prefix,
                         bh_digests *d) {
   memset(d, 0, sizeof *d);
@@ -345,7 +345,7 @@ static int prepared_tostring(lua_State *L) {
   return 1;
 }
 
-/* identity.to_json(id) → compact JSON text (DESIGN §1.7). */
+/* identity.to_json(id) → compact JSON text (design §1.7). */
 static int l_to_json(lua_State *L) {
   const bh_identity *id = lbh_check_identity(L, 1, 1, "identity");
   char *json = bh_identity_to_json(id);

@@ -1,4 +1,4 @@
-/* Identities and endpoints between Lua tables and the C core (DESIGN §1.7,
+/* Identities and endpoints between Lua tables and the C core (design §1.7,
  * §2): the conversions every binding file uses. A malformed table passed by
  * the caller is misuse: the check functions raise, naming the argument and
  * the field ("bad argument #2 to 'bh.probe' (identity.exe_sha256: expected 64

@@ -1,4 +1,4 @@
-/* bh.manifest (DESIGN §1.10, §2) over the C core in manifest.h: read,
+/* bh.manifest (design §1.10, §2) over the C core in manifest.h: read,
  * write, find, clear_daemon, the central registry, host checks. A
  * manifest is a plain table holding every field of the CacheManifest
  * schema (lbh_pbtable.h), with current_daemon as an identity table.

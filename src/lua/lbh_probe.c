@@ -1,4 +1,4 @@
-/* bh.probe, bh.probe_response and the "bh.handle" userdata (DESIGN §2).
+/* bh.probe, bh.probe_response and the "bh.handle" userdata (design §2).
  * Both probes yield the calling task while the C prober (probe.h) runs on
  * the loop; a verified handle holds the daemon through its pidfd, so
  * h:alive() and h:shutdown() cannot hit a recycled pid. */

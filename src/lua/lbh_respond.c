@@ -1,4 +1,4 @@
-/* bh.respond and the "bh.responder" userdata (DESIGN §2): the daemon side
+/* bh.respond and the "bh.responder" userdata (design §2): the daemon side
  * of the probe, served by the run's loop in the background (respond.h).
  * While open, the responder holds a registry reference to its userdata,
  * so the collector cannot free what the listener's callbacks touch; the

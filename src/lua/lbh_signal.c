@@ -20,7 +20,7 @@
  * - SIGHUP only counts (with SA_RESTART: a rotation must never interrupt
  *   a read) and wakes the loop, whose drain reopens the report at once.
  * - SIGPIPE is ignored: a peer closing early gives EPIPE, never a death
- *   (DESIGN §1.8); EPIPE on stdout then stops the run (lbh_request_stop).
+ *   (design §1.8); EPIPE on stdout then stops the run (lbh_request_stop).
  */
 #include <errno.h>
 #include <lauxlib.h>
