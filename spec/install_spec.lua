@@ -123,7 +123,13 @@ describe("cmake --install", function()
       assert.is_true(os.execute("test -x " .. q(dest .. exe)))
       assert.equal("-" .. c.etc .. "/bhprobe-lua/default\n-" .. c.etc .. "/bhprobe-lua/%i.env",
         u.EnvironmentFile)
-      assert.truthy(slurp(dest .. c.etc .. "/bhprobe-lua/default"))
+      -- Generated at install time: no @NAME@ of the templates is left.
+      for _, file in ipairs({ unit, dest .. c.etc .. "/bhprobe-lua/default" }) do
+        local text = assert(slurp(file))
+        assert.is_nil(text:match("@%u+@"), file .. " keeps a template placeholder")
+      end
+      assert.matches(c.prefix .. "/share/bhprobe-lua/policies/", assert(slurp(dest .. c.etc
+        .. "/bhprobe-lua/default")), 1, true)
       local docs = {}
       for doc in u.Documentation:gmatch("%S+") do docs[#docs + 1] = doc end
       for _, doc in ipairs(docs) do
