@@ -176,11 +176,50 @@ describe("bh.identity", function()
     local id = assert(bh.identity.of_pid(me.pid, EP))
     assert.equal(me.exe_sha256, id.exe_sha256)
     assert.equal(me.exe_path, id.exe_path)
-    assert.has_error(function() bh.identity.of_pid(me.pid) end,
-      "bad argument #2 to 'bh.identity.of_pid' (endpoint: expected a table, got nil)")
+    assert.has_error(function() bh.identity.of_pid(me.pid, "x") end,
+      "bad argument #2 to 'bh.identity.of_pid' (endpoint: expected a table, got string)")
     local none, err = bh.identity.of_pid(2 ^ 31 - 2, EP)
     assert.is_nil(none)
     assert.equal("pid_not_found", err.code)
+    none, err = bh.identity.of_pid(2 ^ 31 - 2)
+    assert.is_nil(none)
+    assert.equal("pid_not_found", err.code)
+  end)
+
+  it("of_pid without an endpoint: who is this pid (no ipc_endpoint)", function()
+    local id = assert(bh.identity.of_pid(me.pid))
+    assert.is_nil(id.ipc_endpoint)
+    local with = assert(bh.identity.of_pid(me.pid, EP))
+    with.ipc_endpoint = nil
+    assert.same(with, id)
+    -- What needs no endpoint takes it, prepared or not.
+    assert.is_true(bh.identity.verify_pid(id))
+    local p = bh.identity.prepare(id)
+    assert.is_nil(p.ipc_endpoint)
+    assert.is_true(bh.identity.verify_pid(p))
+    -- What needs one says which field is missing, for the table and the
+    -- prepared identity alike.
+    local missing = "(identity.ipc_endpoint: missing, and this needs one; an identity from "
+      .. "bh.identity.of_pid without an endpoint has none)"
+    local ep = { namespace_id = "ns", path = EP.path }
+    for name, f in pairs {
+      ["bh.identity.to_json' #1"] = function(x) return bh.identity.to_json(x) end,
+      ["bh.identity.encode' #1"] = function(x) return bh.identity.encode(x) end,
+      ["bh.probe' #2"] = function(x) return bh.run(bh.probe, ep, x) end,
+      ["bh.respond' #2"] = function(x) return bh.run(bh.respond, ep, x) end,
+    } do
+      local fn, n = name:match("^(.-)' #(%d)$")
+      for _, x in ipairs { id, p } do
+        local ok, err = pcall(f, x)
+        assert.is_false(ok, name)
+        assert.truthy(err:find("bad argument #" .. n .. " to '" .. fn .. "' " .. missing, 1, true),
+          err)
+      end
+    end
+    local ok, err = pcall(bh.manifest.write, "/nonexistent/m.pb", { current_daemon = id })
+    assert.is_false(ok)
+    assert.truthy(err:find("(current_daemon.ipc_endpoint: missing, and this needs one", 1, true),
+      err)
   end)
 
   it("prepares an identity once: readable, read-only, accepted wherever a table is", function()
@@ -229,7 +268,12 @@ describe("bh.identity", function()
     bad = H.copy(bh, me)
     bad.ipc_endpoint = nil
     raises(function() bh.identity.encode(bad) end,
-      "bad argument #1 to 'bh.identity.encode' (identity.ipc_endpoint: expected a table, got nil)")
+      "bad argument #1 to 'bh.identity.encode' (identity.ipc_endpoint: missing, and this "
+        .. "needs one; an identity from bh.identity.of_pid without an endpoint has none)")
+    bad.ipc_endpoint = "x"
+    raises(function() bh.identity.encode(bad) end,
+      "bad argument #1 to 'bh.identity.encode' "
+        .. "(identity.ipc_endpoint: expected a table, got string)")
     bad = H.copy(bh, me)
     bad.pid = -1
     raises(function() bh.identity.verify_pid(bad) end,

@@ -393,12 +393,18 @@ static void test_current(void) {
   CHECK_CODE(bh_identity_compare(&id, &copy, &err), BH_OK, &err);
   CHECK(memcmp(&id.digests, &copy.digests, sizeof id.digests) == 0);
   CHECK(copy.exe_path != id.exe_path);
+  CHECK(bh_identity_has_endpoint(&copy));
+  /* Without an endpoint, none: absent, not empty, and copies keep it so. */
   CHECK_CODE(bh_identity_current(NULL, NULL, &copy, &err), BH_OK, &err);
   CHECK(!copy.has_idle_timeout);
-  CHECK_STR(copy.endpoint.path, "");
+  CHECK(!bh_identity_has_endpoint(&copy));
+  CHECK(copy.endpoint.path == NULL && copy.endpoint.namespace_id == NULL);
+  CHECK_CODE(bh_identity_copy(&id, &copy, &err), BH_OK, &err);
+  CHECK(!bh_identity_has_endpoint(&id));
+  CHECK_CODE(bh_identity_compare(&id, &copy, &err), BH_OK, &err);
   bh_identity_move(&id, &copy);
   CHECK(copy.exe_path == NULL);
-  CHECK_STR(id.endpoint.namespace_id, "");
+  CHECK(!bh_identity_has_endpoint(&id));
   free(exe);
   bh_endpoint_clear(&ep);
   bh_identity_clear(&id);

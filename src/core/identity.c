@@ -101,7 +101,8 @@ bh_status bh_identity_copy(bh_identity *dst, const bh_identity *src,
   tmp.exe_path = dup_or_empty(src->exe_path);
   tmp.boot_id = dup_or_empty(src->boot_id);
   if (tmp.exe_path == NULL || tmp.boot_id == NULL ||
-      bh_endpoint_copy(&tmp.endpoint, &src->endpoint, NULL) != BH_OK) {
+      (bh_identity_has_endpoint(src) &&
+       bh_endpoint_copy(&tmp.endpoint, &src->endpoint, NULL) != BH_OK)) {
     bh_identity_clear(&tmp);
     return bh_err_set(err, BH_SYSTEM, NULL, "out of memory copying identity");
   }
@@ -121,6 +122,10 @@ void bh_identity_move(bh_identity *dst, bh_identity *src) {
   bh_identity_init(src);
 }
 
+bool bh_identity_has_endpoint(const bh_identity *id) {
+  return id->endpoint.path != NULL;
+}
+
 /* ---- current process and other pids -------------------------------------- */
 
 /* Fill the parts common to current() and of_pid(): endpoint, idle timeout,
@@ -132,9 +137,10 @@ static bh_status fill_common(bh_identity *id, const bh_endpoint *ep,
   id->boot_id = strdup(boot);
   if (id->boot_id == NULL)
     return bh_err_set(err, BH_SYSTEM, NULL, "out of memory copying boot id");
-  bh_endpoint empty = {NULL, NULL};
-  bh_status st = bh_endpoint_copy(&id->endpoint, ep ? ep : &empty, err);
-  if (st != BH_OK) return st;
+  if (ep != NULL) { /* else absent: bh_identity_has_endpoint says so */
+    bh_status st = bh_endpoint_copy(&id->endpoint, ep, err);
+    if (st != BH_OK) return st;
+  }
   id->has_idle_timeout = idle_timeout_secs != NULL;
   id->idle_timeout_secs = idle_timeout_secs ? *idle_timeout_secs : 0;
   return BH_OK;

@@ -39,13 +39,17 @@ typedef struct bh_endpoint {
 
 /* A daemon identity. Owns its strings. An initialised identity (all zero)
  * is valid to clear. exe_path and boot_id are never NULL after a successful
- * constructor/decoder/reader. */
+ * constructor/decoder/reader. The endpoint is there in every identity read
+ * from a record or an answer; only current/of_pid without an endpoint
+ * leave it absent ("who is this pid?"), and the core treats an absent one
+ * as empty strings: callers that send, store or write an identity check
+ * bh_identity_has_endpoint first. */
 typedef struct bh_identity {
   uint32_t pid;
   char *exe_path;
   bh_digests digests; /* at least one in a valid identity */
   char *boot_id;
-  bh_endpoint endpoint; /* ipc_endpoint: always present in a valid identity */
+  bh_endpoint endpoint; /* ipc_endpoint: both strings NULL when absent */
   uint64_t started_at_unix_ms;
   bool has_idle_timeout; /* presence matters: absent != 0 */
   uint32_t idle_timeout_secs;
@@ -78,16 +82,20 @@ void bh_identity_move(bh_identity *dst, bh_identity *src);
 
 /* The current process: pid, canonical /proc/self/exe, both digests of the
  * executable it runs (through the digest cache), boot id, process start
- * time, the given endpoint and optional idle timeout (NULL = absent). */
+ * time, the given endpoint (NULL = absent) and optional idle timeout (NULL
+ * = absent). */
 bh_status bh_identity_current(const bh_endpoint *ep,
                               const uint32_t *idle_timeout_secs,
                               bh_identity *out, bh_err *err);
-/* A live process by pid (codes of stage verify_pid: invalid_pid,
- * pid_not_found, exe_path, exe_hash). Both digests are of the file the
+/* A live process by pid, with the given endpoint (NULL = absent; codes of
+ * stage verify_pid: invalid_pid, pid_not_found, exe_path, exe_hash). Both
+ * digests are of the file the
  * process really runs (read through /proc/PID/exe); started_at comes from
  * /proc. */
 bh_status bh_identity_of_pid(uint32_t pid, const bh_endpoint *ep,
                              bh_identity *out, bh_err *err);
+/* False for an identity made by current/of_pid without an endpoint. */
+bool bh_identity_has_endpoint(const bh_identity *id);
 
 /* Compare got (an answer) with expected the way the prober does (design
  * §1.4, §1.9): they need a digest in common (else

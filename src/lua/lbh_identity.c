@@ -54,8 +54,10 @@ void lbh_push_identity(lua_State *L, const bh_identity *id) {
   }
   lua_pushstring(L, id->boot_id ? id->boot_id : "");
   lua_setfield(L, -2, "boot_id");
-  lbh_push_endpoint(L, &id->endpoint);
-  lua_setfield(L, -2, "ipc_endpoint");
+  if (bh_identity_has_endpoint(id)) { /* else of_pid(pid): none */
+    lbh_push_endpoint(L, &id->endpoint);
+    lua_setfield(L, -2, "ipc_endpoint");
+  }
   lua_pushinteger(L, (lua_Integer)id->started_at_unix_ms);
   lua_setfield(L, -2, "started_at_unix_ms");
   if (id->has_idle_timeout) {
@@ -225,11 +227,24 @@ static void get_identity_numbers(lua_State *L, int t, int arg,
                          false, &id->has_idle_timeout);
 }
 
-const bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
-                                      const char *prefix) {
+/* An identity without ipc_endpoint (bh.identity.of_pid(pid)) where one is
+ * needed: say which field is missing and where one comes from, rather
+ * than "expected a table, got nil". */
+static int missing_endpoint(lua_State *L, int arg, const char *prefix) {
+  return field_error(L, arg, prefix, "ipc_endpoint",
+                     "missing, and this needs one; an identity from "
+                     "bh.identity.of_pid without an endpoint has none");
+}
+
+/* lbh_check_identity, and lbh_check_identity_any when !need_endpoint. */
+static const bh_identity *check_identity(lua_State *L, int idx, int arg,
+                                         const char *prefix,
+                                         bool need_endpoint) {
   idx = lua_absindex(L, idx);
   const bh_identity *prepared = luaL_testudata(L, idx, PREPARED_MT);
   if (prepared != NULL) {
+    if (need_endpoint && !bh_identity_has_endpoint(prepared))
+      missing_endpoint(L, arg, prefix);
     lua_pushvalue(L, idx);
     return prepared;
   }
@@ -242,14 +257,26 @@ const bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
   const char *exe = get_string(L, idx, arg, prefix, "exe_path", true, NULL);
   get_digests(L, idx, arg, prefix, &id->digests);
   const char *boot = get_string(L, idx, arg, prefix, "boot_id", true, NULL);
-  lua_getfield(L, idx, "ipc_endpoint");
-  read_endpoint(L, lua_gettop(L), arg, prefix, "ipc_endpoint", &id->endpoint);
+  if (lua_getfield(L, idx, "ipc_endpoint") != LUA_TNIL)
+    read_endpoint(L, lua_gettop(L), arg, prefix, "ipc_endpoint", &id->endpoint);
+  else if (need_endpoint)
+    missing_endpoint(L, arg, prefix);
   id->exe_path = strdup(exe);
   id->boot_id = strdup(boot);
   if (id->exe_path == NULL || id->boot_id == NULL)
     luaL_error(L, "out of memory");
   lua_settop(L, box);
   return id;
+}
+
+const bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
+                                      const char *prefix) {
+  return check_identity(L, idx, arg, prefix, true);
+}
+
+const bh_identity *lbh_check_identity_any(lua_State *L, int idx, int arg,
+                                          const char *prefix) {
+  return check_identity(L, idx, arg, prefix, false);
 }
 
 bool lbh_is_prepared_identity(lua_State *L, int idx) {
@@ -291,13 +318,15 @@ static int l_current(lua_State *L) {
   return identity_result(L, st, id, &err);
 }
 
-/* identity.of_pid(pid, endpoint) → identity of a live process, or nil,
- * err (stage verify_pid). */
+/* identity.of_pid(pid [, endpoint]) → identity of a live process, or
+ * nil, err (stage verify_pid). Without an endpoint the identity has no
+ * ipc_endpoint ("who is this pid?"); what needs one says so. */
 static int l_of_pid(lua_State *L) {
   lua_Integer pid =
       lbh_arg_integer(L, 1, "bh.identity.of_pid", "pid", 0, UINT32_MAX);
   lua_settop(L, 2); /* the endpoint box goes above the arguments */
-  bh_endpoint *ep = lbh_check_endpoint(L, 2, 2, "endpoint");
+  bh_endpoint *ep =
+      lua_isnil(L, 2) ? NULL : lbh_check_endpoint(L, 2, 2, "endpoint");
   bh_identity *id = new_box(L);
   bh_err err;
   bh_status st = bh_identity_of_pid((uint32_t)pid, ep, id, &err);
@@ -312,7 +341,7 @@ static int l_prepare(lua_State *L) {
     lua_settop(L, 1);
     return 1;
   }
-  const bh_identity *from = lbh_check_identity(L, 1, 1, "identity");
+  const bh_identity *from = lbh_check_identity_any(L, 1, 1, "identity");
   bh_identity *id = lua_newuserdatauv(L, sizeof *id, 0);
   bh_identity_init(id);
   luaL_setmetatable(L, PREPARED_MT);
@@ -402,7 +431,7 @@ static int l_decode(lua_State *L) {
 
 /* identity.verify_pid(id) → true, or nil, err (stage verify_pid). */
 static int l_verify_pid(lua_State *L) {
-  const bh_identity *id = lbh_check_identity(L, 1, 1, "identity");
+  const bh_identity *id = lbh_check_identity_any(L, 1, 1, "identity");
   bh_err err;
   if (bh_proc_verify(id, NULL, NULL, &err) != BH_OK) return lbh_fail(L, &err);
   lua_pushboolean(L, 1);

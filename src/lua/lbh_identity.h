@@ -11,8 +11,9 @@
 
 #include "identity.h"
 
-/* Push {pid=, exe_path=, exe_sha256=hex, boot_id=, ipc_endpoint={...},
- * started_at_unix_ms=, idle_timeout_secs=(nil when absent)}. */
+/* Push {pid=, exe_path=, exe_sha256=hex, boot_id=, ipc_endpoint={...}
+ * (nil when absent), started_at_unix_ms=, idle_timeout_secs=(nil when
+ * absent)}. */
 void lbh_push_identity(lua_State *L, const bh_identity *id);
 /* Push {namespace_id=, path=}. */
 void lbh_push_endpoint(lua_State *L, const bh_endpoint *ep);
@@ -25,6 +26,11 @@ void lbh_push_endpoint(lua_State *L, const bh_endpoint *ep);
  * error messages (prefix e.g. "identity"). */
 const bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
                                       const char *prefix);
+/* The same for a use that needs no endpoint (verify_pid, prepare): an
+ * identity without ipc_endpoint (bh.identity.of_pid(pid)) is accepted.
+ * lbh_check_identity refuses one, naming the missing ipc_endpoint. */
+const bh_identity *lbh_check_identity_any(lua_State *L, int idx, int arg,
+                                          const char *prefix);
 /* Is the value at idx a prepared identity (bh.identity.prepare)? */
 bool lbh_is_prepared_identity(lua_State *L, int idx);
 /* Same for an endpoint table ({namespace_id=string (default ""),
