@@ -11,6 +11,18 @@ describe("bh.pretty", function()
     assert.equal("true", pretty(true))
   end)
 
+  it("prints floats in tables with 4 significant digits, a number alone in full", function()
+    assert.equal("0.33333333333333", pretty(1 / 3))
+    assert.equal("9.061200000815e-05", pretty(9.061200000815e-05))
+    assert.equal("{ connect = 2.1e-05, exchange = 0.1005, verify = 9.061e-05 }",
+      pretty({ connect = 2.1e-05, exchange = 0.10051234, verify = 9.061200000815e-05 }))
+    -- A whole float stays a float; integers, keys, inf and nan as Lua writes them.
+    assert.equal("{ 1.0, 100.0, 1.235e+04, 12345, -0.5, inf, -inf }",
+      pretty({ 1.0, 100.0, 12346.0, 12345, -0.5, math.huge, -math.huge }))
+    assert.equal("{ [0.123456789] = 0.1235 }", pretty({ [0.123456789] = 0.123456789 }))
+    assert.matches("^{ x = %-?nan }$", pretty({ x = 0 / 0 }))
+  end)
+
   it("puts the list first, then sorted keys, quoting odd ones", function()
     assert.equal('{ 1, 2, ["a b"] = 3, ["end"] = 4, x = 5, [true] = 6 }',
       pretty({ 1, 2, x = 5, ["a b"] = 3, ["end"] = 4, [true] = 6 }))

@@ -1,6 +1,8 @@
 -- bh.pretty(value) -> string: a value as a person wants to read it (the
 -- -i prompt prints with it): tables nested and indented with sorted keys
--- (the list part first), on one line when short; strings quoted;
+-- (the list part first), on one line when short; strings quoted; floats
+-- inside tables with 4 significant digits (timings fit on one line), a
+-- number alone in full;
 -- identities, manifests and error tables readable at a glance (an error
 -- shows as bh.error{...}, from its metatable's name); a table met again
 -- inside itself as <cycle>; very deep or very long tables cut with a
@@ -21,6 +23,14 @@ local function scalar(v)
   local t = type(v)
   if t == "string" then return (string.format("%q", v):gsub("\\\n", "\\n")) end
   return tostring(v)
+end
+
+-- A float inside a table: 4 significant digits are what a person reads
+-- in timings and ratios; ".0" keeps a whole one a float, as tostring does.
+local function compact(x)
+  local s = string.format("%.4g", x)
+  if s:match("^%-?%d+$") then s = s .. ".0" end
+  return s
 end
 
 local function key_text(k)
@@ -73,7 +83,10 @@ local function entries(t, indent, seen, depth)
 end
 
 function render(v, indent, seen, depth)
-  if type(v) ~= "table" then return scalar(v) end
+  if type(v) ~= "table" then
+    if depth > 0 and math.type(v) == "float" then return compact(v) end
+    return scalar(v)
+  end
   local name = type_name(v)
   local mt = getmetatable(v)
   if not name and type(mt) == "table" and rawget(mt, "__tostring") then
