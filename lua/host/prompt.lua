@@ -13,6 +13,7 @@ local host = ...
 local read, report, spawn, history = host.readline, host.report, host.spawn, host.history
 local pretty = host.pretty
 local pack, concat = table.pack, table.concat
+local stdout = io.stdout -- as the prompt starts: a line may replace io
 
 local KEYWORDS = {}
 for w in ([[and break do else elseif end false for function goto if in
@@ -109,3 +110,7 @@ while true do
   end
   if ended then break end
 end
+-- At the end of input, end the prompt's line (lua.c's doREPL does too;
+-- a prompt that never started prints nothing).
+stdout:write("\n")
+stdout:flush()

@@ -466,7 +466,7 @@ static void run_command_line(lua_State *L, host *h, const host_opts *o,
   else
     lua_pushnil(L);
   int status = lua_pcall(L, 4, 1, 1);
-  if (interactive) { /* the prompt's last line ends with the session */
+  if (interactive && lbh_stop_signal() != 0) { /* end the prompt's line */
     (void)fputs("\n", stdout);
     (void)fflush(stdout);
   }
