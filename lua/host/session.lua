@@ -1,7 +1,8 @@
 -- The host's one run: the main task of bh.run (or, with -i, of the
 -- session lbh_session) that runs the command line's chunks in order,
--- each as a task it waits for (-e CODE, -l NAME, the script or stdin),
--- then, with -i, the prompt. Everything shares this one loop, so what a
+-- each as a task it waits for (LUA_INIT, -e CODE, -l NAME, the script or
+-- stdin; -W turns warnings on where it stands), then, with -i, the
+-- prompt. Everything shares this one loop, so what a
 -- chunk opens (a responder, a background task) is still there for the
 -- next chunk and at the prompt. Embedded into the host at build time.
 --
@@ -11,6 +12,7 @@
 -- (lua/host/prompt.lua), nil without -i. Returns the exit status (nil: 0).
 local steps, host, prompt = ...
 local unpack = table.unpack
+local warn = warn -- as the run starts: a step may replace the global
 
 -- -l NAME: what require does, except that the module's loader runs as
 -- the step's task (require, a C function, cannot yield). Returns the
@@ -49,11 +51,15 @@ local function run(step)
 end
 
 for _, step in ipairs(steps) do
-  local ok, res, status = run(step)
-  if not ok then
-    if res ~= nil then host.report(res) end
-    return status or 1
+  if step.kind == "W" then
+    warn("@on")
+  else
+    local ok, res, status = run(step)
+    if not ok then
+      if res ~= nil then host.report(res) end
+      return status or 1
+    end
+    if step.kind == "l" then _G[step.global] = res end
   end
-  if step.kind == "l" then _G[step.global] = res end
 end
 if prompt then return prompt(host) end

@@ -51,6 +51,9 @@
 #ifndef LUA_IGMARK
 #define LUA_IGMARK "-" /* as in lua.c: "-l g-v2" sets global g */
 #endif
+#ifndef LUA_INIT_VAR
+#define LUA_INIT_VAR "LUA_INIT" /* as in lua.c; LUA_INIT_5_4 comes first */
+#endif
 
 /* Bits of host_opts.flags: which options were seen. */
 enum {
@@ -58,7 +61,8 @@ enum {
   HAS_I = 1 << 1,
   HAS_V = 1 << 2,
   HAS_HELP = 1 << 3,
-  HAS_VERSION = 1 << 4
+  HAS_VERSION = 1 << 4,
+  HAS_NOENV = 1 << 5 /* -E */
 };
 
 /* What collectargs found on the command line. */
@@ -239,6 +243,8 @@ static void short_option(char **argv, int *i, host_opts *o) {
       o->flags |= HAS_HELP;
       break;
     case 'W':
+    case 'E':
+      if (a[1] == 'E') o->flags |= HAS_NOENV;
       break;
     case 'e':
     case 'l':
@@ -330,22 +336,48 @@ static void push_script_args(lua_State *L) {
   lua_remove(L, -2);
 }
 
-/* Pushes the steps of the command line, in order: each -e and -l (and -W
- * at once), then the script, or stdin when there is neither a script, -e
- * nor -v and stdin is no terminal. */
+/* The step of LUA_INIT_5_4, else LUA_INIT, as lua.c's handle_luainit
+ * reads them: "@FILE" runs FILE, anything else is code whose chunk is
+ * named after the variable ("LUA_INIT:1: ..."). None when neither is set. */
+static void init_step(lua_State *L) {
+  const char *name = "=" LUA_INIT_VAR LUA_VERSUFFIX;
+  const char *init = getenv(name + 1);
+  if (init == NULL) {
+    name = "=" LUA_INIT_VAR;
+    init = getenv(name + 1);
+  }
+  if (init == NULL) return;
+  new_step(L, "init");
+  if (init[0] == '@') {
+    lua_pushstring(L, init + 1);
+    lua_setfield(L, -2, "name");
+  } else {
+    lua_pushstring(L, init);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "chunkname");
+  }
+  lua_pop(L, 1);
+}
+
+/* Pushes the steps of the command line, in the order lua.c runs them:
+ * LUA_INIT (unless -E), each -e, -l and -W, then the script, or stdin
+ * when there is neither a script, -e nor -v and stdin is no terminal. */
 static void push_steps(lua_State *L, const host *h, const host_opts *o,
                        bool interactive) {
   char **argv = h->argv;
   int lim = o->script > 0 ? o->script : h->argc;
   lua_newtable(L);
+  if (!(o->flags & HAS_NOENV)) init_step(L);
   for (int i = 1; i < lim; i++) {
     char opt = argv[i][1];
     if (opt == '-') { /* --report V and the like: skip the V */
       if (strchr(argv[i], '=') == NULL &&
           value_option(argv[i], strlen(argv[i])) >= 0)
         i++;
-    } else if (opt == 'W') {
-      lua_warning(L, "@on", 0);
+    } else if (opt == 'W') { /* in order: warnings of earlier steps stay off */
+      new_step(L, "W");
+      lua_pop(L, 1);
     } else if (opt == 'e' || opt == 'l') {
       const char *extra = argv[i][2] != '\0' ? argv[i] + 2 : argv[++i];
       if (opt == 'l') {
@@ -374,19 +406,22 @@ static void push_steps(lua_State *L, const host *h, const host_opts *o,
   }
 }
 
-/* host.load(step) → the chunk of an "e", "script" or "stdin" step, or
- * nil, message, status: 1 for a chunk that does not compile, 2 (usage,
- * already printed: no message) for a script that cannot be opened. */
+/* host.load(step) → the chunk of an "e", "init", "script" or "stdin"
+ * step (code, named by its chunkname or "(command line)"; else the file
+ * name, nil for stdin), or nil, message, status: 1 for a chunk that does
+ * not compile or a LUA_INIT file that cannot be read, 2 (usage, already
+ * printed: no message) for a script that cannot be opened. */
 static int l_load(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "kind");
   const char *kind = lua_tostring(L, -1);
   int status;
-  if (strcmp(kind, "e") == 0) {
-    lua_getfield(L, 1, "code");
+  if (lua_getfield(L, 1, "code") == LUA_TSTRING) {
     size_t n;
     const char *code = lua_tolstring(L, -1, &n);
-    status = luaL_loadbuffer(L, code, n, "=(command line)");
+    lua_getfield(L, 1, "chunkname");
+    const char *chunk = luaL_optstring(L, -1, "=(command line)");
+    status = luaL_loadbuffer(L, code, n, chunk);
   } else {
     lua_getfield(L, 1, "name"); /* nil: stdin */
     status = luaL_loadfile(L, lua_tostring(L, -1));
@@ -525,6 +560,10 @@ static int pmain(lua_State *L) {
   if (lbh_install_signal_handlers(L) != 0)
     l_message(PROGNAME, "cannot install signal handlers");
   if ((o.flags & HAS_V) || interactive) print_version();
+  if (o.flags & HAS_NOENV) { /* -E: package ignores LUA_PATH and LUA_CPATH */
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
+  }
   luaL_openlibs(L);
   if (!open_bh(L, h, &o)) return 0;
   createargtable(L, h->argv, h->argc, o.script);

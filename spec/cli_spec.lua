@@ -1,0 +1,143 @@
+-- The command line as lua5.4 has it (docs/lua-api.md §1), side by side:
+-- each case runs the same arguments, environment and input through
+-- Debian's lua5.4 and through the real binary ($BH_BIN), and compares
+-- stdout, the exit status and the error lines (the program name aside;
+-- tracebacks differ in their last frame).
+
+local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
+local LUA = "lua5.4"
+local H = require "helpers"
+local q, slurp, spit = H.q, H.slurp, H.spit
+
+local tmp
+
+before_each(function() tmp = H.tmpdir() end)
+after_each(function() H.rmdir(tmp) end)
+
+-- "env" clearing what the suite's own environment would add (its
+-- LUA_PATH/LUA_CPATH for bh.so, the ASan preload of a sanitized tree:
+-- lua5.4 is not instrumented), then setting env (name -> value).
+local function env_prefix(env)
+  local parts = { "env -u LD_PRELOAD" }
+  for _, v in ipairs { "LUA_INIT", "LUA_INIT_5_4", "LUA_PATH", "LUA_PATH_5_4", "LUA_CPATH",
+    "LUA_CPATH_5_4" } do
+    parts[#parts + 1] = "-u " .. v
+  end
+  local names = {}
+  for k in pairs(env or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do parts[#parts + 1] = k .. "=" .. q(env[k]) end
+  return table.concat(parts, " ")
+end
+
+-- Runs prog with args (already quoted) in tmp; returns {rc=, out=, err=}.
+local function run(prog, args, env, stdin)
+  spit(tmp .. "/stdin", stdin or "")
+  local _, how, code = os.execute(string.format("cd %s && %s timeout 30 %s %s <stdin >out 2>err",
+    q(tmp), env_prefix(env), q(prog), args))
+  assert.equal("exit", how)
+  return { rc = code, out = slurp(tmp .. "/out"), err = slurp(tmp .. "/err") }
+end
+
+-- The error lines of stderr: up to a traceback, each program's name
+-- replaced by PROG.
+local function error_lines(err, prog)
+  local name = prog:match("[^/]+$"):gsub("%p", "%%%0")
+  local lines = {}
+  for line in err:gmatch("[^\n]+") do
+    if line == "stack traceback:" then break end
+    lines[#lines + 1] = (line:gsub("^" .. name .. ": ", "PROG: "))
+  end
+  return table.concat(lines, "\n")
+end
+
+-- Runs both; asserts the same stdout, status and error lines; returns
+-- bhprobe-lua's result.
+local function same(args, env, stdin)
+  local want = run(LUA, args, env, stdin)
+  local got = run(BIN, args, env, stdin)
+  assert.equal(want.out, got.out, "stdout")
+  assert.equal(error_lines(want.err, LUA), error_lines(got.err, BIN), "stderr")
+  assert.equal(want.rc, got.rc, "exit status; stderr: " .. got.err)
+  return got
+end
+
+describe("lua5.4's environment", function()
+  it("LUA_INIT runs first, before -e, with arg already set", function()
+    local got = same("-e 'print(\"e\", X)'",
+      { LUA_INIT = "X = 1 print('init', #arg, arg[0] ~= nil, arg[1], arg[2])" })
+    assert.equal("init\t2\ttrue\t-e\tprint(\"e\", X)\ne\t1\n", got.out)
+  end)
+
+  it("LUA_INIT_5_4 wins over LUA_INIT", function()
+    local got = same("-e 'print(X)'", { LUA_INIT_5_4 = "X = '5_4'", LUA_INIT = "X = 'plain'" })
+    assert.equal("5_4\n", got.out)
+  end)
+
+  it("LUA_INIT=@FILE runs the file, before the script and its arguments", function()
+    spit(tmp .. "/init.lua", "X = 'from file'\nprint('init', ...)\n")
+    spit(tmp .. "/s.lua", "print('script', X, ...)\n")
+    local got = same("-e 'print(X)' s.lua a b", { LUA_INIT = "@init.lua" })
+    assert.equal("init\nfrom file\nscript\tfrom file\ta\tb\n", got.out)
+  end)
+
+  it("LUA_INIT runs before a script read from stdin", function()
+    local got = same("- x", { LUA_INIT = "X = 42" }, "print(X, ...)\n")
+    assert.equal("42\tx\n", got.out)
+    got = same("", { LUA_INIT = "X = 43" }, "print(X)\n") -- no arguments: stdin too
+    assert.equal("43\n", got.out)
+  end)
+
+  it("an error in LUA_INIT is named after its variable; nothing after it runs", function()
+    local got = same("-e 'print(\"never\")'", { LUA_INIT = "error('boom')" })
+    assert.equal(1, got.rc)
+    assert.matches("^bhprobe%-lua: LUA_INIT:1: boom\n", got.err)
+    got = same("-e 'print(\"never\")'", { LUA_INIT_5_4 = "print(" })
+    assert.matches("^bhprobe%-lua: LUA_INIT_5_4:1: unexpected symbol near <eof>\n", got.err)
+    got = same("-e 'print(\"never\")'", { LUA_INIT = "@" .. tmp .. "/missing.lua" })
+    assert.matches("^bhprobe%-lua: cannot open [^\n]*missing%.lua", got.err)
+    spit(tmp .. "/bad.lua", "local x = \n")
+    got = same("-e 'print(\"never\")'", { LUA_INIT = "@bad.lua" })
+    assert.matches("^bhprobe%-lua: bad%.lua:2: unexpected symbol near <eof>\n", got.err)
+    -- Nor the prompt (the banners differ: compared without them).
+    local want = run(LUA, "-i", { LUA_INIT = "error('boom')" }, "print('never')\n")
+    got = run(BIN, "-i", { LUA_INIT = "error('boom')" }, "print('never')\n")
+    assert.equal(1, want.rc)
+    assert.equal(1, got.rc)
+    assert.equal(want.out:gsub("^[^\n]*\n", ""), got.out:gsub("^[^\n]*\n", ""))
+    assert.equal(error_lines(want.err, LUA), error_lines(got.err, BIN))
+  end)
+
+  it("-E ignores LUA_INIT and LUA_INIT_5_4", function()
+    local got = same("-E -e 'print(X, Y)'", { LUA_INIT = "X = 1", LUA_INIT_5_4 = "Y = 2" })
+    assert.equal("nil\tnil\n", got.out)
+    got = same("-E", { LUA_INIT = "error('no')" }, "print('stdin')\n")
+    assert.equal("stdin\n", got.out)
+  end)
+
+  it("require searches LUA_PATH/LUA_CPATH, and -E ignores them", function()
+    os.execute("mkdir " .. q(tmp .. "/mods"))
+    spit(tmp .. "/mods/mymod.lua", "return 'mine'\n")
+    local env = { LUA_PATH_5_4 = "mods/?.lua", LUA_CPATH = "nowhere/?.so" }
+    local code = q("print(package.path, package.cpath, pcall(require, 'mymod'))")
+    local got = same("-e " .. code, env)
+    assert.equal("mods/?.lua\tnowhere/?.so\ttrue\tmine\tmods/mymod.lua\n", got.out)
+    got = same("-E -e " .. q("print(package.path ~= 'mods/?.lua', (pcall(require, 'mymod')))"), env)
+    assert.equal("true\tfalse\n", got.out)
+    same("-E -e " .. q("print(package.path, package.cpath)"), env) -- the same defaults
+  end)
+
+  it("-W turns warnings on where it stands", function()
+    local got = same("-e 'warn(\"a\")' -W -e 'warn(\"b\")'", { LUA_INIT = "warn('init')" })
+    assert.equal("Lua warning: b\n", got.err)
+  end)
+
+  it("-E is an option of its own: -Ex is refused (status 2 here, 1 in lua5.4)", function()
+    local want = run(LUA, "-Ex")
+    local got = run(BIN, "-Ex")
+    assert.equal(1, want.rc)
+    assert.equal(2, got.rc) -- a usage error is 2 (design §3)
+    assert.equal(want.err:match("^[^\n]*"):gsub("^lua5%.4: ", ""),
+      got.err:match("^[^\n]*"):gsub("^bhprobe%-lua: ", ""))
+  end)
+end)
