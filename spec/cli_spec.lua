@@ -2,7 +2,8 @@
 -- each case runs the same arguments, environment and input through
 -- Debian's lua5.4 and through the real binary ($BH_BIN), and compares
 -- stdout, the exit status and the error lines (the program name aside;
--- tracebacks differ in their last frame).
+-- tracebacks differ in their last frame); the prompt through a
+-- pseudo-terminal (script(1)).
 
 local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
 local LUA = "lua5.4"
@@ -139,5 +140,56 @@ describe("lua5.4's environment", function()
     assert.equal(2, got.rc) -- a usage error is 2 (design §3)
     assert.equal(want.err:match("^[^\n]*"):gsub("^lua5%.4: ", ""),
       got.err:match("^[^\n]*"):gsub("^bhprobe%-lua: ", ""))
+  end)
+end)
+
+-- Runs "prog args" on a pseudo-terminal (TERM=dumb: no escape sequences
+-- of the terminal's own) with HOME = tmp, typing the keys of each step
+-- once the terminal shows what the previous one waits for: a step is
+-- KEYS (then wait for a prompt, "> ", after more output) or {KEYS, SUFFIX}
+-- (wait for SUFFIX; false: no wait). A line typed while the previous one
+-- still runs would be echoed by the terminal itself, before the prompt.
+-- Ends with ^D. Returns what the terminal showed, from the line after the
+-- banner on, and all of it.
+local function tty(prog, args, env, steps)
+  -- w SUFFIX: wait (at most 10 s) until tty.out grew past $n bytes and
+  -- ends with SUFFIX; then n is its size.
+  local feed = { [[w() { i=0; while [ $i -lt 200 ]; do s=$(stat -c %s tty.out); ]]
+    .. [[if [ "$s" -gt "$n" ]; then case "$(tail -c 64 tty.out)" in *"$1") n=$s; return;; ]]
+    .. [[esac; fi; sleep 0.05; i=$((i+1)); done; n=$(stat -c %s tty.out); }; n=0; w '> ']] }
+  for _, step in ipairs(steps) do
+    local keys, suffix = step, "> "
+    if type(step) == "table" then keys, suffix = step[1], step[2] end
+    feed[#feed + 1] = "printf '%s' " .. q(keys)
+    if suffix then feed[#feed + 1] = "w " .. q(suffix) end
+  end
+  feed[#feed + 1] = "printf '\\004'"
+  local cmd = env_prefix(env) .. " TERM=dumb HOME=" .. q(tmp) .. " " .. q(prog) .. " " .. args
+  os.execute(string.format("cd %s && : >tty.out && (%s) | env -u LD_PRELOAD timeout 60 "
+    .. "script -eqfc %s /dev/null >tty.out 2>&1", q(tmp), table.concat(feed, "; "), q(cmd)))
+  local out = slurp(tmp .. "/tty.out") or ""
+  return (out:gsub("^[^\n]*\n", "", 1)), out
+end
+
+describe("the prompt, as lua5.4's", function()
+  it("shows _PROMPT and _PROMPT2 through tostring, read before each line", function()
+    local lines = {
+      "_PROMPT = 'P> '\n", "for i = 1, 1 do\n", "_PROMPT2 = setmetatable({}, "
+        .. "{__tostring = function() return 'C>> ' end})\n", "end\n", "for i = 1, 1 do\n",
+      "end\n", { "_PROMPT = 42\n", "42" }, "_PROMPT = nil\n", "1 + 1\n",
+    }
+    local want = tty(LUA, "-i", nil, lines)
+    local got, all = tty(BIN, "-i", nil, lines)
+    assert.truthy(got:find("C>> end\r\nP> _PROMPT = 42\r\n42_PROMPT = nil\r\n> 1 + 1\r\n2\r\n",
+      1, true), all)
+    assert.equal(want, got)
+  end)
+
+  it("LUA_INIT runs before the prompt (and may set it)", function()
+    local env = { LUA_INIT = "_PROMPT = 'init> '" }
+    local lines = { "x = 1\n" }
+    local got, all = tty(BIN, "-i", env, lines)
+    assert.truthy(got:find("init> x = 1\r\ninit> ", 1, true), all)
+    assert.equal(tty(LUA, "-i", env, lines), got)
   end)
 end)

@@ -66,8 +66,18 @@ local function complete(word)
   return out
 end
 
+-- The prompt to show: _PROMPT (first line) or _PROMPT2 (continuation)
+-- through tostring, when not nil, as lua.c's get_prompt.
+local function get_prompt(firstline)
+  -- luacheck: read globals _PROMPT _PROMPT2
+  local p
+  if firstline then p = _PROMPT else p = _PROMPT2 end
+  if p == nil then return firstline and "> " or ">> " end
+  return tostring(p)
+end
+
 local function loadline()
-  local line = read('> ', complete)
+  local line = read(get_prompt(true), complete)
   if not line then return line, nil, line == nil end
   local typed = line
   if line:sub(1, 1) == "=" then line = "return " .. line:sub(2) end
@@ -75,7 +85,7 @@ local function loadline()
   while not f do
     f, err = load(line, '=stdin')
     if f or not err:find('<eof>$') then break end
-    local more = read('>> ', complete)
+    local more = read(get_prompt(false), complete)
     if not more then return more, more == nil and err, more == nil end
     line, typed = line .. '\n' .. more, typed .. '\n' .. more
   end
