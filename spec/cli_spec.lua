@@ -2,8 +2,9 @@
 -- each case runs the same arguments, environment and input through
 -- Debian's lua5.4 and through the real binary ($BH_BIN), and compares
 -- stdout, the exit status and the error lines (the program name aside;
--- tracebacks differ in their last frame); the prompt through a
--- pseudo-terminal (script(1)).
+-- tracebacks differ in their last frame). Then what the prompt adds,
+-- through a pseudo-terminal (script(1)): completion of fields and
+-- methods, internal names, numbers.
 
 local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
 local LUA = "lua5.4"
@@ -191,5 +192,114 @@ describe("the prompt, as lua5.4's", function()
     local got, all = tty(BIN, "-i", env, lines)
     assert.truthy(got:find("init> x = 1\r\ninit> ", 1, true), all)
     assert.equal(tty(LUA, "-i", env, lines), got)
+  end)
+end)
+
+describe("the prompt's completion", function()
+  -- A probe handle h (and its responder r) at the prompt, then keys.
+  local function at_prompt(keys)
+    local setup = "ep = {namespace_id = 'c', path = os.getenv('HOME') .. '/c.sock'}; "
+      .. "me = bh.identity.current{endpoint = ep}; r = bh.respond(ep, me); h = bh.probe(ep, me)\n"
+    local lines = { setup }
+    for _, k in ipairs(keys) do lines[#lines + 1] = k end
+    return tty(BIN, "-i", nil, lines)
+  end
+
+  it("offers a handle's fields with its methods, and a table's fields", function()
+    local out = at_prompt { { "h.\t\t", "> h." }, { "\021r.\t\t", "> r." },
+      { "\021h.tim\t.\t\t", "> h.timings." }, "\021p = bh.identity.prepare(me)\n",
+      "p.exe_p\t\n" }
+    -- The list after h.<Tab><Tab>: every field, built on demand, and method.
+    local list = out:match("%f[%w_]h%.\a?\r\n(.-)\r\n> ")
+    assert.truthy(list, out)
+    for _, name in ipairs { "identity", "peer_pid", "elapsed", "timings", "alive", "shutdown",
+      "close" } do
+      assert.truthy(list:find("h." .. name .. " ", 1, true), name .. " in: " .. list)
+    end
+    list = out:match("%f[%w_]r%.\a?\r\n(.-)\r\n> ")
+    for _, name in ipairs { "served", "rejected", "closed", "endpoint", "close", "wait" } do
+      assert.truthy(list:find("r." .. name, 1, true), name .. " in: " .. tostring(list))
+    end
+    -- h.tim<Tab> completes the field; then its table's keys.
+    list = out:match("%f[%w_]h%.timings%.\a?\r\n(.-)\r\n> ")
+    for _, name in ipairs { "connect", "exchange", "verify" } do
+      assert.truthy(list:find("h.timings." .. name, 1, true), name .. " in: " .. tostring(list))
+    end
+    -- A prepared identity (a userdata) offers its fields too.
+    assert.truthy(out:find("> p.exe_path\r\n/", 1, true), out)
+  end)
+
+  it("hides internal _ names until _ is typed", function()
+    local out = at_prompt { { "bh.\t\t", "> bh." }, { "\021bh._\t\t", "> bh._" },
+      { "\021h:\t\t", "> h:" }, { "\021", false } }
+    local list = assert(out:match("%f[%w_]bh%.\a?\r\n(.-)\r\n> "), out)
+    assert.truthy(list:find("bh.probe ", 1, true), list)
+    assert.is_nil(list:find("bh._", 1, true), list)
+    list = assert(out:match("%f[%w_]bh%._\a?\r\n(.-)\r\n> "), out)
+    for _, name in ipairs { "_in_task", "_check_arg", "_check_opts", "_VERSION" } do
+      assert.truthy(list:find("bh." .. name, 1, true), name .. " in: " .. list)
+    end
+    -- After a colon: methods only, no fields.
+    list = assert(out:match("%f[%w_]h:\a?\r\n(.-)\r\n> "), out)
+    assert.truthy(list:find("h:alive", 1, true), list)
+    assert.is_nil(list:find("h:timings", 1, true), list)
+  end)
+
+  it("lists in __fields what the objects answer, and every field the docs name", function()
+    local bh = require "bh"
+    local reg = debug.getregistry()
+    local ep = H.endpoint(tmp)
+    bh.run(function()
+      local me = assert(bh.identity.current { endpoint = ep, idle_timeout_secs = 5 })
+      local r <close> = assert(bh.respond(ep, me))
+      local h <close> = assert(bh.probe(ep, me))
+      for class, obj in pairs { ["bh.handle"] = h, ["bh.responder"] = r,
+        ["bh.identity"] = bh.identity.prepare(me) } do
+        local fields = assert(reg[class].__fields, class)
+        assert.truthy(#fields > 0, class)
+        for _, f in ipairs(fields) do assert.is_not_nil(obj[f], class .. "." .. f) end
+      end
+    end)
+    local docs = assert(slurp("docs/lua-api.md"))
+    for var, class in pairs { h = "bh.handle", r = "bh.responder" } do
+      local offered = {}
+      for _, f in ipairs(reg[class].__fields) do offered[f] = true end
+      for f in pairs(reg[class].methods) do offered[f] = true end
+      local n = 0
+      for f in docs:gmatch("%f[%w_]" .. var .. "%.([%a_][%w_]*)") do
+        n = n + 1
+        assert.truthy(offered[f], var .. "." .. f .. " is documented but not offered")
+      end
+      assert.truthy(n > 0, var)
+    end
+  end)
+end)
+
+describe("the prompt's numbers", function()
+  it("prints a number alone in full, floats in tables with 4 digits", function()
+    spit(tmp .. "/stdin", "x = 1 / 3\nx\n{x, 2.5e-05, 10}\n")
+    local _, how, code = os.execute(string.format("cd %s && env -u LD_PRELOAD %s -i <stdin >out",
+      q(tmp), q(BIN)))
+    assert.equal("exit", how)
+    assert.equal(0, code)
+    local out = slurp(tmp .. "/out")
+    assert.truthy(out:find("> 0.33333333333333\n> { 0.3333, 2.5e-05, 10 }\n", 1, true), out)
+  end)
+
+  it("h.timings fits on one line", function()
+    local out = tty(BIN, "-i", nil, {
+      "ep = {namespace_id = 'c', path = os.getenv('HOME') .. '/t.sock'}; "
+        .. "me = bh.identity.current{endpoint = ep}; r = bh.respond(ep, me); "
+        .. "h = bh.probe(ep, me)\n",
+      "h.timings\n", "h.elapsed == tonumber(tostring(h.elapsed))\n" })
+    local num = "%d[%d.]*e?[-+]?%d*"
+    local line = out:match("> h%.timings\r\n([^\r\n]*)\r\n")
+    assert.truthy(line, out)
+    assert.matches("^{ connect = " .. num .. ", exchange = " .. num .. ", verify = " .. num
+      .. " }$", line)
+    for n in line:gmatch("= ([^,}]+)") do
+      local mantissa = n:match("^([%d.]+)"):gsub("%.", ""):gsub("^0+", "")
+      assert.truthy(#mantissa <= 4, n)
+    end
   end)
 end)

@@ -21,25 +21,41 @@ for w in ([[and break do else elseif end false for function goto if in
   KEYWORDS[#KEYWORDS + 1] = w
 end
 
--- Keys of t (and of the method table its metatable points to) that
--- start with prefix, as head .. sep .. key.
+-- The names t offers after "." (fields and methods) or ":" (methods
+-- only) that start with prefix, added to out as head .. sep .. name: its
+-- own keys when a table, then along its metatables' __index tables
+-- (strings, classes written in Lua), the method tables of the userdata
+-- classes (methods, __methods) and the names their __index function
+-- answers (__fields: a handle's identity, timings, ...). Internal names,
+-- those starting with "_" (bh._check_arg), only when prefix does.
 local function add_keys(out, t, head, sep, prefix)
   local seen = {}
-  local function scan(tbl)
-    if type(tbl) ~= "table" then return end
-    for k, v in next, tbl do
-      if type(k) == "string" and k:match("^[%a_][%w_]*$") and not seen[k]
-        and k:sub(1, #prefix) == prefix and (sep ~= ":" or type(v) == "function") then
-        seen[k] = true
-        out[#out + 1] = head .. sep .. k
-      end
+  local internal = prefix:sub(1, 1) == "_"
+  local function offer(k, v)
+    if type(k) == "string" and not seen[k] and k:sub(1, #prefix) == prefix
+      and k:match("^[%a_][%w_]*$") and (internal or k:sub(1, 1) ~= "_")
+      and (sep ~= ":" or type(v) == "function") then
+      seen[k] = true
+      out[#out + 1] = head .. sep .. k
     end
   end
-  scan(t)
+  local function scan(tbl)
+    if type(tbl) ~= "table" then return end
+    for k, v in next, tbl do offer(k, v) end
+  end
+  if type(t) == "table" then scan(t) end
   local mt = getmetatable(t)
-  if type(mt) == "table" then
-    scan(rawget(mt, "__index"))
+  for _ = 1, 8 do -- a chain of classes, not a loop of them
+    if type(mt) ~= "table" then break end
     scan(rawget(mt, "methods"))
+    scan(rawget(mt, "__methods"))
+    local fields = rawget(mt, "__fields")
+    if sep ~= ":" and type(fields) == "table" then
+      for _, k in ipairs(fields) do offer(k, nil) end
+    end
+    local index = rawget(mt, "__index")
+    scan(index)
+    mt = type(index) == "table" and getmetatable(index) or nil
   end
 end
 

@@ -13,3 +13,15 @@ void lbh_class(lua_State *L, const char *name, const luaL_Reg *meta,
   }
   lua_pop(L, 1);
 }
+
+void lbh_class_fields(lua_State *L, const char *name,
+                      const char *const *fields) {
+  luaL_getmetatable(L, name);
+  lua_newtable(L);
+  for (int i = 0; fields[i] != NULL; i++) {
+    lua_pushstring(L, fields[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "__fields");
+  lua_pop(L, 1);
+}

@@ -16,4 +16,13 @@
 void lbh_class(lua_State *L, const char *name, const luaL_Reg *meta,
                const luaL_Reg *methods, const char *field);
 
+/* A class whose __index is a function (fields built on demand, such as a
+ * handle's identity and timings) publishes the names it answers, other
+ * than its methods, as the list metatable.__fields: a function cannot be
+ * listed, and the prompt's completion offers them ("h." -> identity,
+ * timings, ...). fields is NULL-terminated; keep it next to the __index
+ * function it describes. The class must be registered. */
+void lbh_class_fields(lua_State *L, const char *name,
+                      const char *const *fields);
+
 #endif

@@ -235,6 +235,9 @@ static int s_close(lua_State *L) {
 }
 
 /* server.address ("127.0.0.1:9464"), server.closed, or a method. */
+/* What s_index answers besides the methods (lbh_class_fields). */
+static const char *const server_fields[] = {"address", "closed", NULL};
+
 static int s_index(lua_State *L) {
   server *s = check_server(L);
   const char *k = luaL_checkstring(L, 2);
@@ -265,6 +268,7 @@ void lbh_http_open(lua_State *L) {
                                   {"__tostring", s_tostring},
                                   {NULL, NULL}};
   lbh_class(L, SERVER_MT, meta, methods, "__methods");
+  lbh_class_fields(L, SERVER_MT, server_fields);
   lua_pushcfunction(L, l_serve);
   lua_setfield(L, -2, "_http_serve"); /* bh.metrics.serve takes it */
 }

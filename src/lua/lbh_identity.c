@@ -351,6 +351,19 @@ static int l_prepare(lua_State *L) {
   return 1;
 }
 
+/* The fields a prepared identity can have (lbh_class_fields): those of
+ * lbh_push_identity, some absent in a given identity. */
+static const char *const prepared_fields[] = {"pid",
+                                              "exe_path",
+                                              "exe_sha256",
+                                              "exe_hash_algorithm",
+                                              "exe_hash",
+                                              "boot_id",
+                                              "ipc_endpoint",
+                                              "started_at_unix_ms",
+                                              "idle_timeout_secs",
+                                              NULL};
+
 /* prepared[k]: the field as the identity's table has it (a fresh table for
  * ipc_endpoint, so that nothing read can be changed in place). */
 static int prepared_index(lua_State *L) {
@@ -496,6 +509,7 @@ void lbh_identity_open(lua_State *L) {
   lbh_class(L, IDBOX_MT, idbox_meta, NULL, NULL);
   lbh_class(L, EPBOX_MT, epbox_meta, NULL, NULL);
   lbh_class(L, PREPARED_MT, prepared_meta, NULL, NULL);
+  lbh_class_fields(L, PREPARED_MT, prepared_fields);
   luaL_newlib(L, identity_funcs);
   /* package.loaded["bh.identity"] lets error messages name the functions
    * ("bad argument #1 to 'bh.identity.to_json'"). */

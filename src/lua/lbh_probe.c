@@ -314,6 +314,10 @@ static int h_shutdown(lua_State *L) {
   return lbh_task_yield(L, 0, NULL);
 }
 
+/* What h_index answers besides the methods (lbh_class_fields). */
+static const char *const handle_fields[] = {"identity", "peer_pid", "elapsed",
+                                            "timings", NULL};
+
 /* h.identity, h.peer_pid, h.elapsed, h.timings, and the methods. */
 static int h_index(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
@@ -351,6 +355,7 @@ static const luaL_Reg handle_meta[] = {
 
 void lbh_probe_open(lua_State *L) {
   lbh_class(L, HANDLE_MT, handle_meta, handle_methods, "methods");
+  lbh_class_fields(L, HANDLE_MT, handle_fields);
   lua_pushcfunction(L, l_probe);
   lua_setfield(L, -2, "probe");
   lua_pushcfunction(L, l_probe_response);

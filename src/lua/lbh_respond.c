@@ -449,6 +449,10 @@ static int r_wait(lua_State *L) {
   return r_wait_k(L, LUA_OK, 0);
 }
 
+/* What r_index answers besides the methods (lbh_class_fields). */
+static const char *const responder_fields[] = {"served", "rejected", "closed",
+                                               "endpoint", NULL};
+
 /* r.served, r.rejected, r.closed, r.endpoint, and the methods. */
 static int r_index(lua_State *L) {
   responder *ud = luaL_checkudata(L, 1, RESPONDER_MT);
@@ -497,6 +501,7 @@ static const luaL_Reg responder_meta[] = {
 void lbh_respond_open(lua_State *L) {
   static const luaL_Reg request_meta[] = {{"__close", pr_close}, {NULL, NULL}};
   lbh_class(L, RESPONDER_MT, responder_meta, responder_methods, "methods");
+  lbh_class_fields(L, RESPONDER_MT, responder_fields);
   lbh_class(L, REQUEST_MT, request_meta, NULL, NULL);
   lbh_args_name(L, answer_p, "on_request's reply");
   lua_pushcfunction(L, l_respond);
