@@ -4,7 +4,8 @@
 -- stdout, the exit status and the error lines (the program name aside;
 -- tracebacks differ in their last frame). Then what the prompt adds,
 -- through a pseudo-terminal (script(1)): completion of fields and
--- methods, internal names, numbers.
+-- methods, internal names, numbers; and the names of stdout --report
+-- accepts.
 
 local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
 local LUA = "lua5.4"
@@ -301,5 +302,24 @@ describe("the prompt's numbers", function()
       local mantissa = n:match("^([%d.]+)"):gsub("%.", ""):gsub("^0+", "")
       assert.truthy(#mantissa <= 4, n)
     end
+  end)
+end)
+
+describe("--report names for stdout", function()
+  for _, name in ipairs { "-", "/dev/stdout", "/proc/self/fd/1", "/dev/fd/1" } do
+    it(name .. " is stdout, and leaves bh.options.report nil", function()
+      local got = run(BIN, "--report " .. q(name)
+        .. " -e 'print(bh.options.report) bh.report{a = 1} print(\"after\")'")
+      assert.equal(0, got.rc, got.err)
+      assert.equal("nil\n{\"a\":1}\nafter\n", got.out)
+      assert.is_false(H.exists(tmp .. "/-"))
+    end)
+  end
+
+  it("a file named like them elsewhere is still a file", function()
+    local got = run(BIN, "--report ./- -e 'bh.report{a = 2}'")
+    assert.equal(0, got.rc, got.err)
+    assert.equal("", got.out)
+    assert.equal("{\"a\":2}\n", slurp(tmp .. "/-"))
   end)
 end)

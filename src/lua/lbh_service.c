@@ -109,11 +109,24 @@ static bool check_metrics(lua_State *L, char *why, size_t cap) {
   return ok;
 }
 
+/* Is path a name for stdout? "-" by convention, and the names the
+ * system gives it: /dev/stdout (a symlink, which the report file refuses
+ * as such) and the descriptor itself. */
+static bool names_stdout(const char *path) {
+  static const char *const names[] = {"-", "/dev/stdout", "/proc/self/fd/1",
+                                      "/dev/fd/1", NULL};
+  for (int i = 0; names[i] != NULL; i++)
+    if (strcmp(path, names[i]) == 0) return true;
+  return false;
+}
+
 bool lbh_service_setup(lua_State *L, const char *report, const char *metrics,
                        const char *listen, char *why, size_t cap) {
   host_service *s = get_service(L);
   bh_err err;
   if (s == NULL) s = new_service(L);
+  if (report != NULL && names_stdout(report))
+    report = NULL; /* bh.report writes to stdout when bh.options has none */
   set_option(L, "report", report);
   set_option(L, "metrics", metrics);
   set_option(L, "listen", listen);
