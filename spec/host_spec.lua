@@ -119,7 +119,7 @@ describe("bhprobe-lua", function()
         local rc, out = run(opt)
         assert.are.equal(0, rc)
         assert.matches("^usage: bhprobe%-lua %[options%] %[script %[args", out)
-        for _, o in ipairs{ "-e CODE", "-l NAME", "-i ", "-v ", "-W ", "-h, --help",
+        for _, o in ipairs{ "-e CODE", "-l NAME", "-i ", "-v ", "-E ", "-W ", "-h, --help",
           "--version", "--report FILE", "--metrics FILE", "-- ", "- " } do
           assert.is_truthy(out:find("\n  " .. o, 1, true), "missing " .. o)
         end

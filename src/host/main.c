@@ -113,27 +113,42 @@ static void print_version(void) {
   (void)fflush(stdout);
 }
 
-/* The --help text: every option, within 80 columns. */
+/* The --help text: every option and environment variable, within 80
+ * columns (the man page is written from it). */
 static void print_help(void) {
   (void)fputs(
       "usage: " PROGNAME
       " [options] [script [args...]]\n"
       "Runs a Lua 5.4 probe policy; the script runs as the main task of\n"
-      "bh.run, so bh.probe and bh.sleep work at top level.\n"
+      "bh.run, so bh.probe and bh.sleep work at top level. Options and\n"
+      "environment as in lua5.4, plus the service options.\n"
       "Options:\n"
       "  -e CODE          run the Lua string CODE\n"
       "  -l NAME          require NAME into global NAME (-l g=mod: into g)\n"
       "  -i               interactive prompt after the script; each line\n"
       "                   runs as a task, expressions print their values\n"
       "  -v               print the version line\n"
+      "  -E               ignore LUA_INIT, LUA_PATH and LUA_CPATH\n"
       "  -W               turn Lua warnings on\n"
       "  -h, --help       print this help and exit\n"
       "  --version        print the version and exit\n"
       "  --report FILE    bh.report writes JSON lines to FILE, not stdout\n"
+      "                   (-, /dev/stdout, /proc/self/fd/1: stdout)\n"
       "  --metrics FILE   write metrics to FILE (Prometheus textfile)\n"
       "  --listen ADDR    serve /metrics on HOST:PORT (PORT: on 127.0.0.1)\n"
       "  --               stop handling options\n"
       "  -                run stdin as the script, stop handling options\n"
+      "Without a script, -e or -v: the script is stdin, or the prompt when\n"
+      "stdin is a terminal.\n"
+      "Environment (-E ignores the LUA_ ones):\n"
+      "  LUA_INIT_5_4, LUA_INIT  run before -e, -l and the script: Lua code,\n"
+      "                   or @FILE to run FILE (LUA_INIT_5_4 wins)\n"
+      "  LUA_PATH_5_4, LUA_PATH, LUA_CPATH_5_4, LUA_CPATH  where require\n"
+      "                   looks for modules, as in lua5.4\n"
+      "  RUNNING_PROCESS_MANIFEST_DIR, XDG_DATA_HOME  the central registry\n"
+      "  HOME             the prompt keeps its history in ~/.bhprobe_history\n"
+      "At the prompt, the globals _PROMPT and _PROMPT2 (when not nil)\n"
+      "replace '> ' and '>> '; Tab completes names, fields and methods.\n"
       "Exit status: 0 when the script returns (os.exit(n): n), 1 when it\n"
       "raises, 2 for a usage error or a --report/--metrics/--listen target\n"
       "that cannot be opened, 130/143 when stopped by SIGINT/SIGTERM.\n",
