@@ -1,6 +1,7 @@
 /* Files reached through directory descriptors (see fsutil.h). */
 #include "fsutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -11,8 +12,11 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "access.h"
+#include "fdreserve.h"
 #include "sockio.h"
 
 enum { TEMP_TRIES = 16, FIRST_CHUNK = 4096 };
@@ -25,7 +29,8 @@ enum { TEMP_TRIES = 16, FIRST_CHUNK = 4096 };
  * errno (openat's). */
 static int open_component(int dirfd, const char *comp, const char *path,
                           bh_status code, bh_err *err) {
-  int fd = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  int fd = bh_fd_openat(dirfd, comp,
+                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
   if (fd >= 0) return fd;
   int e = errno;
   struct stat sb;
@@ -43,8 +48,20 @@ static int open_component(int dirfd, const char *comp, const char *path,
   return -1;
 }
 
-int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
-                      bh_err *err) {
+/* Does the directory open as fd pass the caller's check (none: yes)?
+ * name is how messages show it. -1 with errno EACCES when it does not. */
+static bool dir_passes(int fd, const char *name, bh_fs_dir_check ok,
+                       void *ctx) {
+  struct stat sb;
+  if (ok == NULL) return true;
+  if (fstat(fd, &sb) == 0 && ok(&sb, name, ctx)) return true;
+  errno = EACCES;
+  return false;
+}
+
+int bh_fs_open_parent_check(const char *path, const char **leaf,
+                            bh_fs_dir_check ok, void *ctx, bh_status code,
+                            bh_err *err) {
   const char *slash = strrchr(path, '/');
   const char *name = slash != NULL ? slash + 1 : path;
   if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
@@ -52,12 +69,17 @@ int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
     errno = EINVAL;
     return -1;
   }
-  int fd = open(path[0] == '/' ? "/" : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const char *start = path[0] == '/' ? "/" : ".";
+  int fd = bh_fd_openat(AT_FDCWD, start, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
   if (fd < 0) {
     int e = errno;
     bh_err_set(err, code, NULL, "%s: cannot open its root: %s", path,
                strerror(e));
     errno = e;
+    return -1;
+  }
+  if (!dir_passes(fd, start, ok, ctx)) {
+    (void)close(fd);
     return -1;
   }
   const char *p = path;
@@ -83,10 +105,20 @@ int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
     int e = errno;
     (void)close(fd); /* a directory opened read-only */
     fd = sub;
-    if (sub < 0) errno = e;
+    if (sub < 0) {
+      errno = e;
+    } else if (!dir_passes(sub, comp, ok, ctx)) {
+      (void)close(sub);
+      return -1;
+    }
   }
   *leaf = name;
   return fd;
+}
+
+int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
+                      bh_err *err) {
+  return bh_fs_open_parent_check(path, leaf, NULL, NULL, code, err);
 }
 
 /* ---- reading --------------------------------------------------------------
@@ -233,31 +265,47 @@ bh_status bh_id_file_get(bh_id_file *f, char *buf, size_t cap, bh_err *err) {
   return e == 0 ? BH_OK : BH_SYSTEM;
 }
 
-bh_status bh_fs_read_at(int dirfd, const char *name, size_t max, uint8_t **out,
-                        size_t *len, struct stat *st, bool *missing,
-                        bh_status code, const char *what, bh_err *err) {
-  struct stat before, sb;
-  char *buf = NULL;
-  size_t got = 0;
+int bh_fs_open_at(int dirfd, const char *name, struct stat *st, bool *missing,
+                  bh_status code, const char *what, bh_err *err) {
+  struct stat before;
   if (missing != NULL) *missing = false;
   /* Judge the entry before opening it: opening a device can have effects. */
   if (fstatat(dirfd, name, &before, AT_SYMLINK_NOFOLLOW) != 0) {
     if (missing != NULL) *missing = errno == ENOENT;
-    return bh_err_set(err, code, NULL, "%s: %s", what, strerror(errno));
+    bh_err_set(err, code, NULL, "%s: %s", what, strerror(errno));
+    return -1;
   }
-  if (!S_ISREG(before.st_mode))
-    return bh_err_set(err, code, NULL, "%s is %s, not a regular file", what,
-                      bh_file_kind(before.st_mode));
-  int fd = openat(dirfd, name,
-                  O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (fd < 0)
-    return bh_err_set(err, code, NULL, "%s: %s", what, strerror(errno));
-  int e = 0;
-  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
-      sb.st_ino != before.st_ino || sb.st_dev != before.st_dev)
+  if (!S_ISREG(before.st_mode)) {
+    bh_err_set(err, code, NULL, "%s is %s, not a regular file", what,
+               bh_file_kind(before.st_mode));
+    return -1;
+  }
+  int fd = bh_fd_openat(
+      dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+      0);
+  if (fd < 0) {
+    bh_err_set(err, code, NULL, "%s: %s", what, strerror(errno));
+    return -1;
+  }
+  if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) ||
+      st->st_ino != before.st_ino || st->st_dev != before.st_dev) {
     bh_err_set(err, code, NULL, "%s changed while being opened", what);
-  else if ((e = read_to_end(fd, max, (size_t)sb.st_size, &buf, &got)) != 0)
-    read_error(e, what, max, code, err);
+    (void)close(fd); /* read-only */
+    return -1;
+  }
+  return fd;
+}
+
+bh_status bh_fs_read_at(int dirfd, const char *name, size_t max, uint8_t **out,
+                        size_t *len, struct stat *st, bool *missing,
+                        bh_status code, const char *what, bh_err *err) {
+  struct stat sb;
+  char *buf = NULL;
+  size_t got = 0;
+  int fd = bh_fs_open_at(dirfd, name, &sb, missing, code, what, err);
+  if (fd < 0) return code;
+  int e = read_to_end(fd, max, (size_t)sb.st_size, &buf, &got);
+  if (e != 0) read_error(e, what, max, code, err);
   (void)close(fd); /* read-only */
   if (buf == NULL) return e == ENOMEM ? BH_SYSTEM : code;
   *out = (uint8_t *)buf;
@@ -276,6 +324,7 @@ bh_status bh_fs_read_file(const char *path, size_t max, uint8_t **out,
   bh_status s =
       bh_fs_read_at(dirfd, leaf, max, out, len, st, missing, code, path, err);
   (void)close(dirfd);
+  bh_fd_reserve_refill();
   return s;
 }
 
@@ -304,24 +353,100 @@ int bh_fs_write_all(int fd, const void *buf, size_t len) {
   return 0;
 }
 
-/* Create an unused temp file ".NAME.tmp.XXXXXXXX" in dirfd; its name goes
- * to tmp (cap bytes). Returns the descriptor or -1 (errno set). */
-static int create_temp(int dirfd, const char *name, char *tmp, size_t cap) {
+/* The name of a temp file for name, ".NAME.tmp.XXXXXXXX" (NAME cut to
+ * 200 bytes, 8 random lowercase hex digits), into tmp (cap bytes): false
+ * when it does not fit. */
+static bool temp_name(const char *name, char *tmp, size_t cap, int attempt) {
+  uint32_t r = 0;
+  if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+    r ^= (uint32_t)attempt * 2654435761u;
+  int n = snprintf(tmp, cap, ".%.200s.tmp.%08x", name, r);
+  return n >= 0 && (size_t)n < cap;
+}
+
+/* Is entry a temp file of name, as temp_name makes them? */
+static bool is_temp_of(const char *entry, const char *name) {
+  size_t n = strnlen(name, 200), e = strlen(entry);
+  static const char mid[] = ".tmp.";
+  if (e != 1 + n + (sizeof mid - 1) + 8 || entry[0] != '.' ||
+      strncmp(entry + 1, name, n) != 0 ||
+      strncmp(entry + 1 + n, mid, sizeof mid - 1) != 0)
+    return false;
+  for (const char *h = entry + e - 8; *h != '\0'; h++)
+    if (!((*h >= '0' && *h <= '9') || (*h >= 'a' && *h <= 'f'))) return false;
+  return true;
+}
+
+/* A temp file for name in dirfd, open for writing. Where the file system
+ * has O_TMPFILE it has no name yet (tmp is ""), so a process killed before
+ * link_temp leaves nothing behind; else it is a new ".NAME.tmp.XXXXXXXX"
+ * (O_EXCL, no symlink followed), named in tmp. -1 with errno. */
+static int open_temp(int dirfd, const char *name, char *tmp, size_t cap) {
+  tmp[0] = '\0';
+  int fd = bh_fd_openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+    return fd;
   for (int i = 0; i < TEMP_TRIES; i++) {
-    uint32_t r = 0;
-    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
-      r ^= (uint32_t)i * 2654435761u;
-    int n = snprintf(tmp, cap, ".%.200s.tmp.%08x", name, r);
-    if (n < 0 || (size_t)n >= cap) {
+    if (!temp_name(name, tmp, cap, i)) {
       errno = ENAMETOOLONG;
       return -1;
     }
-    int fd = openat(dirfd, tmp,
-                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    fd = bh_fd_openat(
+        dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd >= 0 || errno != EEXIST) return fd;
   }
   errno = EEXIST;
   return -1;
+}
+
+/* Give the unnamed temp file fd (written and synced) a name in dirfd, so
+ * that it can be renamed over or exchanged with the file it replaces.
+ * Through /proc/self/fd (linkat with AT_EMPTY_PATH would need
+ * CAP_DAC_READ_SEARCH). 0 or an errno value. */
+static int link_temp(int dirfd, int fd, const char *name, char *tmp,
+                     size_t cap) {
+  char self[64];
+  (void)snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+  for (int i = 0; i < TEMP_TRIES; i++) {
+    if (!temp_name(name, tmp, cap, i)) return ENAMETOOLONG;
+    if (linkat(AT_FDCWD, self, dirfd, tmp, AT_SYMLINK_FOLLOW) == 0) return 0;
+    if (errno == ENOENT &&
+        linkat(fd, "", dirfd, tmp, AT_EMPTY_PATH) == 0) /* no /proc */
+      return 0;
+    if (errno != EEXIST) {
+      int e = errno;
+      tmp[0] = '\0';
+      return e;
+    }
+  }
+  tmp[0] = '\0';
+  return EEXIST;
+}
+
+/* Remove what a writer killed between naming its temp file and renaming it
+ * left of name's temp files in dirfd (a writer of an older version: for
+ * the whole of its write): only regular files named exactly like our own
+ * temp files of name, with one link, owned by owner (whom ours would
+ * belong to), older than BH_FS_TEMP_STALE_SECONDS (so a concurrent
+ * writer's is never taken). Best effort. */
+static void sweep_temps(int dirfd, const char *name, uid_t owner) {
+  int fd = bh_fd_openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (d == NULL) {
+    if (fd >= 0) (void)close(fd);
+    return;
+  }
+  time_t now = time(NULL);
+  struct dirent *e;
+  struct stat sb;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] != '.' || !is_temp_of(e->d_name, name)) continue;
+    if (fstatat(dirfd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(sb.st_mode) && sb.st_nlink == 1 && sb.st_uid == owner &&
+        now - sb.st_mtim.tv_sec > BH_FS_TEMP_STALE_SECONDS)
+      (void)unlinkat(dirfd, e->d_name, 0);
+  }
+  (void)closedir(d);
 }
 
 /* Give the temp file the owner and mode of like (no set-id or sticky
@@ -374,7 +499,7 @@ bh_status bh_fs_replace_at(int dirfd, const char *name, const void *buf,
           S_ISLNK(cur.st_mode) ? "a symbolic link" : "not a regular file");
     if (opts->keep_existing) like = &cur;
   }
-  int fd = create_temp(dirfd, name, tmp, sizeof tmp);
+  int fd = open_temp(dirfd, name, tmp, sizeof tmp);
   if (fd < 0)
     return bh_err_set(err, code, NULL, "creating a temp file for %s: %s", what,
                       strerror(errno));
@@ -382,12 +507,18 @@ bh_status bh_fs_replace_at(int dirfd, const char *name, const void *buf,
   int e = set_owner_mode(fd, like, opts->mode);
   if (e == 0) step = "writing", e = bh_fs_write_all(fd, buf, len);
   if (e == 0 && fsync(fd) != 0) step = "syncing", e = errno;
+  if (e == 0 && tmp[0] == '\0')
+    step = "naming the temp file of",
+    e = link_temp(dirfd, fd, name, tmp, sizeof tmp);
   if (close(fd) != 0 && e == 0) step = "closing", e = errno;
   if (e == 0)
     step = "renaming over", e = put_in_place(dirfd, tmp, name, opts, changed);
   if (e == 0 && fsync(dirfd) != 0) step = "syncing the directory of", e = errno;
-  if (e == 0) return BH_OK;
-  (void)unlinkat(dirfd, tmp, 0); /* best effort: it may be gone already */
+  if (e == 0) {
+    sweep_temps(dirfd, name, like != NULL ? like->st_uid : geteuid());
+    return BH_OK;
+  }
+  if (tmp[0] != '\0') (void)unlinkat(dirfd, tmp, 0); /* may be gone already */
   return bh_err_set(err, code, NULL, "%s %s: %s", step, what, strerror(e));
 }
 
@@ -403,6 +534,7 @@ bh_status bh_fs_write_atomic(const char *path, const void *buf, size_t len,
                           .what = path};
   bh_status st = bh_fs_replace_at(dirfd, leaf, buf, len, &o, NULL, code, err);
   (void)close(dirfd);
+  bh_fd_reserve_refill();
   return st;
 }
 
@@ -432,18 +564,75 @@ static int socket_live_at(int dirfd, const char *name, const char *path) {
   return -1;
 }
 
-bh_status bh_fs_remove_stale_socket(const char *path, bh_stale_result *res,
-                                    bh_err *err) {
+/* Is the directory of path (absolute) inside dir (absolute), judged on
+ * the words alone? Each component of both is then a real directory (the
+ * removal walks without following symbolic links), so words are enough;
+ * a ".." anywhere makes it "no". */
+static bool lies_under(const char *path, const char *dir) {
+  if (path[0] != '/' || dir[0] != '/') return false;
+  const char *p = path, *d = dir;
+  for (;;) {
+    while (*p == '/')
+      p++;
+    while (*d == '/')
+      d++;
+    size_t pn = strcspn(p, "/"), dn = strcspn(d, "/");
+    if (dn == 0) break;              /* all of dir matched */
+    if (p[pn] == '\0') return false; /* the leaf: dir is deeper */
+    if ((dn == 2 && strncmp(d, "..", 2) == 0) ||
+        (pn == 2 && strncmp(p, "..", 2) == 0))
+      return false;
+    bool dot_p = pn == 1 && p[0] == '.', dot_d = dn == 1 && d[0] == '.';
+    if (dot_p || dot_d) { /* "." names the same directory: skip it */
+      if (dot_p) p += pn;
+      if (dot_d) d += dn;
+      continue;
+    }
+    if (pn != dn || strncmp(p, d, pn) != 0) return false;
+    p += pn;
+    d += dn;
+  }
+  return strstr(p, "/../") == NULL && strncmp(p, "../", 3) != 0;
+}
+
+/* What the owner check of the walk below needs. */
+typedef struct owner_ctx {
+  uid_t uid;
+  bool denied;
+} owner_ctx;
+
+static bool owner_may_search(const struct stat *st, const char *name,
+                             void *arg) {
+  owner_ctx *c = arg;
+  (void)name;
+  c->denied = !bh_access_mode_ok(c->uid, st, X_OK);
+  return !c->denied;
+}
+
+bh_status bh_fs_remove_stale_socket_as(const char *path,
+                                       const bh_stale_opts *opts,
+                                       bh_stale_result *res, bh_err *err) {
   *res = (bh_stale_result){0};
   const char *leaf;
-  int dirfd = bh_fs_open_parent(path, &leaf, BH_SYSTEM, err);
+  bool check = opts != NULL && opts->has_owner &&
+               !(opts->within != NULL && lies_under(path, opts->within));
+  owner_ctx oc = {check ? opts->owner : 0, false};
+  int dirfd = bh_fs_open_parent_check(
+      path, &leaf, check ? owner_may_search : NULL, &oc, BH_SYSTEM, err);
+  if (dirfd < 0 && oc.denied) {
+    bh_err_clear(err);
+    res->forbidden = true;
+    (void)snprintf(res->reason, sizeof res->reason,
+                   "uid %u may not reach its directory", (unsigned)opts->owner);
+    return BH_OK;
+  }
   if (dirfd < 0) {
     if (errno != ENOENT) return BH_SYSTEM;
     bh_err_clear(err); /* its directory is gone: so is the socket */
     return BH_OK;
   }
   bh_status st = BH_OK;
-  struct stat first, now;
+  struct stat first, now, dir;
   if (fstatat(dirfd, leaf, &first, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno != ENOENT)
       st = bh_err_set(err, BH_SYSTEM, NULL, "stat %s: %s", path,
@@ -454,6 +643,16 @@ bh_status bh_fs_remove_stale_socket(const char *path, bh_stale_result *res,
   res->kind = bh_file_kind(first.st_mode);
   res->is_socket = S_ISSOCK(first.st_mode);
   if (!res->is_socket) goto end;
+  if (check && (fstat(dirfd, &dir) != 0 ||
+                !bh_access_may_unlink(opts->owner, &dir, &first))) {
+    res->forbidden = true;
+    (void)snprintf(res->reason, sizeof res->reason,
+                   "uid %u may not remove it (its directory: mode %03o, "
+                   "owner uid %u)",
+                   (unsigned)opts->owner, (unsigned)(dir.st_mode & 07777),
+                   (unsigned)dir.st_uid);
+    goto end;
+  }
   int live = socket_live_at(dirfd, leaf, path);
   if (live < 0 && errno == ENOENT) goto end; /* vanished meanwhile */
   if (live < 0) {
@@ -476,5 +675,11 @@ bh_status bh_fs_remove_stale_socket(const char *path, bh_stale_result *res,
   res->removed = true;
 end:
   (void)close(dirfd);
+  bh_fd_reserve_refill();
   return st;
+}
+
+bh_status bh_fs_remove_stale_socket(const char *path, bh_stale_result *res,
+                                    bh_err *err) {
+  return bh_fs_remove_stale_socket_as(path, NULL, res, err);
 }

@@ -77,6 +77,24 @@ bh_status bh_id_file_get(bh_id_file *f, char *buf, size_t cap, bh_err *err);
 int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
                       bh_err *err);
 
+/* bh_fs_open_parent where every directory opened on the way, from the
+ * first ("/" or ".") down to the parent, must also pass ok(st, name, ctx)
+ * (st its fstat, name how it was named on the path). A directory that
+ * fails it ends the walk: -1 with errno EACCES, and err as ok left it
+ * (ok fills it: it knows why). */
+typedef bool (*bh_fs_dir_check)(const struct stat *st, const char *name,
+                                void *ctx);
+int bh_fs_open_parent_check(const char *path, const char **leaf,
+                            bh_fs_dir_check ok, void *ctx, bh_status code,
+                            bh_err *err);
+
+/* Open the regular file name in dirfd read-only, not following a symlink,
+ * not blocking, judged by fstatat before it is opened (no device is ever
+ * opened) and by fstat after (*st: what was opened, the same file). -1
+ * with err under code (a missing file: *missing set, when not NULL). */
+int bh_fs_open_at(int dirfd, const char *name, struct stat *st, bool *missing,
+                  bh_status code, const char *what, bh_err *err);
+
 /* Read the regular file name in dirfd (not following a symlink, not
  * blocking; judged by fstatat before it is opened, so no device is ever
  * opened) into a malloc'd buffer (*out, *len; NUL-terminated beyond len),
@@ -112,10 +130,20 @@ typedef struct bh_fs_replace_opts {
   const char *what;
 } bh_fs_replace_opts;
 
+/* A temp file of ours older than this, left in a directory by a writer
+ * that was killed between naming it and renaming it, is removed the next
+ * time the file it was for is replaced. */
+#define BH_FS_TEMP_STALE_SECONDS 10
+
 /* Replace name in dirfd with buf atomically: a temp file in the same
- * directory (O_EXCL | O_NOFOLLOW), written in full, fsynced, owner and
- * mode set as opts says, renamed over name, the directory fsynced. The
- * temp file is removed on every failure. Failures are `code`. */
+ * directory, written in full, fsynced, owner and mode set as opts says,
+ * renamed over name, the directory fsynced. The temp file has no name
+ * (O_TMPFILE) until it is written and synced, so a process killed before
+ * that leaves nothing; it is then linked as ".NAME.tmp.XXXXXXXX" for the
+ * rename (where the file system has no O_TMPFILE, created with that name,
+ * O_EXCL | O_NOFOLLOW). It is removed on every failure, and stale ones of
+ * name (see BH_FS_TEMP_STALE_SECONDS) after a success. Failures are
+ * `code`. */
 bh_status bh_fs_replace_at(int dirfd, const char *name, const void *buf,
                            size_t len, const bh_fs_replace_opts *opts,
                            bool *changed, bh_status code, bh_err *err);
@@ -133,9 +161,26 @@ int bh_fs_write_all(int fd, const void *buf, size_t len);
  * parent's descriptor (a symlinked directory on the way is refused). */
 typedef struct bh_stale_result {
   bool existed, is_socket, live, removed;
+  bool forbidden;   /* left: the owner of the record could not remove it */
+  char reason[160]; /* why forbidden */
   const char *kind; /* what existed (bh_file_kind), or NULL */
 } bh_stale_result;
 bh_status bh_fs_remove_stale_socket(const char *path, bh_stale_result *res,
                                     bh_err *err);
+
+/* On whose behalf a stale socket is removed (DESIGN §1.11: a reaction acts
+ * only on what the record's owner could have done). */
+typedef struct bh_stale_opts {
+  bool has_owner; /* remove only what owner could remove: search on every
+                     directory of the path, write and search on its own
+                     (the sticky bit: owning the socket or the directory);
+                     else res->forbidden, nothing touched */
+  uid_t owner;
+  const char *within; /* ... unless the socket lies under this absolute
+                         directory (the record's own); NULL: no such */
+} bh_stale_opts;
+bh_status bh_fs_remove_stale_socket_as(const char *path,
+                                       const bh_stale_opts *opts,
+                                       bh_stale_result *res, bh_err *err);
 
 #endif
