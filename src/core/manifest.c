@@ -14,6 +14,7 @@
 
 #include "daemon.pb-c.h"
 #include "digest.h"
+#include "fdreserve.h"
 #include "fsutil.h"
 #include "host.h"
 #include "manifest.pb-c.h"
@@ -21,7 +22,7 @@
 
 typedef RunningProcess__Broker__V1__DaemonProcess pb_daemon;
 
-enum { FIND_DEPTH_CAP = 64 };
+enum { FIND_DEPTH_CAP = 64, READ_CHUNK = 64 * 1024 };
 
 static bh_status oom(bh_err *err) {
   return bh_err_set(err, BH_SYSTEM, NULL, "out of memory");
@@ -248,17 +249,173 @@ bh_status bh_manifest_check_host(const bh_manifest *m, bh_err *err) {
 /* ---- files ----------------------------------------------------------------
  */
 
-bh_status bh_manifest_read(const char *path, bool check, bh_manifest *out,
-                           bh_err *err) {
+/* The top level of a manifest being read, judged while its bytes come
+ * in: a field whose length says it ends past the cap makes it too large
+ * at once (a 16 MiB field is refused after its first chunk, not after 16
+ * MiB), and the top-level counts of fields and unknown fields are held
+ * to the manifest's decode limits as they grow. What it cannot judge
+ * (groups, field 0, a malformed varint) it leaves to the decoder. */
+typedef struct top_scan {
+  size_t off;    /* where the next field header starts */
+  size_t fields; /* top-level fields seen */
+  size_t unknown;
+  bool done; /* nothing more to judge here */
+} top_scan;
+
+/* A varint at buf[*at, len): 1 read (advanced), 0 incomplete, -1 bad. */
+static int read_varint(const uint8_t *buf, size_t len, size_t *at,
+                       uint64_t *v) {
+  uint64_t x = 0;
+  for (size_t i = 0; i < 10; i++) {
+    if (*at + i >= len) return 0;
+    uint8_t b = buf[*at + i];
+    x |= (uint64_t)(b & 0x7f) << (7 * i);
+    if ((b & 0x80) == 0) {
+      *at += i + 1;
+      *v = x;
+      return 1;
+    }
+  }
+  return -1;
+}
+
+static bh_status scan_top(top_scan *s, const uint8_t *buf, size_t len,
+                          const char *what, bh_err *err) {
+  const ProtobufCMessageDescriptor *desc =
+      &running_process__broker__v1__cache_manifest__descriptor;
+  const bh_pb_limits *lim = &bh_pb_limits_manifest;
+  while (!s->done && s->off < len) {
+    size_t at = s->off;
+    uint64_t key, n = 0;
+    int r = read_varint(buf, len, &at, &key);
+    if (r == 0) return BH_OK; /* the rest of the key comes later */
+    uint32_t num = (uint32_t)(key >> 3);
+    unsigned wt = (unsigned)(key & 7);
+    if (r < 0 || num == 0 || key >> 32 != 0 || wt == 3 || wt == 4 || wt > 5) {
+      s->done = true;
+      break;
+    }
+    if (wt == 0 && (r = read_varint(buf, len, &at, &n)) <= 0) {
+      if (r < 0) s->done = true;
+      return BH_OK;
+    }
+    if (wt == 2) {
+      r = read_varint(buf, len, &at, &n);
+      if (r < 0) s->done = true;
+      if (r <= 0) return BH_OK;
+      if (n > BH_MANIFEST_MAX_BYTES - at)
+        return bh_err_set(err, BH_MANIFEST_TOO_LARGE, NULL,
+                          "%s: field %u at byte %zu says it holds %llu bytes: "
+                          "larger than any manifest (the limit is %zu bytes); "
+                          "refused before reading the rest",
+                          what, num, s->off, (unsigned long long)n,
+                          (size_t)BH_MANIFEST_MAX_BYTES);
+    }
+    at += wt == 1 ? 8 : wt == 5 ? 4 : (size_t)(wt == 2 ? n : 0);
+    s->fields++;
+    if (protobuf_c_message_descriptor_get_field(desc, num) == NULL)
+      s->unknown++;
+    if (s->fields > lim->max_fields || s->unknown > lim->max_unknown)
+      return bh_err_set(
+          err, BH_MANIFEST_DECODE, NULL,
+          "%s holds more than %zu %sfields: refused before "
+          "reading the rest",
+          what,
+          s->unknown > lim->max_unknown ? lim->max_unknown : lim->max_fields,
+          s->unknown > lim->max_unknown ? "unknown " : "");
+    s->off = at;
+  }
+  return BH_OK;
+}
+
+/* Read the manifest name in dirfd into *out (malloc'd, *len bytes; *st its
+ * fstat) a chunk at a time: refused as manifest_too_large by its size
+ * before a byte is read, or by scan_top as soon as its bytes say so. */
+static bh_status read_bytes_at(int dirfd, const char *name, const char *what,
+                               uint8_t **out, size_t *len, struct stat *st,
+                               bh_err *err) {
+  const size_t max = BH_MANIFEST_MAX_BYTES;
+  int fd = bh_fs_open_at(dirfd, name, st, NULL, BH_MANIFEST_IO, what, err);
+  if (fd < 0) return BH_MANIFEST_IO;
+  if ((uintmax_t)st->st_size > max) {
+    (void)close(fd); /* read-only */
+    return bh_err_set(err, BH_MANIFEST_TOO_LARGE, NULL,
+                      "%s is %jd bytes: larger than any manifest (the limit "
+                      "is %zu bytes); refused before reading it",
+                      what, (intmax_t)st->st_size, max);
+  }
+  size_t cap = (size_t)st->st_size + 1, got = 0; /* + 1: to see the end */
+  uint8_t *buf = malloc(cap);
+  top_scan scan = {0};
+  bh_status rc = buf == NULL ? oom(err) : BH_OK;
+  while (rc == BH_OK) {
+    if (got == cap) { /* it grew since the stat */
+      size_t ncap = cap > max / 2 ? max + 1 : cap * 2;
+      uint8_t *nb = got > max ? NULL : realloc(buf, ncap);
+      if (nb == NULL) {
+        rc = got > max ? BH_MANIFEST_TOO_LARGE : oom(err);
+        break;
+      }
+      buf = nb;
+      cap = ncap;
+    }
+    size_t want = cap - got < READ_CHUNK ? cap - got : READ_CHUNK;
+    ssize_t n = read(fd, buf + got, want);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      rc = bh_err_set(err, BH_MANIFEST_IO, NULL, "cannot read %s: %s", what,
+                      strerror(errno));
+    if (n <= 0) break;
+    got += (size_t)n;
+    if (got > max)
+      rc = BH_MANIFEST_TOO_LARGE;
+    else
+      rc = scan_top(&scan, buf, got, what, err);
+  }
+  (void)close(fd); /* read-only */
+  if (rc == BH_MANIFEST_TOO_LARGE && err != NULL && err->code != rc)
+    bh_err_set(err, rc, NULL,
+               "%s holds more than %zu bytes: larger than any manifest", what,
+               max);
+  if (rc != BH_OK) {
+    free(buf);
+    return rc;
+  }
+  *out = buf;
+  *len = got;
+  return BH_OK;
+}
+
+bh_status bh_manifest_read_at(int dirfd, const char *name, const char *what,
+                              bool check, bh_manifest *out, struct stat *st,
+                              bh_err *err) {
   uint8_t *buf = NULL;
   size_t len = 0;
+  struct stat sb;
   memset(out, 0, sizeof *out);
-  bh_status st = bh_fs_read_file(path, BH_MANIFEST_MAX_BYTES, &buf, &len, NULL,
-                                 NULL, BH_MANIFEST_IO, err);
-  if (st != BH_OK) return st;
-  st = bh_manifest_decode(buf, len, check, out, err);
+  bh_status rc = read_bytes_at(dirfd, name, what, &buf, &len, &sb, err);
+  if (rc != BH_OK) return rc;
+  rc = bh_manifest_decode(buf, len, check, out, err);
   free(buf);
-  return st;
+  if (rc == BH_OK && st != NULL) *st = sb;
+  return rc;
+}
+
+bh_status bh_manifest_read_stat(const char *path, bool check, bh_manifest *out,
+                                struct stat *st, bh_err *err) {
+  const char *leaf;
+  memset(out, 0, sizeof *out);
+  int dirfd = bh_fs_open_parent(path, &leaf, BH_MANIFEST_IO, err);
+  if (dirfd < 0) return BH_MANIFEST_IO;
+  bh_status rc = bh_manifest_read_at(dirfd, leaf, path, check, out, st, err);
+  (void)close(dirfd);
+  bh_fd_reserve_refill();
+  return rc;
+}
+
+bh_status bh_manifest_read(const char *path, bool check, bh_manifest *out,
+                           bh_err *err) {
+  return bh_manifest_read_stat(path, check, out, NULL, err);
 }
 
 bh_status bh_manifest_write(const char *path, bh_manifest *m, bh_err *err) {
@@ -288,8 +445,7 @@ static bh_status clear_at(int dirfd, const char *name, const char *path,
   size_t len = 0, out_len = 0;
   struct stat st;
   bh_manifest m = {0};
-  bh_status s = bh_fs_read_at(dirfd, name, BH_MANIFEST_MAX_BYTES, &buf, &len,
-                              &st, NULL, BH_MANIFEST_IO, path, err);
+  bh_status s = read_bytes_at(dirfd, name, path, &buf, &len, &st, err);
   if (s == BH_OK) s = bh_manifest_decode(buf, len, true, &m, err);
   if (s != BH_OK) goto end;
   if (bh_manifest_generation(&m) == 0) {
@@ -316,6 +472,18 @@ end:
   return s;
 }
 
+bh_status bh_manifest_clear_daemon_at(int dirfd, const char *name,
+                                      const char *path,
+                                      const bh_identity *only_if,
+                                      bh_clear_outcome *outcome, bh_err *err) {
+  bh_clear_outcome dummy;
+  if (outcome == NULL) outcome = &dummy;
+  *outcome = BH_CLEAR_NONE;
+  bh_status s = clear_at(dirfd, name, path, only_if, outcome, err);
+  bh_fd_reserve_refill();
+  return s;
+}
+
 bh_status bh_manifest_clear_daemon(const char *path, const bh_identity *only_if,
                                    bh_clear_outcome *outcome, bh_err *err) {
   const char *leaf;
@@ -324,8 +492,10 @@ bh_status bh_manifest_clear_daemon(const char *path, const bh_identity *only_if,
   *outcome = BH_CLEAR_NONE;
   int dirfd = bh_fs_open_parent(path, &leaf, BH_MANIFEST_IO, err);
   if (dirfd < 0) return BH_MANIFEST_IO;
-  bh_status s = clear_at(dirfd, leaf, path, only_if, outcome, err);
+  bh_status s =
+      bh_manifest_clear_daemon_at(dirfd, leaf, path, only_if, outcome, err);
   (void)close(dirfd);
+  bh_fd_reserve_refill();
   return s;
 }
 
@@ -337,14 +507,35 @@ static bh_status io_err(bh_err *err, const char *what, const char *path,
                     strerror(errnum));
 }
 
+/* Append a copy of s to the list of strings *v (*n of them). */
+static bh_status push_string(char ***v, size_t *n, char *s, bh_err *err) {
+  if (s == NULL) return oom(err);
+  char **grown = realloc(*v, (*n + 1) * sizeof *grown);
+  if (grown == NULL) {
+    free(s);
+    return oom(err);
+  }
+  *v = grown;
+  (*v)[(*n)++] = s;
+  return BH_OK;
+}
+
 static bh_status list_push(bh_manifest_list *l, const char *dir,
                            const char *name, bh_err *err) {
-  char **grown = realloc(l->paths, (l->count + 1) * sizeof *grown);
-  if (grown == NULL) return oom(err);
-  l->paths = grown;
-  if (asprintf(&l->paths[l->count], "%s/%s", dir, name) < 0) return oom(err);
-  l->count++;
-  return BH_OK;
+  char *p = NULL;
+  if (asprintf(&p, "%s/%s", dir, name) < 0) p = NULL;
+  return push_string(&l->paths, &l->count, p, err);
+}
+
+/* Note that the directory path could not be read (errnum says why): the
+ * scan goes on, and the caller is told (never skipped silently). */
+static bh_status problem(bh_manifest_list *l, const char *what,
+                         const char *path, int errnum, bh_err *err) {
+  char *p = NULL;
+  if (asprintf(&p, "%s %s: %s", what, path[0] != '\0' ? path : "/",
+               strerror(errnum)) < 0)
+    p = NULL;
+  return push_string(&l->problems, &l->nproblems, p, err);
 }
 
 /* The type of entry e in the open directory, without following symlinks
@@ -360,36 +551,44 @@ static unsigned char entry_type(DIR *d, const struct dirent *e) {
 }
 
 /* Walk the directory open as fd (taken over and closed), collecting
- * manifests; descend with O_NOFOLLOW so a symlink is never entered. */
+ * manifests, and the directories that could not be read as problems;
+ * descend with O_NOFOLLOW so a symlink is never entered. */
 static bh_status walk(int fd, const char *path, int depth, int max_depth,
                       bh_manifest_list *out, bh_err *err) {
   DIR *d = fdopendir(fd);
   if (d == NULL) {
-    close(fd);
-    return BH_OK; /* unreadable below root: skipped */
+    int e = errno;
+    (void)close(fd);
+    return problem(out, "cannot read directory", path, e, err);
   }
   bh_status st = BH_OK;
   struct dirent *e;
-  while (st == BH_OK && (e = readdir(d)) != NULL) {
+  for (;;) {
+    errno = 0;
+    if (st != BH_OK || (e = readdir(d)) == NULL) break;
     if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
     unsigned char type = entry_type(d, e);
     if (type == DT_REG && strcmp(e->d_name, BH_MANIFEST_NAME) == 0) {
       st = list_push(out, path, e->d_name, err);
     } else if (type == DT_DIR && depth < max_depth) {
-      int sub = openat(dirfd(d), e->d_name,
-                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (sub < 0) continue;
       char *subpath = NULL;
       if (asprintf(&subpath, "%s/%s", path, e->d_name) < 0) {
-        close(sub);
         st = oom(err);
         break;
       }
-      st = walk(sub, subpath, depth + 1, max_depth, out, err);
+      int sub =
+          bh_fd_openat(dirfd(d), e->d_name,
+                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+      if (sub < 0 && errno != ENOENT) /* gone meanwhile: nothing missed */
+        st = problem(out, "cannot open directory", subpath, errno, err);
+      else if (sub >= 0)
+        st = walk(sub, subpath, depth + 1, max_depth, out, err);
       free(subpath);
     }
   }
-  closedir(d);
+  if (st == BH_OK && errno != 0)
+    st = problem(out, "cannot read directory", path, errno, err);
+  (void)closedir(d);
   return st;
 }
 
@@ -399,15 +598,18 @@ static int cmp_paths(const void *a, const void *b) {
 
 bh_status bh_manifest_find(const char *root, int max_depth,
                            bh_manifest_list *out, bh_err *err) {
-  out->paths = NULL;
-  out->count = 0;
+  memset(out, 0, sizeof *out);
   if (max_depth < 0 || max_depth > FIND_DEPTH_CAP) max_depth = FIND_DEPTH_CAP;
-  int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return io_err(err, "open directory", root, errno);
+  int fd = bh_fd_openat(AT_FDCWD, root, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  if (fd < 0) {
+    bh_status rc = io_err(err, "cannot open directory", root, errno);
+    bh_fd_reserve_refill();
+    return rc;
+  }
   /* Trailing slashes would double up in the paths we build. */
   char *base = strdup(root);
   if (base == NULL) {
-    close(fd);
+    (void)close(fd);
     return oom(err);
   }
   size_t n = strlen(base);
@@ -416,6 +618,7 @@ bh_status bh_manifest_find(const char *root, int max_depth,
   bh_status st =
       walk(fd, strcmp(base, "/") == 0 ? "" : base, 0, max_depth, out, err);
   free(base);
+  bh_fd_reserve_refill();
   if (st != BH_OK) {
     bh_manifest_list_free(out);
     return st;
@@ -428,9 +631,11 @@ bh_status bh_manifest_find(const char *root, int max_depth,
 void bh_manifest_list_free(bh_manifest_list *l) {
   for (size_t i = 0; i < l->count; i++)
     free(l->paths[i]);
+  for (size_t i = 0; i < l->nproblems; i++)
+    free(l->problems[i]);
   free(l->paths);
-  l->paths = NULL;
-  l->count = 0;
+  free(l->problems);
+  memset(l, 0, sizeof *l);
 }
 
 /* ---- the central registry -------------------------------------------------
@@ -469,66 +674,102 @@ bool bh_manifest_registry_name(const char *name) {
   return dash != NULL && dash != name && dash + 1 < name + n - 3;
 }
 
-/* The registry directory open as fd (taken over): refuse one that is not
- * ours and private, then list its manifests. */
-static bh_status scan_registry(int fd, const char *dir, bh_manifest_list *out,
-                               bh_err *err) {
+/* Refuse the registry open as fd unless it is ours and private, saying
+ * what is wrong: its owner, its mode, or both. */
+static bh_status check_registry(int fd, const char *dir, bh_err *err) {
   struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    bh_status st = io_err(err, "stat", dir, errno);
-    (void)close(fd);
-    return st;
+  if (fstat(fd, &sb) != 0) return io_err(err, "stat", dir, errno);
+  bool owner = sb.st_uid != geteuid(), mode = (sb.st_mode & 077) != 0;
+  if (!owner && !mode) return BH_OK;
+  char who[96] = "", how[128] = "";
+  if (owner)
+    (void)snprintf(who, sizeof who,
+                   " belongs to uid %u, not to uid %u that reads it",
+                   (unsigned)sb.st_uid, (unsigned)geteuid());
+  if (mode)
+    (void)snprintf(how, sizeof how,
+                   "%s has mode %04o: its group or others may reach it "
+                   "(expected 0700)",
+                   owner ? " and" : "", (unsigned)(sb.st_mode & 07777));
+  return bh_err_set(err, BH_INSECURE_REGISTRY, NULL,
+                    "manifest registry %s%s%s: refused, as running-process "
+                    "refuses it",
+                    dir, who, how);
+}
+
+bh_status bh_manifest_registry_open(const char *dir, int *fd, bool *missing,
+                                    bh_err *err) {
+  const char *leaf;
+  *fd = -1;
+  *missing = false;
+  int parent = bh_fs_open_parent(dir, &leaf, BH_MANIFEST_IO, err);
+  bh_status st = BH_OK;
+  if (parent >= 0) {
+    *fd = bh_fd_openat(parent, leaf,
+                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (*fd < 0 && errno == ENOENT)
+      *missing = true;
+    else if (*fd < 0)
+      st = io_err(err, "cannot open registry", dir, errno);
+    (void)close(parent);
+  } else if (errno != ENOENT) {
+    st = BH_MANIFEST_IO; /* a symlink or worse on the way */
+  } else {
+    bh_err_clear(err); /* a parent is missing: so is the registry */
+    *missing = true;
   }
-  if (sb.st_uid != geteuid() || (sb.st_mode & 077) != 0) {
-    (void)close(fd);
-    return bh_err_set(err, BH_INSECURE_REGISTRY, NULL,
-                      "manifest registry %s is not private to its owner "
-                      "(owner uid %u, mode %03o; expected uid %u, mode 0700)",
-                      dir, (unsigned)sb.st_uid, (unsigned)(sb.st_mode & 0777),
-                      (unsigned)geteuid());
+  if (st == BH_OK && *fd >= 0) st = check_registry(*fd, dir, err);
+  if (st != BH_OK && *fd >= 0) {
+    (void)close(*fd);
+    *fd = -1;
   }
-  DIR *d = fdopendir(fd);
+  bh_fd_reserve_refill();
+  return st;
+}
+
+bh_status bh_manifest_registry_list(int fd, const char *dir,
+                                    bh_manifest_list *out, bh_err *err) {
+  memset(out, 0, sizeof *out);
+  /* A descriptor of its own for the listing: fd stays the caller's, at
+   * its start, for the reads through it. */
+  int own = bh_fd_openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  DIR *d = own >= 0 ? fdopendir(own) : NULL;
   if (d == NULL) {
-    bh_status st = io_err(err, "read directory", dir, errno);
-    (void)close(fd);
-    return st;
+    bh_status rc = io_err(err, "cannot read registry", dir, errno);
+    if (own >= 0) (void)close(own);
+    return rc;
   }
   bh_status st = BH_OK;
   struct dirent *e;
-  while (st == BH_OK && (e = readdir(d)) != NULL) {
+  for (;;) {
+    errno = 0;
+    if (st != BH_OK || (e = readdir(d)) == NULL) break;
     if (!bh_manifest_registry_name(e->d_name) || entry_type(d, e) != DT_REG)
       continue;
     st = list_push(out, dir, e->d_name, err);
   }
+  if (st == BH_OK && errno != 0)
+    st = io_err(err, "cannot read registry", dir, errno);
   (void)closedir(d);
+  bh_fd_reserve_refill();
+  if (st != BH_OK)
+    bh_manifest_list_free(out);
+  else if (out->count > 1)
+    qsort(out->paths, out->count, sizeof *out->paths, cmp_paths);
   return st;
 }
 
 bh_status bh_manifest_scan_central(bh_manifest_list *out, char **dirp,
                                    bh_err *err) {
   char *dir = NULL;
-  const char *leaf;
-  out->paths = NULL;
-  out->count = 0;
+  int fd = -1;
+  bool missing = false;
+  memset(out, 0, sizeof *out);
   if (dirp != NULL) *dirp = NULL;
   bh_status st = bh_manifest_central_dir(&dir, err);
-  if (st != BH_OK) return st;
-  int parent = bh_fs_open_parent(dir, &leaf, BH_MANIFEST_IO, err);
-  int fd = -1;
-  if (parent >= 0) {
-    fd = openat(parent, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 && errno != ENOENT)
-      st = io_err(err, "open registry", dir, errno);
-    (void)close(parent);
-  } else if (errno != ENOENT) {
-    st = BH_MANIFEST_IO; /* a symlink or worse on the way */
-  } else {
-    bh_err_clear(err); /* a parent is missing: so is the registry */
-  }
-  if (st == BH_OK && fd >= 0) st = scan_registry(fd, dir, out, err);
-  if (st != BH_OK) bh_manifest_list_free(out);
-  if (st == BH_OK && out->count > 1)
-    qsort(out->paths, out->count, sizeof *out->paths, cmp_paths);
+  if (st == BH_OK) st = bh_manifest_registry_open(dir, &fd, &missing, err);
+  if (st == BH_OK && fd >= 0) st = bh_manifest_registry_list(fd, dir, out, err);
+  if (fd >= 0) (void)close(fd);
   if (st == BH_OK && dirp != NULL)
     *dirp = dir;
   else

@@ -21,11 +21,19 @@
 #include "identity.h"
 #include "status.h"
 
+struct stat;
+
 #define BH_MANIFEST_NAME ".running-process-manifest.pb"
 #define BH_MANIFEST_MEDIA_TYPE \
   "application/vnd.running-process.cache-manifest.v1"
-#define BH_MANIFEST_MAX_BYTES ((size_t)16 << 20) /* 16 MiB */
-#define BH_MANIFEST_MODE 0644                    /* of a new manifest file */
+/* The largest manifest read. A real one is a few hundred bytes (the 4.1
+ * and 4.10 manifests of spec/fixtures: 404 and 421 bytes), a few KiB with
+ * long lists of roots and labels; 1 MiB is thousands of times that, and
+ * small enough that reading and decoding one stays a matter of
+ * milliseconds on the worker. A larger one is manifest_too_large, judged
+ * by its size before a byte is read. */
+#define BH_MANIFEST_MAX_BYTES ((size_t)1 << 20) /* 1 MiB */
+#define BH_MANIFEST_MODE 0644                   /* of a new manifest file */
 
 struct RunningProcess__Broker__V1__CacheManifest;
 typedef struct RunningProcess__Broker__V1__CacheManifest bh_manifest_pb;
@@ -72,10 +80,23 @@ bh_status bh_manifest_seal_encode(bh_manifest_pb *pb, uint8_t **out,
 bh_status bh_manifest_set_daemon(bh_manifest *m, const bh_identity *id,
                                  int generation, bh_err *err);
 
-/* Read and decode a file (manifest_io when it cannot be read, is not a
- * regular file, is over 16 MiB, or its path goes through a symlink). */
+/* Read and decode a file: manifest_io when it cannot be read, is not a
+ * regular file or its path goes through a symlink; manifest_too_large
+ * over BH_MANIFEST_MAX_BYTES (by its size before reading, or as soon as a
+ * field's length says it ends beyond; the top-level field counts are held
+ * to the decode limits while it is read); then bh_manifest_decode's
+ * codes. */
 bh_status bh_manifest_read(const char *path, bool verify, bh_manifest *out,
                            bh_err *err);
+/* bh_manifest_read, and *st (may be NULL) the fstat of the file read (its
+ * owner: on whose behalf a reaction acts). */
+bh_status bh_manifest_read_stat(const char *path, bool verify, bh_manifest *out,
+                                struct stat *st, bh_err *err);
+/* bh_manifest_read of the file name in the directory dirfd (never
+ * followed if a symlink); what names it in messages. */
+bh_status bh_manifest_read_at(int dirfd, const char *name, const char *what,
+                              bool verify, bh_manifest *out, struct stat *st,
+                              bh_err *err);
 
 /* Seal m and write it atomically (a temp file in the same directory,
  * fsync, rename, fsync the directory), through directory descriptors; an
@@ -99,23 +120,33 @@ typedef enum bh_clear_outcome {
  * same start time). */
 bh_status bh_manifest_clear_daemon(const char *path, const bh_identity *only_if,
                                    bh_clear_outcome *outcome, bh_err *err);
+/* bh_manifest_clear_daemon of the file name in the directory dirfd (path
+ * names it in messages). */
+bh_status bh_manifest_clear_daemon_at(int dirfd, const char *name,
+                                      const char *path,
+                                      const bh_identity *only_if,
+                                      bh_clear_outcome *outcome, bh_err *err);
 
 /* foreign_host when the manifest names a host (host.machine_id) other
  * than this machine; BH_OK when it is ours or names none. */
 bh_status bh_manifest_check_host(const bh_manifest *m, bh_err *err);
 
-/* Paths of manifests, sorted. */
+/* Paths of manifests, sorted; and what could not be read while looking
+ * for them (one message each: "cannot open directory PATH: reason"). */
 typedef struct bh_manifest_list {
   char **paths;
   size_t count;
+  char **problems;
+  size_t nproblems;
 } bh_manifest_list;
 void bh_manifest_list_free(bh_manifest_list *l);
 
 /* Regular files named BH_MANIFEST_NAME under root. max_depth: directory
  * levels below root searched (0 = root only; < 0 = unlimited, still capped
- * at 64). Symlinks are never followed below root (root itself may be one);
- * directories that cannot be opened are skipped. manifest_io when root
- * cannot be opened as a directory. */
+ * at 64). Symlinks are never followed below root (root itself may be one).
+ * A directory below root that cannot be opened or read is never skipped
+ * silently: it is in out->problems, and the walk goes on. manifest_io
+ * when root cannot be opened as a directory. */
 bh_status bh_manifest_find(const char *root, int max_depth,
                            bh_manifest_list *out, bh_err *err);
 
@@ -127,10 +158,21 @@ bh_status bh_manifest_central_dir(char **out, bh_err *err);
 /* Is name a registry manifest's, {service}-{version}.pb (both parts
  * non-empty; a leading '.' is a writer's temporary file)? */
 bool bh_manifest_registry_name(const char *name);
-/* The {service}-{version}.pb files of the central registry. A registry
- * that does not exist is empty. One that is not a directory private to
- * its owner (ours, mode 0700 or stricter) is refused: insecure_registry,
- * as running-process refuses it. */
+/* Open the central registry dir (no symlink followed on the way):
+ * *fd its descriptor, through which its records are then listed, read and
+ * cleared (never again by path: a directory swapped in after the check
+ * is never read). A registry that does not exist: BH_OK, *fd -1,
+ * *missing. One that is not a directory private to its owner (ours, mode
+ * 0700 or stricter) is refused: insecure_registry, as running-process
+ * refuses it, the message naming what is wrong (the owner, the mode). */
+bh_status bh_manifest_registry_open(const char *dir, int *fd, bool *missing,
+                                    bh_err *err);
+/* The {service}-{version}.pb regular files of the registry open as fd, as
+ * paths under dir, sorted. */
+bh_status bh_manifest_registry_list(int fd, const char *dir,
+                                    bh_manifest_list *out, bh_err *err);
+/* The {service}-{version}.pb files of the central registry (open, list):
+ * a registry that does not exist is empty. */
 bh_status bh_manifest_scan_central(bh_manifest_list *out, char **dir,
                                    bh_err *err);
 
