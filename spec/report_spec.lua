@@ -43,7 +43,8 @@ describe("bh.report", function()
     local cases = { pid_not_found = "stale", boot_id_mismatch = "stale", pid_reused = "stale",
       exe_path_mismatch = "stale", exe_sha256_mismatch = "stale", exe_hash_mismatch = "stale",
       connect = "unreachable", timeout = "unreachable", io = "unreachable",
-      exe_path = "unreachable", exe_hash = "unreachable",
+      exe_path = "unreachable", exe_hash = "unreachable", owner_cannot_connect = "unreachable",
+      exe_deleted = "outdated",
       identity_mismatch = "impostor", peer_mismatch = "impostor", decode_frame = "impostor",
       unsupported_hash_algorithm = "impostor", invalid_hash_length = "impostor",
       invalid_pid = "invalid", foreign_host = "foreign" }
@@ -59,11 +60,32 @@ describe("bh.report", function()
     for _, code in ipairs { "manifest_corrupt", "manifest_schema_too_new", "insecure_registry" } do
       assert.equal("invalid", bh.verdict{ code = code, stage = "manifest" })
     end
+    -- gone, but something else holds its endpoint: squatted; its
+    -- successor holds it: stale, and the record says who
+    local peer = { pid = 77, uid = 65534, gid = 65534, exe = "/usr/bin/squat" }
+    for _, code in ipairs { "pid_not_found", "boot_id_mismatch", "pid_reused",
+      "exe_path_mismatch", "exe_sha256_mismatch", "exe_hash_mismatch" } do
+      assert.equal("squatted", bh.verdict{ code = code, stage = "verify_pid", peer = peer }, code)
+      assert.equal("stale", bh.verdict{ code = code, stage = "verify_pid", peer = peer,
+        successor = 77 }, code)
+    end
+    -- a peer on another kind of failure changes nothing
+    assert.equal("impostor", bh.verdict{ code = "identity_mismatch", stage = "response",
+      peer = peer })
+    local sq = bh.probe_record{ service = "s", expected = id,
+      err = { code = "pid_not_found", stage = "verify_pid", message = "gone", peer = peer } }
+    assert.equal("squatted", sq.verdict)
+    assert.same(peer, sq.peer)
+    local succ = bh.probe_record{ service = "s", expected = id,
+      err = { code = "pid_not_found", stage = "verify_pid", message = "gone", peer = peer,
+        successor = 77 } }
+    assert.equal("stale", succ.verdict)
+    assert.equal(77, succ.successor)
+    assert.is_nil(succ.peer)
     -- a daemon whose binary was replaced under it (an upgrade) is not gone
-    assert.equal("unreachable", bh.verdict{ code = "exe_path_mismatch", stage = "verify_pid",
-      exe_deleted = true })
-    assert.same({ "verified", "stale", "impostor", "unreachable", "foreign", "invalid" },
-      bh.VERDICTS)
+    assert.equal("outdated", bh.verdict{ code = "exe_deleted", stage = "verify_pid" })
+    assert.same({ "verified", "stale", "impostor", "unreachable", "foreign", "invalid",
+      "squatted", "outdated" }, bh.VERDICTS)
   end)
 
   it("takes a prepared identity as expected, as it takes the table", function()

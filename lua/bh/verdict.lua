@@ -10,7 +10,15 @@ local type, tostring = type, tostring
 -- Codes (design §1.6) by verdict (design §1.11).
 --   stale:       the recorded process is provably gone: its pid is not
 --                running, the machine rebooted, the pid was reused, or
---                it now runs another program (another path or digest).
+--                it now runs another program (another path or digest);
+--                and its endpoint is not held by another process (the
+--                probe's listener check: err.peer absent), or held by its
+--                successor (err.successor).
+--   squatted:    gone as for stale, yet something else listens on its
+--                endpoint (err.peer, no err.successor).
+--   outdated:    the recorded process runs the recorded image and
+--                answers as recorded, but its file was replaced or
+--                deleted on disk (exe_deleted): a restart is due.
 --   impostor:    something alive answers as the daemon and is not it: a
 --                lying or malformed answer, or the answer came from
 --                another process than the verified one.
@@ -27,6 +35,8 @@ local VERDICT_OF = {
   exe_sha256_mismatch = "stale",
   exe_hash_mismatch = "stale",
 
+  exe_deleted = "outdated",
+
   identity_mismatch = "impostor",
   peer_mismatch = "impostor",
   unsupported_framing_version = "impostor",
@@ -41,6 +51,7 @@ local VERDICT_OF = {
   unsupported_hash_algorithm = "impostor",
 
   connect = "unreachable",
+  owner_cannot_connect = "unreachable",
   timeout = "unreachable",
   io = "unreachable",
   exe_path = "unreachable",
@@ -58,6 +69,7 @@ local VERDICT_OF = {
   manifest_decode = "invalid",
   manifest_corrupt = "invalid",
   manifest_schema_too_new = "invalid",
+  manifest_too_large = "invalid",
   insecure_registry = "invalid",
 }
 
@@ -65,14 +77,15 @@ local VERDICT_OF = {
 -- holding an identity without endpoint is a bad record, not an impostor.
 local RECORD_STAGES = { manifest = true, identity = true, endpoint = true }
 
-M.VERDICTS = { "verified", "stale", "impostor", "unreachable", "foreign", "invalid" }
+M.VERDICTS = { "verified", "stale", "impostor", "unreachable", "foreign", "invalid",
+  "squatted", "outdated" }
 
 -- bh.verdict(err) -> "verified" | "stale" | "impostor" | "unreachable" |
--- "foreign" | "invalid". err is the error of a probe (nil = verified). An
--- unknown code is "unreachable": never clean up what we do not understand.
--- An exe_path_mismatch whose process runs the recorded file, since deleted
--- (err.exe_deleted: an upgrade replaced the binary under a running
--- daemon), is not proof that the daemon is gone: unreachable.
+-- "foreign" | "invalid" | "squatted" | "outdated". err is the error of a
+-- probe (nil = verified). An unknown code is "unreachable": never clean
+-- up what we do not understand. A stale code with err.peer (something
+-- accepted on the endpoint of the gone process) is "squatted" unless
+-- err.successor says it was the daemon's successor.
 function M.verdict(err)
   if err == nil then return "verified" end
   if type(err) ~= "table" then
@@ -81,8 +94,9 @@ function M.verdict(err)
   end
   if err.code == "foreign_host" then return "foreign" end
   if RECORD_STAGES[err.stage] then return "invalid" end
-  if err.code == "exe_path_mismatch" and err.exe_deleted then return "unreachable" end
-  return VERDICT_OF[err.code] or "unreachable"
+  local v = VERDICT_OF[err.code] or "unreachable"
+  if v == "stale" and err.peer ~= nil and err.successor == nil then return "squatted" end
+  return v
 end
 
 local null = bh.null
@@ -98,11 +112,24 @@ local function ms(seconds)
   return math.floor(seconds * 1e6 + 0.5) / 1e3
 end
 
+-- The listener of a squatted endpoint, or whoever answered as an impostor:
+-- {pid, uid, gid, exe} as err.peer gives it (exe already capped by the
+-- probe), for a report line.
+local function peer_of(err, verdict)
+  local p = err and err.peer
+  if type(p) ~= "table" or (verdict ~= "squatted" and verdict ~= "impostor") then
+    return nil
+  end
+  return { pid = p.pid, uid = p.uid, gid = p.gid, exe = p.exe }
+end
+
 -- bh.probe_record{service =, endpoint =, expected =, handle =, err =,
 --                 elapsed =} -> the standard record table:
 --   ts, service, endpoint {namespace_id, path}, verdict, code, field,
 --   elapsed_ms, pid, peer_pid (absent values are JSON null), and for an
---   identity_mismatch fields, every differing field.
+--   identity_mismatch fields, every differing field; for a squatted or
+--   impostor verdict peer = {pid, uid, gid, exe} of the listener; for a
+--   stale record whose successor listens, successor = its pid.
 -- endpoint defaults to expected.ipc_endpoint; elapsed (seconds) to
 -- handle.elapsed.
 -- expected: an identity table or a prepared identity, read alike.
@@ -122,11 +149,12 @@ function M.probe_record(o)
   local ep = o.endpoint or (expected and expected.ipc_endpoint) or {}
   local elapsed = o.elapsed
   if elapsed == nil and h ~= nil then elapsed = h.elapsed end
+  local verdict = M.verdict(err)
   return {
     ts = bh.timestamp(),
     service = or_null(o.service),
     endpoint = { namespace_id = or_null(ep.namespace_id), path = or_null(ep.path) },
-    verdict = M.verdict(err),
+    verdict = verdict,
     code = err and or_null(err.code) or null,
     field = err and or_null(err.field) or null,
     fields = err and err.fields or nil,
@@ -134,6 +162,8 @@ function M.probe_record(o)
     pid = expected and or_null(expected.pid) or null,
     peer_pid = h ~= nil and or_null(h.peer_pid) or null,
     message = err and tostring(err.message or err) or nil,
+    peer = peer_of(err, verdict),
+    successor = err and math.tointeger(err.successor) or nil,
   }
 end
 

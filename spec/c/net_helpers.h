@@ -30,6 +30,8 @@ typedef struct probe_out {
   double elapsed;
   bool has_cred;
   pid_t peer_pid;
+  bh_peer peer;       /* whoever accepted (err.peer / h.peer) */
+  uint32_t successor; /* the listener check's successor, or 0 */
   bh_identity identity;
   bh_proc proc;
 } probe_out;
@@ -40,8 +42,10 @@ static NH_UNUSED void probe_out_cb(bh_probe_result *res, void *ctx) {
   o->done = true;
   o->err = res->err;
   o->elapsed = res->elapsed;
-  o->has_cred = res->has_peer_cred;
-  o->peer_pid = res->peer_pid;
+  o->has_cred = res->peer.known;
+  o->peer_pid = res->peer.pid;
+  bh_peer_move(&o->peer, &res->peer);
+  o->successor = res->successor;
   bh_identity_move(&o->identity, &res->identity);
   o->proc = res->proc;
   res->proc = BH_PROC_NONE;
@@ -53,11 +57,13 @@ static NH_UNUSED void probe_out_init(probe_out *o) {
   memset(o, 0, sizeof *o);
   bh_identity_init(&o->identity);
   o->proc = BH_PROC_NONE;
+  o->peer = BH_PEER_NONE;
 }
 
 static NH_UNUSED void probe_out_clear(probe_out *o) {
   bh_identity_clear(&o->identity);
   bh_proc_release(&o->proc);
+  bh_peer_clear(&o->peer);
   probe_out_init(o);
 }
 

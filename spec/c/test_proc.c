@@ -265,11 +265,12 @@ static void test_of_pid_and_hold(void) {
 }
 
 /* A daemon whose executable is deleted after start: the link reads back
- * as "PATH (deleted)" (design §1.8), so the path no longer matches (and
- * err.exe_deleted says why: an upgrade, not a dead daemon). The file it
- * runs is still read through /proc/PID/exe: of_pid hashes what the
- * process really runs, deleted or not (it failed with exe_hash when
- * digests were read by path). */
+ * as "PATH (deleted)" (design §1.8). It still runs the recorded image
+ * (its digests, read through /proc/PID/exe, are the recorded ones), so it
+ * is not gone: exe_deleted (outdated: a restart is due), never
+ * exe_path_mismatch (stale). of_pid hashes what the process really runs,
+ * deleted or not (it failed with exe_hash when digests were read by
+ * path). */
 static void test_deleted_executable(void) {
   char copy[256];
   bh_test_path(copy, sizeof copy, "exe2");
@@ -281,12 +282,20 @@ static void test_deleted_executable(void) {
   CHECK_STR(got.exe_path, copy);
   verify_expect(&got, NULL, BH_OK);
   CHECK_INT(unlink(copy), 0);
-  verify_expect(&got, NULL, BH_EXE_PATH_MISMATCH);
+  verify_expect(&got, NULL, BH_EXE_DELETED);
   bh_proc held;
   bh_err_clear(&err);
-  CHECK_CODE(bh_proc_verify(&got, NULL, &held, &err), BH_EXE_PATH_MISMATCH,
-             &err);
-  CHECK(err.exe_deleted);
+  CHECK_CODE(bh_proc_verify(&got, NULL, &held, &err), BH_EXE_DELETED, &err);
+  CHECK(strstr(err.message, "restart") != NULL);
+  CHECK_INT(held.pid, 0); /* no handle on an outdated daemon */
+  /* The deleted copy's image with another recorded digest: it is not the
+   * recorded daemon's image at all (another program under its pid). */
+  bh_identity other_digest;
+  bh_identity_init(&other_digest);
+  CHECK_CODE(bh_identity_copy(&other_digest, &got, &err), BH_OK, &err);
+  other_digest.digests.sha256[0] ^= 1;
+  verify_expect(&other_digest, NULL, BH_EXE_SHA256_MISMATCH);
+  bh_identity_clear(&other_digest);
   bh_identity other;
   bh_identity_init(&other);
   CHECK_CODE(bh_identity_of_pid((uint32_t)child, NULL, &other, &err), BH_OK,
@@ -301,7 +310,6 @@ static void test_deleted_executable(void) {
   bh_err_clear(&err);
   CHECK_CODE(bh_proc_verify(&got, NULL, &held, &err), BH_EXE_PATH_MISMATCH,
              &err);
-  CHECK(!err.exe_deleted);
   close(wfd);
   int status = 0;
   CHECK_INT(waitpid(child, &status, 0), child);

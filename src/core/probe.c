@@ -19,13 +19,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#ifndef SO_PEERPIDFD
-#define SO_PEERPIDFD 77 /* Linux 6.5; older headers lack it */
-#endif
 #ifndef PIDFS_MAGIC
 #define PIDFS_MAGIC 0x50494446 /* Linux 6.9: pidfds get their own inodes */
 #endif
 
+#include "access.h"
 #include "clock.h"
 #include "digest.h"
 #include "hasher.h"
@@ -50,6 +48,17 @@ struct bh_probe {
   double t_connected; /* when connect completed (0: not yet) */
   bh_hash_job *job;   /* verify_pid's hashing, while it runs */
   int peer_pidfd;     /* SO_PEERPIDFD of the peer, or -1 */
+  int via_fd;         /* O_PATH descriptor of the socket checked for the
+                         owner (connect goes through it), or -1 */
+  /* The listener check (probe.h): the recorded process is gone for the
+   * reason in gone; is its endpoint held, and by its successor? */
+  bool listener;
+  bool exe_deleted;     /* the recorded file was deleted on disk */
+  bh_err gone;          /* why the recorded process is gone */
+  bh_identity answered; /* what the listener answered (successor check) */
+  bh_proc succ;         /* the answered identity's process, held */
+  /* What the digests got by hash_exe are for. */
+  void (*hashed)(struct bh_probe *p, const bh_digests *d);
   int fd;
   struct event start_ev; /* first step; later the connect-retry timer */
   struct event deadline_ev;
@@ -85,6 +94,8 @@ static void probe_quiesce(bh_probe *p) {
   p->fd = -1;
   if (p->peer_pidfd >= 0) close(p->peer_pidfd);
   p->peer_pidfd = -1;
+  if (p->via_fd >= 0) close(p->via_fd);
+  p->via_fd = -1;
   bh_hash_job_cancel(p->job);
   p->job = NULL;
 }
@@ -96,13 +107,68 @@ static void probe_free(bh_probe *p) {
   bh_endpoint_clear(&p->ep);
   bh_identity_clear(&p->expected);
   bh_identity_clear(&p->result.identity);
+  bh_identity_clear(&p->answered);
   bh_proc_release(&p->result.proc);
+  bh_proc_release(&p->succ);
+  bh_peer_clear(&p->result.peer);
   free(p);
+}
+
+/* Append " (more)" to err's message, as much of it as fits. */
+static void add_note(bh_err *err, const char *more) {
+  size_t n = strlen(err->message);
+  (void)snprintf(err->message + n, sizeof err->message - n, "%s", more);
+}
+
+/* The outcome of the listener check, from how the exchange with the
+ * endpoint ended (result.err; the successor case was settled already). */
+static void listener_outcome(bh_probe *p) {
+  bh_err *err = &p->result.err;
+  char note[160];
+  if (p->t_connected == 0 && err->code == BH_TIMEOUT) {
+    /* Something listens (a full backlog): neither gone nor known. */
+    (void)snprintf(note, sizeof note,
+                   "; %s is held by a listener that did "
+                   "not accept within the deadline: cannot tell",
+                   p->ep.path);
+    *err = p->gone;
+    bh_err_set(err, BH_TIMEOUT, NULL, "%s", p->gone.message);
+    add_note(err, note);
+    return;
+  }
+  if (p->t_connected == 0) { /* nothing accepts: stale */
+    note[0] = '\0';
+    if (err->code == BH_OWNER_CANNOT_CONNECT)
+      (void)snprintf(note, sizeof note,
+                     "; its endpoint was not tried: the record's owner "
+                     "could not connect to it");
+    *err = p->gone;
+    add_note(err, note);
+    return;
+  }
+  if (p->succ.pid != 0 && err->code == BH_TIMEOUT) { /* verifying it */
+    bh_err_set(err, BH_TIMEOUT, NULL,
+               "%s; a listener answered on %s as pid %u of the same "
+               "executable, not verified within the deadline: cannot tell",
+               p->gone.message, p->ep.path, p->succ.pid);
+    return;
+  }
+  bh_peer_read(p->fd, p->peer_pidfd, &p->result.peer);
+  (void)snprintf(note, sizeof note,
+                 "; yet pid %ld (uid %ld) holds its endpoint and is not its "
+                 "successor",
+                 (long)p->result.peer.pid, (long)p->result.peer.uid);
+  *err = p->gone;
+  add_note(err, note);
 }
 
 /* The outcome is known (p->result.err says which): close the socket at
  * once, call back exactly once, free. */
 static void probe_finish(bh_probe *p) {
+  if (p->listener && p->result.successor == 0)
+    listener_outcome(p);
+  else if (p->result.err.code != BH_OK && p->t_connected > 0 && p->fd >= 0)
+    bh_peer_read(p->fd, p->peer_pidfd, &p->result.peer);
   probe_quiesce(p);
   double now = bh_mono_now();
   p->result.elapsed = now - p->t0;
@@ -119,6 +185,7 @@ static void probe_finish(bh_probe *p) {
     bh_identity_clear(&p->result.identity);
     bh_proc_release(&p->result.proc);
   }
+  bh_proc_release(&p->succ);
   p->cb(&p->result, p->ctx);
   probe_free(p);
 }
@@ -152,8 +219,10 @@ static void hash_timed_out(bh_probe *p) {
  * same clock as bh_mono_now, so it never fires before its time. */
 static void on_deadline(evutil_socket_t fd, short what, void *arg) {
   bh_probe *p = arg;
-  if (p->job != NULL)
+  if (p->job != NULL && !p->listener)
     hash_timed_out(p);
+  else if (p->job != NULL)
+    bh_err_set(&p->result.err, BH_TIMEOUT, NULL, "hashing took too long");
   else
     bh_err_set(&p->result.err, BH_TIMEOUT, NULL,
                "no whole response from %s within %.3f s (%zu bytes received)",
@@ -179,21 +248,21 @@ static int same_process(int a, int b) {
   return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* design §1.5 step 3: the peer that answered must be the process that was
- * verified and is held, not something that relays or replays its
- * answers. The pidfd the kernel gives for the peer names the very process
- * that listens, immune to pid reuse: compared with the held pidfd where
- * the kernel can tell, else by pid (fdinfo, or SO_PEERCRED without a
- * peer pidfd), which then also needs the held process alive (a pid
- * number means the verified process only while it has not exited). */
-static void check_peer(bh_probe *p) {
-  const bh_proc *held = &p->result.proc;
+/* design §1.5 step 3: the peer that answered must be the process held
+ * (the verified one), not something that relays or replays its answers.
+ * The pidfd the kernel gives for the peer names the very process that
+ * listens, immune to pid reuse: compared with the held pidfd where the
+ * kernel can tell, else by pid (fdinfo, or SO_PEERCRED without a peer
+ * pidfd), which then also needs the held process alive (a pid number
+ * means the verified process only while it has not exited). BH_OK, or
+ * peer_mismatch in err. */
+static bh_status check_peer(bh_probe *p, const bh_proc *held, bh_err *err) {
   int same = -1;
   if (p->peer_pidfd >= 0 && held->pidfd >= 0)
     same = same_process(p->peer_pidfd, held->pidfd);
-  if (same == 1) return;
+  if (same == 1) return BH_OK;
   long peer = p->peer_pidfd >= 0 ? bh_pidfd_pid(p->peer_pidfd) : 0;
-  if (peer == 0 && p->result.has_peer_cred) peer = p->result.peer_pid;
+  if (peer == 0 && p->result.peer.known) peer = p->result.peer.pid;
   const char *why = NULL;
   if (same == 0 || (peer != 0 && peer != (long)held->pid))
     why = "it is another process";
@@ -201,25 +270,97 @@ static void check_peer(bh_probe *p) {
     why = "its credentials could not be read";
   else if (!bh_proc_alive(held))
     why = "the verified process exited meanwhile";
-  if (why == NULL) return;
-  bh_identity_clear(&p->result.identity);
-  bh_err_set(&p->result.err, BH_PEER_MISMATCH, NULL,
-             "the answer on %s came from pid %ld, not from the verified pid "
-             "%u: %s",
-             p->ep.path, peer, held->pid, why);
+  if (why == NULL) return BH_OK;
+  return bh_err_set(err, BH_PEER_MISMATCH, NULL,
+                    "the answer on %s came from pid %ld, not from the "
+                    "verified pid %u: %s",
+                    p->ep.path, peer, held->pid, why);
+}
+
+static void hash_exe(bh_probe *p, const bh_proc *proc, unsigned algs,
+                     void (*next)(bh_probe *p, const bh_digests *d));
+
+/* Is got the same program as the record: the same executable path
+ * (lexically, as the answer is compared) and every digest both carry
+ * equal, with at least one in common? */
+static bool same_program(const bh_identity *rec, const bh_identity *got) {
+  if (rec->exe_path == NULL || got->exe_path == NULL ||
+      !bh_path_lexical_equal(rec->exe_path, got->exe_path))
+    return false;
+  unsigned common = rec->digests.algs & got->digests.algs;
+  static const unsigned algs[] = {BH_ALG_SHA256, BH_ALG_BLAKE3};
+  for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++)
+    if ((common & algs[i]) &&
+        memcmp(bh_digest_of(&rec->digests, algs[i]),
+               bh_digest_of(&got->digests, algs[i]), BH_DIGEST_LEN) != 0)
+      return false;
+  return common != 0;
+}
+
+/* The listener's process is verified and hashed: its digests must be the
+ * ones it answered with, and it must be the process that answered. Then
+ * it is the recorded daemon's successor. */
+static void successor_hashed(bh_probe *p, const bh_digests *d) {
+  bh_err *err = &p->result.err;
+  if (bh_proc_check_digests(&p->answered, d, err) == BH_OK &&
+      check_peer(p, &p->succ, err) == BH_OK) {
+    p->result.successor = p->succ.pid;
+    p->result.err = p->gone;
+    char note[96];
+    (void)snprintf(note, sizeof note, "; its successor, pid %u, listens",
+                   p->succ.pid);
+    add_note(&p->result.err, note);
+    bh_peer_read(p->fd, p->peer_pidfd, &p->result.peer);
+  }
+  probe_finish(p);
+}
+
+/* The listener answered a valid probe answer (in p->answered): is it the
+ * recorded daemon's successor? The same program, the endpoint probed,
+ * answered by the pid it names, which verify_pid proves. Anything else:
+ * squatted (probe_finish says so). */
+static void check_successor(bh_probe *p) {
+  bh_err *err = &p->result.err;
+  const bh_identity *got = &p->answered;
+  bool deleted = false;
+  if (!same_program(&p->expected, got) ||
+      !bh_endpoint_equal(&got->endpoint, &p->ep) ||
+      (p->result.peer.known && (long)p->result.peer.pid != (long)got->pid)) {
+    bh_err_set(err, BH_IDENTITY_MISMATCH, NULL, "not the same program");
+    probe_finish(p);
+    return;
+  }
+  if (bh_proc_verify_begin(got, NULL, &p->succ, &deleted, err) != BH_OK ||
+      deleted) {
+    if (deleted) bh_err_set(err, BH_EXE_DELETED, NULL, "not its image");
+    probe_finish(p);
+    return;
+  }
+  hash_exe(p, &p->succ, got->digests.algs, successor_hashed);
 }
 
 /* A whole frame arrived: validate it as the answer to our request, then
- * who answered it. */
+ * who answered it. In the listener check the answer is not compared with
+ * the record (its pid is gone): its identity goes to the successor check. */
 static void probe_validate(bh_probe *p) {
-  close(p->fd);
-  p->fd = -1;
-  if (bh_probe_response_validate(
-          p->reader.body, p->reader.body_len, p->request_id, p->nonce,
-          p->has_expected ? &p->expected : NULL, &p->result.identity,
-          &p->result.err) == BH_OK &&
-      p->result.proc.pid != 0)
-    check_peer(p);
+  bh_err *err = &p->result.err;
+  if (p->listener) {
+    if (bh_probe_response_validate(p->reader.body, p->reader.body_len,
+                                   p->request_id, p->nonce, NULL, &p->answered,
+                                   err) != BH_OK) {
+      probe_finish(p);
+      return;
+    }
+    check_successor(p);
+    return;
+  }
+  if (bh_probe_response_validate(p->reader.body, p->reader.body_len,
+                                 p->request_id, p->nonce,
+                                 p->has_expected ? &p->expected : NULL,
+                                 &p->result.identity, err) == BH_OK &&
+      p->result.proc.pid != 0 && check_peer(p, &p->result.proc, err) == BH_OK &&
+      p->exe_deleted)
+    bh_proc_deleted_error(&p->expected, err);
   probe_finish(p);
 }
 
@@ -230,6 +371,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
   switch (
       bh_sock_recv_frame(p->fd, &p->reader, &p->bytes_read, &p->result.err)) {
     case BH_SOCK_DONE:
+      event_del(&p->io_ev); /* one frame: the rest is not read */
       probe_validate(p);
       return;
     case BH_SOCK_EOF:
@@ -267,30 +409,24 @@ static void probe_write(bh_probe *p) {
   }
   free(p->req);
   p->req = NULL;
-  /* Edge-triggered: on_readable reads until EAGAIN or a whole frame (then
-   * closes), so no readiness is lost, and a loop with thousands of probes
-   * ready is not made to poll again the ones it has not reached yet. */
+  /* Edge-triggered: on_readable reads until EAGAIN or a whole frame, so
+   * no readiness is lost, and a loop with thousands of probes ready is
+   * not made to poll again the ones it has not reached yet. */
   probe_arm_io(p, EV_READ | EV_PERSIST | EV_ET, on_readable);
 }
 
 /* Connected: record the peer's credentials (and, for a probe that holds
- * the verified process, its pidfd), then send the request. */
+ * the verified process or checks a listener, its pidfd), then send the
+ * request. */
 static void probe_connected(bh_probe *p) {
   p->t_connected = bh_mono_now();
-  struct ucred cred;
-  socklen_t len = sizeof cred;
+  if (p->via_fd >= 0) (void)close(p->via_fd); /* connected through it */
+  p->via_fd = -1;
+  bool held = p->result.proc.pid != 0;
   /* Only when someone looks at it: a system call per probe. */
-  if ((p->opts.peer_cred || p->result.proc.pid != 0) &&
-      getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-    p->result.has_peer_cred = true;
-    p->result.peer_pid = cred.pid;
-    p->result.peer_uid = cred.uid;
-  }
-  int pidfd = -1;
-  len = sizeof pidfd;
-  if (p->result.proc.pid != 0 &&
-      getsockopt(p->fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0)
-    p->peer_pidfd = pidfd;
+  if (p->opts.peer_cred || held || p->listener)
+    (void)bh_peer_cred(p->fd, &p->result.peer);
+  if (held || p->listener) p->peer_pidfd = bh_peer_pidfd(p->fd);
   probe_write(p);
 }
 
@@ -311,11 +447,16 @@ static void on_connect_done(evutil_socket_t fd, short what, void *arg) {
   probe_fail(p, BH_CONNECT, "connect to", soerr);
 }
 
-/* Try to connect. A full backlog (EAGAIN) is retried after a short pause,
- * bounded by the deadline; anything else but success fails at once. */
+/* Try to connect: by path, or through the descriptor of the socket the
+ * owner check approved. A full backlog (EAGAIN) is retried after a short
+ * pause, bounded by the deadline; anything else but success fails at
+ * once. */
 static void probe_connect(bh_probe *p) {
   struct sockaddr_un sa;
-  (void)bh_sockaddr_un(&sa, p->ep.path); /* the endpoint's path fits */
+  char via[64];
+  if (p->via_fd >= 0)
+    (void)snprintf(via, sizeof via, "/proc/self/fd/%d", p->via_fd);
+  (void)bh_sockaddr_un(&sa, p->via_fd >= 0 ? via : p->ep.path); /* fits */
   int rc;
   do {
     rc = connect(p->fd, (struct sockaddr *)&sa, sizeof sa);
@@ -333,10 +474,23 @@ static void probe_connect(bh_probe *p) {
   }
 }
 
-/* The active exchange: build the request with a fresh nonce, open the
- * socket, connect. */
+/* With an owner (probe.h): may it connect to the endpoint? Leaves the
+ * checked socket's descriptor in via_fd. False with result.err set. */
+static bool owner_may_connect(bh_probe *p) {
+  uid_t owner = p->opts.owner;
+  if (!p->opts.has_owner || owner == 0 || owner == geteuid()) return true;
+  p->via_fd = bh_access_open_socket(owner, p->ep.path, &p->result.err);
+  return p->via_fd >= 0;
+}
+
+/* The active exchange: check the owner may connect, build the request
+ * with a fresh nonce, open the socket, connect. */
 static void probe_exchange(bh_probe *p) {
   p->t_exchange = bh_mono_now();
+  if (!owner_may_connect(p)) {
+    probe_finish(p);
+    return;
+  }
   if (!bh_random_bytes(p->nonce, sizeof p->nonce)) {
     bh_err_set(&p->result.err, BH_SYSTEM, NULL,
                "getrandom gave no nonce for a probe of %s: %s", p->ep.path,
@@ -364,17 +518,48 @@ static void probe_exchange(bh_probe *p) {
   probe_connect(p);
 }
 
+/* Is code one that proves the recorded process gone (DESIGN §1.11:
+ * stale), so that its endpoint is checked for a listener? */
+static bool proves_gone(bh_status code) {
+  switch (code) {
+    case BH_PID_NOT_FOUND:
+    case BH_BOOT_ID_MISMATCH:
+    case BH_PID_REUSED:
+    case BH_EXE_PATH_MISMATCH:
+    case BH_EXE_SHA256_MISMATCH:
+    case BH_EXE_HASH_MISMATCH:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/* verify_pid failed with result.err: when it proves the recorded process
+ * gone, check its endpoint for a listener (under the same deadline);
+ * else that is the outcome. */
+static void verify_failed(bh_probe *p) {
+  if (!proves_gone(p->result.err.code)) {
+    probe_finish(p);
+    return;
+  }
+  p->gone = p->result.err;
+  bh_err_clear(&p->result.err);
+  bh_proc_release(&p->result.proc);
+  p->listener = true;
+  probe_exchange(p);
+}
+
 /* The digests of the held process's executable are known: compare them
  * with the record, then go on to the exchange. */
-static void probe_verified(bh_probe *p, const bh_digests *d) {
+static void record_hashed(bh_probe *p, const bh_digests *d) {
   if (bh_proc_check_digests(&p->expected, d, &p->result.err) != BH_OK) {
-    probe_finish(p);
+    verify_failed(p);
     return;
   }
   probe_exchange(p);
 }
 
-/* The hasher is done with the executable (called on the loop). */
+/* The hasher is done with an executable (called on the loop). */
 static void on_hashed(bh_status st, const bh_digests *d, const bh_err *err,
                       void *ctx) {
   bh_probe *p = ctx;
@@ -384,32 +569,28 @@ static void on_hashed(bh_status st, const bh_digests *d, const bh_err *err,
     probe_finish(p);
     return;
   }
-  probe_verified(p, d);
+  p->hashed(p, d);
 }
 
-/* verify_pid (design §1.5 step 2): the checks that need no hashing here;
- * the digest from the cache, or from the hasher (the probe waits, its
- * deadline running), or inline when there is no hasher. */
-static void probe_verify(bh_probe *p) {
+/* The digests of what the held process proc runs, for algs: from the
+ * cache, or from the hasher (the probe waits, its deadline running), or
+ * inline when there is no hasher; then next(p, digests). */
+static void hash_exe(bh_probe *p, const bh_proc *proc, unsigned algs,
+                     void (*next)(bh_probe *p, const bh_digests *d)) {
   bh_err *err = &p->result.err;
   struct stat sb;
   bh_digests d;
-  unsigned algs = p->expected.digests.algs;
-  p->t_verify = bh_mono_now();
-  if (bh_proc_verify_begin(&p->expected, NULL, &p->result.proc, err) != BH_OK) {
-    probe_finish(p);
-    return;
-  }
   int fd;
-  if (bh_proc_exe_digests(&p->result.proc, algs, &d, &fd, &sb, err) != BH_OK) {
+  if (bh_proc_exe_digests(proc, algs, &d, &fd, &sb, err) != BH_OK) {
     probe_finish(p);
     return;
   }
   if (fd < 0) { /* cached */
-    probe_verified(p, &d);
+    next(p, &d);
     return;
   }
   if (p->opts.hasher != NULL) {
+    p->hashed = next;
     p->job = bh_hasher_submit(p->opts.hasher, fd, &sb, "the executable", algs,
                               on_hashed, p);
     if (p->job != NULL) return;
@@ -427,7 +608,19 @@ static void probe_verify(bh_probe *p) {
     probe_finish(p);
     return;
   }
-  probe_verified(p, &d);
+  next(p, &d);
+}
+
+/* verify_pid (DESIGN §1.5 step 2): the checks that need no hashing here,
+ * then the digests. */
+static void probe_verify(bh_probe *p) {
+  p->t_verify = bh_mono_now();
+  if (bh_proc_verify_begin(&p->expected, NULL, &p->result.proc, &p->exe_deleted,
+                           &p->result.err) != BH_OK) {
+    verify_failed(p);
+    return;
+  }
+  hash_exe(p, &p->result.proc, p->expected.digests.algs, record_hashed);
 }
 
 /* First step, from the loop: the endpoint checks (design §1.5 step 1),
@@ -477,9 +670,13 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
     p->opts.max_response = BH_PROBE_DEFAULT_MAX_RESPONSE;
   p->fd = -1;
   p->peer_pidfd = -1;
+  p->via_fd = -1;
   bh_identity_init(&p->expected);
+  bh_identity_init(&p->answered);
   bh_identity_init(&p->result.identity);
   p->result.proc = BH_PROC_NONE;
+  p->result.peer = BH_PEER_NONE;
+  p->succ = BH_PROC_NONE;
   p->result.timings = (bh_probe_timings){-1, -1, -1};
   bh_err_clear(&p->result.err);
   bh_frame_reader_init(&p->reader);

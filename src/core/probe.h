@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "identity.h"
+#include "peer.h"
 #include "proc.h"
 #include "status.h"
 
@@ -31,12 +32,20 @@ struct bh_hasher;
 #define BH_PROBE_DEFAULT_MAX_RESPONSE (64u << 10)
 
 typedef struct bh_probe_opts {
-  double timeout;        /* seconds for the whole probe; <= 0 → 0.5 */
-  bool response_only;    /* skip endpoint check and verify_pid */
-  bool verify_pid;       /* full probe only: run verify_pid (default true) */
-  bool peer_cred;        /* read SO_PEERCRED into the result (default true;
-                            a full probe that holds the process reads it
-                            anyway: it checks the peer) */
+  double timeout;     /* seconds for the whole probe; <= 0 → 0.5 */
+  bool response_only; /* skip endpoint check and verify_pid */
+  bool verify_pid;    /* full probe only: run verify_pid (default true) */
+  bool peer_cred;     /* read SO_PEERCRED into result.peer on success
+                         (default true; a full probe that holds the
+                         process reads it anyway: it checks the peer;
+                         a failure after connect always reads it) */
+  /* On whose behalf the probe connects (DESIGN §1.11): with has_owner,
+   * the endpoint is connected to only if that uid could connect itself
+   * (access.h: search on its directories, write on the socket), through a
+   * descriptor of what was checked; else owner_cannot_connect. Skipped
+   * when owner is 0 or this process's own uid (the kernel judges). */
+  bool has_owner;
+  uid_t owner;
   uint32_t max_response; /* answer body bytes; larger → frame_too_large as
                             soon as the header says so. 0 → the default;
                             above the 16 MiB protocol cap → the cap */
@@ -62,12 +71,18 @@ typedef struct bh_probe_result {
   bh_err err;     /* err.code == BH_OK on success */
   double elapsed; /* seconds from start to completion */
   bh_probe_timings timings;
-  bool has_peer_cred; /* SO_PEERCRED was read (after connect) */
-  pid_t peer_pid;
-  uid_t peer_uid;
-  /* A full probe that verified the pid also checks that the peer is that
-   * very process (design §1.5 step 3): through SO_PEERPIDFD where the
-   * kernel has it, else SO_PEERCRED's pid. */
+  /* Whatever accepted the connection (design §2 err.peer, h.peer): on a
+   * failure after connect its credentials and executable; on success its
+   * credentials (peer_cred, or a held process). A full probe that
+   * verified the pid also checks that the peer is that very process
+   * (design §1.5 step 3): through SO_PEERPIDFD where the kernel has it,
+   * else SO_PEERCRED's pid. The callback may take it (bh_peer_move). */
+  bh_peer peer;
+  /* The recorded process is gone (a stale code) and a listener on its
+   * endpoint proved to be its successor: that process's pid (DESIGN
+   * §1.11); 0 otherwise. A stale code with peer.known and no successor
+   * means the endpoint is squatted. */
+  uint32_t successor;
   /* On success: the identity the daemon answered with, and (full probe
    * with verify_pid) the held process. The callback may take either by
    * moving it out (bh_identity_move; copy proc and set result's to
@@ -81,6 +96,20 @@ typedef void (*bh_probe_cb)(bh_probe_result *res, void *ctx);
 /* Start a probe of endpoint ep expecting identity expected (both copied).
  * One deadline (opts.timeout) covers all of it: verify_pid and any hashing
  * it needs, connect, and the exchange.
+ *
+ * A full probe whose verify_pid proves the recorded process gone
+ * (pid_not_found, boot_id_mismatch, pid_reused, or the pid running another
+ * program: exe_path_mismatch, exe_sha256_mismatch, exe_hash_mismatch)
+ * still connects to the endpoint within the same deadline (DESIGN §1.11):
+ * nothing accepts → that code alone (stale); something accepts → the code
+ * with result.peer (squatted), unless it answers the probe with a valid
+ * identity of the same executable (path and digest) that verify_pid
+ * proves under its own pid, the very process that answered: then
+ * result.successor is that pid. A listener that holds the endpoint
+ * without accepting within the deadline, or a successor that cannot be
+ * verified in time, gives timeout (cannot tell). A process that runs the
+ * recorded image whose file was deleted on disk and answers as recorded
+ * is exe_deleted (outdated) instead of a success.
  * A response-only probe may pass expected = NULL: the answer is then
  * validated but not compared (a full probe without one fails with
  * endpoint_mismatch). Returns NULL only when out of memory (then nothing

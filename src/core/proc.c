@@ -164,9 +164,13 @@ static bool deleted_copy_of(const char *link, const char *want) {
 /* Step "exe path": the executable link of the held pid, canonicalized,
  * against the recorded path, canonicalized. The link is the kernel's
  * path of the file, so when it is the recorded path itself both
- * canonicalize alike and realpath (a readlink per component) is spared. */
+ * canonicalize alike and realpath (a readlink per component) is spared.
+ * A link reading "RECORDED (deleted)" passes with *deleted set: the
+ * process still runs the file it was recorded with, since replaced or
+ * deleted on disk (an upgrade); whether its image is still the recorded
+ * one is for the digest step to say. */
 static bh_status check_exe_path(const bh_identity *expected, const bh_proc *p,
-                                bh_err *err) {
+                                bool *deleted, bh_err *err) {
   char *link = NULL, *got = NULL, *want = NULL;
   bh_status st = bh_proc_exe_link(p->pid, &link, err);
   if (st != BH_OK) return st; /* a zombie too (design §1.8) */
@@ -178,11 +182,12 @@ static bh_status check_exe_path(const bh_identity *expected, const bh_proc *p,
     st = bh_err_set(err, BH_SYSTEM, NULL, "out of memory");
     goto end;
   }
-  if (strcmp(got, want) != 0) {
+  if (deleted_copy_of(link, want)) {
+    *deleted = true;
+  } else if (strcmp(got, want) != 0) {
     st = bh_err_set(err, BH_EXE_PATH_MISMATCH, NULL,
                     "recorded executable %s, but pid %u runs %s", want, p->pid,
                     got);
-    if (err != NULL) err->exe_deleted = deleted_copy_of(link, want);
     st = failed_check(p, st, err);
   }
 end:
@@ -194,9 +199,10 @@ end:
 
 bh_status bh_proc_verify_begin(const bh_identity *expected,
                                const char *current_boot_id, bh_proc *held,
-                               bh_err *err) {
+                               bool *exe_deleted, bh_err *err) {
   bh_proc p = BH_PROC_NONE;
   *held = BH_PROC_NONE;
+  *exe_deleted = false;
   if (expected->pid == 0)
     return bh_err_set(err, BH_INVALID_PID, NULL, "recorded pid 0 is invalid");
   if (expected->digests.algs == 0)
@@ -205,7 +211,7 @@ bh_status bh_proc_verify_begin(const bh_identity *expected,
                       expected->pid);
   bh_status st = check_boot_id(expected, current_boot_id, err);
   if (st == BH_OK) st = hold_and_check_start(expected, &p, err);
-  if (st == BH_OK) st = check_exe_path(expected, &p, err);
+  if (st == BH_OK) st = check_exe_path(expected, &p, exe_deleted, err);
   if (st != BH_OK)
     bh_proc_release(&p);
   else
@@ -260,15 +266,25 @@ bh_status bh_proc_check_digests(const bh_identity *expected,
   return BH_OK;
 }
 
+bh_status bh_proc_deleted_error(const bh_identity *expected, bh_err *err) {
+  return bh_err_set(err, BH_EXE_DELETED, NULL,
+                    "pid %u runs %s as recorded, but that file was replaced or "
+                    "deleted on disk after it started: a restart is due",
+                    expected->pid,
+                    expected->exe_path != NULL ? expected->exe_path : "");
+}
+
 bh_status bh_proc_verify(const bh_identity *expected,
                          const char *current_boot_id, bh_proc *held,
                          bh_err *err) {
   bh_proc p;
   struct stat sb;
   bh_digests d;
+  bool deleted;
   unsigned algs = expected->digests.algs;
   if (held != NULL) *held = BH_PROC_NONE;
-  bh_status st = bh_proc_verify_begin(expected, current_boot_id, &p, err);
+  bh_status st =
+      bh_proc_verify_begin(expected, current_boot_id, &p, &deleted, err);
   if (st != BH_OK) return st;
   int fd;
   st = bh_proc_exe_digests(&p, algs, &d, &fd, &sb, err);
@@ -277,6 +293,7 @@ bh_status bh_proc_verify(const bh_identity *expected,
     (void)close(fd); /* read-only */
   }
   if (st == BH_OK) st = bh_proc_check_digests(expected, &d, err);
+  if (st == BH_OK && deleted) st = bh_proc_deleted_error(expected, err);
   if (st != BH_OK || held == NULL)
     bh_proc_release(&p);
   else

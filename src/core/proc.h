@@ -29,20 +29,26 @@ typedef struct bh_proc {
  * other than EPERM → pid_not_found; hold it (pidfd); the record predates
  * the process by more than BH_START_SLACK_MS → pid_reused; readlink
  * /proc/PID/exe fails → exe_path; realpath of both (fallback raw) differ
- * → exe_path_mismatch (err->exe_deleted when the link is the recorded
- * path plus " (deleted)"); the file the process runs, read through
- * /proc/PID/exe, unreadable → exe_hash; a recorded digest differs →
- * exe_sha256_mismatch / exe_hash_mismatch (every digest the record has is
- * checked). current_boot_id NULL = read it. Hashing a new executable runs
- * inline here; the prober uses the three steps below to hash off the loop.
- * On success and held != NULL, *held owns the pidfd (release it); on
- * failure *held is BH_PROC_NONE. */
+ * → exe_path_mismatch, unless the link is the recorded path plus
+ * " (deleted)" (the file it runs was replaced or deleted on disk since it
+ * started); the file the process runs, read through /proc/PID/exe,
+ * unreadable → exe_hash; a recorded digest differs → exe_sha256_mismatch /
+ * exe_hash_mismatch (every digest the record has is checked); all of it
+ * right, but the file deleted on disk → exe_deleted (DESIGN §1.11:
+ * outdated, the running image is the recorded one). current_boot_id NULL
+ * = read it. Hashing a new executable runs inline here; the prober uses
+ * the three steps below to hash off the loop. On success and held !=
+ * NULL, *held owns the pidfd (release it); on failure *held is
+ * BH_PROC_NONE (exe_deleted too: the prober, which goes on to the
+ * exchange, uses the steps). */
 bh_status bh_proc_verify(const bh_identity *expected,
                          const char *current_boot_id, bh_proc *held,
                          bh_err *err);
 
 /* bh_proc_verify in steps. begin: everything up to the digest; on success
- * *held owns the pidfd. exe_digests: the digests of what the held process
+ * *held owns the pidfd and *exe_deleted says whether the file it runs was
+ * deleted on disk (then, once the digests match, the verdict is
+ * bh_proc_deleted_error's). exe_digests: the digests of what the held process
  * runs, with the process still held afterwards: from the digest cache
  * (found by a stat of /proc/PID/exe, opening nothing) with *fd = -1, or
  * else *fd = /proc/PID/exe opened for hashing (bh_digest_open_exe) and *st
@@ -50,7 +56,10 @@ bh_status bh_proc_verify(const bh_identity *expected,
  * process exited. check_digests: the digests got against the record. */
 bh_status bh_proc_verify_begin(const bh_identity *expected,
                                const char *current_boot_id, bh_proc *held,
-                               bh_err *err);
+                               bool *exe_deleted, bh_err *err);
+/* Fill err with exe_deleted for expected (the process runs the recorded
+ * image, whose file is gone from disk); returns BH_EXE_DELETED. */
+bh_status bh_proc_deleted_error(const bh_identity *expected, bh_err *err);
 struct stat;
 bh_status bh_proc_exe_digests(const bh_proc *p, unsigned algs, bh_digests *d,
                               int *fd, struct stat *st, bh_err *err);

@@ -21,6 +21,7 @@ static const struct {
     [BH_EXE_SHA256_MISMATCH] = {"exe_sha256_mismatch", "verify_pid"},
     [BH_EXE_HASH_MISMATCH] = {"exe_hash_mismatch", "verify_pid"},
     [BH_PID_REUSED] = {"pid_reused", "verify_pid"},
+    [BH_EXE_DELETED] = {"exe_deleted", "verify_pid"},
     [BH_CONNECT] = {"connect", "response"},
     [BH_TIMEOUT] = {"timeout", "response"},
     [BH_IO] = {"io", "response"},
@@ -38,6 +39,7 @@ static const struct {
                                        "response"},
     [BH_IDENTITY_MISMATCH] = {"identity_mismatch", "response"},
     [BH_PEER_MISMATCH] = {"peer_mismatch", "response"},
+    [BH_OWNER_CANNOT_CONNECT] = {"owner_cannot_connect", "response"},
     [BH_INVALID_JSON] = {"invalid_json", "identity"},
     [BH_INVALID_IDENTITY] = {"invalid_identity", "identity"},
     [BH_IN_USE] = {"in_use", "respond"},
@@ -47,6 +49,7 @@ static const struct {
     [BH_MANIFEST_SCHEMA_TOO_NEW] = {"manifest_schema_too_new", "manifest"},
     [BH_INSECURE_REGISTRY] = {"insecure_registry", "manifest"},
     [BH_FOREIGN_HOST] = {"foreign_host", "manifest"},
+    [BH_MANIFEST_TOO_LARGE] = {"manifest_too_large", "manifest"},
     [BH_SYSTEM] = {"system", "system"},
 };
 
@@ -66,7 +69,6 @@ bh_status bh_err_set(bh_err *err, bh_status code, const char *field,
   err->code = code;
   err->field = field;
   err->nfields = 0;
-  err->exe_deleted = false;
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(err->message, sizeof err->message, fmt, ap);
@@ -80,6 +82,5 @@ void bh_err_clear(bh_err *err) {
   err->code = BH_OK;
   err->field = NULL;
   err->nfields = 0;
-  err->exe_deleted = false;
   err->message[0] = '\0';
 }

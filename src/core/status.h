@@ -23,6 +23,7 @@ typedef enum bh_status {
   BH_EXE_SHA256_MISMATCH,
   BH_EXE_HASH_MISMATCH,
   BH_PID_REUSED,
+  BH_EXE_DELETED,
   /* stage "response" (the responder reuses these for requests, stage
    * "request" is then implied by the caller) */
   BH_CONNECT,
@@ -40,6 +41,7 @@ typedef enum bh_status {
   BH_UNSUPPORTED_HASH_ALGORITHM,
   BH_IDENTITY_MISMATCH,
   BH_PEER_MISMATCH,
+  BH_OWNER_CANNOT_CONNECT,
   /* stage "identity": JSON and argument-level identity problems */
   BH_INVALID_JSON,
   BH_INVALID_IDENTITY,
@@ -52,6 +54,7 @@ typedef enum bh_status {
   BH_MANIFEST_SCHEMA_TOO_NEW,
   BH_INSECURE_REGISTRY,
   BH_FOREIGN_HOST,
+  BH_MANIFEST_TOO_LARGE,
   /* stage "system": resource exhaustion, unexpected syscall failures */
   BH_SYSTEM,
   BH_STATUS_COUNT
@@ -66,10 +69,6 @@ typedef struct bh_err {
    * is fields[0]); nfields is 0 otherwise. Static strings. */
   const char *fields[BH_ERR_FIELDS_MAX];
   unsigned nfields;
-  /* exe_path_mismatch: the process runs a deleted file whose name was the
-   * recorded path ("PATH (deleted)"): the daemon may well be alive, its
-   * binary replaced on disk (an upgrade), so the record is not stale. */
-  bool exe_deleted;
   char message[BH_ERR_MESSAGE_MAX];
 } bh_err;
 

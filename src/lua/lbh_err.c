@@ -30,10 +30,6 @@ void lbh_push_err(lua_State *L, const bh_err *err) {
     }
     lua_setfield(L, -2, "fields");
   }
-  if (err->exe_deleted) {
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "exe_deleted");
-  }
   luaL_setmetatable(L, ERR_MT);
 }
 

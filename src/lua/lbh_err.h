@@ -1,9 +1,8 @@
 /* Error tables of the binding (design §2): expected failures are returned
- * as nil, err where err = {code=, stage=, message=[, field=, fields=,
- * exe_deleted=]} with the metatable "bh.error" (__tostring gives the
- * message): field/fields for identity_mismatch (the first and every
- * differing field), exe_deleted for an exe_path_mismatch whose process
- * runs the recorded file since deleted. */
+ * as nil, err where err = {code=, stage=, message=[, field=, fields=]}
+ * with the metatable "bh.error" (__tostring gives the message):
+ * field/fields for identity_mismatch (the first and every differing
+ * field). Probe errors add peer, successor and timings (lbh_probe.c). */
 #ifndef LBH_ERR_H
 #define LBH_ERR_H
 

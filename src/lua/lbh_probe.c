@@ -13,17 +13,22 @@
 #include "lbh_open.h"
 #include "lbh_task.h"
 #include "probe.h"
+#include "procfs.h"
 #include "shutdown.h"
 #include "wire.h"
 
 #define HANDLE_MT "bh.handle"
 
+/* The longest executable path err.peer / h.peer carries whole (a report
+ * line or a log line must not grow by a peer's choosing; /proc gives up
+ * to PATH_MAX). */
+#define BH_PEER_EXE_MAX 512
+
 typedef struct handle {
   bh_proc proc; /* BH_PROC_NONE when closed or never held */
   bool closed;
-  bool busy; /* a shutdown is waiting on proc */
-  bool has_peer;
-  pid_t peer_pid;
+  bool busy;    /* a shutdown is waiting on proc */
+  bh_peer peer; /* credentials of who answered (exe read on demand) */
   double elapsed;
   /* Pushed as tables on the first h.identity / h.timings (then kept in
    * the user values): a policy that never looks pays for no table. */
@@ -57,21 +62,46 @@ static void push_timings(lua_State *L, const bh_probe_timings *t) {
   }
 }
 
+/* Push {pid =, uid =, gid =, exe =} of p (fields absent when unknown; exe
+ * at most BH_PEER_EXE_MAX bytes, a longer one cut with a marked end). */
+static void push_peer(lua_State *L, const bh_peer *p) {
+  lua_createtable(L, 0, 4);
+  if (!p->known) return;
+  lua_pushinteger(L, p->pid);
+  lua_setfield(L, -2, "pid");
+  lua_pushinteger(L, (lua_Integer)p->uid);
+  lua_setfield(L, -2, "uid");
+  lua_pushinteger(L, (lua_Integer)p->gid);
+  lua_setfield(L, -2, "gid");
+  if (p->exe == NULL) return;
+  size_t n = strlen(p->exe);
+  if (n > BH_PEER_EXE_MAX) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, p->exe, BH_PEER_EXE_MAX);
+    luaL_addstring(&b, "…[cut]");
+    luaL_pushresult(&b);
+  } else {
+    lua_pushlstring(L, p->exe, n);
+  }
+  lua_setfield(L, -2, "exe");
+}
+
 /* Build the handle from a successful full probe: a closed handle first
  * (its metatable set, so the collector frees what it takes), then the
  * identity, timings and (last, once nothing can raise) the pidfd. */
 static int push_handle(lua_State *L, bh_probe_result *res) {
-  handle *h = lua_newuserdatauv(L, sizeof *h, 2);
+  handle *h = lua_newuserdatauv(L, sizeof *h, 3);
   memset(h, 0, sizeof *h);
   h->proc = BH_PROC_NONE;
+  h->peer = BH_PEER_NONE;
   h->closed = true;
   bh_identity_init(&h->identity);
   luaL_setmetatable(L, HANDLE_MT);
   bh_identity_move(&h->identity, &res->identity);
   h->timings = res->timings;
   h->elapsed = res->elapsed;
-  h->has_peer = res->has_peer_cred;
-  h->peer_pid = res->peer_pid;
+  bh_peer_move(&h->peer, &res->peer);
   h->proc = res->proc;
   res->proc = BH_PROC_NONE;
   h->closed = false;
@@ -86,6 +116,14 @@ static int probe_push(lua_State *L, void *ud) {
     lbh_fail(L, &res->err);
     push_timings(L, &res->timings);
     lua_setfield(L, -2, "timings");
+    if (res->peer.known) {
+      push_peer(L, &res->peer);
+      lua_setfield(L, -2, "peer");
+    }
+    if (res->successor != 0) {
+      lua_pushinteger(L, (lua_Integer)res->successor);
+      lua_setfield(L, -2, "successor");
+    }
     return 2;
   }
   if (op->response_only) {
@@ -108,12 +146,14 @@ static void probe_cancel(void *ud) {
   free(op);
 }
 
-/* Options table at arg 3: {timeout = s, verify_pid = bool}. */
+/* Options table at arg 3: {timeout = s, verify_pid = bool, max_response =
+ * n, owner = uid}. */
 static bh_probe_opts check_probe_opts(lua_State *L, const char *what,
                                       bool response_only) {
   static const char *const full_keys[] = {"timeout", "verify_pid",
-                                          "max_response", NULL};
-  static const char *const response_keys[] = {"timeout", "max_response", NULL};
+                                          "max_response", "owner", NULL};
+  static const char *const response_keys[] = {"timeout", "max_response",
+                                              "owner", NULL};
   bh_probe_opts o = bh_probe_opts_default();
   o.response_only = response_only;
   o.peer_cred = !response_only; /* bh.probe_response returns no peer */
@@ -126,6 +166,9 @@ static bh_probe_opts check_probe_opts(lua_State *L, const char *what,
   o.max_response = (uint32_t)lbh_opt_integer(L, 3, what, "max_response",
                                              BH_PROBE_DEFAULT_MAX_RESPONSE, 64,
                                              BH_FRAME_MAX_BODY);
+  lua_Integer owner = lbh_opt_integer(L, 3, what, "owner", -1, 0, 4294967294);
+  o.has_owner = owner >= 0;
+  o.owner = o.has_owner ? (uid_t)owner : 0;
   return o;
 }
 
@@ -202,7 +245,8 @@ static bool handle_release(handle *h) {
   return true;
 }
 
-/* h:close(): idempotent; raises while a shutdown is running. */
+/* h:close(): idempotent; raises while a shutdown is running. The peer
+ * stays readable. */
 static int h_close(lua_State *L) {
   if (!handle_release(check_handle(L, "handle:close")))
     return luaL_error(L, "handle:close: a shutdown of this handle is running");
@@ -221,6 +265,7 @@ static int h_gc(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
   handle_release(h);
   bh_identity_clear(&h->identity);
+  bh_peer_clear(&h->peer);
   return 0;
 }
 
@@ -241,6 +286,20 @@ static void push_handle_identity(lua_State *L, handle *h) {
 
 static void push_handle_timings(lua_State *L, handle *h) {
   push_timings(L, &h->timings);
+}
+
+/* h.peer: the credentials, and the executable of the held process, read
+ * now through /proc (proven by the pidfd to be the one that answered and
+ * still running); a handle that holds no process has none. */
+static void push_handle_peer(lua_State *L, handle *h) {
+  if (h->peer.known && h->peer.exe == NULL && !h->closed &&
+      h->proc.pidfd >= 0 && (long)h->proc.pid == (long)h->peer.pid)
+    (void)bh_proc_exe_link(h->proc.pid, &h->peer.exe, NULL);
+  if (h->peer.exe != NULL && !bh_proc_alive(&h->proc)) {
+    free(h->peer.exe); /* the pid may name another process now */
+    h->peer.exe = NULL;
+  }
+  push_peer(L, &h->peer);
 }
 
 static int h_tostring(lua_State *L) {
@@ -314,21 +373,20 @@ static int h_shutdown(lua_State *L) {
   return lbh_task_yield(L, 0, NULL);
 }
 
-/* What h_index answers besides the methods (lbh_class_fields). */
-static const char *const handle_fields[] = {"identity", "peer_pid", "elapsed",
-                                            "timings", NULL};
-
-/* h.identity, h.peer_pid, h.elapsed, h.timings, and the methods. */
+/* h.identity, h.peer_pid, h.peer, h.elapsed, h.timings, and the
+ * methods. */
 static int h_index(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
   const char *key = luaL_checkstring(L, 2);
   if (strcmp(key, "identity") == 0) {
     push_lazy(L, h, 1, push_handle_identity);
   } else if (strcmp(key, "peer_pid") == 0) {
-    if (h->has_peer)
-      lua_pushinteger(L, h->peer_pid);
+    if (h->peer.known)
+      lua_pushinteger(L, h->peer.pid);
     else
       lua_pushnil(L);
+  } else if (strcmp(key, "peer") == 0) {
+    push_lazy(L, h, 3, push_handle_peer);
   } else if (strcmp(key, "elapsed") == 0) {
     lua_pushnumber(L, h->elapsed);
   } else if (strcmp(key, "timings") == 0) {
