@@ -15,20 +15,44 @@ static void set_bool(lua_State *L, const char *name, bool v) {
   lua_setfield(L, -2, name);
 }
 
-/* bh.fs.remove_stale_socket(path) -> {existed, is_socket, live, removed}
- * | nil, err. What it did is in the table: removed only when it existed,
- * was a socket, nothing accepted on it, and it was still that socket. */
+/* bh.fs.remove_stale_socket(path [, {owner = uid, within = dir}]) ->
+ * {existed, is_socket, live, removed[, forbidden, reason]} | nil, err.
+ * What it did is in the table: removed only when it existed, was a
+ * socket, nothing accepted on it, and it was still that socket. With
+ * owner, only what that uid could remove itself (search on the
+ * directories, write on the socket's directory, the sticky bit's rule),
+ * unless it lies under within (an absolute directory: the record's own);
+ * otherwise forbidden = true and reason says why, nothing touched. */
 static int l_remove_stale_socket(lua_State *L) {
+  static const char *const keys[] = {"owner", "within", NULL};
+  const char *fn = "bh.fs.remove_stale_socket";
   const char *path = luaL_checkstring(L, 1);
+  lbh_opts_check(L, 2, fn, keys);
+  lua_Integer owner = lbh_opt_integer(L, 2, fn, "owner", -1, 0, 4294967294);
+  const char *within = NULL;
+  if (lbh_opt_push(L, 2, "within")) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "%s: option 'within' must be a string, got %s", fn,
+                 luaL_typename(L, -1));
+    within = lua_tostring(L, -1); /* kept on the stack */
+  }
+  bh_stale_opts o = {.has_owner = owner >= 0,
+                     .owner = owner >= 0 ? (uid_t)owner : 0,
+                     .within = within};
   bh_stale_result res = {0};
   bh_err err;
-  if (bh_fs_remove_stale_socket(path, &res, &err) != BH_OK)
+  if (bh_fs_remove_stale_socket_as(path, &o, &res, &err) != BH_OK)
     return lbh_fail(L, &err);
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 6);
   set_bool(L, "existed", res.existed);
   set_bool(L, "is_socket", res.is_socket);
   set_bool(L, "live", res.live);
   set_bool(L, "removed", res.removed);
+  if (res.forbidden) {
+    set_bool(L, "forbidden", true);
+    lua_pushstring(L, res.reason);
+    lua_setfield(L, -2, "reason");
+  }
   return 1;
 }
 

@@ -1,17 +1,17 @@
 /* bh.log: journald-friendly log lines for policies (core log.h):
- * bh.log.error/warn/info/debug(...) write their arguments, converted as
- * print converts them and joined by spaces, as one line on stderr;
- * bh.log.level([name]) reads or sets the threshold ("error", "warn",
- * "info", "debug"; default "info"). */
+ * bh.log.error/warn/notice/info/debug(...) write their arguments,
+ * converted as print converts them and joined by spaces, as one line on
+ * stderr; bh.log.level([name]) reads or sets the threshold ("error",
+ * "warn", "notice", "info", "debug"; default "info"). */
 #include <lauxlib.h>
 
 #include "lbh_open.h"
 #include "log.h"
 
-static const char *const level_names[] = {"error", "warn", "info", "debug",
-                                          NULL};
-static const int level_prios[] = {BH_LOG_ERR, BH_LOG_WARNING, BH_LOG_INFO,
-                                  BH_LOG_DEBUG};
+static const char *const level_names[] = {"error", "warn",  "notice",
+                                          "info",  "debug", NULL};
+static const int level_prios[] = {BH_LOG_ERR, BH_LOG_WARNING, BH_LOG_NOTICE,
+                                  BH_LOG_INFO, BH_LOG_DEBUG};
 
 /* Stack: the arguments; upvalue 1: the priority. Returns nothing. */
 static int l_log(lua_State *L) {
@@ -43,7 +43,7 @@ static int l_level(lua_State *L) {
 }
 
 void lbh_log_open(lua_State *L) {
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 6);
   for (int i = 0; level_names[i] != NULL; i++) {
     lua_pushinteger(L, level_prios[i]);
     lua_pushcclosure(L, l_log, 1);

@@ -5,9 +5,13 @@
  * Errors reading a record carry stage "manifest" whatever the code
  * (missing_endpoint in a manifest is a bad record, not a bad probe
  * response). */
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "host.h"
 #include "lbh_args.h"
@@ -16,9 +20,11 @@
 #include "lbh_identity.h"
 #include "lbh_open.h"
 #include "lbh_pbtable.h"
+#include "lbh_task.h"
 #include "manifest.h"
 #include "manifest.pb-c.h"
 #include "pbutil.h"
+#include "worker.h"
 
 #define MANIFEST_DESC (&running_process__broker__v1__cache_manifest__descriptor)
 
@@ -49,20 +55,209 @@ static bh_manifest *new_mbox(lua_State *L) {
   return m;
 }
 
-/* bh.manifest.read(path [, {verify = true}]) -> table | nil, err. With
- * verify = false a manifest whose seal or schema version is wrong is read
- * anyway (for investigations). */
+/* ---- file jobs: reads, walks, listings, clean-ups off the loop ---------
+ *
+ * Reading and decoding a manifest (up to BH_MANIFEST_MAX_BYTES), walking a
+ * cache root or listing the registry can take longer than a loop turn
+ * should: in a task they run on the run's worker thread (worker.h) while
+ * the task waits (the yield template of lbh_task.h), so probes, HTTP
+ * requests and the watchdog go on meanwhile. Outside a task (plain Lua
+ * before bh.run, a busted spec) they run inline. */
+
+typedef enum job_kind { JOB_READ, JOB_FIND, JOB_LIST, JOB_CLEAR } job_kind;
+
+typedef struct mjob {
+  bh_work work;
+  lbh_task *task; /* the task waiting; NULL once it no longer is */
+  lbh_run *run;   /* async only */
+  job_kind kind;
+  char *path;       /* the file, root or registry directory (owned) */
+  const char *name; /* within path: the file name, for dirfd */
+  int dirfd;        /* the registry's directory (a dup, owned), or -1 */
+  bool verify;
+  int max_depth;
+  bool has_only_if;
+  bh_identity only_if;
+  /* results */
+  bh_status st;
+  bh_err err;
+  bh_manifest m;
+  struct stat sb;
+  bh_manifest_list list;
+  bh_clear_outcome outcome;
+} mjob;
+
+#define JOB_MT "bh.manifest_job"
+
+/* Free what the job holds (not the job). Idempotent. */
+static void job_clear(mjob *j) {
+  free(j->path);
+  j->path = NULL;
+  if (j->dirfd >= 0) (void)close(j->dirfd);
+  j->dirfd = -1;
+  bh_identity_clear(&j->only_if);
+  bh_manifest_clear(&j->m);
+  bh_manifest_list_free(&j->list);
+}
+
+static int job_gc(lua_State *L) {
+  job_clear(luaL_checkudata(L, 1, JOB_MT));
+  return 0;
+}
+
+/* A job in a userdata on the stack (inline jobs: freed by the collector
+ * whatever raises); async jobs are copied to the heap when submitted. */
+static mjob *new_job(lua_State *L, job_kind kind, const char *path) {
+  mjob *j = lua_newuserdatauv(L, sizeof *j, 0);
+  memset(j, 0, sizeof *j);
+  j->dirfd = -1;
+  j->kind = kind;
+  j->max_depth = -1;
+  bh_identity_init(&j->only_if);
+  luaL_setmetatable(L, JOB_MT);
+  j->path = strdup(path);
+  if (j->path == NULL) luaL_error(L, "out of memory");
+  const char *slash = strrchr(j->path, '/');
+  j->name = slash != NULL ? slash + 1 : j->path;
+  return j;
+}
+
+/* The work itself (on the worker thread, or inline). */
+static void job_run(bh_work *w) {
+  mjob *j = (mjob *)w;
+  bh_err_clear(&j->err);
+  switch (j->kind) {
+    case JOB_READ:
+      j->st = j->dirfd >= 0
+                  ? bh_manifest_read_at(j->dirfd, j->name, j->path, j->verify,
+                                        &j->m, &j->sb, &j->err)
+                  : bh_manifest_read_stat(j->path, j->verify, &j->m, &j->sb,
+                                          &j->err);
+      break;
+    case JOB_FIND:
+      j->st = bh_manifest_find(j->path, j->max_depth, &j->list, &j->err);
+      break;
+    case JOB_LIST:
+      j->st = bh_manifest_registry_list(j->dirfd, j->path, &j->list, &j->err);
+      break;
+    case JOB_CLEAR: {
+      const bh_identity *want = j->has_only_if ? &j->only_if : NULL;
+      j->st =
+          j->dirfd >= 0
+              ? bh_manifest_clear_daemon_at(j->dirfd, j->name, j->path, want,
+                                            &j->outcome, &j->err)
+              : bh_manifest_clear_daemon(j->path, want, &j->outcome, &j->err);
+      break;
+    }
+  }
+}
+
+/* Push the list of strings v (n of them) as an array. */
+static void push_strings(lua_State *L, char **v, size_t n) {
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, v[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
+/* What the job's Lua function returns. */
+static int job_push(lua_State *L, void *ud) {
+  static const char *const why[] = {"cleared", "none", "other", "changed"};
+  mjob *j = ud;
+  if (j->st != BH_OK) return lbh_fail_stage(L, &j->err, "manifest");
+  switch (j->kind) {
+    case JOB_READ:
+      push_manifest(L, &j->m);
+      lua_createtable(L, 0, 3);
+      lua_pushinteger(L, (lua_Integer)j->sb.st_uid);
+      lua_setfield(L, -2, "uid");
+      lua_pushinteger(L, (lua_Integer)j->sb.st_gid);
+      lua_setfield(L, -2, "gid");
+      lua_pushinteger(L, (lua_Integer)(j->sb.st_mode & 07777));
+      lua_setfield(L, -2, "mode");
+      return 2;
+    case JOB_FIND:
+      push_strings(L, j->list.paths, j->list.count);
+      push_strings(L, j->list.problems, j->list.nproblems);
+      return 2;
+    case JOB_LIST:
+      push_strings(L, j->list.paths, j->list.count);
+      return 1;
+    case JOB_CLEAR:
+      lua_pushboolean(L, j->outcome == BH_CLEAR_DONE);
+      if (j->outcome == BH_CLEAR_DONE) return 1;
+      lua_pushstring(L, why[j->outcome]);
+      return 2;
+  }
+  return 0;
+}
+
+/* The worker is done with the job (on the loop): the waiting task gets
+ * its results; the job is freed. */
+static void job_finish(bh_work *w, bool ran) {
+  mjob *j = (mjob *)w;
+  if (j->task != NULL) {
+    if (!ran)
+      bh_err_set(&j->err, j->st = BH_SYSTEM, NULL,
+                 "the run ended before the file job ran");
+    lbh_task_complete(j->task, job_push, j);
+  }
+  lbh_run_background(j->run, 1);
+  job_clear(j);
+  free(j);
+}
+
+/* The task was cancelled: it gets nothing; the job finishes (and is
+ * freed) on its own. */
+static void job_cancel(void *op) {
+  ((mjob *)op)->task = NULL;
+}
+
+/* Run the job at the top of the stack and return what it gives: on the
+ * worker when L is a task that can wait, else inline. */
+static int run_job(lua_State *L, mjob *j) {
+  lbh_task *t = lbh_task_current(L);
+  lbh_run *run = t != NULL && lua_isyieldable(L) ? lbh_task_run(t) : NULL;
+  bh_worker *k = run != NULL ? lbh_run_worker(run) : NULL;
+  mjob *heap = k != NULL ? malloc(sizeof *heap) : NULL;
+  if (heap == NULL) {
+    job_run(&j->work);
+    return job_push(L, j);
+  }
+  size_t name_at = (size_t)(j->name - j->path);
+  *heap = *j; /* the heap copy owns what the job holds now */
+  memset(j, 0, sizeof *j);
+  j->dirfd = -1;
+  bh_identity_init(&j->only_if);
+  heap->name = heap->path + name_at;
+  heap->work.run = job_run;
+  heap->work.finish = job_finish;
+  heap->task = t;
+  heap->run = run;
+  if (!bh_worker_submit(k, &heap->work)) {
+    *j = *heap; /* back to the box: inline after all */
+    free(heap);
+    job_run(&j->work);
+    return job_push(L, j);
+  }
+  lbh_run_background(run, -1);
+  lbh_task_set_pending(t, job_cancel, heap);
+  return lbh_task_yield(L, 0, NULL);
+}
+
+/* bh.manifest.read(path [, {verify = true}]) -> table, info | nil, err.
+ * info = {uid, gid, mode} of the file read (on whose behalf reactions
+ * act). With verify = false a manifest whose seal or schema version is
+ * wrong is read anyway (for investigations). Yields in a task. */
 static int l_read(lua_State *L) {
   static const char *const keys[] = {"verify", NULL};
   const char *path = luaL_checkstring(L, 1);
   lbh_opts_check(L, 2, "bh.manifest.read", keys);
   bool verify = lbh_opt_boolean(L, 2, "bh.manifest.read", "verify", true);
-  bh_manifest *m = new_mbox(L);
-  bh_err err;
-  if (bh_manifest_read(path, verify, m, &err) != BH_OK)
-    return lbh_fail_stage(L, &err, "manifest");
-  push_manifest(L, m);
-  return 1;
+  mjob *j = new_job(L, JOB_READ, path);
+  j->verify = verify;
+  return run_job(L, j);
 }
 
 /* The directory part of path ("." for a bare name), pushed. */
@@ -138,20 +333,19 @@ static void push_list(lua_State *L, const bh_manifest_list *list) {
   }
 }
 
-/* bh.manifest.find(root [, {max_depth = N}]) -> {path, ...} | nil, err */
+/* bh.manifest.find(root [, {max_depth = N}]) -> {path, ...}, {problem,
+ * ...} | nil, err. problems: the directories below root that could not be
+ * opened or read, one message each (never skipped silently). Yields in a
+ * task. */
 static int l_find(lua_State *L) {
   static const char *const keys[] = {"max_depth", NULL};
   const char *root = luaL_checkstring(L, 1);
   lbh_opts_check(L, 2, "bh.manifest.find", keys);
   int depth =
       (int)lbh_opt_integer(L, 2, "bh.manifest.find", "max_depth", -1, 0, 64);
-  bh_manifest_list list;
-  bh_err err;
-  if (bh_manifest_find(root, depth, &list, &err) != BH_OK)
-    return lbh_fail_stage(L, &err, "manifest");
-  push_list(L, &list); /* may raise (memory): then list leaks, once */
-  bh_manifest_list_free(&list);
-  return 1;
+  mjob *j = new_job(L, JOB_FIND, root);
+  j->max_depth = depth;
+  return run_job(L, j);
 }
 
 /* bh.manifest.central_dir() -> the central registry's path | nil, err */
@@ -180,28 +374,178 @@ static int l_scan_central(lua_State *L) {
   return 2;
 }
 
+/* Options of clear_daemon at idx into j: {only_if = identity}. */
+static void clear_opts(lua_State *L, int idx, const char *fn, mjob *j) {
+  static const char *const keys[] = {"only_if", NULL};
+  lbh_opts_check(L, idx, fn, keys);
+  if (!lbh_opt_push(L, idx, "only_if")) return;
+  const bh_identity *want = lbh_check_identity(L, -1, idx, "only_if");
+  bh_err err;
+  if (bh_identity_copy(&j->only_if, want, &err) != BH_OK)
+    luaL_error(L, "%s", err.message);
+  j->has_only_if = true;
+}
+
 /* bh.manifest.clear_daemon(path [, {only_if = identity}]) -> true |
  * false, why | nil, err. why is "none" (no daemon recorded), "other" (it
  * records another daemon than only_if) or "changed" (rewritten on disk
  * while we worked: left alone). A manifest that does not verify is never
- * rewritten (nil, err). */
+ * rewritten (nil, err). Yields in a task. */
 static int l_clear_daemon(lua_State *L) {
-  static const char *const keys[] = {"only_if", NULL};
-  static const char *const why[] = {"cleared", "none", "other", "changed"};
   const char *path = luaL_checkstring(L, 1);
-  const bh_identity *want = NULL; /* boxed on the stack while we run */
   lua_settop(L, 2);
-  lbh_opts_check(L, 2, "bh.manifest.clear_daemon", keys);
-  if (lbh_opt_push(L, 2, "only_if"))
-    want = lbh_check_identity(L, -1, 2, "only_if");
-  bh_clear_outcome outcome = BH_CLEAR_NONE;
+  mjob *j = new_job(L, JOB_CLEAR, path); /* at 3 */
+  clear_opts(L, 2, "bh.manifest.clear_daemon", j);
+  lua_settop(L, 3);
+  return run_job(L, j);
+}
+
+/* ---- the central registry as an object ----------------------------------
+ *
+ * bh.manifest.open_central() opens the registry once and checks it; its
+ * records are then listed, read and cleared through that descriptor,
+ * never again by path, so that a directory swapped in after the check is
+ * never read or written. */
+
+#define REG_MT "bh.registry"
+
+typedef struct registry {
+  int fd; /* -1 when closed, or when the registry does not exist */
+  bool exists;
+  char *dir;
+} registry;
+
+static registry *check_registry(lua_State *L, const char *fn) {
+  registry *r = luaL_testudata(L, 1, REG_MT);
+  if (r == NULL) lbh_arg_type_error(L, 1, fn, "registry");
+  if (r->dir == NULL) luaL_error(L, "%s: the registry is closed", fn);
+  return r;
+}
+
+/* bh.manifest.open_central() -> registry | nil, err (insecure_registry,
+ * manifest_io). A registry that does not exist opens (exists = false:
+ * nothing in it). */
+static int l_open_central(lua_State *L) {
+  registry *r = lua_newuserdatauv(L, sizeof *r, 0);
+  r->fd = -1;
+  r->exists = false;
+  r->dir = NULL;
+  luaL_setmetatable(L, REG_MT);
   bh_err err;
-  if (bh_manifest_clear_daemon(path, want, &outcome, &err) != BH_OK)
+  bool missing = false;
+  char *dir = NULL;
+  if (bh_manifest_central_dir(&dir, &err) != BH_OK ||
+      bh_manifest_registry_open(dir, &r->fd, &missing, &err) != BH_OK) {
+    free(dir);
     return lbh_fail_stage(L, &err, "manifest");
-  lua_pushboolean(L, outcome == BH_CLEAR_DONE);
-  if (outcome == BH_CLEAR_DONE) return 1;
-  lua_pushstring(L, why[outcome]);
-  return 2;
+  }
+  r->dir = dir;
+  r->exists = !missing;
+  return 1;
+}
+
+/* A job on a record of the registry at 1: path (arg 2) must be one of its
+ * records (its file name, or its path under the registry). */
+static mjob *registry_job(lua_State *L, registry *r, job_kind kind,
+                          const char *fn) {
+  const char *path = luaL_checkstring(L, 2);
+  const char *slash = strrchr(path, '/');
+  const char *name = slash != NULL ? slash + 1 : path;
+  size_t dn = strlen(r->dir);
+  if ((slash != NULL &&
+       ((size_t)(slash - path) != dn || strncmp(path, r->dir, dn) != 0)) ||
+      !bh_manifest_registry_name(name))
+    luaL_error(L, "%s: %s is not a record of the registry %s", fn, path,
+               r->dir);
+  lua_pushfstring(L, "%s/%s", r->dir, name);
+  mjob *j = new_job(L, kind, lua_tostring(L, -1));
+  lua_remove(L, -2);
+  if (r->fd >= 0) {
+    j->dirfd = fcntl(r->fd, F_DUPFD_CLOEXEC, 0);
+    if (j->dirfd < 0) luaL_error(L, "%s: %s", fn, strerror(errno));
+  }
+  return j;
+}
+
+/* A job on a registry that does not exist: the record is missing. */
+static int registry_missing(lua_State *L, registry *r) {
+  bh_err err;
+  bh_err_set(&err, BH_MANIFEST_IO, NULL, "manifest registry %s: %s", r->dir,
+             strerror(ENOENT));
+  return lbh_fail_stage(L, &err, "manifest");
+}
+
+/* registry:list() -> {path, ...}: its {service}-{version}.pb files. */
+static int reg_list(lua_State *L) {
+  registry *r = check_registry(L, "registry:list");
+  if (r->fd < 0) {
+    lua_newtable(L);
+    return 1;
+  }
+  mjob *j = new_job(L, JOB_LIST, r->dir);
+  j->dirfd = fcntl(r->fd, F_DUPFD_CLOEXEC, 0);
+  if (j->dirfd < 0) luaL_error(L, "registry:list: %s", strerror(errno));
+  return run_job(L, j);
+}
+
+/* registry:read(path [, {verify = true}]) -> as bh.manifest.read. */
+static int reg_read(lua_State *L) {
+  static const char *const keys[] = {"verify", NULL};
+  registry *r = check_registry(L, "registry:read");
+  lbh_opts_check(L, 3, "registry:read", keys);
+  bool verify = lbh_opt_boolean(L, 3, "registry:read", "verify", true);
+  mjob *j = registry_job(L, r, JOB_READ, "registry:read");
+  if (r->fd < 0) return registry_missing(L, r);
+  j->verify = verify;
+  return run_job(L, j);
+}
+
+/* registry:clear_daemon(path [, {only_if = identity}]) -> as
+ * bh.manifest.clear_daemon. */
+static int reg_clear_daemon(lua_State *L) {
+  registry *r = check_registry(L, "registry:clear_daemon");
+  lua_settop(L, 3);
+  mjob *j = registry_job(L, r, JOB_CLEAR, "registry:clear_daemon"); /* 4 */
+  if (r->fd < 0) return registry_missing(L, r);
+  clear_opts(L, 3, "registry:clear_daemon", j);
+  lua_settop(L, 4);
+  return run_job(L, j);
+}
+
+/* The one release: close, __close and __gc. */
+static int reg_release(lua_State *L) {
+  registry *r = luaL_checkudata(L, 1, REG_MT);
+  if (r->fd >= 0) (void)close(r->fd);
+  r->fd = -1;
+  free(r->dir);
+  r->dir = NULL;
+  return 0;
+}
+
+/* registry.path, registry.exists, and the methods. */
+static int reg_index(lua_State *L) {
+  registry *r = luaL_checkudata(L, 1, REG_MT);
+  const char *key = luaL_checkstring(L, 2);
+  if (strcmp(key, "path") == 0) {
+    if (r->dir != NULL)
+      lua_pushstring(L, r->dir);
+    else
+      lua_pushnil(L);
+  } else if (strcmp(key, "exists") == 0) {
+    lua_pushboolean(L, r->exists);
+  } else {
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "methods");
+    lua_getfield(L, -1, key);
+  }
+  return 1;
+}
+
+static int reg_tostring(lua_State *L) {
+  registry *r = luaL_checkudata(L, 1, REG_MT);
+  lua_pushfstring(L, "bh.registry (%s): %p", r->dir ? r->dir : "closed",
+                  (void *)r);
+  return 1;
 }
 
 /* bh.manifest.check_host(m) -> true | nil, err (foreign_host when m names
@@ -238,10 +582,24 @@ void lbh_manifest_open(lua_State *L) {
                                  {"clear_daemon", l_clear_daemon},
                                  {"central_dir", l_central_dir},
                                  {"scan_central", l_scan_central},
+                                 {"open_central", l_open_central},
                                  {"check_host", l_check_host},
                                  {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", mbox_gc}, {NULL, NULL}};
+  static const luaL_Reg job_meta[] = {{"__gc", job_gc}, {NULL, NULL}};
+  static const luaL_Reg reg_meta[] = {{"__index", reg_index},
+                                      {"__gc", reg_release},
+                                      {"__close", reg_release},
+                                      {"__tostring", reg_tostring},
+                                      {NULL, NULL}};
+  static const luaL_Reg reg_methods[] = {{"list", reg_list},
+                                         {"read", reg_read},
+                                         {"clear_daemon", reg_clear_daemon},
+                                         {"close", reg_release},
+                                         {NULL, NULL}};
   lbh_class(L, MBOX_MT, meta, NULL, NULL);
+  lbh_class(L, JOB_MT, job_meta, NULL, NULL);
+  lbh_class(L, REG_MT, reg_meta, reg_methods, "methods");
   lbh_pbtable_open(L);
   luaL_newlib(L, fns);
   lua_pushliteral(L, BH_MANIFEST_NAME);

@@ -22,6 +22,7 @@
 #include "lbh_task.h"
 #include "log.h"
 #include "loop.h"
+#include "worker.h"
 
 #define UNOBSERVED_KEY "bh.unobserved_error"
 
@@ -78,6 +79,17 @@ void lbh_run_untrack(lbh_run *run, lbh_tracked *e) {
 struct bh_hasher *lbh_run_hasher(lbh_run *run) {
   if (run->hasher == NULL) run->hasher = bh_hasher_new(run->base, NULL);
   return run->hasher; /* NULL: probes then hash inline */
+}
+
+struct bh_worker *lbh_run_worker(lbh_run *run) {
+  if (run->worker == NULL) {
+    run->worker = bh_worker_new(run->base, NULL);
+    /* Its eventfd wakes a task only while a job is in flight (the jobs
+     * say so with lbh_run_background): idle, it must not hide a
+     * deadlock. */
+    if (run->worker != NULL) lbh_run_background(run, 1);
+  }
+  return run->worker; /* NULL: jobs then run inline */
 }
 
 const char *lbh_error_text(lua_State *L, int idx) {
@@ -277,6 +289,8 @@ static void run_teardown(lbh_run *run) {
   run->torn_down = true;
   bh_hasher_free(run->hasher); /* after the probes that used it */
   run->hasher = NULL;
+  bh_worker_free(run->worker); /* after the tasks that waited on it */
+  run->worker = NULL;
   if (run->sig_ev) event_free(run->sig_ev);
   run->sig_ev = NULL;
   event_base_free(run->base);

@@ -52,6 +52,7 @@ struct lbh_run {
   lbh_task *foreground; /* sessions: the task main waits for, if any */
   lbh_tracked *tracked;
   struct bh_hasher *hasher; /* made by the first probe that needs one */
+  struct bh_worker *worker; /* made by the first file job (lbh_run_worker) */
   int stop_signal;
   int nbackground;   /* events that wake no task (lbh_run_background) */
   int interrupt_ref; /* error (with traceback) of the task the hook stopped */

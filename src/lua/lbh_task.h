@@ -60,6 +60,12 @@ struct event_base *lbh_run_base(lbh_run *run);
 /* The run's hasher (hasher.h), made on first use, freed when the run
  * ends; NULL when it cannot be made (probes then hash inline). */
 struct bh_hasher *lbh_run_hasher(lbh_run *run);
+/* The run's worker thread (worker.h) for file jobs (manifest reads and
+ * walks), made on first use, freed when the run ends; NULL when it cannot
+ * be made (jobs then run inline). Its event counts as background while
+ * no job is in flight: a job submitted says lbh_run_background(run, -1),
+ * its finish +1. */
+struct bh_worker *lbh_run_worker(lbh_run *run);
 /* The lua_State the run was started from (valid during the run): the
  * state to push on and call Lua from inside loop callbacks. */
 lua_State *lbh_run_state(lbh_run *run);
