@@ -3,7 +3,8 @@
 -- job never overlap: the next run waits for the current one; a run that
 -- takes longer than the period delays the next (which then starts at
 -- once) and is logged (bh.log.error: at most one line a minute). An error in
--- a run is logged and the job goes on. A run that returns false (exactly)
+-- a run is logged the same way (the first at once, then at most one line a
+-- minute saying how many were not) and the job goes on. A run that returns false (exactly)
 -- stops the job. Each wait is period * (1 ± jitter), so that many hosts
 -- started together do not probe in lockstep. Returns the job's task
 -- (task:wait() returns after `count` runs; without count it runs until the
@@ -29,13 +30,29 @@ local function next_delay(period, jitter, took)
   return math.max(0, d - took)
 end
 
--- One run as its own task; errors are logged, not raised. Returns true
--- when the run asked the job to stop (returned false).
-local function run_once(o, fn, n)
+-- A rate-limited error log: the first line at once, then at most one per
+-- OVERRUN_LOG_EVERY seconds, each saying how many it did not print.
+local function limited_logger()
+  local last, quiet = nil, 0
+  return function(text)
+    local now = bh.now()
+    if last ~= nil and now - last < OVERRUN_LOG_EVERY then
+      quiet = quiet + 1
+      return
+    end
+    local also = quiet > 0 and string.format(" (%d more since the last line)", quiet) or ""
+    bh.log.error(text .. also)
+    last, quiet = now, 0
+  end
+end
+
+-- One run as its own task; errors are logged (rate-limited), not raised.
+-- Returns true when the run asked the job to stop (returned false).
+local function run_once(o, fn, n, log_error)
   local t = bh.spawn(function()
     local ok, res = pcall(fn, n)
     if not ok then
-      bh.log.error(string.format("%s: run %d failed: %s", o.name, n, tostring(res)))
+      log_error(string.format("%s: run %d failed: %s", o.name, n, tostring(res)))
       return false
     end
     return res == false
@@ -43,38 +60,24 @@ local function run_once(o, fn, n)
   return t:wait()
 end
 
--- The overrun log: the first overrun at once, then at most one line per
--- OVERRUN_LOG_EVERY seconds, counting the overruns it did not print.
-local function overrun_logger(o, period)
-  local last, quiet = nil, 0
-  return function(n, took)
-    local now = bh.now()
-    if last ~= nil and now - last < OVERRUN_LOG_EVERY then
-      quiet = quiet + 1
-      return
-    end
-    local also = quiet > 0 and string.format(" (%d more since the last line)", quiet) or ""
-    bh.log.error(string.format("%s: run %d took %.3fs, longer than the %.3fs period; "
-      .. "the next run starts now%s", o.name, n, took, period, also))
-    last, quiet = now, 0
-  end
-end
-
 function M.every(period, fn, opts)
   bh._check_arg("bh.every", 1, period, { "number", 0, 1e9, open = true, name = "period" })
   bh._check_arg("bh.every", 2, fn, "function")
   local o = bh._check_opts("bh.every", opts, OPTIONS)
-  local overrun = overrun_logger(o, period)
+  local log_overrun, log_error = limited_logger(), limited_logger()
   return bh.spawn(function()
     if not o.immediate then bh.sleep(next_delay(period, o.jitter, 0)) end
     local n = 0
     while o.count == nil or n < o.count do
       n = n + 1
       local started = bh.now()
-      local stop = run_once(o, fn, n)
+      local stop = run_once(o, fn, n, log_error)
       local took = bh.now() - started
       if stop or (o.count ~= nil and n >= o.count) then break end
-      if took > period then overrun(n, took) end
+      if took > period then
+        log_overrun(string.format("%s: run %d took %.3fs, longer than the %.3fs period; "
+          .. "the next run starts now", o.name, n, took, period))
+      end
       local d = next_delay(period, o.jitter, took)
       if d > 0 then bh.sleep(d) end
     end

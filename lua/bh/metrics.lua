@@ -8,7 +8,10 @@
 --   bhprobe_probe_verdict{verdict}         gauge 0/1 per bh.VERDICTS
 -- Per round (bh.metrics.end_round):
 --   bhprobe_round_duration_seconds, bhprobe_round_targets{verdict},
---   bhprobe_rounds_total, bhprobe_last_round_success_timestamp_seconds
+--   bhprobe_rounds_total, bhprobe_last_round_success_timestamp_seconds,
+--   bhprobe_round_errors_total{reason} (bh.metrics.round_error)
+-- Reactions (bh.metrics.reaction):
+--   bhprobe_reactions_total{action,result}
 -- and bhprobe_build_info{version,lua,running_process} 1.
 --
 -- A target's series exist only while it was seen in the last `keep`
@@ -27,6 +30,14 @@ local counts = {}   -- verdict -> records observed in the round in progress
 local last = nil    -- the last ended round: {duration, counts}
 local last_success = nil
 local keep_rounds = 1
+
+-- Counters over the life of the process, every known label value shown
+-- from the start (0), so that rate() and increase() see the first one.
+local ACTIONS = { "clear_record", "remove_socket" }
+local RESULTS = { "done", "failed" }
+local reactions = {} -- "action\0result" -> n
+local ROUND_ERRORS = { "empty", "unreadable", "insecure_registry" }
+local round_errors = {} -- reason -> n
 
 local function text(v)
   if v == nil or v == bh.null then return "" end
@@ -104,9 +115,44 @@ function M.end_round(opts)
   end
 end
 
+-- bh.metrics.reaction(action, result): count one reaction of a policy in
+-- bhprobe_reactions_total{action, result}: action "clear_record" or
+-- "remove_socket", result "done" or "failed" (DESIGN §1.11).
+local ACTION_SET = { clear_record = true, remove_socket = true }
+local RESULT_SET = { done = true, failed = true }
+function M.reaction(action, result)
+  bh._check_arg("bh.metrics.reaction", 1, action, "string")
+  bh._check_arg("bh.metrics.reaction", 2, result, "string")
+  if not ACTION_SET[action] then
+    error("bad argument #1 to 'bh.metrics.reaction' (\"clear_record\" or "
+      .. "\"remove_socket\" expected, got \"" .. action .. "\")", 2)
+  end
+  if not RESULT_SET[result] then
+    error("bad argument #2 to 'bh.metrics.reaction' (\"done\" or \"failed\" "
+      .. "expected, got \"" .. result .. "\")", 2)
+  end
+  local k = action .. "\0" .. result
+  reactions[k] = (reactions[k] or 0) + 1
+end
+
+-- bh.metrics.round_error(reason): count a round that could not do its
+-- work in bhprobe_round_errors_total{reason}: a short snake_case word
+-- ("empty": it found no record; "unreadable": a root, a directory under
+-- it or the registry could not be read; "insecure_registry"; a policy may
+-- add its own). Such a round ends with end_round{success = false}.
+function M.round_error(reason)
+  bh._check_arg("bh.metrics.round_error", 1, reason, "string")
+  if not reason:match("^[a-z][a-z0-9_]*$") or #reason > 64 then
+    error("bad argument #1 to 'bh.metrics.round_error' (a snake_case word of at "
+      .. "most 64 characters expected, got \"" .. reason:sub(1, 80) .. "\")", 2)
+  end
+  round_errors[reason] = (round_errors[reason] or 0) + 1
+end
+
 -- Forget everything (tests; a policy that starts over).
 function M.reset()
   series, counts, last, last_success, round_no, keep_rounds = {}, {}, nil, nil, 0, 1
+  reactions, round_errors = {}, {}
 end
 
 local function sorted(t)
@@ -182,6 +228,26 @@ local function render_rounds(w)
     escape(bh._VERSION), escape(_VERSION), escape(bh._RUNNING_PROCESS)), 1)
   w.family("bhprobe_rounds_total", "counter", "Probe rounds ended since the service started.")
   w.sample("bhprobe_rounds_total", nil, round_no)
+  w.family("bhprobe_round_errors_total", "counter",
+    "Rounds that could not do their work (no record, something unreadable), by reason.")
+  local reasons, seen = {}, {}
+  for _, r in ipairs(ROUND_ERRORS) do reasons[#reasons + 1], seen[r] = r, true end
+  local extra = {}
+  for r in pairs(round_errors) do if not seen[r] then extra[#extra + 1] = r end end
+  table.sort(extra)
+  table.move(extra, 1, #extra, #reasons + 1, reasons)
+  for _, r in ipairs(reasons) do
+    w.sample("bhprobe_round_errors_total", string.format('{reason="%s"}', r),
+      round_errors[r] or 0)
+  end
+  w.family("bhprobe_reactions_total", "counter",
+    "Reactions of the policy (records cleared, sockets removed), by result.")
+  for _, a in ipairs(ACTIONS) do
+    for _, r in ipairs(RESULTS) do
+      w.sample("bhprobe_reactions_total", string.format('{action="%s",result="%s"}', a, r),
+        reactions[a .. "\0" .. r] or 0)
+    end
+  end
   if last then
     w.family("bhprobe_round_targets", "gauge", "Records the last round scanned, by verdict.")
     for _, v in ipairs(bh.VERDICTS) do
