@@ -253,21 +253,27 @@ describe("etc/policies/manifests.lua", function()
   end)
 
   -- Exit status of one record's directory (a root holding only it).
-  local function status_of(sub)
+  local function status_of(sub, extra)
     local _, _, code = os.execute(BIN .. " " .. q("etc/policies/manifests.lua") .. " "
-      .. q(root .. "/" .. sub) .. " >/dev/null 2>&1")
+      .. q(root .. "/" .. sub) .. " " .. (extra or "") .. " >/dev/null 2>&1")
     return code
   end
 
   it("exits like a Nagios plugin: 0 verified, 1 stale, 2 impostor or invalid, 3 no root",
     function()
       assert.equal(0, status_of("live"))
-      assert.equal(0, status_of("empty"))
       assert.equal(1, status_of("dead"))
       assert.equal(1, status_of("quiet"))
       assert.equal(2, status_of("imp"))
       assert.equal(2, status_of("bad"))
       assert.equal(3, status_of("no-such-dir"))
+      -- a manifest naming no daemon is no record: a scan of nothing is
+      -- UNKNOWN, unless --allow-empty says it may be so
+      assert.equal(3, status_of("empty"))
+      assert.equal(0, status_of("empty", "--allow-empty"))
+      -- CRITICAL outranks an incomplete scan; WARNING does not
+      assert.equal(2, status_of("imp", "--allow-empty " .. q(root .. "/no-such-dir")))
+      assert.equal(3, status_of("dead", q(root .. "/no-such-dir")))
     end)
 
   -- The policy as a service in the background, in its own directory d:
@@ -506,7 +512,13 @@ describe("etc/policies/manifests.lua", function()
     for name, bytes in pairs(keep) do
       assert.equal(bytes, H.slurp(root .. "/" .. name .. "/" .. bh.manifest.NAME), name)
     end
-    assert.is_nil(by.imp.action)
+    -- every line of an --apply run says what was done, or why not
+    assert.same({ skipped = "impostor" }, by.imp.action)
+    assert.same({ skipped = "verified" }, by.live.action)
+    assert.same({ skipped = "unreachable" }, by.quiet.action)
+    assert.same({ skipped = "foreign" }, by.far.action)
+    assert.same({ skipped = "invalid" }, by.bad.action)
+    assert.same({ skipped = "invalid" }, by.corrupt.action)
     assert.is_true(os.execute("test -S " .. q(root .. "/imp.sock")))
     assert.is_true(os.execute("test -S " .. q(root .. "/live.sock")))
     assert.equal("dead", manifest_of("dead").service_name)
@@ -539,12 +551,15 @@ describe("etc/policies/manifests.lua", function()
     local ok, none, err = run("0755")
     assert.is_nil(ok)
     assert.is_nil(next(none))
-    assert.matches("not private to its owner", err)
+    -- the message says what is wrong: here the mode, not the owner
+    assert.matches("manifest registry [^\n]*/registry has mode 0755: its group or others "
+      .. "may reach it %(expected 0700%)", err)
+    assert.is_nil(err:find("belongs to", 1, true))
   end)
 
-  it("rejects bad usage with status 2", function()
+  it("rejects bad usage with status 3 (UNKNOWN)", function()
     local ok, _, code = os.execute(BIN .. " etc/policies/manifests.lua --bogus 2>/dev/null")
     assert.is_nil(ok)
-    assert.equal(2, code)
+    assert.equal(3, code)
   end)
 end)

@@ -144,20 +144,103 @@ describe("etc/policies", function()
     end)
   end)
 
-  it("check.lua exits 1 for an unreadable file and 2 without an argument", function()
+  it("check.lua exits 1 for an unreadable file and 3 without an argument", function()
     local rc, out = run(q(POLICIES .. "check.lua") .. " nosuch.json")
     assert.are.equal(1, rc)
     assert.matches("^ERROR%s+nosuch%.json: No such file", out)
     local err
     rc, out, err = run(q(POLICIES .. "check.lua"))
-    assert.are.equal(2, rc)
+    assert.are.equal(3, rc)
     assert.are.equal("", out)
-    assert.matches("check%.lua: no identity file\nusage: bhprobe%-lua check%.lua", err)
+    assert.matches("check%.lua: missing IDENTITY%.json\nusage: bhprobe%-lua ", err)
   end)
 
-  it("watch.lua exits 2 on bad usage", function()
-    local rc, _, err = run(q(POLICIES .. "watch.lua") .. " --every -1 x.json")
-    assert.are.equal(2, rc)
-    assert.matches("watch%.lua: %-%-every needs a positive number", err)
+  -- Every shipped policy parses and checks all its options (bh.cli)
+  -- before it does anything: --help and -h on stdout with exit 0, a bad
+  -- option exit 3 with the reason and the usage on stderr.
+  describe("options, checked before anything runs", function()
+    local ALL = { "manifests.lua", "watch.lua", "demo.lua", "check.lua" }
+
+    it("--help and -h print the usage on stdout and exit 0", function()
+      for _, p in ipairs(ALL) do
+        for _, flag in ipairs { "--help", "-h" } do
+          local rc, out, err = run(q(POLICIES .. p) .. " " .. flag)
+          assert.are.equal(0, rc, p .. " " .. flag)
+          assert.are.equal("", err, p)
+          assert.matches("^usage: bhprobe%-lua [^\n]*" .. p:gsub("%.", "%%.") .. "", out, p)
+          assert.matches("\n  %-%-help ", out, p)
+        end
+      end
+    end)
+
+    it("a bad option is exit 3 with the reason and the usage on stderr", function()
+      for _, p in ipairs(ALL) do
+        local rc, out, err = run(q(POLICIES .. p) .. " --bogus x")
+        assert.are.equal(3, rc, p)
+        assert.are.equal("", out, p)
+        assert.matches("^" .. p:gsub("%.", "%%.") .. ": unknown option '%-%-bogus'\nusage: ",
+          err, p)
+      end
+      local cases = {
+        { "manifests.lua --timeout 100000 --every 1 /nonexistent", "%-%-timeout 100000: must be in" },
+        { "manifests.lua --every", "%-%-every needs a value" },
+        { "manifests.lua --every 1.5m", "%-%-every 1%.5m: expected seconds" },
+        { "manifests.lua --every 1s1m", "largest first" },
+        { "manifests.lua --attempts 0", "%-%-attempts 0: must be in %[1, 100%]" },
+        { "manifests.lua --max-depth 2.5", "%-%-max%-depth 2%.5: expected an integer" },
+        { "manifests.lua --apply=yes", "%-%-apply takes no value" },
+        { "watch.lua --every -1 x.json", "%-%-every %-1: must be in %(0, 86400%]" },
+        { "watch.lua --success 0 x.json", "%-%-success 0: must be in" },
+        { "check.lua a.json b.json", "one IDENTITY%.json at a time" },
+        { "demo.lua extra", "unexpected argument 'extra'" },
+      }
+      for _, c in ipairs(cases) do
+        local rc, out, err = run(q(POLICIES) .. c[1])
+        assert.are.equal(3, rc, c[1])
+        assert.are.equal("", out, c[1])
+        assert.matches(c[2], err, 1)
+      end
+    end)
+
+    it("takes durations in seconds or the Prometheus forms", function()
+      local cli = { "0.5", "30", "500ms", "30s", "1m", "1h", "1h30m", "2d", "1w" }
+      local want = { 0.5, 30, 0.5, 30, 60, 3600, 5400, 172800, 604800 }
+      spit(tmp .. "/d.lua", [[
+        for _, a in ipairs{...} do print(assert(bh.cli.duration(a))) end
+        for _, a in ipairs{ "", "1.5m", "m", "1x", "1s1m", "-1s", "1ms1s" } do
+          assert(bh.cli.duration(a) == nil, a)
+        end]])
+      local rc, out, err = run("d.lua " .. table.concat(cli, " "))
+      assert.are.equal(0, rc, err)
+      local i = 0
+      for line in out:gmatch("[^\n]+") do
+        i = i + 1
+        assert.are.equal(want[i], tonumber(line), cli[i])
+      end
+      assert.are.equal(#want, i)
+      -- and a policy takes them: a round every minute, checked and run once
+      local rc2, _, err2 = run(q(POLICIES .. "manifests.lua") .. " --every 1m --timeout 500ms "
+        .. "--allow-empty --help")
+      assert.are.equal(0, rc2, err2)
+    end)
+
+    it("says where an option of the other side belongs", function()
+      -- a host option after the script: the policy says to put it before
+      local rc, out, err = run(q(POLICIES .. "manifests.lua") .. " /tmp --report r.jsonl")
+      assert.are.equal(3, rc)
+      assert.are.equal("", out)
+      assert.matches("'%-%-report' is an option of bhprobe%-lua, not of manifests%.lua: put "
+        .. "it before the script: bhprobe%-lua %-%-report FILE manifests%.lua", err)
+      assert.is_nil(io.open(tmp .. "/r.jsonl"))
+      rc, _, err = run(q(POLICIES .. "watch.lua") .. " --listen 127.0.0.1:0 x.json")
+      assert.are.equal(3, rc)
+      assert.matches("'%-%-listen' is an option of bhprobe%-lua", err)
+      -- a policy option before the script: the host says to put it after
+      rc, out, err = run("--every 1 " .. q(POLICIES .. "manifests.lua") .. " /tmp")
+      assert.are.equal(2, rc)
+      assert.are.equal("", out)
+      assert.matches("unrecognized option '%-%-every'; if it is the policy's, put it after "
+        .. "the script", err)
+    end)
   end)
 end)

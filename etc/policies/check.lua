@@ -1,44 +1,29 @@
 -- check.lua: probe the daemon recorded in an identity JSON file.
 --
---   bhprobe-lua etc/policies/check.lua [--timeout SECONDS] IDENTITY.json
+--   bhprobe-lua etc/policies/check.lua [--timeout DURATION] IDENTITY.json
 --
 -- The file holds one identity (design §1.7); its ipc_endpoint is where the
 -- daemon listens. Prints the verdict; exits 0 when the daemon is verified,
--- 1 when the probe rejects it (or the file is unreadable), 2 on bad usage.
+-- 1 when the probe rejects it (or the file is unreadable), 3 on bad usage
+-- (checked before anything is probed).
 
-local USAGE = "usage: bhprobe-lua check.lua [--timeout SECONDS] IDENTITY.json"
-
-local function usage(msg)
-  if msg then io.stderr:write("check.lua: ", msg, "\n") end
-  io.stderr:write(USAGE, "\n")
-  os.exit(2)
-end
-
--- Returns the options and the identity file from the script arguments.
-local function parse(args)
-  local o = { timeout = 0.5 }
-  local i = 1
-  while args[i] and args[i]:sub(1, 2) == "--" do
-    if args[i] == "--timeout" then
-      o.timeout = tonumber(args[i + 1])
-      if not o.timeout or o.timeout <= 0 then usage("--timeout needs seconds > 0") end
-      i = i + 2
-    else
-      usage("unknown option " .. args[i])
-    end
-  end
-  if args[i] == nil then usage("no identity file") end
-  if args[i + 1] ~= nil then usage("one identity file at a time") end
-  o.file = args[i]
-  return o
-end
+local SPEC = {
+  name = "check.lua",
+  about = "Probes the daemon an identity file records.",
+  args = { name = "IDENTITY.json", key = "files", min = 1, max = 1 },
+  options = {
+    { "--timeout", "duration", default = 0.5, max = 86400, help = "deadline of the probe" },
+  },
+  exits = "exit status: 0 verified, 1 rejected or unreadable, 3 usage error",
+}
 
 local function fail(msg)
   print(string.format("%-9s %s", "ERROR", msg))
   os.exit(1)
 end
 
-local o = parse({ ... })
+local o = bh.cli.parse({ ... }, SPEC)
+o.file = o.files[1]
 local f, ferr = io.open(o.file)
 if not f then fail(ferr) end
 local text = f:read("a")

@@ -7,6 +7,13 @@
 -- a squatter answering with a lying identity, a stale record whose pid is
 -- dead, and a replaced binary whose digest no longer matches. Prints one
 -- line per case and exits 0 only when every verdict is the expected one.
+-- Takes no options but --help (3 for anything else).
+
+bh.cli.parse({ ... }, {
+  name = "demo.lua",
+  about = "Shows the probe's verdicts against a responder of its own; needs no daemon.",
+  exits = "exit status: 0 when every verdict is the expected one, 1 otherwise",
+})
 
 local dir = assert(io.popen('mktemp -d "${TMPDIR:-/tmp}/bhdemo.XXXXXX"')):read("l")
 assert(dir and dir ~= "", "mktemp -d failed")

@@ -1,6 +1,6 @@
 -- watch.lua: keep probing daemons and report when their health changes.
 --
---   bhprobe-lua etc/policies/watch.lua [--every SECONDS] [--timeout SECONDS]
+--   bhprobe-lua etc/policies/watch.lua [--every DURATION] [--timeout DURATION]
 --       [--success N] [--failure N] IDENTITY.json...
 --
 -- Every period each identity file is re-read (a daemon that restarted
@@ -8,40 +8,23 @@
 -- io) with bh.retry. A bh.threshold per file turns the results into a
 -- state that changes only after N results in a row, like Kubernetes'
 -- success/failure thresholds; each change prints one line. Runs until
--- SIGINT/SIGTERM (exit 130/143).
+-- SIGINT/SIGTERM (exit 130/143); a bad option is exit 3 before any probe.
 
-local USAGE = "usage: bhprobe-lua watch.lua [--every S] [--timeout S] [--success N] "
-  .. "[--failure N] IDENTITY.json..."
-
-local function usage(msg)
-  io.stderr:write("watch.lua: ", msg, "\n", USAGE, "\n")
-  os.exit(2)
-end
-
-local NUMERIC = { every = "number", timeout = "number", success = "integer", failure = "integer" }
-
--- Returns the options and the list of identity files.
-local function parse(args)
-  local o = { every = 5, timeout = 0.5, success = 1, failure = 3, files = {} }
-  local i = 1
-  while args[i] do
-    local name = args[i]:match("^%-%-(%a+)$")
-    if name then
-      local v = tonumber(args[i + 1])
-      if not NUMERIC[name] then usage("unknown option " .. args[i]) end
-      if not v or v <= 0 or (NUMERIC[name] == "integer" and math.tointeger(v) == nil) then
-        usage(args[i] .. " needs a positive " .. NUMERIC[name])
-      end
-      o[name] = v
-      i = i + 2
-    else
-      o.files[#o.files + 1] = args[i]
-      i = i + 1
-    end
-  end
-  if #o.files == 0 then usage("no identity file") end
-  return o
-end
+local SPEC = {
+  name = "watch.lua",
+  about = "Probes each recorded identity every period and prints a line when its "
+    .. "state changes.",
+  args = { name = "IDENTITY.json", key = "files", min = 1 },
+  options = {
+    { "--every", "duration", default = 5, max = 86400, help = "the period" },
+    { "--timeout", "duration", default = 0.5, max = 86400, help = "deadline of one probe" },
+    { "--success", "integer", default = 1, min = 1, max = 1000000,
+      help = "successes in a row that make it healthy" },
+    { "--failure", "integer", default = 3, min = 1, max = 1000000,
+      help = "failures in a row that make it unhealthy" },
+  },
+  exits = "runs until SIGINT/SIGTERM (exit 130/143); 3 for a usage error",
+}
 
 -- Reads an identity file: identity, or nil and an error table like the
 -- probe's (stage "identity"), so both kinds of failure look alike.
@@ -84,7 +67,7 @@ local function watch(path, o)
   end
 end
 
-local o = parse({ ... })
+local o = bh.cli.parse({ ... }, SPEC)
 io.stdout:setvbuf("line")
 print(string.format("watching %d file(s) every %g s (success %d, failure %d)",
   #o.files, o.every, o.success, o.failure))

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "digest.h"
+#include "fdreserve.h"
 #include "lbh.h"
 #include "lbh_embed.h"
 #include "log.h"
@@ -228,8 +229,10 @@ static void long_option(char **argv, int *i, host_opts *o) {
     return;
   }
   int k = value_option(a, n);
-  if (k < 0) {
-    o->usage = "unrecognized option '%s'";
+  if (k < 0) { /* a policy's option given before its script, perhaps */
+    o->usage =
+        "unrecognized option '%s'; if it is the policy's, put it "
+        "after the script: " PROGNAME " [options] SCRIPT [its options]";
     return;
   }
   const char **dest = (const char **)((char *)o + value_options[k].field);
@@ -592,6 +595,11 @@ int main(int argc, char **argv) {
   host h = {argc, argv, 0};
   lua_State *L;
   int status;
+  /* Before anything opens: as many descriptors as the hard limit allows,
+   * and a few set aside so that a full table (another user's idle
+   * connections) never leaves a round unable to open its roots, its
+   * manifests or the report (fdreserve.h). */
+  (void)bh_fd_reserve_setup(BH_FD_RESERVE_DEFAULT);
   L = luaL_newstate();
   if (L == NULL) {
     l_message(PROGNAME, "cannot create state: not enough memory");
@@ -612,5 +620,6 @@ int main(int argc, char **argv) {
    * rest, so that a leak checker sees nothing left. */
   bh_proc_cache_clear();
   bh_digest_cache_clear();
+  bh_fd_reserve_close();
   return h.exit_status;
 }
