@@ -44,4 +44,21 @@ describe("bh.every", function()
     assert.equal(1, lines, err)
     assert.matches("^bhprobe%-lua: busy: run 1 took %d+%.%d+s, longer than the 0%.001s period", err)
   end)
+
+  it("logs failing runs at most once a minute too, counting the others", function()
+    local dir = H.tmpdir()
+    local ok, out, err = H.lua(dir, [[
+      local bh = require "bh"
+      print(bh.run(function()
+        return bh.every(0.01, function(n) error("boom " .. n) end,
+          { count = 30, jitter = 0, name = "failing" }):wait()
+      end))
+    ]])
+    H.rmdir(dir)
+    assert.is_true(ok)
+    assert.equal("30\n", out) -- the job went on after each failure
+    local _, lines = err:gsub("failing: run %d+ failed", "")
+    assert.equal(1, lines, err) -- 30 failures in 0.3 s: one line
+    assert.matches("^bhprobe%-lua: failing: run 1 failed: [^\n]*boom 1", err)
+  end)
 end)

@@ -118,8 +118,9 @@ static bool may_search(const struct stat *dir, const char *name, void *arg) {
 int bh_access_open_socket(uid_t uid, const char *path, bh_err *err) {
   char *canon = realpath(path, NULL);
   if (canon == NULL) {
-    bh_err_set(err, BH_CONNECT, NULL, "connect to %s: %s", path,
-               strerror(errno));
+    int e = errno;
+    bh_err_set(err, BH_CONNECT, NULL, "connect to %s: %s", path, strerror(e));
+    errno = e;
     return -1;
   }
   const char *leaf;
@@ -135,13 +136,15 @@ int bh_access_open_socket(uid_t uid, const char *path, bh_err *err) {
     (void)close(dirfd);
   }
   struct stat st;
+  int e = errno;
   if (sfd >= 0 && fstat(sfd, &st) != 0) {
-    bh_err_set(err, BH_CONNECT, NULL, "connect to %s: %s", path,
-               strerror(errno));
+    e = errno;
+    bh_err_set(err, BH_CONNECT, NULL, "connect to %s: %s", path, strerror(e));
   } else if (sfd >= 0 && !S_ISSOCK(st.st_mode)) {
-    bh_err_set(err, BH_CONNECT, NULL, "connect to %s: %s", path,
-               strerror(ECONNREFUSED)); /* as connect() says it */
+    e = ECONNREFUSED; /* as connect() says it */
+    bh_err_set(err, BH_CONNECT, NULL, "connect to %s: %s", path, strerror(e));
   } else if (sfd >= 0 && !bh_access_mode_ok(uid, &st, W_OK)) {
+    e = EACCES;
     bh_err_set(err, BH_OWNER_CANNOT_CONNECT, NULL,
                "%s: uid %u may not write to this socket (mode %03o, owner uid "
                "%u): it could not connect itself",
@@ -153,5 +156,6 @@ int bh_access_open_socket(uid_t uid, const char *path, bh_err *err) {
   }
   if (sfd >= 0) (void)close(sfd);
   free(canon);
+  errno = e;
   return -1;
 }

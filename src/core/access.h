@@ -38,8 +38,9 @@ bool bh_access_may_unlink(uid_t uid, const struct stat *dir,
  * to be a socket uid may write (connect to). Connecting to
  * /proc/self/fd/N of the returned descriptor reaches exactly what was
  * checked, whatever is renamed meanwhile. Returns -1 with err:
- * owner_cannot_connect when uid could not, connect (with the errno) when
- * the path does not resolve to a socket at all. */
+ * owner_cannot_connect when uid could not (errno EACCES), connect when
+ * the path does not resolve to a socket at all (errno as connect would
+ * set it: ENOENT, ENOTDIR, ECONNREFUSED for what is no socket). */
 int bh_access_open_socket(uid_t uid, const char *path, bh_err *err);
 
 /* Forget the cached groups (tests that change the user database). */

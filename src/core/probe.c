@@ -53,6 +53,7 @@ struct bh_probe {
   /* The listener check (probe.h): the recorded process is gone for the
    * reason in gone; is its endpoint held, and by its successor? */
   bool listener;
+  int connect_errno;    /* why the endpoint could not be connected to */
   bool exe_deleted;     /* the recorded file was deleted on disk */
   bh_err gone;          /* why the recorded process is gone */
   bh_identity answered; /* what the listener answered (successor check) */
@@ -136,6 +137,17 @@ static void listener_outcome(bh_probe *p) {
     add_note(err, note);
     return;
   }
+  int e = p->connect_errno;
+  bool nothing = e == ECONNREFUSED || e == ENOENT || e == ENOTDIR;
+  if (p->t_connected == 0 && err->code == BH_CONNECT && !nothing) {
+    /* Not tried (no descriptor left, not permitted): cannot tell. */
+    (void)snprintf(note, sizeof note,
+                   "; its endpoint %s could not be tried: %s", p->ep.path,
+                   strerror(e));
+    bh_err_set(err, BH_CONNECT, NULL, "%s", p->gone.message);
+    add_note(err, note);
+    return;
+  }
   if (p->t_connected == 0) { /* nothing accepts: stale */
     note[0] = '\0';
     if (err->code == BH_OWNER_CANNOT_CONNECT)
@@ -193,6 +205,7 @@ static void probe_finish(bh_probe *p) {
 /* Fail with "OP PATH: strerror(errnum)". */
 static void probe_fail(bh_probe *p, bh_status code, const char *op,
                        int errnum) {
+  if (code == BH_CONNECT) p->connect_errno = errnum;
   bh_err_set(&p->result.err, code, NULL, "%s %s: %s", op, p->ep.path,
              strerror(errnum));
   probe_finish(p);
@@ -480,6 +493,7 @@ static bool owner_may_connect(bh_probe *p) {
   uid_t owner = p->opts.owner;
   if (!p->opts.has_owner || owner == 0 || owner == geteuid()) return true;
   p->via_fd = bh_access_open_socket(owner, p->ep.path, &p->result.err);
+  if (p->via_fd < 0) p->connect_errno = errno;
   return p->via_fd >= 0;
 }
 
@@ -507,6 +521,7 @@ static void probe_exchange(bh_probe *p) {
   p->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (p->fd < 0) {
     int e = errno;
+    p->connect_errno = e;
     bool out = e == EMFILE || e == ENFILE;
     bh_err_set(&p->result.err, BH_CONNECT, NULL, "connect to %s: %s%s",
                p->ep.path,
