@@ -145,11 +145,15 @@ local function unprobed(path, err, m, o)
   return rec
 end
 
--- Probe the daemon of one manifest; returns its record (or nil when the
--- manifest records no daemon). Connections are made on behalf of the
--- manifest's owner: to an endpoint it could not connect to itself, never.
+-- Probe the daemon of one manifest; returns its record, or nil when the
+-- manifest records no daemon, or nil and a message when this process
+-- could not read it for want of a resource (descriptors, memory: the
+-- round's problem, not the record's). Connections are made on behalf of
+-- the manifest's owner: to an endpoint it could not connect to itself,
+-- never.
 local function check(path, o, src)
   local m, info = src.read(path)
+  if not m and info.code == "system" then return nil, tostring(info) end
   if not m then return unprobed(path, info, nil, o) end
   local d = m.current_daemon
   if not d then return nil end
@@ -255,7 +259,12 @@ local function round(o)
   for _, p in ipairs(s.paths) do known[p] = s.src end
   o.known = known
   bh.map(s.paths, function(path)
-    local rec = check(path, o, s.src)
+    local rec, problem = check(path, o, s.src)
+    if problem then
+      s.problems[#s.problems + 1] = problem
+      s.reason = "unreadable"
+      seen[path] = o.last[path] ~= nil or nil -- not read: nothing new to say
+    end
     if rec then
       records = records + 1
       seen[path] = true
@@ -294,7 +303,8 @@ local function probe_handler(o)
   return function(path)
     local src = o.known and o.known[path]
     if not src then return nil, "not a record found by the last scan", 404 end
-    local rec = check(path, dry, src)
+    local rec, problem = check(path, dry, src)
+    if problem then return nil, problem, 503 end
     if not rec then return nil, "the record names no daemon", 404 end
     return rec
   end

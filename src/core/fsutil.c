@@ -24,6 +24,13 @@ enum { TEMP_TRIES = 16, FIRST_CHUNK = 4096 };
 /* ---- walking down ---------------------------------------------------------
  */
 
+/* The code for a failure with errno e: code, unless the process itself
+ * ran out of something (descriptors, memory), which says nothing about
+ * the file: then "system", so that no record is blamed for it. */
+static bh_status code_for(int e, bh_status code) {
+  return e == EMFILE || e == ENFILE || e == ENOMEM ? BH_SYSTEM : code;
+}
+
 /* Open component comp (of path, for messages) below dirfd as a directory,
  * never following a symlink. Returns the descriptor or -1 with err and
  * errno (openat's). */
@@ -42,8 +49,8 @@ static int open_component(int dirfd, const char *comp, const char *path,
                "is never followed here",
                path, comp);
   else
-    bh_err_set(err, code, NULL, "%s: directory component \"%s\": %s", path,
-               comp, strerror(e));
+    bh_err_set(err, code_for(e, code), NULL,
+               "%s: directory component \"%s\": %s", path, comp, strerror(e));
   errno = e;
   return -1;
 }
@@ -73,8 +80,8 @@ int bh_fs_open_parent_check(const char *path, const char **leaf,
   int fd = bh_fd_openat(AT_FDCWD, start, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
   if (fd < 0) {
     int e = errno;
-    bh_err_set(err, code, NULL, "%s: cannot open its root: %s", path,
-               strerror(e));
+    bh_err_set(err, code_for(e, code), NULL, "%s: cannot open its root: %s",
+               path, strerror(e));
     errno = e;
     return -1;
   }
@@ -284,7 +291,8 @@ int bh_fs_open_at(int dirfd, const char *name, struct stat *st, bool *missing,
       dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
       0);
   if (fd < 0) {
-    bh_err_set(err, code, NULL, "%s: %s", what, strerror(errno));
+    int e = errno;
+    bh_err_set(err, code_for(e, code), NULL, "%s: %s", what, strerror(e));
     return -1;
   }
   if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) ||
@@ -501,8 +509,8 @@ bh_status bh_fs_replace_at(int dirfd, const char *name, const void *buf,
   }
   int fd = open_temp(dirfd, name, tmp, sizeof tmp);
   if (fd < 0)
-    return bh_err_set(err, code, NULL, "creating a temp file for %s: %s", what,
-                      strerror(errno));
+    return bh_err_set(err, code_for(errno, code), NULL,
+                      "creating a temp file for %s: %s", what, strerror(errno));
   const char *step = "setting owner and mode of";
   int e = set_owner_mode(fd, like, opts->mode);
   if (e == 0) step = "writing", e = bh_fs_write_all(fd, buf, len);
