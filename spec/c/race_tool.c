@@ -5,10 +5,17 @@
  *   race_tool exchange SECONDS A B [A B ...]
  *       swap each pair of names (renameat2 RENAME_EXCHANGE) as fast as it
  *       can for SECONDS: a directory and a symlink to a victim trade places
+ *   race_tool swap SECONDS INTERVAL_MS A B
+ *       the same for one pair, once every INTERVAL_MS
  *   race_tool rewrite PATH FROM DELAY_US
  *       after DELAY_US, replace PATH atomically with the bytes of FROM (a
  *       temp file in the same directory, then rename), as a daemon
- *       re-registering itself does */
+ *       re-registering itself does
+ *   race_tool hold HOST:PORT N SECONDS
+ *       open N idle TCP connections to HOST:PORT (IPv4) and hold them for
+ *       SECONDS, printing how many connected: a user filling a service's
+ *       descriptor table from outside */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -50,6 +57,22 @@ static int exchange(double seconds, int n, char **names) {
   return 0;
 }
 
+static int swap_every(double seconds, double interval_ms, const char *a,
+                      const char *b) {
+  double end = now() + seconds;
+  long swaps = 0;
+  struct timespec d = {
+      (time_t)(interval_ms / 1000),
+      (long)((interval_ms / 1000 - (double)(time_t)(interval_ms / 1000)) *
+             1e9)};
+  while (now() < end) {
+    if (renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) == 0) swaps++;
+    (void)nanosleep(&d, NULL);
+  }
+  printf("%ld swaps\n", swaps);
+  return 0;
+}
+
 static int rewrite(const char *path, const char *from, long delay_us) {
   char buf[65536], tmp[4096];
   int in = open(from, O_RDONLY);
@@ -74,13 +97,43 @@ static int rewrite(const char *path, const char *from, long delay_us) {
   return 0;
 }
 
+static int hold(const char *addr, int n, double seconds) {
+  char host[64];
+  const char *colon = strrchr(addr, ':');
+  if (colon == NULL || (size_t)(colon - addr) >= sizeof host) return 2;
+  memcpy(host, addr, (size_t)(colon - addr));
+  host[colon - addr] = '\0';
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)atoi(colon + 1))};
+  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) return 2;
+  int ok = 0;
+  for (int i = 0; i < n; i++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) break;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+      ok++;
+    else
+      (void)close(fd);
+  }
+  printf("%d connected\n", ok);
+  (void)fflush(stdout);
+  struct timespec d = {(time_t)seconds,
+                       (long)((seconds - (double)(time_t)seconds) * 1e9)};
+  (void)nanosleep(&d, NULL);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "sock") == 0)
     return make_stale_socket(argv[2]);
   if (argc >= 5 && strcmp(argv[1], "exchange") == 0 && argc % 2 == 1)
     return exchange(atof(argv[2]), argc - 3, argv + 3);
+  if (argc == 6 && strcmp(argv[1], "swap") == 0)
+    return swap_every(atof(argv[2]), atof(argv[3]), argv[4], argv[5]);
   if (argc == 5 && strcmp(argv[1], "rewrite") == 0)
     return rewrite(argv[2], argv[3], atol(argv[4]));
+  if (argc == 5 && strcmp(argv[1], "hold") == 0)
+    return hold(argv[2], atoi(argv[3]), atof(argv[4]));
   (void)fprintf(stderr, "usage: see the comment at the top of race_tool.c\n");
   return 2;
 }
