@@ -404,9 +404,11 @@ bh_status bh_manifest_read_at(int dirfd, const char *name, const char *what,
 bh_status bh_manifest_read_stat(const char *path, bool check, bh_manifest *out,
                                 struct stat *st, bh_err *err) {
   const char *leaf;
+  bh_err own;
+  if (err == NULL) err = &own; /* its code is what we return */
   memset(out, 0, sizeof *out);
   int dirfd = bh_fs_open_parent(path, &leaf, BH_MANIFEST_IO, err);
-  if (dirfd < 0) return BH_MANIFEST_IO;
+  if (dirfd < 0) return err->code;
   bh_status rc = bh_manifest_read_at(dirfd, leaf, path, check, out, st, err);
   (void)close(dirfd);
   bh_fd_reserve_refill();
