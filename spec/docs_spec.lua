@@ -60,14 +60,15 @@ describe("docs/lua-api.md", function()
     local reg = debug.getregistry()
     local list = {}
     for mt, prefix in pairs { ["bh.task"] = "task:", ["bh.handle"] = "h:",
-                              ["bh.responder"] = "r:" } do
+                              ["bh.responder"] = "r:", ["bh.registry"] = "registry:" } do
       local m = reg[mt].methods or reg[mt].__index
       for k in pairs(m) do list[#list + 1] = prefix .. k end
     end
     for k in pairs(getmetatable(bh.threshold()).__index) do
       if k:sub(1, 2) ~= "__" then list[#list + 1] = "t:" .. k end
     end
-    for _, f in ipairs { "h.identity", "h.peer_pid", "h.elapsed", "h.timings",
+    for _, f in ipairs { "h.identity", "h.peer_pid", "h.peer", "h.elapsed", "h.timings",
+                         "err.peer", "err.successor", "registry.path", "registry.exists",
                          "err.timings", "err.code", "err.stage", "err.message", "err.field",
                          "r.served", "r.rejected", "r.closed", "r.endpoint", "t.state",
                          "t.successes", "t.failures", "req.request_id", "req.nonce",
