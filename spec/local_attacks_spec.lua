@@ -228,7 +228,8 @@ describe("a local user against the service", function()
     local root = dir .. "/root"
     sh("mkdir -p " .. q(root .. "/rec"))
     local path = root .. "/rec/" .. bh.manifest.NAME
-    assert(bh.manifest.write(path, { service_name = "rec", current_daemon = gone(root .. "/s.sock") }))
+    assert(bh.manifest.write(path,
+      { service_name = "rec", current_daemon = gone(root .. "/s.sock") }))
     local function temps()
       local p = io.popen("ls -A " .. q(root .. "/rec"))
       local n = 0
@@ -333,7 +334,8 @@ describe("a local user against the service", function()
       local err = H.slurp(svc .. "/err") or ""
       os.execute("kill -TERM " .. pid)
       local lines = #recs - before
-      local rounds = (metric(m1, "bhprobe_rounds_total") or 0) - (metric(m0, "bhprobe_rounds_total") or 0)
+      local rounds = (metric(m1, "bhprobe_rounds_total") or 0)
+        - (metric(m0, "bhprobe_rounds_total") or 0)
       local unreadable = (metric(m1, 'bhprobe_round_errors_total{reason="unreadable"}') or 0)
       io.stderr:write(("\n  descriptor table full: %d rounds in 3 s, %d report lines, %d rounds "
         .. "counted unreadable\n"):format(rounds, lines, unreadable))

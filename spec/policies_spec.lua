@@ -182,7 +182,8 @@ describe("etc/policies", function()
           err, p)
       end
       local cases = {
-        { "manifests.lua --timeout 100000 --every 1 /nonexistent", "%-%-timeout 100000: must be in" },
+        { "manifests.lua --timeout 100000 --every 1 /nonexistent",
+          "%-%-timeout 100000: must be in" },
         { "manifests.lua --every", "%-%-every needs a value" },
         { "manifests.lua --every 1.5m", "%-%-every 1%.5m: expected seconds" },
         { "manifests.lua --every 1s1m", "largest first" },
@@ -232,8 +233,9 @@ describe("etc/policies", function()
       assert.matches("'%-%-report' is an option of bhprobe%-lua, not of manifests%.lua: put "
         .. "it before the script: bhprobe%-lua %-%-report FILE manifests%.lua", err)
       assert.is_nil(io.open(tmp .. "/r.jsonl"))
-      rc, _, err = run(q(POLICIES .. "watch.lua") .. " --listen 127.0.0.1:0 x.json")
+      rc, out, err = run(q(POLICIES .. "watch.lua") .. " --listen 127.0.0.1:0 x.json")
       assert.are.equal(3, rc)
+      assert.are.equal("", out)
       assert.matches("'%-%-listen' is an option of bhprobe%-lua", err)
       -- a policy option before the script: the host says to put it after
       rc, out, err = run("--every 1 " .. q(POLICIES .. "manifests.lua") .. " /tmp")

@@ -79,7 +79,9 @@ local function serve_self(dir, exe, path)
   end
   local text = assert(H.slurp(out), "did not start: " .. tostring(H.slurp(path .. ".err")))
   return { pid = pid, identity = assert(bh.identity.from_json(text)),
-    kill = function(sig) os.execute("kill -" .. (sig or "KILL") .. " " .. pid .. " 2>/dev/null") end }
+    kill = function(sig)
+      os.execute("kill -" .. (sig or "KILL") .. " " .. pid .. " 2>/dev/null")
+    end }
 end
 
 describe("verdicts of manifests.lua (DESIGN §1.11)", function()

@@ -106,7 +106,8 @@ local function remove_socket(path, daemon, info, successor, action)
     action.socket_left = "its successor, pid " .. successor .. ", listens on it"
     return
   end
-  local sock, err = bh.fs.remove_stale_socket(sock_path, { owner = info.uid, within = dir_of(path) })
+  local sock, err = bh.fs.remove_stale_socket(sock_path,
+    { owner = info.uid, within = dir_of(path) })
   if not sock then
     action.socket_error = err.code .. ": " .. tostring(err)
     bh.log.error(string.format("could not remove the socket %s of the stale record %s: %s",
