@@ -5,9 +5,9 @@
  * running manifests.lua every 0.2 s over 100 of them padded to 16 MiB and
  * 200 padded to just under the 1 MiB cap, and measures the gaps between
  * WATCHDOG=1 pings while rounds run (under 1 s; 0.1 s asked): reading
- * and decoding are off the
- * loop, and the 16 MiB ones are refused by their size before a byte is
- * read. Also: the cap and the early refusal in the core. */
+ * and decoding are off the loop, and the 16 MiB ones are refused by their
+ * size before a byte is read. Also: the cap and the early refusal in the
+ * core. */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
