@@ -1,5 +1,5 @@
 -- bh.cli: the command line of a policy script, parsed and checked whole
--- before the policy does anything (DESIGN §3): every shipped policy uses
+-- before the policy does anything (design §3): every shipped policy uses
 -- it, so that they all take --help/-h, refuse a bad option with exit 3
 -- (UNKNOWN, as a monitoring plugin says a check could not run) and their
 -- usage on stderr, take durations in seconds or the Prometheus forms, and
@@ -106,8 +106,8 @@ local function usage_text(spec)
     pos = min > 0 and (" " .. arg .. (spec.args.max == 1 and "" or " [" .. arg .. "...]"))
       or (" [" .. arg .. (spec.args.max == 1 and "]" or "...]"))
   end
-  lines[#lines + 1] = string.format("usage: bhprobe-lua [--report FILE] [--metrics FILE] "
-    .. "[--listen ADDR] %s%s [options]", spec.name, pos)
+  lines[#lines + 1] = string.format("usage: bhprobe-lua [host options] %s%s [options]",
+    spec.name, pos)
   if spec.about then lines[#lines + 1] = spec.about end
   lines[#lines + 1] = "options (after the script):"
   local opts = {}
@@ -121,8 +121,8 @@ local function usage_text(spec)
   end
   lines[#lines + 1] = "durations: seconds (0.5) or 500ms, 30s, 1m, 1h"
   if spec.exits then lines[#lines + 1] = spec.exits end
-  lines[#lines + 1] = "options of bhprobe-lua itself (--report, --metrics, --listen) go "
-    .. "before the script"
+  lines[#lines + 1] = "host options (bhprobe-lua's own: see bhprobe-lua --help) go before "
+    .. "the script"
   return table.concat(lines, "\n") .. "\n"
 end
 

@@ -117,7 +117,7 @@ end
 
 -- bh.metrics.reaction(action, result): count one reaction of a policy in
 -- bhprobe_reactions_total{action, result}: action "clear_record" or
--- "remove_socket", result "done" or "failed" (DESIGN §1.11).
+-- "remove_socket", result "done" or "failed" (design §1.11).
 local ACTION_SET = { clear_record = true, remove_socket = true }
 local RESULT_SET = { done = true, failed = true }
 function M.reaction(action, result)

@@ -1,5 +1,5 @@
 /* What another user could do, judged for them by a privileged process
- * (DESIGN §1.11: a reaction acts only on what the record's owner could
+ * (design §1.11: a reaction acts only on what the record's owner could
  * reach). A service running as root probes and cleans up records that
  * any user can write; a record must not make it connect to, or remove, a
  * socket its owner could not: a root-only socket in a root-only directory

@@ -168,7 +168,7 @@ typedef struct bh_stale_result {
 bh_status bh_fs_remove_stale_socket(const char *path, bh_stale_result *res,
                                     bh_err *err);
 
-/* On whose behalf a stale socket is removed (DESIGN §1.11: a reaction acts
+/* On whose behalf a stale socket is removed (design §1.11: a reaction acts
  * only on what the record's owner could have done). */
 typedef struct bh_stale_opts {
   bool has_owner; /* remove only what owner could remove: search on every

@@ -1,4 +1,4 @@
-/* Who is at the other end of a connected Unix socket (DESIGN §2: err.peer
+/* Who is at the other end of a connected Unix socket (design §2: err.peer
  * and h.peer): the pid, uid and gid the kernel recorded when it connected
  * (SO_PEERCRED), and the executable that process runs, read through
  * /proc/PID/exe only while a pidfd of the peer proves the pid still names

@@ -533,7 +533,7 @@ static void probe_exchange(bh_probe *p) {
   probe_connect(p);
 }
 
-/* Is code one that proves the recorded process gone (DESIGN §1.11:
+/* Is code one that proves the recorded process gone (design §1.11:
  * stale), so that its endpoint is checked for a listener? */
 static bool proves_gone(bh_status code) {
   switch (code) {
@@ -626,7 +626,7 @@ static void hash_exe(bh_probe *p, const bh_proc *proc, unsigned algs,
   next(p, &d);
 }
 
-/* verify_pid (DESIGN §1.5 step 2): the checks that need no hashing here,
+/* verify_pid (design §1.5 step 2): the checks that need no hashing here,
  * then the digests. */
 static void probe_verify(bh_probe *p) {
   p->t_verify = bh_mono_now();

@@ -39,7 +39,7 @@ typedef struct bh_probe_opts {
                          (default true; a full probe that holds the
                          process reads it anyway: it checks the peer;
                          a failure after connect always reads it) */
-  /* On whose behalf the probe connects (DESIGN §1.11): with has_owner,
+  /* On whose behalf the probe connects (design §1.11): with has_owner,
    * the endpoint is connected to only if that uid could connect itself
    * (access.h: search on its directories, write on the socket), through a
    * descriptor of what was checked; else owner_cannot_connect. Skipped
@@ -79,7 +79,7 @@ typedef struct bh_probe_result {
    * else SO_PEERCRED's pid. The callback may take it (bh_peer_move). */
   bh_peer peer;
   /* The recorded process is gone (a stale code) and a listener on its
-   * endpoint proved to be its successor: that process's pid (DESIGN
+   * endpoint proved to be its successor: that process's pid (design
    * §1.11); 0 otherwise. A stale code with peer.known and no successor
    * means the endpoint is squatted. */
   uint32_t successor;
@@ -100,7 +100,7 @@ typedef void (*bh_probe_cb)(bh_probe_result *res, void *ctx);
  * A full probe whose verify_pid proves the recorded process gone
  * (pid_not_found, boot_id_mismatch, pid_reused, or the pid running another
  * program: exe_path_mismatch, exe_sha256_mismatch, exe_hash_mismatch)
- * still connects to the endpoint within the same deadline (DESIGN §1.11):
+ * still connects to the endpoint within the same deadline (design §1.11):
  * nothing accepts → that code alone (stale); something accepts → the code
  * with result.peer (squatted), unless it answers the probe with a valid
  * identity of the same executable (path and digest) that verify_pid

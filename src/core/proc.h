@@ -34,7 +34,7 @@ typedef struct bh_proc {
  * started); the file the process runs, read through /proc/PID/exe,
  * unreadable → exe_hash; a recorded digest differs → exe_sha256_mismatch /
  * exe_hash_mismatch (every digest the record has is checked); all of it
- * right, but the file deleted on disk → exe_deleted (DESIGN §1.11:
+ * right, but the file deleted on disk → exe_deleted (design §1.11:
  * outdated, the running image is the recorded one). current_boot_id NULL
  * = read it. Hashing a new executable runs inline here; the prober uses
  * the three steps below to hash off the loop. On success and held !=

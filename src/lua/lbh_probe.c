@@ -373,6 +373,10 @@ static int h_shutdown(lua_State *L) {
   return lbh_task_yield(L, 0, NULL);
 }
 
+/* What h_index answers besides the methods (lbh_class_fields). */
+static const char *const handle_fields[] = {"identity", "peer_pid", "peer",
+                                            "elapsed",  "timings",  NULL};
+
 /* h.identity, h.peer_pid, h.peer, h.elapsed, h.timings, and the
  * methods. */
 static int h_index(lua_State *L) {
