@@ -116,6 +116,11 @@ describe("bh.probe", function()
       assert.equal("boot_id", err.field)
       assert.equal("response", err.stage)
       assert.equal(err.message, tostring(err))
+      -- what the peer claimed, whole: an investigation sees both sides
+      assert.same(id, err.got)
+      -- a failure before any answer has none
+      h, err = bh.probe(ep, dead)
+      assert.is_nil(err.got)
 
       -- the pid verifies, nothing answers on its socket: connect, which
       -- proves nothing about the daemon (unreachable, never stale)
@@ -197,6 +202,10 @@ describe("bh.probe", function()
       assert.equal("peer_mismatch", err.code)
       assert.equal("impostor", bh.verdict(err))
       assert.matches("not from the verified pid " .. me.pid, err.message)
+      -- who answered, and what it claimed (our identity, replayed)
+      assert.equal(d.pid, err.peer.pid)
+      assert.matches("lua5%.4", err.peer.exe)
+      assert.same(me, err.got)
     end)
   end)
 

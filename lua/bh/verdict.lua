@@ -123,12 +123,24 @@ local function peer_of(err, verdict)
   return { pid = p.pid, uid = p.uid, gid = p.gid, exe = p.exe }
 end
 
+-- What the peer claimed to be (err.got), for a report line: only for an
+-- impostor or a squatter, whose lie is the news; its strings are cut by
+-- the report itself.
+local function got_of(err, verdict)
+  local g = err and err.got
+  if type(g) ~= "table" or (verdict ~= "squatted" and verdict ~= "impostor") then
+    return nil
+  end
+  return g
+end
+
 -- bh.probe_record{service =, endpoint =, expected =, handle =, err =,
 --                 elapsed =} -> the standard record table:
 --   ts, service, endpoint {namespace_id, path}, verdict, code, field,
 --   elapsed_ms, pid, peer_pid (absent values are JSON null), and for an
 --   identity_mismatch fields, every differing field; for a squatted or
---   impostor verdict peer = {pid, uid, gid, exe} of the listener; for a
+--   impostor verdict peer = {pid, uid, gid, exe} of the listener and got
+--   = the identity it answered with (when its answer decoded); for a
 --   stale record whose successor listens, successor = its pid.
 -- endpoint defaults to expected.ipc_endpoint; elapsed (seconds) to
 -- handle.elapsed.
@@ -163,6 +175,7 @@ function M.probe_record(o)
     peer_pid = h ~= nil and or_null(h.peer_pid) or null,
     message = err and tostring(err.message or err) or nil,
     peer = peer_of(err, verdict),
+    got = got_of(err, verdict),
     successor = err and math.tointeger(err.successor) or nil,
   }
 end

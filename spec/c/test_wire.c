@@ -381,6 +381,23 @@ static void test_round_trip(void) {
              BH_OK, &err);
   CHECK_INT(got.started_at_unix_ms, 1);
   CHECK_STR(got.boot_id, "b");
+  /* A mismatch still gives what the peer claimed; an earlier failure
+   * (another request id) leaves got as it was. */
+  bh_identity other;
+  sample_identity(&other);
+  free(other.boot_id);
+  other.boot_id = strdup("another boot");
+  bh_identity_clear(&got);
+  CHECK_CODE(bh_probe_response_validate(body, blen, req.request_id, nonce,
+                                        &other, &got, &err),
+             BH_IDENTITY_MISMATCH, &err);
+  CHECK_STR(got.boot_id, "b");
+  bh_identity_clear(&got);
+  CHECK_CODE(bh_probe_response_validate(body, blen, req.request_id + 1, nonce,
+                                        &other, &got, &err),
+             BH_UNEXPECTED_FRAME, &err);
+  CHECK(got.boot_id == NULL);
+  bh_identity_clear(&other);
   free(body);
   free(resp);
   free(frame);

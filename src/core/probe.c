@@ -166,6 +166,10 @@ static void listener_outcome(bh_probe *p) {
     return;
   }
   bh_peer_read(p->fd, p->peer_pidfd, &p->result.peer);
+  if (p->answered.exe_path != NULL) { /* the listener's claim, as err.got */
+    bh_identity_move(&p->result.identity, &p->answered);
+    p->result.answered = true;
+  }
   (void)snprintf(note, sizeof note,
                  "; yet pid %ld (uid %ld) holds its endpoint and is not its "
                  "successor",
@@ -194,7 +198,7 @@ static void probe_finish(bh_probe *p) {
     p->result.timings.connect = now - p->t_exchange;
   }
   if (p->result.err.code != BH_OK) {
-    bh_identity_clear(&p->result.identity);
+    if (!p->result.answered) bh_identity_clear(&p->result.identity);
     bh_proc_release(&p->result.proc);
   }
   bh_proc_release(&p->succ);
@@ -367,12 +371,12 @@ static void probe_validate(bh_probe *p) {
     check_successor(p);
     return;
   }
-  if (bh_probe_response_validate(p->reader.body, p->reader.body_len,
-                                 p->request_id, p->nonce,
-                                 p->has_expected ? &p->expected : NULL,
-                                 &p->result.identity, err) == BH_OK &&
-      p->result.proc.pid != 0 && check_peer(p, &p->result.proc, err) == BH_OK &&
-      p->exe_deleted)
+  bh_status st = bh_probe_response_validate(
+      p->reader.body, p->reader.body_len, p->request_id, p->nonce,
+      p->has_expected ? &p->expected : NULL, &p->result.identity, err);
+  p->result.answered = st == BH_OK || st == BH_IDENTITY_MISMATCH;
+  if (st == BH_OK && p->result.proc.pid != 0 &&
+      check_peer(p, &p->result.proc, err) == BH_OK && p->exe_deleted)
     bh_proc_deleted_error(&p->expected, err);
   probe_finish(p);
 }

@@ -89,6 +89,11 @@ typedef struct bh_probe_result {
    * BH_PROC_NONE); whatever is left is freed after the callback. */
   bh_identity identity;
   bh_proc proc;
+  /* identity holds what the peer answered: always on success; on a
+   * failure whose answer decoded (identity_mismatch, peer_mismatch,
+   * exe_deleted, and for a squatted endpoint the listener's answer), what
+   * it claimed (design §2 err.got). */
+  bool answered;
 } bh_probe_result;
 
 typedef void (*bh_probe_cb)(bh_probe_result *res, void *ctx);

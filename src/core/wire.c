@@ -335,9 +335,11 @@ static bh_status check_payload(const pb_frame *f,
   bh_identity_init(&id);
   bh_status st = bh_identity_decode(f->payload.data + BH_NONCE_LEN,
                                     f->payload.len - BH_NONCE_LEN, &id, err);
-  if (st == BH_OK && expected != NULL)
-    st = bh_identity_compare(expected, &id, err);
-  if (st == BH_OK && got != NULL) bh_identity_move(got, &id);
+  if (st != BH_OK) return st;
+  if (expected != NULL) st = bh_identity_compare(expected, &id, err);
+  /* what the peer claimed, also when it is not what was expected: an
+   * investigation wants to see the lie */
+  if (got != NULL) bh_identity_move(got, &id);
   bh_identity_clear(&id);
   return st;
 }

@@ -115,9 +115,10 @@ bh_status bh_probe_response_build_raw(const bh_request *req,
  * rest decodes (decode_identity), has an endpoint (missing_endpoint) and a
  * 32-byte digest (invalid_sha256_length); equals expected on pid, exe_path,
  * exe_sha256, boot_id, ipc_endpoint (identity_mismatch, err->field names
- * the first differing field). expected NULL skips the comparison. On
- * success, if got is not NULL, *got receives the decoded identity (its
- * previous contents cleared first); on failure *got is untouched. */
+ * the first differing field). expected NULL skips the comparison. If got
+ * is not NULL, *got receives the decoded identity (its previous contents
+ * cleared first) on success and on identity_mismatch, the one failure
+ * after the answer decoded; on any other failure *got is untouched. */
 bh_status bh_probe_response_validate(const uint8_t *body, size_t len,
                                      uint64_t request_id,
                                      const uint8_t nonce[BH_NONCE_LEN],

@@ -124,6 +124,10 @@ static int probe_push(lua_State *L, void *ud) {
       lua_pushinteger(L, (lua_Integer)res->successor);
       lua_setfield(L, -2, "successor");
     }
+    if (res->answered) {
+      lbh_push_identity(L, &res->identity);
+      lua_setfield(L, -2, "got");
+    }
     return 2;
   }
   if (op->response_only) {
@@ -175,8 +179,10 @@ static bh_probe_opts check_probe_opts(lua_State *L, const char *what,
 /* Common body of bh.probe and bh.probe_response: check, start, yield. */
 static int start_probe(lua_State *L, const char *what, bool response_only) {
   bh_probe_opts opts = check_probe_opts(L, what, response_only);
-  bh_endpoint *ep = lbh_check_endpoint(L, 1, 1, "endpoint");
+  /* the identity first: bh.probe(id.ipc_endpoint, id) of an identity
+   * without an endpoint is best told as that, not as a nil endpoint */
   const bh_identity *expected = lbh_check_identity(L, 2, 2, "identity");
+  bh_endpoint *ep = lbh_check_endpoint(L, 1, 1, "endpoint");
   lbh_task *t = lbh_task_check(L, what);
   if (!response_only && opts.verify_pid)
     opts.hasher = lbh_run_hasher(lbh_run_current(L));
