@@ -44,10 +44,16 @@ local function text(v)
   return tostring(v)
 end
 
--- Label values escape backslash, double quote and newline (exposition
--- format); everything else is literal UTF-8.
+-- A label value: cut to 256 bytes with the mark of the cut (bh.cut: a
+-- 15 MB service_name in a manifest must not make a 15 MB label, nine
+-- times over), then backslash, double quote and newline escaped
+-- (exposition format); everything else is literal UTF-8.
+local function label_text(v)
+  return bh.cut(text(v))
+end
+
 local function escape(v)
-  return (text(v):gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
+  return (label_text(v):gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
 end
 
 -- The label set of series s, with one more label when extra_name is given.
@@ -63,7 +69,10 @@ local function account(t, rec, seen)
   local ep = rec.endpoint or NO_ENDPOINT
   -- A record without an endpoint (an unreadable manifest) names no series.
   if ep.path == nil or ep.path == bh.null then return end
-  local service, namespace, path = text(rec.service), text(ep.namespace_id), text(ep.path)
+  -- The key is made of the cut texts: two records whose labels come out
+  -- the same are one series (the exposition must not repeat a series).
+  local service, namespace, path = label_text(rec.service), label_text(ep.namespace_id),
+    label_text(ep.path)
   local key = service .. "\0" .. namespace .. "\0" .. path
   local s = t[key]
   if not s then

@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "text.h"
+
 static int threshold = BH_LOG_INFO;
 static int journal = -1; /* unknown until asked */
 
@@ -45,18 +47,43 @@ static const char *level_word(int prio) {
   return "";
 }
 
+/* One line (n bytes at p, no newline) after head, cut to
+ * BH_TEXT_FIELD_MAX: a string from a record (a 15 MB service name) inside
+ * a message must not become a 15 MB line of the journal. Returns the
+ * bytes written. */
+static size_t put_line(const char *head, const char *p, size_t n) {
+  char mark[BH_TEXT_MARK_MAX];
+  size_t mark_len;
+  size_t keep = bh_text_cut(p, n, BH_TEXT_FIELD_MAX, mark, &mark_len);
+  (void)fprintf(stderr, "%s%.*s%s\n", head, (int)keep, p, mark);
+  return strlen(head) + keep + mark_len + 1;
+}
+
 void bh_log_named(int prio, const char *progname, const char *msg) {
   if (prio > threshold) return;
-  if (log_to_journal()) {
-    for (const char *p = msg;;) { /* "<N>" before every line */
-      size_t n = strcspn(p, "\n");
-      (void)fprintf(stderr, "<%d>%.*s\n", prio, (int)n, p);
-      if (p[n] == '\0') break;
-      p += n + 1;
+  char head[160];
+  bool to_journal = log_to_journal();
+  /* Under journald "<N>" starts every line (journald splits on newlines);
+   * elsewhere the name and level start the first line only. */
+  if (to_journal)
+    (void)snprintf(head, sizeof head, "<%d>", prio);
+  else
+    (void)snprintf(head, sizeof head, "%s%s%s", progname ? progname : "",
+                   progname ? ": " : "", level_word(prio));
+  /* The whole message is cut too, at BH_TEXT_LOG_MAX bytes written: a
+   * string of newlines would otherwise be as many lines. */
+  size_t total = strlen(msg), written = 0;
+  for (const char *p = msg;;) {
+    const char *nl = strchr(p, '\n');
+    written += put_line(head, p, nl != NULL ? (size_t)(nl - p) : strlen(p));
+    if (!to_journal) head[0] = '\0';
+    if (nl == NULL) break;
+    p = nl + 1;
+    if (written >= BH_TEXT_LOG_MAX && *p != '\0') {
+      char mark[BH_TEXT_MARK_MAX];
+      (void)put_line(head, mark, bh_text_mark(total, mark));
+      break;
     }
-  } else {
-    if (progname != NULL) (void)fprintf(stderr, "%s: ", progname);
-    (void)fprintf(stderr, "%s%s\n", level_word(prio), msg);
   }
   (void)fflush(stderr);
 }

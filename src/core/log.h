@@ -4,7 +4,9 @@
  * "<3>" ... "<7>" (sd-daemon(3)), and no program name: the journal
  * records it. Elsewhere a line is "bhprobe-lua: message", with
  * "warning: " or "debug: " before the message at those levels. Lines
- * above the threshold (default info) are dropped. */
+ * above the threshold (default info) are dropped. A message may carry
+ * strings from records, so each of its lines is cut at 4 KiB and the
+ * message at 16 KiB, with the mark of the cut (text.h). */
 #ifndef BH_LOG_H
 #define BH_LOG_H
 

@@ -1,5 +1,7 @@
 /* bh.report (one JSON object per line to stdout or bh.options.report),
- * bh.timestamp, bh.null, and the Lua -> JSON conversion they need.
+ * bh.timestamp, bh.null, bh.cut, and the Lua -> JSON conversion they need.
+ * Every string of a line is cut to BH_TEXT_FIELD_MAX bytes (text.h); the
+ * metrics labels cut theirs with bh.cut.
  *
  * A thin binding: the file itself (append, O_NOFOLLOW, fixed mode, one
  * write(2) per line, reopen after rotation) is the core's report sink
@@ -14,6 +16,7 @@
 #include <lauxlib.h>
 #include <math.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +33,7 @@
 #include "log.h"
 #include "pbutil.h"
 #include "report.h"
+#include "text.h"
 
 enum { JSON_MAX_DEPTH = 32 };
 
@@ -63,6 +67,19 @@ static json_t *json_string_lossy(const char *s, size_t len) {
   json_t *j = json_stringn(out, o);
   free(out);
   return j;
+}
+
+/* s as a JSON string, cut to BH_TEXT_FIELD_MAX bytes with the mark of
+ * the cut (text.h): a string from a record (a 15 MB service_name) must
+ * not make a 15 MB report line. */
+static json_t *json_string_cut(const char *s, size_t len) {
+  char mark[BH_TEXT_MARK_MAX], buf[BH_TEXT_FIELD_MAX];
+  size_t mark_len,
+      keep = bh_text_cut(s, len, BH_TEXT_FIELD_MAX, mark, &mark_len);
+  if (mark_len == 0) return json_string_lossy(s, len);
+  memcpy(buf, s, keep);
+  memcpy(buf + keep, mark, mark_len);
+  return json_string_lossy(buf, keep + mark_len);
 }
 
 /* Keys of a standard probe record come first, in schema order; the rest
@@ -191,7 +208,7 @@ static json_t *from_lua(lua_State *L, int idx, int depth, const char *path,
       return number_from_lua(L, idx);
     case LUA_TSTRING:
       s = lua_tolstring(L, idx, &len);
-      return json_string_lossy(s, len);
+      return json_string_cut(s, len);
     case LUA_TLIGHTUSERDATA:
       if (lua_touserdata(L, idx) == &null_tag) return json_null();
       break;
@@ -336,6 +353,30 @@ static int l_timestamp(lua_State *L) {
   return 1;
 }
 
+/* bh.cut(s[, max]) -> s, or its head and the mark of the cut when it is
+ * longer than max bytes (default BH_TEXT_LABEL_MAX, the cap of a label;
+ * at least BH_TEXT_MIN_MAX): the one cut of strings from records
+ * (text.h), for the sinks written in Lua (metrics labels). */
+static int l_cut(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_Integer max = luaL_optinteger(L, 2, BH_TEXT_LABEL_MAX);
+  luaL_argcheck(L, max >= BH_TEXT_MIN_MAX && max <= INT32_MAX, 2,
+                "max must be an integer in [64, 2^31 - 1]");
+  char mark[BH_TEXT_MARK_MAX];
+  size_t mark_len, keep = bh_text_cut(s, len, (size_t)max, mark, &mark_len);
+  if (mark_len == 0) { /* a number was turned into its string in place */
+    lua_settop(L, 1);
+    return 1;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, s, keep);
+  luaL_addlstring(&b, mark, mark_len);
+  luaL_pushresult(&b);
+  return 1;
+}
+
 /* bh.wallclock() -> seconds since the epoch (float, ms resolution or
  * better), for records and metrics timestamps. */
 static int l_wallclock(lua_State *L) {
@@ -366,6 +407,7 @@ void lbh_report_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"report", l_report},
                                  {"timestamp", l_timestamp},
                                  {"wallclock", l_wallclock},
+                                 {"cut", l_cut},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   lua_pushlightuserdata(L, (void *)&null_tag);

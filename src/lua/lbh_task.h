@@ -108,7 +108,8 @@ int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
 /* Log "<context>: <message>" at error priority (core log.h: on stderr as
  * "bhprobe-lua: ...", "<3>" under journald). Never raises nor allocates
  * on L, so that an error (out of memory too) can be told outside any
- * protected call; a long message (a traceback) is not cut. */
+ * protected call; a traceback is kept whole, within the log's cuts of a
+ * message (text.h: 4 KiB a line, 16 KiB in all). */
 void lbh_log_error(const char *context, const char *msg);
 
 /* A lua_pcall message handler: the error's text (lbh_error_text) plus the

@@ -1,0 +1,141 @@
+-- What a local user can put in front of the service (docs/hostile-peers.md,
+-- "A local user against the service"): user nobody writes a record, owns a
+-- directory on a path root uses, or plants files in root's $HOME; root
+-- runs the real bhprobe-lua. Each test reproduces one attack and asserts
+-- the figure of the table; each failed on the code before its fix.
+-- External tools run with `env -u LD_PRELOAD` (the ASan runtime preloaded
+-- for lua5.4 in the sanitized tree is not for them).
+local H = require "helpers"
+local bh = require "bh"
+
+local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
+local TOOL = assert(os.getenv("BH_BUILD_DIR"), "BH_BUILD_DIR must be set") .. "/spec/race_tool"
+local ROOT = assert(io.popen("pwd")):read("l") -- the source tree (ctest runs specs there)
+local SANITIZED = os.getenv("BH_SANITIZE") == "ON"
+local q, slurp, spit = H.q, H.slurp, H.spit
+
+local function sh(cmd)
+  local ok, _, code = H.system(cmd)
+  return ok, code
+end
+
+local function sleep(s) os.execute("sleep " .. s) end
+
+local function is_root() return io.popen("id -u"):read("l") == "0" end
+
+-- Runs a shell command as nobody.
+local function as_nobody(cmd)
+  return sh("env -u LD_PRELOAD setpriv --reuid=nobody --regid=nogroup --clear-groups sh -c "
+    .. q(cmd))
+end
+
+local function mode_of(path)
+  return assert(io.popen("stat -c %a " .. q(path))):read("l")
+end
+
+local tmp
+
+-- Waits (up to 20 s) for pattern in tmp/name; returns the capture.
+local function poll_file(name, pattern)
+  for _ = 1, 400 do
+    local m = (slurp(tmp .. "/" .. name) or ""):match(pattern)
+    if m then return m end
+    sleep(0.05)
+  end
+  error("timed out waiting for " .. pattern .. " in " .. name .. "; stderr: "
+    .. tostring(slurp(tmp .. "/err")))
+end
+
+-- Runs BIN args in the background in tmp; returns {pid(), kill(sig), status()}.
+local function start(args, env)
+  sh(string.format("cd %s && (env --default-signal=INT,TERM %s %s %s </dev/null >out 2>err & "
+    .. "echo $! >pid; wait $!; echo $? >rc) >/dev/null 2>&1 &", q(tmp), env or "", q(BIN), args))
+  local p = {}
+  function p.pid() return poll_file("pid", "(%d+)") end
+  function p.kill(sig) sh("kill -" .. sig .. " " .. p.pid()) end
+  function p.status()
+    for _ = 1, 600 do
+      local s = slurp(tmp .. "/rc")
+      if s and s:match("%d+") then return tonumber(s:match("%d+")) end
+      sleep(0.05)
+    end
+    p.kill("KILL")
+    error("process did not exit")
+  end
+  return p
+end
+
+-- Runs BIN args in tmp to its end (env: assignments before it); returns
+-- exit status, stdout, stderr.
+local function run(args, env)
+  local _, code = sh(string.format("cd %s && env %s %s %s </dev/null >out 2>err", q(tmp),
+    env or "", q(BIN), args))
+  return code, slurp(tmp .. "/out"), slurp(tmp .. "/err")
+end
+
+-- The peak resident set of process pid in KiB (VmHWM).
+local function peak_kib(pid)
+  local status = slurp("/proc/" .. pid .. "/status") or ""
+  return tonumber(status:match("VmHWM:%s*(%d+) kB"))
+end
+
+before_each(function()
+  tmp = H.tmpdir()
+  sh("chmod 755 " .. q(tmp))
+end)
+after_each(function() H.rmdir(tmp) end)
+
+describe("strings from records are cut where they are copied", function()
+  -- A record whose process is gone: stale, reported with its service name.
+  local function record(dir, service, namespace)
+    local id = assert(bh.identity.current { endpoint = { namespace_id = namespace,
+      path = dir .. ".sock" } })
+    id.pid = 4194001
+    sh("mkdir -p " .. q(dir))
+    assert(bh.manifest.write(dir .. "/.running-process-manifest.pb",
+      { service_name = service, current_daemon = id }))
+  end
+
+  it("a 15 MB service_name: report lines, metrics file and round memory stay small", function()
+    local root = tmp .. "/root"
+    record(root .. "/big", string.rep("s", 15000000), "ns")
+    -- Within any manifest limit: 64 KiB strings in a small manifest.
+    record(root .. "/wide", string.rep("w", 65536), string.rep("n", 65536))
+    local p = start("--report r.jsonl --metrics m.prom " .. q(ROOT .. "/etc/policies/manifests.lua")
+      .. " " .. q(root) .. " --every 60")
+    poll_file("r.jsonl", "()\n.*\n") -- both lines of the first round
+    poll_file("m.prom", "()bhprobe_rounds_total 1")
+    local kib = peak_kib(p.pid())
+    p.kill("TERM")
+    assert.equal(143, p.status())
+    local report, metrics = slurp(tmp .. "/r.jsonl"), slurp(tmp .. "/m.prom")
+    print(string.format("\n  round peak RSS %.1f MiB, report %d bytes, metrics %d bytes",
+      kib / 1024, #report, #metrics))
+    for line in report:gmatch("[^\n]+") do
+      assert.is_true(#line <= 16384, "a report line of " .. #line .. " bytes")
+    end
+    assert.matches('"service":"s+%.%.%.%[cut, 15000000 bytes in all%]"', report)
+    assert.matches('"service":"w+%.%.%.%[cut, 65536 bytes in all%]"', report)
+    assert.matches('"namespace_id":"n+%.%.%.%[cut, 65536 bytes in all%]"', report)
+    assert.is_true(#metrics <= 1024 * 1024, "metrics file of " .. #metrics .. " bytes")
+    assert.matches('service="w+%.%.%.%[cut, 65536 bytes in all%]",namespace="n+%.%.%.%[cut',
+      metrics)
+    for value in metrics:gmatch('="([^"]*)"') do
+      assert.is_true(#value <= 256, "a label value of " .. #value .. " bytes")
+    end
+    assert.is_true(kib <= (SANITIZED and 128 or 64) * 1024,
+      string.format("round peak RSS %.1f MiB", kib / 1024))
+  end)
+
+  it("a 15 MB string in a log message is one cut line, and so is a message of newlines", function()
+    local code, _, err = run("-e " .. q([[
+      bh.log.error("service " .. string.rep("s", 15000000) .. " is gone")
+      bh.log.warn(string.rep("\n", 15000000))]]))
+    assert.equal(0, code)
+    print(string.format("\n  stderr %d bytes", #err))
+    assert.is_true(#err <= 2 * 16384 + 512, "stderr of " .. #err .. " bytes")
+    assert.matches("^bhprobe%-lua: service s+%.%.%.%[cut, 15000016 bytes in all%]\n", err)
+    for line in err:gmatch("[^\n]+") do assert.is_true(#line <= 4096 + 64) end
+  end)
+end)
+
