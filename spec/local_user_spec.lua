@@ -139,3 +139,32 @@ describe("strings from records are cut where they are copied", function()
   end)
 end)
 
+describe("--listen takes only literal addresses", function()
+  -- inet_aton's shorthands: "0" is 0.0.0.0 (every interface), "127.1"
+  -- is 127.0.0.1, "0x7f.1" too; an unbracketed IPv6 address is ambiguous.
+  for _, spec in ipairs { "0:0", "0.0:0", "127.1:0", "0x7f.0.0.1:0", "1:0", " 127.0.0.1:0",
+                          "::1:0", "[127.0.0.1]:0", "127.0.0.1: 0", "127.0.0.1:+0" } do
+    it("refuses '" .. spec .. "' (exit 2, naming it)", function()
+      local code, out, err = run("--listen " .. q(spec) .. " -e " .. q("print('ran')"))
+      assert.equal(2, code)
+      assert.equal("", out)
+      assert.matches("%-%-listen: listen address '" .. spec:gsub("%p", "%%%0") .. "'", err)
+    end)
+  end
+
+  local loopback = "^127%.0%.0%.1:%d+$"
+  for spec, bound in pairs { ["0"] = loopback, ["localhost:0"] = loopback,
+                             ["127.0.0.1:0"] = loopback, ["[::1]:0"] = "^%[::1%]:%d+$" } do
+    it("binds '" .. spec .. "'", function()
+      local code, out, err = run("--listen " .. q(spec) .. " -e "
+        .. q("print(bh.options.listen_address)"))
+      if code ~= 0 and spec == "[::1]:0" and err:match("Cannot assign") then
+        pending("no IPv6 loopback here")
+        return
+      end
+      assert.equal(0, code, err)
+      assert.matches(bound, out:match("[^\n]+"))
+    end)
+  end
+end)
+

@@ -104,18 +104,45 @@ static int bind_one(const struct addrinfo *ai) {
   return fd;
 }
 
+/* host as a literal address for getaddrinfo, into fam: a dotted quad of
+ * four decimal parts (inet_pton, not inet_aton: "0", "127.1" or "0x7f.1"
+ * would name 0.0.0.0 or some other address than the one written), an
+ * IPv6 address (given in brackets), or "localhost" (127.0.0.1). NULL for
+ * anything else. */
+static const char *literal_host(const char *host, bool bracketed, int *fam) {
+  unsigned char addr[sizeof(struct in6_addr)];
+  if (bracketed) {
+    *fam = AF_INET6;
+    return inet_pton(AF_INET6, host, addr) == 1 ? host : NULL;
+  }
+  *fam = AF_INET;
+  if (strcmp(host, "localhost") == 0) return "127.0.0.1";
+  return inet_pton(AF_INET, host, addr) == 1 ? host : NULL;
+}
+
 bh_status bh_http_listen(const char *spec, int *fd_out, char *bound, size_t cap,
                          bh_err *err) {
-  char buf[300], *end = NULL;
+  char buf[300];
   const char *host, *port;
   *fd_out = -1;
   if (!split_spec(spec, buf, sizeof buf, &host, &port) ||
-      strtoul(port, &end, 10) > 65535 || *end != '\0' || *port == '-')
+      strspn(port, "0123456789") != strlen(port) || strlen(port) > 5 ||
+      strtoul(port, NULL, 10) > 65535)
     return bh_err_set(err, BH_SYSTEM, NULL,
                       "listen address '%s': expected HOST:PORT or PORT", spec);
-  if (host == NULL || strcmp(host, "localhost") == 0) host = "127.0.0.1";
+  int fam = AF_INET;
+  if (host == NULL) {
+    host = "127.0.0.1";
+  } else if ((host = literal_host(host, buf[0] == '[', &fam)) == NULL) {
+    return bh_err_set(err, BH_SYSTEM, NULL,
+                      "listen address '%s': the host must be a whole IPv4 "
+                      "address (a.b.c.d), an IPv6 address in brackets or "
+                      "localhost",
+                      spec);
+  }
   struct addrinfo hints, *res = NULL;
   memset(&hints, 0, sizeof hints);
+  hints.ai_family = fam;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
   int rc = getaddrinfo(host, port, &hints, &res);

@@ -37,8 +37,10 @@ typedef struct bh_http_callbacks {
 } bh_http_callbacks;
 
 /* Parse "HOST:PORT", ":PORT" or "PORT" ("[::1]:PORT" for IPv6; HOST a
- * numeric address or "localhost"; default host 127.0.0.1, loopback: a
- * metrics endpoint is exposed to the network only when asked), create,
+ * whole dotted-quad IPv4 address, never one of inet_aton's shorthands
+ * such as "0" for 0.0.0.0, or "localhost"; default host 127.0.0.1,
+ * loopback: a metrics endpoint is exposed to the network only when the
+ * address is written out), create,
  * bind and listen on a non-blocking TCP socket. *fd_out is the socket;
  * bound (cap bytes) gets the address actually bound ("127.0.0.1:9464",
  * the real port when PORT is 0). Errors: system, naming spec. */
