@@ -139,6 +139,22 @@ describe("strings from records are cut where they are copied", function()
   end)
 end)
 
+describe("a SIGHUP before the signal handlers exist", function()
+  -- The shim raises SIGHUP in the host when main makes the Lua state, or
+  -- right before the first handler is installed (logrotate's HUP of a
+  -- service that is just starting).
+  local shim = os.getenv("BH_BUILD_DIR") .. "/spec/libhup_at_start.so"
+  for _, where in ipairs { "newstate", "install" } do
+    it("is ignored: at " .. where .. " the host lives on and runs the script", function()
+      local preload = ((os.getenv("LD_PRELOAD") or "") .. " " .. shim):gsub("^ ", "")
+      local code, out = run("-e " .. q("print('alive')"),
+        "LD_PRELOAD=" .. q(preload) .. " BH_HUP_AT=" .. where)
+      assert.equal(0, code) -- 129 when SIGHUP ended it
+      assert.equal("alive\n", out)
+    end)
+  end
+end)
+
 describe("--listen takes only literal addresses", function()
   -- inet_aton's shorthands: "0" is 0.0.0.0 (every interface), "127.1"
   -- is 127.0.0.1, "0x7f.1" too; an unbracketed IPv6 address is ambiguous.

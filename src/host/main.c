@@ -592,6 +592,10 @@ static int pmain(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
+  /* First of all: a SIGHUP (logrotate's, say) that comes before the
+   * handler is installed must not end the process at its default action.
+   * lbh_install_signal_handlers replaces this. */
+  (void)signal(SIGHUP, SIG_IGN);
   host h = {argc, argv, 0};
   lua_State *L;
   int status;
