@@ -184,3 +184,36 @@ describe("--listen takes only literal addresses", function()
   end
 end)
 
+describe("the --report file's directory swapped for a symlink", function()
+  it("is never followed: the reopen after SIGHUP refuses it, creating nothing behind", function()
+    if not is_root() then
+      pending("needs root (the attacker is user nobody)")
+      return
+    end
+    -- tmp/home is nobody's; root reports into tmp/home/logs/bh.jsonl.
+    sh("mkdir -p " .. q(tmp .. "/home/logs") .. " " .. q(tmp .. "/rootonly")
+      .. " && chmod 700 " .. q(tmp .. "/rootonly") .. " && chown nobody " .. q(tmp .. "/home"))
+    spit(tmp .. "/reporter.lua", [[
+      local n = 0
+      while not io.open("stop") do
+        n = n + 1
+        local ok, err = bh.report{ n = n }
+        if not ok then io.stderr:write("report: ", tostring(err), "\n") end
+        bh.sleep(0.02)
+      end]])
+    local p = start("--report home/logs/bh.jsonl reporter.lua")
+    poll_file("home/logs/bh.jsonl", '()"n":3')
+    assert.is_true(as_nobody("cd " .. q(tmp .. "/home") .. " && mv logs logs.old && ln -s "
+      .. q(tmp .. "/rootonly") .. " logs"))
+    sleep(0.2)
+    p.kill("HUP")
+    sleep(0.5)
+    spit(tmp .. "/stop", "")
+    assert.equal(0, p.status())
+    assert.is_false(H.exists(tmp .. "/rootonly/bh.jsonl"), "a report file was made in rootonly")
+    assert.matches('"n":4', slurp(tmp .. "/home/logs.old/bh.jsonl")) -- kept on until the HUP
+    assert.matches('home/logs/bh.jsonl: its directory component "logs" is a symbolic link',
+      slurp(tmp .. "/err"))
+  end)
+end)
+

@@ -1,5 +1,6 @@
-/* The report sink (report.h): open with O_NOFOLLOW and a fixed mode,
- * append whole lines, reopen after rotation. */
+/* The report sink (report.h): open through directory descriptors with
+ * O_NOFOLLOW and a fixed mode, append whole lines, reopen after
+ * rotation. */
 #include "report.h"
 
 #include <errno.h>
@@ -13,13 +14,16 @@
 
 void bh_report_sink_init(bh_report_sink *s) {
   s->path = NULL;
+  s->leaf = NULL;
   s->fd = -1;
+  s->dirfd = -1;
   s->dev = 0;
   s->ino = 0;
 }
 
 void bh_report_sink_close(bh_report_sink *s) {
   if (s->fd >= 0) (void)close(s->fd);
+  if (s->dirfd >= 0) (void)close(s->dirfd);
   free(s->path);
   bh_report_sink_init(s);
 }
@@ -28,15 +32,15 @@ static bh_status fail(bh_err *err, const char *path, const char *why) {
   return bh_err_set(err, BH_SYSTEM, NULL, "report file %s: %s", path, why);
 }
 
-/* Open path for append without following a final symlink; a file we
+/* Open name in dirfd for append without following a symlink; a file we
  * create gets BH_REPORT_MODE exactly (fchmod: the umask cannot change
  * it). O_NONBLOCK so that a FIFO planted there cannot block the open;
  * the type check below then refuses it. Returns the fd or -1 (errno). */
-static int open_append(const char *path) {
+static int open_append(int dirfd, const char *name) {
   const int flags =
       O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
   for (int tries = 0; tries < 3; tries++) {
-    int fd = open(path, flags | O_CREAT | O_EXCL, BH_REPORT_MODE);
+    int fd = openat(dirfd, name, flags | O_CREAT | O_EXCL, BH_REPORT_MODE);
     if (fd >= 0) {
       if (fchmod(fd, BH_REPORT_MODE) == 0) return fd;
       int e = errno;
@@ -45,7 +49,7 @@ static int open_append(const char *path) {
       return -1;
     }
     if (errno != EEXIST) return -1;
-    fd = open(path, flags);
+    fd = openat(dirfd, name, flags);
     if (fd >= 0 || errno != ENOENT) return fd; /* ENOENT: removed, retry */
   }
   return -1;
@@ -75,11 +79,26 @@ bh_status bh_report_sink_open(bh_report_sink *s, const char *path,
   char *copy = strdup(path);
   if (copy == NULL) return fail(err, path, "out of memory");
   bh_report_sink_close(s);
-  int fd = open_append(path);
+  /* The directory is reached without following a symlink on the way,
+   * from / down, as the metrics file's: a directory on the path that
+   * another user replaced by a symlink (to a root-only directory) is
+   * refused, never followed. */
+  const char *leaf;
+  bh_err derr;
+  int dirfd = bh_fs_open_parent(copy, &leaf, BH_SYSTEM, &derr);
+  if (dirfd < 0) { /* a missing directory is said as open(2) says it */
+    bh_status st = errno == ENOENT ? fail(err, path, strerror(ENOENT))
+                                   : bh_err_set(err, BH_SYSTEM, NULL,
+                                                "report file %s", derr.message);
+    free(copy);
+    return st;
+  }
+  int fd = open_append(dirfd, leaf);
   if (fd < 0) {
     bh_status st =
         fail(err, path,
              errno == ELOOP ? "is a symbolic link: refused" : strerror(errno));
+    (void)close(dirfd);
     free(copy);
     return st;
   }
@@ -88,11 +107,14 @@ bh_status bh_report_sink_open(bh_report_sink *s, const char *path,
   if (!usable(fd, &sb, &why)) {
     bh_status st = fail(err, path, why);
     (void)close(fd);
+    (void)close(dirfd);
     free(copy);
     return st;
   }
   s->path = copy;
+  s->leaf = leaf;
   s->fd = fd;
+  s->dirfd = dirfd;
   s->dev = sb.st_dev;
   s->ino = sb.st_ino;
   return BH_OK;
@@ -107,12 +129,16 @@ bh_status bh_report_sink_reopen(bh_report_sink *s, bh_err *err) {
   return st;
 }
 
-/* Is the file open now still the one at path (not rotated away)? lstat:
- * a symlink put in its place is another file, and its open is refused. */
+/* Is the file open now still the one at path (not rotated away)? Asked
+ * of the directory held since the open (fstatat, not following): a
+ * symlink put in the file's place is another file, and its open is
+ * refused; a directory moved away and replaced takes the file with it,
+ * so the held one is still current until a SIGHUP walks the path again. */
 static bool current(const bh_report_sink *s, const char *path) {
   struct stat sb;
   if (s->fd < 0 || s->path == NULL || strcmp(s->path, path) != 0) return false;
-  return lstat(path, &sb) == 0 && sb.st_dev == s->dev && sb.st_ino == s->ino;
+  return fstatat(s->dirfd, s->leaf, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+         sb.st_dev == s->dev && sb.st_ino == s->ino;
 }
 
 bh_status bh_report_sink_write(bh_report_sink *s, const char *path,

@@ -3,9 +3,13 @@
  *
  * The file is opened O_APPEND and each line goes out in one write(2):
  * nothing is buffered, so a SIGTERM loses no line, and concurrent writers
- * do not interleave within a line. The final path component is opened
- * O_NOFOLLOW: a symlink planted at the report path is refused, never
- * followed (root must not append to a file another user pointed it at).
+ * do not interleave within a line. Its directory is reached through
+ * directory descriptors without following a symlink anywhere on the path
+ * (fsutil.h's bh_fs_open_parent, as the metrics file), and the file itself
+ * is opened O_NOFOLLOW in it: a symlink planted at the report path or in
+ * place of one of its directories is refused, never followed (root must
+ * not append to a file, or create one in a directory, another user
+ * pointed it at).
  * A file we create gets mode 0640 whatever the umask: reports name other
  * users' daemons, pids and paths, as logs do, so they are readable by the
  * owner and its group (adm for /var/log), never by everyone. An existing
@@ -23,8 +27,10 @@
 enum { BH_REPORT_MODE = 0640 };
 
 typedef struct bh_report_sink {
-  char *path; /* the file open now, or NULL */
-  int fd;     /* -1 when closed */
+  char *path;       /* the file open now, or NULL */
+  const char *leaf; /* its last component (inside path) */
+  int fd;           /* -1 when closed */
+  int dirfd;        /* the directory it was opened in; -1 when closed */
   dev_t dev;
   ino_t ino;
 } bh_report_sink;
