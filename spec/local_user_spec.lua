@@ -217,3 +217,46 @@ describe("the --report file's directory swapped for a symlink", function()
   end)
 end)
 
+describe("bh.respond in a directory another user can write", function()
+  it("never changes the mode of a file a symlink swapped in for the socket points at", function()
+    if not is_root() then
+      pending("needs root (the attacker is user nobody)")
+      return
+    end
+    local rounds = tonumber(os.getenv("BH_RESPOND_RACE_ROUNDS")) or 1500
+    -- A deep path (the lookup after bind was slower, the race easier) ending
+    -- in a directory nobody owns; the victim: a root file, 0600.
+    local deep = tmp .. "/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/s/t/u/v/w/x"
+    sh("mkdir -p " .. q(deep) .. " && chown nobody " .. q(deep) .. " && cp " .. q(TOOL) .. " "
+      .. q(tmp))
+    local victim = tmp .. "/victim"
+    spit(victim, "root's\n")
+    sh("chmod 600 " .. q(victim))
+    -- nobody swaps a symlink to the victim in for the socket whenever
+    -- there is one, as fast as it can
+    sh(string.format("cd %s && env -u LD_PRELOAD setpriv --reuid=nobody --regid=nogroup "
+      .. "--clear-groups %s plant 300 s.sock %s >%s 2>&1 & echo $! >%s", q(deep),
+      q(tmp .. "/race_tool"), q(victim), q(tmp .. "/race.out"), q(tmp .. "/race.pid")))
+    local ok, out, err = H.lua(tmp, string.format([[
+      local bh = require "bh"
+      local sock, rounds = %q, %d
+      local ep = { namespace_id = "race", path = sock }
+      local refused = 0
+      bh.run(function()
+        local id = assert(bh.identity.current { endpoint = ep })
+        for _ = 1, rounds do
+          local r = bh.respond(ep, id, { mode = 438 }) -- 0666
+          if r then r:close() else refused = refused + 1 end
+          os.remove(sock)
+        end
+      end)
+      print("refused " .. refused)]], deep .. "/s.sock", rounds))
+    sh("kill " .. assert(slurp(tmp .. "/race.pid")):match("%d+"))
+    assert.is_true(ok, err)
+    -- refused: rounds where the attacker's symlink was found right after bind
+    print(string.format("\n  %d rounds, %s", rounds, out:match("refused %d+")))
+    assert.equal("600", mode_of(victim))
+    assert.equal("root's\n", slurp(victim))
+  end)
+end)
+

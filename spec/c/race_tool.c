@@ -7,6 +7,11 @@
  *       can for SECONDS: a directory and a symlink to a victim trade places
  *   race_tool swap SECONDS INTERVAL_MS A B
  *       the same for one pair, once every INTERVAL_MS
+ *   race_tool plant SECONDS NAME TARGET
+ *       for SECONDS, whenever NAME (in the working directory) exists, swap
+ *       a symlink to TARGET in for it (RENAME_EXCHANGE) and remove what
+ *       came out: a file root has just created there (a socket right
+ *       after bind) becomes a symlink before root's next look at NAME
  *   race_tool rewrite PATH FROM DELAY_US
  *       after DELAY_US, replace PATH atomically with the bytes of FROM (a
  *       temp file in the same directory, then rename), as a daemon
@@ -73,6 +78,24 @@ static int swap_every(double seconds, double interval_ms, const char *a,
   return 0;
 }
 
+static int plant(double seconds, const char *name, const char *target) {
+  static const char spare[] = ".race_tool-link";
+  double end = now() + seconds;
+  long swaps = 0;
+  while (now() < end) {
+    if (symlink(target, spare) != 0 && errno != EEXIST) {
+      perror(spare);
+      return 1;
+    }
+    if (renameat2(AT_FDCWD, spare, AT_FDCWD, name, RENAME_EXCHANGE) == 0) {
+      swaps++;
+      (void)unlink(spare); /* what root created, now under the spare name */
+    }
+  }
+  printf("%ld swaps\n", swaps);
+  return 0;
+}
+
 static int rewrite(const char *path, const char *from, long delay_us) {
   char buf[65536], tmp[4096];
   int in = open(from, O_RDONLY);
@@ -130,6 +153,8 @@ int main(int argc, char **argv) {
     return exchange(atof(argv[2]), argc - 3, argv + 3);
   if (argc == 6 && strcmp(argv[1], "swap") == 0)
     return swap_every(atof(argv[2]), atof(argv[3]), argv[4], argv[5]);
+  if (argc == 5 && strcmp(argv[1], "plant") == 0)
+    return plant(atof(argv[2]), argv[3], argv[4]);
   if (argc == 5 && strcmp(argv[1], "rewrite") == 0)
     return rewrite(argv[2], argv[3], atol(argv[4]));
   if (argc == 5 && strcmp(argv[1], "hold") == 0)

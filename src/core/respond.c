@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,8 @@ struct bh_responder {
   struct event pause_ev;         /* re-enables accepting after EMFILE */
   const struct timeval *conn_tv; /* conn_timeout, a common timeout if any */
   struct timeval conn_tv_plain;
+  int dirfd;        /* the socket file's directory, -1 until bound */
+  const char *leaf; /* the socket file's name in it (inside ep.path) */
   bool have_inode;
   dev_t dev;
   ino_t ino;
@@ -96,6 +99,7 @@ struct bh_responder {
 
 static void conn_free(conn *c);
 static void responder_release(bh_responder *r);
+static void unlink_if_ours(bh_responder *r);
 
 bh_respond_opts bh_respond_opts_default(void) {
   return (bh_respond_opts){.mode = 0600,
@@ -464,33 +468,81 @@ static bh_status clear_path(const char *path, bh_err *err) {
   return BH_OK;
 }
 
-/* Bind, set the mode, listen. The mode is set after bind and before
- * listen: until listen nobody can connect, so nothing is served through a
- * wider mode. Records the inode so close unlinks only our own file. */
+/* Bind fd to name in dirfd: through /proc/self/fd/DIRFD/NAME, the
+ * directory opened without following symlinks, so that no directory
+ * swapped in on the way can move the socket elsewhere; a name too long
+ * for that form (sun_path is 108 bytes) is bound by its path. */
+static int bind_at(int fd, int dirfd, const char *name, const char *path) {
+  struct sockaddr_un sa;
+  char via[sizeof sa.sun_path];
+  int n = snprintf(via, sizeof via, "/proc/self/fd/%d/%s", dirfd, name);
+  bool fits = n >= 0 && (size_t)n < sizeof via;
+  (void)bh_sockaddr_un(&sa, fits ? via : path); /* path fits: checked */
+  return bind(fd, (struct sockaddr *)&sa, sizeof sa);
+}
+
+/* The socket file just bound at name in dirfd: opened O_PATH without
+ * following (another user who can write the directory may already have
+ * put a symlink in its place), checked to be a socket, given exactly the
+ * mode asked for when the umask narrowed it (chmod of the descriptor's
+ * own inode through /proc, never of a name), and its inode recorded so
+ * that close unlinks only our own file. */
+static bh_status own_socket_file(bh_responder *r, bh_err *err) {
+  const char *path = r->ep.path;
+  struct stat sb;
+  int pfd = openat(r->dirfd, r->leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (pfd < 0 || fstat(pfd, &sb) != 0) {
+    bh_status st = bh_err_set(err, BH_SYSTEM, NULL, "%s after bind: %s", path,
+                              strerror(errno));
+    if (pfd >= 0) (void)close(pfd);
+    return st;
+  }
+  bh_status st = BH_OK;
+  char via[64];
+  (void)snprintf(via, sizeof via, "/proc/self/fd/%d", pfd);
+  if (!S_ISSOCK(sb.st_mode)) {
+    st = bh_err_set(err, BH_SYSTEM, NULL,
+                    "%s was replaced by %s right after bind; left alone", path,
+                    bh_file_kind(sb.st_mode));
+  } else {
+    r->have_inode = true;
+    r->dev = sb.st_dev;
+    r->ino = sb.st_ino;
+    if ((sb.st_mode & 07777) != r->opts.mode && chmod(via, r->opts.mode) != 0)
+      st = bh_err_set(err, BH_SYSTEM, NULL, "chmod %s: %s", path,
+                      strerror(errno));
+  }
+  (void)close(pfd);
+  return st;
+}
+
+/* Bind, set the mode, listen, with no lookup of the path after bind (a
+ * user who can write the socket's directory could swap the new file for
+ * a symlink to one of root's files, and a chmod of the path would then
+ * change that file's mode). The mode is set on the socket before bind, so
+ * the file is created with it (less the umask); what comes after goes
+ * through the directory's descriptor. Until listen nobody can connect, so
+ * nothing is served through a wider mode. */
 static bh_status bind_listen(bh_responder *r, int *out_fd, bh_err *err) {
   const char *path = r->ep.path;
   bh_status st = BH_SYSTEM;
+  r->dirfd = bh_fs_open_parent(path, &r->leaf, BH_SYSTEM, err);
+  if (r->dirfd < 0) return BH_SYSTEM;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return bh_err_set(err, BH_SYSTEM, NULL, "socket for %s: %s", path,
                       strerror(errno));
-  struct sockaddr_un sa;
-  (void)bh_sockaddr_un(&sa, path); /* bh_endpoint_check made sure it fits */
-  struct stat sb;
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+  if (fchmod(fd, r->opts.mode) != 0) {
+    st = bh_err_set(err, BH_SYSTEM, NULL, "fchmod of the socket for %s: %s",
+                    path, strerror(errno));
+    goto fail;
+  }
+  if (bind_at(fd, r->dirfd, r->leaf, path) < 0) {
     st = bh_err_set(err, errno == EADDRINUSE ? BH_IN_USE : BH_SYSTEM, NULL,
                     "bind %s: %s", path, strerror(errno));
     goto fail;
   }
-  if (chmod(path, r->opts.mode) < 0 || lstat(path, &sb) < 0) {
-    st = bh_err_set(err, BH_SYSTEM, NULL, "chmod/lstat %s: %s", path,
-                    strerror(errno));
-    unlink(path);
-    goto fail;
-  }
-  r->have_inode = true;
-  r->dev = sb.st_dev;
-  r->ino = sb.st_ino;
+  if (own_socket_file(r, err) != BH_OK) goto fail;
   if (listen(fd, LISTEN_BACKLOG) < 0) {
     st = bh_err_set(err, BH_SYSTEM, NULL, "listen %s: %s", path,
                     strerror(errno));
@@ -499,22 +551,25 @@ static bh_status bind_listen(bh_responder *r, int *out_fd, bh_err *err) {
   *out_fd = fd;
   return BH_OK;
 fail:
+  unlink_if_ours(r); /* bound, but not to be served */
   close(fd);
   return st;
 }
 
-/* Unlink the socket file only if it is still the one we created. */
+/* Unlink the socket file only if it is still the one we created, through
+ * the directory it was bound in (never a path lookup). */
 static void unlink_if_ours(bh_responder *r) {
   struct stat sb;
   if (!r->have_inode) return;
   r->have_inode = false;
-  if (lstat(r->ep.path, &sb) == 0 && sb.st_dev == r->dev &&
-      sb.st_ino == r->ino && S_ISSOCK(sb.st_mode))
-    unlink(r->ep.path);
+  if (fstatat(r->dirfd, r->leaf, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+      sb.st_dev == r->dev && sb.st_ino == r->ino && S_ISSOCK(sb.st_mode))
+    (void)unlinkat(r->dirfd, r->leaf, 0);
 }
 
 static void responder_release(bh_responder *r) {
   if (r->listen_fd >= 0) (void)close(r->listen_fd); /* never listened */
+  if (r->dirfd >= 0) (void)close(r->dirfd);
   bh_endpoint_clear(&r->ep);
   bh_identity_clear(&r->id);
   free(r->id_pb);
@@ -540,6 +595,7 @@ bh_responder *bh_respond_start(struct event_base *base, const bh_endpoint *ep,
     r->opts.max_request = BH_RESPOND_DEFAULT_MAX_REQUEST;
   bh_identity_init(&r->id);
   r->listen_fd = -1;
+  r->dirfd = -1;
   r->accept_limit = 1;
   evtimer_assign(&r->pause_ev, base, on_pause_over, r);
   /* Every connection gets the same deadline: as a common timeout, adding
