@@ -260,3 +260,89 @@ describe("bh.respond in a directory another user can write", function()
   end)
 end)
 
+-- Runs `bhprobe-lua -i` on a pseudo-terminal (script(1)) with HOME=home,
+-- typing lines; returns the terminal's output (bounded by 20 s).
+local function prompt_session(home, lines)
+  local feed = tmp .. "/feed"
+  spit(feed, table.concat(lines, "\n") .. "\n")
+  local cmd = string.format("HOME=%s %s -i", q(home), q(BIN))
+  sh(string.format("cd %s && umask 000 && (cat %s; sleep 1) | "
+    .. "env -u LD_PRELOAD timeout 20 script -eqfc %s "
+    .. "/dev/null >tty.out 2>&1; echo $? >tty.rc", q(tmp), q(feed), q(cmd)))
+  return slurp(tmp .. "/tty.out") or "", tonumber(slurp(tmp .. "/tty.rc"))
+end
+
+describe("the -i prompt's history file in a $HOME another user controls", function()
+  local home, victim
+  before_each(function()
+    home, victim = tmp .. "/home", tmp .. "/victim"
+    sh("mkdir -p " .. q(home))
+    spit(victim, "root's\n")
+    sh("chmod 600 " .. q(victim))
+  end)
+
+  local function check_victim()
+    assert.equal("root's\n", slurp(victim))
+    assert.equal("600", mode_of(victim))
+    assert.equal("0", io.popen("stat -c %u " .. q(victim)):read("l"))
+  end
+
+  it("a symlink to a root file: not followed, a warning, no history", function()
+    if not is_root() then
+      pending("needs root (the attacker is user nobody)")
+      return
+    end
+    sh("chown nobody " .. q(home))
+    assert.is_true(as_nobody("ln -s " .. q(victim) .. " " .. q(home .. "/.bhprobe_history")))
+    local out, rc = prompt_session(home, { "print('typed ' .. 6 * 7)" })
+    assert.equal(0, rc, out)
+    assert.matches("typed 42", out)
+    check_victim()
+    assert.matches("warning: history " .. home:gsub("%p", "%%%0")
+      .. "/%.bhprobe_history is a symbolic link, not a regular file: no history is kept", out)
+  end)
+
+  it("a file nobody owns, with 1,100 entries and readline's temp names planted", function()
+    if not is_root() then
+      pending("needs root (the attacker is user nobody)")
+      return
+    end
+    sh("chown nobody " .. q(home))
+    local entries = {}
+    for i = 1, 1100 do entries[i] = "#1700000000\nprint(" .. i .. ")" end
+    local hist = home .. "/.bhprobe_history"
+    spit(hist, table.concat(entries, "\n") .. "\n")
+    sh("chown nobody " .. q(hist))
+    -- readline's history_truncate_file writes HISTORY-PID.tmp and then
+    -- chowns it to the history's owner: plant that name for the next pids
+    local last = tonumber(slurp("/proc/sys/kernel/ns_last_pid"))
+    assert.is_true(as_nobody(string.format("i=%d; while [ $i -le %d ]; do "
+      .. "ln -s %s %s-$i.tmp; i=$((i+1)); done", last + 1, last + 600, q(victim), q(hist))))
+    local before = slurp(hist)
+    local out, rc = prompt_session(home, { "print('typed ' .. 6 * 7)" })
+    assert.equal(0, rc, out)
+    assert.matches("typed 42", out)
+    check_victim()
+    assert.equal(before, slurp(hist))
+    assert.matches("history .* is owned by uid 65534, not by uid 0 %(us%): no history is kept", out)
+  end)
+
+  it("a FIFO: refused at once, the prompt answers", function()
+    sh("mkfifo " .. q(home .. "/.bhprobe_history"))
+    local out, rc = prompt_session(home, { "print('typed ' .. 6 * 7)" })
+    assert.equal(0, rc, "the prompt did not end (status " .. tostring(rc) .. "): " .. out)
+    assert.matches("typed 42", out)
+    assert.matches("history .* is a FIFO, not a regular file: no history is kept", out)
+  end)
+
+  it("is created 0600 (umask 000) and keeps whole chunks, read back by the next session", function()
+    local out = prompt_session(home, { "for i = 1, 2 do", "print('loop ' .. i) end" })
+    assert.matches("loop 2", out)
+    local hist = home .. "/.bhprobe_history"
+    assert.equal("600", mode_of(hist))
+    assert.matches("^#%d+\nfor i = 1, 2 do\nprint%('loop ' .. i%) end\n$", slurp(hist))
+    -- the up arrow recalls the loaded entry
+    out = prompt_session(home, { "\27[A" })
+    assert.matches("loop 2", out)
+  end)
+end)

@@ -12,7 +12,7 @@
  * line), and the line comes back once the tasks that ran are done, so
  * their output lands above it. Tab completes Lua names through the
  * prompt's completer; whole chunks go to the history, kept in
- * ~/.bhprobe_history.
+ * ~/.bhprobe_history by history.c.
  *
  * Otherwise the prompt goes to stdout and fd 0 is read plainly into a
  * buffer split on '\n'; a last line without newline still counts. A
@@ -32,6 +32,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "history.h"
 #include "lbh_task.h"
 #include "prompt.h"
 
@@ -138,35 +139,6 @@ static int push_buffered(lua_State *L, void *ud) {
 }
 
 #ifdef BH_USE_READLINE
-/* ---- history ------------------------------------------------------------ */
-
-#define HISTORY_MAX 1000
-#define HISTORY_FILE ".bhprobe_history"
-
-static struct {
-  bool loaded;
-  char *path; /* NULL without $HOME */
-} hist;
-
-/* The first edited line loads the history file (multi-line entries are
- * kept whole: each is written after its timestamp line). */
-static void history_setup(void) {
-  if (hist.loaded) return;
-  hist.loaded = true;
-  using_history();
-  stifle_history(HISTORY_MAX);
-  history_comment_char = '#'; /* else the timestamps are written empty */
-  history_write_timestamps = 1;
-  history_multiline_entries = 1;
-  const char *home = getenv("HOME");
-  if (home == NULL || *home == '\0') return;
-  size_t n = strlen(home) + sizeof "/" HISTORY_FILE;
-  hist.path = malloc(n);
-  if (hist.path == NULL) return;
-  (void)snprintf(hist.path, n, "%s/%s", home, HISTORY_FILE);
-  (void)read_history(hist.path); /* none yet: a fresh history */
-}
-
 /* ---- completion ------------------------------------------------------------
  */
 
@@ -303,7 +275,7 @@ static int push_edited(lua_State *L, void *ud) {
 
 /* Start editing a line for op (the read of task t). */
 static void edit_begin(read_op *op, lbh_task *t, const char *prompt) {
-  history_setup();
+  bh_history_open();
   rl_catch_signals = 0; /* ours stay installed: they wake the loop */
   rl_catch_sigwinch = 0;
   rl_attempted_completion_function = attempt_completion;
@@ -320,17 +292,7 @@ static void edit_begin(read_op *op, lbh_task *t, const char *prompt) {
 int lbh_history_add(lua_State *L) {
   size_t n;
   const char *chunk = luaL_checklstring(L, 1, &n);
-#ifdef BH_USE_READLINE
-  if (!hist.loaded || n == 0 || strlen(chunk) != n) return 0;
-  add_history(chunk);
-  if (hist.path != NULL) {
-    if (append_history(1, hist.path) != 0) (void)write_history(hist.path);
-    (void)history_truncate_file(hist.path, HISTORY_MAX);
-  }
-#else
-  (void)chunk;
-  (void)n;
-#endif
+  if (n > 0 && strlen(chunk) == n) bh_history_add(chunk);
   return 0;
 }
 
