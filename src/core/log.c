@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "text.h"
 
 static int threshold = BH_LOG_INFO;
@@ -99,4 +100,28 @@ void bh_log(int prio, const char *fmt, ...) {
   (void)vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
   bh_log_line(prio, buf);
+}
+
+bool bh_log_limited(bh_log_limit *lim, int prio, const char *fmt, ...) {
+  double now = bh_mono_now();
+  if (lim->window_start == 0 || now - lim->window_start >= BH_LOG_WINDOW) {
+    lim->window_start = now;
+    lim->in_window = 0;
+  }
+  if (lim->in_window >= BH_LOG_BURST) {
+    lim->held++;
+    return false;
+  }
+  lim->in_window++;
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (lim->held > 0 && n >= 0 && (size_t)n < sizeof buf)
+    (void)snprintf(buf + n, sizeof buf - (size_t)n,
+                   " (%lu more like it were not logged)", lim->held);
+  lim->held = 0;
+  bh_log_line(prio, buf);
+  return true;
 }

@@ -31,6 +31,22 @@ void bh_log(int prio, const char *fmt, ...)
  * name at all, as lua.c prints errors inside its REPL). */
 void bh_log_named(int prio, const char *progname, const char *msg);
 
+/* A source of lines that may repeat without bound (accept errors under a
+ * flood, libevent's own warnings): at most BH_LOG_BURST lines of it per
+ * BH_LOG_WINDOW seconds, the rest counted and said in one line when the
+ * next window lets a line through. Zero-initialise one per source. */
+enum { BH_LOG_BURST = 5 };
+#define BH_LOG_WINDOW 10.0
+typedef struct bh_log_limit {
+  double window_start;
+  unsigned in_window; /* lines let through in this window */
+  unsigned long held; /* lines dropped since the last one let through */
+} bh_log_limit;
+
+/* printf-like bh_log through lim. Returns whether the line was written. */
+bool bh_log_limited(bh_log_limit *lim, int prio, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Drop lines with a priority above prio (BH_LOG_ERR..BH_LOG_DEBUG). */
 void bh_log_set_threshold(int prio);
 int bh_log_threshold(void);

@@ -13,7 +13,9 @@ struct event_base;
  * much before its time as the rest of the program measures it. A pass
  * over active callbacks is bounded (5 ms or 64 callbacks), so callbacks
  * that keep activating each other cannot starve timers and I/O. NULL
- * when libevent cannot make one (out of memory or descriptors). */
+ * when libevent cannot make one (out of memory or descriptors). The
+ * first call also routes libevent's own messages into our log,
+ * rate-limited (log.h: bh_log_limited). */
 struct event_base *bh_loop_new(void);
 
 #endif
