@@ -9,9 +9,16 @@
  * - /probe?manifest=PATH: PATH is checked here (bh_http_probe_path_ok),
  *   then the probe callback starts the work and answers later, from the
  *   loop, with bh_http_reply(id). At most max_probes are in flight; more
- *   get 503 at once, so a flood of scrapes cannot queue unbounded work.
- * Requests are GET/HEAD only, headers at most 8 KiB, no body, and an idle
- * connection is closed after 30 s. */
+ *   get 503 at once, so a flood of scrapes cannot queue unbounded work. A
+ *   /probe whose client goes away (its socket reads EOF) is abandoned at
+ *   once: its slot is free again and the abandon callback stops the work.
+ * Requests are GET/HEAD only, headers at most 8 KiB, no body. Whoever
+ * reaches the port can open connections: at most max_conns are kept (a
+ * newcomer evicts the oldest one not being answered), each must deliver
+ * a whole request within request_timeout of its start or of its previous
+ * answer (slowloris), an idle read or write ends after 30 s, and a failed
+ * accept (out of descriptors) pauses accepting for 10 ms to 1 s, logged
+ * rate-limited. */
 #ifndef BH_HTTP_H
 #define BH_HTTP_H
 
@@ -24,7 +31,29 @@
 struct event_base;
 typedef struct bh_http bh_http;
 
-enum { BH_HTTP_PATH_MAX = 4095 };
+enum {
+  BH_HTTP_PATH_MAX = 4095,
+  BH_HTTP_DEFAULT_MAX_PROBES = 8,
+  BH_HTTP_DEFAULT_MAX_CONNS = 64
+};
+#define BH_HTTP_DEFAULT_REQUEST_TIMEOUT 10.0 /* seconds */
+
+typedef struct bh_http_opts {
+  unsigned max_probes;    /* /probe requests in flight; 0 → 8 */
+  unsigned max_conns;     /* open connections; < 2 → 64 */
+  double request_timeout; /* seconds for a whole request; <= 0 → 10 */
+} bh_http_opts;
+
+bh_http_opts bh_http_opts_default(void);
+
+/* What the endpoint has done to its clients (for tests and logs). */
+typedef struct bh_http_stats {
+  unsigned conns, pending; /* open now */
+  uint64_t evicted;        /* closed at the cap to make room */
+  uint64_t timed_out;      /* closed without a whole request in time */
+  uint64_t abandoned;      /* /probe requests whose client went away */
+  uint64_t accept_errors;  /* accepts that failed (EMFILE...) */
+} bh_http_stats;
 
 typedef struct bh_http_callbacks {
   /* The metrics text (malloc'd, freed by the caller) or NULL (500). */
@@ -33,6 +62,9 @@ typedef struct bh_http_callbacks {
    * with bh_http_reply(h, id, ...). Returns false when it cannot start
    * (500). NULL: /probe is 404. */
   bool (*probe)(void *ctx, uint64_t id, const char *path, bool openmetrics);
+  /* The client of the /probe id went away before its answer: stop the
+   * work (a later bh_http_reply for id does nothing). May be NULL. */
+  void (*abandon)(void *ctx, uint64_t id);
   void *ctx;
 } bh_http_callbacks;
 
@@ -47,10 +79,13 @@ typedef struct bh_http_callbacks {
 bh_status bh_http_listen(const char *spec, int *fd_out, char *bound, size_t cap,
                          bh_err *err);
 
-/* Serve on listen_fd (taken over: closed by bh_http_free) in base. */
+/* Serve on listen_fd (taken over: closed by bh_http_free) in base, with
+ * opts (NULL: the defaults). */
 bh_http *bh_http_new(struct event_base *base, int listen_fd,
-                     const bh_http_callbacks *cb, unsigned max_probes,
+                     const bh_http_callbacks *cb, const bh_http_opts *opts,
                      bh_err *err);
+
+bh_http_stats bh_http_get_stats(const bh_http *h);
 
 /* Answer the /probe request id: 200 with a metrics body (content type
  * as the request asked), or another code with a plain-text body. Does

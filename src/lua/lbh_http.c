@@ -82,10 +82,21 @@ static char *on_metrics(void *ctx, bool openmetrics, size_t *len) {
   return c.out;
 }
 
-/* Under lbh_loop_pcall: bh.spawn(bh.metrics._probe_runner, server, probe,
- * id, path, openmetrics), or c->no_handler when there is no probe. */
+/* Push the server's table of running /probe tasks (by request id). */
+static void push_tasks(lua_State *L, server *s) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->self_ref);
+  lua_getiuservalue(L, -1, 1);
+  lua_getfield(L, -1, "tasks");
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
+/* Under lbh_loop_pcall: tasks[id] = bh.spawn(bh.metrics._probe_runner,
+ * server, probe, id, path, openmetrics), or c->no_handler when there is
+ * no probe. */
 static int spawn_p(lua_State *L) {
   call *c = lua_touserdata(L, 1);
+  push_tasks(L, c->s);
   lbh_push_module(L);
   lua_getfield(L, -1, "spawn");
   push_metrics_fn(L, "_probe_runner");
@@ -100,7 +111,8 @@ static int spawn_p(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)c->id);
   lua_pushstring(L, c->path);
   lua_pushboolean(L, c->openmetrics);
-  lua_call(L, 6, 0);
+  lua_call(L, 6, 1);
+  lua_rawseti(L, -3, (lua_Integer)c->id);
   return 0;
 }
 
@@ -113,6 +125,25 @@ static bool on_probe(void *ctx, uint64_t id, const char *path,
     return false;
   if (c.no_handler) bh_http_reply(s->http, id, 404, none, sizeof none - 1);
   return true;
+}
+
+/* Under lbh_loop_pcall: cancel the task of /probe c->id, if it runs. */
+static int abandon_p(lua_State *L) {
+  call *c = lua_touserdata(L, 1);
+  push_tasks(L, c->s);
+  lua_rawgeti(L, -1, (lua_Integer)c->id);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, (lua_Integer)c->id);
+  if (!lua_isnil(L, -1)) lbh_task_cancel(lbh_task_checkarg(L, -1, FN));
+  return 0;
+}
+
+/* The client of /probe id went away: its probe stops now. */
+static void on_abandon(void *ctx, uint64_t id) {
+  call c = {ctx, false, false, id, NULL, NULL, 0};
+  server *s = ctx;
+  (void)lbh_loop_pcall(s->run, abandon_p, &c, 0,
+                       "stopping an abandoned /probe");
 }
 
 /* ---- the server object ------------------------------------------------ */
@@ -137,21 +168,23 @@ static void server_close(void *obj) {
 /* Push a new server serving fd (taken over) in the current run, with the
  * probe function at probe_idx (0: none). */
 static server *server_new(lua_State *L, int fd, const char *address,
-                          int probe_idx, unsigned max_probes) {
+                          int probe_idx, const bh_http_opts *opts) {
   lbh_run *run = lbh_run_current(L);
   server *s = lua_newuserdatauv(L, sizeof *s, 1);
   memset(s, 0, sizeof *s);
   s->self_ref = LUA_NOREF;
   luaL_setmetatable(L, SERVER_MT);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
   if (probe_idx != 0) {
     lua_pushvalue(L, probe_idx);
     lua_setfield(L, -2, "probe");
   }
+  lua_newtable(L);
+  lua_setfield(L, -2, "tasks");
   lua_setiuservalue(L, -2, 1);
-  bh_http_callbacks cb = {on_metrics, on_probe, s};
+  bh_http_callbacks cb = {on_metrics, on_probe, on_abandon, s};
   bh_err err;
-  s->http = bh_http_new(lbh_run_base(run), fd, &cb, max_probes, &err);
+  s->http = bh_http_new(lbh_run_base(run), fd, &cb, opts, &err);
   if (s->http == NULL) luaL_error(L, "%s: %s", FN, err.message);
   s->run = run;
   s->L = lbh_run_state(run);
@@ -170,17 +203,27 @@ static void set_probe(lua_State *L, int idx) {
   lua_pop(L, 1);
 }
 
-/* bh.metrics.serve{listen = "HOST:PORT", probe = fn, max_probes = 8}
- * -> server. Serves /metrics, /-/healthy and (with probe) /probe in the
- * current run until server:close() or the end of the run. Without
- * listen, the host's --listen server (started with the run) gets probe.
- * A listen address that cannot be bound raises (a caller's setup bug). */
+/* bh.metrics.serve{listen = "HOST:PORT", probe = fn, max_probes = 8,
+ * max_conns = 64, request_timeout = 10} -> server. Serves /metrics,
+ * /-/healthy and (with probe) /probe in the current run until
+ * server:close() or the end of the run. Without listen, the host's
+ * --listen server (started with the run) gets probe (the other options
+ * are then the host's). A listen address that cannot be bound raises (a
+ * caller's setup bug). */
 static int l_serve(lua_State *L) {
-  static const char *const keys[] = {"listen", "probe", "max_probes", NULL};
+  static const char *const keys[] = {
+      "listen", "probe", "max_probes", "max_conns", "request_timeout", NULL};
   lbh_opts_check(L, 1, FN, keys);
   lbh_run_check(L, FN);
   const char *listen = lbh_opt_string(L, 1, FN, "listen", NULL);
-  lua_Integer maxp = lbh_opt_integer(L, 1, FN, "max_probes", 8, 1, 1024);
+  bh_http_opts o = bh_http_opts_default();
+  o.max_probes = (unsigned)lbh_opt_integer(L, 1, FN, "max_probes",
+                                           BH_HTTP_DEFAULT_MAX_PROBES, 1, 1024);
+  o.max_conns = (unsigned)lbh_opt_integer(L, 1, FN, "max_conns",
+                                          BH_HTTP_DEFAULT_MAX_CONNS, 2, 65536);
+  o.request_timeout =
+      lbh_opt_number(L, 1, FN, "request_timeout",
+                     BH_HTTP_DEFAULT_REQUEST_TIMEOUT, 0, true, 3600);
   int probe_idx = 0;
   if (lbh_opt_push(L, 1, "probe")) {
     if (!lua_isfunction(L, -1))
@@ -199,7 +242,7 @@ static int l_serve(lua_State *L) {
   bh_err err;
   if (bh_http_listen(listen, &fd, bound, sizeof bound, &err) != BH_OK)
     return luaL_error(L, "%s: %s", FN, err.message);
-  server_new(L, fd, bound, probe_idx, (unsigned)maxp);
+  server_new(L, fd, bound, probe_idx, &o);
   return 1;
 }
 
@@ -207,7 +250,7 @@ void lbh_http_start_host(lua_State *L) {
   char address[80];
   int fd = lbh_service_listen_fd(L, address, sizeof address);
   if (fd < 0) return;
-  server *s = server_new(L, fd, address, 0, 8);
+  server *s = server_new(L, fd, address, 0, NULL);
   s->host = true;
   lbh_run_background(lbh_run_current(L), 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &host_server_key);
@@ -226,6 +269,11 @@ static int s_reply(lua_State *L) {
   size_t len;
   const char *body = luaL_checklstring(L, 4, &len);
   if (s->http != NULL) bh_http_reply(s->http, (uint64_t)id, code, body, len);
+  if (s->self_ref != LUA_NOREF) { /* its task is done */
+    push_tasks(L, s);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, id);
+  }
   return 0;
 }
 
