@@ -249,11 +249,12 @@ describe("bh.probe", function()
   end)
 
   it("hashes a huge new executable off the loop, under the probe's deadline", function()
-    -- a 2 GiB (sparse) copy of sleep: hashing it takes seconds; the loop
-    -- must keep turning meanwhile, the probe fail with timeout at its
-    -- deadline, and a later probe find the digest cached
+    -- a 1 GiB (sparse) copy of sleep, the largest hashed: hashing it
+    -- takes about a second; the loop must keep turning meanwhile, the
+    -- probe fail with timeout at its deadline, and a later probe find the
+    -- digest cached
     local exe = dir .. "/bigsleep"
-    os.execute("cp /bin/sleep " .. exe .. " && truncate -s 2G " .. exe)
+    os.execute("cp /bin/sleep " .. exe .. " && truncate -s 1G " .. exe)
     local pid = H.spawn(exe, "1000")
     local ep = H.endpoint(dir, "big")
     local record = { pid = pid, exe_path = exe, boot_id = bh.boot_id(), ipc_endpoint = ep,

@@ -140,6 +140,54 @@ static void test_digest_eviction(void) {
   bh_digest_cache_clear();
 }
 
+/* The digest of a verified daemon's executable is kept: 300 distinct
+ * files hashed after it (another user's records) evict everything else
+ * first, it stays; so do at most BH_DIGEST_KEPT_MAX kept ones. */
+static void test_digest_kept_entries(void) {
+  char path[256], name[32];
+  bh_digests d;
+  bh_err err;
+  struct stat daemon_st, other_st;
+  bh_digest_cache_clear();
+  write_file(bh_test_path(path, sizeof path, "daemon"), "daemon", O_TRUNC);
+  CHECK_CODE(bh_digest_file(path, BH_ALGS_ALL, &d, &err), BH_OK, &err);
+  CHECK_INT(stat(path, &daemon_st), 0);
+  bh_digest_cache_keep(&daemon_st);
+  write_file(bh_test_path(path, sizeof path, "other"), "other", O_TRUNC);
+  CHECK_CODE(bh_digest_file(path, BH_ALGS_ALL, &d, &err), BH_OK, &err);
+  CHECK_INT(stat(path, &other_st), 0);
+  for (int i = 0; i < 300; i++) {
+    snprintf(name, sizeof name, "k%d", i);
+    write_file(bh_test_path(path, sizeof path, name), name, O_TRUNC);
+    CHECK_CODE(bh_digest_file(path, BH_ALGS_ALL, &d, &err), BH_OK, &err);
+  }
+  CHECK(bh_digest_cache_get(&daemon_st, BH_ALGS_ALL, &d));
+  CHECK(!bh_digest_cache_get(&other_st, BH_ALGS_ALL, &d));
+  /* keeping every entry keeps at most BH_DIGEST_KEPT_MAX: the others go
+   * on turning over */
+  for (int i = 0; i < 300; i++) {
+    struct stat st;
+    snprintf(name, sizeof name, "k%d", i);
+    if (stat(bh_test_path(path, sizeof path, name), &st) == 0)
+      bh_digest_cache_keep(&st);
+  }
+  int cached = 0;
+  for (int i = 0; i < 300; i++) {
+    snprintf(name, sizeof name, "n%d", i);
+    write_file(bh_test_path(path, sizeof path, name), name, O_TRUNC);
+    CHECK_CODE(bh_digest_file(path, BH_ALGS_ALL, &d, &err), BH_OK, &err);
+  }
+  for (int i = 0; i < 300; i++) {
+    struct stat st;
+    snprintf(name, sizeof name, "n%d", i);
+    if (stat(bh_test_path(path, sizeof path, name), &st) == 0 &&
+        bh_digest_cache_get(&st, BH_ALGS_ALL, &d))
+      cached++;
+  }
+  CHECK_INT(cached, BH_DIGEST_CACHE_SLOTS - BH_DIGEST_KEPT_MAX);
+  bh_digest_cache_clear();
+}
+
 /* A large file hashes in chunks to the same values as one buffer. */
 static void test_digest_large(void) {
   size_t n = 3 * 256 * 1024 + 123;
@@ -186,8 +234,9 @@ static void test_digest_refuses_fifo(void) {
   CHECK(bh_test_now() - t0 < 5);
 }
 
-/* Not regular files, and a file over the hashing limit (sparse: costs no
- * disk), all exe_hash naming why; bh_digest_open says so too. */
+/* Not regular files (exe_hash) and a file over the hashing limit (sparse:
+ * costs no disk; exe_too_large), each naming why; bh_digest_open says so
+ * too. */
 static void test_digest_refuses_others(void) {
   char path[256];
   bh_digests d;
@@ -207,8 +256,9 @@ static void test_digest_refuses_others(void) {
   CHECK_INT(ftruncate(fd, (off_t)BH_DIGEST_MAX_BYTES + 1), 0);
   close(fd);
   double t0 = bh_test_now();
-  CHECK_CODE(bh_digest_file(path, BH_ALGS_ALL, &d, &err), BH_EXE_HASH, &err);
-  CHECK(strstr(err.message, "4 GiB") != NULL);
+  CHECK_CODE(bh_digest_file(path, BH_ALGS_ALL, &d, &err), BH_EXE_TOO_LARGE,
+             &err);
+  CHECK(strstr(err.message, "over the 1 GiB hashing limit") != NULL);
   CHECK(bh_test_now() - t0 < 5); /* refused by fstat, not read */
   CHECK_INT(truncate(path, (off_t)BH_DIGEST_MAX_BYTES), 0);
   fd = bh_digest_open(path, "at the limit", &st, &err);
@@ -248,6 +298,7 @@ int main(void) {
   RUN(test_digest_cache);
   RUN(test_digest_cache_per_algorithm);
   RUN(test_digest_eviction);
+  RUN(test_digest_kept_entries);
   RUN(test_digest_large);
   RUN(test_digest_refuses_fifo);
   RUN(test_digest_refuses_others);

@@ -64,18 +64,23 @@ static void make_file(const char *path, size_t n, int pattern) {
   close(fd);
 }
 
-/* Submit path's hashing; the job (or NULL). */
-static bh_hash_job *submit(bh_hasher *h, const char *path, result *r) {
+/* Submit path's hashing for owner; the job (or NULL). */
+static bh_hash_job *submit_for(bh_hasher *h, uid_t owner, const char *path,
+                               result *r) {
   struct stat st;
   bh_err err;
   memset(r, 0, sizeof *r);
   int fd = bh_digest_open(path, path, &st, &err);
   CHECK(fd >= 0);
   if (fd < 0) return NULL;
-  bh_hash_job *j =
-      bh_hasher_submit(h, fd, &st, "the file", BH_ALGS_ALL, on_hashed, r);
+  bh_hash_job *j = bh_hasher_submit(h, owner, fd, &st, "the file", BH_ALGS_ALL,
+                                    on_hashed, r);
   CHECK(j != NULL);
   return j;
+}
+
+static bh_hash_job *submit(bh_hasher *h, const char *path, result *r) {
+  return submit_for(h, 0, path, r);
 }
 
 static void expect_digests(const char *path, const result *r) {
@@ -151,7 +156,7 @@ static void test_cancel_and_failure(void) {
   CHECK(fd >= 0 && fstat(fd, &st) == 0);
   result d;
   memset(&d, 0, sizeof d);
-  CHECK(bh_hasher_submit(h, fd, &st, "a directory", BH_ALGS_ALL, on_hashed,
+  CHECK(bh_hasher_submit(h, 0, fd, &st, "a directory", BH_ALGS_ALL, on_hashed,
                          &d) != NULL);
   CHECK(loop_until(base, called, &d, 30));
   CHECK(d.on_loop);
@@ -219,6 +224,42 @@ static void test_loop_not_blocked(void) {
   bh_hasher_free(h);
 }
 
+/* One owner's 3 x 256 MiB queued first, then another owner's small file:
+ * the small one is done within a few slices, long before the first big
+ * one; each owner's own jobs still end in their order. */
+static void test_owners_take_turns(void) {
+  char big[3][256], small[256];
+  bh_err err;
+  bh_hasher *h = bh_hasher_new(base, &err);
+  bh_digest_cache_clear();
+  result rb[3], rs;
+  for (int i = 0; i < 3; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "turn%d", i);
+    make_file(bh_test_path(big[i], sizeof big[i], name), (256u << 20) + i, 0);
+  }
+  make_file(bh_test_path(small, sizeof small, "turn_small"), 300000, 's');
+  double t0 = bh_test_now();
+  for (int i = 0; i < 3; i++)
+    submit_for(h, 65534, big[i], &rb[i]);
+  submit_for(h, 0, small, &rs);
+  CHECK(loop_until(base, called, &rs, 60));
+  double small_took = bh_test_now() - t0;
+  bool small_first = rb[0].calls == 0;
+  for (int i = 0; i < 3; i++)
+    CHECK(loop_until(base, called, &rb[i], 120));
+  double all_took = bh_test_now() - t0;
+  expect_digests(small, &rs);
+  printf(
+      "  another owner's small file hashed after %.3f s, while 768 MiB "
+      "of the first owner's took %.3f s\n",
+      small_took, all_took);
+  CHECK(small_first);
+  CHECK(small_took < 0.25);
+  bh_hasher_free(h);
+  bh_digest_cache_clear();
+}
+
 int main(void) {
   base = bh_loop_new();
   loop_thread = pthread_self();
@@ -226,6 +267,7 @@ int main(void) {
   RUN(test_cancel_and_failure);
   RUN(test_free_with_pending);
   RUN(test_loop_not_blocked);
+  RUN(test_owners_take_turns);
   event_base_free(base);
   bh_digest_cache_clear();
   return bh_test_summary();

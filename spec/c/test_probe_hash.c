@@ -154,7 +154,7 @@ static void test_cancel_while_hashing(void) {
   bh_err err;
   fd = bh_digest_open(path, "marker", &st, &err);
   bool marked = false;
-  CHECK(bh_hasher_submit(hasher, fd, &st, "marker", BH_ALGS_ALL, on_marker,
+  CHECK(bh_hasher_submit(hasher, 0, fd, &st, "marker", BH_ALGS_ALL, on_marker,
                          &marked) != NULL);
   CHECK(loop_until(base, flag_set, &marked, 30));
   loop_for(base, 0.02);

@@ -28,7 +28,7 @@
 
 #include "fsutil.h"
 
-enum { CACHE_SLOTS = 256, CHUNK = 256 * 1024 };
+enum { CACHE_SLOTS = BH_DIGEST_CACHE_SLOTS, CHUNK = 256 * 1024 };
 
 typedef struct file_key {
   dev_t dev;
@@ -40,6 +40,7 @@ typedef struct file_key {
 
 typedef struct cache_entry {
   bool used;
+  bool kept;         /* the executable of a verified daemon */
   uint64_t last_use; /* LRU clock */
   file_key key;
   bh_digests d;
@@ -75,9 +76,18 @@ static cache_entry *cache_find(const file_key *k) {
   return NULL;
 }
 
+/* Would the cache rather lose e than v? A free slot first, then an
+ * entry not kept, then the least recently used. */
+static bool rather_lose(const cache_entry *e, const cache_entry *v) {
+  if (!v->used) return false;
+  if (!e->used) return true;
+  if (e->kept != v->kept) return !e->kept;
+  return e->last_use < v->last_use;
+}
+
 /* Store digests, merging into the entry of the same version of the file,
- * else replacing the entry of an older version of the same inode, else a
- * free slot, else the least recently used one. Caller holds cache_lock. */
+ * else replacing the entry of an older version of the same inode, else
+ * the entry rather_lose picks. Caller holds cache_lock. */
 static void cache_insert(const file_key *k, const bh_digests *d) {
   cache_entry *victim = cache_find(k);
   if (victim == NULL) {
@@ -88,10 +98,10 @@ static void cache_insert(const file_key *k, const bh_digests *d) {
         victim = e;
         break;
       }
-      if (!victim->used) continue; /* a free slot beats any used one */
-      if (!e->used || e->last_use < victim->last_use) victim = e;
+      if (rather_lose(e, victim)) victim = e;
     }
     if (!victim->used) stats.entries++;
+    victim->kept = false;
     memset(&victim->d, 0, sizeof victim->d);
   }
   victim->used = true;
@@ -119,6 +129,25 @@ bool bh_digest_cache_get(const struct stat *st, unsigned algs,
   }
   (void)pthread_mutex_unlock(&cache_lock);
   return hit;
+}
+
+void bh_digest_cache_keep(const struct stat *st) {
+  file_key k = key_of(st);
+  (void)pthread_mutex_lock(&cache_lock);
+  cache_entry *e = cache_find(&k);
+  if (e != NULL && !e->kept) {
+    cache_entry *oldest = NULL;
+    size_t kept = 0;
+    for (size_t i = 0; i < CACHE_SLOTS; i++) {
+      if (!cache[i].used || !cache[i].kept) continue;
+      kept++;
+      if (oldest == NULL || cache[i].last_use < oldest->last_use)
+        oldest = &cache[i];
+    }
+    if (kept >= BH_DIGEST_KEPT_MAX && oldest != NULL) oldest->kept = false;
+    e->kept = true;
+  }
+  (void)pthread_mutex_unlock(&cache_lock);
 }
 
 /* The two hashers of one pass. */
@@ -153,40 +182,72 @@ static bool hashers_final(hashers *h, bh_digests *out) {
          len == BH_DIGEST_LEN;
 }
 
+struct bh_digest_state {
+  hashers h;
+  unsigned char *buf;
+  uint64_t done; /* bytes hashed so far */
+};
+
+bh_digest_state *bh_digest_begin(unsigned algs) {
+  bh_digest_state *s = calloc(1, sizeof *s);
+  if (s == NULL) return NULL;
+  s->buf = malloc(CHUNK);
+  if (s->buf == NULL || !hashers_init(&s->h, algs)) {
+    bh_digest_abort(s);
+    return NULL;
+  }
+  return s;
+}
+
+void bh_digest_abort(bh_digest_state *s) {
+  if (s == NULL) return;
+  EVP_MD_CTX_free(s->h.sha);
+  free(s->buf);
+  free(s);
+}
+
+int bh_digest_step(bh_digest_state *s, int fd, uint64_t max_bytes, bool *end) {
+  uint64_t start = s->done;
+  *end = false;
+  while (s->done - start < max_bytes) {
+    ssize_t n = read(fd, s->buf, CHUNK);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) {
+      *end = true;
+      return 0;
+    }
+    if (!hashers_update(&s->h, s->buf, (size_t)n)) return EIO;
+    s->done += (uint64_t)n;
+  }
+  return 0;
+}
+
+/* The digests of what s hashed; frees s. false when OpenSSL failed. */
+static bool state_final(bh_digest_state *s, bh_digests *out) {
+  bool ok = hashers_final(&s->h, out);
+  bh_digest_abort(s);
+  return ok;
+}
+
 /* Hash everything readable from fd. Returns 0, an errno, ECANCELED when
  * cancel was set, or EIO for an OpenSSL failure. */
 static int hash_fd(int fd, unsigned algs, const atomic_bool *cancel,
                    bh_digests *out) {
-  int e = 0;
-  hashers h;
-  memset(&h, 0, sizeof h);
-  unsigned char *buf = malloc(CHUNK);
-  if (buf == NULL || !hashers_init(&h, algs)) {
-    e = buf == NULL ? ENOMEM : EIO;
-    goto end;
-  }
-  for (;;) {
+  bh_digest_state *s = bh_digest_begin(algs);
+  if (s == NULL) return ENOMEM;
+  for (bool end = false; !end;) {
     if (cancel != NULL && atomic_load(cancel)) {
-      e = ECANCELED;
-      goto end;
+      bh_digest_abort(s);
+      return ECANCELED;
     }
-    ssize_t n = read(fd, buf, CHUNK);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      e = errno;
-      goto end;
-    }
-    if (n == 0) break;
-    if (!hashers_update(&h, buf, (size_t)n)) {
-      e = EIO;
-      goto end;
+    int e = bh_digest_step(s, fd, CHUNK, &end);
+    if (e != 0) {
+      bh_digest_abort(s);
+      return e;
     }
   }
-  if (!hashers_final(&h, out)) e = EIO;
-end:
-  EVP_MD_CTX_free(h.sha);
-  free(buf);
-  return e;
+  return state_final(s, out) ? 0 : EIO;
 }
 
 int bh_digest_open(const char *path, const char *name, struct stat *st,
@@ -195,8 +256,9 @@ int bh_digest_open(const char *path, const char *name, struct stat *st,
   if (bh_file_open_regular(path, name, &fd, st, BH_EXE_HASH, err) != 0)
     return -1;
   if ((uint64_t)st->st_size <= BH_DIGEST_MAX_BYTES) return fd;
-  bh_err_set(err, BH_EXE_HASH, NULL,
-             "cannot hash %s: larger than the 4 GiB hashing limit", name);
+  bh_err_set(err, BH_EXE_TOO_LARGE, NULL,
+             "%s is %.1f GiB, over the 1 GiB hashing limit: not hashed", name,
+             (double)st->st_size / (double)(1u << 30));
   (void)close(fd); /* read-only: nothing to lose */
   return -1;
 }
@@ -211,16 +273,30 @@ static bh_status hash_named(int fd, const char *name, unsigned algs,
                     e == ECANCELED ? "hashing was cancelled" : strerror(e));
 }
 
-bh_status bh_digest_fd(int fd, const struct stat *st, const char *name,
-                       unsigned algs, const atomic_bool *cancel,
-                       bh_digests *out, bh_err *err) {
-  bh_status s = hash_named(fd, name, algs, cancel, out, err);
-  if (s != BH_OK) return s;
+/* Store out in the cache under the file st describes. */
+static void cache_store(const struct stat *st, const bh_digests *out) {
   file_key k = key_of(st);
   (void)pthread_mutex_lock(&cache_lock);
   stats.misses++;
   cache_insert(&k, out);
   (void)pthread_mutex_unlock(&cache_lock);
+}
+
+bh_status bh_digest_end(bh_digest_state *s, const struct stat *st,
+                        const char *name, bh_digests *out, bh_err *err) {
+  if (!state_final(s, out))
+    return bh_err_set(err, BH_EXE_HASH, NULL, "cannot read %s: %s", name,
+                      strerror(EIO));
+  cache_store(st, out);
+  return BH_OK;
+}
+
+bh_status bh_digest_fd(int fd, const struct stat *st, const char *name,
+                       unsigned algs, const atomic_bool *cancel,
+                       bh_digests *out, bh_err *err) {
+  bh_status s = hash_named(fd, name, algs, cancel, out, err);
+  if (s != BH_OK) return s;
+  cache_store(st, out);
   return BH_OK;
 }
 
@@ -229,7 +305,7 @@ static bh_status digest_path(const char *path, const char *name, unsigned algs,
                              bool use_cache, bh_digests *out, bh_err *err) {
   struct stat sb;
   int fd = bh_digest_open(path, name, &sb, err);
-  if (fd < 0) return BH_EXE_HASH;
+  if (fd < 0) return err != NULL ? err->code : BH_EXE_HASH;
   bh_status st = BH_OK;
   if (!use_cache)
     st = hash_named(fd, name, algs, NULL, out, err);

@@ -22,9 +22,10 @@
 #include "identity.h"
 #include "status.h"
 
-/* Files larger than this are not hashed (exe_hash): no executable is
- * anywhere near, and it bounds what one hostile record can make us read. */
-#define BH_DIGEST_MAX_BYTES ((uint64_t)4 << 30) /* 4 GiB */
+/* Files larger than this are not hashed (exe_too_large): real daemons
+ * are far smaller, and it bounds what one hostile record can make us
+ * read (a 4 GiB sparse executable took 3 s of the hashing thread). */
+#define BH_DIGEST_MAX_BYTES ((uint64_t)1 << 30) /* 1 GiB */
 
 /* Hash the file at path (the digests named by algs, BH_ALG_* bits)
  * through the cache. BH_EXE_HASH if it cannot be opened or read, is not a
@@ -41,9 +42,9 @@ bh_status bh_digest_exe(uint32_t pid, unsigned algs, bh_digests *out,
                         bh_err *err);
 
 /* Open path for hashing (O_RDONLY | O_NONBLOCK | O_CLOEXEC) and fstat the
- * descriptor: a regular file of at most BH_DIGEST_MAX_BYTES, else
- * BH_EXE_HASH. Returns the descriptor or -1. name is what messages call
- * the file. */
+ * descriptor: a regular file (else BH_EXE_HASH) of at most
+ * BH_DIGEST_MAX_BYTES (else BH_EXE_TOO_LARGE). Returns the descriptor or
+ * -1 with err set. name is what messages call the file. */
 int bh_digest_open(const char *path, const char *name, struct stat *st,
                    bh_err *err);
 /* bh_digest_open of /proc/PID/exe ("the executable of pid PID"). */
@@ -51,6 +52,13 @@ int bh_digest_open_exe(uint32_t pid, struct stat *st, bh_err *err);
 /* The cached digests of the file described by st, when every one of algs
  * is cached (true), else false. */
 bool bh_digest_cache_get(const struct stat *st, unsigned algs, bh_digests *out);
+/* The file st describes is the executable of a daemon just verified:
+ * keep its entry over others. The cache evicts entries nobody verified
+ * first, so that a user who makes the service hash hundreds of distinct
+ * files (each a record of theirs) cannot push the real daemons' digests
+ * out every round; at most BH_DIGEST_KEPT_MAX entries are kept (the least
+ * recently used one stops being kept for a newer one). */
+void bh_digest_cache_keep(const struct stat *st);
 /* Hash everything readable from fd (already checked by bh_digest_open,
  * described by st) and store the result in the cache. cancel, when not
  * NULL, is read between chunks (it may be set by another thread): true
@@ -59,10 +67,23 @@ bh_status bh_digest_fd(int fd, const struct stat *st, const char *name,
                        unsigned algs, const atomic_bool *cancel,
                        bh_digests *out, bh_err *err);
 
+/* The same in steps, for a hasher that shares its time between files:
+ * begin (NULL when out of memory), then step until *end (each step reads
+ * at most about max_bytes; 0 or an errno), then end (the digests, stored
+ * in the cache under st; frees the state) or abort (frees it). */
+typedef struct bh_digest_state bh_digest_state;
+bh_digest_state *bh_digest_begin(unsigned algs);
+int bh_digest_step(bh_digest_state *s, int fd, uint64_t max_bytes, bool *end);
+bh_status bh_digest_end(bh_digest_state *s, const struct stat *st,
+                        const char *name, bh_digests *out, bh_err *err);
+void bh_digest_abort(bh_digest_state *s);
+
 /* SHA-256 of a memory buffer. */
 void bh_digest_bytes(const void *data, size_t len, uint8_t out[BH_SHA256_LEN]);
 /* BLAKE3-256 of a memory buffer. */
 void bh_blake3_bytes(const void *data, size_t len, uint8_t out[BH_DIGEST_LEN]);
+
+enum { BH_DIGEST_CACHE_SLOTS = 256, BH_DIGEST_KEPT_MAX = 192 };
 
 typedef struct bh_digest_stats {
   uint64_t hits;

@@ -1,8 +1,14 @@
 /* The hasher's worker thread and its hand-back through an eventfd (see
  * hasher.h). The loop thread owns every job until it is queued; the
- * worker owns the running one; a done job goes back on the `done` list and
- * the loop frees it after its callback. Only the two lists and the flags
- * are shared, under one mutex. */
+ * worker owns the running ones; a done job goes back on the `done` list
+ * and the loop frees it after its callback. Only the queues, the lists
+ * and the flags are shared, under one mutex.
+ *
+ * Fairness: jobs wait in one queue per owner (the uid of the process
+ * whose executable it is), and the worker serves the owners in turn, one
+ * slice of at most SLICE_BYTES of the job at the head of each owner's
+ * queue per turn. An owner's jobs run one after the other; one owner's
+ * gigabyte only ever delays another owner's job by a slice. */
 #include "hasher.h"
 
 #include <errno.h>
@@ -19,6 +25,11 @@
 
 #include "digest.h"
 
+/* About 3 ms of hashing (both digests) on the development machine. */
+#define SLICE_BYTES ((uint64_t)4 << 20)
+
+typedef struct owner_q owner_q;
+
 struct bh_hash_job {
   bh_hash_job *next;
   int fd;
@@ -27,10 +38,19 @@ struct bh_hash_job {
   char name[96];
   bh_hash_cb cb;
   void *ctx;
-  bool cancelled; /* loop side only: the caller is gone */
+  bool cancelled;          /* loop side only: the caller is gone */
+  bh_digest_state *digest; /* worker side: the hashing under way */
   bh_status status;
   bh_err err;
   bh_digests d;
+};
+
+/* The jobs of one owner, in order; an entry of the worker's ring while
+ * it has any. */
+struct owner_q {
+  uid_t owner;
+  bh_hash_job *head, *tail;
+  owner_q *next; /* the ring of owners with jobs */
 };
 
 struct bh_hasher {
@@ -40,39 +60,129 @@ struct bh_hasher {
   bool started;
   pthread_mutex_t lock;
   pthread_cond_t wake;
-  bh_hash_job *queue, *queue_tail; /* waiting, in order */
-  bh_hash_job *done;               /* finished, any order */
+  owner_q *turn;     /* the ring of owners with jobs: whose turn it is */
+  bh_hash_job *done; /* finished, any order */
   atomic_bool stop;
 };
 
 static void job_free(bh_hash_job *j) {
   if (j->fd >= 0) (void)close(j->fd); /* read-only */
+  bh_digest_abort(j->digest);
   free(j);
 }
 
-/* The worker: take a job, answer it from the cache or hash it, put it on
- * done and wake the loop; until told to stop. */
+/* Queue j at the end of its owner's queue, adding the owner to the ring
+ * (just before the one whose turn it is: last in this round). Caller
+ * holds the lock. NULL when out of memory. */
+static bool enqueue(bh_hasher *h, uid_t owner, bh_hash_job *j) {
+  owner_q *q = NULL;
+  if (h->turn != NULL) {
+    q = h->turn;
+    do {
+      if (q->owner == owner) break;
+      q = q->next;
+    } while (q != h->turn);
+    if (q->owner != owner) q = NULL;
+  }
+  if (q == NULL) {
+    if ((q = calloc(1, sizeof *q)) == NULL) return false;
+    q->owner = owner;
+    if (h->turn == NULL) {
+      q->next = q;
+      h->turn = q;
+    } else { /* after the last of the ring: the one before turn */
+      owner_q *last = h->turn;
+      while (last->next != h->turn)
+        last = last->next;
+      last->next = q;
+      q->next = h->turn;
+    }
+  }
+  if (q->tail != NULL)
+    q->tail->next = j;
+  else
+    q->head = j;
+  q->tail = j;
+  return true;
+}
+
+/* The worker's turn passes from q (h->turn) to the next owner; when
+ * finished, q's head job is taken off first, and q leaves the ring when
+ * it has no job left. Caller holds the lock. */
+static void next_turn(bh_hasher *h, owner_q *q, bool finished) {
+  if (finished) {
+    bh_hash_job *j = q->head;
+    q->head = j->next;
+    if (q->head == NULL) q->tail = NULL;
+    j->next = NULL;
+  }
+  h->turn = q->next;
+  if (q->head != NULL) return;
+  if (q->next == q) {
+    h->turn = NULL;
+  } else {
+    owner_q *prev = q->next;
+    while (prev->next != q)
+      prev = prev->next;
+    prev->next = q->next;
+  }
+  free(q);
+}
+
+/* One slice of j, without the lock: from the cache at its start, else
+ * hashing SLICE_BYTES more. True when j is finished (status set). */
+static bool work_on(bh_hasher *h, bh_hash_job *j) {
+  if (j->digest == NULL) {
+    bh_err_clear(&j->err);
+    if (bh_digest_cache_get(&j->st, j->algs, &j->d)) {
+      j->status = BH_OK;
+      return true;
+    }
+    if ((j->digest = bh_digest_begin(j->algs)) == NULL) {
+      j->status = bh_err_set(&j->err, BH_EXE_HASH, NULL,
+                             "cannot hash %s: out of memory", j->name);
+      return true;
+    }
+  }
+  bool end = false;
+  int e = atomic_load(&h->stop)
+              ? ECANCELED
+              : bh_digest_step(j->digest, j->fd, SLICE_BYTES, &end);
+  if (e != 0) {
+    bh_digest_abort(j->digest);
+    j->digest = NULL;
+    j->status = bh_err_set(&j->err, BH_EXE_HASH, NULL, "cannot read %s: %s",
+                           j->name, strerror(e));
+    return true;
+  }
+  if (!end) return false;
+  j->status = bh_digest_end(j->digest, &j->st, j->name, &j->d, &j->err);
+  j->digest = NULL;
+  return true;
+}
+
+/* The worker: in turn, one slice of the first job of each owner; a
+ * finished job goes to done and wakes the loop; until told to stop. */
 static void *worker(void *arg) {
   bh_hasher *h = arg;
   (void)pthread_mutex_lock(&h->lock);
   while (!atomic_load(&h->stop)) {
-    bh_hash_job *j = h->queue;
-    if (j == NULL) {
+    owner_q *q = h->turn;
+    if (q == NULL) {
       (void)pthread_cond_wait(&h->wake, &h->lock);
       continue;
     }
-    h->queue = j->next;
-    if (h->queue == NULL) h->queue_tail = NULL;
+    bh_hash_job *j = q->head;
     (void)pthread_mutex_unlock(&h->lock);
-    bh_err_clear(&j->err);
-    if (bh_digest_cache_get(&j->st, j->algs, &j->d))
-      j->status = BH_OK;
-    else
-      j->status = bh_digest_fd(j->fd, &j->st, j->name, j->algs, &h->stop, &j->d,
-                               &j->err);
-    (void)close(j->fd);
-    j->fd = -1;
+    bool finished = work_on(h, j);
+    if (finished) {
+      (void)close(j->fd);
+      j->fd = -1;
+    }
     (void)pthread_mutex_lock(&h->lock);
+    /* the ring may have grown meanwhile, never lost q: only we remove */
+    next_turn(h, q, finished);
+    if (!finished) continue;
     j->next = h->done;
     h->done = j;
     uint64_t one = 1;
@@ -144,7 +254,17 @@ void bh_hasher_free(bh_hasher *h) {
   (void)pthread_cond_signal(&h->wake);
   (void)pthread_mutex_unlock(&h->lock);
   if (h->started) (void)pthread_join(h->thread, NULL);
-  free_list(h->queue);
+  if (h->turn != NULL) { /* open the ring into a list, free it */
+    owner_q *q = h->turn->next;
+    h->turn->next = NULL;
+    while (q != NULL) {
+      owner_q *next = q->next;
+      free_list(q->head);
+      free(q);
+      q = next;
+    }
+    h->turn = NULL;
+  }
   free_list(h->done);
   event_free(h->ev);
   (void)close(h->efd);
@@ -153,9 +273,9 @@ void bh_hasher_free(bh_hasher *h) {
   free(h);
 }
 
-bh_hash_job *bh_hasher_submit(bh_hasher *h, int fd, const struct stat *st,
-                              const char *name, unsigned algs, bh_hash_cb cb,
-                              void *ctx) {
+bh_hash_job *bh_hasher_submit(bh_hasher *h, uid_t owner, int fd,
+                              const struct stat *st, const char *name,
+                              unsigned algs, bh_hash_cb cb, void *ctx) {
   bh_hash_job *j = calloc(1, sizeof *j);
   if (j == NULL) {
     (void)close(fd);
@@ -181,13 +301,13 @@ bh_hash_job *bh_hasher_submit(bh_hasher *h, int fd, const struct stat *st,
     }
   }
   (void)pthread_mutex_lock(&h->lock);
-  if (h->queue_tail != NULL)
-    h->queue_tail->next = j;
-  else
-    h->queue = j;
-  h->queue_tail = j;
-  (void)pthread_cond_signal(&h->wake);
+  bool queued = enqueue(h, owner, j);
+  if (queued) (void)pthread_cond_signal(&h->wake);
   (void)pthread_mutex_unlock(&h->lock);
+  if (!queued) {
+    job_free(j);
+    return NULL;
+  }
   return j;
 }
 

@@ -1,15 +1,23 @@
 /* Hashing off the loop (design §1.5: the full probe, hashing included,
- * never blocks the loop): one worker thread per hasher takes jobs in
- * order, hashes a descriptor (digest.h, which fills the shared cache) and
- * hands the result back through an eventfd watched by the hasher's
- * event_base, so every callback runs on the loop thread. Jobs for a file
- * already hashed by an earlier job are answered from the cache: a round
- * that probes a thousand daemons of one new binary reads it once. Knows
- * nothing of Lua. */
+ * never blocks the loop): one worker thread per hasher hashes descriptors
+ * (digest.h, which fills the shared cache) and hands the results back
+ * through an eventfd watched by the hasher's event_base, so every
+ * callback runs on the loop thread. Jobs for a file already hashed by an
+ * earlier job are answered from the cache: a round that probes a thousand
+ * daemons of one new binary reads it once.
+ *
+ * The worker is shared fairly between owners (the uid a job is for: the
+ * owner of the process whose executable it hashes): each owner's jobs
+ * wait in their own queue, in order, and the worker serves the owners in
+ * turn, a slice (4 MiB) of each one's first job per turn. So a user who
+ * records processes of huge (up to the 1 GiB limit) or hundreds of
+ * distinct executables delays other users' daemons by a few milliseconds,
+ * not by the sum of their hashing. Knows nothing of Lua. */
 #ifndef BH_HASHER_H
 #define BH_HASHER_H
 
 #include <sys/stat.h>
+#include <sys/types.h>
 
 #include "identity.h"
 #include "status.h"
@@ -32,11 +40,11 @@ bh_hasher *bh_hasher_new(struct event_base *base, bh_err *err);
 void bh_hasher_free(bh_hasher *h);
 
 /* Hash fd (taken over, closed when done; opened by bh_digest_open, st its
- * fstat) for algs; name is for messages. NULL when out of memory (fd is
- * closed then). */
-bh_hash_job *bh_hasher_submit(bh_hasher *h, int fd, const struct stat *st,
-                              const char *name, unsigned algs, bh_hash_cb cb,
-                              void *ctx);
+ * fstat) for algs, in owner's queue; name is for messages. NULL when out
+ * of memory (fd is closed then). */
+bh_hash_job *bh_hasher_submit(bh_hasher *h, uid_t owner, int fd,
+                              const struct stat *st, const char *name,
+                              unsigned algs, bh_hash_cb cb, void *ctx);
 
 /* The caller no longer wants the result: the callback will not run. The
  * work itself goes on (it fills the cache for the next probe of that

@@ -47,6 +47,8 @@ struct bh_probe {
   double t_exchange;  /* when the exchange started (0: not yet) */
   double t_connected; /* when connect completed (0: not yet) */
   bh_hash_job *job;   /* verify_pid's hashing, while it runs */
+  struct stat exe_st; /* the executable verify_pid found the digests of */
+  bool exe_checked;   /* ... and they were the recorded ones */
   int peer_pidfd;     /* SO_PEERPIDFD of the peer, or -1 */
   int via_fd;         /* O_PATH descriptor of the socket checked for the
                          owner (connect goes through it), or -1 */
@@ -200,6 +202,8 @@ static void probe_finish(bh_probe *p) {
   if (p->result.err.code != BH_OK) {
     if (!p->result.answered) bh_identity_clear(&p->result.identity);
     bh_proc_release(&p->result.proc);
+  } else if (p->exe_checked) { /* a verified daemon: keep its digest */
+    bh_digest_cache_keep(&p->exe_st);
   }
   bh_proc_release(&p->succ);
   p->cb(&p->result, p->ctx);
@@ -575,6 +579,7 @@ static void record_hashed(bh_probe *p, const bh_digests *d) {
     verify_failed(p);
     return;
   }
+  p->exe_checked = true;
   probe_exchange(p);
 }
 
@@ -604,14 +609,19 @@ static void hash_exe(bh_probe *p, const bh_proc *proc, unsigned algs,
     probe_finish(p);
     return;
   }
+  p->exe_st = sb;
   if (fd < 0) { /* cached */
     next(p, &d);
     return;
   }
   if (p->opts.hasher != NULL) {
+    /* In the queue of the process's owner: one user's executables cannot
+     * hold the hasher up for another's (hasher.h). */
+    uid_t owner = 0;
+    if (!bh_proc_real_uid(proc->pid, &owner)) owner = (uid_t)-1;
     p->hashed = next;
-    p->job = bh_hasher_submit(p->opts.hasher, fd, &sb, "the executable", algs,
-                              on_hashed, p);
+    p->job = bh_hasher_submit(p->opts.hasher, owner, fd, &sb, "the executable",
+                              algs, on_hashed, p);
     if (p->job != NULL) return;
     bh_err_set(err, BH_SYSTEM, NULL, "out of memory starting a hash");
     probe_finish(p);

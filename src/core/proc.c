@@ -230,7 +230,7 @@ bh_status bh_proc_exe_digests(const bh_proc *p, unsigned algs, bh_digests *d,
                 bh_digest_cache_get(st, algs, d);
   if (!cached) {
     *fd = bh_digest_open_exe(p->pid, st, err);
-    if (*fd < 0) return BH_EXE_HASH;
+    if (*fd < 0) return err != NULL ? err->code : BH_EXE_HASH;
     /* The file it runs is cached after all (hashed meanwhile). */
     if (bh_digest_cache_get(st, algs, d)) {
       (void)close(*fd); /* read-only */

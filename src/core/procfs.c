@@ -182,6 +182,24 @@ long bh_pidfd_pid(int pidfd) {
   return at != NULL ? strtol(at + 5, NULL, 10) : 0;
 }
 
+bool bh_proc_real_uid(uint32_t pid, uid_t *uid) {
+  char path[64], buf[4096];
+  size_t len = 0;
+  unsigned long long u;
+  (void)snprintf(path, sizeof path, "/proc/%u/status", pid);
+  if (read_proc(path, buf, sizeof buf, &len) != 0) return false;
+  const char *at = strstr(buf, "\nUid:");
+  if (at == NULL) return false;
+  at += 5;
+  while (*at == '\t' || *at == ' ')
+    at++;
+  char *end = NULL;
+  u = strtoull(at, &end, 10);
+  if (end == at) return false;
+  *uid = (uid_t)u;
+  return true;
+}
+
 bh_status bh_proc_start_unix_ms(uint32_t pid, uint64_t *out, bh_err *err) {
   unsigned long long ticks = 0;
   uint64_t btime = 0;

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "status.h"
 
@@ -40,6 +41,11 @@ char *bh_canonical_path(const char *path);
  * btime of /proc/stat). BH_PID_NOT_FOUND when the process is gone,
  * BH_SYSTEM when /proc cannot be parsed. */
 bh_status bh_proc_start_unix_ms(uint32_t pid, uint64_t *out, bh_err *err);
+
+/* The real uid of pid (the first "Uid:" of /proc/PID/status: neither a
+ * setuid bit nor a non-dumpable process changes it). false when it cannot
+ * be read. */
+bool bh_proc_real_uid(uint32_t pid, uid_t *uid);
 
 /* Boot id of this machine (/proc/sys/kernel/random/boot_id, trimmed) into
  * buf; BH_SYSTEM if unreadable. */

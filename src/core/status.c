@@ -22,6 +22,7 @@ static const struct {
     [BH_EXE_HASH_MISMATCH] = {"exe_hash_mismatch", "verify_pid"},
     [BH_PID_REUSED] = {"pid_reused", "verify_pid"},
     [BH_EXE_DELETED] = {"exe_deleted", "verify_pid"},
+    [BH_EXE_TOO_LARGE] = {"exe_too_large", "verify_pid"},
     [BH_CONNECT] = {"connect", "response"},
     [BH_TIMEOUT] = {"timeout", "response"},
     [BH_IO] = {"io", "response"},

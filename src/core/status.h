@@ -24,6 +24,7 @@ typedef enum bh_status {
   BH_EXE_HASH_MISMATCH,
   BH_PID_REUSED,
   BH_EXE_DELETED,
+  BH_EXE_TOO_LARGE,
   /* stage "response" (the responder reuses these for requests, stage
    * "request" is then implied by the caller) */
   BH_CONNECT,
