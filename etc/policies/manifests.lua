@@ -50,12 +50,10 @@ local SPEC = {
 -- (a daemon restarting), an executable we could not read.
 local RETRY_ON = { timeout = true, io = true, connect = true, exe_path = true, exe_hash = true }
 
--- A string from a record or a peer, at most n bytes in a log line.
+-- A string from a record or a peer, at most n bytes in a log line (the
+-- one cut of strings from records, bh.cut, with its mark).
 local function cap(s, n)
-  s = tostring(s)
-  n = n or 256
-  if #s <= n then return s end
-  return s:sub(1, n) .. "…[cut]"
+  return bh.cut(tostring(s), n or 256)
 end
 
 -- The directory part of a path.

@@ -15,6 +15,7 @@
 #include "probe.h"
 #include "procfs.h"
 #include "shutdown.h"
+#include "text.h"
 #include "wire.h"
 
 #define HANDLE_MT "bh.handle"
@@ -63,7 +64,8 @@ static void push_timings(lua_State *L, const bh_probe_timings *t) {
 }
 
 /* Push {pid =, uid =, gid =, exe =} of p (fields absent when unknown; exe
- * at most BH_PEER_EXE_MAX bytes, a longer one cut with a marked end). */
+ * at most BH_PEER_EXE_MAX bytes, a longer one cut with the mark of the
+ * cut, text.h). */
 static void push_peer(lua_State *L, const bh_peer *p) {
   lua_createtable(L, 0, 4);
   if (!p->known) return;
@@ -74,16 +76,14 @@ static void push_peer(lua_State *L, const bh_peer *p) {
   lua_pushinteger(L, (lua_Integer)p->gid);
   lua_setfield(L, -2, "gid");
   if (p->exe == NULL) return;
-  size_t n = strlen(p->exe);
-  if (n > BH_PEER_EXE_MAX) {
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    luaL_addlstring(&b, p->exe, BH_PEER_EXE_MAX);
-    luaL_addstring(&b, "…[cut]");
-    luaL_pushresult(&b);
-  } else {
-    lua_pushlstring(L, p->exe, n);
-  }
+  char mark[BH_TEXT_MARK_MAX];
+  size_t mark_len, keep = bh_text_cut(p->exe, strlen(p->exe), BH_PEER_EXE_MAX,
+                                      mark, &mark_len);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, p->exe, keep);
+  luaL_addlstring(&b, mark, mark_len);
+  luaL_pushresult(&b);
   lua_setfield(L, -2, "exe");
 }
 
