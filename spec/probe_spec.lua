@@ -120,6 +120,7 @@ describe("bh.probe", function()
       assert.same(id, err.got)
       -- a failure before any answer has none
       h, err = bh.probe(ep, dead)
+      assert.is_nil(h)
       assert.is_nil(err.got)
 
       -- the pid verifies, nothing answers on its socket: connect, which

@@ -32,6 +32,7 @@ typedef struct probe_out {
   pid_t peer_pid;
   bh_peer peer;       /* whoever accepted (err.peer / h.peer) */
   uint32_t successor; /* the listener check's successor, or 0 */
+  bool answered;      /* identity is what the peer answered (err.got) */
   bh_identity identity;
   bh_proc proc;
 } probe_out;
@@ -46,6 +47,7 @@ static NH_UNUSED void probe_out_cb(bh_probe_result *res, void *ctx) {
   o->peer_pid = res->peer.pid;
   bh_peer_move(&o->peer, &res->peer);
   o->successor = res->successor;
+  o->answered = res->answered;
   bh_identity_move(&o->identity, &res->identity);
   o->proc = res->proc;
   res->proc = BH_PROC_NONE;

@@ -108,7 +108,9 @@ static void test_relay(void) {
   CHECK_CODE(out.err.code, BH_PEER_MISMATCH, &out.err);
   CHECK(strstr(out.err.message, "another process") != NULL);
   CHECK_INT(out.proc.pid, 0); /* nothing held: no signal can follow */
-  CHECK_INT(out.identity.pid, 0);
+  /* what the relay passed on is kept, as what the peer claimed (err.got) */
+  CHECK(out.answered);
+  CHECK_INT(out.identity.pid, me.pid);
   probe_out_clear(&out);
   stop(relay_pid);
   bh_respond_free(r);
