@@ -283,6 +283,26 @@ describe("bhprobe-lua", function()
       assert.matches("module 'no_such_module_xyz' not found", err)
     end)
 
+    it("--name names the instance; the default is the script's base name", function()
+      script("my.policy.lua", "print(bh.options.name)")
+      local rc, out = run("my.policy.lua")
+      assert.are.equal(0, rc)
+      assert.are.equal("my.policy\n", out)
+      rc, out = run("--name 'web 1' my.policy.lua")
+      assert.are.equal(0, rc)
+      assert.are.equal("web 1\n", out)
+      rc, out = run("--name=" .. ("n"):rep(128) .. " -e 'print(#bh.options.name)'")
+      assert.are.equal(0, rc)
+      assert.are.equal("128\n", out)
+      rc, out = run("-e 'print(bh.options.name)'")
+      assert.are.equal(0, rc)
+      assert.are.equal("bhprobe-lua\n", out)
+      -- the first metrics file already carries it
+      rc = run("--name first --metrics m.prom -e 'os.exit(0)'")
+      assert.are.equal(0, rc)
+      assert.matches('\nbhprobe_build_info{policy="first",', slurp(tmp .. "/m.prom"))
+    end)
+
     local usage_cases = {
       { "-x", "unrecognized option '%-x'" },
       { "--bogus", "unrecognized option '%-%-bogus'" },
@@ -290,6 +310,11 @@ describe("bhprobe-lua", function()
       { "-e", "'%-e' needs argument" },
       { "-l", "'%-l' needs argument" },
       { "--report", "'%-%-report' needs argument" },
+      { "--name", "'%-%-name' needs argument" },
+      { "--name=", "'%-%-name=' needs argument" },
+      { "--name 'a\nb' -e 1", "'%-%-name' takes a NAME of at most 128 bytes without control "
+        .. "characters" },
+      { "--name " .. ("n"):rep(129) .. " -e 1", "'%-%-name' takes a NAME of at most 128" },
       { "nosuch.lua", "cannot open nosuch%.lua" },
     }
     for _, c in ipairs(usage_cases) do

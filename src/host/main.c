@@ -1,11 +1,10 @@
 /* bhprobe-lua: the host. Shaped like Lua 5.4's lua.c: main() creates the
  * state and runs pmain under lua_pcall; pmain parses the command line (the
  * lua conventions plus -h/--help, --version, --report, --metrics,
- * --listen), opens
- * the libraries and the bh module, and runs the whole command line as ONE
- * run (run_command_line): lua/host/session.lua is its main task and runs
- * each step (-e, -l, the script or stdin) as a task it waits for, then,
- * with -i, the prompt (lua/host/prompt.lua). So yielding functions
+ * --listen, --name), opens the libraries and the bh module, and runs the whole
+ * command line as ONE run (run_command_line): lua/host/session.lua is its main
+ * task and runs each step (-e, -l, the script or stdin) as a task it waits for,
+ * then, with -i, the prompt (lua/host/prompt.lua). So yielding functions
  * (bh.probe, bh.sleep) work at top level, and what one step opens (a
  * responder, a background task) is still there for the next and at the
  * prompt. With -i the run is a session (lbh_session): it ends with the
@@ -73,6 +72,7 @@ typedef struct host_opts {
   const char *report;  /* --report FILE, or NULL */
   const char *metrics; /* --metrics FILE, or NULL */
   const char *listen;  /* --listen HOST:PORT, or NULL */
+  const char *name;    /* --name NAME, or NULL */
   const char *usage;   /* usage error format (%s: the option), or NULL */
 } host_opts;
 
@@ -137,6 +137,8 @@ static void print_help(void) {
       "                   (-, /dev/stdout, /proc/self/fd/1: stdout)\n"
       "  --metrics FILE   write metrics to FILE (Prometheus textfile)\n"
       "  --listen ADDR    serve /metrics on HOST:PORT (PORT: on 127.0.0.1)\n"
+      "  --name NAME      this instance's name, the label policy=\"NAME\" of\n"
+      "                   every series (default: the script's base name)\n"
       "  --               stop handling options\n"
       "  -                run stdin as the script, stop handling options\n"
       "Without a script, -e or -v: the script is stdin, or the prompt when\n"
@@ -204,6 +206,7 @@ static const struct {
     {"--report", offsetof(host_opts, report)},
     {"--metrics", offsetof(host_opts, metrics)},
     {"--listen", offsetof(host_opts, listen)},
+    {"--name", offsetof(host_opts, name)},
 };
 
 /* The index in value_options of the option named by the first n
@@ -214,6 +217,35 @@ static int value_option(const char *a, size_t n) {
         strncmp(a, value_options[k].name, n) == 0)
       return (int)k;
   return -1;
+}
+
+/* Is name fit for --name: a label value (policy="NAME") of at most
+ * NAME_MAX_LEN bytes, without control characters (the exposition format
+ * would carry them, but no operator means one)? */
+#define NAME_MAX_LEN 128
+#define NAME_MAX_TEXT "128"
+static bool name_ok(const char *name) {
+  size_t n = strlen(name);
+  if (n > NAME_MAX_LEN) return false;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) return false;
+  return true;
+}
+
+/* The default --name into buf: the script's base name without ".lua"
+ * ("manifests" for etc/policies/manifests.lua), or the program's name
+ * when there is no script file (-e, stdin). */
+static const char *default_name(char **argv, const host_opts *o, char *buf,
+                                size_t cap) {
+  const char *script = o->script > 0 ? argv[o->script] : "-";
+  const char *base = strrchr(script, '/');
+  base = base != NULL ? base + 1 : script;
+  size_t n = strlen(base);
+  if (n > 4 && strcmp(base + n - 4, ".lua") == 0) n -= 4;
+  if (strcmp(script, "-") == 0 || n == 0 || n >= cap) return PROGNAME;
+  memcpy(buf, base, n);
+  buf[n] = '\0';
+  return name_ok(buf) ? buf : PROGNAME;
 }
 
 /* Parses a long option at argv[*i]. */
@@ -244,6 +276,9 @@ static void long_option(char **argv, int *i, host_opts *o) {
     o->usage = "'%s' needs argument";
   }
   if (*dest != NULL && **dest == '\0') o->usage = "'%s' needs argument";
+  if (o->usage == NULL && o->name != NULL && !name_ok(o->name))
+    o->usage = "'--name' takes a NAME of at most " NAME_MAX_TEXT
+               " bytes without control characters";
 }
 
 /* Parses one short option at argv[*i] (lua.c's rules: -e/-l take the rest
@@ -541,11 +576,12 @@ static void run_command_line(lua_State *L, host *h, const host_opts *o,
  * target that cannot be opened ends the host with status 2 and the
  * reason, before any chunk runs; then systemd hears READY=1. */
 static bool open_bh(lua_State *L, host *h, const host_opts *o) {
-  char why[512];
+  char why[512], name[NAME_MAX_LEN + 1];
+  lbh_service_opts so = {o->report, o->metrics, o->listen, o->name};
+  if (so.name == NULL) so.name = default_name(h->argv, o, name, sizeof name);
   luaL_requiref(L, "bh", luaopen_bh, 1);
   lua_pop(L, 1);
-  if (!lbh_service_setup(L, o->report, o->metrics, o->listen, why,
-                         sizeof why)) {
+  if (!lbh_service_setup(L, &so, why, sizeof why)) {
     l_message(PROGNAME, why);
     h->exit_status = EXIT_USAGE;
     return false;

@@ -49,14 +49,22 @@ int lbh_stop_signal(void);
  * host state (e.g. -i: back to the prompt after ^C). */
 void lbh_clear_stop_signal(lua_State *L);
 
+/* The host's service options (design §3.2); NULL: not given. */
+typedef struct lbh_service_opts {
+  const char *report;  /* --report FILE */
+  const char *metrics; /* --metrics FILE */
+  const char *listen;  /* --listen HOST:PORT */
+  const char *name;    /* --name NAME, or the default the host chose */
+} lbh_service_opts;
+
 /* The start-up checks of the host's service options (design §3): sets
- * bh.options.report/metrics/listen, opens the report file, writes the
- * first metrics file, binds the --listen socket (kept for every run to
- * serve; bh.options.listen_address is the address bound). NULL options
+ * bh.options.name/report/metrics/listen, opens the report file, writes
+ * the first metrics file, binds the --listen socket (kept for every run
+ * to serve; bh.options.listen_address is the address bound). NULL options
  * are skipped. On failure why (cap bytes) says which and why: the host
  * then exits 2. */
-bool lbh_service_setup(lua_State *L, const char *report, const char *metrics,
-                       const char *listen, char *why, size_t cap);
+bool lbh_service_setup(lua_State *L, const lbh_service_opts *o, char *why,
+                       size_t cap);
 /* sd_notify(3) a state ("READY=1", "STOPPING=1"); nothing outside systemd. */
 void lbh_service_notify(const char *state);
 

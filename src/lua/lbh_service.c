@@ -120,13 +120,15 @@ static bool names_stdout(const char *path) {
   return false;
 }
 
-bool lbh_service_setup(lua_State *L, const char *report, const char *metrics,
-                       const char *listen, char *why, size_t cap) {
+bool lbh_service_setup(lua_State *L, const lbh_service_opts *o, char *why,
+                       size_t cap) {
   host_service *s = get_service(L);
+  const char *report = o->report, *metrics = o->metrics, *listen = o->listen;
   bh_err err;
   if (s == NULL) s = new_service(L);
   if (report != NULL && names_stdout(report))
     report = NULL; /* bh.report writes to stdout when bh.options has none */
+  set_option(L, "name", o->name); /* before the first metrics file */
   set_option(L, "report", report);
   set_option(L, "metrics", metrics);
   set_option(L, "listen", listen);
