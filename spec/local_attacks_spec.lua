@@ -29,8 +29,14 @@ local function records(file)
   return out
 end
 
+-- The value of one sample of the metrics text (labels exactly as written,
+-- after the policy label every series starts with).
 local function metric(text, series)
-  local v = (text or ""):match("\n" .. series:gsub("%p", "%%%0") .. " ([%d.e+-]+)")
+  local name, labels = series:match("^([%w_]+){(.*)}$")
+  name = name or series
+  local pattern = name:gsub("%p", "%%%0") .. '{policy="[^"]*"'
+    .. (labels and ("," .. labels:gsub("%p", "%%%0")) or "") .. "}"
+  local v = (text or ""):match("\n" .. pattern .. " ([%d.e+-]+)")
   return v and tonumber(v)
 end
 

@@ -114,7 +114,7 @@ describe("strings from records are cut where they are copied", function()
     local p = start("--report r.jsonl --metrics m.prom " .. q(ROOT .. "/etc/policies/manifests.lua")
       .. " " .. q(root) .. " --every 60")
     wait_lines("r.jsonl", 6) -- the first round's
-    poll_file("m.prom", "()bhprobe_rounds_total 1")
+    poll_file("m.prom", '()bhprobe_rounds_total{policy="manifests"} 1')
     local kib = peak_kib(p.pid())
     p.kill("TERM")
     assert.equal(143, p.status())

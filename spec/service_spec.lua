@@ -367,7 +367,8 @@ describe("the HTTP endpoint (bh.metrics.serve)", function()
     assert.equal(503, code)
     assert.equal("too many probes in flight\n", body)
     spit(tmp .. "/release", "")
-    assert.matches('bhprobe_probe_success{service="s",namespace="n",path="/r/a%-1%.pb"} 0',
+    assert.matches('bhprobe_probe_success{policy="bhprobe%-lua",service="s",namespace="n",'
+      .. 'path="/r/a%-1%.pb"} 0',
       poll_file("a-1.pb.out", "(.*verdict.*)"))
     poll_file("b-1.pb.out", "()stale")
     assert.equal(501, (curl(base .. "/metrics", "-X POST")))
@@ -403,6 +404,68 @@ describe("the HTTP endpoint (bh.metrics.serve)", function()
     spit(tmp .. "/go", "")
     assert.equal(0, p.status())
     assert.matches("serving metrics on http://127%.0%.0%.1:%d+/metrics", slurp(tmp .. "/err"))
+  end)
+
+  it("serves /sd, the front page and /probe's debug view, under the --name", function()
+    local p = start("--name edge --listen 0 -e " .. q([[
+      local function rec(name, verdict, code)
+        return { service = name, endpoint = { namespace_id = "n", path = "/r/" .. name .. ".sock" },
+          verdict = verdict, code = code, elapsed_ms = 0.5, manifest = "/r/" .. name .. "-1.pb",
+          generation = 2, pid = 7 }
+      end
+      bh.metrics.observe(rec("a", "verified", bh.null))
+      bh.metrics.observe(rec("b", "impostor", "identity_mismatch"))
+      bh.metrics.end_round{ duration = 0.01, period = 10 }
+      bh.metrics.serve{ probe = function(path, debug)
+        local r = rec(path:match("/r/(%w+)%-1%.pb$"), "stale", "pid_not_found")
+        if debug then r.steps = { { step = "attempt 1", ms = 0.25, result = "pid_not_found" } } end
+        return r
+      end }
+      print("at " .. bh.options.listen_address) io.stdout:flush()
+      while not io.open("go") do bh.sleep(0.02) end]]))
+    local base = "http://" .. poll_file("out", "at (%S+)")
+    local code, body, ctype = curl(base .. "/sd")
+    assert.equal(200, code)
+    assert.equal("application/json", ctype)
+    local json = require "dkjson"
+    assert.same({
+      { targets = { "/r/a-1.pb" },
+        labels = { service = "a", namespace = "n", generation = "2", policy = "edge" } },
+      { targets = { "/r/b-1.pb" },
+        labels = { service = "b", namespace = "n", generation = "2", policy = "edge" } },
+    }, json.decode(body))
+    code, body, ctype = curl(base .. "/")
+    assert.equal(200, code)
+    assert.equal("text/html; charset=utf-8", ctype)
+    assert.matches("<title>bhprobe%-lua: edge</title>", body)
+    assert.truthy(body:find("<td>b</td><td>n</td><td>/r/b.sock</td><td>impostor</td>"
+      .. "<td>identity_mismatch</td>", 1, true))
+    code, body, ctype = curl(base .. "/probe?manifest=/r/a-1.pb&debug=true")
+    assert.equal(200, code)
+    assert.equal("text/plain; charset=utf-8", ctype)
+    assert.matches("^manifest   /r/a%-1%.pb\nservice    a\n", body)
+    assert.truthy(body:find("\nsteps:\n       0.250 ms  attempt 1: pid_not_found\n"
+      .. "verdict    stale\ncode       pid_not_found\n", 1, true))
+    assert.truthy(body:find('\nbhprobe_probe_failed_code{policy="edge",service="a",namespace="n",'
+      .. 'path="/r/a.sock",code="pid_not_found"} 1\n', 1, true))
+    code, body, ctype = curl(base .. "/probe?manifest=/r/a-1.pb&debug=false")
+    assert.equal(200, code)
+    assert.equal("text/plain; version=0.0.4; charset=utf-8", ctype)
+    assert.matches('\nbhprobe_probe_verdict{policy="edge",service="a",namespace="n",'
+      .. 'path="/r/a.sock",verdict="stale"} 1\n', body, 1, true)
+    assert.is_nil(body:find("steps:", 1, true))
+    code, body = curl(base .. "/probe?manifest=/r/a-1.pb&debug=yes")
+    assert.equal(400, code)
+    assert.equal("bad query: debug must be true or false\n", body)
+    code, body = curl(base .. "/probe?manifest=/r/a-1.pb&debug=true&debug=true")
+    assert.equal(400, code)
+    assert.equal("bad query: a query parameter given twice\n", body)
+    assert.equal(404, (curl(base .. "/index.html")))
+    code, body = curl(base .. "/metrics")
+    assert.equal(200, code)
+    assert.truthy(body:find('\nbhprobe_round_period_seconds{policy="edge"} 10\n', 1, true))
+    spit(tmp .. "/go", "")
+    assert.equal(0, p.status())
   end)
 
   it("checks its options", function()

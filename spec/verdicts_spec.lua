@@ -30,9 +30,14 @@ local function policy(dir, args, extra, bin, script)
   return code, by, H.slurp(err) or "", H.slurp(met) or ""
 end
 
--- The value of one sample of the metrics text (labels exactly as written).
+-- The value of one sample of the metrics text (labels exactly as written,
+-- after the policy label every series starts with).
 local function metric(text, series)
-  local v = text:match("\n" .. series:gsub("%p", "%%%0") .. " ([%d.e+-]+)")
+  local name, labels = series:match("^([%w_]+){(.*)}$")
+  name = name or series
+  local pattern = name:gsub("%p", "%%%0") .. '{policy="[^"]*"'
+    .. (labels and ("," .. labels:gsub("%p", "%%%0")) or "") .. "}"
+  local v = text:match("\n" .. pattern .. " ([%d.e+-]+)")
   return v and tonumber(v)
 end
 

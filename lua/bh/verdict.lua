@@ -180,4 +180,55 @@ function M.probe_record(o)
   }
 end
 
+-- One value of a description on one line, cut as a label is (bh.cut,
+-- 256 bytes): a 15 MB service name must not make a 15 MB answer.
+local function cut(v)
+  return bh.cut((tostring(v):gsub("%c", " ")))
+end
+
+local function shown(v)
+  if v == nil or v == null then return "-" end
+  return cut(v)
+end
+
+-- bh.describe(record) -> text: a standard record as the lines a person
+-- reads (the HTTP endpoint's /probe?...&debug=true, check.lua
+-- --verbose): what was probed (manifest, service, endpoint, pid), the
+-- steps with their timings (record.steps: {step =, ms =, result =,
+-- detail =}, in order, as the policy noted them), then the verdict, the
+-- code and the message. Every value is capped and on one line.
+function M.describe(rec)
+  bh._check_arg("bh.describe", 1, rec, "table")
+  local out = {}
+  local function line(k, v) out[#out + 1] = string.format("%-10s %s", k, shown(v)) end
+  local ep = type(rec.endpoint) == "table" and rec.endpoint or {}
+  if rec.manifest ~= nil then line("manifest", rec.manifest) end
+  line("service", rec.service)
+  line("endpoint", ep.path)
+  line("namespace", ep.namespace_id)
+  line("pid", rec.pid)
+  if rec.generation ~= nil then line("generation", rec.generation) end
+  if type(rec.steps) == "table" and #rec.steps > 0 then
+    out[#out + 1] = "steps:"
+    for i, st in ipairs(rec.steps) do
+      if i > 64 then
+        out[#out + 1] = string.format("  ... %d more", #rec.steps - 64)
+        break
+      end
+      local ms_text = type(st.ms) == "number" and string.format("%10.3f ms", st.ms)
+        or string.rep(" ", 13)
+      out[#out + 1] = string.format("  %s  %s: %s%s", ms_text, shown(st.step), shown(st.result),
+        st.detail ~= nil and (" (" .. shown(st.detail) .. ")") or "")
+    end
+  end
+  line("verdict", rec.verdict)
+  line("code", rec.code)
+  if rec.field ~= nil and rec.field ~= null then line("field", rec.field) end
+  if rec.message ~= nil then line("message", rec.message) end
+  if type(rec.elapsed_ms) == "number" then
+    line("elapsed", string.format("%.3f ms", rec.elapsed_ms))
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
 return M

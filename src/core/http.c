@@ -43,6 +43,8 @@
 #define CT_OPENMETRICS \
   "application/openmetrics-text; version=1.0.0; charset=utf-8"
 #define CT_PLAIN "text/plain; charset=utf-8"
+#define CT_JSON "application/json"
+#define CT_HTML "text/html; charset=utf-8"
 
 enum { MAX_HEADERS = 8192, IDLE_TIMEOUT_S = 30 };
 
@@ -569,25 +571,50 @@ static void serve_metrics(bh_http *h, struct evhttp_request *req) {
   free(body);
 }
 
+/* /sd and /: rendered at once by the page callback. */
+static void serve_page(bh_http *h, struct evhttp_request *req,
+                       bh_http_page page) {
+  if (h->cb.page == NULL) {
+    send_plain(req, 404, "not found (try /metrics)\n");
+    return;
+  }
+  size_t len = 0;
+  char *body = h->cb.page(h->cb.ctx, page, &len);
+  if (body == NULL) {
+    send_plain(req, 500, "page unavailable\n");
+    return;
+  }
+  send_text(req, 200, "OK", page == BH_HTTP_PAGE_SD ? CT_JSON : CT_HTML, body,
+            len);
+  free(body);
+}
+
 /* ---- /probe ------------------------------------------------------------- */
 
 /* The one manifest=PATH of the query, decoded, in *out (caller frees
- * with evhttp_clear_headers(params)); NULL with *why on bad input. An
- * encoded NUL is refused before decoding (evhttp would cut the value). */
+ * with evhttp_clear_headers(params)), and *debug from an optional
+ * debug=true|false; NULL with *why on bad input. An encoded NUL is
+ * refused before decoding (evhttp would cut the value). */
 static const char *probe_param(struct evhttp_request *req,
-                               struct evkeyvalq *params, const char **why) {
+                               struct evkeyvalq *params, bool *debug,
+                               const char **why) {
   const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
   if (q == NULL || evhttp_parse_query_str(q, params) != 0)
     return *why = "expected ?manifest=PATH", NULL;
   if (strstr(q, "%00") != NULL) return *why = "NUL in query", NULL;
-  const char *path = NULL;
+  const char *path = NULL, *dbg = NULL;
   for (struct evkeyval *kv = params->tqh_first; kv; kv = kv->next.tqe_next) {
-    if (strcmp(kv->key, "manifest") != 0)
-      return *why = "unknown query parameter", NULL;
-    if (path != NULL) return *why = "manifest given twice", NULL;
-    path = kv->value;
+    const char **dest = strcmp(kv->key, "manifest") == 0 ? &path
+                        : strcmp(kv->key, "debug") == 0  ? &dbg
+                                                         : NULL;
+    if (dest == NULL) return *why = "unknown query parameter", NULL;
+    if (*dest != NULL) return *why = "a query parameter given twice", NULL;
+    *dest = kv->value;
   }
   if (path == NULL) return *why = "expected ?manifest=PATH", NULL;
+  if (dbg != NULL && strcmp(dbg, "true") != 0 && strcmp(dbg, "false") != 0)
+    return *why = "debug must be true or false", NULL;
+  *debug = dbg != NULL && strcmp(dbg, "true") == 0;
   return bh_http_probe_path_ok(path, why) ? path : NULL;
 }
 
@@ -595,13 +622,14 @@ static void serve_probe(bh_http *h, struct evhttp_request *req, conn *c) {
   struct evkeyvalq params;
   const char *why = NULL;
   char msg[160];
+  bool debug = false;
   TAILQ_INIT(&params);
-  const char *path = probe_param(req, &params, &why);
+  const char *path = probe_param(req, &params, &debug, &why);
   pending *p = NULL;
   if (h->cb.probe == NULL) {
     send_plain(req, 404, "no probe handler\n");
   } else if (path == NULL) {
-    (void)snprintf(msg, sizeof msg, "bad manifest: %s\n", why);
+    (void)snprintf(msg, sizeof msg, "bad query: %s\n", why);
     send_plain(req, 400, msg);
   } else if (h->npending >= h->opts.max_probes) {
     send_plain(req, 503, "too many probes in flight\n");
@@ -615,8 +643,8 @@ static void serve_probe(bh_http *h, struct evhttp_request *req, conn *c) {
     h->pending = p;
     h->npending++;
     if (c != NULL) conn_watch_probe(c, p);
-    if (!h->cb.probe(h->cb.ctx, p->id, path, p->openmetrics))
-      bh_http_reply(h, p->id, 500, "cannot start the probe\n", 23);
+    if (!h->cb.probe(h->cb.ctx, p->id, path, p->openmetrics, debug))
+      bh_http_reply(h, p->id, 500, NULL, "cannot start the probe\n", 23);
   }
   evhttp_clear_headers(&params);
 }
@@ -634,6 +662,10 @@ static void on_request(struct evhttp_request *req, void *arg) {
     send_plain(req, 200, "bhprobe-lua is healthy.\n");
   } else if (strcmp(path, "/probe") == 0) {
     serve_probe(h, req, c);
+  } else if (strcmp(path, "/sd") == 0) {
+    serve_page(h, req, BH_HTTP_PAGE_SD);
+  } else if (strcmp(path, "/") == 0) {
+    serve_page(h, req, BH_HTTP_PAGE_INDEX);
   } else {
     send_plain(req, 404, "not found (try /metrics)\n");
   }
@@ -708,8 +740,8 @@ bh_http_stats bh_http_get_stats(const bh_http *h) {
   return st;
 }
 
-void bh_http_reply(bh_http *h, uint64_t id, int code, const char *body,
-                   size_t len) {
+void bh_http_reply(bh_http *h, uint64_t id, int code, const char *ctype,
+                   const char *body, size_t len) {
   pending **pp = &h->pending;
   while (*pp != NULL && (*pp)->id != id)
     pp = &(*pp)->next;
@@ -718,9 +750,10 @@ void bh_http_reply(bh_http *h, uint64_t id, int code, const char *body,
   *pp = p->next;
   h->npending--;
   conn_unwatch_probe(p);
-  const char *ctype = code != 200      ? CT_PLAIN
-                      : p->openmetrics ? CT_OPENMETRICS
-                                       : CT_TEXT;
+  if (code != 200)
+    ctype = CT_PLAIN;
+  else if (ctype == NULL)
+    ctype = p->openmetrics ? CT_OPENMETRICS : CT_TEXT;
   send_text(p->req, code, reason_of(code), ctype, body, len);
   free(p);
 }
@@ -734,7 +767,7 @@ static void refuse_pending(bh_http *h) {
       evhttp_request_get_connection(h->pending->req);
   struct bufferevent *bev =
       evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
-  bh_http_reply(h, h->pending->id, 503, msg, sizeof msg - 1);
+  bh_http_reply(h, h->pending->id, 503, NULL, msg, sizeof msg - 1);
   if (bev != NULL)
     (void)evbuffer_write(bufferevent_get_output(bev), bufferevent_getfd(bev));
 }

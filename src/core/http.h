@@ -1,17 +1,21 @@
 /* The service's HTTP endpoint on the run's libevent loop (libevent's own
- * evhttp): GET /metrics, GET /-/healthy and, blackbox_exporter's
- * multi-target pattern, GET /probe?manifest=PATH. The core owns the
- * socket, HTTP and the checks of hostile input; what the answers say is
- * the caller's (the Lua binding renders metrics and runs probes):
+ * evhttp): GET /metrics, GET /-/healthy, GET /sd, GET / and,
+ * blackbox_exporter's multi-target pattern, GET /probe?manifest=PATH
+ * (design §3.2). The core owns the socket, HTTP and the checks of
+ * hostile input; what the answers say is the caller's (the Lua binding
+ * renders metrics and pages and runs probes):
  * - /metrics: the metrics callback fills the body at once (it must not
  *   block); text exposition 0.0.4, or OpenMetrics 1.0.0 when the request's
  *   Accept asks for application/openmetrics-text.
- * - /probe?manifest=PATH: PATH is checked here (bh_http_probe_path_ok),
- *   then the probe callback starts the work and answers later, from the
- *   loop, with bh_http_reply(id). At most max_probes are in flight; more
- *   get 503 at once, so a flood of scrapes cannot queue unbounded work. A
- *   /probe whose client goes away (its socket reads EOF) is abandoned at
- *   once: its slot is free again and the abandon callback stops the work.
+ * - /sd (Prometheus HTTP service discovery, application/json) and /
+ *   (a small HTML page): the page callback fills the body at once.
+ * - /probe?manifest=PATH[&debug=true]: PATH is checked here
+ *   (bh_http_probe_path_ok), then the probe callback starts the work and
+ *   answers later, from the loop, with bh_http_reply(id). At most
+ *   max_probes are in flight; more get 503 at once, so a flood of scrapes
+ *   cannot queue unbounded work. A /probe whose client goes away (its
+ *   socket reads EOF) is abandoned at once: its slot is free again and the
+ *   abandon callback stops the work.
  * Requests are GET/HEAD only, headers at most 8 KiB, no body. Whoever
  * reaches the port can open connections: at most max_conns are kept (a
  * newcomer evicts the oldest one not being answered), each must deliver
@@ -55,13 +59,21 @@ typedef struct bh_http_stats {
   uint64_t accept_errors;  /* accepts that failed (EMFILE...) */
 } bh_http_stats;
 
+/* The pages other than /metrics that are rendered at once. */
+typedef enum bh_http_page { BH_HTTP_PAGE_SD, BH_HTTP_PAGE_INDEX } bh_http_page;
+
 typedef struct bh_http_callbacks {
   /* The metrics text (malloc'd, freed by the caller) or NULL (500). */
   char *(*metrics)(void *ctx, bool openmetrics, size_t *len);
+  /* The body of page (malloc'd, freed by the caller) or NULL (500). NULL
+   * callback: those pages are 404. */
+  char *(*page)(void *ctx, bh_http_page page, size_t *len);
   /* Start probing the record at path (already checked); answer later
-   * with bh_http_reply(h, id, ...). Returns false when it cannot start
-   * (500). NULL: /probe is 404. */
-  bool (*probe)(void *ctx, uint64_t id, const char *path, bool openmetrics);
+   * with bh_http_reply(h, id, ...). debug: the request asked for the
+   * probe's description (debug=true) rather than metrics. Returns false
+   * when it cannot start (500). NULL: /probe is 404. */
+  bool (*probe)(void *ctx, uint64_t id, const char *path, bool openmetrics,
+                bool debug);
   /* The client of the /probe id went away before its answer: stop the
    * work (a later bh_http_reply for id does nothing). May be NULL. */
   void (*abandon)(void *ctx, uint64_t id);
@@ -88,10 +100,11 @@ bh_http *bh_http_new(struct event_base *base, int listen_fd,
 bh_http_stats bh_http_get_stats(const bh_http *h);
 
 /* Answer the /probe request id: 200 with a metrics body (content type
- * as the request asked), or another code with a plain-text body. Does
- * nothing when id is no longer pending (the server closed meanwhile). */
-void bh_http_reply(bh_http *h, uint64_t id, int code, const char *body,
-                   size_t len);
+ * as the request asked, unless ctype names another), or another code
+ * with a plain-text body. Does nothing when id is no longer pending (the
+ * server closed meanwhile). */
+void bh_http_reply(bh_http *h, uint64_t id, int code, const char *ctype,
+                   const char *body, size_t len);
 
 /* Answer every pending /probe with 503, stop listening, free. NULL is
  * fine. */

@@ -2,9 +2,10 @@
  * server is a full userdata ("bh.http_server") tracked by the run, so it
  * closes when the run ends; while open it holds a registry reference to
  * itself, so the collector cannot free what a request callback touches.
- * /metrics calls bh.metrics.render on the loop (it never yields); a
- * /probe request spawns a task running bh.metrics._probe_runner, which
- * calls the policy's probe function and answers through server:_reply.
+ * /metrics calls bh.metrics.render on the loop (it never yields), /sd
+ * bh.metrics.render_sd and / bh.metrics.render_index alike; a /probe
+ * request spawns a task running bh.metrics._probe_runner, which calls the
+ * policy's probe function and answers through server:_reply.
  * The host's --listen socket (lbh_service.c) is served the same way by a
  * server the run starts by itself; bh.metrics.serve{probe = fn} without
  * listen then hands fn to that server instead of binding another. */
@@ -42,7 +43,9 @@ static const char host_server_key = 'h'; /* registry: the host's server */
 typedef struct call {
   server *s;
   bool openmetrics;
+  bool debug;      /* /probe?...&debug=true */
   bool no_handler; /* /probe on a server without a probe function */
+  const char *fn;  /* the bh.metrics function that renders the page */
   uint64_t id;
   const char *path;
   char *out;
@@ -58,11 +61,11 @@ static void push_metrics_fn(lua_State *L, const char *name) {
   lua_pop(L, 1);
 }
 
-/* Under lbh_loop_pcall: c->out = bh.metrics.render(openmetrics). */
+/* Under lbh_loop_pcall: c->out = bh.metrics[c->fn](openmetrics). */
 static int render_p(lua_State *L) {
   call *c = lua_touserdata(L, 1);
   size_t len;
-  push_metrics_fn(L, "render");
+  push_metrics_fn(L, c->fn);
   lua_pushboolean(L, c->openmetrics);
   lua_call(L, 1, 1);
   const char *text = luaL_checklstring(L, -1, &len);
@@ -73,13 +76,23 @@ static int render_p(lua_State *L) {
   return 0;
 }
 
-static char *on_metrics(void *ctx, bool openmetrics, size_t *len) {
-  call c = {ctx, openmetrics, false, 0, NULL, NULL, 0};
-  server *s = ctx;
-  if (lbh_loop_pcall(s->run, render_p, &c, 0, "serving /metrics") != LUA_OK)
-    return NULL;
+/* The body bh.metrics[fn] renders, malloc'd, or NULL (logged). */
+static char *render(server *s, const char *fn, bool openmetrics, size_t *len,
+                    const char *what) {
+  call c = {.s = s, .openmetrics = openmetrics, .fn = fn};
+  if (lbh_loop_pcall(s->run, render_p, &c, 0, what) != LUA_OK) return NULL;
   *len = c.len;
   return c.out;
+}
+
+static char *on_metrics(void *ctx, bool openmetrics, size_t *len) {
+  return render(ctx, "render", openmetrics, len, "serving /metrics");
+}
+
+static char *on_page(void *ctx, bh_http_page page, size_t *len) {
+  if (page == BH_HTTP_PAGE_SD)
+    return render(ctx, "render_sd", false, len, "serving /sd");
+  return render(ctx, "render_index", false, len, "serving /");
 }
 
 /* Push the server's table of running /probe tasks (by request id). */
@@ -92,8 +105,8 @@ static void push_tasks(lua_State *L, server *s) {
 }
 
 /* Under lbh_loop_pcall: tasks[id] = bh.spawn(bh.metrics._probe_runner,
- * server, probe, id, path, openmetrics), or c->no_handler when there is
- * no probe. */
+ * server, probe, id, path, openmetrics, debug), or c->no_handler when
+ * there is no probe. */
 static int spawn_p(lua_State *L) {
   call *c = lua_touserdata(L, 1);
   push_tasks(L, c->s);
@@ -111,19 +124,25 @@ static int spawn_p(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)c->id);
   lua_pushstring(L, c->path);
   lua_pushboolean(L, c->openmetrics);
-  lua_call(L, 6, 1);
+  lua_pushboolean(L, c->debug);
+  lua_call(L, 7, 1);
   lua_rawseti(L, -3, (lua_Integer)c->id);
   return 0;
 }
 
-static bool on_probe(void *ctx, uint64_t id, const char *path,
-                     bool openmetrics) {
+static bool on_probe(void *ctx, uint64_t id, const char *path, bool openmetrics,
+                     bool debug) {
   static const char none[] = "no probe handler\n";
-  call c = {ctx, openmetrics, false, id, path, NULL, 0};
+  call c = {.s = ctx,
+            .openmetrics = openmetrics,
+            .debug = debug,
+            .id = id,
+            .path = path};
   server *s = ctx;
   if (lbh_loop_pcall(s->run, spawn_p, &c, 0, "starting a /probe") != LUA_OK)
     return false;
-  if (c.no_handler) bh_http_reply(s->http, id, 404, none, sizeof none - 1);
+  if (c.no_handler)
+    bh_http_reply(s->http, id, 404, NULL, none, sizeof none - 1);
   return true;
 }
 
@@ -140,7 +159,7 @@ static int abandon_p(lua_State *L) {
 
 /* The client of /probe id went away: its probe stops now. */
 static void on_abandon(void *ctx, uint64_t id) {
-  call c = {ctx, false, false, id, NULL, NULL, 0};
+  call c = {.s = ctx, .id = id};
   server *s = ctx;
   (void)lbh_loop_pcall(s->run, abandon_p, &c, 0,
                        "stopping an abandoned /probe");
@@ -182,7 +201,7 @@ static server *server_new(lua_State *L, int fd, const char *address,
   lua_newtable(L);
   lua_setfield(L, -2, "tasks");
   lua_setiuservalue(L, -2, 1);
-  bh_http_callbacks cb = {on_metrics, on_probe, on_abandon, s};
+  bh_http_callbacks cb = {on_metrics, on_page, on_probe, on_abandon, s};
   bh_err err;
   s->http = bh_http_new(lbh_run_base(run), fd, &cb, opts, &err);
   if (s->http == NULL) luaL_error(L, "%s: %s", FN, err.message);
@@ -205,7 +224,7 @@ static void set_probe(lua_State *L, int idx) {
 
 /* bh.metrics.serve{listen = "HOST:PORT", probe = fn, max_probes = 8,
  * max_conns = 64, request_timeout = 10} -> server. Serves /metrics,
- * /-/healthy and (with probe) /probe in the current run until
+ * /-/healthy, /sd, / and (with probe) /probe in the current run until
  * server:close() or the end of the run. Without listen, the host's
  * --listen server (started with the run) gets probe (the other options
  * are then the host's). A listen address that cannot be bound raises (a
@@ -260,15 +279,18 @@ static server *check_server(lua_State *L) {
   return luaL_checkudata(L, 1, SERVER_MT);
 }
 
-/* server:_reply(id, code, body): answer a /probe (bh.metrics._probe_runner
- * only). Nothing happens once the server is closed. */
+/* server:_reply(id, code, body[, content_type]): answer a /probe
+ * (bh.metrics._probe_runner only); a 200 without content_type is metrics
+ * as the request asked. Nothing happens once the server is closed. */
 static int s_reply(lua_State *L) {
   server *s = check_server(L);
   lua_Integer id = luaL_checkinteger(L, 2);
   int code = (int)luaL_checkinteger(L, 3);
   size_t len;
   const char *body = luaL_checklstring(L, 4, &len);
-  if (s->http != NULL) bh_http_reply(s->http, (uint64_t)id, code, body, len);
+  const char *ctype = luaL_optstring(L, 5, NULL);
+  if (s->http != NULL)
+    bh_http_reply(s->http, (uint64_t)id, code, ctype, body, len);
   if (s->self_ref != LUA_NOREF) { /* its task is done */
     push_tasks(L, s);
     lua_pushnil(L);

@@ -327,6 +327,23 @@ static int l_report(lua_State *L) {
   return 1;
 }
 
+/* bh._json(value) -> compact JSON text of value, converted as bh.report
+ * converts a record (the Lua helpers' one JSON encoder: /sd). A value
+ * that cannot be encoded raises. */
+static int l_json(lua_State *L) {
+  char why[256];
+  luaL_checkany(L, 1);
+  json_t *j = json_from_lua(L, 1, why, sizeof why);
+  if (j == NULL) return luaL_argerror(L, 1, why);
+  char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                 JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY);
+  json_decref(j);
+  if (text == NULL) return luaL_error(L, "bh._json: out of memory");
+  lua_pushstring(L, text);
+  free(text);
+  return 1;
+}
+
 /* bh.timestamp([unix_seconds]) -> "2024-05-01T12:00:00.123Z" (RFC 3339,
  * UTC, milliseconds); now when no argument is given. */
 static int l_timestamp(lua_State *L) {
@@ -404,11 +421,10 @@ void lbh_report_open(lua_State *L) {
     luaL_setmetatable(L, SINK_MT);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &sink_key);
   }
-  static const luaL_Reg fns[] = {{"report", l_report},
-                                 {"timestamp", l_timestamp},
-                                 {"wallclock", l_wallclock},
-                                 {"cut", l_cut},
-                                 {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"report", l_report},       {"timestamp", l_timestamp},
+      {"wallclock", l_wallclock}, {"cut", l_cut},
+      {"_json", l_json},          {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   lua_pushlightuserdata(L, (void *)&null_tag);
   lua_setfield(L, -2, "null");
