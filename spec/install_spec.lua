@@ -113,6 +113,9 @@ describe("cmake --install", function()
       local unit = find_unit(dest)
       local u = unit_settings(unit)
       assert.equal("notify", u.Type)
+      -- daemons' sockets under /tmp must stay visible to the service
+      assert.is_nil(u.PrivateTmp)
+      assert.equal("read-only", u.ProtectHome)
       assert.matches("^%d+s$", u.WatchdogSec)
       local script = exec_script(u, "manifests")
       local override, shipped = script:match("for dir in (%S+) (%S+); do")
@@ -217,7 +220,7 @@ describe("cmake --install", function()
 local f = assert(io.open(os.getenv("POLICY_OUT"), "w"))
 local stat = assert(io.open("/proc/self/stat")):read("a")
 f:write(arg[0], "\n", stat:match("^%d+"), "\n", table.concat({ ... }, "|"), "\n",
-  tostring(x), "\n")
+  tostring(x), "\n", bh.options.name, "\n")
 f:close()
 ]]
     local shipped = dest .. "/usr/share/bhprobe-lua/policies/spec-which.lua"
@@ -226,11 +229,18 @@ f:close()
     local env = [[BHPROBE_OPTS='-e x=42' BHPROBE_ARGS='a b* --c']]
     local code, out, pid = run_unit(dest, "spec-which", env)
     assert.equal(0, code, slurp(dir .. "/unit.out"))
-    assert.equal(table.concat({ shipped, tostring(pid), "a|b*|--c", "42", "" }, "\n"), out)
+    -- the instance name names the series (--name %i)
+    assert.equal(table.concat({ shipped, tostring(pid), "a|b*|--c", "42", "spec-which", "" },
+      "\n"), out)
     H.spit(override, policy)
     code, out, pid = run_unit(dest, "spec-which", env)
     assert.equal(0, code, slurp(dir .. "/unit.out"))
-    assert.equal(table.concat({ override, tostring(pid), "a|b*|--c", "42", "" }, "\n"), out)
+    assert.equal(table.concat({ override, tostring(pid), "a|b*|--c", "42", "spec-which", "" },
+      "\n"), out)
+    -- a --name of the operator's own (BHPROBE_OPTS) wins
+    code, out = run_unit(dest, "spec-which", [[BHPROBE_OPTS='--name mine']])
+    assert.equal(0, code, slurp(dir .. "/unit.out"))
+    assert.matches("\nmine\n$", out)
     -- A policy in neither place: the host's usage error, which the unit
     -- does not restart (RestartPreventExitStatus=2).
     code = run_unit(dest, "spec-none", "")
