@@ -165,6 +165,7 @@ local function check(path, o, src)
   local rec = bh.probe_record{ service = m.service_name, expected = d, handle = h,
     err = perr, elapsed = h and h.elapsed or (bh.now() - started) }
   rec.manifest = path
+  rec.generation = d.exe_hash and 2 or 1 -- a manifest holds one (design §1.9)
   rec.apply = o.apply
   if h and h.close then h:close() end
   if o.apply then react(rec, path, d, info, src) end
