@@ -16,6 +16,7 @@
 --     },
 --     check = function(o) if ... then return "why" end end,  -- across options
 --     about = "what it does", exits = "exit statuses ...",
+--     usage_error = function(msg, usage) ... end,  -- says it instead of stderr
 --   })
 --   o.apply, o.every, o.attempts, o.roots
 local bh = require "bh"
@@ -133,9 +134,15 @@ function M.usage(spec)
 end
 
 -- A usage error: say it, the usage after it, on stderr; exit 3.
+-- spec.usage_error(msg, usage), when given, says it instead (a monitoring
+-- plugin's status line on stdout first); the exit status is the same.
 local function fail(spec, msg)
-  io.stderr:write(spec.name, ": ", msg, "\n", usage_text(spec))
-  io.stderr:flush()
+  if spec.usage_error then
+    spec.usage_error(msg, usage_text(spec))
+  else
+    io.stderr:write(spec.name, ": ", msg, "\n", usage_text(spec))
+    io.stderr:flush()
+  end
   os.exit(spec.exit_usage or M.EXIT_USAGE)
 end
 
@@ -153,7 +160,7 @@ end
 
 local SPEC = { name = { "string" }, args = { "table" }, options = { "table" },
   check = { "function" }, about = { "string" }, exits = { "string" },
-  exit_usage = { "integer", 0, 255 } }
+  exit_usage = { "integer", 0, 255 }, usage_error = { "function" } }
 
 -- bh.cli.parse(args, spec) -> o. args: the script's arguments ({...});
 -- spec: see the head of this file. --help or -h prints the usage on
