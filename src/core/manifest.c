@@ -676,18 +676,19 @@ bool bh_manifest_registry_name(const char *name) {
   return dash != NULL && dash != name && dash + 1 < name + n - 3;
 }
 
-/* Refuse the registry open as fd unless it is ours and private, saying
- * what is wrong: its owner, its mode, or both. */
-static bh_status check_registry(int fd, const char *dir, bh_err *err) {
+/* Refuse the registry open as fd unless it belongs to owner and is
+ * private, saying what is wrong: its owner, its mode, or both. */
+static bh_status check_registry(int fd, const char *dir, uid_t want,
+                                bh_err *err) {
   struct stat sb;
   if (fstat(fd, &sb) != 0) return io_err(err, "stat", dir, errno);
-  bool owner = sb.st_uid != geteuid(), mode = (sb.st_mode & 077) != 0;
+  bool owner = sb.st_uid != want, mode = (sb.st_mode & 077) != 0;
   if (!owner && !mode) return BH_OK;
-  char who[96] = "", how[128] = "";
+  char who[112] = "", how[128] = "";
   if (owner)
-    (void)snprintf(who, sizeof who,
-                   " belongs to uid %u, not to uid %u that reads it",
-                   (unsigned)sb.st_uid, (unsigned)geteuid());
+    (void)snprintf(who, sizeof who, " belongs to uid %u, not to uid %u %s",
+                   (unsigned)sb.st_uid, (unsigned)want,
+                   want == geteuid() ? "that reads it" : "whose home it is in");
   if (mode)
     (void)snprintf(how, sizeof how,
                    "%s has mode %04o: its group or others may reach it "
@@ -699,8 +700,8 @@ static bh_status check_registry(int fd, const char *dir, bh_err *err) {
                     dir, who, how);
 }
 
-bh_status bh_manifest_registry_open(const char *dir, int *fd, bool *missing,
-                                    bh_err *err) {
+bh_status bh_manifest_registry_open(const char *dir, uid_t owner, int *fd,
+                                    bool *missing, bh_err *err) {
   const char *leaf;
   *fd = -1;
   *missing = false;
@@ -720,7 +721,7 @@ bh_status bh_manifest_registry_open(const char *dir, int *fd, bool *missing,
     bh_err_clear(err); /* a parent is missing: so is the registry */
     *missing = true;
   }
-  if (st == BH_OK && *fd >= 0) st = check_registry(*fd, dir, err);
+  if (st == BH_OK && *fd >= 0) st = check_registry(*fd, dir, owner, err);
   if (st != BH_OK && *fd >= 0) {
     (void)close(*fd);
     *fd = -1;
@@ -769,7 +770,8 @@ bh_status bh_manifest_scan_central(bh_manifest_list *out, char **dirp,
   memset(out, 0, sizeof *out);
   if (dirp != NULL) *dirp = NULL;
   bh_status st = bh_manifest_central_dir(&dir, err);
-  if (st == BH_OK) st = bh_manifest_registry_open(dir, &fd, &missing, err);
+  if (st == BH_OK)
+    st = bh_manifest_registry_open(dir, geteuid(), &fd, &missing, err);
   if (st == BH_OK && fd >= 0) st = bh_manifest_registry_list(fd, dir, out, err);
   if (fd >= 0) (void)close(fd);
   if (st == BH_OK && dirp != NULL)

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "identity.h"
 #include "status.h"
@@ -162,11 +163,13 @@ bool bh_manifest_registry_name(const char *name);
  * *fd its descriptor, through which its records are then listed, read and
  * cleared (never again by path: a directory swapped in after the check
  * is never read). A registry that does not exist: BH_OK, *fd -1,
- * *missing. One that is not a directory private to its owner (ours, mode
- * 0700 or stricter) is refused: insecure_registry, as running-process
- * refuses it, the message naming what is wrong (the owner, the mode). */
-bh_status bh_manifest_registry_open(const char *dir, int *fd, bool *missing,
-                                    bh_err *err);
+ * *missing. One that is not a directory private to owner (the user whose
+ * registry it is: geteuid() for our own, the user whose home it is in
+ * for another's; mode 0700 or stricter) is refused: insecure_registry,
+ * as running-process refuses it, the message naming what is wrong (the
+ * owner, the mode). */
+bh_status bh_manifest_registry_open(const char *dir, uid_t owner, int *fd,
+                                    bool *missing, bh_err *err);
 /* The {service}-{version}.pb regular files of the registry open as fd, as
  * paths under dir, sorted. */
 bh_status bh_manifest_registry_list(int fd, const char *dir,

@@ -24,6 +24,7 @@
 #include "manifest.h"
 #include "manifest.pb-c.h"
 #include "pbutil.h"
+#include "users.h"
 #include "worker.h"
 
 #define MANIFEST_DESC (&running_process__broker__v1__cache_manifest__descriptor)
@@ -64,7 +65,13 @@ static bh_manifest *new_mbox(lua_State *L) {
  * requests and the watchdog go on meanwhile. Outside a task (plain Lua
  * before bh.run, a busted spec) they run inline. */
 
-typedef enum job_kind { JOB_READ, JOB_FIND, JOB_LIST, JOB_CLEAR } job_kind;
+typedef enum job_kind {
+  JOB_READ,
+  JOB_FIND,
+  JOB_LIST,
+  JOB_CLEAR,
+  JOB_USERS
+} job_kind;
 
 typedef struct mjob {
   bh_work work;
@@ -85,6 +92,7 @@ typedef struct mjob {
   struct stat sb;
   bh_manifest_list list;
   bh_clear_outcome outcome;
+  bh_user_registries users;
 } mjob;
 
 #define JOB_MT "bh.manifest_job"
@@ -98,6 +106,7 @@ static void job_clear(mjob *j) {
   bh_identity_clear(&j->only_if);
   bh_manifest_clear(&j->m);
   bh_manifest_list_free(&j->list);
+  bh_user_registries_free(&j->users);
 }
 
 static int job_gc(lua_State *L) {
@@ -140,6 +149,9 @@ static void job_run(bh_work *w) {
     case JOB_LIST:
       j->st = bh_manifest_registry_list(j->dirfd, j->path, &j->list, &j->err);
       break;
+    case JOB_USERS:
+      j->st = bh_user_registries_list(&j->users, &j->err);
+      break;
     case JOB_CLEAR: {
       const bh_identity *want = j->has_only_if ? &j->only_if : NULL;
       j->st =
@@ -157,6 +169,21 @@ static void push_strings(lua_State *L, char **v, size_t n) {
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     lua_pushstring(L, v[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
+/* Push the users' registries as {{path =, user =, uid =}, ...}. */
+static void push_users(lua_State *L, const bh_user_registries *u) {
+  lua_createtable(L, (int)u->count, 0);
+  for (size_t i = 0; i < u->count; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, u->v[i].dir);
+    lua_setfield(L, -2, "path");
+    lua_pushstring(L, u->v[i].user);
+    lua_setfield(L, -2, "user");
+    lua_pushinteger(L, (lua_Integer)u->v[i].uid);
+    lua_setfield(L, -2, "uid");
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
 }
@@ -183,6 +210,9 @@ static int job_push(lua_State *L, void *ud) {
       return 2;
     case JOB_LIST:
       push_strings(L, j->list.paths, j->list.count);
+      return 1;
+    case JOB_USERS:
+      push_users(L, &j->users);
       return 1;
     case JOB_CLEAR:
       lua_pushboolean(L, j->outcome == BH_CLEAR_DONE);
@@ -422,10 +452,18 @@ static registry *check_registry(lua_State *L, const char *fn) {
   return r;
 }
 
-/* bh.manifest.open_central() -> registry | nil, err (insecure_registry,
- * manifest_io). A registry that does not exist opens (exists = false:
- * nothing in it). */
+/* bh.manifest.open_central([{path = DIR, owner = UID}]) -> registry |
+ * nil, err (insecure_registry, manifest_io). Without path, our own
+ * registry (bh.manifest.central_dir()); with it, that one (a user's, from
+ * bh.manifest.user_registries()), checked as private to owner (default:
+ * this process's uid). A registry that does not exist opens (exists =
+ * false: nothing in it). */
 static int l_open_central(lua_State *L) {
+  static const char *const keys[] = {"path", "owner", NULL};
+  static const char fn[] = "bh.manifest.open_central";
+  lbh_opts_check(L, 1, fn, keys);
+  const char *path = lbh_opt_string(L, 1, fn, "path", NULL);
+  lua_Integer owner = lbh_opt_integer(L, 1, fn, "owner", -1, 0, 4294967294);
   registry *r = lua_newuserdatauv(L, sizeof *r, 0);
   r->fd = -1;
   r->exists = false;
@@ -433,9 +471,11 @@ static int l_open_central(lua_State *L) {
   luaL_setmetatable(L, REG_MT);
   bh_err err;
   bool missing = false;
-  char *dir = NULL;
-  if (bh_manifest_central_dir(&dir, &err) != BH_OK ||
-      bh_manifest_registry_open(dir, &r->fd, &missing, &err) != BH_OK) {
+  char *dir = path != NULL ? strdup(path) : NULL;
+  if (path != NULL && dir == NULL) return luaL_error(L, "out of memory");
+  uid_t uid = owner >= 0 ? (uid_t)owner : geteuid();
+  if ((dir == NULL && bh_manifest_central_dir(&dir, &err) != BH_OK) ||
+      bh_manifest_registry_open(dir, uid, &r->fd, &missing, &err) != BH_OK) {
     free(dir);
     return lbh_fail_stage(L, &err, "manifest");
   }
@@ -548,6 +588,15 @@ static int reg_tostring(lua_State *L) {
   return 1;
 }
 
+/* bh.manifest.user_registries() -> {{path =, user =, uid =}, ...}: the
+ * central registry of every user whose home is their own directory
+ * (users.h), to open with open_central{path =, owner = uid}; nil, err
+ * (system) when the user database cannot be read. Yields in a task. */
+static int l_user_registries(lua_State *L) {
+  mjob *j = new_job(L, JOB_USERS, "users");
+  return run_job(L, j);
+}
+
 /* bh.manifest.check_host(m) -> true | nil, err (foreign_host when m names
  * another machine than this one in host.machine_id). */
 static int l_check_host(lua_State *L) {
@@ -583,6 +632,7 @@ void lbh_manifest_open(lua_State *L) {
                                  {"central_dir", l_central_dir},
                                  {"scan_central", l_scan_central},
                                  {"open_central", l_open_central},
+                                 {"user_registries", l_user_registries},
                                  {"check_host", l_check_host},
                                  {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", mbox_gc}, {NULL, NULL}};
