@@ -400,6 +400,46 @@ describe("etc/policies/manifests.lua", function()
     assert(ok, err)
   end)
 
+  it("answers /probe for a record cleared by --apply (no daemon) and with its debug view",
+    function()
+      local r4 = dir .. "/root4"
+      os.execute("rm -rf " .. q(r4) .. " && mkdir " .. q(r4) .. " && cp -a " .. q(root .. "/live")
+        .. " " .. q(root .. "/dead") .. " " .. q(r4))
+      local s = service(dir .. "/svc6", q(r4) .. " --every 0.3 --apply", "--name edge "
+        .. "--listen 127.0.0.1:0")
+      local ok, err = pcall(function()
+        local base = "http://" .. s.addr()
+        s.rounds(2) -- the first round cleared the dead one; the second no longer sees it
+        local dead = r4 .. "/dead/" .. bh.manifest.NAME
+        local code, body = curl(base .. "/probe?manifest=" .. dead)
+        assert.equal(200, code)
+        local m = parse_prometheus(body .. "\n")
+        assert.equal(0, sample(m, "bhprobe_probe_success", { service = "dead", policy = "edge" }))
+        assert.equal(1, sample(m, "bhprobe_probe_verdict", { service = "dead", verdict = "stale" }))
+        assert.equal(1, sample(m, "bhprobe_probe_failed_code",
+          { service = "dead", code = "no_daemon" }))
+        -- /sd lists what names a daemon: the cleared record is no target any more
+        local _, sd = curl(base .. "/sd")
+        assert.is_nil(sd:find(dead, 1, true))
+        assert.truthy(sd:find(r4 .. "/live/" .. bh.manifest.NAME, 1, true))
+        local ctype
+        code, body, ctype = curl(base .. "/probe?manifest=" .. r4 .. "/live/" .. bh.manifest.NAME
+          .. "&debug=true")
+        assert.equal(200, code)
+        assert.equal("text/plain; charset=utf-8", ctype)
+        assert.matches("^manifest   " .. r4:gsub("%p", "%%%0") .. "/live/", body)
+        assert.matches("\nsteps:\n +[%d.]+ ms  read the record: ok %(owner uid %d+, mode 0644%)\n"
+          .. " +[%d.]+ ms  check the host: this machine\n"
+          .. " +[%d.]+ ms  probe attempt 1: verified, pid %d+ %(verify_pid [%d.]+ ms, "
+          .. "connect [%d.]+ ms, exchange [%d.]+ ms%)\nverdict    verified\n", body)
+        assert.matches("\nmetrics that would have been returned:\n", body)
+        -- a scrape with debug reports nothing and cleans nothing
+        assert.is_nil(H.slurp(dir .. "/svc6/r.jsonl"):find('"steps"', 1, true))
+      end)
+      assert.equal(143, s.stop())
+      assert(ok, err)
+    end)
+
   it("writes metrics that promtool check metrics accepts", function()
     local s = service(dir .. "/svc4", q(root) .. " --every 0.3", "--listen 127.0.0.1:0")
     local ok, err = pcall(function()

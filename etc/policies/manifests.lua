@@ -1,9 +1,12 @@
 -- Probe every daemon recorded in cache manifests: those under each ROOT
 -- given, or with no ROOT those of running-process's central registry
--- (bh.manifest.open_central()). Classify each record (design §1.11:
--- verified, stale, impostor, unreachable, foreign, invalid, squatted,
--- outdated), report one JSON line each, log each record's verdict when it
--- changes and one summary line per round, keep the metrics up to date.
+-- (bh.manifest.open_central()); with --all-users those of every user's
+-- central registry too (a service running as root: each registry in its
+-- user's home, checked as private to that user). Classify each record
+-- (design §1.11: verified, stale, impostor, unreachable, foreign,
+-- invalid, squatted, outdated), report one JSON line each, log each
+-- record's verdict when it changes and one summary line per round, keep
+-- the metrics up to date.
 -- With --apply, clean up stale records only (clear the manifest's daemon;
 -- remove its socket when nothing accepts on it, its successor does not
 -- hold it, and the record's owner could have removed it); every other
@@ -12,7 +15,8 @@
 --
 --   bhprobe-lua [--report FILE] [--metrics FILE] [--listen HOST:PORT]
 --       manifests.lua [ROOT...] [--apply] [--every DURATION] [--allow-empty]
---       [--max-depth N] [--concurrency N] [--timeout DURATION] [--attempts N]
+--       [--all-users] [--max-depth N] [--concurrency N] [--timeout DURATION]
+--       [--attempts N]
 --
 -- Exit status of a one-shot run (no --every), as a monitoring plugin's:
 -- 0 every record verified; 1 (WARNING) a stale, unreachable or outdated
@@ -34,6 +38,8 @@ local SPEC = {
     { "--apply", help = "clean up stale records (dry run without it)" },
     { "--every", "duration", max = 1e9, help = "a round every DURATION, until stopped" },
     { "--allow-empty", help = "a scan that finds no record is OK, not UNKNOWN" },
+    { "--all-users", help = "every user's central registry too, each private to its user "
+      .. "(as root)" },
     { "--max-depth", "integer", default = 8, min = 0, max = 64,
       help = "directory levels searched below a ROOT" },
     { "--concurrency", "integer", default = 64, min = 1, max = 100000, help = "probes at once" },
@@ -45,10 +51,6 @@ local SPEC = {
     .. "2 impostor, squatted or invalid; 3 usage error, something unreadable, or no\n"
     .. "record found (unless --allow-empty)",
 }
-
--- Retry what may clear up by itself: timeouts, I/O, a refused connection
--- (a daemon restarting), an executable we could not read.
-local RETRY_ON = { timeout = true, io = true, connect = true, exe_path = true, exe_hash = true }
 
 -- A string from a record or a peer, at most n bytes in a log line (the
 -- one cut of strings from records, bh.cut, with its mark).
@@ -135,39 +137,55 @@ end
 
 -- The record of a manifest that is not probed: unreadable, corrupt, or
 -- another machine's.
-local function unprobed(path, err, m, o)
+local function unprobed(path, err, m, o, steps)
   local d = m and m.current_daemon
   local rec = bh.probe_record{ err = err, service = m and m.service_name, expected = d }
   rec.manifest = path
   rec.apply = o.apply
+  rec.steps = steps
   if o.apply then rec.action = { skipped = rec.verdict } end
   return rec
 end
 
+-- Note a step of checking one record (only when steps is a list: the
+-- debug view of /probe), timed from t0 (bh.now()).
+local function note(steps, t0, step, result, detail)
+  if steps then
+    steps[#steps + 1] = { step = step, ms = (bh.now() - t0) * 1000, result = result,
+      detail = detail }
+  end
+end
+
 -- Probe the daemon of one manifest; returns its record, or nil when the
--- manifest records no daemon, or nil and a message when this process
--- could not read it for want of a resource (descriptors, memory: the
--- round's problem, not the record's). Connections are made on behalf of
--- the manifest's owner: to an endpoint it could not connect to itself,
--- never.
+-- manifest records no daemon (unless o.no_daemon_record: then a record of
+-- that, code no_daemon, verdict stale), or nil and a message when this
+-- process could not read it for want of a resource (descriptors, memory:
+-- the round's problem, not the record's). Connections are made on behalf
+-- of the manifest's owner: to an endpoint it could not connect to itself,
+-- never. With o.debug, the record carries its steps and their timings.
 local function check(path, o, src)
+  local steps = o.debug and {} or nil
+  local t0 = bh.now()
   local m, info = src.read(path)
   if not m and info.code == "system" then return nil, tostring(info) end
-  if not m then return unprobed(path, info, nil, o) end
+  note(steps, t0, "read the record", m and "ok" or info.code,
+    m and string.format("owner uid %d, mode %04o", info.uid, info.mode) or nil)
+  if not m then return unprobed(path, info, nil, o, steps) end
   local d = m.current_daemon
-  if not d then return nil end
+  if not d then
+    if not o.no_daemon_record then return nil end
+    return unprobed(path, { code = "no_daemon", stage = "manifest",
+      message = "the record names no daemon (cleared, or the daemon stopped)" }, m, o, steps)
+  end
+  t0 = bh.now()
   local local_host, ferr = bh.manifest.check_host(m)
-  if not local_host then return unprobed(path, ferr, m, o) end
-  local started = bh.now()
-  local h, perr = bh.retry(function()
-    return bh.probe(d.ipc_endpoint, d, { timeout = o.timeout, owner = info.uid })
-  end, { attempts = o.attempts, backoff = 0.1, retry_on = RETRY_ON })
-  local rec = bh.probe_record{ service = m.service_name, expected = d, handle = h,
-    err = perr, elapsed = h and h.elapsed or (bh.now() - started) }
+  note(steps, t0, "check the host", local_host and "this machine" or ferr.code)
+  if not local_host then return unprobed(path, ferr, m, o, steps) end
+  local rec = bh.check_daemon(d, { service = m.service_name, timeout = o.timeout,
+    attempts = o.attempts, owner = info.uid, steps = steps })
   rec.manifest = path
   rec.generation = d.exe_hash and 2 or 1 -- a manifest holds one (design §1.9)
   rec.apply = o.apply
-  if h and h.close then h:close() end
   if o.apply then react(rec, path, d, info, src) end
   return rec
 end
@@ -198,44 +216,72 @@ local function log_verdict(o, rec)
   end
 end
 
--- The manifests to probe and what could not be read: every ROOT's, or
--- the central registry's (refused when insecure, as running-process
--- refuses it). Returns {paths, problems = {message...}, empty_why,
--- reason (of a failed scan), src}.
-local function scan(o)
-  local s = { paths = {}, problems = {} }
-  if #o.roots == 0 then
-    if o.registry then o.registry:close() end
-    local reg, err = bh.manifest.open_central()
-    o.registry = reg
-    if not reg then
-      s.problems[1], s.reason = tostring(err), err.code == "insecure_registry"
-        and "insecure_registry" or "unreadable"
-      return s
-    end
-    s.src = reader(reg)
-    if not reg.exists then
-      s.empty_why = "the central registry " .. reg.path .. " does not exist"
-      return s
-    end
-    local paths, lerr = reg:list()
-    if not paths then
-      s.problems[1], s.reason = tostring(lerr), "unreadable"
-      return s
-    end
-    s.paths = paths
-    s.empty_why = "the central registry " .. reg.path .. " holds no record"
-    return s
+-- A problem of the scan: said, and the round's reason (the first).
+local function problem(s, msg, reason)
+  s.problems[#s.problems + 1] = msg
+  s.reason = s.reason or reason
+end
+
+-- Add the records of one central registry (ours without opts; a user's
+-- with {path =, owner = uid}) to the scan s; returns the registry, or nil
+-- when it could not be opened (refused when it is not private to its
+-- owner, as running-process refuses it).
+local function add_registry(s, opts)
+  local reg, err = bh.manifest.open_central(opts)
+  if not reg then
+    problem(s, tostring(err), err.code == "insecure_registry" and "insecure_registry"
+      or "unreadable")
+    return nil
   end
-  s.src = reader(nil)
+  s.registries[#s.registries + 1] = reg
+  if not reg.exists then return reg end
+  local paths, lerr = reg:list()
+  if not paths then
+    problem(s, tostring(lerr), "unreadable")
+    return reg
+  end
+  local src = reader(reg)
+  for _, p in ipairs(paths) do
+    s.paths[#s.paths + 1], s.srcs[p] = p, src
+  end
+  return reg
+end
+
+-- The manifests to probe and what could not be read: every ROOT's; with
+-- --all-users every user's central registry (each in its user's home,
+-- checked as private to that user); with neither, our own central
+-- registry. Returns {paths, srcs = {path -> reader}, problems =
+-- {message...}, empty_why, reason (of a failed scan), registries (open
+-- ones, to close once a later scan replaced them)}.
+local function scan(o)
+  local s = { paths = {}, srcs = {}, problems = {}, registries = {} }
+  local src = reader(nil)
   for _, root in ipairs(o.roots) do
     local paths, problems = bh.manifest.find(root, { max_depth = o.max_depth })
     if not paths then problems = { tostring(problems) } end
-    table.move(paths or {}, 1, #(paths or {}), #s.paths + 1, s.paths)
-    table.move(problems, 1, #problems, #s.problems + 1, s.problems)
+    for _, p in ipairs(paths or {}) do
+      s.paths[#s.paths + 1], s.srcs[p] = p, src
+    end
+    for _, msg in ipairs(problems) do problem(s, msg, "unreadable") end
   end
-  if #s.problems > 0 then s.reason = "unreadable" end
-  s.empty_why = "no record found under " .. table.concat(o.roots, ", ")
+  local where = #o.roots > 0 and { "under " .. table.concat(o.roots, ", ") } or {}
+  if o.all_users then
+    local users, uerr = bh.manifest.user_registries()
+    if not users then
+      problem(s, tostring(uerr), "unreadable")
+    else
+      for _, u in ipairs(users) do add_registry(s, { path = u.path, owner = u.uid }) end
+      where[#where + 1] = "in the central registries of " .. #users .. " user(s)"
+    end
+  elseif #o.roots == 0 then
+    local reg = add_registry(s)
+    if reg then
+      s.empty_why = "the central registry " .. reg.path
+        .. (reg.exists and " holds no record" or " does not exist")
+    end
+    return s
+  end
+  s.empty_why = "no record found " .. table.concat(where, " or ")
   return s
 end
 
@@ -255,14 +301,15 @@ local function round(o)
   local started = bh.now()
   o.rounds = o.rounds + 1
   local s = scan(o)
-  local known, seen, counts, records = {}, {}, {}, 0
-  for _, p in ipairs(s.paths) do known[p] = s.src end
-  o.known = known
+  local seen, counts, records = {}, {}, 0
+  o.known = s.srcs
+  -- the previous round's registries: no /probe reads through them now
+  for _, reg in ipairs(o.registries) do reg:close() end
+  o.registries = s.registries
   bh.map(s.paths, function(path)
-    local rec, problem = check(path, o, s.src)
-    if problem then
-      s.problems[#s.problems + 1] = problem
-      s.reason = "unreadable"
+    local rec, trouble = check(path, o, s.srcs[path])
+    if trouble then
+      problem(s, trouble, "unreadable")
       seen[path] = o.last[path] ~= nil or nil -- not read: nothing new to say
     end
     if rec then
@@ -287,25 +334,28 @@ local function round(o)
   local took = bh.now() - started
   bh.log.info(string.format("round %d: %d record(s) in %.3f s: %s%s", o.rounds, records, took,
     count_text(counts), #s.problems > 0 and string.format("; %d unreadable", #s.problems) or ""))
-  bh.metrics.end_round{ duration = took, success = reason == nil }
+  bh.metrics.end_round{ duration = took, success = reason == nil, period = o.every }
   local ok, merr = bh.metrics.flush()
   if not ok then bh.log.error("metrics: " .. tostring(merr)) end
   return counts, reason == nil
 end
 
--- GET /probe?manifest=PATH (with --listen): probe that record now and
--- answer with its metrics. Only a record the last scan found is probed
--- (PATH is the scraper's input: nothing outside the roots is ever read);
--- a scrape never cleans up (no --apply), reports, logs or counts in the
--- rounds.
+-- GET /probe?manifest=PATH[&debug=true] (with --listen): probe that
+-- record now and answer with its metrics (with debug, the record's steps
+-- and timings). Only a record the last scan found is probed (PATH is the
+-- scraper's input: nothing outside the roots is ever read); one that
+-- names no daemon (cleared by --apply since) answers as a record of that
+-- (stale, no_daemon), so that Prometheus sees "no daemon", not a target
+-- down. A scrape never cleans up (no --apply), reports, logs or counts in
+-- the rounds.
 local function probe_handler(o)
-  local dry = setmetatable({ apply = false }, { __index = o })
-  return function(path)
+  local dry = setmetatable({ apply = false, no_daemon_record = true }, { __index = o })
+  local debug = setmetatable({ debug = true }, { __index = dry })
+  return function(path, want_debug)
     local src = o.known and o.known[path]
     if not src then return nil, "not a record found by the last scan", 404 end
-    local rec, problem = check(path, dry, src)
-    if problem then return nil, problem, 503 end
-    if not rec then return nil, "the record names no daemon", 404 end
+    local rec, trouble = check(path, want_debug and debug or dry, src)
+    if trouble then return nil, trouble, 503 end
     return rec
   end
 end
@@ -324,7 +374,7 @@ local function exit_status(counts, complete)
 end
 
 local o = bh.cli.parse({ ... }, SPEC)
-o.last, o.rounds = {}, 0
+o.last, o.rounds, o.registries = {}, 0, {}
 if bh.options.listen then bh.metrics.serve{ probe = probe_handler(o) } end
 if o.every then
   bh.every(o.every, function() round(o) end, { jitter = 0.1, name = "manifests" }):wait()
