@@ -147,10 +147,11 @@ end
 
 -- A process of ours holding real daemons for the specs: for each host h of
 -- hosts (a name -> list of {service =, kind = "verified" | "impostor" |
--- "stale"}), a cache root d/h with one manifest per service, each
--- recorded daemon a responder on a socket under d (an impostor answers
--- with a lying identity; a stale record names a pid that does not run,
--- and nothing listens). Runs until stopped; returns it, once every root is written.
+-- "stale" | "silent"}), a cache root d/h with one manifest per service,
+-- each recorded daemon a responder on a socket under d (an impostor
+-- answers with a lying identity; a silent one reads the request and never
+-- answers; a stale record names a pid that does not run, and nothing
+-- listens). Runs until stopped; returns it, once every root is written.
 local FIXTURE = [=[
 local d, spec = ...
 local hosts = assert(load("return " .. spec))()
@@ -170,7 +171,8 @@ for host, services in pairs(hosts) do
       id = bh.identity.from_json(bh.identity.to_json(id))
       id.pid = 4194000
     else
-      keep[#keep + 1] = assert(bh.respond(ep, id, { on_request = function() return answer end }))
+      keep[#keep + 1] = assert(bh.respond(ep, id, { on_request = function() return answer end,
+        reply = s.kind == "silent" and "silent" or nil }))
     end
     assert(bh.manifest.write(dir .. "/" .. bh.manifest.NAME,
       { service_name = s.service, current_daemon = id }))
