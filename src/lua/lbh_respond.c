@@ -370,6 +370,7 @@ static int l_respond(lua_State *L) {
   memset(ud, 0, sizeof *ud);
   ud->self_ref = LUA_NOREF;
   ud->closed = true;
+  lbh_waitq_init(&ud->waiters);
   bh_identity_init(&ud->def.identity);
   luaL_setmetatable(L, RESPONDER_MT);
   int self = lua_gettop(L);

@@ -61,18 +61,13 @@ void lbh_run_track(lbh_run *run, lbh_tracked *e, void (*close)(void *obj),
                    void *obj) {
   e->close = close;
   e->obj = obj;
-  e->prev = NULL;
-  e->next = run->tracked;
-  if (run->tracked) run->tracked->prev = e;
-  run->tracked = e;
+  bh_list_insert_head(&run->tracked, &e->link);
 }
 
 void lbh_run_untrack(lbh_run *run, lbh_tracked *e) {
+  (void)run;
   if (e->close == NULL) return; /* not tracked */
-  if (e->prev) e->prev->next = e->next;
-  if (e->next) e->next->prev = e->prev;
-  if (run->tracked == e) run->tracked = e->next;
-  e->prev = e->next = NULL;
+  bh_list_remove(&e->link);
   e->close = NULL;
 }
 
@@ -148,8 +143,8 @@ int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
 /* Sessions: forget a SIGINT and the interrupt hooks it left. */
 void lbh_sched_session_forget_signal(lbh_run *run) {
   lbh_clear_stop_signal(run->L);
-  for (lbh_task *t = run->live; t != NULL; t = t->next)
-    lbh_signal_unhook(t->co);
+  for (bh_list *n = run->live.next; n != &run->live; n = n->next)
+    lbh_signal_unhook(lbh_sched_task_of(n)->co);
 }
 
 /* Sessions: SIGINT does not stop the run. Forget it (and the hooks it
@@ -192,6 +187,9 @@ static lbh_run *run_new(lua_State *L) {
   lbh_run *run = lua_newuserdatauv(L, sizeof *run, 0);
   memset(run, 0, sizeof *run);
   run->torn_down = true; /* harmless until fully built */
+  bh_list_init(&run->live);
+  bh_list_init(&run->failed);
+  bh_list_init(&run->tracked);
   luaL_setmetatable(L, RUN_MT);
   lua_toclose(L, -1);
   run->L = L;
@@ -251,9 +249,10 @@ static void run_dispatch(lbh_run *run) {
  * was looping, was kept for run_outcome to raise instead). */
 static void run_report_failures(lbh_run *run) {
   lua_State *L = run->L;
-  while (run->failed) {
-    lbh_task *t = run->failed;
-    lbh_sched_list_unlink(&run->failed, t);
+  bh_list *n;
+  while ((n = bh_list_first(&run->failed)) != NULL) {
+    lbh_task *t = lbh_sched_task_of(n);
+    bh_list_remove(n);
     if (!t->observed && lua_checkstack(L, 2)) {
       lbh_sched_push_task(L, t);
       lua_getiuservalue(L, -1, 3);
@@ -277,10 +276,11 @@ static void run_report_failures(lbh_run *run) {
  * and __gc. */
 static void run_teardown(lbh_run *run) {
   if (run->torn_down) return;
-  while (run->live)
-    lbh_sched_task_cancel(run->live);
-  while (run->tracked) {
-    lbh_tracked *e = run->tracked;
+  bh_list *n;
+  while ((n = bh_list_first(&run->live)) != NULL)
+    lbh_sched_task_cancel(lbh_sched_task_of(n));
+  while ((n = bh_list_first(&run->tracked)) != NULL) {
+    lbh_tracked *e = bh_list_entry(n, lbh_tracked, link);
     void (*close)(void *) = e->close;
     lbh_run_untrack(run, e);
     close(e->obj);

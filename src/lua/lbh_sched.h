@@ -36,21 +36,21 @@ struct lbh_task {
   lbh_cancel_fn cancel;
   lbh_cancel_fn intr; /* sessions: SIGINT completes op this way */
   void *op;
-  lbh_waitq waiters;     /* woken when the task finishes */
-  lbh_task *prev, *next; /* run->live or run->failed */
+  lbh_waitq waiters; /* woken when the task finishes */
+  bh_list link;      /* in run->live or run->failed */
 };
 
 struct lbh_run {
   lua_State *L;
   struct event_base *base;
   struct event *sig_ev;
-  lbh_task *live;
+  bh_list live; /* of lbh_task.link */
   size_t nlive;
-  lbh_task *failed; /* failed with nobody waiting (yet) */
+  bh_list failed; /* failed with nobody waiting (yet) */
   lbh_task *current;
   lbh_task *main;
-  lbh_task *foreground; /* sessions: the task main waits for, if any */
-  lbh_tracked *tracked;
+  lbh_task *foreground;     /* sessions: the task main waits for, if any */
+  bh_list tracked;          /* of lbh_tracked.link */
   struct bh_hasher *hasher; /* made by the first probe that needs one */
   struct bh_worker *worker; /* made by the first file job (lbh_run_worker) */
   int stop_signal;
@@ -62,9 +62,8 @@ struct lbh_run {
   void *resume_ud;
 };
 
-/* Doubly linked task lists (run->live, run->failed). */
-void lbh_sched_list_unlink(lbh_task **head, lbh_task *t);
-void lbh_sched_list_push(lbh_task **head, lbh_task *t);
+/* The task of a run->live or run->failed node. */
+#define lbh_sched_task_of(node) bh_list_entry(node, lbh_task, link)
 /* Push the task's userdata (through its registry reference). */
 void lbh_sched_push_task(lua_State *L, const lbh_task *t);
 /* Stop a live task for good, running or not (see lbh_task_cancel). */

@@ -28,20 +28,6 @@ static const char *const state_names[] = {"ready", "running", "suspended",
 
 /* ---- small helpers --------------------------------------------------- */
 
-void lbh_sched_list_unlink(lbh_task **head, lbh_task *t) {
-  if (t->prev) t->prev->next = t->next;
-  if (t->next) t->next->prev = t->prev;
-  if (*head == t) *head = t->next;
-  t->prev = t->next = NULL;
-}
-
-void lbh_sched_list_push(lbh_task **head, lbh_task *t) {
-  t->prev = NULL;
-  t->next = *head;
-  if (*head) (*head)->prev = t;
-  *head = t;
-}
-
 void lbh_sched_push_task(lua_State *L, const lbh_task *t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
 }
@@ -156,15 +142,15 @@ static void task_wake_cb(evutil_socket_t fd, short what, void *arg) {
 static void task_finish(lbh_task *t, task_state state) {
   lbh_run *run = t->run;
   t->state = state;
-  lbh_sched_list_unlink(&run->live, t);
+  bh_list_remove(&t->link);
   run->nlive--;
   if (run->foreground == t) run->foreground = NULL;
   if (t->ev) event_free(t->ev);
   t->ev = NULL;
-  if (t->waiters.head != NULL) t->observed = true;
+  if (!bh_list_empty(&t->waiters.waiters)) t->observed = true;
   lbh_waitq_wake_all(&t->waiters);
   if (state == TASK_FAILED && !t->observed && t != run->main) {
-    lbh_sched_list_push(&run->failed, t);
+    bh_list_insert_head(&run->failed, &t->link);
     return;
   }
   luaL_unref(run->L, LUA_REGISTRYINDEX, t->self_ref);
@@ -297,44 +283,29 @@ void lbh_task_complete(lbh_task *t, lbh_push_fn push, void *ud) {
 
 /* ---- wait queues ----------------------------------------------------- */
 
+void lbh_waitq_init(lbh_waitq *q) {
+  bh_list_init(&q->waiters);
+}
+
 void lbh_waitq_add(lbh_waitq *q, lbh_waiter *w, void (*wake)(lbh_waiter *w)) {
   w->wake = wake;
-  w->q = q;
-  w->next = NULL;
-  w->prev = q->tail;
-  if (q->tail)
-    q->tail->next = w;
-  else
-    q->head = w;
-  q->tail = w;
+  bh_list_insert_tail(&q->waiters, &w->link);
 }
 
 void lbh_waitq_remove(lbh_waiter *w) {
-  lbh_waitq *q = w->q;
-  if (q == NULL) return;
-  if (w->prev)
-    w->prev->next = w->next;
-  else
-    q->head = w->next;
-  if (w->next)
-    w->next->prev = w->prev;
-  else
-    q->tail = w->prev;
-  w->prev = w->next = NULL;
-  w->q = NULL;
+  bh_list_remove(&w->link);
 }
 
 /* The waiters are moved to a local queue first: a wake callback may free
  * other waiters of the same op (bh.select waits on several queues) and
  * they leave the local queue as they go. */
 void lbh_waitq_wake_all(lbh_waitq *q) {
-  lbh_waitq local = *q;
-  q->head = q->tail = NULL;
-  for (lbh_waiter *w = local.head; w != NULL; w = w->next)
-    w->q = &local;
-  while (local.head != NULL) {
-    lbh_waiter *w = local.head;
-    lbh_waitq_remove(w);
+  bh_list local;
+  bh_list_move(&q->waiters, &local);
+  bh_list *n;
+  while ((n = bh_list_first(&local)) != NULL) {
+    lbh_waiter *w = bh_list_entry(n, lbh_waiter, link);
+    bh_list_remove(n);
     w->wake(w);
   }
 }
@@ -346,7 +317,7 @@ typedef struct wait_op {
 } wait_op;
 
 static void wait_op_wake(lbh_waiter *w) {
-  wait_op *op = (wait_op *)((char *)w - offsetof(wait_op, w));
+  wait_op *op = bh_container_of(w, wait_op, w);
   lbh_task_complete(op->task, NULL, NULL);
   free(op);
 }
@@ -375,6 +346,8 @@ lbh_task *lbh_task_spawn(lua_State *L, lbh_run *run, int fidx, int nargs) {
   memset(t, 0, sizeof *t);
   t->self_ref = LUA_NOREF;
   t->state = TASK_CANCELLED; /* harmless until fully built */
+  bh_list_init(&t->link);
+  lbh_waitq_init(&t->waiters);
   luaL_setmetatable(L, TASK_MT);
   lua_State *co = lua_newthread(L);
   lua_setiuservalue(L, -2, 1);
@@ -393,7 +366,7 @@ lbh_task *lbh_task_spawn(lua_State *L, lbh_run *run, int fidx, int nargs) {
   t->co = co;
   t->run = run;
   t->state = TASK_READY;
-  lbh_sched_list_push(&run->live, t);
+  bh_list_insert_head(&run->live, &t->link);
   run->nlive++;
   task_schedule(t, nargs);
   return t;

@@ -45,6 +45,8 @@
 #include <lua.h>
 #include <stdbool.h>
 
+#include "list.h"
+
 struct event_base;
 typedef struct lbh_run lbh_run;
 typedef struct lbh_task lbh_task;
@@ -77,7 +79,7 @@ lua_State *lbh_run_state(lbh_run *run);
  * such as luaL_unref is fine). The entry is caller-owned memory, e.g.
  * inside the userdata. */
 typedef struct lbh_tracked {
-  struct lbh_tracked *prev, *next;
+  bh_list link; /* in run->tracked */
   void (*close)(void *obj);
   void *obj;
 } lbh_tracked;
@@ -167,18 +169,17 @@ void lbh_task_complete(lbh_task *t, lbh_push_fn push, void *ud);
 /* ---- wait queues: waiting for an object to change ----------------------- */
 
 /* A list of waiters woken together when some object (a task, a responder)
- * is done. Embed the queue in the object, zero-initialised. A waiter is
- * caller-owned memory (inside an op); wake(w) is called once, after w was
- * removed from its queue. */
-typedef struct lbh_waitq lbh_waitq;
+ * is done. Embed the queue in the object and lbh_waitq_init it. A waiter
+ * is caller-owned memory (inside an op), zeroed or in no queue before it
+ * is added; wake(w) is called once, after w was removed from its queue. */
+typedef struct lbh_waitq {
+  bh_list waiters; /* of lbh_waiter.link, in the order they were added */
+} lbh_waitq;
 typedef struct lbh_waiter {
-  struct lbh_waiter *prev, *next;
-  lbh_waitq *q; /* NULL when in no queue */
+  bh_list link;
   void (*wake)(struct lbh_waiter *w);
 } lbh_waiter;
-struct lbh_waitq {
-  lbh_waiter *head, *tail;
-};
+void lbh_waitq_init(lbh_waitq *q);
 void lbh_waitq_add(lbh_waitq *q, lbh_waiter *w, void (*wake)(lbh_waiter *w));
 void lbh_waitq_remove(lbh_waiter *w); /* idempotent */
 /* Wake every waiter of q, in the order they were added. */
