@@ -63,6 +63,45 @@ describe("bh.run", function()
     assert.is_false(ok)
     assert.matches("deadlock", err)
   end)
+
+  -- An event source no task waits on (a responder here; the watchdog, an
+  -- HTTP server) never keeps a deadlocked run turning.
+  it("reports a deadlock while a responder serves that nobody waits on", function()
+    local dir = H.tmpdir()
+    local ep = H.endpoint(dir)
+    local ok, err = pcall(bh.run, function()
+      assert(bh.respond(ep, assert(bh.identity.current { endpoint = ep })))
+      local t1, t2
+      t1 = bh.spawn(function() bh.sleep(0); t2:wait() end)
+      t2 = bh.spawn(function() bh.sleep(0); t1:wait() end)
+      t1:wait()
+    end)
+    H.rmdir(dir)
+    assert.is_false(ok)
+    assert.matches("deadlock", err)
+  end)
+
+  -- ... but a responder's waiters are woken by the loop: r:wait with
+  -- nothing else in the run is not a deadlock, a peer outside ends it.
+  it("is not deadlocked while a task waits on a responder a peer outside the run probes", function()
+    local dir = H.tmpdir()
+    local ep = H.endpoint(dir)
+    local served = bh.run(function()
+      local id = assert(bh.identity.current { endpoint = ep })
+      local r = assert(bh.respond(ep, id, { count = 1 }))
+      H.spit(dir .. "/id.json", bh.identity.to_json(id))
+      local peer = string.format([[local bh = require "bh"
+        local f = io.open(%q) local id = bh.identity.from_json(f:read("a")) f:close()
+        bh.run(function() bh.sleep(0.2) assert(bh.probe_response(id.ipc_endpoint, id)) end)]],
+        dir .. "/id.json")
+      H.spit(dir .. "/peer.lua", peer)
+      os.execute("lua5.4 '" .. dir .. "/peer.lua' >/dev/null 2>&1 &")
+      assert.is_true(r:wait())
+      return r.served
+    end)
+    H.rmdir(dir)
+    assert.equal(1, served)
+  end)
 end)
 
 describe("bh.spawn and task:wait", function()

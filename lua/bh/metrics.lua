@@ -519,4 +519,12 @@ end
 M.serve = bh._http_serve
 bh._http_serve = nil
 
+-- The functions the C side calls (each HTTP server's pages and /probe
+-- task, the host's first --metrics file), handed over once, here: C never
+-- looks them up by name, so replacing bh.metrics.render in a script
+-- changes nothing the endpoint serves.
+bh._bind_metrics({ render = M.render, render_sd = M.render_sd, render_index = M.render_index,
+  probe_runner = M._probe_runner, flush = M.flush })
+bh._bind_metrics = nil
+
 return M

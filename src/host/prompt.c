@@ -33,6 +33,8 @@
 #include <unistd.h>
 
 #include "history.h"
+#include "lbh_pcall.h"
+#include "lbh_run.h"
 #include "lbh_task.h"
 #include "prompt.h"
 
@@ -58,6 +60,7 @@ typedef struct read_op {
   bool done;    /* readline's line callback ran */
   char *line;   /* what it gave (malloc'd by readline; NULL: end) */
   /* The line stepped aside for background output: */
+  lbh_run_hook hook; /* told of every resume (on_resume) */
   struct event *redraw_ev;
   bool hidden, redraw_pending;
   char *saved_text;
@@ -199,7 +202,8 @@ static char **attempt_completion(const char *text, int start, int end) {
   rl_completion_append_character = '\0'; /* reset by readline each time */
   if (complete_ref == LUA_NOREF || complete_run == NULL) return NULL;
   complete_call cc = {text, NULL};
-  (void)lbh_loop_pcall(complete_run, complete_p, &cc, 0, "completion");
+  (void)lbh_loop_pcall(lbh_run_state(complete_run), complete_p, &cc, 0,
+                       "completion");
   return cc.matches;
 }
 
@@ -233,11 +237,13 @@ static void on_redraw(evutil_socket_t fd, short what, void *arg) {
   line_show(op);
 }
 
-/* The scheduler's resume hook (lbh_run_set_resume_hook): a background
- * task runs; show the line again once the tasks of this turn are done. */
-static void on_resume(void *ud, bool before) {
+/* The run's resumed hook (lbh_run.h): a background task runs (not the
+ * prompt's own, which is reading); show the line again once the tasks of
+ * this turn are done. */
+static void on_resume(lbh_run *run, lbh_task *t, bool before, void *ud) {
   read_op *op = ud;
-  if (!op->editing) return;
+  (void)run;
+  if (!op->editing || t == op->task) return;
   if (before) {
     line_hide(op);
     return;
@@ -282,8 +288,10 @@ static void edit_begin(read_op *op, lbh_task *t, const char *prompt) {
   rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{(+-*/%^~#,[]";
   complete_run = lbh_task_run(t);
   op->redraw_ev = event_new(lbh_task_base(t), -1, 0, on_redraw, op);
-  if (op->redraw_ev != NULL)
-    lbh_run_set_resume_hook(lbh_task_run(t), on_resume, op);
+  if (op->redraw_ev != NULL) {
+    op->hook = (lbh_run_hook){.resumed = on_resume, .ud = op};
+    lbh_run_hook_add(lbh_task_run(t), &op->hook);
+  }
   editing_op = op;
   rl_callback_handler_install(prompt, on_line);
 }
@@ -305,7 +313,7 @@ static void op_free(read_op *op) {
 #ifdef BH_USE_READLINE
   line_show(op);
   if (op->redraw_ev != NULL) {
-    lbh_run_set_resume_hook(lbh_task_run(op->task), NULL, NULL);
+    lbh_run_hook_remove(&op->hook);
     event_free(op->redraw_ev);
   }
   if (op->editing) {

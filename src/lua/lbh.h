@@ -18,13 +18,13 @@ int luaopen_bh(lua_State *L);
  * command line set (report, metrics, ...). */
 void lbh_push_module(lua_State *L);
 
-/* The host's interactive session (-i): lbh_session(fn, ...) is bh.run(fn,
- * ...) with fn, the prompt, as main task, except that the run ends when fn
- * returns (tasks still live are cancelled, responders closed) and SIGINT
- * does not stop it: ^C fails the task fn waits for in task:wait with
- * "interrupted" (and the traceback of where it was), or, at the prompt,
- * makes the prompt's read (src/host/prompt.h) return false. SIGTERM stops it
- * like bh.run. */
+/* The host's interactive session (-i, lbh_session.c): lbh_session(fn,
+ * ...) is bh.run(fn, ...) with fn, the prompt, as main task, except that
+ * the run ends when fn returns (tasks still live are cancelled, responders
+ * closed) and SIGINT does not stop it: ^C fails the task fn waits for in
+ * task:wait with "interrupted" (and the traceback of where it was), or, at
+ * the prompt, makes the prompt's read (src/host/prompt.h) return false.
+ * SIGTERM stops it like bh.run. */
 int lbh_session(lua_State *L);
 
 /* Install the host's signal handling (process-wide: signal dispositions
@@ -67,9 +67,6 @@ bool lbh_service_setup(lua_State *L, const lbh_service_opts *o, char *why,
                        size_t cap);
 /* sd_notify(3) a state ("READY=1", "STOPPING=1"); nothing outside systemd. */
 void lbh_service_notify(const char *state);
-
-/* Reopen the report file of L's state (SIGHUP). */
-void lbh_report_reopen(lua_State *L);
 
 /* True when some task failed and nobody waited for it (the error was
  * already printed when its bh.run ended); the host then exits 1.

@@ -81,6 +81,8 @@ static void wait_arm(lua_State *L, lbh_task *t, double left, int first, int n) {
     lbh_waitq_add(&task->waiters, &op->slots[i].w, on_wake);
   }
   lbh_task_set_pending(t, wait_op_cancel, op);
+  /* Without a timer only the tasks waited for can end the wait. */
+  if (op->timer == NULL) lbh_task_set_waits_on_tasks(t);
 }
 
 /* ---- bh.sleep, bh.now -----------------------------------------------------

@@ -2,13 +2,17 @@
  * server is a full userdata ("bh.http_server") tracked by the run, so it
  * closes when the run ends; while open it holds a registry reference to
  * itself, so the collector cannot free what a request callback touches.
- * /metrics calls bh.metrics.render on the loop (it never yields), /sd
+ * A server is handed the functions it calls when it is made (the ones
+ * bh.metrics handed over, lbh_options.h), kept in its uservalue: /metrics
+ * calls bh.metrics.render on the loop (it never yields), /sd
  * bh.metrics.render_sd and / bh.metrics.render_index alike; a /probe
  * request spawns a task running bh.metrics._probe_runner, which calls the
  * policy's probe function and answers through server:_reply.
  * The host's --listen socket (lbh_service.c) is served the same way by a
- * server the run starts by itself; bh.metrics.serve{probe = fn} without
- * listen then hands fn to that server instead of binding another. */
+ * server each run of the host starts (lbh_http_start_host);
+ * bh.metrics.serve{probe = fn} without listen then hands fn to that server
+ * instead of binding another. No task waits on a server: it never keeps a
+ * deadlocked run alive. */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +23,11 @@
 #include "lbh_args.h"
 #include "lbh_class.h"
 #include "lbh_err.h"
+#include "lbh_http.h"
 #include "lbh_open.h"
-#include "lbh_service.h"
+#include "lbh_options.h"
+#include "lbh_pcall.h"
+#include "lbh_run.h"
 #include "lbh_task.h"
 
 #define SERVER_MT "bh.http_server"
@@ -45,27 +52,33 @@ typedef struct call {
   bool openmetrics;
   bool debug;      /* /probe?...&debug=true */
   bool no_handler; /* /probe on a server without a probe function */
-  const char *fn;  /* the bh.metrics function that renders the page */
+  lbh_bound page;  /* the function that renders the page */
   uint64_t id;
   const char *path;
   char *out;
   size_t len;
 } call;
 
-/* Push bh.metrics[name]. */
-static void push_metrics_fn(lua_State *L, const char *name) {
-  lbh_push_module(L);
-  lua_getfield(L, -1, "metrics");
-  lua_getfield(L, -1, name);
-  lua_replace(L, -3);
-  lua_pop(L, 1);
+/* Push the server's table (its uservalue): probe, tasks, and at
+ * lbh_bound + 1 the functions it was handed when it was made. */
+static void push_table(lua_State *L, server *s) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->self_ref);
+  lua_getiuservalue(L, -1, 1);
+  lua_remove(L, -2);
 }
 
-/* Under lbh_loop_pcall: c->out = bh.metrics[c->fn](openmetrics). */
+/* Push the function the server was handed as which. */
+static void push_handed(lua_State *L, server *s, lbh_bound which) {
+  push_table(L, s);
+  lua_rawgeti(L, -1, (lua_Integer)which + 1);
+  lua_remove(L, -2);
+}
+
+/* Under lbh_loop_pcall: c->out = the page c->page renders(openmetrics). */
 static int render_p(lua_State *L) {
   call *c = lua_touserdata(L, 1);
   size_t len;
-  push_metrics_fn(L, c->fn);
+  push_handed(L, c->s, c->page);
   lua_pushboolean(L, c->openmetrics);
   lua_call(L, 1, 1);
   const char *text = luaL_checklstring(L, -1, &len);
@@ -76,45 +89,43 @@ static int render_p(lua_State *L) {
   return 0;
 }
 
-/* The body bh.metrics[fn] renders, malloc'd, or NULL (logged). */
-static char *render(server *s, const char *fn, bool openmetrics, size_t *len,
+/* The body the page renders, malloc'd, or NULL (logged). */
+static char *render(server *s, lbh_bound page, bool openmetrics, size_t *len,
                     const char *what) {
-  call c = {.s = s, .openmetrics = openmetrics, .fn = fn};
-  if (lbh_loop_pcall(s->run, render_p, &c, 0, what) != LUA_OK) return NULL;
+  call c = {.s = s, .openmetrics = openmetrics, .page = page};
+  if (lbh_loop_pcall(s->L, render_p, &c, 0, what) != LUA_OK) return NULL;
   *len = c.len;
   return c.out;
 }
 
 static char *on_metrics(void *ctx, bool openmetrics, size_t *len) {
-  return render(ctx, "render", openmetrics, len, "serving /metrics");
+  return render(ctx, LBH_METRICS_RENDER, openmetrics, len, "serving /metrics");
 }
 
 static char *on_page(void *ctx, bh_http_page page, size_t *len) {
   if (page == BH_HTTP_PAGE_SD)
-    return render(ctx, "render_sd", false, len, "serving /sd");
-  return render(ctx, "render_index", false, len, "serving /");
+    return render(ctx, LBH_METRICS_RENDER_SD, false, len, "serving /sd");
+  return render(ctx, LBH_METRICS_RENDER_INDEX, false, len, "serving /");
 }
 
 /* Push the server's table of running /probe tasks (by request id). */
 static void push_tasks(lua_State *L, server *s) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->self_ref);
-  lua_getiuservalue(L, -1, 1);
+  push_table(L, s);
   lua_getfield(L, -1, "tasks");
-  lua_replace(L, -3);
-  lua_pop(L, 1);
+  lua_remove(L, -2);
 }
 
-/* Under lbh_loop_pcall: tasks[id] = bh.spawn(bh.metrics._probe_runner,
- * server, probe, id, path, openmetrics, debug), or c->no_handler when
- * there is no probe. */
+/* Under lbh_loop_pcall: tasks[id] = a task running the /probe task
+ * function (bh.metrics._probe_runner) with (server, probe, id, path,
+ * openmetrics, debug), or c->no_handler when there is no probe. */
 static int spawn_p(lua_State *L) {
   call *c = lua_touserdata(L, 1);
   push_tasks(L, c->s);
-  lbh_push_module(L);
-  lua_getfield(L, -1, "spawn");
-  push_metrics_fn(L, "_probe_runner");
+  int tasks = lua_gettop(L);
+  push_handed(L, c->s, LBH_METRICS_PROBE_RUNNER);
+  int fn = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->self_ref);
-  lua_getiuservalue(L, -1, 1);
+  push_table(L, c->s);
   lua_getfield(L, -1, "probe");
   lua_remove(L, -2);
   if (lua_isnil(L, -1)) {
@@ -125,8 +136,8 @@ static int spawn_p(lua_State *L) {
   lua_pushstring(L, c->path);
   lua_pushboolean(L, c->openmetrics);
   lua_pushboolean(L, c->debug);
-  lua_call(L, 7, 1);
-  lua_rawseti(L, -3, (lua_Integer)c->id);
+  lbh_task_spawn(L, c->s->run, fn, lua_gettop(L) - fn);
+  lua_rawseti(L, tasks, (lua_Integer)c->id);
   return 0;
 }
 
@@ -139,7 +150,7 @@ static bool on_probe(void *ctx, uint64_t id, const char *path, bool openmetrics,
             .id = id,
             .path = path};
   server *s = ctx;
-  if (lbh_loop_pcall(s->run, spawn_p, &c, 0, "starting a /probe") != LUA_OK)
+  if (lbh_loop_pcall(s->L, spawn_p, &c, 0, "starting a /probe") != LUA_OK)
     return false;
   if (c.no_handler)
     bh_http_reply(s->http, id, 404, NULL, none, sizeof none - 1);
@@ -161,8 +172,7 @@ static int abandon_p(lua_State *L) {
 static void on_abandon(void *ctx, uint64_t id) {
   call c = {.s = ctx, .id = id};
   server *s = ctx;
-  (void)lbh_loop_pcall(s->run, abandon_p, &c, 0,
-                       "stopping an abandoned /probe");
+  (void)lbh_loop_pcall(s->L, abandon_p, &c, 0, "stopping an abandoned /probe");
 }
 
 /* ---- the server object ------------------------------------------------ */
@@ -176,7 +186,6 @@ static void server_close(void *obj) {
   s->http = NULL;
   lbh_run_untrack(s->run, &s->track);
   if (s->host) {
-    lbh_run_background(s->run, -1);
     lua_pushnil(s->L);
     lua_rawsetp(s->L, LUA_REGISTRYINDEX, &host_server_key);
   }
@@ -184,19 +193,23 @@ static void server_close(void *obj) {
   s->self_ref = LUA_NOREF;
 }
 
-/* Push a new server serving fd (taken over) in the current run, with the
- * probe function at probe_idx (0: none). */
-static server *server_new(lua_State *L, int fd, const char *address,
-                          int probe_idx, const bh_http_opts *opts) {
-  lbh_run *run = lbh_run_current(L);
+/* Push a new server serving fd (taken over) in run, with the probe
+ * function at probe_idx (0: none) and the functions bh.metrics handed
+ * over. */
+static server *server_new(lua_State *L, lbh_run *run, int fd,
+                          const char *address, int probe_idx,
+                          const bh_http_opts *opts) {
   server *s = lua_newuserdatauv(L, sizeof *s, 1);
   memset(s, 0, sizeof *s);
   s->self_ref = LUA_NOREF;
   luaL_setmetatable(L, SERVER_MT);
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, LBH_METRICS_PROBE_RUNNER + 1, 2);
   if (probe_idx != 0) {
     lua_pushvalue(L, probe_idx);
     lua_setfield(L, -2, "probe");
+  }
+  for (int i = LBH_METRICS_RENDER; i <= LBH_METRICS_PROBE_RUNNER; i++) {
+    if (lbh_push_bound(L, (lbh_bound)i)) lua_rawseti(L, -2, i + 1);
   }
   lua_newtable(L);
   lua_setfield(L, -2, "tasks");
@@ -233,7 +246,7 @@ static int l_serve(lua_State *L) {
   static const char *const keys[] = {
       "listen", "probe", "max_probes", "max_conns", "request_timeout", NULL};
   lbh_opts_check(L, 1, FN, keys);
-  lbh_run_check(L, FN);
+  lbh_run *run = lbh_run_check(L, FN);
   const char *listen = lbh_opt_string(L, 1, FN, "listen", NULL);
   bh_http_opts o = bh_http_opts_default();
   o.max_probes = (unsigned)lbh_opt_integer(L, 1, FN, "max_probes",
@@ -261,17 +274,14 @@ static int l_serve(lua_State *L) {
   bh_err err;
   if (bh_http_listen(listen, &fd, bound, sizeof bound, &err) != BH_OK)
     return luaL_error(L, "%s: %s", FN, err.message);
-  server_new(L, fd, bound, probe_idx, &o);
+  server_new(L, run, fd, bound, probe_idx, &o);
   return 1;
 }
 
-void lbh_http_start_host(lua_State *L) {
-  char address[80];
-  int fd = lbh_service_listen_fd(L, address, sizeof address);
-  if (fd < 0) return;
-  server *s = server_new(L, fd, address, 0, NULL);
+void lbh_http_start_host(lbh_run *run, int fd, const char *address) {
+  lua_State *L = lbh_run_state(run);
+  server *s = server_new(L, run, fd, address, 0, NULL);
   s->host = true;
-  lbh_run_background(lbh_run_current(L), 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &host_server_key);
 }
 

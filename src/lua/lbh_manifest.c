@@ -76,7 +76,6 @@ typedef enum job_kind {
 typedef struct mjob {
   bh_work work;
   lbh_task *task; /* the task waiting; NULL once it no longer is */
-  lbh_run *run;   /* async only */
   job_kind kind;
   char *path;       /* the file, root or registry directory (owned) */
   const char *name; /* within path: the file name, for dirfd */
@@ -233,7 +232,6 @@ static void job_finish(bh_work *w, bool ran) {
                  "the run ended before the file job ran");
     lbh_task_complete(j->task, job_push, j);
   }
-  lbh_run_background(j->run, 1);
   job_clear(j);
   free(j);
 }
@@ -264,14 +262,12 @@ static int run_job(lua_State *L, mjob *j) {
   heap->work.run = job_run;
   heap->work.finish = job_finish;
   heap->task = t;
-  heap->run = run;
   if (!bh_worker_submit(k, &heap->work)) {
     *j = *heap; /* back to the box: inline after all */
     free(heap);
     job_run(&j->work);
     return job_push(L, j);
   }
-  lbh_run_background(run, -1);
   lbh_task_set_pending(t, job_cancel, heap);
   return lbh_task_yield(L, 0, NULL);
 }

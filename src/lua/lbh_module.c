@@ -17,6 +17,7 @@
 #include "lbh_args.h"
 #include "lbh_embed.h"
 #include "lbh_open.h"
+#include "lbh_options.h"
 #include "wire.h"
 
 /* Loader of an embedded helper (luaL_requiref's openf). Stack: [name].
@@ -69,12 +70,6 @@ static void open_helpers(lua_State *L, int mod) {
   }
 }
 
-static const char module_key = 'm'; /* registry[&module_key] = bh */
-
-void lbh_push_module(lua_State *L) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &module_key);
-}
-
 int lbh_open_helper(lua_State *L, const char *name) {
   luaL_requiref(L, "bh", luaopen_bh, 0);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -86,10 +81,10 @@ int luaopen_bh(lua_State *L) {
   lua_newtable(L);
   int mod = lua_gettop(L);
   void (*const openers[])(lua_State *) = {
-      lbh_err_open,      lbh_check_open,    lbh_run_open,   lbh_task_open,
-      lbh_control_open,  lbh_identity_open, lbh_probe_open, lbh_respond_open,
-      lbh_manifest_open, lbh_fs_open,       lbh_exec_open,  lbh_report_open,
-      lbh_log_open,      lbh_http_open,
+      lbh_options_open, lbh_err_open,      lbh_check_open,    lbh_run_open,
+      lbh_task_open,    lbh_control_open,  lbh_identity_open, lbh_probe_open,
+      lbh_respond_open, lbh_manifest_open, lbh_fs_open,       lbh_exec_open,
+      lbh_report_open,  lbh_log_open,      lbh_http_open,
   };
   for (size_t i = 0; i < sizeof openers / sizeof openers[0]; i++) {
     openers[i](L);
@@ -99,10 +94,7 @@ int luaopen_bh(lua_State *L) {
   lua_setfield(L, mod, "_VERSION");
   lua_pushliteral(L, BH_RUNNING_PROCESS_VERSIONS);
   lua_setfield(L, mod, "_RUNNING_PROCESS");
-  lua_newtable(L); /* bh.options: what the host's command line set */
-  lua_setfield(L, mod, "options");
-  lua_pushvalue(L, mod);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &module_key);
+  lbh_set_module(L, mod);
   /* The helpers' require "bh" must find this table, not load bh again. */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushvalue(L, mod);

@@ -8,6 +8,7 @@
 
 #include <lua.h>
 
+void lbh_options_open(lua_State *L);  /* options, _bind_metrics */
 void lbh_err_open(lua_State *L);      /* the error metatable */
 void lbh_check_open(lua_State *L);    /* _check_opts, _check_arg */
 void lbh_run_open(lua_State *L);      /* run */

@@ -5,11 +5,12 @@
  *
  * A thin binding: the file itself (append, O_NOFOLLOW, fixed mode, one
  * write(2) per line, reopen after rotation) is the core's report sink
- * (src/core/report.h), one per Lua state. Log rotation: SIGHUP reopens
- * it at once from the loop (lbh_report_reopen) and a sink that missed it
+ * (src/core/report.h), one per Lua state. Log rotation is decided here,
+ * in one place (follow_rotation): SIGHUP reopens the file at once from
+ * the loop (a hook on every run of the state) and a sink that missed it
  * reopens before its next line; a file renamed or removed under us is
- * noticed by its inode and reopened too, so rotation works even without
- * the signal. */
+ * noticed by its inode (the core sink) and reopened too, so rotation
+ * works even without the signal. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -28,7 +29,9 @@
 #include "lbh_class.h"
 #include "lbh_err.h"
 #include "lbh_open.h"
-#include "lbh_service.h"
+#include "lbh_options.h"
+#include "lbh_report.h"
+#include "lbh_run.h"
 #include "lbh_signal.h"
 #include "log.h"
 #include "pbutil.h"
@@ -232,19 +235,6 @@ static json_t *json_from_lua(lua_State *L, int idx, char *why, size_t cap) {
   return from_lua(L, lua_absindex(L, idx), 0, "value", why, cap);
 }
 
-/* bh.options.<name> as a string, or NULL (the host sets bh.options). The
- * string stays valid while bh.options keeps it. */
-static const char *option_string(lua_State *L, const char *name) {
-  const char *s = NULL;
-  int top = lua_gettop(L);
-  lbh_push_module(L);
-  if (lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE &&
-      lua_getfield(L, -1, name) == LUA_TSTRING)
-    s = lua_tostring(L, -1); /* kept alive by bh.options */
-  lua_settop(L, top);
-  return s;
-}
-
 /* ---- the report sink --------------------------------------------------------
  */
 
@@ -252,7 +242,8 @@ static const char *option_string(lua_State *L, const char *name) {
  * registry: two states in one process each have their own file. */
 typedef struct state_sink {
   bh_report_sink sink;
-  unsigned hups; /* lbh_hup_count() when it was last (re)opened */
+  unsigned hups;     /* lbh_hup_count() when it was last (re)opened */
+  lbh_run_hook hook; /* on every run: SIGHUP reopens at once */
 } state_sink;
 
 static const char sink_key = 's'; /* registry[&sink_key] = state_sink */
@@ -272,13 +263,29 @@ bh_status lbh_report_open_file(lua_State *L, const char *path, bh_err *err) {
   return bh_report_sink_open(&s->sink, path, err);
 }
 
-void lbh_report_reopen(lua_State *L) {
-  state_sink *s = get_sink(L);
+/* Follow a rotation that a SIGHUP since the sink was (re)opened says
+ * happened: reopen the file now (from the loop), or close it so that the
+ * next line opens it anew (a sink that writes without a loop having seen
+ * the signal). A file renamed or removed without a signal is the core
+ * sink's: it checks the inode before each line. */
+static void follow_rotation(state_sink *s, bool now) {
   bh_err err;
-  if (s == NULL || s->sink.path == NULL) return;
+  if (s->hups == lbh_hup_count()) return;
   s->hups = lbh_hup_count();
-  if (bh_report_sink_reopen(&s->sink, &err) != BH_OK)
+  if (!now) {
+    bh_report_sink_close(&s->sink);
+  } else if (s->sink.path != NULL &&
+             bh_report_sink_reopen(&s->sink, &err) != BH_OK) {
     bh_log_line(BH_LOG_ERR, err.message);
+  }
+}
+
+/* The hook every run of the state gets: SIGHUP reopens the file. */
+static bool on_signal(lbh_run *run, int sig, lbh_task *t, void *ud) {
+  (void)run;
+  (void)t;
+  if (sig == SIGHUP) follow_rotation(ud, true);
+  return false;
 }
 
 /* Write one line to path (NULL: stdout). A SIGHUP since the sink was
@@ -297,10 +304,7 @@ static bh_status write_line(lua_State *L, const char *path, const char *line,
                       strerror(e));
   }
   if (s == NULL) return bh_err_set(err, BH_SYSTEM, NULL, "bh is not open");
-  if (s->hups != lbh_hup_count()) {
-    s->hups = lbh_hup_count();
-    bh_report_sink_close(&s->sink);
-  }
+  follow_rotation(s, false);
   return bh_report_sink_write(&s->sink, path, line, len, err);
 }
 
@@ -320,7 +324,8 @@ static int l_report(lua_State *L) {
   line[len] = '\n'; /* json_dumps gave len + 1 bytes: reuse the NUL */
   bh_err err;
   bh_err_clear(&err);
-  bh_status st = write_line(L, option_string(L, "report"), line, len + 1, &err);
+  bh_status st =
+      write_line(L, lbh_option_string(L, "report"), line, len + 1, &err);
   free(line);
   if (st != BH_OK) return lbh_fail(L, &err);
   lua_pushboolean(L, 1);
@@ -407,6 +412,7 @@ static int l_wallclock(lua_State *L) {
  * closes (before the module's shared object can be unloaded). */
 static int sink_gc(lua_State *L) {
   state_sink *s = lua_touserdata(L, 1);
+  lbh_run_hook_remove(&s->hook);
   bh_report_sink_close(&s->sink);
   return 0;
 }
@@ -420,6 +426,8 @@ void lbh_report_open(lua_State *L) {
     s->hups = lbh_hup_count();
     luaL_setmetatable(L, SINK_MT);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &sink_key);
+    s->hook = (lbh_run_hook){.signal = on_signal, .ud = s};
+    lbh_run_hook_state(L, &s->hook); /* s lives as long as L */
   }
   static const luaL_Reg fns[] = {
       {"report", l_report},       {"timestamp", l_timestamp},

@@ -27,6 +27,7 @@
 #include "lbh_err.h"
 #include "lbh_identity.h"
 #include "lbh_open.h"
+#include "lbh_pcall.h"
 #include "lbh_task.h"
 #include "respond.h"
 #include "wire.h"
@@ -320,7 +321,8 @@ static void on_request(bh_responder *r, const bh_request *req, bh_reply *reply,
                        void *ctx) {
   hook_call hc = {ctx, req, reply};
   if (hc.ud->run == NULL || hc.ud->self_ref == LUA_NOREF ||
-      lbh_loop_pcall(hc.ud->run, spawn_hook_p, &hc, 0, "on_request") != LUA_OK)
+      lbh_loop_pcall(lbh_run_state(hc.ud->run), spawn_hook_p, &hc, 0,
+                     "on_request") != LUA_OK)
     *reply = (bh_reply){.kind = BH_REPLY_DROP};
 }
 
@@ -370,7 +372,7 @@ static int l_respond(lua_State *L) {
   memset(ud, 0, sizeof *ud);
   ud->self_ref = LUA_NOREF;
   ud->closed = true;
-  lbh_waitq_init(&ud->waiters);
+  lbh_waitq_init(&ud->waiters, true); /* woken by requests, by the loop */
   bh_identity_init(&ud->def.identity);
   luaL_setmetatable(L, RESPONDER_MT);
   int self = lua_gettop(L);

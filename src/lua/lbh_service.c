@@ -1,13 +1,16 @@
-/* The host's service side (lbh_service.h, lbh.h): start-up checks of
+/* The host's service side (lbh.h): start-up checks of
  * --report/--metrics/--listen, systemd notification (sd_notify: READY
  * after the checks, WATCHDOG from each run's loop, STOPPING at the end)
- * and what every run starts by itself.
+ * and what every run of the host starts by itself, through a hook the
+ * setup attaches to every run of the state (lbh_run.h): the --listen
+ * endpoint (lbh_http.c) and the watchdog pings.
  *
  * The watchdog pings come from a timer on the run's own loop, at half
  * the interval systemd asked for (WATCHDOG_USEC): a loop that stalls (a
  * script blocked in a C call, a hot Lua loop) stops pinging and systemd
  * restarts the service. Between runs (the host between -e chunks) no one
  * pings: that is the host doing Lua work, never long. */
+#include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -22,7 +25,10 @@
 #include "http.h"
 #include "lbh.h"
 #include "lbh_class.h"
-#include "lbh_service.h"
+#include "lbh_http.h"
+#include "lbh_options.h"
+#include "lbh_report.h"
+#include "lbh_run.h"
 #include "log.h"
 
 /* What the host opened at start-up, in a userdata in the registry (its
@@ -30,16 +36,17 @@
 typedef struct host_service {
   int listen_fd;
   char address[80];
+  lbh_run_hook hook; /* attached to every run of the state */
 } host_service;
 
 static const char service_key = 'v';
 #define SERVICE_MT "bh.host_service"
 
-/* A run's watchdog: a persistent timer, freed with the run. */
+/* A run's watchdog: a persistent timer, freed with the run. No task
+ * waits on it, so it never keeps a deadlocked run alive. */
 typedef struct watchdog {
   struct event *ev;
   lbh_tracked track;
-  lbh_run *run;
 } watchdog;
 
 static host_service *get_service(lua_State *L) {
@@ -51,10 +58,13 @@ static host_service *get_service(lua_State *L) {
 
 static int service_gc(lua_State *L) {
   host_service *s = lua_touserdata(L, 1);
+  lbh_run_hook_remove(&s->hook);
   if (s->listen_fd >= 0) (void)close(s->listen_fd);
   s->listen_fd = -1;
   return 0;
 }
+
+static void service_started(lbh_run *run, void *ud);
 
 static host_service *new_service(lua_State *L) {
   static const luaL_Reg meta[] = {{"__gc", service_gc}, {NULL, NULL}};
@@ -62,37 +72,21 @@ static host_service *new_service(lua_State *L) {
   host_service *s = lua_newuserdatauv(L, sizeof *s, 0);
   s->listen_fd = -1;
   s->address[0] = '\0';
+  s->hook = (lbh_run_hook){.started = service_started, .ud = s};
   luaL_setmetatable(L, SERVICE_MT);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &service_key);
+  lbh_run_hook_state(L, &s->hook); /* s lives as long as L */
   return s;
-}
-
-int lbh_service_listen_fd(lua_State *L, char *address, size_t cap) {
-  host_service *s = get_service(L);
-  if (s == NULL || s->listen_fd < 0) return -1;
-  (void)snprintf(address, cap, "%s", s->address);
-  return fcntl(s->listen_fd, F_DUPFD_CLOEXEC, 0);
 }
 
 /* ---- start-up checks ---------------------------------------------------- */
 
-/* Set bh.options[name] = value (value may be NULL: nothing). */
-static void set_option(lua_State *L, const char *name, const char *value) {
-  if (value == NULL) return;
-  lbh_push_module(L);
-  lua_getfield(L, -1, "options");
-  lua_pushstring(L, value);
-  lua_setfield(L, -2, name);
-  lua_pop(L, 2);
-}
-
 /* The first metrics file (build information, no series yet), written
- * through bh.metrics.flush so that what is checked is what will write
- * (to bh.options.metrics, set before). */
+ * through bh.metrics.flush (as bh.metrics handed it over) so that what is
+ * checked is what will write (to bh.options.metrics, set before). */
 static int flush_p(lua_State *L) {
-  lbh_push_module(L);
-  lua_getfield(L, -1, "metrics");
-  lua_getfield(L, -1, "flush");
+  if (!lbh_push_bound(L, LBH_METRICS_FLUSH))
+    return luaL_error(L, "bh.metrics did not hand over its flush");
   lua_call(L, 0, 2);
   if (lua_toboolean(L, -2)) return 0;
   lua_pushstring(L, lbh_error_text(L, -1));
@@ -128,10 +122,10 @@ bool lbh_service_setup(lua_State *L, const lbh_service_opts *o, char *why,
   if (s == NULL) s = new_service(L);
   if (report != NULL && names_stdout(report))
     report = NULL; /* bh.report writes to stdout when bh.options has none */
-  set_option(L, "name", o->name); /* before the first metrics file */
-  set_option(L, "report", report);
-  set_option(L, "metrics", metrics);
-  set_option(L, "listen", listen);
+  lbh_option_set(L, "name", o->name); /* before the first metrics file */
+  lbh_option_set(L, "report", report);
+  lbh_option_set(L, "metrics", metrics);
+  lbh_option_set(L, "listen", listen);
   if (report != NULL && lbh_report_open_file(L, report, &err) != BH_OK) {
     (void)snprintf(why, cap, "--report: %s", err.message);
     return false;
@@ -143,7 +137,7 @@ bool lbh_service_setup(lua_State *L, const lbh_service_opts *o, char *why,
     return false;
   }
   if (listen != NULL) {
-    set_option(L, "listen_address", s->address);
+    lbh_option_set(L, "listen_address", s->address);
     bh_log(BH_LOG_INFO, "serving metrics on http://%s/metrics", s->address);
   }
   return true;
@@ -162,7 +156,6 @@ static void watchdog_cb(evutil_socket_t fd, short what, void *arg) {
 /* Only the run's teardown calls it, which untracked it already. */
 static void watchdog_close(void *obj) {
   watchdog *w = obj;
-  lbh_run_background(w->run, -1);
   event_free(w->ev);
   free(w);
 }
@@ -175,7 +168,6 @@ static void start_watchdog(lbh_run *run) {
   if (w == NULL) return;
   struct timeval tv = {(time_t)(usec / 2 / 1000000),
                        (suseconds_t)(usec / 2 % 1000000)};
-  w->run = run;
   w->ev = event_new(lbh_run_base(run), -1, EV_PERSIST, watchdog_cb, w);
   if (w->ev == NULL || event_add(w->ev, &tv) != 0) {
     if (w->ev != NULL) event_free(w->ev);
@@ -183,12 +175,25 @@ static void start_watchdog(lbh_run *run) {
     return;
   }
   (void)sd_notify(0, "WATCHDOG=1");
-  lbh_run_background(run, 1);
   lbh_run_track(run, &w->track, watchdog_close, w);
 }
 
-void lbh_service_attach(lua_State *L, lbh_run *run) {
-  if (get_service(L) == NULL) return; /* not the host: bh.so in plain Lua */
+/* Serve the --listen socket in this run, through a descriptor of its own
+ * (the run's server closes it when the run ends). */
+static void start_endpoint(lbh_run *run, const host_service *s) {
+  if (s->listen_fd < 0) return;
+  int fd = fcntl(s->listen_fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) {
+    bh_log(BH_LOG_ERR, "--listen: cannot serve in this run: %s",
+           strerror(errno));
+    return;
+  }
+  lbh_http_start_host(run, fd, s->address);
+}
+
+/* The hook of every run of the host (only the host sets a service up:
+ * bh.so in plain Lua has none). */
+static void service_started(lbh_run *run, void *ud) {
   start_watchdog(run);
-  lbh_http_start_host(L);
+  start_endpoint(run, ud);
 }

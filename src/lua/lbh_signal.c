@@ -18,7 +18,9 @@
  *   A second signal while the first is still being handled ends the
  *   process the default way.
  * - SIGHUP only counts (with SA_RESTART: a rotation must never interrupt
- *   a read) and wakes the loop, whose drain reopens the report at once.
+ *   a read) and wakes the loop, whose drain tells the run's hooks: the
+ *   report (lbh_report.c, the one place that handles rotation) reopens
+ *   at once.
  * - SIGPIPE is ignored: a peer closing early gives EPIPE, never a death
  *   (design §1.8); EPIPE on stdout then stops the run (lbh_request_stop).
  */
@@ -152,15 +154,14 @@ unsigned lbh_hup_count(void) {
   return (unsigned)hup_count;
 }
 
-void lbh_signal_drain(void) {
+bool lbh_signal_drain(void) {
   uint64_t v;
   while (wake_fd >= 0 && read(wake_fd, &v, sizeof v) == (ssize_t)sizeof v) {
   }
   sig_atomic_t n = hup_count;
-  if (n != hup_drained && main_state != NULL) {
-    hup_drained = n;
-    lbh_report_reopen(main_state);
-  }
+  if (n == hup_drained) return false;
+  hup_drained = n;
+  return true;
 }
 
 void lbh_signal_set_running(lua_State *co) {

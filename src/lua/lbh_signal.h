@@ -2,17 +2,18 @@
  * the stop handler only sets a flag, sets a count hook on the running Lua
  * thread (as lua.c's laction does) and writes to an eventfd that wakes the
  * loop; the scheduler reads the flag and stops the run. SIGHUP counts and
- * wakes the loop, whose drain reopens the report. */
+ * wakes the loop, which tells its hooks (the report reopens). */
 #ifndef LBH_SIGNAL_H
 #define LBH_SIGNAL_H
 
 #include <lua.h>
+#include <stdbool.h>
 
 /* The eventfd the handler writes to, or -1 when no handler is installed. */
 int lbh_signal_fd(void);
-/* Read and discard what the eventfd holds (from its loop callback), and
- * reopen the host state's report when a SIGHUP came since the last drain. */
-void lbh_signal_drain(void);
+/* Read and discard what the eventfd holds (from its loop callback); true
+ * when a SIGHUP came since the last drain. */
+bool lbh_signal_drain(void);
 /* SIGHUPs received so far (a report sink reopens when it changed). */
 unsigned lbh_hup_count(void);
 /* Stop the run as a signal would, without one (sig is recorded as the

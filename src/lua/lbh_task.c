@@ -1,6 +1,8 @@
 /* Tasks (see lbh_task.h for the template other files follow): bh.spawn,
  * the "bh.task" userdata (wait, cancel, status, __close), yielding and
- * completing a pending operation, and wait queues. A task is a full userdata
+ * completing a pending operation, interrupting a task, wait queues, and
+ * which run and task are current; the run's hooks are told of resumes
+ * and of tasks a stop signal failed. A task is a full userdata
  * (metatable "bh.task") whose uservalues are 1: its coroutine, 2: the
  * error to re-raise, 3: the error text with traceback for reports. While
  * a task is live (or failed and nobody has looked yet) the run holds a
@@ -19,6 +21,7 @@
 #include "lbh_args.h"
 #include "lbh_class.h"
 #include "lbh_open.h"
+#include "lbh_pcall.h"
 #include "lbh_sched.h"
 #include "lbh_signal.h"
 #include "lbh_task.h"
@@ -26,10 +29,94 @@
 static const char *const state_names[] = {"ready", "running", "suspended",
                                           "done",  "failed",  "cancelled"};
 
+static const char run_key = 'r'; /* registry[&run_key] = active run */
+
 /* ---- small helpers --------------------------------------------------- */
 
 void lbh_sched_push_task(lua_State *L, const lbh_task *t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+}
+
+/* ---- the current run ------------------------------------------------- */
+
+void lbh_sched_set_current(lua_State *L, lbh_run *run) {
+  if (run == NULL)
+    lua_pushnil(L);
+  else
+    lua_pushlightuserdata(L, run);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &run_key);
+}
+
+lbh_run *lbh_run_current(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &run_key);
+  lbh_run *run = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return run;
+}
+
+lbh_run *lbh_run_check(lua_State *L, const char *what) {
+  lbh_run *run = lbh_run_current(L);
+  if (run == NULL) luaL_error(L, "%s must be called inside bh.run", what);
+  return run;
+}
+
+/* ---- hooks ----------------------------------------------------------- */
+
+typedef struct hook_call {
+  int sig;      /* signal */
+  bool before;  /* resumed */
+  bool taken;   /* signal: a hook took it */
+  lbh_task *t;  /* either */
+  lbh_run *run; /* both */
+} hook_call;
+
+typedef void (*hook_visit)(lbh_run_hook *h, hook_call *c);
+
+/* Call visit on every hook of the list at head, in order. The list is
+ * moved aside first and each hook put back before its call, so that a
+ * hook may remove (and free) itself or any other one, or add one (not
+ * told this time). */
+static void hooks_walk(bh_list *head, hook_visit visit, hook_call *c) {
+  if (head == NULL || bh_list_empty(head)) return;
+  bh_list todo;
+  bh_list_move(head, &todo);
+  bh_list *n;
+  while ((n = bh_list_first(&todo)) != NULL) {
+    bh_list_remove(n);
+    bh_list_insert_tail(head, n);
+    visit(bh_list_entry(n, lbh_run_hook, link), c);
+  }
+}
+
+static void visit_started(lbh_run_hook *h, hook_call *c) {
+  if (h->started != NULL) h->started(c->run, h->ud);
+}
+
+static void visit_signal(lbh_run_hook *h, hook_call *c) {
+  if (h->signal != NULL && h->signal(c->run, c->sig, c->t, h->ud))
+    c->taken = true;
+}
+
+static void visit_resumed(lbh_run_hook *h, hook_call *c) {
+  if (h->resumed != NULL) h->resumed(c->run, c->t, c->before, h->ud);
+}
+
+void lbh_sched_hooks_started(lbh_run *run) {
+  hook_call c = {.run = run};
+  hooks_walk(&run->hooks, visit_started, &c);
+  hooks_walk(run->state_hooks, visit_started, &c);
+}
+
+bool lbh_sched_hooks_signal(lbh_run *run, int sig, lbh_task *t) {
+  hook_call c = {.sig = sig, .t = t, .run = run};
+  hooks_walk(&run->hooks, visit_signal, &c);
+  hooks_walk(run->state_hooks, visit_signal, &c);
+  return c.taken;
+}
+
+static void hooks_resumed(lbh_run *run, lbh_task *t, bool before) {
+  hook_call c = {.before = before, .t = t, .run = run};
+  hooks_walk(&run->hooks, visit_resumed, &c);
 }
 
 /* ---- resuming -------------------------------------------------------- */
@@ -81,22 +168,19 @@ static void keep_interrupt(lbh_run *run, lbh_task *t) {
 
 /* Resume the task in the loop and deal with what it did: yielded to wait
  * for something, yielded bare (coroutine.yield: run again next turn),
- * finished or failed. */
+ * finished or failed. The run's hooks are told around the resume. */
 static void task_resume(lbh_task *t) {
   lbh_run *run = t->run;
   int nres = 0, nargs = t->nargs;
   t->nargs = 0;
   t->state = TASK_RUNNING;
   run->current = t;
-  /* A session's main task is the prompt: ^C interrupts what it waits
-   * for, never the prompt itself. */
-  lbh_signal_set_running(run->session && t == run->main ? NULL : t->co);
-  bool hooked = run->resume_hook != NULL && t != run->main;
-  if (hooked) run->resume_hook(run->resume_ud, true);
+  bool hooked = !bh_list_empty(&run->hooks);
+  if (hooked) hooks_resumed(run, t, true);
+  lbh_signal_set_running(t->shielded ? NULL : t->co);
   int status = lua_resume(t->co, run->L, nargs, &nres);
-  if (hooked && run->resume_hook != NULL)
-    run->resume_hook(run->resume_ud, false);
   lbh_signal_set_running(NULL);
+  if (hooked) hooks_resumed(run, t, false);
   run->current = NULL;
   if (status == LUA_YIELD) {
     t->state = TASK_SUSPENDED;
@@ -108,16 +192,15 @@ static void task_resume(lbh_task *t) {
     t->nres = nres;
     task_finish(t, TASK_DONE);
   } else {
-    lbh_loop_pcall(run, task_fail_p, t, 0, "recording a task's error");
+    lbh_loop_pcall(run->L, task_fail_p, t, 0, "recording a task's error");
     int sig = lbh_stop_signal();
     t->interrupted = sig != 0;
-    if (t->interrupted && !(run->session && sig == SIGINT))
+    /* A hook may take the signal (a session spends ^C on the task it
+     * interrupted); else it stops the run, which raises this error. */
+    if (t->interrupted && !lbh_sched_hooks_signal(run, sig, t))
       keep_interrupt(run, t);
     lua_resetthread(t->co); /* runs the task's pending __close handlers */
     task_finish(t, TASK_FAILED);
-    /* In a session, ^C is spent on the task it interrupted. */
-    if (run->session && t->interrupted && lbh_stop_signal() == SIGINT)
-      lbh_sched_session_forget_signal(run);
   }
 }
 
@@ -125,10 +208,13 @@ static void task_resume(lbh_task *t) {
  * through its cancel function (so its completion never comes). */
 static void task_disarm(lbh_task *t, bool abort) {
   if (abort && t->pending && t->cancel) t->cancel(t->op);
+  if (t->loop_wait) t->run->loop_waits--;
+  t->loop_wait = false;
   t->pending = false;
   t->cancel = NULL;
   t->intr = NULL;
   t->op = NULL;
+  t->waits_for = NULL;
 }
 
 static void task_wake_cb(evutil_socket_t fd, short what, void *arg) {
@@ -144,7 +230,6 @@ static void task_finish(lbh_task *t, task_state state) {
   t->state = state;
   bh_list_remove(&t->link);
   run->nlive--;
-  if (run->foreground == t) run->foreground = NULL;
   if (t->ev) event_free(t->ev);
   t->ev = NULL;
   if (!bh_list_empty(&t->waiters.waiters)) t->observed = true;
@@ -179,8 +264,9 @@ bool lbh_task_cancel(lbh_task *t) {
   return true;
 }
 
-/* Protected part of lbh_sched_task_interrupt: the error is "interrupted"
- * with the traceback of where the task waits. Stack: [lightuserdata task]. */
+/* Protected part of task_fail_interrupted: the error is "interrupted"
+ * with the traceback of where the task waits. Stack: [lightuserdata
+ * task]. */
 static int task_interrupt_p(lua_State *L) {
   lbh_task *t = lua_touserdata(L, 1);
   lbh_sched_push_task(L, t);
@@ -191,15 +277,39 @@ static int task_interrupt_p(lua_State *L) {
   return 0;
 }
 
-/* Sessions: ^C while a line's task waits (it is not running, or the
- * interrupt hook would have failed it): disarm what it waits on and fail
- * it with "interrupted", which wakes the prompt waiting for it. */
-void lbh_sched_task_interrupt(lbh_task *t) {
+/* Disarm what the task waits on and fail it with "interrupted", which
+ * wakes whoever waits for it. */
+static void task_fail_interrupted(lbh_task *t) {
   task_disarm(t, true);
-  lbh_loop_pcall(t->run, task_interrupt_p, t, 0, "interrupting a task");
+  lbh_loop_pcall(t->run->L, task_interrupt_p, t, 0, "interrupting a task");
   t->interrupted = true;
   lua_resetthread(t->co);
   task_finish(t, TASK_FAILED);
+}
+
+bool lbh_task_interrupt(lbh_task *t) {
+  if (t->run == NULL || lbh_task_finished(t) || t->run->current == t)
+    return false;
+  if (lbh_task_has_interrupt(t)) {
+    lbh_cancel_fn intr = t->intr;
+    t->intr = NULL;
+    intr(t->op); /* completes the op: the task gets what it pushes */
+  } else {
+    task_fail_interrupted(t);
+  }
+  return true;
+}
+
+bool lbh_task_has_interrupt(const lbh_task *t) {
+  return t->pending && t->intr != NULL;
+}
+
+lbh_task *lbh_task_waits_for(const lbh_task *t) {
+  return t->waits_for;
+}
+
+void lbh_task_shield(lbh_task *t) {
+  t->shielded = true;
 }
 
 /* ---- the current task ------------------------------------------------ */
@@ -238,6 +348,13 @@ void lbh_task_set_pending(lbh_task *t, lbh_cancel_fn cancel, void *op) {
   t->cancel = cancel;
   t->intr = NULL;
   t->op = op;
+  if (!t->loop_wait) t->run->loop_waits++;
+  t->loop_wait = true;
+}
+
+void lbh_task_set_waits_on_tasks(lbh_task *t) {
+  if (t->loop_wait) t->run->loop_waits--;
+  t->loop_wait = false;
 }
 
 void lbh_task_set_interrupt(lbh_task *t, lbh_cancel_fn intr) {
@@ -266,7 +383,7 @@ void lbh_task_complete(lbh_task *t, lbh_push_fn push, void *ud) {
   if (push != NULL) {
     int top = lua_gettop(L);
     push_call pc = {push, ud};
-    if (lbh_loop_pcall(t->run, push_trampoline, &pc, LUA_MULTRET,
+    if (lbh_loop_pcall(L, push_trampoline, &pc, LUA_MULTRET,
                        "building a result") != LUA_OK) {
       lua_pushnil(L);
       lua_pushliteral(L, "out of memory building the result");
@@ -283,8 +400,9 @@ void lbh_task_complete(lbh_task *t, lbh_push_fn push, void *ud) {
 
 /* ---- wait queues ----------------------------------------------------- */
 
-void lbh_waitq_init(lbh_waitq *q) {
+void lbh_waitq_init(lbh_waitq *q, bool by_loop) {
   bh_list_init(&q->waiters);
+  q->by_loop = by_loop;
 }
 
 void lbh_waitq_add(lbh_waitq *q, lbh_waiter *w, void (*wake)(lbh_waiter *w)) {
@@ -328,13 +446,20 @@ static void wait_op_cancel(void *ud) {
   free(op);
 }
 
-int lbh_waitq_yield(lua_State *L, lbh_task *t, lbh_waitq *q, lua_KContext ctx,
-                    lua_KFunction k) {
+/* Arm t's wait on q (lbh_waitq_yield without the yield); raises when out
+ * of memory. */
+static void waitq_arm(lua_State *L, lbh_task *t, lbh_waitq *q) {
   wait_op *op = calloc(1, sizeof *op);
-  if (op == NULL) return luaL_error(L, "out of memory waiting");
+  if (op == NULL) luaL_error(L, "out of memory waiting");
   op->task = t;
   lbh_waitq_add(q, &op->w, wait_op_wake);
   lbh_task_set_pending(t, wait_op_cancel, op);
+  if (!q->by_loop) lbh_task_set_waits_on_tasks(t);
+}
+
+int lbh_waitq_yield(lua_State *L, lbh_task *t, lbh_waitq *q, lua_KContext ctx,
+                    lua_KFunction k) {
+  waitq_arm(L, t, q);
   return lbh_task_yield(L, ctx, k);
 }
 
@@ -347,7 +472,7 @@ lbh_task *lbh_task_spawn(lua_State *L, lbh_run *run, int fidx, int nargs) {
   t->self_ref = LUA_NOREF;
   t->state = TASK_CANCELLED; /* harmless until fully built */
   bh_list_init(&t->link);
-  lbh_waitq_init(&t->waiters);
+  lbh_waitq_init(&t->waiters, false);
   luaL_setmetatable(L, TASK_MT);
   lua_State *co = lua_newthread(L);
   lua_setiuservalue(L, -2, 1);
@@ -424,8 +549,9 @@ static int task_wait_k(lua_State *L, int status, lua_KContext ctx) {
   if (lbh_task_finished(t)) return lbh_sched_task_outcome(L, 1);
   lbh_task *self = lbh_task_check(L, "task:wait");
   if (self == t) return luaL_error(L, "a task cannot wait for itself");
-  if (self == self->run->main) self->run->foreground = t;
-  return lbh_waitq_yield(L, self, &t->waiters, ctx, task_wait_k);
+  waitq_arm(L, self, &t->waiters);
+  self->waits_for = t; /* lbh_task_waits_for, until the wait ends */
+  return lbh_task_yield(L, ctx, task_wait_k);
 }
 
 static int task_wait(lua_State *L) {

@@ -33,11 +33,12 @@
  *
  * Never keep state in C locals across the yield: keep it in op, in the
  * userdata, in ctx or on the Lua stack. Never call Lua from a loop
- * callback except through lbh_task_complete or lbh_loop_pcall (one
- * protected-call wrapper with a traceback; errors are reported on stderr,
- * never raised into libevent). A primitive that does not yield but needs
- * the loop (a listener) uses lbh_run_check and tracks its object with
- * lbh_run_track so that it is closed when the run ends. */
+ * callback except through lbh_task_complete or lbh_loop_pcall
+ * (lbh_pcall.h: one protected-call wrapper with a traceback; errors are
+ * reported on stderr, never raised into libevent). A primitive that does
+ * not yield but needs the loop (a listener) uses lbh_run_check and tracks
+ * its object with lbh_run_track (lbh_run.h) so that it is closed when the
+ * run ends. */
 #ifndef LBH_TASK_H
 #define LBH_TASK_H
 
@@ -45,78 +46,8 @@
 #include <lua.h>
 #include <stdbool.h>
 
+#include "lbh_run.h"
 #include "list.h"
-
-struct event_base;
-typedef struct lbh_run lbh_run;
-typedef struct lbh_task lbh_task;
-
-/* ---- the run ------------------------------------------------------------ */
-
-/* The run in progress, or NULL when no bh.run is active in L's state. */
-lbh_run *lbh_run_current(lua_State *L);
-/* The run in progress; raises "<what> must be called inside bh.run" when
- * there is none. For non-yielding functions that need the loop. */
-lbh_run *lbh_run_check(lua_State *L, const char *what);
-struct event_base *lbh_run_base(lbh_run *run);
-/* The run's hasher (hasher.h), made on first use, freed when the run
- * ends; NULL when it cannot be made (probes then hash inline). */
-struct bh_hasher *lbh_run_hasher(lbh_run *run);
-/* The run's worker thread (worker.h) for file jobs (manifest reads and
- * walks), made on first use, freed when the run ends; NULL when it cannot
- * be made (jobs then run inline). Its event counts as background while
- * no job is in flight: a job submitted says lbh_run_background(run, -1),
- * its finish +1. */
-struct bh_worker *lbh_run_worker(lbh_run *run);
-/* The lua_State the run was started from (valid during the run): the
- * state to push on and call Lua from inside loop callbacks. */
-lua_State *lbh_run_state(lbh_run *run);
-
-/* An object served by the loop that must be closed when the run ends
- * (responders, periodic timers). close(obj) is called once at teardown
- * (after the live tasks were cancelled, before the event_base is freed)
- * unless untracked first; it must not run Lua code (registry bookkeeping
- * such as luaL_unref is fine). The entry is caller-owned memory, e.g.
- * inside the userdata. */
-typedef struct lbh_tracked {
-  bh_list link; /* in run->tracked */
-  void (*close)(void *obj);
-  void *obj;
-} lbh_tracked;
-void lbh_run_track(lbh_run *run, lbh_tracked *entry, void (*close)(void *obj),
-                   void *obj);
-void lbh_run_untrack(lbh_run *run, lbh_tracked *entry); /* idempotent */
-/* Count delta events (+1 when added, -1 when removed) that can never
- * wake a task (a watchdog timer, the host's metrics listener), so that a
- * run whose tasks wait on nothing else is still found deadlocked. */
-void lbh_run_background(lbh_run *run, int delta);
-
-/* Called around every resume of a task other than the run's main task:
- * fn(ud, true) before, fn(ud, false) after (the host's prompt hides its
- * half-typed line while background tasks may print). One per run; NULL
- * removes it. */
-void lbh_run_set_resume_hook(lbh_run *run, void (*fn)(void *ud, bool before),
-                             void *ud);
-
-/* Call fn(L, ud) from a loop callback under lua_pcall with a traceback
- * handler, on the run's lua_State. fn may push and return values; they
- * are left on the stack (nresults of them, LUA_MULTRET allowed) only on
- * success. On error the message and traceback are logged as
- * lbh_log_error(context, message) and LUA_ERRRUN/LUA_ERRMEM is returned
- * with nothing pushed. */
-int lbh_loop_pcall(lbh_run *run, lua_CFunction fn, void *ud, int nresults,
-                   const char *context);
-
-/* Log "<context>: <message>" at error priority (core log.h: on stderr as
- * "bhprobe-lua: ...", "<3>" under journald). Never raises nor allocates
- * on L, so that an error (out of memory too) can be told outside any
- * protected call; a traceback is kept whole, within the log's cuts of a
- * message (text.h: 4 KiB a line, 16 KiB in all). */
-void lbh_log_error(const char *context, const char *msg);
-
-/* A lua_pcall message handler: the error's text (lbh_error_text) plus the
- * traceback of where it happened. */
-int lbh_traceback(lua_State *L);
 
 /* ---- tasks -------------------------------------------------------------- */
 
@@ -133,6 +64,22 @@ bool lbh_task_finished(const lbh_task *t);
  * does nothing) when the task is finished already or is the one running
  * now. */
 bool lbh_task_cancel(lbh_task *t);
+/* Interrupt a task that is not running (the host's -i session: ^C). When
+ * the operation it waits on armed an interrupt (lbh_task_set_interrupt),
+ * that ends the operation as intr says (the prompt's read returns false)
+ * and the task goes on; otherwise what it waits on is cancelled and the
+ * task fails with "interrupted" and the traceback of where it waited.
+ * Returns false (and does nothing) when the task is finished already or
+ * is the one running now. */
+bool lbh_task_interrupt(lbh_task *t);
+/* Does the operation t waits on have an interrupt (see above)? */
+bool lbh_task_has_interrupt(const lbh_task *t);
+/* The task t waits for in task:wait, or NULL. */
+lbh_task *lbh_task_waits_for(const lbh_task *t);
+/* Stop signals never interrupt t's own Lua code through their hook (the
+ * run still stops at the next turn of the loop): the prompt of a
+ * session, whose ^C is meant for what it waits for. */
+void lbh_task_shield(lbh_task *t);
 
 /* ---- the yield template ------------------------------------------------- */
 
@@ -146,14 +93,20 @@ struct event_base *lbh_task_base(lbh_task *t);
 lbh_run *lbh_task_run(lbh_task *t);
 
 typedef void (*lbh_cancel_fn)(void *op);
-/* Arm the cleanup for the operation the task is about to wait on. */
+/* Arm the cleanup for the operation the task is about to wait on, one
+ * that the loop ends (a timer, a socket, a child, a file job): while the
+ * task waits on it, the run is not deadlocked. */
 void lbh_task_set_pending(lbh_task *t, lbh_cancel_fn cancel, void *op);
-/* Sessions only (lbh_session): what SIGINT does to the main task while it
- * waits on the operation just armed with lbh_task_set_pending. intr(op)
- * is called from the loop instead of the handler; it must stop the C
+/* After lbh_task_set_pending: the operation ends only when other tasks
+ * finish (bh.all, bh.select without a time limit), not by an event of
+ * the loop; a run whose tasks all wait so is deadlocked. */
+void lbh_task_set_waits_on_tasks(lbh_task *t);
+/* After lbh_task_set_pending: what interrupting the task (see
+ * lbh_task_interrupt) does to the operation just armed. intr(op) is
+ * called from the loop instead of the handler; it must stop the C
  * operation, finish it with lbh_task_complete (the values it pushes are
  * what the primitive returns: the prompt's read returns false) and free
- * op. Without it SIGINT leaves the operation alone. */
+ * op. Without it an interrupt cancels the operation and fails the task. */
 void lbh_task_set_interrupt(lbh_task *t, lbh_cancel_fn intr);
 /* Yield the task to the loop (lua_yieldk with no values). */
 int lbh_task_yield(lua_State *L, lua_KContext ctx, lua_KFunction k);
@@ -169,17 +122,22 @@ void lbh_task_complete(lbh_task *t, lbh_push_fn push, void *ud);
 /* ---- wait queues: waiting for an object to change ----------------------- */
 
 /* A list of waiters woken together when some object (a task, a responder)
- * is done. Embed the queue in the object and lbh_waitq_init it. A waiter
- * is caller-owned memory (inside an op), zeroed or in no queue before it
- * is added; wake(w) is called once, after w was removed from its queue. */
+ * is done. Embed the queue in the object and lbh_waitq_init it, saying
+ * who wakes it: by_loop when an event of the loop does (a responder's, on
+ * a request or its close), not when only another task does by finishing
+ * (a task's): a run whose tasks all wait on queues no event wakes is
+ * deadlocked. A waiter is caller-owned memory (inside an op), zeroed or
+ * in no queue before it is added; wake(w) is called once, after w was
+ * removed from its queue. */
 typedef struct lbh_waitq {
   bh_list waiters; /* of lbh_waiter.link, in the order they were added */
+  bool by_loop;
 } lbh_waitq;
 typedef struct lbh_waiter {
   bh_list link;
   void (*wake)(struct lbh_waiter *w);
 } lbh_waiter;
-void lbh_waitq_init(lbh_waitq *q);
+void lbh_waitq_init(lbh_waitq *q, bool by_loop);
 void lbh_waitq_add(lbh_waitq *q, lbh_waiter *w, void (*wake)(lbh_waiter *w));
 void lbh_waitq_remove(lbh_waiter *w); /* idempotent */
 /* Wake every waiter of q, in the order they were added. */
