@@ -314,7 +314,7 @@ describe("bh.boot_id, bh.sha256_file and bh.blake3_file", function()
     assert.equal("exe_hash", err.code)
     H.rmdir(dir)
     assert.has_error(function() bh.sha256_file() end,
-      "bad argument #1 to 'sha256_file' (string expected, got no value)")
+      "bad argument #1 to 'bh.sha256_file' (string expected, got no value)")
   end)
 
   it("blake3_file gives the values of the real running-process", function()

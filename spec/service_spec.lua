@@ -321,7 +321,8 @@ describe("bh.log", function()
   it("checks its arguments", function()
     local rc, _, err = run("-e " .. q("bh.log.level('loud')"))
     assert.equal(1, rc)
-    assert.matches("invalid option 'loud'", err)
+    assert.matches("bad argument #1 to 'bh.log.level' %(\"error\", .* expected, got \"loud\"%)",
+      err)
   end)
 end)
 

@@ -73,7 +73,8 @@ describe("bh.threshold", function()
     t:reset("healthy")
     assert.are.equal("healthy", t.state)
     assert.has_error(function() t:reset("sick") end,
-      "bad argument #1 to 'threshold:reset' (unknown, healthy or unhealthy expected, got sick)")
+      "bad argument #1 to 'threshold:reset' (\"unknown\", \"healthy\" or \"unhealthy\" "
+      .. "expected, got \"sick\")")
   end)
 
   it("describes itself", function()
@@ -94,7 +95,8 @@ describe("bh.threshold", function()
     assert.has_error(function() threshold{ failure = "3" } end,
       "bh.threshold: option 'failure' must be an integer in [1, 1000000], got string")
     assert.has_error(function() threshold{ initial = "ok" } end,
-      "bh.threshold: option 'initial' must be unknown, healthy or unhealthy, got ok")
+      "bh.threshold: option 'initial' must be \"unknown\", \"healthy\" or \"unhealthy\", "
+      .. "got \"ok\"")
   end)
 
   it("is part of the bh module", function()

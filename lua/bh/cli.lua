@@ -158,7 +158,7 @@ local function unknown(spec, a)
   return "unknown option '" .. name .. "'"
 end
 
-local SPEC = { name = { "string" }, args = { "table" }, options = { "table" },
+local SPEC = { name = { "string", required = true }, args = { "table" }, options = { "table" },
   check = { "function" }, about = { "string" }, exits = { "string" },
   exit_usage = { "integer", 0, 255 }, usage_error = { "function" } }
 
@@ -171,7 +171,6 @@ function M.parse(args, spec)
   bh._check_arg("bh.cli.parse", 1, args, "table")
   bh._check_arg("bh.cli.parse", 2, spec, "table")
   spec = bh._check_opts("bh.cli.parse", spec, SPEC)
-  if spec.name == nil then error("bh.cli.parse: spec.name is required", 2) end
   local by_name, o = {}, {}
   for _, opt in ipairs(spec.options or {}) do
     by_name[opt[1]] = opt

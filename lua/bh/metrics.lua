@@ -197,19 +197,11 @@ end
 -- bh.metrics.reaction(action, result): count one reaction of a policy in
 -- bhprobe_reactions_total{action, result}: action "clear_record" or
 -- "remove_socket", result "done" or "failed" (design §1.11).
-local ACTION_SET = { clear_record = true, remove_socket = true }
-local RESULT_SET = { done = true, failed = true }
+local ACTION = { "string", one_of = { "clear_record", "remove_socket" } }
+local RESULT = { "string", one_of = { "done", "failed" } }
 function M.reaction(action, result)
-  bh._check_arg("bh.metrics.reaction", 1, action, "string")
-  bh._check_arg("bh.metrics.reaction", 2, result, "string")
-  if not ACTION_SET[action] then
-    error("bad argument #1 to 'bh.metrics.reaction' (\"clear_record\" or "
-      .. "\"remove_socket\" expected, got \"" .. action .. "\")", 2)
-  end
-  if not RESULT_SET[result] then
-    error("bad argument #2 to 'bh.metrics.reaction' (\"done\" or \"failed\" "
-      .. "expected, got \"" .. result .. "\")", 2)
-  end
+  bh._check_arg("bh.metrics.reaction", 1, action, ACTION)
+  bh._check_arg("bh.metrics.reaction", 2, result, RESULT)
   local k = action .. "\0" .. result
   reactions[k] = (reactions[k] or 0) + 1
 end
@@ -219,12 +211,9 @@ end
 -- ("empty": it found no record; "unreadable": a root, a directory under
 -- it or the registry could not be read; "insecure_registry"; a policy may
 -- add its own). Such a round ends with end_round{success = false}.
+local REASON = { "string", pattern = "^[a-z][a-z0-9_]*$", max_len = 64, name = "reason" }
 function M.round_error(reason)
-  bh._check_arg("bh.metrics.round_error", 1, reason, "string")
-  if not reason:match("^[a-z][a-z0-9_]*$") or #reason > 64 then
-    error("bad argument #1 to 'bh.metrics.round_error' (a snake_case word of at "
-      .. "most 64 characters expected, got \"" .. reason:sub(1, 80) .. "\")", 2)
-  end
+  bh._check_arg("bh.metrics.round_error", 1, reason, REASON)
   round_errors[reason] = (round_errors[reason] or 0) + 1
 end
 

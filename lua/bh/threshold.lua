@@ -11,21 +11,17 @@ local M = {}
 local Threshold = {}
 Threshold.__index = Threshold
 
-local STATES = { unknown = true, healthy = true, unhealthy = true }
+local STATES = { "unknown", "healthy", "unhealthy" }
 
 local OPTIONS = {
   success = { "integer", 1, 1000000, default = 1 },
   failure = { "integer", 1, 1000000, default = 3 },
-  initial = { "string", default = "unknown" },
+  initial = { "string", one_of = STATES, default = "unknown" },
 }
 
 -- bh.threshold{success = 1, failure = 3, initial = "unknown"} -> threshold
 function M.threshold(opts)
   local o = bh._check_opts("bh.threshold", opts, OPTIONS)
-  if not STATES[o.initial] then
-    error("bh.threshold: option 'initial' must be unknown, healthy or unhealthy, got "
-      .. o.initial, 2)
-  end
   return setmetatable({
     success = o.success,
     failure = o.failure,
@@ -51,12 +47,10 @@ end
 
 -- t:reset([state]): forget the streak and go back to `state` (default
 -- "unknown"), e.g. when the identity being watched was replaced.
+local RESET_STATE = { "string", one_of = STATES, default = "unknown" }
 function Threshold:reset(state)
-  state = state or "unknown"
-  if not STATES[state] then
-    error("bad argument #1 to 'threshold:reset' (unknown, healthy or unhealthy expected, got "
-      .. tostring(state) .. ")", 2)
-  end
+  -- argument 2 of the method call (self is 1): "bad argument #1"
+  state = bh._check_arg("threshold:reset", 2, state, RESET_STATE)
   self.state, self.successes, self.failures = state, 0, 0
 end
 

@@ -89,10 +89,7 @@ M.VERDICTS = { "verified", "stale", "impostor", "unreachable", "foreign", "inval
 -- err.successor says it was the daemon's successor.
 function M.verdict(err)
   if err == nil then return "verified" end
-  if type(err) ~= "table" then
-    error("bad argument #1 to 'bh.verdict' (error table or nil expected, got "
-      .. type(err) .. ")", 2)
-  end
+  bh._check_arg("bh.verdict", 1, err, "table")
   if err.code == "foreign_host" then return "foreign" end
   -- a record that names no daemon (cleared by --apply or by the daemon
   -- itself): no recorded process runs

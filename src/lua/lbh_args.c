@@ -288,3 +288,84 @@ const char *lbh_opt_string(lua_State *L, int idx, const char *fn,
   lua_pop(L, 1); /* still referenced by the options table */
   return s;
 }
+
+/* ---- more positional arguments -------------------------------------------
+ */
+
+lua_Integer lbh_arg_optinteger(lua_State *L, int arg, const char *fn,
+                               const char *name, lua_Integer def,
+                               lua_Integer lo, lua_Integer hi) {
+  if (lua_isnoneornil(L, arg)) return def;
+  return lbh_arg_integer(L, arg, fn, name, lo, hi);
+}
+
+const char *lbh_arg_string(lua_State *L, int arg, const char *fn, size_t *len) {
+  const char *s = lua_tolstring(L, arg, len);
+  if (s == NULL) lbh_arg_type_error(L, arg, fn, "string");
+  return s;
+}
+
+const char *lbh_arg_optstring(lua_State *L, int arg, const char *fn,
+                              const char *def, size_t *len) {
+  if (lua_isnoneornil(L, arg)) {
+    if (len != NULL) *len = def != NULL ? strlen(def) : 0;
+    return def;
+  }
+  return lbh_arg_string(L, arg, fn, len);
+}
+
+void lbh_arg_table(lua_State *L, int arg, const char *fn) {
+  lbh_arg_checktype(L, arg, fn, LUA_TTABLE);
+}
+
+void lbh_arg_any(lua_State *L, int arg, const char *fn) {
+  if (lua_type(L, arg) == LUA_TNONE) lbh_arg_fail(L, arg, fn, "value expected");
+}
+
+const char *lbh_push_values_text(lua_State *L, const char *const values[],
+                                 size_t n) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < n; i++) {
+    if (i > 0) luaL_addstring(&b, i + 1 < n ? ", " : " or ");
+    luaL_addchar(&b, '"');
+    luaL_addstring(&b, values[i]);
+    luaL_addchar(&b, '"');
+  }
+  luaL_pushresult(&b);
+  return lua_tostring(L, -1);
+}
+
+const char *lbh_push_quoted(lua_State *L, int idx) {
+  enum { SHOWN = 80 };
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  if (s == NULL) return lua_pushfstring(L, "%s", luaL_typename(L, idx));
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addchar(&b, '"');
+  luaL_addlstring(&b, s, len > SHOWN ? SHOWN : len);
+  luaL_addstring(&b, len > SHOWN ? "...\"" : "\"");
+  luaL_pushresult(&b);
+  return lua_tostring(L, -1);
+}
+
+int lbh_arg_option(lua_State *L, int arg, const char *fn, const char *def,
+                   const char *const values[]) {
+  const char *s = def;
+  if (!lua_isnoneornil(L, arg) || def == NULL)
+    s = lbh_arg_string(L, arg, fn, NULL);
+  size_t n = 0;
+  for (; values[n] != NULL; n++)
+    if (strcmp(values[n], s) == 0) return (int)n;
+  const char *text = lbh_push_values_text(L, values, n);
+  return lbh_arg_fail(L, arg, fn, "%s expected, got %s", text,
+                      lua_isnoneornil(L, arg) ? lua_pushfstring(L, "\"%s\"", s)
+                                              : lbh_push_quoted(L, arg));
+}
+
+void *lbh_arg_udata(lua_State *L, int arg, const char *fn, const char *tname) {
+  void *p = luaL_testudata(L, arg, tname);
+  if (p == NULL) lbh_arg_type_error(L, arg, fn, tname);
+  return p;
+}

@@ -89,5 +89,34 @@ double lbh_arg_optnumber(lua_State *L, int arg, const char *fn,
                          double hi);
 lua_Integer lbh_arg_integer(lua_State *L, int arg, const char *fn,
                             const char *name, lua_Integer lo, lua_Integer hi);
+lua_Integer lbh_arg_optinteger(lua_State *L, int arg, const char *fn,
+                               const char *name, lua_Integer def,
+                               lua_Integer lo, lua_Integer hi);
+/* A string (a number is turned into one in place, as lauxlib does); len
+ * may be NULL. The opt form returns def for none/nil. */
+const char *lbh_arg_string(lua_State *L, int arg, const char *fn, size_t *len);
+const char *lbh_arg_optstring(lua_State *L, int arg, const char *fn,
+                              const char *def, size_t *len);
+/* A table. */
+void lbh_arg_table(lua_State *L, int arg, const char *fn);
+/* Any value, nil included, but not none ("value expected"). */
+void lbh_arg_any(lua_State *L, int arg, const char *fn);
+/* A string among values (NULL-terminated), or def (may be NULL: required)
+ * for none/nil; returns its index in values. The message lists them:
+ * "bad argument #1 to 'bh.log.level' ("debug", "info" or "error"
+ * expected, got "x")". */
+int lbh_arg_option(lua_State *L, int arg, const char *fn, const char *def,
+                   const char *const values[]);
+/* The full userdata of class tname (lbh_class) at arg: "<tname>
+ * expected, got <type>". */
+void *lbh_arg_udata(lua_State *L, int arg, const char *fn, const char *tname);
+
+/* The text of a list of allowed strings, pushed: "\"a\", \"b\" or
+ * \"c\"" (n of them). For messages of the checker's form. */
+const char *lbh_push_values_text(lua_State *L, const char *const values[],
+                                 size_t n);
+/* The string at idx quoted for a message, its first 80 bytes only
+ * ("\"abc...\""), pushed. */
+const char *lbh_push_quoted(lua_State *L, int idx);
 
 #endif

@@ -4,7 +4,7 @@
  *   lbh_class(L, HANDLE_MT, meta, handle_methods, "methods");
  *
  * creates the metatable (once per state: luaL_newmetatable's name, which
- * luaL_checkudata and error messages use) with the metamethods of meta
+ * lbh_arg_udata and error messages use) with the metamethods of meta
  * and, when methods is not NULL, a table of them at field ("__index", or
  * the field a custom __index function reads). The stack is left as it
  * was. */

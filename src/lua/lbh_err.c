@@ -5,6 +5,7 @@
 #include <lauxlib.h>
 #include <stdio.h>
 
+#include "lbh_args.h"
 #include "lbh_class.h"
 #include "lbh_open.h"
 
@@ -49,10 +50,11 @@ int lbh_fail_stage(lua_State *L, const bh_err *err, const char *stage) {
 /* __tostring(err) → err.message (raw, so a table without one still
  * prints something useful). */
 static int err_tostring(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  lbh_arg_table(L, 1, NULL);
   if (lua_getfield(L, 1, "message") != LUA_TSTRING) {
-    lua_getfield(L, 1, "code");
-    lua_pushfstring(L, "error %s", luaL_optstring(L, -1, "(no code)"));
+    const char *code = NULL;
+    if (lua_getfield(L, 1, "code") == LUA_TSTRING) code = lua_tostring(L, -1);
+    lua_pushfstring(L, "error %s", code != NULL ? code : "(no code)");
   }
   return 1;
 }

@@ -26,7 +26,7 @@ static void set_bool(lua_State *L, const char *name, bool v) {
 static int l_remove_stale_socket(lua_State *L) {
   static const char *const keys[] = {"owner", "within", NULL};
   const char *fn = "bh.fs.remove_stale_socket";
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = lbh_arg_string(L, 1, fn, NULL);
   lbh_opts_check(L, 2, fn, keys);
   lua_Integer owner = lbh_opt_integer(L, 2, fn, "owner", -1, 0, 4294967294);
   const char *within = NULL;
@@ -62,12 +62,12 @@ static int l_remove_stale_socket(lua_State *L) {
  * the mode of what was there; a symbolic link at path is refused. */
 static int l_write_atomic(lua_State *L) {
   static const char *const keys[] = {"mode", NULL};
-  const char *path = luaL_checkstring(L, 1);
+  const char *fn = "bh.fs.write_atomic";
+  const char *path = lbh_arg_string(L, 1, fn, NULL);
   size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
-  lbh_opts_check(L, 3, "bh.fs.write_atomic", keys);
-  lua_Integer mode =
-      lbh_opt_integer(L, 3, "bh.fs.write_atomic", "mode", 0644, 0, 0777);
+  const char *data = lbh_arg_string(L, 2, fn, &len);
+  lbh_opts_check(L, 3, fn, keys);
+  lua_Integer mode = lbh_opt_integer(L, 3, fn, "mode", 0644, 0, 0777);
   bh_err err;
   if (bh_fs_write_atomic(path, data, len, false, (mode_t)mode, BH_SYSTEM,
                          &err) != BH_OK)

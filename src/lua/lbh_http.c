@@ -14,6 +14,7 @@
  * instead of binding another. No task waits on a server: it never keeps a
  * deadlocked run alive. */
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -81,7 +82,10 @@ static int render_p(lua_State *L) {
   push_handed(L, c->s, c->page);
   lua_pushboolean(L, c->openmetrics);
   lua_call(L, 1, 1);
-  const char *text = luaL_checklstring(L, -1, &len);
+  const char *text = lua_tolstring(L, -1, &len);
+  if (text == NULL)
+    return luaL_error(L, "the page is a %s, not a string",
+                      luaL_typename(L, -1));
   c->out = malloc(len ? len : 1);
   if (c->out == NULL) return luaL_error(L, "out of memory");
   memcpy(c->out, text, len);
@@ -286,7 +290,7 @@ void lbh_http_start_host(lbh_run *run, int fd, const char *address) {
 }
 
 static server *check_server(lua_State *L) {
-  return luaL_checkudata(L, 1, SERVER_MT);
+  return lbh_arg_udata(L, 1, NULL, SERVER_MT);
 }
 
 /* server:_reply(id, code, body[, content_type]): answer a /probe
@@ -294,11 +298,12 @@ static server *check_server(lua_State *L) {
  * as the request asked. Nothing happens once the server is closed. */
 static int s_reply(lua_State *L) {
   server *s = check_server(L);
-  lua_Integer id = luaL_checkinteger(L, 2);
-  int code = (int)luaL_checkinteger(L, 3);
+  static const char *const fn = "server:_reply";
+  lua_Integer id = lbh_arg_integer(L, 2, fn, "id", 0, LUA_MAXINTEGER);
+  int code = (int)lbh_arg_integer(L, 3, fn, "code", INT_MIN, INT_MAX);
   size_t len;
-  const char *body = luaL_checklstring(L, 4, &len);
-  const char *ctype = luaL_optstring(L, 5, NULL);
+  const char *body = lbh_arg_string(L, 4, fn, &len);
+  const char *ctype = lbh_arg_optstring(L, 5, fn, NULL, NULL);
   if (s->http != NULL)
     bh_http_reply(s->http, (uint64_t)id, code, ctype, body, len);
   if (s->self_ref != LUA_NOREF) { /* its task is done */
@@ -320,7 +325,7 @@ static const char *const server_fields[] = {"address", "closed", NULL};
 
 static int s_index(lua_State *L) {
   server *s = check_server(L);
-  const char *k = luaL_checkstring(L, 2);
+  const char *k = lbh_arg_string(L, 2, NULL, NULL);
   if (strcmp(k, "address") == 0) {
     lua_pushstring(L, s->address);
   } else if (strcmp(k, "closed") == 0) {

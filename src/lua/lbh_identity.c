@@ -75,7 +75,7 @@ static int idbox_gc(lua_State *L) {
 }
 
 static int epbox_gc(lua_State *L) {
-  bh_endpoint_clear(luaL_checkudata(L, 1, EPBOX_MT));
+  bh_endpoint_clear(lbh_arg_udata(L, 1, NULL, EPBOX_MT));
   return 0;
 }
 
@@ -367,7 +367,7 @@ static const char *const prepared_fields[] = {"pid",
 /* prepared[k]: the field as the identity's table has it (a fresh table for
  * ipc_endpoint, so that nothing read can be changed in place). */
 static int prepared_index(lua_State *L) {
-  const bh_identity *id = luaL_checkudata(L, 1, PREPARED_MT);
+  const bh_identity *id = lbh_arg_udata(L, 1, NULL, PREPARED_MT);
   lbh_push_identity(L, id);
   lua_pushvalue(L, 2);
   lua_gettable(L, -2);
@@ -381,7 +381,7 @@ static int prepared_newindex(lua_State *L) {
 }
 
 static int prepared_tostring(lua_State *L) {
-  const bh_identity *id = luaL_checkudata(L, 1, PREPARED_MT);
+  const bh_identity *id = lbh_arg_udata(L, 1, NULL, PREPARED_MT);
   lua_pushfstring(L, "bh.identity(pid %I, %s)", (lua_Integer)id->pid,
                   id->exe_path != NULL ? id->exe_path : "");
   return 1;
@@ -401,7 +401,7 @@ static int l_to_json(lua_State *L) {
  * invalid_identity with err.field). */
 static int l_from_json(lua_State *L) {
   size_t len;
-  const char *text = luaL_checklstring(L, 1, &len);
+  const char *text = lbh_arg_string(L, 1, NULL, &len);
   bh_identity *id = new_box(L);
   bh_err err;
   bh_status st = bh_identity_from_json(text, len, id, &err);
@@ -435,7 +435,7 @@ static int l_encode(lua_State *L) {
  * missing_endpoint, invalid_sha256_length). */
 static int l_decode(lua_State *L) {
   size_t len;
-  const char *buf = luaL_checklstring(L, 1, &len);
+  const char *buf = lbh_arg_string(L, 1, NULL, &len);
   bh_identity *id = new_box(L);
   bh_err err;
   bh_status st = bh_identity_decode((const uint8_t *)buf, len, id, &err);
@@ -462,7 +462,7 @@ static int l_boot_id(lua_State *L) {
 
 /* The digest of alg of the file at arg 1 as hex, or nil, err (exe_hash). */
 static int digest_file(lua_State *L, unsigned alg) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = lbh_arg_string(L, 1, NULL, NULL);
   bh_digests d;
   char hex[BH_DIGEST_HEX_LEN + 1];
   bh_err err;

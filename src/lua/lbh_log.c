@@ -5,6 +5,7 @@
  * "warn", "notice", "info", "debug"; default "info"). */
 #include <lauxlib.h>
 
+#include "lbh_args.h"
 #include "lbh_open.h"
 #include "log.h"
 
@@ -38,7 +39,7 @@ static int l_level(lua_State *L) {
   lua_pushstring(L, level_names[i]);
   if (!lua_isnoneornil(L, 1))
     bh_log_set_threshold(
-        level_prios[luaL_checkoption(L, 1, NULL, level_names)]);
+        level_prios[lbh_arg_option(L, 1, NULL, NULL, level_names)]);
   return 1;
 }
 

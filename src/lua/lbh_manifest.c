@@ -45,7 +45,7 @@ static void push_manifest(lua_State *L, const bh_manifest *m) {
 #define MBOX_MT "bh.manifest_box"
 
 static int mbox_gc(lua_State *L) {
-  bh_manifest_clear(luaL_checkudata(L, 1, MBOX_MT));
+  bh_manifest_clear(lbh_arg_udata(L, 1, NULL, MBOX_MT));
   return 0;
 }
 
@@ -109,7 +109,7 @@ static void job_clear(mjob *j) {
 }
 
 static int job_gc(lua_State *L) {
-  job_clear(luaL_checkudata(L, 1, JOB_MT));
+  job_clear(lbh_arg_udata(L, 1, NULL, JOB_MT));
   return 0;
 }
 
@@ -278,7 +278,7 @@ static int run_job(lua_State *L, mjob *j) {
  * wrong is read anyway (for investigations). Yields in a task. */
 static int l_read(lua_State *L) {
   static const char *const keys[] = {"verify", NULL};
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = lbh_arg_string(L, 1, NULL, NULL);
   lbh_opts_check(L, 2, "bh.manifest.read", keys);
   bool verify = lbh_opt_boolean(L, 2, "bh.manifest.read", "verify", true);
   mjob *j = new_job(L, JOB_READ, path);
@@ -326,7 +326,7 @@ static void set_host(lua_State *L, bh_manifest *m, const char *path) {
  * else 1. A t without host gets this machine's. */
 static int l_write(lua_State *L) {
   static const char *const keys[] = {"generation", NULL};
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = lbh_arg_string(L, 1, NULL, NULL);
   lua_settop(L, 3);
   lbh_opts_check(L, 3, "bh.manifest.write", keys);
   int gen =
@@ -343,7 +343,8 @@ static int l_write(lua_State *L) {
     return luaL_error(L, "%s", err.message);
   if (m->pb->host == NULL) set_host(L, m, path);
   bh_status st = bh_manifest_set_daemon(m, daemon, gen, &err);
-  if (st == BH_INVALID_IDENTITY) return luaL_argerror(L, 2, err.message);
+  if (st == BH_INVALID_IDENTITY)
+    return lbh_arg_fail(L, 2, NULL, "%s", err.message);
   if (st == BH_OK) st = bh_manifest_write(path, m, &err);
   if (st != BH_OK) return lbh_fail(L, &err);
   lua_pushboolean(L, 1);
@@ -365,7 +366,7 @@ static void push_list(lua_State *L, const bh_manifest_list *list) {
  * task. */
 static int l_find(lua_State *L) {
   static const char *const keys[] = {"max_depth", NULL};
-  const char *root = luaL_checkstring(L, 1);
+  const char *root = lbh_arg_string(L, 1, NULL, NULL);
   lbh_opts_check(L, 2, "bh.manifest.find", keys);
   int depth =
       (int)lbh_opt_integer(L, 2, "bh.manifest.find", "max_depth", -1, 0, 64);
@@ -418,7 +419,7 @@ static void clear_opts(lua_State *L, int idx, const char *fn, mjob *j) {
  * while we worked: left alone). A manifest that does not verify is never
  * rewritten (nil, err). Yields in a task. */
 static int l_clear_daemon(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = lbh_arg_string(L, 1, NULL, NULL);
   lua_settop(L, 2);
   mjob *j = new_job(L, JOB_CLEAR, path); /* at 3 */
   clear_opts(L, 2, "bh.manifest.clear_daemon", j);
@@ -484,7 +485,7 @@ static int l_open_central(lua_State *L) {
  * records (its file name, or its path under the registry). */
 static mjob *registry_job(lua_State *L, registry *r, job_kind kind,
                           const char *fn) {
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = lbh_arg_string(L, 2, fn, NULL);
   const char *slash = strrchr(path, '/');
   const char *name = slash != NULL ? slash + 1 : path;
   size_t dn = strlen(r->dir);
@@ -550,7 +551,7 @@ static int reg_clear_daemon(lua_State *L) {
 
 /* The one release: close, __close and __gc. */
 static int reg_release(lua_State *L) {
-  registry *r = luaL_checkudata(L, 1, REG_MT);
+  registry *r = lbh_arg_udata(L, 1, NULL, REG_MT);
   if (r->fd >= 0) (void)close(r->fd);
   r->fd = -1;
   free(r->dir);
@@ -560,8 +561,8 @@ static int reg_release(lua_State *L) {
 
 /* registry.path, registry.exists, and the methods. */
 static int reg_index(lua_State *L) {
-  registry *r = luaL_checkudata(L, 1, REG_MT);
-  const char *key = luaL_checkstring(L, 2);
+  registry *r = lbh_arg_udata(L, 1, NULL, REG_MT);
+  const char *key = lbh_arg_string(L, 2, NULL, NULL);
   if (strcmp(key, "path") == 0) {
     if (r->dir != NULL)
       lua_pushstring(L, r->dir);
@@ -578,7 +579,7 @@ static int reg_index(lua_State *L) {
 }
 
 static int reg_tostring(lua_State *L) {
-  registry *r = luaL_checkudata(L, 1, REG_MT);
+  registry *r = lbh_arg_udata(L, 1, NULL, REG_MT);
   lua_pushfstring(L, "bh.registry (%s): %p", r->dir ? r->dir : "closed",
                   (void *)r);
   return 1;
@@ -596,7 +597,7 @@ static int l_user_registries(lua_State *L) {
 /* bh.manifest.check_host(m) -> true | nil, err (foreign_host when m names
  * another machine than this one in host.machine_id). */
 static int l_check_host(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  lbh_arg_table(L, 1, NULL);
   const char *theirs = NULL, *name = NULL;
   if (lua_getfield(L, 1, "host") == LUA_TTABLE) {
     if (lua_getfield(L, -1, "machine_id") == LUA_TSTRING)

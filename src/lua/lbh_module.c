@@ -24,7 +24,7 @@
  * Returns what the chunk returns. */
 static int load_helper(lua_State *L) {
   const bh_lua_helper *h =
-      lbh_embed_find(bh_lua_helpers, luaL_checkstring(L, 1));
+      lbh_embed_find(bh_lua_helpers, lbh_arg_string(L, 1, NULL, NULL));
   if (h == NULL)
     return luaL_error(L, "no helper module %s", lua_tostring(L, 1));
   const char *chunk = lua_pushfstring(L, "=%s", h->name);

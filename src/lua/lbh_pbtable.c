@@ -471,7 +471,7 @@ static void fill_msg(lua_State *L, int idx, ProtobufCMessage *m, build *b,
 }
 
 static int box_gc(lua_State *L) {
-  ProtobufCMessage **box = luaL_checkudata(L, 1, BOX_MT);
+  ProtobufCMessage **box = lbh_arg_udata(L, 1, NULL, BOX_MT);
   if (*box != NULL) protobuf_c_message_free_unpacked(*box, &bh_pb_allocator);
   *box = NULL;
   return 0;
@@ -498,7 +498,7 @@ ProtobufCMessage *lbh_check_pb(lua_State *L, int idx,
 }
 
 ProtobufCMessage *lbh_pb_take(lua_State *L, int idx) {
-  ProtobufCMessage **box = luaL_checkudata(L, idx, BOX_MT);
+  ProtobufCMessage **box = lbh_arg_udata(L, idx, NULL, BOX_MT);
   ProtobufCMessage *m = *box;
   *box = NULL;
   return m;

@@ -262,13 +262,13 @@ static int h_close(lua_State *L) {
 /* __close: the same release, never raising (a running shutdown keeps the
  * pidfd; the collector releases it later). */
 static int h_release(lua_State *L) {
-  handle_release(luaL_checkudata(L, 1, HANDLE_MT));
+  handle_release(lbh_arg_udata(L, 1, NULL, HANDLE_MT));
   return 0;
 }
 
 /* __gc: the release, and the identity not yet pushed. */
 static int h_gc(lua_State *L) {
-  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  handle *h = lbh_arg_udata(L, 1, NULL, HANDLE_MT);
   handle_release(h);
   bh_identity_clear(&h->identity);
   bh_peer_clear(&h->peer);
@@ -309,7 +309,7 @@ static void push_handle_peer(lua_State *L, handle *h) {
 }
 
 static int h_tostring(lua_State *L) {
-  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  handle *h = lbh_arg_udata(L, 1, NULL, HANDLE_MT);
   lua_pushfstring(L, "bh.handle (%spid %d): %p", h->closed ? "closed, " : "",
                   (int)h->proc.pid, (void *)h);
   return 1;
@@ -386,8 +386,8 @@ static const char *const handle_fields[] = {"identity", "peer_pid", "peer",
 /* h.identity, h.peer_pid, h.peer, h.elapsed, h.timings, and the
  * methods. */
 static int h_index(lua_State *L) {
-  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
-  const char *key = luaL_checkstring(L, 2);
+  handle *h = lbh_arg_udata(L, 1, NULL, HANDLE_MT);
+  const char *key = lbh_arg_string(L, 2, NULL, NULL);
   if (strcmp(key, "identity") == 0) {
     push_lazy(L, h, 1, push_handle_identity);
   } else if (strcmp(key, "peer_pid") == 0) {

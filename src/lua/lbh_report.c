@@ -26,6 +26,7 @@
 
 #include "fsutil.h"
 #include "lbh.h"
+#include "lbh_args.h"
 #include "lbh_class.h"
 #include "lbh_err.h"
 #include "lbh_open.h"
@@ -313,9 +314,9 @@ static bh_status write_line(lua_State *L, const char *path, const char *line,
  * that cannot be encoded (a function, a cycle) is a caller's bug: raises. */
 static int l_report(lua_State *L) {
   char why[256];
-  luaL_checktype(L, 1, LUA_TTABLE);
+  lbh_arg_table(L, 1, NULL);
   json_t *j = json_from_lua(L, 1, why, sizeof why);
-  if (j == NULL) return luaL_argerror(L, 1, why);
+  if (j == NULL) return lbh_arg_fail(L, 1, NULL, "%s", why);
   char *line = json_dumps(
       j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
   json_decref(j);
@@ -337,9 +338,9 @@ static int l_report(lua_State *L) {
  * that cannot be encoded raises. */
 static int l_json(lua_State *L) {
   char why[256];
-  luaL_checkany(L, 1);
+  lbh_arg_any(L, 1, NULL);
   json_t *j = json_from_lua(L, 1, why, sizeof why);
-  if (j == NULL) return luaL_argerror(L, 1, why);
+  if (j == NULL) return lbh_arg_fail(L, 1, NULL, "%s", why);
   char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER |
                                  JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY);
   json_decref(j);
@@ -358,8 +359,7 @@ static int l_timestamp(lua_State *L) {
     clock_gettime(CLOCK_REALTIME, &ts);
     ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
   } else {
-    double t = luaL_checknumber(L, 1) * 1000.0;
-    luaL_argcheck(L, t > -1e15 && t < 1e15, 1, "time out of range");
+    double t = lbh_arg_number(L, 1, NULL, "time", -1e12, true, 1e12) * 1000.0;
     ms = (long long)t; /* truncates toward zero: step down for negatives */
     if ((double)ms > t) ms--;
   }
@@ -367,7 +367,7 @@ static int l_timestamp(lua_State *L) {
   struct tm tm;
   char buf[64];
   if (gmtime_r(&secs, &tm) == NULL)
-    return luaL_argerror(L, 1, "time out of range");
+    return lbh_arg_fail(L, 1, NULL, "time out of range");
   size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
   (void)snprintf(buf + n, sizeof buf - n, ".%03lldZ",
                  (long long)(ms - (long long)secs * 1000));
@@ -381,10 +381,9 @@ static int l_timestamp(lua_State *L) {
  * (text.h), for the sinks written in Lua (metrics labels). */
 static int l_cut(lua_State *L) {
   size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
-  lua_Integer max = luaL_optinteger(L, 2, BH_TEXT_LABEL_MAX);
-  luaL_argcheck(L, max >= BH_TEXT_MIN_MAX && max <= INT32_MAX, 2,
-                "max must be an integer in [64, 2^31 - 1]");
+  const char *s = lbh_arg_string(L, 1, NULL, &len);
+  lua_Integer max = lbh_arg_optinteger(L, 2, NULL, "max", BH_TEXT_LABEL_MAX,
+                                       BH_TEXT_MIN_MAX, INT32_MAX);
   char mark[BH_TEXT_MARK_MAX];
   size_t mark_len, keep = bh_text_cut(s, len, (size_t)max, mark, &mark_len);
   if (mark_len == 0) { /* a number was turned into its string in place */

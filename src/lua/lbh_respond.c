@@ -222,7 +222,7 @@ static void pr_answer(pending_request *pr, const bh_reply *reply) {
 
 /* __close of the request record: the task ended without answering. */
 static int pr_close(lua_State *L) {
-  pr_answer(luaL_checkudata(L, 1, REQUEST_MT), NULL);
+  pr_answer(lbh_arg_udata(L, 1, NULL, REQUEST_MT), NULL);
   return 0;
 }
 
@@ -425,7 +425,7 @@ static int r_close(lua_State *L) {
 }
 
 static int r_gc(lua_State *L) {
-  responder *ud = luaL_checkudata(L, 1, RESPONDER_MT);
+  responder *ud = lbh_arg_udata(L, 1, NULL, RESPONDER_MT);
   if (ud->r != NULL) {
     if (ud->run != NULL) lbh_run_untrack(ud->run, &ud->track);
     track_close(ud);
@@ -458,8 +458,8 @@ static const char *const responder_fields[] = {"served", "rejected", "closed",
 
 /* r.served, r.rejected, r.closed, r.endpoint, and the methods. */
 static int r_index(lua_State *L) {
-  responder *ud = luaL_checkudata(L, 1, RESPONDER_MT);
-  const char *key = luaL_checkstring(L, 2);
+  responder *ud = lbh_arg_udata(L, 1, NULL, RESPONDER_MT);
+  const char *key = lbh_arg_string(L, 2, NULL, NULL);
   if (strcmp(key, "served") == 0) {
     lua_pushinteger(
         L, (lua_Integer)(ud->r ? bh_respond_served(ud->r) : ud->served));
@@ -479,7 +479,7 @@ static int r_index(lua_State *L) {
 }
 
 static int r_tostring(lua_State *L) {
-  responder *ud = luaL_checkudata(L, 1, RESPONDER_MT);
+  responder *ud = lbh_arg_udata(L, 1, NULL, RESPONDER_MT);
   const char *path = "?";
   if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE &&
       lua_getfield(L, -1, "path") == LUA_TSTRING)

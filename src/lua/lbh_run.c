@@ -216,7 +216,7 @@ static void run_teardown(lbh_run *run) {
 }
 
 static int run_gc(lua_State *L) {
-  run_teardown(luaL_checkudata(L, 1, RUN_MT));
+  run_teardown(lbh_arg_udata(L, 1, NULL, RUN_MT));
   return 0;
 }
 

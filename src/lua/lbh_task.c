@@ -588,13 +588,13 @@ static int task_cancel(lua_State *L) {
 /* __close: leaving the scope of `local t <close> = bh.spawn(...)` cancels
  * the task if it is still live (never raises). */
 static int task_close(lua_State *L) {
-  lbh_task *t = luaL_checkudata(L, 1, TASK_MT);
+  lbh_task *t = lbh_arg_udata(L, 1, NULL, TASK_MT);
   if (t->run != NULL && t != t->run->main) lbh_task_cancel(t);
   return 0;
 }
 
 static int task_tostring(lua_State *L) {
-  lbh_task *t = luaL_checkudata(L, 1, TASK_MT);
+  lbh_task *t = lbh_arg_udata(L, 1, NULL, TASK_MT);
   lua_pushfstring(L, "bh.task (%s): %p", state_names[t->state], (void *)t);
   return 1;
 }
@@ -602,7 +602,7 @@ static int task_tostring(lua_State *L) {
 /* A task is only collected once finished (the run holds live ones), so
  * its event is normally gone; free it if an error left one behind. */
 static int task_gc(lua_State *L) {
-  lbh_task *t = luaL_checkudata(L, 1, TASK_MT);
+  lbh_task *t = lbh_arg_udata(L, 1, NULL, TASK_MT);
   if (t->ev && t->run && !t->run->torn_down) event_free(t->ev);
   t->ev = NULL;
   return 0;
