@@ -1,8 +1,8 @@
 /* Helpers for the resource-limit tests (spec/c/test_limits*.c): run a
  * piece of work in a forked child with a time bound (so a hang or a
  * runaway allocation is a failed check, never a stuck test or a dead
- * test process), and read the child's peak resident set. Static functions
- * in a header, as net_helpers.h, because each test links testutil.c only. */
+ * test process), and read the child's peak resident set. Defined in
+ * child_helpers.c (bhtestutil). */
 #ifndef BH_CHILD_HELPERS_H
 #define BH_CHILD_HELPERS_H
 
@@ -19,137 +19,44 @@
 
 #include "testutil.h"
 
-#define CH_UNUSED __attribute__((unused))
-
 /* The "NAME: N kB" field of /proc/self/status in KiB, or -1. */
-static CH_UNUSED long ch_status_kb(const char *field) {
-  FILE *f = fopen("/proc/self/status", "re");
-  char line[256];
-  size_t len = strlen(field);
-  long kb = -1;
-  if (f == NULL) return -1;
-  while (fgets(line, sizeof line, f))
-    if (strncmp(line, field, len) == 0 && line[len] == ':' &&
-        sscanf(line + len + 1, " %ld kB", &kb) == 1)
-      break;
-  fclose(f);
-  return kb;
-}
+long ch_status_kb(const char *field);
 
 /* VmHWM (peak resident set) of this process in KiB, or -1. */
-static CH_UNUSED long ch_hwm_kb(void) {
-  return ch_status_kb("VmHWM");
-}
+long ch_hwm_kb(void);
 
 /* VmRSS (resident set now) of this process in KiB, or -1. */
-static CH_UNUSED long ch_rss_kb(void) {
-  return ch_status_kb("VmRSS");
-}
+long ch_rss_kb(void);
 
 /* Reset VmHWM to the current resident set (Linux >= 4.0), so a child
  * measures the peak of what it does from here on, not of its setup.
  * Returns false when the kernel does not allow it. */
-static CH_UNUSED bool ch_reset_hwm(void) {
-  int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  bool ok = write(fd, "5", 1) == 1;
-  close(fd);
-  return ok;
-}
+bool ch_reset_hwm(void);
 
 /* True under AddressSanitizer, whose shadow memory and quarantine inflate
  * every resident-set figure: bounds are then only printed and loosened. */
-static CH_UNUSED bool ch_sanitized(void) {
-#if defined(__SANITIZE_ADDRESS__)
-  return true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  return true;
-#else
-  return false;
-#endif
-#else
-  return false;
-#endif
-}
+bool ch_sanitized(void);
 
 /* Read exactly len bytes from fd within max_s seconds. */
-static CH_UNUSED bool ch_read_within(int fd, void *buf, size_t len,
-                                     double max_s) {
-  size_t got = 0;
-  double end = bh_test_now() + max_s;
-  while (got < len) {
-    double left = end - bh_test_now();
-    if (left <= 0) return false;
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    int r = poll(&p, 1, (int)(left * 1000) + 1);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    ssize_t n = read(fd, (char *)buf + got, len - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    got += (size_t)n;
-  }
-  return true;
-}
+bool ch_read_within(int fd, void *buf, size_t len, double max_s);
 
 /* Start fn(arg, wfd) in a forked child, which must write its report to
  * wfd; the child exits after fn returns. *rfd is the read end of the
  * report pipe, for ch_collect or the caller's own loop. Returns the pid,
  * or -1. */
-static CH_UNUSED pid_t ch_spawn(void (*fn)(void *arg, int wfd), void *arg,
-                                int *rfd) {
-  int pfd[2];
-  /* What the parent freed but kept would be resident in the child too and
-   * count in the figures the child measures. */
-  (void)malloc_trim(0);
-  if (pipe2(pfd, O_CLOEXEC) != 0) return -1;
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(pfd[0]);
-    close(pfd[1]);
-    return -1;
-  }
-  if (pid == 0) {
-    close(pfd[0]);
-    fn(arg, pfd[1]);
-    _exit(0);
-  }
-  close(pfd[1]);
-  *rfd = pfd[0];
-  return pid;
-}
+pid_t ch_spawn(void (*fn)(void *arg, int wfd), void *arg, int *rfd);
 
 /* Read exactly len bytes of a spawned child's report (within max_s),
  * close rfd, reap it; on a timeout it is killed (SIGKILL) first. True
  * when the report came and it exited 0. */
-static CH_UNUSED bool ch_collect(pid_t pid, int rfd, void *rep, size_t len,
-                                 double max_s) {
-  bool ok = ch_read_within(rfd, rep, len, max_s);
-  close(rfd);
-  if (!ok) {
-    fprintf(stderr, "  child %d: no report within %.1f s: killed\n", (int)pid,
-            max_s);
-    kill(pid, SIGKILL);
-  }
-  int ws = 0;
-  while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
-  }
-  return ok && WIFEXITED(ws) && WEXITSTATUS(ws) == 0;
-}
+bool ch_collect(pid_t pid, int rfd, void *rep, size_t len, double max_s);
 
 /* Run fn(arg, wfd) in a forked child (ch_spawn), which must write exactly
  * rep_len bytes of report to wfd, and collect it (ch_collect). */
-static CH_UNUSED bool ch_run(void (*fn)(void *arg, int wfd), void *arg,
-                             void *rep, size_t rep_len, double max_s) {
-  int rfd;
-  pid_t pid = ch_spawn(fn, arg, &rfd);
-  return pid > 0 && ch_collect(pid, rfd, rep, rep_len, max_s);
-}
+bool ch_run(void (*fn)(void *arg, int wfd), void *arg, void *rep,
+            size_t rep_len, double max_s);
 
 /* Write the whole report or exit the child with status 9. */
-static CH_UNUSED void ch_report(int wfd, const void *rep, size_t len) {
-  if (write(wfd, rep, len) != (ssize_t)len) _exit(9);
-}
+void ch_report(int wfd, const void *rep, size_t len);
 
 #endif

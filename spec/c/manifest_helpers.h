@@ -4,8 +4,8 @@
  * generation, manifests built field by field with the protobuf-c types,
  * whole-file reads and writes, the fixtures, and a child process (this
  * very test binary, run with a mode argument) under the LD_PRELOAD shim
- * that stops it just before a rename. Static functions in a header, like
- * net_helpers.h. */
+ * that stops it just before a rename. Defined in manifest_helpers.c
+ * (bhtestutil). */
 #ifndef BH_MANIFEST_HELPERS_H
 #define BH_MANIFEST_HELPERS_H
 
@@ -25,163 +25,50 @@
 #include "pbutil.h"
 #include "testutil.h"
 
-#define MH_UNUSED __attribute__((unused))
-
 typedef RunningProcess__Broker__V1__CacheManifest mh_pb;
 typedef RunningProcess__Broker__V1__HostIdentity mh_host_pb;
 
 /* A copy of s in memory the manifest's allocator owns (what
  * bh_manifest_clear frees), replacing *dst. */
-static MH_UNUSED void mh_set_str(char **dst, const char *s) {
-  size_t n = strlen(s) + 1;
-  char *p = bh_pb_allocator.alloc(NULL, n);
-  if (p == NULL) abort();
-  memcpy(p, s, n);
-  if (*dst != NULL && *dst != protobuf_c_empty_string)
-    bh_pb_allocator.free(NULL, *dst);
-  *dst = p;
-}
+void mh_set_str(char **dst, const char *s);
 
 /* A recognisable identity with the digests of `algs` (pid 4242, boot
  * "boot-1", endpoint ("ns", "/run/d.sock"), idle timeout 0). */
-static MH_UNUSED void mh_identity(bh_identity *id, unsigned algs) {
-  bh_identity_init(id);
-  id->pid = 4242;
-  id->exe_path = strdup("/usr/bin/daemon");
-  for (int i = 0; i < BH_DIGEST_LEN; i++) {
-    id->digests.sha256[i] = (uint8_t)i;
-    id->digests.blake3[i] = (uint8_t)(0xb0 ^ i);
-  }
-  id->digests.algs = algs;
-  id->boot_id = strdup("boot-1");
-  bh_endpoint_set(&id->endpoint, "ns", "/run/d.sock", NULL);
-  id->started_at_unix_ms = 1700000000000ull;
-  id->has_idle_timeout = true;
-  id->idle_timeout_secs = 0;
-}
+void mh_identity(bh_identity *id, unsigned algs);
 
 /* A manifest for service, version 1.2.3, with a host naming this machine
  * and (generation 1 or 2; 0 = none) a daemon. */
-static MH_UNUSED void mh_manifest(bh_manifest *m, const char *service,
-                                  int generation) {
-  bh_err err;
-  CHECK_CODE(bh_manifest_init(m, &err), BH_OK, &err);
-  mh_set_str(&m->pb->service_name, service);
-  mh_set_str(&m->pb->service_version, "1.2.3");
-  mh_set_str(&m->pb->broker_envelope_version, "v1");
-  mh_set_str(&m->pb->broker_instance, "inst-7");
-  m->pb->created_at_unix_ms = 1;
-  m->pb->last_active_unix_ms = 2;
-  if (generation == 0) return;
-  bh_identity id;
-  mh_identity(&id, generation == 1 ? BH_ALG_SHA256 : BH_ALG_BLAKE3);
-  CHECK_CODE(bh_manifest_set_daemon(m, &id, generation, &err), BH_OK, &err);
-  bh_identity_clear(&id);
-}
+void mh_manifest(bh_manifest *m, const char *service, int generation);
 
 /* Give m a host record naming machine_id. */
-static MH_UNUSED void mh_set_host(bh_manifest *m, const char *machine_id) {
-  if (m->pb->host == NULL) {
-    m->pb->host = bh_pb_allocator.alloc(NULL, sizeof *m->pb->host);
-    if (m->pb->host == NULL) abort();
-    running_process__broker__v1__host_identity__init(m->pb->host);
-  }
-  mh_set_str(&m->pb->host->machine_id, machine_id);
-  mh_set_str(&m->pb->host->hostname, "elsewhere");
-}
+void mh_set_host(bh_manifest *m, const char *machine_id);
 
-static MH_UNUSED void mh_write_bytes(const char *path, const void *buf,
-                                     size_t len) {
-  FILE *f = fopen(path, "wbe");
-  CHECK(f != NULL);
-  if (f == NULL) return;
-  CHECK_INT(fwrite(buf, 1, len, f), len);
-  CHECK_INT(fclose(f), 0);
-}
+void mh_write_bytes(const char *path, const void *buf, size_t len);
 
 /* The whole file (malloc'd, NULL when unreadable); its size in *len. */
-static MH_UNUSED uint8_t *mh_read_bytes(const char *path, size_t *len) {
-  *len = 0;
-  FILE *f = fopen(path, "rbe");
-  if (f == NULL) return NULL;
-  size_t cap = 4096, n = 0;
-  uint8_t *buf = malloc(cap);
-  size_t got;
-  while (buf != NULL && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-    n += got;
-    if (n == cap) buf = realloc(buf, cap *= 2);
-  }
-  fclose(f);
-  *len = n;
-  return buf;
-}
+uint8_t *mh_read_bytes(const char *path, size_t *len);
 
 /* Do the file at path and buf hold the same bytes? */
-static MH_UNUSED bool mh_file_is(const char *path, const uint8_t *buf,
-                                 size_t len) {
-  size_t n = 0;
-  uint8_t *got = mh_read_bytes(path, &n);
-  bool same = got != NULL && n == len && memcmp(got, buf, len) == 0;
-  free(got);
-  return same;
-}
+bool mh_file_is(const char *path, const uint8_t *buf, size_t len);
 
 /* A fixture file (spec/fixtures/NAME), read whole; aborts the test
  * binary when it is missing (the tests need nothing outside the tree). */
-static MH_UNUSED uint8_t *mh_fixture(const char *name, size_t *len) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/%s", BH_FIXTURES, name);
-  uint8_t *buf = mh_read_bytes(path, len);
-  if (buf == NULL) {
-    fprintf(stderr, "missing fixture %s\n", path);
-    exit(2);
-  }
-  return buf;
-}
+uint8_t *mh_fixture(const char *name, size_t *len);
 
 /* Copy a fixture to path. */
-static MH_UNUSED void mh_copy_fixture(const char *name, const char *path) {
-  size_t n = 0;
-  uint8_t *buf = mh_fixture(name, &n);
-  mh_write_bytes(path, buf, n);
-  free(buf);
-}
+void mh_copy_fixture(const char *name, const char *path);
 
 /* Run this test binary again as `argv[0] mode arg...` (argv ends with
  * NULL) under the stop-before-rename shim: stop_at = N stops it just
  * before its Nth rename (0 = never). The ASan runtime must come first
  * among the loaded libraries, which LD_PRELOAD breaks: its check is off
  * in the child. Returns the child's pid. */
-static MH_UNUSED pid_t mh_spawn_shimmed(char *const argv[], int stop_at) {
-  pid_t pid = fork();
-  if (pid != 0) return pid;
-  char n[16];
-  snprintf(n, sizeof n, "%d", stop_at);
-  setenv("LD_PRELOAD", BH_STOP_SHIM, 1);
-  if (stop_at > 0) setenv("BH_STOP_BEFORE_RENAME", n, 1);
-  const char *asan = getenv("ASAN_OPTIONS");
-  char opts[512];
-  snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
-           asan && asan[0] ? ":" : "");
-  setenv("ASAN_OPTIONS", opts, 1);
-  execv("/proc/self/exe", argv);
-  _exit(127);
-}
+pid_t mh_spawn_shimmed(char *const argv[], int stop_at);
 
 /* Wait until pid stops (SIGSTOP from the shim); false if it exited. */
-static MH_UNUSED bool mh_wait_stopped(pid_t pid) {
-  int status = 0;
-  if (waitpid(pid, &status, WUNTRACED) != pid) return false;
-  if (!WIFSTOPPED(status))
-    fprintf(stderr, "   child did not stop (status 0x%x)\n", status);
-  return WIFSTOPPED(status);
-}
+bool mh_wait_stopped(pid_t pid);
 
 /* Wait for pid to exit; its exit status, or -1 (killed, or waitpid). */
-static MH_UNUSED int mh_wait_exit(pid_t pid) {
-  int status = 0;
-  if (waitpid(pid, &status, 0) != pid) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+int mh_wait_exit(pid_t pid);
 
 #endif

@@ -1,7 +1,7 @@
 /* Fixtures shared by the wire tests (test_wire.c, test_wire_validate.c):
  * the fixed nonce, a sample identity in its wire and in-memory forms, and
  * well-formed request/response Frames that a test then makes hostile with
- * protobuf-c directly. Static inline so each test uses what it needs. */
+ * protobuf-c directly. Defined in wire_fixtures.c (bhtestutil). */
 #ifndef BH_WIRE_FIXTURES_H
 #define BH_WIRE_FIXTURES_H
 
@@ -25,24 +25,11 @@ typedef RunningProcess__Broker__V1__Endpoint pb_endpoint;
   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 
 /* The fixed nonce 00 01 02 ... 1f. */
-static inline void fixed_nonce(uint8_t n[BH_NONCE_LEN]) {
-  for (int i = 0; i < BH_NONCE_LEN; i++)
-    n[i] = (uint8_t)i;
-}
+void fixed_nonce(uint8_t n[BH_NONCE_LEN]);
 
-static inline uint64_t fixed_request_id(void) {
-  uint8_t n[BH_NONCE_LEN];
-  fixed_nonce(n);
-  return bh_request_id_from_nonce(n);
-}
+uint64_t fixed_request_id(void);
 
-static inline char *hex_of(const uint8_t *p, size_t n) {
-  char *s = malloc(2 * n + 1);
-  for (size_t i = 0; i < n; i++)
-    sprintf(s + 2 * i, "%02x", p[i]);
-  s[2 * n] = '\0';
-  return s;
-}
+char *hex_of(const uint8_t *p, size_t n);
 
 /* Check that buf[0..n) is exactly the bytes spelled by hex. */
 #define CHECK_HEX(buf, n, hex)     \
@@ -55,81 +42,22 @@ static inline char *hex_of(const uint8_t *p, size_t n) {
 /* The sample identity, as the wire carries it: pid 7, exe_path "/a",
  * exe_sha256 aa*32, ipc_endpoint ("n", "/s"), started_at 1, boot_id "b",
  * idle_timeout_secs present and 0. */
-static inline void sample_daemon(pb_daemon *d, pb_endpoint *ep,
-                                 uint8_t sha[32]) {
-  pb_endpoint e = RUNNING_PROCESS__BROKER__V1__ENDPOINT__INIT;
-  pb_daemon p = RUNNING_PROCESS__BROKER__V1__DAEMON_PROCESS__INIT;
-  memset(sha, 0xaa, 32);
-  *ep = e;
-  ep->namespace_id = "n";
-  ep->path = "/s";
-  *d = p;
-  d->pid = 7;
-  d->exe_path = "/a";
-  d->exe_sha256.len = 32;
-  d->exe_sha256.data = sha;
-  d->ipc_endpoint = ep;
-  d->started_at_unix_ms = 1;
-  d->boot_id = "b";
-  d->idle_timeout_case =
-      RUNNING_PROCESS__BROKER__V1__DAEMON_PROCESS__IDLE_TIMEOUT_IDLE_TIMEOUT_SECS;
-  d->idle_timeout_secs = 0;
-}
+void sample_daemon(pb_daemon *d, pb_endpoint *ep, uint8_t sha[32]);
 
 /* The same identity in memory (heap strings, cleared by the caller). */
-static inline void sample_identity(bh_identity *id) {
-  bh_identity_init(id);
-  id->pid = 7;
-  id->exe_path = strdup("/a");
-  id->digests.algs = BH_ALG_SHA256;
-  memset(id->digests.sha256, 0xaa, 32);
-  id->endpoint.namespace_id = strdup("n");
-  id->endpoint.path = strdup("/s");
-  id->started_at_unix_ms = 1;
-  id->boot_id = strdup("b");
-  id->has_idle_timeout = true;
-  id->idle_timeout_secs = 0;
-}
+void sample_identity(bh_identity *id);
 
-static inline size_t pack_daemon(const pb_daemon *d, uint8_t *out, size_t cap) {
-  size_t n = running_process__broker__v1__daemon_process__get_packed_size(d);
-  if (n > cap) abort();
-  return running_process__broker__v1__daemon_process__pack(d, out);
-}
+size_t pack_daemon(const pb_daemon *d, uint8_t *out, size_t cap);
 
 /* A well-formed response Frame to the fixed request, whose payload is the
  * fixed nonce followed by ident; payload_buf holds 32 + ident_len bytes. */
-static inline void response_frame(pb_frame *f, uint8_t *payload_buf,
-                                  const uint8_t *ident, size_t ident_len) {
-  pb_frame init = RUNNING_PROCESS__BROKER__V1__FRAME__INIT;
-  *f = init;
-  fixed_nonce(payload_buf);
-  if (ident_len > 0) memcpy(payload_buf + BH_NONCE_LEN, ident, ident_len);
-  f->envelope_version = 1;
-  f->kind = RUNNING_PROCESS__BROKER__V1__FRAME_KIND__RESPONSE;
-  f->payload_protocol = BH_PROBE_PROTOCOL;
-  f->payload.data = payload_buf;
-  f->payload.len = BH_NONCE_LEN + ident_len;
-  f->request_id = fixed_request_id();
-}
+void response_frame(pb_frame *f, uint8_t *payload_buf, const uint8_t *ident,
+                    size_t ident_len);
 
 /* A well-formed request Frame carrying the fixed nonce. */
-static inline void request_frame(pb_frame *f, uint8_t nonce[BH_NONCE_LEN]) {
-  pb_frame init = RUNNING_PROCESS__BROKER__V1__FRAME__INIT;
-  *f = init;
-  fixed_nonce(nonce);
-  f->envelope_version = 1;
-  f->payload_protocol = BH_PROBE_PROTOCOL;
-  f->payload.data = nonce;
-  f->payload.len = BH_NONCE_LEN;
-  f->request_id = bh_request_id_from_nonce(nonce);
-}
+void request_frame(pb_frame *f, uint8_t nonce[BH_NONCE_LEN]);
 
 /* Pack f (body only, no framing header) into buf; returns the length. */
-static inline size_t pack_frame(const pb_frame *f, uint8_t *buf, size_t cap) {
-  size_t n = running_process__broker__v1__frame__get_packed_size(f);
-  if (n > cap) abort();
-  return running_process__broker__v1__frame__pack(f, buf);
-}
+size_t pack_frame(const pb_frame *f, uint8_t *buf, size_t cap);
 
 #endif
