@@ -1,8 +1,9 @@
-/* Helpers for the resource-limit tests (spec/c/test_limits*.c): run a
- * piece of work in a forked child with a time bound (so a hang or a
- * runaway allocation is a failed check, never a stuck test or a dead
- * test process), and read the child's peak resident set. Defined in
- * child_helpers.c (bhtestutil). */
+/* Helpers for the resource-limit tests (test_probe_limits.c,
+ * test_probe_memory.c, test_respond_flood.c, test_pbutil_decode.c,
+ * test_exec_limits.c, test_fsutil_fifo.c, ...): run a piece of work in a forked
+ * child with a time bound (so a hang or a runaway allocation is a failed check,
+ * never a stuck test or a dead test process), and read the child's peak
+ * resident set. Defined in child_helpers.c (bhtestutil). */
 #ifndef BH_CHILD_HELPERS_H
 #define BH_CHILD_HELPERS_H
 

@@ -1,11 +1,11 @@
-/* Helpers shared by the manifest and file tests (test_manifest.c,
- * test_seals.c, test_vectors.c, test_fsutil.c, test_fs_race.c,
- * test_registry.c, test_limits_files.c): sample identities of either
- * generation, manifests built field by field with the protobuf-c types,
- * whole-file reads and writes, the fixtures, and a child process (this
- * very test binary, run with a mode argument) under the LD_PRELOAD shim
- * that stops it just before a rename. Defined in manifest_helpers.c
- * (bhtestutil). */
+/* Helpers shared by the manifest and file tests (test_manifest_files.c,
+ * test_manifest_seals.c, test_wire_vectors.c, test_fsutil_paths.c,
+ * test_fsutil_race.c, test_manifest_registry.c, test_fsutil_fifo.c): sample
+ * identities of either generation, manifests built field by field with the
+ * protobuf-c types, whole-file reads and writes, the fixtures, and a child
+ * process (this very test binary, run with a mode argument) under the
+ * LD_PRELOAD shim that stops it just before a rename. Defined in
+ * manifest_helpers.c (bhtestutil). */
 #ifndef BH_MANIFEST_HELPERS_H
 #define BH_MANIFEST_HELPERS_H
 

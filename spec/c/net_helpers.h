@@ -1,7 +1,8 @@
-/* Helpers shared by the socket tests (test_probe.c, test_respond.c,
- * test_scale.c): run a probe to completion on a loop, run a loop until a
- * condition holds (bounded), start responders, raw listeners and raw
- * clients. Defined in net_helpers.c, part of the bhtestutil library. */
+/* Helpers shared by the socket tests (test_probe_codes.c,
+ * test_respond_clients.c, test_probe_scale.c): run a probe to completion on a
+ * loop, run a loop until a condition holds (bounded), start responders, raw
+ * listeners and raw clients. Defined in net_helpers.c, part of the bhtestutil
+ * library. */
 #ifndef BH_NET_HELPERS_H
 #define BH_NET_HELPERS_H
 

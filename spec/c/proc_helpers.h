@@ -1,4 +1,4 @@
-/* Helpers shared by the tests that verify real processes (test_proc.c,
+/* Helpers shared by the tests that verify real processes (test_proc_verify.c,
  * test_proc_attacks.c, test_probe_hash.c, test_probe_peer.c): a copy of
  * the test's own binary, run as "COPY block" so that the child's
  * /proc/PID/exe is the copy; waiting until that exec has happened; and a

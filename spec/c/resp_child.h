@@ -1,6 +1,6 @@
 /* A responder in a child process, for the tests that attack one with many
  * clients (spec/c/test_limits_*.c) or starve the prober's process of
- * descriptors (test_scale.c): the child has its own loop and CPU,
+ * descriptors (test_probe_scale.c): the child has its own loop and CPU,
  * serves until SIGTERM, then reports its counters and its peak resident
  * set, which is the figure the memory targets are about. Defined in
  * resp_child.c (bhtestutil). */

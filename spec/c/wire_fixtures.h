@@ -1,4 +1,4 @@
-/* Fixtures shared by the wire tests (test_wire.c, test_wire_validate.c):
+/* Fixtures shared by the wire tests (test_wire_frames.c, test_wire_validate.c):
  * the fixed nonce, a sample identity in its wire and in-memory forms, and
  * well-formed request/response Frames that a test then makes hostile with
  * protobuf-c directly. Defined in wire_fixtures.c (bhtestutil). */

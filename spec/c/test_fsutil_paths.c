@@ -366,7 +366,7 @@ static int child_clear(const char *path) {
  * clean-up says the record changed. Unraced, the clean-up is done. */
 static void test_clear_races_rewrite(void) {
   const char *f = tpath("raced.pb");
-  char *argv[] = {"test_fsutil", "clear", (char *)f, NULL};
+  char *argv[] = {"test_fsutil_paths", "clear", (char *)f, NULL};
   for (int how = 0; how < 3; how++) {
     mh_copy_fixture("rp41/manifest-with-daemon.pb", f);
     pid_t pid = mh_spawn_shimmed(argv, how == 2 ? 0 : 1);

@@ -470,7 +470,7 @@ static void test_crash_before_rename(void) {
   bh_err err;
   mh_manifest(&old, "old", 1);
   CHECK_CODE(bh_manifest_write(path, &old, &err), BH_OK, &err);
-  char *argv[] = {"test_manifest", "write", path, "new", NULL};
+  char *argv[] = {"test_manifest_files", "write", path, "new", NULL};
   pid_t pid = mh_spawn_shimmed(argv, 1);
   CHECK(pid > 0);
   CHECK(mh_wait_stopped(pid));

@@ -182,7 +182,7 @@ static void test_cancel(void) {
 /* A peer that announces a 16 MiB body and sends 1,000 bytes of it: the
  * probe holds only what arrived, within the 4 KiB budget. max_response is
  * raised to the protocol cap so that the header is not refused at once
- * (the default refusal is test_limits_memory.c's). */
+ * (the default refusal is test_probe_memory.c's). */
 static void test_heap_budget(void) {
   char path[108];
   bh_test_path(path, sizeof path, "h.sock");
