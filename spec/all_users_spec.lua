@@ -5,6 +5,7 @@
 -- read and its daemons (run as that user) probed; one open to others,
 -- and one owned by another user than the one whose home it is in, are
 -- refused and named, as running-process refuses them.
+-- labels: policy manifest users probe program
 local H = require "helpers"
 local P = require "prom"
 local bh = require "bh"

@@ -1,6 +1,7 @@
 -- The one argument checker (src/lua/lbh_args.c, lbh_check.c; design §4.5):
 -- every Lua-facing function, in C or in the Lua helpers, raises misuse in
 -- the same words, naming itself in full.
+-- labels: args
 local bh = require "bh"
 
 describe("the argument checker", function()

@@ -4,6 +4,7 @@
 -- error and an unreadable target as UNKNOWN with the status line first,
 -- targets told apart by content, and the 1 s bound of the defaults
 -- against a daemon that never answers and one that is stopped.
+-- labels: policy probe respond manifest verdict program
 local H = require "helpers"
 local P = require "prom"
 local bh = require "bh"

@@ -6,6 +6,7 @@
 -- through a pseudo-terminal (script(1)): completion of fields and
 -- methods, internal names, numbers; and the names of stdout --report
 -- accepts.
+-- labels: program
 
 local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
 local LUA = "lua5.4"

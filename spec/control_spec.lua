@@ -1,6 +1,7 @@
 -- Task control (docs/lua-api.md §3): task:cancel, bh.timeout, bh.select,
 -- bh.all, and <close> on tasks. Cancelling reaches the pending operation
 -- through its cleanup: timers, child processes, waits, probes.
+-- labels: task probe respond exec
 local bh = require "bh"
 local H = require "helpers"
 

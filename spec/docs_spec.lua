@@ -6,6 +6,7 @@
 -- (lua-api.md §12) are run through the real binary. Last, the design is in
 -- the repository: every section cited in the tree exists in docs/design.md,
 -- nothing points outside the repository, no Markdown link is broken.
+-- labels: docs status hostile
 
 local bh = require "bh"
 local H = require "helpers"

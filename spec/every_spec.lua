@@ -1,4 +1,5 @@
 -- bh.every (lua/bh/every.lua): checked options and a quiet overrun log.
+-- labels: task helpers
 local bh = require "bh"
 local H = require "helpers"
 

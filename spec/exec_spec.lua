@@ -1,4 +1,5 @@
 -- bh.exec on the real loop with real processes.
+-- labels: exec task
 local bh = require "bh"
 
 describe("bh.exec", function()

@@ -3,6 +3,7 @@
 -- alike (opening a FIFO without a writer used to hang the whole loop).
 -- Each call runs in its own lua5.4 under timeout(1), so a hang fails the
 -- spec instead of stalling it.
+-- labels: manifest fsutil digest hasher
 local H = require "helpers"
 
 describe("files that are not regular", function()

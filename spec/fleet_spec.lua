@@ -6,6 +6,7 @@
 -- docs/operations.md's fleet configuration does. The impostor's alert
 -- must reach "firing" with its service label, and no alert may name a
 -- verified service, read through Prometheus's /api/v1/alerts.
+-- labels: http metrics policy prometheus
 local H = require "helpers"
 local P = require "prom"
 local json = require "dkjson"

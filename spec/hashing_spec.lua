@@ -7,6 +7,7 @@
 -- and an executable over 1 GiB is refused at once (exe_too_large).
 -- BH_HASH_FLOOD_RUNS sets how many one-shot runs are measured (default 2;
 -- each starts with an empty digest cache, as a cron or Nagios check does).
+-- labels: hasher digest probe policy program
 local H = require "helpers"
 local bh = require "bh"
 

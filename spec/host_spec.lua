@@ -1,6 +1,7 @@
 -- The bhprobe-lua command line (design §3), end to end with the real binary
 -- ($BH_BIN, set by scripts/env). Each case runs it through the shell in a
 -- fresh temp dir with stdout and stderr captured in files.
+-- labels: program task respond probe
 
 local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
 

@@ -1,6 +1,7 @@
 -- bh.identity.*, bh.boot_id, bh.sha256_file, bh.blake3_file (design §1.7,
 -- §1.9, §2), with the identities of the real running-process from
 -- spec/fixtures.
+-- labels: identity digest proc procfs
 local bh = require "bh"
 local H = require "helpers"
 

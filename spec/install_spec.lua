@@ -8,6 +8,7 @@
 -- installed docs' links work.
 -- External tools run with `env -u LD_PRELOAD`: in the sanitized tree the
 -- ASan runtime is preloaded for lua5.4, and curl hangs under it.
+-- labels: install
 local H = require "helpers"
 local BUILD = assert(os.getenv("BH_BUILD_DIR"), "BH_BUILD_DIR must name the build tree")
 local q, slurp = H.q, H.slurp

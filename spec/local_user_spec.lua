@@ -5,6 +5,7 @@
 -- the figure of the table; each failed on the code before its fix.
 -- External tools run with `env -u LD_PRELOAD` (the ASan runtime preloaded
 -- for lua5.4 in the sanitized tree is not for them).
+-- labels: report fsutil manifest http policy program
 local H = require "helpers"
 local bh = require "bh"
 

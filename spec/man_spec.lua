@@ -5,6 +5,7 @@
 -- drift from the program.
 -- External tools run with `env -u LD_PRELOAD` (the sanitized tree preloads
 -- the ASan runtime into lua5.4 and its children).
+-- labels: docs program
 local H = require "helpers"
 local BUILD = assert(os.getenv("BH_BUILD_DIR"), "BH_BUILD_DIR must name the build tree")
 local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")

@@ -3,6 +3,7 @@
 -- verdicts, generations, byte-exact rewrites and clears, the guarded
 -- clear_daemon, owner and mode kept, symlinks refused, the central
 -- registry, foreign hosts.
+-- labels: manifest host identity
 local H = require "helpers"
 local bh = require "bh"
 

@@ -5,6 +5,7 @@
 -- text by a small parser of the exposition format (not a regex match).
 -- External tools run with `env -u LD_PRELOAD`: in the sanitized tree the
 -- ASan runtime is preloaded for lua5.4, and curl hangs under it.
+-- labels: policy manifest probe respond http metrics verdict program
 local H = require "helpers"
 local json = require "dkjson"
 local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")

@@ -3,6 +3,7 @@
 -- carries the same functions. As a user has it: bh.so on LUA_CPATH, and
 -- the source tree's lua/ (which scripts/env puts on LUA_PATH for the
 -- specs) not on the path, or the file would be a second copy.
+-- labels: helpers
 local H = require "helpers"
 
 describe("helper modules", function()

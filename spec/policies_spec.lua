@@ -2,6 +2,7 @@
 -- ($BH_BIN): demo.lua on its own, check.lua and watch.lua against a live
 -- responder served by a second bhprobe-lua process and against a stale
 -- record.
+-- labels: policy probe respond program
 
 local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
 local ROOT = assert(io.popen("pwd")):read("l") -- ctest runs specs from the repo root

@@ -1,4 +1,5 @@
 -- bh.pretty (lua/bh/pretty.lua): what the -i prompt prints.
+-- labels: helpers
 local bh = require "bh"
 local pretty = bh.pretty
 

@@ -1,5 +1,6 @@
 -- bh.probe, bh.probe_response and handles (design §1.5, §2), against
 -- responders in this process and daemons in other lua5.4 processes.
+-- labels: probe wire identity proc shutdown hasher respond
 local bh = require "bh"
 local H = require "helpers"
 

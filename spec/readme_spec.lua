@@ -2,6 +2,7 @@
 -- against daemons in other processes): each ```lua block of README.md is
 -- matched by its first line to a case below, and a block no case knows
 -- fails the test, so a new example needs a way to run it.
+-- labels: docs program
 
 local bh = require "bh"
 local H = require "helpers"

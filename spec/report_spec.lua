@@ -1,4 +1,5 @@
 -- bh.report, bh.probe_record, bh.verdict, bh.metrics, bh.every.
+-- labels: report verdict metrics helpers
 local H = require "helpers"
 local json = require "dkjson"
 local bh = require "bh"

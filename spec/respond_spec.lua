@@ -1,4 +1,5 @@
 -- bh.respond and responders (design §1.4, §2).
+-- labels: respond hostile wire probe
 local bh = require "bh"
 local H = require "helpers"
 

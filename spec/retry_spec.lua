@@ -2,6 +2,7 @@
 -- whose bh.sleep records the delays instead of sleeping, so the backoff
 -- arithmetic is checked exactly; the last ones run it in the real module
 -- against a real socket.
+-- labels: helpers probe
 
 -- Loads the module retry.lua with a fake bh (what its require "bh"
 -- finds); returns retry and the list of delays it asked to sleep.

@@ -3,6 +3,7 @@
 -- (http_sd_configs, as docs/operations.md configures it) and scrapes each
 -- one through /probe with the blackbox exporter's relabelling, reading
 -- bhprobe_probe_success (and the failure code) back through its HTTP API.
+-- labels: http metrics policy prometheus
 local H = require "helpers"
 local P = require "prom"
 local q = H.q

@@ -3,6 +3,7 @@
 -- prompt share one loop; the prompt's =expr, pretty printing, history,
 -- completion and background output. Terminal cases run the prompt under
 -- script(1) (a pseudo-terminal), with HOME set to the test's directory.
+-- labels: program task
 
 local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
 local H = require "helpers"

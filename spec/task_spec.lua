@@ -1,5 +1,6 @@
 -- Tasks on the loop (design §2): bh.run, bh.spawn, task:wait,
 -- bh.sleep, bh.now, bh.map. Timings use generous slack (loaded 2-core CI).
+-- labels: task respond
 local bh = require "bh"
 local H = require "helpers"
 

@@ -6,6 +6,7 @@
 -- one policy without --name) it reports the collision, so this test can
 -- tell them apart. As root, the same in Debian's own textfile directory
 -- with node_exporter running as its user (prometheus), as its unit runs it.
+-- labels: metrics policy program
 local H = require "helpers"
 local P = require "prom"
 local q = H.q

@@ -1,6 +1,7 @@
 -- bh.threshold: Kubernetes-style success/failure thresholds (lua/bh/threshold.lua).
 -- The helper is pure Lua, so the module file is loaded here by itself; the
 -- last test checks that the real module carries it too.
+-- labels: helpers
 
 local function load_threshold()
   return assert(loadfile("lua/bh/threshold.lua"))("bh.threshold").threshold

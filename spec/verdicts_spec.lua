@@ -3,6 +3,7 @@
 -- of bhprobe-lua), killed, squatted, succeeded, replaced on disk, and
 -- etc/policies/manifests.lua run on them through the real bhprobe-lua:
 -- its report lines, exit statuses, log lines and metrics.
+-- labels: verdict policy probe respond manifest program
 local H = require "helpers"
 local json = require "dkjson"
 local bh = require "bh"
