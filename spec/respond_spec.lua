@@ -374,7 +374,11 @@ describe("reply modes", function()
       local liar = H.copy(bh, id)
       liar.pid = liar.pid + 1
       local reply
-      local _ <close> = assert(bh.respond(ep, id, { on_request = function() return reply end }))
+      -- The trickle below takes a loop tick (4 ms) per byte of a ~250-byte
+      -- answer: the connection gets more than the default second for it.
+      local _ <close> = assert(bh.respond(ep, id, {
+        on_request = function() return reply end, timeout = 5,
+      }))
       reply = { mode = "raw", bytes = "\2\0\0\0\0" }
       local ok, err = bh.probe_response(ep, id)
       assert.is_nil(ok)

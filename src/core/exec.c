@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "loop.h"
 #include "procfs.h"
 
 extern char **environ;
@@ -43,6 +44,7 @@ struct bh_exec {
   bool reaped;
   size_t max_output;
   double started;
+  double deadline; /* bh_mono_now of the timeout */
   exec_pipe pipes[2];
   struct event *exit_ev;
   struct event *timer;
@@ -270,6 +272,7 @@ static void on_exit_ready(evutil_socket_t fd, short what, void *arg) {
  * still reserved and -pid names only our group. */
 static void on_timeout(evutil_socket_t fd, short what, void *arg) {
   bh_exec *e = arg;
+  if (!bh_timer_due(e->timer, e->deadline)) return; /* early: loop.h */
   e->res.timed_out = true;
   if (kill(-e->pid, SIGKILL) != 0) kill(e->pid, SIGKILL);
 }
@@ -304,6 +307,7 @@ static bool arm_events(bh_exec *e, double timeout) {
   /* NaN, <= 0 and beyond BH_EXEC_MAX_TIMEOUT (+inf too) arm nothing. */
   if (timeout > 0 && timeout <= BH_EXEC_MAX_TIMEOUT) {
     struct timeval tv = bh_timeval(timeout);
+    e->deadline = bh_mono_now() + timeout;
     e->timer = evtimer_new(e->base, on_timeout, e);
     if (e->timer == NULL || evtimer_add(e->timer, &tv) != 0) return false;
   }

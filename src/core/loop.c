@@ -39,10 +39,17 @@ struct event_base *bh_loop_new(void) {
   if (cfg == NULL) return NULL;
   struct event_base *base = NULL;
   struct timeval pass = bh_timeval(MAX_PASS_SECONDS);
-  if (event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER) == 0 &&
-      event_config_set_max_dispatch_interval(cfg, &pass, MAX_PASS_CALLBACKS,
+  if (event_config_set_max_dispatch_interval(cfg, &pass, MAX_PASS_CALLBACKS,
                                              0) == 0)
     base = event_base_new_with_config(cfg);
   event_config_free(cfg);
   return base;
+}
+
+bool bh_timer_due(struct event *ev, double deadline) {
+  double left = deadline - bh_mono_now();
+  if (left <= 0) return true;
+  struct timeval tv = bh_timeval(left);
+  if (evtimer_add(ev, &tv) != 0) return true; /* cannot wait: act now */
+  return false;
 }

@@ -4,18 +4,28 @@
 #ifndef BH_LOOP_H
 #define BH_LOOP_H
 
+#include <stdbool.h>
+
+struct event;
 struct event_base;
 
-/* A new libevent loop with EVENT_BASE_FLAG_PRECISE_TIMER: its timers run
- * on CLOCK_MONOTONIC, the clock of bh_mono_now (clock.h). Without the
- * flag libevent 2.1 uses CLOCK_MONOTONIC_COARSE, which lags the real
- * clock by up to a tick (4 ms with HZ=250), so a timer could fire that
- * much before its time as the rest of the program measures it. A pass
- * over active callbacks is bounded (5 ms or 64 callbacks), so callbacks
- * that keep activating each other cannot starve timers and I/O. NULL
- * when libevent cannot make one (out of memory or descriptors). The
- * first call also routes libevent's own messages into our log,
- * rate-limited (log.h: bh_log_limited). */
+/* A new libevent loop. Its timers run on libevent's coarse clock
+ * (CLOCK_MONOTONIC_COARSE, milliseconds), which lags bh_mono_now
+ * (clock.h) by up to a clock tick: a timer may fire that much early, so
+ * every deadline that must not end early checks bh_mono_now when its
+ * timer fires and waits for the rest (bh_timer_due). Without
+ * EVENT_BASE_FLAG_PRECISE_TIMER libevent does not re-arm a timerfd
+ * before every wait: one system call less per loop turn. A pass over
+ * active callbacks is bounded (5 ms or 64 callbacks), so callbacks that
+ * keep activating each other cannot starve timers and I/O. NULL when
+ * libevent cannot make one (out of memory or descriptors). The first call
+ * also routes libevent's own messages into our log, rate-limited (log.h:
+ * bh_log_limited). */
 struct event_base *bh_loop_new(void);
+
+/* Is the deadline (on bh_mono_now's clock) reached? If not, ev (a timer)
+ * is added again for what is left and false returned: the timer fired
+ * early by the loop's coarse clock. */
+bool bh_timer_due(struct event *ev, double deadline);
 
 #endif

@@ -27,6 +27,7 @@
 #include "clock.h"
 #include "digest.h"
 #include "hasher.h"
+#include "loop.h"
 #include "procfs.h"
 #include "random.h"
 #include "sockio.h"
@@ -236,10 +237,11 @@ static void hash_timed_out(bh_probe *p) {
              p->expected.pid, p->opts.timeout);
 }
 
-/* The deadline timer fired. The loop (loop.h) measures timers on the
- * same clock as bh_mono_now, so it never fires before its time. */
+/* The deadline timer fired: at the deadline by bh_mono_now, or early by
+ * the loop's coarse clock (loop.h), then it waits for the rest. */
 static void on_deadline(evutil_socket_t fd, short what, void *arg) {
   bh_probe *p = arg;
+  if (!bh_timer_due(&p->deadline_ev, p->t0 + p->opts.timeout)) return;
   if (p->job != NULL && !p->listener)
     hash_timed_out(p);
   else if (p->job != NULL)

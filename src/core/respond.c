@@ -40,6 +40,7 @@
 
 #include "clock.h"
 #include "fsutil.h"
+#include "loop.h"
 #include "sockio.h"
 
 enum {
@@ -66,6 +67,8 @@ struct bh_deferred {
   bh_request req;  /* kept while deferred */
   bool drop;       /* the hook said drop (after the delay) */
   double trickle;  /* seconds between bytes of the answer, 0: at once */
+  double deadline; /* bh_mono_now of the connection deadline */
+  double due;      /* ... and of the delay or trickle step */
   uint8_t *out;    /* the reply, written after the delay */
   size_t out_len, out_off;
 };
@@ -168,6 +171,13 @@ static void conn_arm_io(conn *c, short what, event_callback_fn cb) {
 
 static void on_conn_writable(evutil_socket_t fd, short what, void *arg);
 
+/* Wait s seconds on delay_ev, then act. */
+static void conn_wait(conn *c, double s) {
+  struct timeval tv = bh_timeval(s);
+  c->due = bh_mono_now() + s;
+  evtimer_add(&c->delay_ev, &tv);
+}
+
 /* Write the rest of the reply (a trickle: one byte, then wait). Written
  * in full → served, closed, and the responder closes itself once count
  * answers were given. */
@@ -176,11 +186,9 @@ static void conn_write(conn *c) {
   switch (bh_sock_send(c->fd, c->out, c->out_len, &c->out_off, step)) {
     case BH_SOCK_DONE:
       break;
-    case BH_SOCK_MORE: {
-      struct timeval tv = bh_timeval(c->trickle);
-      evtimer_add(&c->delay_ev, &tv);
+    case BH_SOCK_MORE:
+      conn_wait(c, c->trickle);
       return;
-    }
     case BH_SOCK_AGAIN:
       conn_arm_io(c, EV_WRITE, on_conn_writable);
       return;
@@ -206,12 +214,20 @@ static void conn_act(conn *c) {
     conn_write(c);
 }
 
+/* The reply delay or a trickle's step ran out (re-checked: the loop's
+ * coarse clock may fire it early, loop.h). */
 static void on_conn_delay(evutil_socket_t fd, short what, void *arg) {
-  conn_act(arg);
+  conn *c = arg;
+  if (!bh_timer_due(&c->delay_ev, c->due)) return;
+  conn_act(c);
 }
 
+/* The connection's deadline, re-checked: the loop's coarse clock may
+ * fire it early (loop.h). */
 static void on_conn_deadline(evutil_socket_t fd, short what, void *arg) {
-  conn_reject(arg);
+  conn *c = arg;
+  if (!bh_timer_due(&c->timer_ev, c->deadline)) return;
+  conn_reject(c);
 }
 
 /* Turn the hook's reply into bytes now (the identity and raw bytes are
@@ -268,8 +284,7 @@ static void conn_reply(conn *c, const bh_request *req, const bh_reply *reply) {
   }
   c->trickle = reply->trickle > 0 ? reply->trickle : 0;
   if (reply->delay > 0) {
-    struct timeval tv = bh_timeval(reply->delay);
-    evtimer_add(&c->delay_ev, &tv);
+    conn_wait(c, reply->delay);
     conn_arm_io(c, EV_READ | EV_PERSIST, on_conn_waiting);
     return;
   }
@@ -371,6 +386,7 @@ static void on_accept(bh_responder *r, int fd) {
   r->open_conns++;
   evtimer_assign(&c->timer_ev, r->base, on_conn_deadline, c);
   evtimer_assign(&c->delay_ev, r->base, on_conn_delay, c);
+  c->deadline = bh_mono_now() + r->opts.conn_timeout;
   evtimer_add(&c->timer_ev, r->conn_tv);
   /* The request usually came with the connection: read it now, saving a
    * trip through the loop. Last: this may close (even free) r. */
