@@ -88,14 +88,22 @@ bh_probe_opts bh_probe_opts_default(void) {
                          .max_response = BH_PROBE_DEFAULT_MAX_RESPONSE};
 }
 
+/* Close the probe's socket, the one place that does, after its event is
+ * gone: removing the event of a closed descriptor is a failing system
+ * call (EBADF). */
+static void probe_close_socket(bh_probe *p) {
+  if (p->io_assigned) event_del(&p->io_ev);
+  p->io_assigned = false;
+  if (p->fd >= 0) (void)close(p->fd); /* a socket: nothing is lost */
+  p->fd = -1;
+}
+
 /* Stop every event source and close the socket; what is left (strings,
  * reader, result) is freed by probe_free. */
 static void probe_quiesce(bh_probe *p) {
   event_del(&p->start_ev);
   event_del(&p->deadline_ev);
-  if (p->io_assigned) event_del(&p->io_ev);
-  if (p->fd >= 0) close(p->fd);
-  p->fd = -1;
+  probe_close_socket(p);
   if (p->peer_pidfd >= 0) close(p->peer_pidfd);
   p->peer_pidfd = -1;
   if (p->via_fd >= 0) close(p->via_fd);
