@@ -227,6 +227,59 @@ static void test_golden_request(void) {
   free(frame);
 }
 
+/* bh_frame_reader_take: a whole frame in the bytes is a view into them;
+ * a split one is gathered in the reader; a bad header fails as
+ * bh_frame_reader_feed does. */
+static void test_reader_take(void) {
+  uint8_t *frame;
+  size_t len = fixed_request(&frame);
+  bh_frame_reader r;
+  bh_frame_reader_init(&r);
+  bh_err err;
+  size_t used = 0;
+  const uint8_t *body = NULL;
+  CHECK_INT(bh_frame_reader_take(&r, frame, len, &used, &body, &err),
+            BH_READ_DONE);
+  CHECK(body == frame + BH_FRAME_HEADER_LEN);
+  CHECK_INT(used, len);
+  CHECK_INT(r.body_len, len - BH_FRAME_HEADER_LEN);
+  CHECK_INT(bh_frame_reader_heap(&r), 0);
+  bh_frame_reader_free(&r);
+  /* Split: six bytes, then the rest. */
+  bh_frame_reader_init(&r);
+  CHECK_INT(bh_frame_reader_take(&r, frame, 6, &used, &body, &err),
+            BH_READ_MORE);
+  CHECK_INT(used, 6);
+  CHECK_INT(bh_frame_reader_take(&r, frame + 6, len - 6, &used, &body, &err),
+            BH_READ_DONE);
+  CHECK(body == r.body);
+  CHECK(memcmp(body, frame + BH_FRAME_HEADER_LEN, len - BH_FRAME_HEADER_LEN) ==
+        0);
+  bh_frame_reader_free(&r);
+  /* An empty body, and a header over the limit. */
+  static const uint8_t empty[] = {1, 0, 0, 0, 0};
+  bh_frame_reader_init(&r);
+  CHECK_INT(bh_frame_reader_take(&r, empty, sizeof empty, &used, &body, &err),
+            BH_READ_DONE);
+  CHECK(body == empty + BH_FRAME_HEADER_LEN);
+  CHECK_INT(r.body_len, 0);
+  bh_frame_reader_free(&r);
+  static const uint8_t big[] = {1, 0x41, 0, 0, 0, 9, 9};
+  bh_frame_reader_init(&r);
+  bh_frame_reader_limit(&r, 64, "max_response");
+  CHECK_INT(bh_frame_reader_take(&r, big, sizeof big, &used, &body, &err),
+            BH_READ_ERROR);
+  CHECK_CODE(err.code, BH_FRAME_TOO_LARGE, &err);
+  bh_frame_reader_free(&r);
+  static const uint8_t v2[] = {2, 1, 0, 0, 0, 9};
+  bh_frame_reader_init(&r);
+  CHECK_INT(bh_frame_reader_take(&r, v2, sizeof v2, &used, &body, &err),
+            BH_READ_ERROR);
+  CHECK_CODE(err.code, BH_UNSUPPORTED_FRAMING_VERSION, &err);
+  bh_frame_reader_free(&r);
+  free(frame);
+}
+
 /* The sample DaemonProcess as a generation-1 record, by hand:
  *   08 07                 field 1 pid = 7
  *   12 02 2f 61           field 2 exe_path "/a"
@@ -538,6 +591,7 @@ int main(void) {
   RUN(test_reader_16mib_grows_with_data);
   RUN(test_reader_too_large);
   RUN(test_golden_request);
+  RUN(test_reader_take);
   RUN(test_golden_identity);
   RUN(test_golden_response);
   RUN(test_round_trip);

@@ -370,15 +370,15 @@ static void check_successor(bh_probe *p) {
   hash_exe(p, &p->succ, got->digests.algs, successor_hashed);
 }
 
-/* A whole frame arrived: validate it as the answer to our request, then
- * who answered it. In the listener check the answer is not compared with
- * the record (its pid is gone): its identity goes to the successor check. */
-static void probe_validate(bh_probe *p) {
+/* A whole frame arrived (body, valid during the call): validate it as
+ * the answer to our request, then who answered it. In the listener check
+ * the answer is not compared with the record (its pid is gone): its
+ * identity goes to the successor check. */
+static void probe_validate(bh_probe *p, const uint8_t *body, size_t len) {
   bh_err *err = &p->result.err;
   if (p->listener) {
-    if (bh_probe_response_validate(p->reader.body, p->reader.body_len,
-                                   p->request_id, p->nonce, NULL, &p->answered,
-                                   err) != BH_OK) {
+    if (bh_probe_response_validate(body, len, p->request_id, p->nonce, NULL,
+                                   &p->answered, err) != BH_OK) {
       probe_finish(p);
       return;
     }
@@ -386,7 +386,7 @@ static void probe_validate(bh_probe *p) {
     return;
   }
   bh_status st = bh_probe_response_validate(
-      p->reader.body, p->reader.body_len, p->request_id, p->nonce,
+      body, len, p->request_id, p->nonce,
       p->has_expected ? &p->expected : NULL, &p->result.identity, err);
   p->result.answered = st == BH_OK || st == BH_IDENTITY_MISMATCH;
   if (st == BH_OK && p->result.proc.pid != 0 &&
@@ -395,31 +395,45 @@ static void probe_validate(bh_probe *p) {
   probe_finish(p);
 }
 
-/* Readable: drain what is there into the frame reader. Trailing bytes
- * after the first frame are ignored (one request, one response). */
-static void on_readable(evutil_socket_t fd, short what, void *arg) {
-  bh_probe *p = arg;
-  switch (
-      bh_sock_recv_frame(p->fd, &p->reader, &p->bytes_read, &p->result.err)) {
+/* What receiving gave; errnum for BH_SOCK_FAILED. True when the probe is
+ * finished (and freed). Trailing bytes after the first frame are ignored
+ * (one request, one response). */
+static bool probe_received(bh_probe *p, bh_sock_io io, const uint8_t *body,
+                           size_t len, int errnum) {
+  switch (io) {
     case BH_SOCK_DONE:
-      event_del(&p->io_ev); /* one frame: the rest is not read */
-      probe_validate(p);
-      return;
+      if (p->io_assigned) /* one frame: the rest is not read */
+        event_del(&p->io_ev);
+      probe_validate(p, body, len);
+      return true;
     case BH_SOCK_EOF:
       bh_err_set(&p->result.err, BH_IO, NULL,
                  "%s: peer closed after %zu bytes, before a whole frame",
                  p->ep.path, p->bytes_read);
       probe_finish(p);
-      return;
+      return true;
     case BH_SOCK_BAD_FRAME:
       probe_finish(p);
-      return;
+      return true;
     case BH_SOCK_FAILED:
-      probe_fail(p, BH_IO, "read from", errno);
-      return;
-    default: /* drained: more comes with the next edge */
-      return;
+      probe_fail(p, BH_IO, "read from", errnum);
+      return true;
+    default: /* more to come */
+      return false;
   }
+}
+
+/* Readable: drain what is there into the frame reader; more comes with
+ * the next edge. */
+static void on_readable(evutil_socket_t fd, short what, void *arg) {
+  bh_probe *p = arg;
+  /* A response is a few hundred bytes: one read takes it whole, and it is
+   * validated where it was read; a larger one takes more reads. */
+  uint8_t buf[4096];
+  bh_frame_view f = {NULL, 0};
+  bh_sock_io io = bh_sock_recv_frame(p->fd, &p->reader, buf, sizeof buf, &f,
+                                     &p->bytes_read, &p->result.err);
+  (void)probe_received(p, io, f.body, f.len, errno);
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg) {

@@ -291,15 +291,15 @@ static void conn_reply(conn *c, const bh_request *req, const bh_reply *reply) {
   conn_act(c);
 }
 
-/* A whole frame arrived: validate, ask the hook, reply (maybe later). */
-static void conn_handle(conn *c) {
+/* A whole frame arrived (f, valid during the call): validate, ask the
+ * hook, reply (maybe later). */
+static void conn_handle(conn *c, const bh_frame_view *f) {
   bh_responder *r = c->r;
   if (c->io_added) event_del(&c->io_ev);
   c->handled = true;
   c->io_added = false;
   bh_request req = {0};
-  if (bh_probe_request_validate(c->reader.body, c->reader.body_len, &req,
-                                NULL) != BH_OK) {
+  if (bh_probe_request_validate(f->body, f->len, &req, NULL) != BH_OK) {
     bh_request_clear(&req);
     conn_reject(c);
     return;
@@ -344,9 +344,12 @@ static void on_conn_readable(evutil_socket_t fd, short what, void *arg);
  * drops the connection. */
 static void conn_read(conn *c) {
   size_t got = 0;
-  switch (bh_sock_recv_frame(c->fd, &c->reader, &got, NULL)) {
+  uint8_t buf[READ_CHUNK];
+  bh_frame_view f;
+  switch (bh_sock_recv_frame(c->fd, &c->reader, buf, sizeof buf, &f, &got,
+                             NULL)) {
     case BH_SOCK_DONE:
-      conn_handle(c);
+      conn_handle(c, &f);
       return;
     case BH_SOCK_AGAIN:
       if (!c->io_added) conn_arm_io(c, EV_READ | EV_PERSIST, on_conn_readable);

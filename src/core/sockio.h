@@ -31,11 +31,26 @@ typedef enum bh_sock_io {
 bh_sock_io bh_sock_send(int fd, const uint8_t *buf, size_t len, size_t *off,
                         size_t step);
 
-/* Receive from fd into the frame reader until it holds a whole frame
- * (BH_SOCK_DONE; what followed it in the same read is dropped), the socket is
- * drained (AGAIN), the peer closed (EOF) or an error. *got counts the bytes
- * received. err (may be NULL) is set by the frame reader on BAD_FRAME. */
-bh_sock_io bh_sock_recv_frame(int fd, bh_frame_reader *r, size_t *got,
+/* The body of a whole frame: in its reader, or in the bytes it came in. */
+typedef struct bh_frame_view {
+  const uint8_t *body;
+  size_t len;
+} bh_frame_view;
+
+/* Take n received bytes at data into the frame reader: BH_SOCK_DONE with
+ * *f when they complete a frame (what followed it is dropped; f->body
+ * points into data when the whole frame came in them, so nothing was
+ * copied: valid while data is), BH_SOCK_AGAIN when more must come, or
+ * BH_SOCK_BAD_FRAME (err, may be NULL, says why). */
+bh_sock_io bh_sock_take_frame(bh_frame_reader *r, const uint8_t *data, size_t n,
+                              bh_frame_view *f, bh_err *err);
+
+/* Receive from fd, into buf (cap bytes) and the frame reader, until a
+ * whole frame (BH_SOCK_DONE with *f, which may point into buf), the socket
+ * is drained (AGAIN), the peer closed (EOF) or an error. *got counts the
+ * bytes received. */
+bh_sock_io bh_sock_recv_frame(int fd, bh_frame_reader *r, uint8_t *buf,
+                              size_t cap, bh_frame_view *f, size_t *got,
                               bh_err *err);
 
 #endif

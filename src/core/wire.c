@@ -117,6 +117,35 @@ bh_read_result bh_frame_reader_feed(bh_frame_reader *r, const uint8_t *data,
   return BH_READ_DONE;
 }
 
+bh_read_result bh_frame_reader_take(bh_frame_reader *r, const uint8_t *data,
+                                    size_t len, size_t *used,
+                                    const uint8_t **body, bh_err *err) {
+  *body = NULL;
+  if (!r->done && r->header_got == 0 && len >= BH_FRAME_HEADER_LEN) {
+    /* The header judged as feed_header would (a bad version first). */
+    memcpy(r->header, data, BH_FRAME_HEADER_LEN);
+    r->header_got = BH_FRAME_HEADER_LEN;
+    *used = BH_FRAME_HEADER_LEN;
+    if (judge_header(r, err) != BH_OK) return BH_READ_ERROR;
+    if (len - BH_FRAME_HEADER_LEN >= r->body_len) {
+      r->body_got = r->body_len;
+      r->done = true;
+      *used += r->body_len;
+      *body = data + BH_FRAME_HEADER_LEN;
+      return BH_READ_DONE;
+    }
+    size_t more = 0;
+    bh_read_result res = bh_frame_reader_feed(
+        r, data + BH_FRAME_HEADER_LEN, len - BH_FRAME_HEADER_LEN, &more, err);
+    *used += more;
+    if (res == BH_READ_DONE) *body = r->body;
+    return res;
+  }
+  bh_read_result res = bh_frame_reader_feed(r, data, len, used, err);
+  if (res == BH_READ_DONE) *body = r->body;
+  return res;
+}
+
 /* ---- Frame codec -------------------------------------------------------- */
 
 /* A decoded Frame and the arena it was decoded into: a probe's (its

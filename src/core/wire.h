@@ -67,6 +67,13 @@ void bh_frame_reader_free(bh_frame_reader *r); /* frees body, re-inits */
  * further feeding consumes nothing and returns DONE. */
 bh_read_result bh_frame_reader_feed(bh_frame_reader *r, const uint8_t *data,
                                     size_t len, size_t *used, bh_err *err);
+/* As bh_frame_reader_feed, and *body is the whole frame's body when DONE
+ * (r->body_len bytes): when the reader was empty and data holds the whole
+ * frame, it points into data (nothing is copied; valid while data is),
+ * else to r->body. */
+bh_read_result bh_frame_reader_take(bh_frame_reader *r, const uint8_t *data,
+                                    size_t len, size_t *used,
+                                    const uint8_t **body, bh_err *err);
 /* Bytes of heap the reader holds now (for memory accounting). */
 size_t bh_frame_reader_heap(const bh_frame_reader *r);
 
