@@ -227,6 +227,35 @@ static void test_golden_request(void) {
   free(frame);
 }
 
+/* The request written from the template is byte for byte the one
+ * protobuf-c packs, whatever the nonce: request_ids of every varint length
+ * (1 to 10 bytes) and 0, which the encoding leaves out. */
+static void test_request_template(void) {
+  for (int k = 0; k < 600; k++) {
+    uint8_t nonce[BH_NONCE_LEN];
+    for (int i = 0; i < BH_NONCE_LEN; i++)
+      nonce[i] = (uint8_t)(k * 131 + i * 29 + (k >> 3));
+    /* k / 60 leading bytes of request_id zero, from the top: ids of
+     * every length down to 0. */
+    for (int i = 0; i < k / 60 && i < 8; i++)
+      nonce[7 - i] = 0;
+    if (k % 60 == 1) memset(nonce, 0, 8);
+    uint8_t *built = NULL;
+    size_t len = 0;
+    bh_err err;
+    CHECK_CODE(bh_probe_request_build(nonce, &built, &len, &err), BH_OK, &err);
+    uint8_t out[BH_PROBE_REQUEST_MAX];
+    size_t n = bh_probe_request_write(nonce, out);
+    CHECK_INT(n, len);
+    if (n == len) CHECK(memcmp(out, built, n) == 0);
+    free(built);
+  }
+  uint8_t nonce[BH_NONCE_LEN], out[BH_PROBE_REQUEST_MAX];
+  fixed_nonce(nonce);
+  size_t n = bh_probe_request_write(nonce, out);
+  CHECK_HEX(out, n, golden_request);
+}
+
 /* bh_frame_reader_take: a whole frame in the bytes is a view into them;
  * a split one is gathered in the reader; a bad header fails as
  * bh_frame_reader_feed does. */
@@ -591,6 +620,7 @@ int main(void) {
   RUN(test_reader_16mib_grows_with_data);
   RUN(test_reader_too_large);
   RUN(test_golden_request);
+  RUN(test_request_template);
   RUN(test_reader_take);
   RUN(test_golden_identity);
   RUN(test_golden_response);

@@ -70,7 +70,7 @@ struct bh_probe {
   bool io_assigned;
   uint8_t nonce[BH_NONCE_LEN];
   uint64_t request_id;
-  uint8_t *req;
+  uint8_t req[BH_PROBE_REQUEST_MAX];
   size_t req_len, req_off;
   size_t bytes_read;
   bh_frame_reader reader;
@@ -115,7 +115,6 @@ static void probe_quiesce(bh_probe *p) {
 static void probe_free(bh_probe *p) {
   probe_quiesce(p);
   bh_frame_reader_free(&p->reader);
-  free(p->req);
   bh_endpoint_clear(&p->ep);
   bh_identity_clear(&p->expected);
   bh_identity_clear(&p->result.identity);
@@ -452,8 +451,6 @@ static void probe_write(bh_probe *p) {
     probe_fail(p, BH_IO, "write to", errno);
     return;
   }
-  free(p->req);
-  p->req = NULL;
   /* Edge-triggered: on_readable reads until EAGAIN or a whole frame, so
    * no readiness is lost, and a loop with thousands of probes ready is
    * not made to poll again the ones it has not reached yet. */
@@ -545,11 +542,7 @@ static void probe_exchange(bh_probe *p) {
     return;
   }
   p->request_id = bh_request_id_from_nonce(p->nonce);
-  if (bh_probe_request_build(p->nonce, &p->req, &p->req_len, &p->result.err) !=
-      BH_OK) {
-    probe_finish(p);
-    return;
-  }
+  p->req_len = bh_probe_request_write(p->nonce, p->req);
   p->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (p->fd < 0) {
     int e = errno;
@@ -771,6 +764,5 @@ size_t bh_probe_heap(const bh_probe *p) {
                         p->expected.endpoint.path};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
     if (strs[i] != NULL) n += strlen(strs[i]) + 1;
-  if (p->req != NULL) n += p->req_len;
   return n;
 }

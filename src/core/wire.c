@@ -3,6 +3,7 @@
  * protobuf-c generated Frame codec. Pure code: no sockets, no Lua. */
 #include "wire.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -265,6 +266,58 @@ bh_status bh_probe_request_build(const uint8_t nonce[BH_NONCE_LEN],
   f.request_id = bh_request_id_from_nonce(nonce);
   f.payload_encoding = ENCODING_NONE;
   return frame_pack(&f, out, out_len, err);
+}
+
+/* The request of an all-zero nonce, packed by protobuf-c: request_id 0
+ * is left out, so the body is the envelope, kind, protocol and payload
+ * fields, with the nonce at its end; field 5 (request_id), the last one
+ * a request sets, is appended after it. Packed once. */
+static struct {
+  pthread_once_t once;
+  uint8_t body[BH_PROBE_REQUEST_MAX];
+  size_t len;
+} request_template = {PTHREAD_ONCE_INIT, {0}, 0};
+
+static void make_request_template(void) {
+  static const uint8_t zero[BH_NONCE_LEN];
+  pb_frame f = RUNNING_PROCESS__BROKER__V1__FRAME__INIT;
+  f.envelope_version = 1;
+  f.kind = KIND_REQUEST;
+  f.payload_protocol = BH_PROBE_PROTOCOL;
+  f.payload.len = BH_NONCE_LEN;
+  f.payload.data = (uint8_t *)zero;
+  f.payload_encoding = ENCODING_NONE;
+  /* 40 bytes: with the header and field 5 (a key and at most a 10-byte
+   * varint) 56, within BH_PROBE_REQUEST_MAX. */
+  request_template.len =
+      running_process__broker__v1__frame__pack(&f, request_template.body);
+}
+
+/* Append v as a protobuf varint at out; returns its length. */
+static size_t put_varint(uint8_t *out, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    out[n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  out[n++] = (uint8_t)v;
+  return n;
+}
+
+size_t bh_probe_request_write(const uint8_t nonce[BH_NONCE_LEN],
+                              uint8_t out[BH_PROBE_REQUEST_MAX]) {
+  (void)pthread_once(&request_template.once, make_request_template);
+  size_t n = request_template.len;
+  uint8_t *body = out + BH_FRAME_HEADER_LEN;
+  memcpy(body, request_template.body, n);
+  memcpy(body + n - BH_NONCE_LEN, nonce, BH_NONCE_LEN);
+  uint64_t id = bh_request_id_from_nonce(nonce);
+  if (id != 0) {
+    body[n++] = 5 << 3; /* field 5, varint */
+    n += put_varint(body + n, id);
+  }
+  bh_frame_header((uint32_t)n, out);
+  return BH_FRAME_HEADER_LEN + n;
 }
 
 void bh_request_clear(bh_request *req) {

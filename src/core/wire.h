@@ -86,6 +86,12 @@ uint64_t bh_request_id_from_nonce(const uint8_t nonce[BH_NONCE_LEN]);
  * *out is malloc'd. */
 bh_status bh_probe_request_build(const uint8_t nonce[BH_NONCE_LEN],
                                  uint8_t **out, size_t *out_len, bh_err *err);
+/* The longest framed probe request (a 10-byte request_id varint). */
+enum { BH_PROBE_REQUEST_MAX = 64 };
+/* The same request written into out, from a template packed once (the
+ * nonce and request_id patched in): no allocation. Returns its length. */
+size_t bh_probe_request_write(const uint8_t nonce[BH_NONCE_LEN],
+                              uint8_t out[BH_PROBE_REQUEST_MAX]);
 
 /* A validated request, as the responder sees it. traceparent/tracestate
  * are heap copies (NUL-terminated, never NULL after validation). */
