@@ -85,6 +85,6 @@ int main(int argc, char **argv) {
   printf("%.6f %ld %ld %ld %s\n", wall, l.failed, ru.ru_maxrss, nofile,
          l.first_error);
   bh_endpoint_clear(&l.ep);
-  event_base_free(l.base);
+  bh_loop_free(l.base);
   return 0;
 }

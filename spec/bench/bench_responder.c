@@ -55,7 +55,7 @@ end:
                   err.message[0] ? err.message : "cannot start");
   bh_respond_free(r);
   if (term != NULL) event_free(term);
-  if (base != NULL) event_base_free(base);
+  if (base != NULL) bh_loop_free(base);
   bh_identity_clear(&id);
   bh_endpoint_clear(&ep);
   return status;

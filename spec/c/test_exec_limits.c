@@ -69,7 +69,7 @@ static bh_status run(const char *const *argv, double timeout, outcome *o,
   bh_exec_opts opts = {argv, NULL, timeout, 0};
   bh_exec *e = bh_exec_start(b, &opts, on_done, o, err);
   if (e != NULL) event_base_dispatch(b);
-  event_base_free(b);
+  bh_loop_free(b);
   return e != NULL ? BH_OK : err->code;
 }
 
@@ -152,7 +152,7 @@ static void run_concurrent(nopidfd_report *r) {
   for (int i = 0; i < CONCURRENT; i++)
     if (bh_exec_start(b, &opts, on_many, &m, NULL) == NULL) m.done++;
   event_base_dispatch(b);
-  event_base_free(b);
+  bh_loop_free(b);
   r->concurrent_done = m.done;
   r->concurrent_ok = m.ok;
 }

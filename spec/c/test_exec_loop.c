@@ -39,11 +39,11 @@ static bh_status run(const char *const *argv, const char *const *env,
   bh_exec_opts opts = {argv, env, timeout, max};
   bh_exec *e = bh_exec_start(base, &opts, on_done, o, err);
   if (e == NULL) {
-    event_base_free(base);
+    bh_loop_free(base);
     return err->code;
   }
   event_base_dispatch(base);
-  event_base_free(base);
+  bh_loop_free(base);
   return BH_OK;
 }
 
@@ -208,7 +208,7 @@ static void test_cancel(void) {
   CHECK(kill(pid, 0) != 0 && errno == ESRCH); /* killed and reaped */
   event_base_loop(base, EVLOOP_NONBLOCK);
   CHECK_INT(calls, 0);
-  event_base_free(base);
+  bh_loop_free(base);
 }
 
 int main(void) {

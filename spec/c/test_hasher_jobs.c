@@ -268,7 +268,7 @@ int main(void) {
   RUN(test_free_with_pending);
   RUN(test_loop_not_blocked);
   RUN(test_owners_take_turns);
-  event_base_free(base);
+  bh_loop_free(base);
   bh_digest_cache_clear();
   return bh_test_summary();
 }

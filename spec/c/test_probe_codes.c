@@ -517,6 +517,6 @@ int main(void) {
   bh_respond_free(resp);
   bh_identity_clear(&me);
   bh_endpoint_clear(&ep);
-  event_base_free(base);
+  bh_loop_free(base);
   return bh_test_summary();
 }

@@ -344,7 +344,7 @@ static void test_over_socket(void) {
   CHECK_CODE(over_socket(B3, BOTH), BH_OK, NULL);
   CHECK_CODE(over_socket(B3, SHA), BH_UNSUPPORTED_HASH_ALGORITHM, NULL);
   CHECK_CODE(over_socket(SHA, B3), BH_UNSUPPORTED_HASH_ALGORITHM, NULL);
-  event_base_free(base);
+  bh_loop_free(base);
 }
 
 int main(void) {

@@ -176,7 +176,7 @@ int main(int argc, char **argv) {
   bh_hasher_free(hasher);
   bh_identity_clear(&me);
   bh_endpoint_clear(&ep);
-  event_base_free(base);
+  bh_loop_free(base);
   bh_digest_cache_clear();
   return bh_test_summary();
 }

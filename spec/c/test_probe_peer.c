@@ -234,6 +234,6 @@ int main(void) {
   RUN(test_replay_squatter);
   RUN_ROOT(test_replay_squatter_other_uid, "a squatter of another uid");
   RUN(test_verified_but_no_listener);
-  event_base_free(base);
+  bh_loop_free(base);
   return bh_test_summary();
 }

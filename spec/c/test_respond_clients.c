@@ -357,6 +357,6 @@ int main(void) {
   CHECK_INT(bh_test_count_fds(), fds);
   bh_identity_clear(&me);
   bh_endpoint_clear(&ep);
-  event_base_free(base);
+  bh_loop_free(base);
   return bh_test_summary();
 }

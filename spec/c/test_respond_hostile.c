@@ -198,6 +198,6 @@ int main(void) {
   RUN(test_deferred);
   bh_identity_clear(&me);
   bh_endpoint_clear(&ep);
-  event_base_free(base);
+  bh_loop_free(base);
   return bh_test_summary();
 }

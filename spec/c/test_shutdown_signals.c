@@ -128,6 +128,6 @@ int main(void) {
   RUN(test_ignores_term);
   RUN(test_already_gone);
   RUN(test_cancel);
-  event_base_free(base);
+  bh_loop_free(base);
   return bh_test_summary();
 }

@@ -68,7 +68,7 @@ static void test_order_and_threads(void) {
     CHECK(!pthread_equal(jobs[i].ran_on, pthread_self())); /* off the loop */
   }
   bh_worker_free(k);
-  event_base_free(base);
+  bh_loop_free(base);
 }
 
 /* Freed with works queued: each gets its finish once, on this thread,
@@ -93,7 +93,7 @@ static void test_free_with_queued(void) {
     never += !jobs[i].ran;
   printf("  freed with %d works queued: %d had not run\n", N, never);
   CHECK(never > 0);
-  event_base_free(base);
+  bh_loop_free(base);
 }
 
 /* Fill the descriptor table (dup until EMFILE); returns how many were

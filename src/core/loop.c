@@ -1,12 +1,16 @@
-/* The event loop constructor (see loop.h). */
+/* The event loop constructor and what the core keeps per loop (see
+ * loop.h). libevent has no place for our own data on an event_base, so
+ * the loops made here are listed, under a lock (a test may make loops on
+ * several threads); a probe looks its loop up once, when it starts. */
 #include "loop.h"
 
 #include <event2/event.h>
 #include <pthread.h>
-#include <stddef.h>
+#include <stdlib.h>
 
 #include "clock.h"
 #include "log.h"
+#include "probe.h"
 
 /* Callbacks made active while the loop runs its active ones (a task
  * resuming another, a bare yield) join the same pass: bound a pass so
@@ -32,7 +36,26 @@ static void route_libevent_log(void) {
   event_set_log_callback(libevent_log);
 }
 
-struct event_base *bh_loop_new(void) {
+typedef struct loop_entry {
+  struct loop_entry *next;
+  struct event_base *base;
+  bh_prober *prober;
+} loop_entry;
+
+static pthread_mutex_t loops_lock = PTHREAD_MUTEX_INITIALIZER;
+static loop_entry *loops;
+
+/* The entry of base, or NULL. */
+static loop_entry *entry_of(struct event_base *base) {
+  (void)pthread_mutex_lock(&loops_lock);
+  loop_entry *e = loops;
+  while (e != NULL && e->base != base)
+    e = e->next;
+  (void)pthread_mutex_unlock(&loops_lock);
+  return e;
+}
+
+static struct event_base *new_base(void) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   (void)pthread_once(&once, route_libevent_log);
   struct event_config *cfg = event_config_new();
@@ -44,6 +67,45 @@ struct event_base *bh_loop_new(void) {
     base = event_base_new_with_config(cfg);
   event_config_free(cfg);
   return base;
+}
+
+struct event_base *bh_loop_new(void) {
+  loop_entry *e = calloc(1, sizeof *e);
+  if (e == NULL) return NULL;
+  e->base = new_base();
+  if (e->base == NULL) {
+    free(e);
+    return NULL;
+  }
+  (void)pthread_mutex_lock(&loops_lock);
+  e->next = loops;
+  loops = e;
+  (void)pthread_mutex_unlock(&loops_lock);
+  return e->base;
+}
+
+void bh_loop_free(struct event_base *base) {
+  if (base == NULL) return;
+  (void)pthread_mutex_lock(&loops_lock);
+  loop_entry **pe = &loops;
+  while (*pe != NULL && (*pe)->base != base)
+    pe = &(*pe)->next;
+  loop_entry *e = *pe;
+  if (e != NULL) *pe = e->next;
+  (void)pthread_mutex_unlock(&loops_lock);
+  if (e != NULL) {
+    bh_prober_free(e->prober); /* its hasher's event is the loop's */
+    free(e);
+  }
+  event_base_free(base);
+}
+
+bh_prober *bh_loop_prober(struct event_base *base) {
+  loop_entry *e = entry_of(base);
+  if (e == NULL) return NULL;
+  /* Only the loop's own thread starts probes on it: no race here. */
+  if (e->prober == NULL) e->prober = bh_prober_new(base);
+  return e->prober;
 }
 
 bool bh_timer_due(struct event *ev, double deadline) {

@@ -1,6 +1,7 @@
 /* The one constructor of event loops: bh.run, the C tests and the
  * benchmarks all make their event_base here, so every timer of the
- * program is measured the same way. Knows nothing of Lua. */
+ * program is measured the same way, and what the core keeps per loop is
+ * freed with it. Knows nothing of Lua. */
 #ifndef BH_LOOP_H
 #define BH_LOOP_H
 
@@ -8,6 +9,7 @@
 
 struct event;
 struct event_base;
+struct bh_prober;
 
 /* A new libevent loop. Its timers run on libevent's coarse clock
  * (CLOCK_MONOTONIC_COARSE, milliseconds), which lags bh_mono_now
@@ -22,6 +24,15 @@ struct event_base;
  * also routes libevent's own messages into our log, rate-limited (log.h:
  * bh_log_limited). */
 struct event_base *bh_loop_new(void);
+
+/* Free a loop made by bh_loop_new, with what the core keeps per loop
+ * (its prober and hasher). Every probe, responder and event of the loop
+ * must be gone. NULL is ignored; a base not made here is just freed. */
+void bh_loop_free(struct event_base *base);
+
+/* The loop's prober state (probe.h), made on first use; NULL when out of
+ * memory or for a base not made here. */
+struct bh_prober *bh_loop_prober(struct event_base *base);
 
 /* Is the deadline (on bh_mono_now's clock) reached? If not, ev (a timer)
  * is added again for what is left and false returned: the timer fired

@@ -33,10 +33,27 @@
 #include "sockio.h"
 #include "wire.h"
 
-enum { CONNECT_RETRY_USEC = 10000 };
+enum {
+  CONNECT_RETRY_USEC = 10000,
+  /* Distinct probe timeouts whose common timeout a prober remembers. */
+  DEADLINES = 4,
+};
+
+/* What a loop keeps for its probes (probe.h). */
+struct bh_prober {
+  struct event_base *base;
+  bh_hasher *hasher; /* made on the first hash a probe needs */
+  bool no_hasher;    /* it could not be made: hash inline */
+  struct {
+    double timeout;
+    const struct timeval *tv;
+  } deadlines[DEADLINES];
+  unsigned ndeadlines;
+};
 
 struct bh_probe {
   struct event_base *base;
+  bh_prober *pr; /* NULL for a loop not made by loop.h */
   bh_probe_cb cb;
   void *ctx;
   bh_probe_opts opts;
@@ -613,6 +630,14 @@ static void on_hashed(bh_status st, const bh_digests *d, const bh_err *err,
   p->hashed(p, d);
 }
 
+/* The hasher of opts, else the loop's when asked for, else NULL: hash
+ * inline. */
+static bh_hasher *probe_hasher(bh_probe *p) {
+  if (p->opts.hasher != NULL) return p->opts.hasher;
+  if (!p->opts.loop_hasher || p->pr == NULL) return NULL;
+  return bh_prober_hasher(p->pr);
+}
+
 /* The digests of what the held process proc runs, for algs: from the
  * cache, or from the hasher (the probe waits, its deadline running), or
  * inline when there is no hasher; then next(p, digests). */
@@ -631,13 +656,14 @@ static void hash_exe(bh_probe *p, const bh_proc *proc, unsigned algs,
     next(p, &d);
     return;
   }
-  if (p->opts.hasher != NULL) {
+  bh_hasher *hasher = probe_hasher(p);
+  if (hasher != NULL) {
     /* In the queue of the process's owner: one user's executables cannot
      * hold the hasher up for another's (hasher.h). */
     uid_t owner = 0;
     if (!bh_proc_real_uid(proc->pid, &owner)) owner = (uid_t)-1;
     p->hashed = next;
-    p->job = bh_hasher_submit(p->opts.hasher, owner, fd, &sb, "the executable",
+    p->job = bh_hasher_submit(hasher, owner, fd, &sb, "the executable",
                               algs, on_hashed, p);
     if (p->job != NULL) return;
     bh_err_set(err, BH_SYSTEM, NULL, "out of memory starting a hash");
@@ -699,6 +725,50 @@ static void on_start(evutil_socket_t fd, short what, void *arg) {
     probe_exchange(p);
 }
 
+/* ---- the prober of a loop ----------------------------------------------- */
+
+bh_prober *bh_prober_new(struct event_base *base) {
+  bh_prober *pr = calloc(1, sizeof *pr);
+  if (pr == NULL) return NULL;
+  pr->base = base;
+  return pr;
+}
+
+void bh_prober_free(bh_prober *pr) {
+  if (pr == NULL) return;
+  bh_hasher_free(pr->hasher);
+  free(pr);
+}
+
+struct bh_hasher *bh_prober_hasher(bh_prober *pr) {
+  if (pr->hasher == NULL && !pr->no_hasher) {
+    pr->hasher = bh_hasher_new(pr->base, NULL);
+    pr->no_hasher = pr->hasher == NULL; /* then probes hash inline */
+  }
+  return pr->hasher;
+}
+
+/* The timer of a probe deadline of timeout seconds: probes mostly share a
+ * timeout, and as a common timeout of the loop their deadlines are a
+ * queue, not entries of the timer heap (thousands in flight). libevent
+ * keeps up to 256 distinct ones (then *tv itself); the prober remembers a
+ * few, saving libevent's search of them per probe. */
+static const struct timeval *probe_deadline_tv(struct event_base *base,
+                                               bh_prober *pr, double timeout,
+                                               const struct timeval *tv) {
+  if (pr != NULL)
+    for (unsigned i = 0; i < pr->ndeadlines; i++)
+      if (pr->deadlines[i].timeout == timeout) return pr->deadlines[i].tv;
+  const struct timeval *common = event_base_init_common_timeout(base, tv);
+  if (common == NULL) return tv;
+  if (pr != NULL && pr->ndeadlines < DEADLINES) {
+    pr->deadlines[pr->ndeadlines].timeout = timeout;
+    pr->deadlines[pr->ndeadlines].tv = common;
+    pr->ndeadlines++;
+  }
+  return common;
+}
+
 bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
                          const bh_identity *expected, const bh_probe_opts *opts,
                          bh_probe_cb cb, void *ctx) {
@@ -706,6 +776,7 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
   if (p == NULL) return NULL;
   p->t0 = bh_mono_now();
   p->base = base;
+  p->pr = bh_loop_prober(base);
   p->cb = cb;
   p->ctx = ctx;
   p->opts = opts ? *opts : bh_probe_opts_default();
@@ -741,11 +812,8 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
   /* Active at once, but run by the loop: never inside this call. The
    * deadline is armed first: it covers verification and hashing too. */
   struct timeval tv = bh_timeval(p->opts.timeout);
-  /* Probes mostly share a timeout: as a common timeout of the loop, its
-   * deadlines are a queue, not entries of the timer heap (thousands in
-   * flight). libevent keeps up to 256 distinct ones, then NULL. */
-  const struct timeval *common = event_base_init_common_timeout(base, &tv);
-  evtimer_add(&p->deadline_ev, common != NULL ? common : &tv);
+  evtimer_add(&p->deadline_ev,
+              probe_deadline_tv(base, p->pr, p->opts.timeout, &tv));
   event_active(&p->start_ev, EV_TIMEOUT, 1);
   return p;
 }

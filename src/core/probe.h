@@ -50,9 +50,12 @@ typedef struct bh_probe_opts {
                             soon as the header says so. 0 → the default;
                             above the 16 MiB protocol cap → the cap */
   /* Where verify_pid hashes an executable that is not in the digest
-   * cache: a hasher on the same loop (off the loop thread), or NULL to
-   * hash inline (tests, tools without a loop to spare). */
+   * cache: a hasher on the same loop (off the loop thread); else, with
+   * loop_hasher, the loop's own (its prober's, made on first use and
+   * freed with the loop); else inline (tests, tools without a loop to
+   * spare). */
   struct bh_hasher *hasher;
+  bool loop_hasher;
 } bh_probe_opts;
 
 /* Default options: timeout 0.5 s, full probe, verify_pid on, max_response
@@ -131,5 +134,14 @@ void bh_probe_cancel(bh_probe *p);
 /* Heap bytes held by one in-flight probe right now (for the 4 KiB budget
  * test and benchmarks). */
 size_t bh_probe_heap(const bh_probe *p);
+
+/* What a loop keeps for its probes, one per loop (loop.h
+ * bh_loop_prober): the hasher of probes with loop_hasher, the timers of
+ * the deadlines probes share. Made and freed by loop.c. */
+typedef struct bh_prober bh_prober;
+bh_prober *bh_prober_new(struct event_base *base);
+void bh_prober_free(bh_prober *pr); /* NULL is ignored */
+/* The loop's hasher, made on first use; NULL when it cannot be made. */
+struct bh_hasher *bh_prober_hasher(bh_prober *pr);
 
 #endif

@@ -184,8 +184,7 @@ static int start_probe(lua_State *L, const char *what, bool response_only) {
   const bh_identity *expected = lbh_check_identity(L, 2, 2, "identity");
   bh_endpoint *ep = lbh_check_endpoint(L, 1, 1, "endpoint");
   lbh_task *t = lbh_task_check(L, what);
-  if (!response_only && opts.verify_pid)
-    opts.hasher = lbh_run_hasher(lbh_run_current(L));
+  opts.loop_hasher = true; /* off the loop thread, by the loop's prober */
   probe_op *op = calloc(1, sizeof *op);
   if (op == NULL) return luaL_error(L, "out of memory");
   op->task = t;

@@ -9,7 +9,6 @@
 #include <signal.h>
 #include <string.h>
 
-#include "hasher.h"
 #include "lbh.h"
 #include "lbh_args.h"
 #include "lbh_class.h"
@@ -52,11 +51,6 @@ void lbh_run_untrack(lbh_run *run, lbh_tracked *e) {
   if (e->close == NULL) return; /* not tracked */
   bh_list_remove(&e->link);
   e->close = NULL;
-}
-
-struct bh_hasher *lbh_run_hasher(lbh_run *run) {
-  if (run->hasher == NULL) run->hasher = bh_hasher_new(run->base, NULL);
-  return run->hasher; /* NULL: probes then hash inline */
 }
 
 struct bh_worker *lbh_run_worker(lbh_run *run) {
@@ -202,13 +196,11 @@ static void run_teardown(lbh_run *run) {
   run->torn_down = true;
   while ((n = bh_list_first(&run->hooks)) != NULL)
     bh_list_remove(n);
-  bh_hasher_free(run->hasher); /* after the probes that used it */
-  run->hasher = NULL;
   bh_worker_free(run->worker); /* after the tasks that waited on it */
   run->worker = NULL;
   if (run->sig_ev) event_free(run->sig_ev);
   run->sig_ev = NULL;
-  event_base_free(run->base);
+  bh_loop_free(run->base); /* with its prober and hasher */
   run->base = NULL;
   lua_State *L = run->L;
   if (lbh_run_current(L) == run) lbh_sched_set_current(L, NULL);

@@ -22,7 +22,6 @@
 #include "list.h"
 
 struct event_base;
-struct bh_hasher;
 struct bh_worker;
 typedef struct lbh_run lbh_run;
 typedef struct lbh_task lbh_task;
@@ -38,9 +37,6 @@ struct event_base *lbh_run_base(lbh_run *run);
 lua_State *lbh_run_state(lbh_run *run);
 /* The run's main task (the function given to bh.run). */
 lbh_task *lbh_run_main_task(lbh_run *run);
-/* The run's hasher (hasher.h), made on first use, freed when the run
- * ends; NULL when it cannot be made (probes then hash inline). */
-struct bh_hasher *lbh_run_hasher(lbh_run *run);
 /* The run's worker thread (worker.h) for file jobs (manifest reads and
  * walks), made on first use, freed when the run ends; NULL when it cannot
  * be made (jobs then run inline). */

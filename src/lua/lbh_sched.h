@@ -58,7 +58,6 @@ struct lbh_run {
   bh_list hooks;            /* of lbh_run_hook.link: this run's */
   bh_list *state_hooks;     /* the state's (lbh_run_hook_state), or NULL */
   lbh_run_hook own_hook;    /* lbh_run_main's hook, copied */
-  struct bh_hasher *hasher; /* made by the first probe that needs one */
   struct bh_worker *worker; /* made by the first file job (lbh_run_worker) */
   int stop_signal;
   int interrupt_ref; /* error (with traceback) of the task the hook stopped */
