@@ -9,12 +9,7 @@
  * waitpid) and holding a live pid must still work (by bare pid). */
 #include <event2/event.h>
 #include <float.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <math.h>
-#include <stddef.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 
 #include "child_helpers.h"
@@ -94,30 +89,6 @@ static void test_huge_timeouts_wait(void) {
 
 /* ---- without pidfd_open -------------------------------------------------- */
 
-/* Make pidfd_open fail with errnum in this process and its children, as
- * a container's seccomp profile or an old kernel does. False when this
- * architecture is not handled here. */
-static bool deny_pidfd_open(int errnum) {
-#if defined(__x86_64__) && defined(SYS_pidfd_open)
-  struct sock_filter f[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_open, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K,
-               SECCOMP_RET_ERRNO | ((unsigned)errnum & SECCOMP_RET_DATA)),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  struct sock_fprog prog = {sizeof f / sizeof f[0], f};
-  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
-         prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
-#else
-  (void)errnum;
-  return false;
-#endif
-}
-
 typedef struct nopidfd_report {
   bool filtered;       /* the filter is in place */
   int pidfd_errno;     /* what pidfd_open says now */
@@ -161,7 +132,7 @@ static void nopidfd_child(void *arg, int wfd) {
   nopidfd_report r = {0};
   bh_err err;
   bh_err_clear(&err);
-  r.filtered = deny_pidfd_open(*(const int *)arg);
+  r.filtered = ch_deny_syscall(SYS_pidfd_open, *(const int *)arg);
   r.pidfd_errno = bh_pidfd_open((uint32_t)getpid()) < 0 ? errno : 0;
   static const char *const echo[] = {"echo", "hello", NULL};
   static const char *const fail[] = {"sh", "-c", "exit 3", NULL};
