@@ -171,8 +171,10 @@ static void test_cancel(void) {
   CHECK(bh_test_count_fds() >= fds + 1); /* its socket (and pidfd) */
   note_heap(p);
   bh_probe_cancel(p);
-  CHECK_INT(bh_test_count_fds(), fds);
+  /* On the io_uring path the socket is closed once the kernel has given
+   * back the receive cancelled with it: after a turn of the loop. */
   loop_for(base, 0.1);
+  CHECK_INT(bh_test_count_fds(), fds);
   CHECK(!out.done);
   close(lfd);
   bh_identity_clear(&id);

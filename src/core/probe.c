@@ -31,10 +31,15 @@
 #include "procfs.h"
 #include "random.h"
 #include "sockio.h"
+#include "uring.h"
+#include "usock.h"
 #include "wire.h"
 
 enum {
   CONNECT_RETRY_USEC = 10000,
+  /* The receive buffer of a probe on the ring: a typical answer (a few
+   * hundred bytes) comes in one receive; a longer one takes more. */
+  URING_RECV_BUF = 512,
   /* Distinct probe timeouts whose common timeout a prober remembers. */
   DEADLINES = 4,
 };
@@ -42,6 +47,7 @@ enum {
 /* What a loop keeps for its probes (probe.h). */
 struct bh_prober {
   struct event_base *base;
+  bh_uring *ring;    /* NULL: the epoll path */
   bh_hasher *hasher; /* made on the first hash a probe needs */
   bool no_hasher;    /* it could not be made: hash inline */
   struct {
@@ -54,6 +60,7 @@ struct bh_prober {
 struct bh_probe {
   struct event_base *base;
   bh_prober *pr; /* NULL for a loop not made by loop.h */
+  bh_usock *us;  /* the socket on the ring (io_uring path), or NULL */
   bh_probe_cb cb;
   void *ctx;
   bh_probe_opts opts;
@@ -105,13 +112,18 @@ bh_probe_opts bh_probe_opts_default(void) {
                          .max_response = BH_PROBE_DEFAULT_MAX_RESPONSE};
 }
 
-/* Close the probe's socket, the one place that does, after its event is
- * gone: removing the event of a closed descriptor is a failing system
- * call (EBADF). */
+/* Close the probe's socket, the one place that does: on the epoll path
+ * after its event is gone (removing the event of a closed descriptor is
+ * a failing system call); on the ring, what is in flight is cancelled and
+ * the socket closed once the kernel is done with it. */
 static void probe_close_socket(bh_probe *p) {
   if (p->io_assigned) event_del(&p->io_ev);
   p->io_assigned = false;
-  if (p->fd >= 0) (void)close(p->fd); /* a socket: nothing is lost */
+  if (p->us != NULL)
+    bh_usock_release(p->us);
+  else if (p->fd >= 0)
+    (void)close(p->fd); /* a socket: nothing is lost */
+  p->us = NULL;
   p->fd = -1;
 }
 
@@ -411,9 +423,9 @@ static void probe_validate(bh_probe *p, const uint8_t *body, size_t len) {
   probe_finish(p);
 }
 
-/* What receiving gave; errnum for BH_SOCK_FAILED. True when the probe is
- * finished (and freed). Trailing bytes after the first frame are ignored
- * (one request, one response). */
+/* What receiving gave, on either path; errnum for BH_SOCK_FAILED. True
+ * when the probe is finished (and freed). Trailing bytes after the first
+ * frame are ignored (one request, one response). */
 static bool probe_received(bh_probe *p, bh_sock_io io, const uint8_t *body,
                            size_t len, int errnum) {
   switch (io) {
@@ -475,9 +487,8 @@ static void probe_write(bh_probe *p) {
 }
 
 /* Connected: record the peer's credentials (and, for a probe that holds
- * the verified process or checks a listener, its pidfd), then send the
- * request. */
-static void probe_connected(bh_probe *p) {
+ * the verified process or checks a listener, its pidfd). */
+static void probe_peer(bh_probe *p) {
   p->t_connected = bh_mono_now();
   if (p->via_fd >= 0) (void)close(p->via_fd); /* connected through it */
   p->via_fd = -1;
@@ -486,6 +497,11 @@ static void probe_connected(bh_probe *p) {
   if (p->opts.peer_cred || held || p->listener)
     (void)bh_peer_cred(p->fd, &p->result.peer);
   if (held || p->listener) p->peer_pidfd = bh_peer_pidfd(p->fd);
+}
+
+/* Connected on the epoll path: the peer, then the request. */
+static void probe_connected(bh_probe *p) {
+  probe_peer(p);
   probe_write(p);
 }
 
@@ -506,16 +522,69 @@ static void on_connect_done(evutil_socket_t fd, short what, void *arg) {
   probe_fail(p, BH_CONNECT, "connect to", soerr);
 }
 
+/* A full backlog (EAGAIN): connect again after a short pause, bounded by
+ * the deadline. */
+static void probe_retry_connect(bh_probe *p) {
+  struct timeval tv = {0, CONNECT_RETRY_USEC};
+  evtimer_assign(&p->start_ev, p->base, on_connect_retry, p);
+  evtimer_add(&p->start_ev, &tv);
+}
+
+/* ---- the exchange on the ring (usock.h) ---- */
+
+static void on_u_connected(void *owner, int res) {
+  bh_probe *p = owner;
+  if (res == 0)
+    probe_peer(p);
+  else if (res == -EAGAIN)
+    probe_retry_connect(p);
+  else
+    probe_fail(p, BH_CONNECT, "connect to", -res);
+}
+
+static void on_u_sent(void *owner, int res) {
+  if (res < 0) probe_fail(owner, BH_IO, "write to", -res);
+}
+
+static void on_u_received(void *owner, const uint8_t *data, int res) {
+  bh_probe *p = owner;
+  bh_frame_view f = {NULL, 0};
+  bh_sock_io io = BH_SOCK_FAILED;
+  if (res == 0) {
+    io = BH_SOCK_EOF;
+  } else if (res > 0) {
+    p->bytes_read += (size_t)res;
+    io = bh_sock_take_frame(&p->reader, data, (size_t)res, &f, &p->result.err);
+  }
+  if (probe_received(p, io, f.body, f.len, -res)) return;
+  if (!bh_usock_recv(p->us))
+    probe_fail(p, BH_SYSTEM, "receive (the ring is full) from", EBUSY);
+}
+
+static const bh_usock_ops probe_usock_ops = {on_u_connected, on_u_sent,
+                                             on_u_received};
+
+/* Connect, send and receive as one linked chain on the ring. False when
+ * the ring cannot take it now (then the epoll path does it). */
+static bool probe_connect_ring(bh_probe *p, const struct sockaddr_un *sa) {
+  bh_uring *ring = p->pr != NULL ? p->pr->ring : NULL;
+  if (ring == NULL || !bh_uring_reserve(ring, 3)) return false;
+  if (p->us == NULL)
+    p->us = bh_usock_new(ring, p->fd, URING_RECV_BUF, &probe_usock_ops, p);
+  return p->us != NULL && bh_usock_exchange(p->us, sa, p->req, p->req_len);
+}
+
 /* Try to connect: by path, or through the descriptor of the socket the
- * owner check approved. A full backlog (EAGAIN) is retried after a short
- * pause, bounded by the deadline; anything else but success fails at
- * once. */
+ * owner check approved; on the ring, with the send and the receive. A
+ * full backlog (EAGAIN) is retried after a short pause, bounded by the
+ * deadline; anything else but success fails at once. */
 static void probe_connect(bh_probe *p) {
   struct sockaddr_un sa;
   char via[64];
   if (p->via_fd >= 0)
     (void)snprintf(via, sizeof via, "/proc/self/fd/%d", p->via_fd);
   (void)bh_sockaddr_un(&sa, p->via_fd >= 0 ? via : p->ep.path); /* fits */
+  if (probe_connect_ring(p, &sa)) return;
   int rc;
   do {
     rc = connect(p->fd, (struct sockaddr *)&sa, sizeof sa);
@@ -523,9 +592,7 @@ static void probe_connect(bh_probe *p) {
   if (rc == 0) {
     probe_connected(p);
   } else if (errno == EAGAIN) {
-    struct timeval tv = {0, CONNECT_RETRY_USEC};
-    evtimer_assign(&p->start_ev, p->base, on_connect_retry, p);
-    evtimer_add(&p->start_ev, &tv);
+    probe_retry_connect(p);
   } else if (errno == EINPROGRESS) {
     probe_arm_io(p, EV_WRITE, on_connect_done);
   } else {
@@ -727,10 +794,11 @@ static void on_start(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- the prober of a loop ----------------------------------------------- */
 
-bh_prober *bh_prober_new(struct event_base *base) {
+bh_prober *bh_prober_new(struct event_base *base, bh_uring *ring) {
   bh_prober *pr = calloc(1, sizeof *pr);
   if (pr == NULL) return NULL;
   pr->base = base;
+  pr->ring = ring;
   return pr;
 }
 
@@ -832,5 +900,6 @@ size_t bh_probe_heap(const bh_probe *p) {
                         p->expected.endpoint.path};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
     if (strs[i] != NULL) n += strlen(strs[i]) + 1;
+  if (p->us != NULL) n += bh_usock_heap(p->us);
   return n;
 }

@@ -136,10 +136,12 @@ void bh_probe_cancel(bh_probe *p);
 size_t bh_probe_heap(const bh_probe *p);
 
 /* What a loop keeps for its probes, one per loop (loop.h
- * bh_loop_prober): the hasher of probes with loop_hasher, the timers of
- * the deadlines probes share. Made and freed by loop.c. */
+ * bh_loop_prober): the loop's ring (NULL on the epoll path), the hasher
+ * of probes with loop_hasher, the timers of the deadlines probes share.
+ * Made and freed by loop.c. */
+struct bh_uring;
 typedef struct bh_prober bh_prober;
-bh_prober *bh_prober_new(struct event_base *base);
+bh_prober *bh_prober_new(struct event_base *base, struct bh_uring *ring);
 void bh_prober_free(bh_prober *pr); /* NULL is ignored */
 /* The loop's hasher, made on first use; NULL when it cannot be made. */
 struct bh_hasher *bh_prober_hasher(bh_prober *pr);

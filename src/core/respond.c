@@ -42,9 +42,14 @@
 #include "fsutil.h"
 #include "loop.h"
 #include "sockio.h"
+#include "usock.h"
 
 enum {
   READ_CHUNK = 1024,
+  /* The receive buffer of a connection on the ring: a probe request is 56
+   * bytes (634 at the W3C bounds of its trace fields); a longer one takes
+   * more receives. */
+  URING_RECV_BUF = 256,
   LISTEN_BACKLOG = 4096,
   ACCEPT_BURST = 64,
   ACCEPT_GROW = 8
@@ -55,20 +60,21 @@ typedef struct bh_deferred conn; /* a deferred answer is its connection */
 struct bh_deferred {
   bh_responder *r;
   conn *prev, *next;
-  int fd;
+  int fd;       /* -1 once the ring closed it after the answer */
+  bh_usock *us; /* the connection on the ring (io_uring path), or NULL */
   struct event io_ev;
   struct event timer_ev; /* per-connection deadline */
   struct event delay_ev; /* the hook's reply delay, then the trickle */
   bool io_added;
   bh_frame_reader reader;
+  double deadline; /* bh_mono_now of the connection deadline */
+  double due;      /* ... and of the delay or trickle step */
   bool handled;    /* a whole request came: no longer evicted first */
   bool deferred;   /* waiting for bh_respond_answer */
   void *defer_ctx; /* for on_abandon */
   bh_request req;  /* kept while deferred */
   bool drop;       /* the hook said drop (after the delay) */
   double trickle;  /* seconds between bytes of the answer, 0: at once */
-  double deadline; /* bh_mono_now of the connection deadline */
-  double due;      /* ... and of the delay or trickle step */
   uint8_t *out;    /* the reply, written after the delay */
   size_t out_len, out_off;
 };
@@ -81,6 +87,7 @@ struct bh_responder {
   size_t id_pb_len;
   bh_respond_opts opts;
   int listen_fd;                 /* -1 once closed */
+  bh_uring *ring;                /* the loop's ring, or NULL: epoll */
   struct event listen_ev;        /* readable: clients wait in the backlog */
   bool listening;                /* listen_ev is added */
   unsigned accept_limit;         /* accepts per wake-up, 1..ACCEPT_BURST */
@@ -130,7 +137,10 @@ static void conn_free(conn *c) {
   if (c->io_added) event_del(&c->io_ev);
   event_del(&c->timer_ev);
   event_del(&c->delay_ev);
-  close(c->fd);
+  if (c->us != NULL)
+    bh_usock_release(c->us); /* closes it once the kernel is done */
+  else
+    close(c->fd);
   if (c->deferred) {
     c->deferred = false;
     if (r->opts.on_abandon)
@@ -178,11 +188,30 @@ static void conn_wait(conn *c, double s) {
   evtimer_add(&c->delay_ev, &tv);
 }
 
-/* Write the rest of the reply (a trickle: one byte, then wait). Written
- * in full → served, closed, and the responder closes itself once count
- * answers were given. */
+/* The whole reply was written: served, closed, and the responder closes
+ * itself once count answers were given. */
+static void conn_served(conn *c) {
+  bh_responder *r = c->r;
+  r->served++;
+  conn_free(c);
+  if (r->opts.count > 0 && r->served >= r->opts.count) bh_respond_close(r);
+}
+
+/* Write the rest of the reply (a trickle: one byte, then wait). On the
+ * ring a reply sent at once is one send linked to the close. */
 static void conn_write(conn *c) {
   size_t step = c->trickle > 0 ? 1 : 0;
+  if (c->us != NULL && step == 0 && c->out_off == 0) {
+    /* The ring closes the descriptor: no event of the loop may be left
+     * on it (its number may be another connection's by then). */
+    if (c->io_added) event_del(&c->io_ev);
+    c->io_added = false;
+    if (bh_usock_send_close(c->us, c->out, c->out_len)) {
+      c->out = NULL; /* the socket's now */
+      c->fd = -1;
+      return;
+    }
+  }
   switch (bh_sock_send(c->fd, c->out, c->out_len, &c->out_off, step)) {
     case BH_SOCK_DONE:
       break;
@@ -196,10 +225,7 @@ static void conn_write(conn *c) {
       conn_reject(c); /* the client went away: not an answer */
       return;
   }
-  bh_responder *r = c->r;
-  r->served++;
-  conn_free(c);
-  if (r->opts.count > 0 && r->served >= r->opts.count) bh_respond_close(r);
+  conn_served(c);
 }
 
 static void on_conn_writable(evutil_socket_t fd, short what, void *arg) {
@@ -339,15 +365,45 @@ void bh_respond_answer(bh_deferred *c, const bh_reply *reply) {
 
 static void on_conn_readable(evutil_socket_t fd, short what, void *arg);
 
+/* A receive on the ring ended (usock.h). */
+static void on_c_received(void *owner, const uint8_t *data, int res) {
+  conn *c = owner;
+  bh_frame_view f;
+  bh_sock_io io =
+      res > 0 ? bh_sock_take_frame(&c->reader, data, (size_t)res, &f, NULL)
+              : BH_SOCK_EOF; /* the client closed, or failed */
+  if (io == BH_SOCK_DONE)
+    conn_handle(c, &f);
+  else if (io != BH_SOCK_AGAIN || !bh_usock_recv(c->us))
+    conn_reject(c);
+}
+
+/* The answer's send (linked to the close) ended. */
+static void on_c_sent(void *owner, int res) {
+  if (res >= 0)
+    conn_served(owner);
+  else
+    conn_reject(owner); /* the client went away: not an answer */
+}
+
+static void on_c_connected(void *owner, int res) {} /* never connects */
+
+static const bh_usock_ops conn_usock_ops = {on_c_connected, on_c_sent,
+                                            on_c_received};
+
 /* Feed the frame reader with what is there; wait for more (arming the
- * read event only then). EOF or a framing error before a whole request
- * drops the connection. */
+ * read event only then; on the ring, a receive). EOF or a framing error
+ * before a whole request drops the connection. */
 static void conn_read(conn *c) {
+  if (c->us != NULL) {
+    if (!bh_usock_recv(c->us)) conn_reject(c);
+    return;
+  }
   size_t got = 0;
   uint8_t buf[READ_CHUNK];
   bh_frame_view f;
-  switch (bh_sock_recv_frame(c->fd, &c->reader, buf, sizeof buf, &f, &got,
-                             NULL)) {
+  switch (
+      bh_sock_recv_frame(c->fd, &c->reader, buf, sizeof buf, &f, &got, NULL)) {
     case BH_SOCK_DONE:
       conn_handle(c, &f);
       return;
@@ -391,8 +447,11 @@ static void on_accept(bh_responder *r, int fd) {
   evtimer_assign(&c->delay_ev, r->base, on_conn_delay, c);
   c->deadline = bh_mono_now() + r->opts.conn_timeout;
   evtimer_add(&c->timer_ev, r->conn_tv);
+  if (r->ring != NULL)
+    c->us = bh_usock_new(r->ring, fd, URING_RECV_BUF, &conn_usock_ops, c);
   /* The request usually came with the connection: read it now, saving a
-   * trip through the loop. Last: this may close (even free) r. */
+   * trip through the loop (on the ring: with this pass's submission).
+   * Last: this may close (even free) r. */
   conn_read(c);
 }
 
@@ -632,6 +691,7 @@ bh_responder *bh_respond_start(struct event_base *base, const bh_endpoint *ep,
   r->listen_fd = fd;
   event_assign(&r->listen_ev, base, fd, EV_READ | EV_PERSIST,
                on_listen_readable, r);
+  r->ring = bh_loop_ring(base);
   responder_update_accepting(r);
   if (!r->listening) {
     bh_err_set(err, BH_SYSTEM, NULL, "cannot watch the listener of %s",

@@ -200,7 +200,7 @@ static void run_teardown(lbh_run *run) {
   run->worker = NULL;
   if (run->sig_ev) event_free(run->sig_ev);
   run->sig_ev = NULL;
-  bh_loop_free(run->base); /* with its prober and hasher */
+  bh_loop_free(run->base); /* with its prober, hasher and ring */
   run->base = NULL;
   lua_State *L = run->L;
   if (lbh_run_current(L) == run) lbh_sched_set_current(L, NULL);
@@ -226,8 +226,10 @@ static lbh_run *run_new(lua_State *L, const lbh_run_hook *hook) {
   lua_toclose(L, -1);
   run->L = L;
   run->interrupt_ref = LUA_NOREF;
-  run->base = bh_loop_new();
-  if (run->base == NULL) luaL_error(L, "bh.run: cannot create event base");
+  bh_err err;
+  bh_err_clear(&err);
+  run->base = bh_loop_open(&err);
+  if (run->base == NULL) luaL_error(L, "bh.run: %s", err.message);
   run->torn_down = false;
   int fd = lbh_signal_fd();
   if (fd >= 0) {
