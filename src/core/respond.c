@@ -450,7 +450,9 @@ static void on_accept(bh_responder *r, int fd) {
   if (r->ring != NULL)
     c->us = bh_usock_new(r->ring, fd, URING_RECV_BUF, &conn_usock_ops, c);
   /* The request usually came with the connection: read it now, saving a
-   * trip through the loop (on the ring: with this pass's submission).
+   * trip through the loop. On the ring, a receive goes with this pass's
+   * submission instead (a prober on the ring has often not sent it yet
+   * when its connect woke us: its send is the link after the connect).
    * Last: this may close (even free) r. */
   conn_read(c);
 }

@@ -1,10 +1,14 @@
-/* The ring of a loop (see uring.h). Three events of the loop drive it:
+/* The ring of a loop (see uring.h). Four events of the loop drive it:
  * the ring's descriptor (readable when completions wait), added while
- * operations are in flight and removed once a pass of the loop ends with
- * none (so that a loop with nothing to do still runs dry, as libevent's
- * own events let it); the flush, made active by the first entry queued
- * in a pass and run after what was active then; and a retry timer for
- * the rare submission the kernel refuses for want of memory.
+ * operations are in flight and removed once none has been for a moment
+ * (so that a loop with nothing to do still runs dry, as libevent's own
+ * events let it, without an epoll_ctl pair per probe of a task probing in
+ * a loop); the flush, made active by the first entry queued in a pass,
+ * which waits behind the other callbacks active in that pass (they may
+ * queue more: a task resumed by one probe's answer starting the next) so
+ * that the pass ends with one submission; the idle timer that removes
+ * the descriptor's event; and a retry timer for the rare submission the
+ * kernel refuses for want of memory.
  *
  * Why liburing and not raw system calls: it is Debian's (liburing-dev),
  * it owns the ring's memory layout, barriers and feature quirks, and the
@@ -35,9 +39,12 @@ enum {
   /* Completions handled per callback of the ring's event: the loop then
    * looks at timers and other events again before the rest. */
   REAP_BUDGET = 512,
-  FLUSH_ROUNDS = 8,
+  /* Times the flush lets other active callbacks go first in one pass: a
+   * task that yields forever must not hold submissions back. */
+  FLUSH_POSTPONE = 8,
 };
 #define RETRY_USEC 1000
+#define IDLE_USEC 50000
 #define DRAIN_SECONDS 2.0
 
 struct bh_uring {
@@ -47,8 +54,9 @@ struct bh_uring {
   struct event flush_ev; /* submit what this pass queued */
   struct event idle_ev;  /* remove ring_ev when nothing is in flight */
   struct event retry_ev; /* submit again after the kernel refused */
-  bool ring_added, flush_armed, said_submit_error;
-  unsigned pending; /* operations whose last completion has not come */
+  bool ring_added, flush_armed, idle_armed, said_submit_error;
+  unsigned postponed; /* times the armed flush waited behind others */
+  unsigned pending;   /* operations whose last completion has not come */
 };
 
 /* The operations the ring must have; IORING_OP_SOCKET is not among them:
@@ -123,36 +131,40 @@ static unsigned reap(bh_uring *u, unsigned budget) {
   return done;
 }
 
-/* Submit what is queued; then handle what completed meanwhile, which may
- * queue more: a few rounds, then the rest waits for the next pass. */
+/* Submit what is queued; then handle what completed meanwhile. What
+ * that queues arms the flush again, which runs after the callbacks it
+ * made active (a task resumed by an answer queues its next probe): one
+ * submission for all of it. */
 static void submit(bh_uring *u) {
-  for (int round = 0; round < FLUSH_ROUNDS; round++) {
-    if (io_uring_sq_ready(&u->ring) == 0) break;
-    int rc = io_uring_submit(&u->ring);
-    if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
-      if (!u->said_submit_error)
-        bh_log(BH_LOG_WARNING, "io_uring submit: %s (retrying)", strerror(-rc));
-      u->said_submit_error = true;
-    }
-    if (rc < 0 && rc != -EINTR) {
-      /* Out of memory, or completions to take first: take them, and
-       * try again shortly. */
-      (void)reap(u, REAP_BUDGET);
-      struct timeval tv = {0, RETRY_USEC};
-      evtimer_add(&u->retry_ev, &tv);
-      break;
-    }
-    (void)reap(u, REAP_BUDGET);
+  int rc = -EINTR;
+  for (int i = 0; i < 3 && rc == -EINTR; i++)
+    rc = io_uring_sq_ready(&u->ring) > 0 ? io_uring_submit(&u->ring) : 0;
+  if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN &&
+      !u->said_submit_error) {
+    bh_log(BH_LOG_WARNING, "io_uring submit: %s (retrying)", strerror(-rc));
+    u->said_submit_error = true;
   }
-  if (io_uring_sq_ready(&u->ring) > 0 && !u->flush_armed) {
-    u->flush_armed = true; /* the next pass goes on */
-    event_active(&u->flush_ev, EV_TIMEOUT, 1);
+  (void)reap(u, REAP_BUDGET);
+  if (rc < 0) {
+    /* Out of memory, or completions to take first (taken): try again
+     * shortly. */
+    struct timeval tv = {0, RETRY_USEC};
+    evtimer_add(&u->retry_ev, &tv);
   }
   ring_update(u);
 }
 
+/* Submit at the end of the pass: while other callbacks are active, they
+ * go first (a few times at most). */
 static void on_flush(evutil_socket_t fd, short what, void *arg) {
   bh_uring *u = arg;
+  if (u->postponed < FLUSH_POSTPONE &&
+      event_base_get_num_events(u->base, EVENT_BASE_COUNT_ACTIVE) > 0) {
+    u->postponed++;
+    event_active(&u->flush_ev, EV_TIMEOUT, 1);
+    return;
+  }
+  u->postponed = 0;
   u->flush_armed = false;
   submit(u);
 }
@@ -165,18 +177,19 @@ static void on_ring(evutil_socket_t fd, short what, void *arg) {
 
 static void on_idle(evutil_socket_t fd, short what, void *arg) {
   bh_uring *u = arg;
+  u->idle_armed = false;
   if (u->pending == 0 && u->ring_added && event_del(&u->ring_ev) == 0)
     u->ring_added = false;
 }
 
-/* Watch the ring's descriptor while something is in flight. Removing it
- * waits for the end of the pass: the next operation usually starts in
- * the same pass (a task probing in a loop), and then nothing changes. */
+/* Watch the ring's descriptor while something is in flight; once nothing
+ * is, stop a moment later (IDLE_USEC), if nothing started meanwhile. */
 static void ring_update(bh_uring *u) {
   if (u->pending > 0 && !u->ring_added) {
     if (event_add(&u->ring_ev, NULL) == 0) u->ring_added = true;
-  } else if (u->pending == 0 && u->ring_added) {
-    event_active(&u->idle_ev, EV_TIMEOUT, 1);
+  } else if (u->pending == 0 && u->ring_added && !u->idle_armed) {
+    struct timeval tv = {0, IDLE_USEC};
+    u->idle_armed = evtimer_add(&u->idle_ev, &tv) == 0;
   }
 }
 
@@ -251,7 +264,7 @@ bh_uring *bh_uring_new(struct event_base *base, bh_err *err) {
   event_assign(&u->ring_ev, base, u->ring.ring_fd, EV_READ | EV_PERSIST,
                on_ring, u);
   event_assign(&u->flush_ev, base, -1, 0, on_flush, u);
-  event_assign(&u->idle_ev, base, -1, 0, on_idle, u);
+  evtimer_assign(&u->idle_ev, base, on_idle, u);
   evtimer_assign(&u->retry_ev, base, on_flush, u);
   return u;
 }
