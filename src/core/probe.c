@@ -26,6 +26,7 @@
 #include "access.h"
 #include "clock.h"
 #include "digest.h"
+#include "expect.h"
 #include "hasher.h"
 #include "loop.h"
 #include "procfs.h"
@@ -65,8 +66,9 @@ struct bh_probe {
   void *ctx;
   bh_probe_opts opts;
   bh_endpoint ep;
-  bh_identity expected;
-  bool has_expected;  /* response-only probes may skip the comparison */
+  bh_expected *exp;     /* the expected identity, NULL when none */
+  bh_identity expected; /* exp's identity, borrowed (never cleared) */
+  bool has_expected;    /* response-only probes may skip the comparison */
   double t0;          /* when the probe started: the deadline counts from it */
   double t_verify;    /* when verify_pid started (0: not run) */
   double t_exchange;  /* when the exchange started (0: not yet) */
@@ -109,6 +111,7 @@ bh_probe_opts bh_probe_opts_default(void) {
                          .response_only = false,
                          .verify_pid = true,
                          .peer_cred = true,
+                         .identity = true,
                          .max_response = BH_PROBE_DEFAULT_MAX_RESPONSE};
 }
 
@@ -145,7 +148,7 @@ static void probe_free(bh_probe *p) {
   probe_quiesce(p);
   bh_frame_reader_free(&p->reader);
   bh_endpoint_clear(&p->ep);
-  bh_identity_clear(&p->expected);
+  bh_expected_unref(p->exp);
   bh_identity_clear(&p->result.identity);
   bh_identity_clear(&p->answered);
   bh_proc_release(&p->result.proc);
@@ -413,9 +416,9 @@ static void probe_validate(bh_probe *p, const uint8_t *body, size_t len) {
     check_successor(p);
     return;
   }
-  bh_status st = bh_probe_response_validate(
-      body, len, p->request_id, p->nonce,
-      p->has_expected ? &p->expected : NULL, &p->result.identity, err);
+  bh_status st = bh_probe_response_check(
+      body, len, p->request_id, p->nonce, p->exp, &p->result.identity,
+      p->opts.identity || p->result.proc.pid != 0, err);
   p->result.answered = st == BH_OK || st == BH_IDENTITY_MISMATCH;
   if (st == BH_OK && p->result.proc.pid != 0 &&
       check_peer(p, &p->result.proc, err) == BH_OK && p->exe_deleted)
@@ -837,11 +840,15 @@ static const struct timeval *probe_deadline_tv(struct event_base *base,
   return common;
 }
 
-bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
-                         const bh_identity *expected, const bh_probe_opts *opts,
-                         bh_probe_cb cb, void *ctx) {
+/* Start a probe expecting exp (taken over; NULL: none). */
+static bh_probe *probe_start(struct event_base *base, const bh_endpoint *ep,
+                             bh_expected *exp, const bh_probe_opts *opts,
+                             bh_probe_cb cb, void *ctx) {
   bh_probe *p = calloc(1, sizeof *p);
-  if (p == NULL) return NULL;
+  if (p == NULL) {
+    bh_expected_unref(exp);
+    return NULL;
+  }
   p->t0 = bh_mono_now();
   p->base = base;
   p->pr = bh_loop_prober(base);
@@ -856,7 +863,12 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
   p->fd = -1;
   p->peer_pidfd = -1;
   p->via_fd = -1;
-  bh_identity_init(&p->expected);
+  p->exp = exp;
+  p->has_expected = exp != NULL;
+  if (exp != NULL)
+    p->expected = *bh_expected_identity(exp);
+  else
+    bh_identity_init(&p->expected);
   bh_identity_init(&p->answered);
   bh_identity_init(&p->result.identity);
   p->result.proc = BH_PROC_NONE;
@@ -871,9 +883,7 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
   bh_frame_reader_limit(&p->reader, p->opts.max_response, "max_response");
   evtimer_assign(&p->start_ev, base, on_start, p);
   evtimer_assign(&p->deadline_ev, base, on_deadline, p);
-  p->has_expected = expected != NULL;
-  if (bh_endpoint_copy(&p->ep, ep, NULL) != BH_OK ||
-      (expected && bh_identity_copy(&p->expected, expected, NULL) != BH_OK)) {
+  if (bh_endpoint_copy(&p->ep, ep, NULL) != BH_OK) {
     probe_free(p);
     return NULL;
   }
@@ -886,20 +896,36 @@ bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
   return p;
 }
 
+bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
+                         const bh_identity *expected, const bh_probe_opts *opts,
+                         bh_probe_cb cb, void *ctx) {
+  bh_expected *exp = NULL;
+  if (expected != NULL &&
+      (exp = bh_expected_new(expected, false, NULL)) == NULL)
+    return NULL;
+  return probe_start(base, ep, exp, opts, cb, ctx);
+}
+
+bh_probe *bh_probe_start_expected(struct event_base *base,
+                                  const bh_endpoint *ep, bh_expected *expected,
+                                  const bh_probe_opts *opts, bh_probe_cb cb,
+                                  void *ctx) {
+  return probe_start(base, ep, expected ? bh_expected_ref(expected) : NULL,
+                     opts, cb, ctx);
+}
+
 void bh_probe_cancel(bh_probe *p) {
   if (p != NULL) probe_free(p);
 }
 
 size_t bh_probe_heap(const bh_probe *p) {
   size_t n = sizeof *p + bh_frame_reader_heap(&p->reader);
-  const char *strs[] = {p->ep.namespace_id,
-                        p->ep.path,
-                        p->expected.exe_path,
-                        p->expected.boot_id,
-                        p->expected.endpoint.namespace_id,
-                        p->expected.endpoint.path};
+  const char *strs[] = {p->ep.namespace_id, p->ep.path};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
     if (strs[i] != NULL) n += strlen(strs[i]) + 1;
+  /* The expected identity is counted whole, though probes of the same
+   * one share it. */
+  if (p->exp != NULL) n += bh_expected_heap(p->exp);
   if (p->us != NULL) n += bh_usock_heap(p->us);
   return n;
 }

@@ -39,6 +39,9 @@ typedef struct bh_probe_opts {
                          (default true; a full probe that holds the
                          process reads it anyway: it checks the peer;
                          a failure after connect always reads it) */
+  bool identity;      /* put the identity answered in result.identity on
+                         success too (default true; a full probe that
+                         holds the process does anyway) */
   /* On whose behalf the probe connects (design §1.11): with has_owner,
    * the endpoint is connected to only if that uid could connect itself
    * (access.h: search on its directories, write on the socket), through a
@@ -86,14 +89,15 @@ typedef struct bh_probe_result {
    * §1.11); 0 otherwise. A stale code with peer.known and no successor
    * means the endpoint is squatted. */
   uint32_t successor;
-  /* On success: the identity the daemon answered with, and (full probe
-   * with verify_pid) the held process. The callback may take either by
-   * moving it out (bh_identity_move; copy proc and set result's to
-   * BH_PROC_NONE); whatever is left is freed after the callback. */
+  /* On success: the identity the daemon answered with (with
+   * opts.identity or a held process), and (full probe with verify_pid)
+   * the held process. The callback may take either by moving it out
+   * (bh_identity_move; copy proc and set result's to BH_PROC_NONE);
+   * whatever is left is freed after the callback. */
   bh_identity identity;
   bh_proc proc;
-  /* identity holds what the peer answered: always on success; on a
-   * failure whose answer decoded (identity_mismatch, peer_mismatch,
+  /* identity holds what the peer answered: on success as said above; on
+   * a failure whose answer decoded (identity_mismatch, peer_mismatch,
    * exe_deleted, and for a squatted endpoint the listener's answer), what
    * it claimed (design §2 err.got). */
   bool answered;
@@ -125,6 +129,16 @@ typedef void (*bh_probe_cb)(bh_probe_result *res, void *ctx);
 bh_probe *bh_probe_start(struct event_base *base, const bh_endpoint *ep,
                          const bh_identity *expected, const bh_probe_opts *opts,
                          bh_probe_cb cb, void *ctx);
+
+/* bh_probe_start expecting a prepared identity (expect.h; a reference is
+ * taken): an answer that is one of its encodings is verified without
+ * decoding it. */
+struct bh_expected;
+bh_probe *bh_probe_start_expected(struct event_base *base,
+                                  const bh_endpoint *ep,
+                                  struct bh_expected *expected,
+                                  const bh_probe_opts *opts, bh_probe_cb cb,
+                                  void *ctx);
 
 /* Cancel a probe that has not completed: its callback will not be called
  * and all its resources are freed now. Must not be called from inside its

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "expect.h"
 #include "frame.pb-c.h"
 #include "pbutil.h"
 
@@ -340,6 +341,38 @@ static bh_status request_fill(const pb_frame *f, bh_request *req, bh_err *err) {
   return BH_OK;
 }
 
+/* The fields of a response before its payload (envelope_version 1, kind
+ * RESPONSE, the probe protocol), packed by protobuf-c once. */
+static struct {
+  pthread_once_t once;
+  uint8_t bytes[16];
+  size_t len;
+} response_prefix = {PTHREAD_ONCE_INIT, {0}, 0};
+
+static void make_response_prefix(void) {
+  pb_frame f = RUNNING_PROCESS__BROKER__V1__FRAME__INIT;
+  f.envelope_version = 1;
+  f.kind = KIND_RESPONSE;
+  f.payload_protocol = BH_PROBE_PROTOCOL;
+  /* 8 bytes: three one-byte keys and varints of 1, 1 and 3 bytes. */
+  response_prefix.len =
+      running_process__broker__v1__frame__pack(&f, response_prefix.bytes);
+}
+
+/* Read a varint at *p (before end), which must be in its shortest form,
+ * as a packer writes it; false when it is not, or does not end there. */
+static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  const uint8_t *at = *p;
+  uint8_t shortest[10];
+  *v = 0;
+  for (unsigned shift = 0; *p < end && shift < 64; shift += 7) {
+    uint8_t b = *(*p)++;
+    *v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) return put_varint(shortest, *v) == (size_t)(*p - at);
+  }
+  return false;
+}
+
 bh_status bh_probe_request_validate(const uint8_t *body, size_t len,
                                     bh_request *out, bh_err *err) {
   frame_box box;
@@ -443,4 +476,48 @@ bh_status bh_probe_response_validate(const uint8_t *body, size_t len,
   if (st == BH_OK) st = check_payload(f, nonce, expected, got, err);
   frame_close(&box);
   return st;
+}
+
+/* Is body the canonical packing of the response to (request_id, nonce)
+ * whose identity bytes expected answers with: the bytes protobuf-c would
+ * write, field by field? */
+static bool canonical_answer(const uint8_t *body, size_t len,
+                             uint64_t request_id,
+                             const uint8_t nonce[BH_NONCE_LEN],
+                             const bh_expected *expected) {
+  (void)pthread_once(&response_prefix.once, make_response_prefix);
+  const uint8_t *p = body, *end = body + len;
+  size_t n = response_prefix.len;
+  if (len < n + 2 || memcmp(p, response_prefix.bytes, n) != 0) return false;
+  p += n;
+  if (*p++ != ((4 << 3) | 2)) return false; /* payload, length-delimited */
+  uint64_t plen;
+  if (!get_varint(&p, end, &plen) || plen < BH_NONCE_LEN ||
+      plen > (uint64_t)(end - p))
+    return false;
+  if (memcmp(p, nonce, BH_NONCE_LEN) != 0 ||
+      !bh_expected_answers(expected, p + BH_NONCE_LEN,
+                           (size_t)plen - BH_NONCE_LEN))
+    return false;
+  p += plen;
+  if (request_id == 0) return p == end; /* field 5 left out */
+  uint8_t tail[11] = {5 << 3};
+  size_t tn = 1 + put_varint(tail + 1, request_id);
+  return (size_t)(end - p) == tn && memcmp(p, tail, tn) == 0;
+}
+
+bh_status bh_probe_response_check(const uint8_t *body, size_t len,
+                                  uint64_t request_id,
+                                  const uint8_t nonce[BH_NONCE_LEN],
+                                  const bh_expected *expected, bh_identity *got,
+                                  bool copy_same, bh_err *err) {
+  if (expected == NULL)
+    return bh_probe_response_validate(body, len, request_id, nonce, NULL, got,
+                                      err);
+  if (canonical_answer(body, len, request_id, nonce, expected))
+    return got != NULL && copy_same
+               ? bh_identity_copy(got, bh_expected_identity(expected), err)
+               : BH_OK;
+  return bh_probe_response_validate(body, len, request_id, nonce,
+                                    bh_expected_identity(expected), got, err);
 }

@@ -138,4 +138,23 @@ bh_status bh_probe_response_validate(const uint8_t *body, size_t len,
                                      const bh_identity *expected,
                                      bh_identity *got, bh_err *err);
 
+/* bh_probe_response_validate against a prepared expected identity
+ * (expect.h; NULL: no comparison). An answer laid out as the canonical
+ * packing of the expected response (the Frame's fields as protobuf-c and
+ * prost pack them: envelope_version 1, kind RESPONSE, the probe protocol,
+ * the payload, request_id; the payload the nonce and one of expected's
+ * encodings) is checked by comparing bytes, with nothing decoded; any
+ * other answer goes through bh_probe_response_validate, which says what
+ * is wrong. The results are the same. got, when not NULL, receives what
+ * bh_probe_response_validate gives it, except a copy of the expected
+ * identity itself when the answer was verified without decoding and
+ * copy_same is false. */
+struct bh_expected;
+bh_status bh_probe_response_check(const uint8_t *body, size_t len,
+                                  uint64_t request_id,
+                                  const uint8_t nonce[BH_NONCE_LEN],
+                                  const struct bh_expected *expected,
+                                  bh_identity *got, bool copy_same,
+                                  bh_err *err);
+
 #endif
