@@ -1,12 +1,108 @@
 /* The shortcuts of the wire layer give what the full protobuf-c path
- * gives, code for code: an answer checked against a prepared identity
- * (bh_probe_response_check, which compares the bytes of a canonical
- * answer instead of decoding it) gets the code, message and identity
- * bh_probe_response_validate gives, for good answers of each form, near
- * misses and every hostile answer of hostile.h. */
+ * gives, byte for byte and code for code: a response written from the
+ * packed prefix (bh_probe_response_build_raw without trace context) is
+ * protobuf-c's packing; a request laid out as the template is read as
+ * protobuf-c reads it, and one laid out otherwise still is; an answer
+ * checked against a prepared identity (bh_probe_response_check, which
+ * compares the bytes of a canonical answer instead of decoding it) gets
+ * the code, message and identity bh_probe_response_validate gives, for
+ * good answers of each form, near misses and every hostile answer of
+ * hostile.h. */
 #include "expect.h"
 #include "hostile.h"
 #include "wire_fixtures.h"
+
+/* protobuf-c's response to req with payload nonce + ident (framed). */
+static size_t packed_response(const bh_request *req, const uint8_t *ident,
+                              size_t ident_len, uint8_t *out, size_t cap) {
+  uint8_t *payload = malloc(BH_NONCE_LEN + ident_len);
+  memcpy(payload, req->nonce, BH_NONCE_LEN);
+  if (ident_len > 0) memcpy(payload + BH_NONCE_LEN, ident, ident_len);
+  pb_frame f = RUNNING_PROCESS__BROKER__V1__FRAME__INIT;
+  f.envelope_version = 1;
+  f.kind = RUNNING_PROCESS__BROKER__V1__FRAME_KIND__RESPONSE;
+  f.payload_protocol = BH_PROBE_PROTOCOL;
+  f.payload.data = payload;
+  f.payload.len = BH_NONCE_LEN + ident_len;
+  f.request_id = req->request_id;
+  size_t n = pack_frame(&f, out + BH_FRAME_HEADER_LEN, cap - 5);
+  bh_frame_header((uint32_t)n, out);
+  free(payload);
+  return n + BH_FRAME_HEADER_LEN;
+}
+
+static void test_response_written_as_packed(void) {
+  static const uint64_t ids[] = {0,        1,          127,
+                                 128,      16383,      16384,
+                                 1u << 31, UINT64_MAX, 0x8000000000000000ull};
+  /* payload lengths across the varint boundaries of 128 and 16384 */
+  static const size_t lens[] = {0, 1, 95, 96, 200, 16351, 16352, 70000};
+  static uint8_t ident[70000], want[80000];
+  for (size_t i = 0; i < sizeof ident; i++)
+    ident[i] = (uint8_t)(i * 7 + 3);
+  for (size_t a = 0; a < sizeof ids / sizeof *ids; a++)
+    for (size_t b = 0; b < sizeof lens / sizeof *lens; b++) {
+      bh_request req = {.request_id = ids[a]};
+      fixed_nonce(req.nonce);
+      uint8_t *got = NULL;
+      size_t n = 0;
+      bh_err err;
+      CHECK_CODE(
+          bh_probe_response_build_raw(&req, ident, lens[b], &got, &n, &err),
+          BH_OK, &err);
+      size_t m = packed_response(&req, ident, lens[b], want, sizeof want);
+      CHECK_INT(n, m);
+      if (n == m) CHECK(memcmp(got, want, n) == 0);
+      free(got);
+    }
+}
+
+/* A request in the template's layout, and the same values laid out as
+ * other packers may (fields out of order, a longer varint, an unknown
+ * field), all read alike. */
+static void test_request_layouts(void) {
+  uint8_t nonce[BH_NONCE_LEN], req[BH_PROBE_REQUEST_MAX];
+  for (int i = 0; i < BH_NONCE_LEN; i++)
+    nonce[i] = (uint8_t)(0xf0 - i);
+  size_t n = bh_probe_request_write(nonce, req);
+  const uint8_t *body = req + BH_FRAME_HEADER_LEN;
+  size_t blen = n - BH_FRAME_HEADER_LEN;
+  bh_request r = {0};
+  bh_err err;
+  CHECK_CODE(bh_probe_request_validate(body, blen, &r, &err), BH_OK, &err);
+  CHECK(r.request_id == bh_request_id_from_nonce(nonce));
+  CHECK(memcmp(r.nonce, nonce, BH_NONCE_LEN) == 0);
+  CHECK_STR(r.traceparent, "");
+  CHECK_STR(r.tracestate, "");
+  bh_request_clear(&r);
+  /* field 5 first, then the others */
+  uint8_t other[128];
+  size_t tail = blen - 40; /* 28 <varint> */
+  memcpy(other, body + 40, tail);
+  memcpy(other + tail, body, 40);
+  CHECK_CODE(bh_probe_request_validate(other, blen, &r, &err), BH_OK, &err);
+  CHECK(r.request_id == bh_request_id_from_nonce(nonce));
+  CHECK(memcmp(r.nonce, nonce, BH_NONCE_LEN) == 0);
+  bh_request_clear(&r);
+  /* request_id 5 as a two-byte varint (85 00), and an unknown field 20 */
+  uint8_t longer[64];
+  memcpy(longer, body, 40);
+  memcpy(longer + 40, "\x28\x85\x00\xa0\x01\x07", 6);
+  CHECK_CODE(bh_probe_request_validate(longer, 46, &r, &err), BH_OK, &err);
+  CHECK_INT(r.request_id, 5);
+  bh_request_clear(&r);
+  /* kind RESPONSE inserted: refused by both ways of reading */
+  uint8_t kind[64] = {0x08, 0x01, 0x10, 0x01};
+  memcpy(kind + 4, body + 2, 38);
+  CHECK_CODE(bh_probe_request_validate(kind, 42, &r, &err), BH_UNEXPECTED_FRAME,
+             &err);
+  /* the template with a 31-byte nonce */
+  uint8_t short_nonce[64];
+  memcpy(short_nonce, body, 39);
+  short_nonce[7] = 31;
+  CHECK_CODE(bh_probe_request_validate(short_nonce, 39, &r, &err),
+             BH_MALFORMED_PAYLOAD, &err);
+}
 
 /* ---- answers against a prepared identity -------------------------------- */
 
@@ -147,6 +243,8 @@ static void test_check_same_as_validate(void) {
 }
 
 int main(void) {
+  RUN(test_response_written_as_packed);
+  RUN(test_request_layouts);
   RUN(test_check_same_as_validate);
   return bh_test_summary();
 }
