@@ -80,6 +80,57 @@ describe("bh.probe", function()
     end)
   end)
 
+  it("never serves a table's earlier conversion once the table changed", function()
+    -- A table is converted once and kept while its fields keep their
+    -- values: every change, even deep in ipc_endpoint, is seen.
+    with_responder(function(ep, id)
+      local t = H.copy(bh, id)
+      local function probe(e) return bh.probe_response(e or ep, t, { timeout = 2 }) end
+      for _ = 1, 3 do assert.is_true(probe()) end
+      local function mismatch(field, change, restore)
+        change()
+        local ok, err = probe()
+        assert.is_nil(ok, field)
+        assert.equal("identity_mismatch", err.code)
+        assert.equal(field, err.field)
+        restore()
+        assert.is_true(probe())
+      end
+      local pid, sha, path = t.pid, t.exe_sha256, t.ipc_endpoint.path
+      mismatch("pid", function() t.pid = pid + 1 end, function() t.pid = pid end)
+      mismatch("exe_sha256", function() t.exe_sha256 = ("0"):rep(64) end,
+        function() t.exe_sha256 = sha end)
+      mismatch("ipc_endpoint", function() t.ipc_endpoint.path = path .. "x" end,
+        function() t.ipc_endpoint.path = path end)
+      mismatch("boot_id", function() t.boot_id = "other" end,
+        function() t.boot_id = id.boot_id end)
+      -- A new endpoint table with the same values, and a field that comes
+      -- from a metatable: converted again, the same identity.
+      t.ipc_endpoint = { namespace_id = id.ipc_endpoint.namespace_id, path = path }
+      assert.is_true(probe())
+      t.exe_sha256 = nil
+      setmetatable(t, { __index = { exe_sha256 = sha } })
+      assert.is_true(probe())
+      getmetatable(t).__index.exe_sha256 = ("1"):rep(64)
+      local ok, err = probe()
+      assert.is_nil(ok)
+      assert.equal("exe_sha256", err.field)
+      getmetatable(t).__index.exe_sha256 = sha
+      -- An endpoint table is kept the same way: changing its path probes
+      -- the new one.
+      local e = { namespace_id = ep.namespace_id, path = ep.path }
+      assert.is_true(probe(e))
+      e.path = ep.path .. ".none"
+      ok, err = probe(e)
+      assert.is_nil(ok)
+      assert.equal("connect", err.code)
+      -- to_json reads the table as it is now, too.
+      setmetatable(t, nil)
+      t.exe_sha256, t.pid = sha, pid + 7
+      assert.equal(pid + 7, bh.identity.from_json(bh.identity.to_json(t)).pid)
+    end)
+  end)
+
   it("probe_response returns true", function()
     with_responder(function(ep, id)
       assert.is_true(bh.probe_response(ep, id, { timeout = 2 }))

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "digest.h"
+#include "expect.h"
 #include "lbh_args.h"
 #include "lbh_class.h"
 #include "lbh_err.h"
@@ -17,9 +18,84 @@
 
 #define IDBOX_MT "bh.identity_box"
 #define EPBOX_MT "bh.endpoint_box"
+/* An identity table converted: a reference (idref) to its bh_expected. */
+#define REF_MT "bh.identity_ref"
 /* A prepared identity: converted once, immutable, readable like the table
- * it came from. */
+ * it came from; an idref too. */
 #define PREPARED_MT "bh.identity"
+
+/* Converted tables are kept, by the table (a weak key: an entry goes with
+ * its table), with the values of the fields they were converted from:
+ * the next conversion of the same table compares those instead of
+ * converting again, and converts again when one changed, so a table
+ * changed after a probe is never served stale. The comparison is Lua
+ * (CACHE_LUA): a field read and compared by the VM costs a fraction of
+ * one through the C API. The answer encodings of a conversion (expect.h)
+ * are made when it is used a second time: a table probed once does not
+ * pay for them. */
+static const char cache_key = 'c'; /* registry: {lookup_id, lookup_ep,
+                                      keep_id, keep_ep} */
+enum { LOOKUP_ID = 1, LOOKUP_EP, KEEP_ID, KEEP_EP };
+
+/* lookup_*(t) → the box kept for t, or nil (none, or a field changed);
+ * keep_*(t, box) keeps box for t with t's values. The fields are read
+ * as the conversion reads them (metamethods included), so whatever would
+ * convert differently is seen. Given the real type and setmetatable (a
+ * script may replace the globals). */
+static const char CACHE_LUA[] =
+    "local type, setmetatable = ...\n"
+    "local ids = setmetatable({}, {__mode = 'k'})\n"
+    "local eps = setmetatable({}, {__mode = 'k'})\n"
+    "local function lookup_id(t)\n"
+    "  local k = ids[t]\n"
+    "  if k == nil then return nil end\n"
+    "  local e = t.ipc_endpoint\n"
+    "  if t.pid == k[2] and t.exe_path == k[3] and t.exe_sha256 == k[4]\n"
+    "      and t.exe_hash_algorithm == k[5] and t.exe_hash == k[6]\n"
+    "      and t.boot_id == k[7] and t.started_at_unix_ms == k[8]\n"
+    "      and t.idle_timeout_secs == k[9] and e == k[10]\n"
+    "      and (not k[13] or e.namespace_id == k[11] and e.path == k[12]) "
+    "then\n"
+    "    return k[1]\n"
+    "  end\n"
+    "end\n"
+    "local function lookup_ep(t)\n"
+    "  local k = eps[t]\n"
+    "  if k ~= nil and t.namespace_id == k[2] and t.path == k[3] then\n"
+    "    return k[1]\n"
+    "  end\n"
+    "end\n"
+    "local function keep_id(t, box)\n"
+    "  local e = t.ipc_endpoint\n"
+    "  local k = {box, t.pid, t.exe_path, t.exe_sha256, t.exe_hash_algorithm,\n"
+    "    t.exe_hash, t.boot_id, t.started_at_unix_ms, t.idle_timeout_secs, e}\n"
+    "  if type(e) == 'table' then\n"
+    "    k[11], k[12], k[13] = e.namespace_id, e.path, true\n"
+    "  end\n"
+    "  ids[t] = k\n"
+    "end\n"
+    "local function keep_ep(t, box)\n"
+    "  eps[t] = {box, t.namespace_id, t.path}\n"
+    "end\n"
+    "return {lookup_id, lookup_ep, keep_id, keep_ep}\n";
+
+/* Call the cache's function fn with the value at t (and box, when not 0):
+ * lookups leave their result on the stack. */
+static void cache_call(lua_State *L, int fn, int t, int box) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_key);
+  lua_rawgeti(L, -1, fn);
+  lua_remove(L, -2);
+  lua_pushvalue(L, t);
+  if (box != 0) lua_pushvalue(L, box);
+  lua_call(L, box != 0 ? 2 : 1, box != 0 ? 0 : 1);
+}
+
+/* A converted identity (REF_MT, PREPARED_MT). scratch is what a table is
+ * read into: the collector frees a half-read one when reading raises. */
+typedef struct idref {
+  bh_expected *e;
+  bh_identity scratch;
+} idref;
 
 /* ---- Lua tables from C ----------------------------------------------- */
 
@@ -68,9 +144,18 @@ void lbh_push_identity(lua_State *L, const bh_identity *id) {
 
 /* ---- C from Lua tables ----------------------------------------------- */
 
-/* __gc of an identity box and of a prepared identity. */
+/* __gc of an identity box. */
 static int idbox_gc(lua_State *L) {
   bh_identity_clear(lua_touserdata(L, 1));
+  return 0;
+}
+
+/* __gc of an idref (a converted or prepared identity). */
+static int idref_gc(lua_State *L) {
+  idref *r = lua_touserdata(L, 1);
+  bh_identity_clear(&r->scratch);
+  bh_expected_unref(r->e);
+  r->e = NULL;
   return 0;
 }
 
@@ -171,13 +256,21 @@ static void read_endpoint(lua_State *L, int idx, int arg, const char *prefix,
     luaL_error(L, "%s", err.message);
 }
 
+/* The endpoint box of an endpoint table (kept by the cache). */
 bh_endpoint *lbh_check_endpoint(lua_State *L, int idx, int arg,
                                 const char *prefix) {
   idx = lua_absindex(L, idx);
+  bool table = lua_type(L, idx) == LUA_TTABLE;
+  if (table) {
+    cache_call(L, LOOKUP_EP, idx, 0);
+    if (lua_type(L, -1) == LUA_TUSERDATA) return lua_touserdata(L, -1);
+    lua_pop(L, 1);
+  }
   bh_endpoint *ep = lua_newuserdatauv(L, sizeof *ep, 0);
   memset(ep, 0, sizeof *ep);
   luaL_setmetatable(L, EPBOX_MT);
   read_endpoint(L, idx, arg, prefix, NULL, ep);
+  cache_call(L, KEEP_EP, idx, lua_gettop(L));
   return ep;
 }
 
@@ -236,23 +329,11 @@ static int missing_endpoint(lua_State *L, int arg, const char *prefix) {
                      "bh.identity.of_pid without an endpoint has none");
 }
 
-/* lbh_check_identity, and lbh_check_identity_any when !need_endpoint. */
-static const bh_identity *check_identity(lua_State *L, int idx, int arg,
-                                         const char *prefix,
-                                         bool need_endpoint) {
-  idx = lua_absindex(L, idx);
-  const bh_identity *prepared = luaL_testudata(L, idx, PREPARED_MT);
-  if (prepared != NULL) {
-    if (need_endpoint && !bh_identity_has_endpoint(prepared))
-      missing_endpoint(L, arg, prefix);
-    lua_pushvalue(L, idx);
-    return prepared;
-  }
-  check_table(L, idx, arg, prefix, NULL);
-  bh_identity *id = lua_newuserdatauv(L, sizeof *id, 0);
-  bh_identity_init(id);
-  luaL_setmetatable(L, IDBOX_MT);
-  int box = lua_gettop(L);
+/* Read the identity table at idx into *id (freed by the caller's box if
+ * this raises). */
+static void read_identity(lua_State *L, int idx, int arg, const char *prefix,
+                          bool need_endpoint, bh_identity *id) {
+  int top = lua_gettop(L);
   get_identity_numbers(L, idx, arg, prefix, id);
   const char *exe = get_string(L, idx, arg, prefix, "exe_path", true, NULL);
   get_digests(L, idx, arg, prefix, &id->digests);
@@ -265,18 +346,64 @@ static const bh_identity *check_identity(lua_State *L, int idx, int arg,
   id->boot_id = strdup(boot);
   if (id->exe_path == NULL || id->boot_id == NULL)
     luaL_error(L, "out of memory");
-  lua_settop(L, box);
-  return id;
+  lua_settop(L, top);
+}
+
+/* Convert the table at idx: an idref pushed. Kept in the cache when the
+ * table and its ipc_endpoint table have no metatable. */
+static idref *convert_identity(lua_State *L, int idx, int arg,
+                               const char *prefix, bool need_endpoint) {
+  idref *r = lua_newuserdatauv(L, sizeof *r, 0);
+  r->e = NULL;
+  bh_identity_init(&r->scratch);
+  luaL_setmetatable(L, REF_MT);
+  int box = lua_gettop(L);
+  read_identity(L, idx, arg, prefix, need_endpoint, &r->scratch);
+  bh_err err;
+  if ((r->e = bh_expected_take(&r->scratch, &err)) == NULL)
+    luaL_error(L, "%s", err.message);
+  cache_call(L, KEEP_ID, idx, box);
+  return r;
+}
+
+/* The identity at idx as an expected identity (a box pushed): a prepared
+ * one, a table's kept conversion, or the table converted now. */
+static bh_expected *check_expected(lua_State *L, int idx, int arg,
+                                   const char *prefix, bool need_endpoint) {
+  idx = lua_absindex(L, idx);
+  idref *r = luaL_testudata(L, idx, PREPARED_MT);
+  if (r != NULL) {
+    if (need_endpoint && !bh_identity_has_endpoint(bh_expected_identity(r->e)))
+      missing_endpoint(L, arg, prefix);
+    lua_pushvalue(L, idx);
+    return r->e;
+  }
+  check_table(L, idx, arg, prefix, NULL);
+  cache_call(L, LOOKUP_ID, idx, 0);
+  if (lua_type(L, -1) == LUA_TUSERDATA) {
+    r = lua_touserdata(L, -1);
+    if (need_endpoint && !bh_identity_has_endpoint(bh_expected_identity(r->e)))
+      missing_endpoint(L, arg, prefix);
+    bh_expected_encode(r->e); /* used again: worth its encodings */
+    return r->e;
+  }
+  lua_pop(L, 1);
+  return convert_identity(L, idx, arg, prefix, need_endpoint)->e;
+}
+
+bh_expected *lbh_check_expected(lua_State *L, int idx, int arg,
+                                const char *prefix) {
+  return check_expected(L, idx, arg, prefix, true);
 }
 
 const bh_identity *lbh_check_identity(lua_State *L, int idx, int arg,
                                       const char *prefix) {
-  return check_identity(L, idx, arg, prefix, true);
+  return bh_expected_identity(check_expected(L, idx, arg, prefix, true));
 }
 
 const bh_identity *lbh_check_identity_any(lua_State *L, int idx, int arg,
                                           const char *prefix) {
-  return check_identity(L, idx, arg, prefix, false);
+  return bh_expected_identity(check_expected(L, idx, arg, prefix, false));
 }
 
 bool lbh_is_prepared_identity(lua_State *L, int idx) {
@@ -341,13 +468,12 @@ static int l_prepare(lua_State *L) {
     lua_settop(L, 1);
     return 1;
   }
-  const bh_identity *from = lbh_check_identity_any(L, 1, 1, "identity");
-  bh_identity *id = lua_newuserdatauv(L, sizeof *id, 0);
-  bh_identity_init(id);
+  bh_expected *e = check_expected(L, 1, 1, "identity", false);
+  idref *r = lua_newuserdatauv(L, sizeof *r, 0);
+  bh_identity_init(&r->scratch);
+  r->e = bh_expected_ref(e);
   luaL_setmetatable(L, PREPARED_MT);
-  bh_err err;
-  if (bh_identity_copy(id, from, &err) != BH_OK)
-    return luaL_error(L, "%s", err.message);
+  bh_expected_encode(e); /* made to be probed often */
   return 1;
 }
 
@@ -367,8 +493,8 @@ static const char *const prepared_fields[] = {"pid",
 /* prepared[k]: the field as the identity's table has it (a fresh table for
  * ipc_endpoint, so that nothing read can be changed in place). */
 static int prepared_index(lua_State *L) {
-  const bh_identity *id = lbh_arg_udata(L, 1, NULL, PREPARED_MT);
-  lbh_push_identity(L, id);
+  const idref *r = lbh_arg_udata(L, 1, NULL, PREPARED_MT);
+  lbh_push_identity(L, bh_expected_identity(r->e));
   lua_pushvalue(L, 2);
   lua_gettable(L, -2);
   return 1;
@@ -381,7 +507,8 @@ static int prepared_newindex(lua_State *L) {
 }
 
 static int prepared_tostring(lua_State *L) {
-  const bh_identity *id = lbh_arg_udata(L, 1, NULL, PREPARED_MT);
+  const idref *r = lbh_arg_udata(L, 1, NULL, PREPARED_MT);
+  const bh_identity *id = bh_expected_identity(r->e);
   lua_pushfstring(L, "bh.identity(pid %I, %s)", (lua_Integer)id->pid,
                   id->exe_path != NULL ? id->exe_path : "");
   return 1;
@@ -496,18 +623,32 @@ static const luaL_Reg identity_funcs[] = {
 };
 
 static const luaL_Reg prepared_meta[] = {
-    {"__gc", idbox_gc},
+    {"__gc", idref_gc},
     {"__index", prepared_index},
     {"__newindex", prepared_newindex},
     {"__tostring", prepared_tostring},
     {NULL, NULL},
 };
 
+/* registry[&cache_key] = CACHE_LUA's functions. */
+static void new_cache(lua_State *L) {
+  if (luaL_loadbuffer(L, CACHE_LUA, sizeof CACHE_LUA - 1, "=bh.identity") !=
+      LUA_OK)
+    lua_error(L);
+  lua_getglobal(L, "type");
+  lua_getglobal(L, "setmetatable");
+  lua_call(L, 2, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &cache_key);
+}
+
 void lbh_identity_open(lua_State *L) {
   static const luaL_Reg idbox_meta[] = {{"__gc", idbox_gc}, {NULL, NULL}};
   static const luaL_Reg epbox_meta[] = {{"__gc", epbox_gc}, {NULL, NULL}};
+  static const luaL_Reg idref_meta[] = {{"__gc", idref_gc}, {NULL, NULL}};
   lbh_class(L, IDBOX_MT, idbox_meta, NULL, NULL);
   lbh_class(L, EPBOX_MT, epbox_meta, NULL, NULL);
+  lbh_class(L, REF_MT, idref_meta, NULL, NULL);
+  new_cache(L);
   lbh_class(L, PREPARED_MT, prepared_meta, NULL, NULL);
   lbh_class_fields(L, PREPARED_MT, prepared_fields);
   luaL_newlib(L, identity_funcs);

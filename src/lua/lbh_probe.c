@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "expect.h"
 #include "lbh_args.h"
 #include "lbh_class.h"
 #include "lbh_err.h"
@@ -161,6 +162,7 @@ static bh_probe_opts check_probe_opts(lua_State *L, const char *what,
   bh_probe_opts o = bh_probe_opts_default();
   o.response_only = response_only;
   o.peer_cred = !response_only; /* bh.probe_response returns no peer */
+  o.identity = !response_only;  /* nor the identity answered */
   lua_settop(L, 3); /* the boxes checked next go above the arguments */
   lbh_opts_check(L, 3, what, response_only ? response_keys : full_keys);
   o.timeout = lbh_opt_number(L, 3, what, "timeout", o.timeout, 0, true,
@@ -181,7 +183,7 @@ static int start_probe(lua_State *L, const char *what, bool response_only) {
   bh_probe_opts opts = check_probe_opts(L, what, response_only);
   /* the identity first: bh.probe(id.ipc_endpoint, id) of an identity
    * without an endpoint is best told as that, not as a nil endpoint */
-  const bh_identity *expected = lbh_check_identity(L, 2, 2, "identity");
+  bh_expected *expected = lbh_check_expected(L, 2, 2, "identity");
   bh_endpoint *ep = lbh_check_endpoint(L, 1, 1, "endpoint");
   lbh_task *t = lbh_task_check(L, what);
   opts.loop_hasher = true; /* off the loop thread, by the loop's prober */
@@ -189,8 +191,8 @@ static int start_probe(lua_State *L, const char *what, bool response_only) {
   if (op == NULL) return luaL_error(L, "out of memory");
   op->task = t;
   op->response_only = response_only;
-  op->probe =
-      bh_probe_start(lbh_task_base(t), ep, expected, &opts, probe_done, op);
+  op->probe = bh_probe_start_expected(lbh_task_base(t), ep, expected, &opts,
+                                      probe_done, op);
   if (op->probe == NULL) {
     free(op);
     return luaL_error(L, "out of memory starting a probe");
