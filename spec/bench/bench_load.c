@@ -1,9 +1,11 @@
 /* Throughput, in a process that does nothing else (so that its peak RSS
  * is the prober's): TOTAL response-only probes of the responder at PATH,
- * IN_FLIGHT at a time, on one loop. Prints one line:
+ * IN_FLIGHT at a time, on one loop; each answer compared with the
+ * identity in ID_FILE (JSON, prepared once) when given, else validated
+ * only. Prints one line:
  *   WALL_S FAILED MAXRSS_KIB NOFILE FIRST_ERROR
  * (NOFILE: its descriptor limit, raised as far as the hard limit allows)
- * Usage: bench_load PATH TOTAL IN_FLIGHT */
+ * Usage: bench_load PATH TOTAL IN_FLIGHT [ID_FILE] */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +13,14 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "expect.h"
 #include "loop.h"
 #include "probe.h"
 
 typedef struct load {
   struct event_base *base;
   bh_endpoint ep;
+  bh_expected *expected; /* NULL: answers validated only */
   bh_probe_opts opts;
   long total, started, finished, failed;
   char first_error[240];
@@ -35,10 +39,28 @@ static void load_cb(bh_probe_result *res, void *ctx) {
 
 static void load_start(load *l) {
   l->started++;
-  if (bh_probe_start(l->base, &l->ep, NULL, &l->opts, load_cb, l) == NULL) {
+  if (bh_probe_start_expected(l->base, &l->ep, l->expected, &l->opts, load_cb,
+                              l) == NULL) {
     (void)fprintf(stderr, "bench_load: out of memory\n");
     exit(1);
   }
+}
+
+/* The identity in the JSON file at path, prepared; NULL when unreadable. */
+static bh_expected *read_identity(const char *path) {
+  char text[8192];
+  FILE *f = fopen(path, "r");
+  size_t n = f != NULL ? fread(text, 1, sizeof text, f) : 0;
+  if (f != NULL) (void)fclose(f);
+  bh_identity id;
+  bh_identity_init(&id);
+  bh_err err;
+  bh_expected *e = NULL;
+  if (n > 0 && bh_identity_from_json(text, n, &id, &err) == BH_OK)
+    e = bh_expected_new(&id, true, &err);
+  bh_identity_clear(&id);
+  if (e == NULL) (void)fprintf(stderr, "bench_load: cannot read %s\n", path);
+  return e;
 }
 
 static double now(void) {
@@ -58,8 +80,8 @@ static long raise_nofile(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) {
-    (void)fprintf(stderr, "usage: bench_load PATH TOTAL IN_FLIGHT\n");
+  if (argc != 4 && argc != 5) {
+    (void)fprintf(stderr, "usage: bench_load PATH TOTAL IN_FLIGHT [ID_FILE]\n");
     return 2;
   }
   long nofile = raise_nofile();
@@ -68,10 +90,12 @@ int main(int argc, char **argv) {
   l.opts = bh_probe_opts_default();
   l.opts.response_only = true;
   l.opts.peer_cred = false; /* as bh.probe_response */
-  l.opts.timeout = 10.0;    /* a full backlog is waited for, not a failure */
+  l.opts.identity = false;
+  l.opts.timeout = 10.0; /* a full backlog is waited for, not a failure */
   (void)snprintf(l.first_error, sizeof l.first_error, "-");
   if (l.base == NULL || bh_endpoint_set(&l.ep, "bench", argv[1], NULL) != BH_OK)
     return 1;
+  if (argc == 5 && (l.expected = read_identity(argv[4])) == NULL) return 1;
   double t0 = now();
   for (long i = 0; i < in_flight && i < l.total; i++)
     load_start(&l);
@@ -85,6 +109,7 @@ int main(int argc, char **argv) {
   printf("%.6f %ld %ld %ld %s\n", wall, l.failed, ru.ru_maxrss, nofile,
          l.first_error);
   bh_endpoint_clear(&l.ep);
+  bh_expected_unref(l.expected);
   bh_loop_free(l.base);
   return 0;
 }

@@ -17,14 +17,16 @@
 
 /* Start HOST lua_prober.lua PATH ID_FILE [full] with pipes both ways. */
 static void spawn_prober(bench_pair *p, const char *host, const char *script,
-                         const char *path, const char *id_file, bool full) {
+                         const char *path, const char *id_file, bool full,
+                         bool uring) {
   int in[2], out[2];
   if (pipe(in) < 0 || pipe(out) < 0) bench_die("pipe: %s", strerror(errno));
   pid_t parent = getpid(), pid = fork();
   if (pid < 0) bench_die("fork: %s", strerror(errno));
   if (pid == 0) {
     bench_die_with_parent(parent);
-    if (dup2(in[0], STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0)
+    if (dup2(in[0], STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0 ||
+        setenv("BH_IO", bench_io_name(uring), 1) != 0)
       _exit(127);
     (void)close(in[0]);
     (void)close(in[1]);
@@ -59,7 +61,7 @@ void bench_pair_lua(bench_pair *p, const char *key, const char *label,
                     .prober = -1};
   char script[4200], line[64];
   (void)snprintf(script, sizeof script, "%s/lua_prober.lua", s->script_dir);
-  spawn_prober(p, s->host, script, s->path, s->id_file, full);
+  spawn_prober(p, s->host, script, s->path, s->id_file, full, s->uring);
   if (!command(p, "warm", 1, line, sizeof line))
     (void)snprintf(p->why, sizeof p->why, "%.200s %.200s did not answer",
                    s->host, script);

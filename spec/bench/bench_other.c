@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,13 +59,15 @@ void bench_hashes(const char *exe_path, const char *dir, int reps,
 }
 
 /* One bench_load run; false when it did not report. */
-static bool load_once(const char *load_bin, const char *path, bench_load *l,
-                      double *wall, long *failed, double *rss_kib, char *error,
+static bool load_once(const char *load_bin, const char *path,
+                      const char *id_file, bench_load *l, double *wall,
+                      long *failed, double *rss_kib, char *error,
                       size_t error_cap) {
   char total[16], in_flight[16], line[512];
   (void)snprintf(total, sizeof total, "%d", l->total);
   (void)snprintf(in_flight, sizeof in_flight, "%d", l->in_flight);
-  char *const argv[] = {(char *)load_bin, (char *)path, total, in_flight, NULL};
+  char *const argv[] = {(char *)load_bin, (char *)path,    total,
+                        in_flight,        (char *)id_file, NULL};
   if (bench_capture(argv, line, sizeof line) != 0) return false;
   char *p = line, *end;
   *wall = strtod(p, &end);
@@ -79,7 +82,8 @@ static bool load_once(const char *load_bin, const char *path, bench_load *l,
 
 /* out->runs batches of out->total probes, out->in_flight at a time:
  * medians of wall time and peak RSS, failures summed. */
-void bench_throughput(const char *load_bin, const char *path, bench_load *out) {
+void bench_throughput(const char *load_bin, const char *path,
+                      const char *id_file, bench_load *out) {
   double wall[BENCH_MAX_ROUNDS], rss[BENCH_MAX_ROUNDS];
   int runs = out->runs < BENCH_MAX_ROUNDS ? out->runs : BENCH_MAX_ROUNDS;
   out->failed = 0;
@@ -88,7 +92,8 @@ void bench_throughput(const char *load_bin, const char *path, bench_load *out) {
     long failed = 0;
     double kib = 0;
     char e[200];
-    if (!load_once(load_bin, path, out, &wall[r], &failed, &kib, e, sizeof e))
+    if (!load_once(load_bin, path, id_file, out, &wall[r], &failed, &kib, e,
+                   sizeof e))
       bench_die("bench_load did not report (%d probes, %d in flight)",
                 out->total, out->in_flight);
     rss[r] = kib / 1024.0;
@@ -99,4 +104,55 @@ void bench_throughput(const char *load_bin, const char *path, bench_load *out) {
   out->wall_s = bench_median(wall, runs);
   out->rate = out->total / out->wall_s;
   out->rss_mib = bench_median(rss, runs);
+}
+
+/* ---- many in flight ------------------------------------------------------ */
+
+/* One run of b's prober in a fresh process: its CPU from wait4, the
+ * responder's from its CPU clock around it. */
+void bench_batch_round(bench_batch *b, int round, const char *bin_dir,
+                       int total, int in_flight, const char *req_hex,
+                       size_t reply_len) {
+  /* ours compares each answer with the responder's identity */
+  char bin[4096], tot[16], inf[16], reply[32], line[512];
+  (void)snprintf(tot, sizeof tot, "%d", total);
+  (void)snprintf(inf, sizeof inf, "%d", in_flight);
+  (void)snprintf(reply, sizeof reply, "%zu", reply_len);
+  char *const ours[] = {bin, (char *)b->path,    tot,
+                        inf, (char *)b->id_file, NULL};
+  char *const ref[] = {bin,
+                       (char *)bench_io_name(b->uring),
+                       (char *)b->path,
+                       (char *)req_hex,
+                       reply,
+                       tot,
+                       inf,
+                       NULL};
+  (void)snprintf(bin, sizeof bin, "%s/%s", bin_dir,
+                 b->ours ? "bench_load" : "bench_ref_load");
+  struct rusage ru;
+  double r0 = bench_cpu_of(b->responder);
+  int st = bench_capture_ru(b->ours ? ours : ref, line, sizeof line, &ru);
+  double rcpu = bench_cpu_of(b->responder) - r0;
+  char *end;
+  double wall = strtod(line, &end);
+  long failed = strtol(end, &end, 10);
+  if (st != 0 || end == line) {
+    b->available = false;
+    (void)snprintf(b->why, sizeof b->why, "%.100s exited %d: %.100s", bin, st,
+                   line);
+    return;
+  }
+  b->failed += (int)failed;
+  b->prober[round] = bench_rusage_seconds(&ru) * 1e6 / total;
+  b->responder_cpu[round] = rcpu * 1e6 / total;
+  b->both[round] = b->prober[round] + b->responder_cpu[round];
+  b->wall[round] = wall;
+}
+
+void bench_batch_medians(bench_batch *b, int rounds) {
+  b->med_prober = bench_median(b->prober, rounds);
+  b->med_responder = bench_median(b->responder_cpu, rounds);
+  b->med_both = bench_median(b->both, rounds);
+  b->med_wall = bench_median(b->wall, rounds);
 }

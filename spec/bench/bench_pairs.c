@@ -1,8 +1,10 @@
 /* The pairs whose prober runs in this process: our prober (bh_probe_start,
- * response-only or full, against any responder process) and the raw
- * baseline, a blocking client loop against a blocking server loop doing the
- * same bytes. A round times every probe from start to answer and takes the
- * CPU time of both processes around the measured probes. */
+ * response-only or full, against any responder process) on either I/O
+ * path, the raw baseline (a blocking client loop against a blocking
+ * server loop doing the same bytes) and the reference pairs (the least a
+ * client and a server can do for those bytes on epoll and on io_uring,
+ * bench_ref.h). A round times every probe from start to answer and takes
+ * the CPU time of both processes around the measured probes. */
 #include <errno.h>
 #include <event2/event.h>
 #include <math.h>
@@ -14,14 +16,24 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_ref.h"
+#include "expect.h"
 #include "loop.h"
 #include "probe.h"
 
-/* One event loop for every probe this process makes. */
-static struct event_base *loop(void) {
-  static struct event_base *base;
-  if (base == NULL && (base = bh_loop_new()) == NULL) bench_die("bh_loop_new");
-  return base;
+static void make_loop(void *arg) {
+  if ((*(struct event_base **)arg = bh_loop_new()) == NULL)
+    bench_die("bh_loop_new");
+}
+
+/* One event loop per I/O path for every probe this process makes. */
+static struct event_base *loop(bool uring) {
+  static struct event_base *base[BENCH_PATHS];
+  if (base[uring] == NULL) bench_with_io(uring, make_loop, &base[uring]);
+  if (bh_loop_io(base[uring]) != (uring ? BH_IO_URING : BH_IO_EPOLL))
+    bench_die("the %s loop is not on %s", bench_io_name(uring),
+              bench_io_name(uring));
+  return base[uring];
 }
 
 typedef struct one {
@@ -38,15 +50,18 @@ static void one_cb(bh_probe_result *res, void *ctx) {
 /* One probe, start to callback; seconds, or -1 with err filled. */
 static double ours_once(const bench_pair *p, bh_err *err) {
   bh_probe_opts opts = bh_probe_opts_default();
-  opts.response_only = p->expected == NULL;
-  opts.peer_cred = !opts.response_only; /* as bh.probe_response, bh.probe */
-  opts.timeout = 5.0; /* a loaded machine must not turn into failures */
+  opts.response_only = !p->full;
+  opts.peer_cred = p->full; /* as bh.probe_response, bh.probe */
+  opts.identity = p->full;  /* as bh.probe_response, bh.probe */
+  opts.timeout = 5.0;       /* a loaded machine must not turn into failures */
   one o = {0};
+  struct event_base *base = loop(p->uring);
   double t0 = bench_now();
-  if (bh_probe_start(loop(), &p->ep, p->expected, &opts, one_cb, &o) == NULL)
+  if (bh_probe_start_expected(base, &p->ep, p->prepared, &opts, one_cb, &o) ==
+      NULL)
     bench_die("bh_probe_start: out of memory");
   while (!o.done)
-    if (event_base_loop(loop(), EVLOOP_ONCE) < 0) bench_die("event loop");
+    if (event_base_loop(base, EVLOOP_ONCE) < 0) bench_die("event loop");
   double t = bench_now() - t0;
   *err = o.err;
   return o.err.code == BH_OK ? t : -1;
@@ -92,32 +107,51 @@ static double raw_once(const bench_pair *p) {
   return bench_now() - t0;
 }
 
+/* A reference client's probe; seconds, or -1 when it failed. */
+static double ref_once(const bench_pair *p) {
+  double t0 = bench_now();
+  long failed = bench_ref_run(p->ref, 1, 1);
+  return failed == 0 ? bench_now() - t0 : -1;
+}
+
 static double local_once(bench_pair *p) {
   if (p->kind == BENCH_RAW) return raw_once(p);
+  if (p->kind == BENCH_REF) {
+    double t = ref_once(p);
+    if (t < 0) p->failed++;
+    return t;
+  }
   bh_err err;
   double t = ours_once(p, &err);
   if (t < 0) p->failed++;
   return t;
 }
 
-/* Our prober against the responder process at path: response-only, or
- * (full) a full probe of the identity that responder really has, whose
- * executable's digest the first probe puts in the cache. One probe
- * decides whether the pair works at all. */
+/* Our prober against the responder process at path: response-only
+ * (compared with the identity that responder really has, prepared once
+ * as a policy's table is, when compare; else only validated), or (full)
+ * a full probe of that identity, whose executable's digest the first
+ * probe puts in the cache. One probe decides whether the pair works at
+ * all. */
 void bench_pair_ours(bench_pair *p, const char *key, const char *label,
-                     const char *path, pid_t responder, bool full) {
+                     const char *path, pid_t responder, bool full, bool uring,
+                     bool compare) {
   bh_err err;
-  *p = (bench_pair){
-      .key = key, .label = label, .kind = BENCH_OURS, .responder = responder};
+  *p = (bench_pair){.key = key,
+                    .label = label,
+                    .kind = BENCH_OURS,
+                    .responder = responder,
+                    .uring = uring,
+                    .full = full};
   if (bh_endpoint_set(&p->ep, "bench", path, &err) != BH_OK)
     bench_die("%s", err.message);
-  if (full) {
-    p->expected = malloc(sizeof *p->expected);
-    if (p->expected == NULL) bench_die("out of memory");
-    bh_identity_init(p->expected);
-    if (bh_identity_of_pid((uint32_t)responder, &p->ep, p->expected, &err) !=
-        BH_OK)
+  if (full || compare) {
+    bh_identity id;
+    bh_identity_init(&id);
+    if (bh_identity_of_pid((uint32_t)responder, &p->ep, &id, &err) != BH_OK ||
+        (p->prepared = bh_expected_new(&id, true, &err)) == NULL)
       bench_die("identity of the responder: %s", err.message);
+    bh_identity_clear(&id);
   }
   p->available = ours_once(p, &err) >= 0;
   if (!p->available)
@@ -138,6 +172,24 @@ void bench_pair_raw(bench_pair *p, const char *path, pid_t server,
                     .reply_len = reply_len};
   if (bh_endpoint_set(&p->ep, "bench", path, &err) != BH_OK)
     bench_die("%s", err.message);
+}
+
+void bench_pair_ref(bench_pair *p, const char *key, const char *label,
+                    const char *path, pid_t server, bool uring,
+                    const uint8_t *req, size_t req_len, size_t reply_len) {
+  bh_err err;
+  *p = (bench_pair){.key = key,
+                    .label = label,
+                    .kind = BENCH_REF,
+                    .responder = server,
+                    .uring = uring};
+  if (bh_endpoint_set(&p->ep, "bench", path, &err) != BH_OK)
+    bench_die("%s", err.message);
+  p->ref = bench_ref_new(uring, path, req, req_len, reply_len, 1, p->why,
+                         sizeof p->why);
+  p->available = p->ref != NULL && ref_once(p) >= 0;
+  if (p->ref != NULL && !p->available)
+    (void)snprintf(p->why, sizeof p->why, "its first probe failed");
 }
 
 /* A round of p (its prober is this process, its responder p->responder):
@@ -162,10 +214,9 @@ void bench_round_local(bench_pair *p, const bench_plan *plan,
 
 void bench_pair_free(bench_pair *p) {
   if (p->kind == BENCH_LUA) bench_pair_lua_free(p);
-  if (p->expected != NULL) {
-    bh_identity_clear(p->expected);
-    free(p->expected);
-    p->expected = NULL;
-  }
+  bench_ref_free(p->ref);
+  p->ref = NULL;
+  bh_expected_unref(p->prepared);
+  p->prepared = NULL;
   bh_endpoint_clear(&p->ep);
 }

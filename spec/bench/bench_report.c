@@ -86,35 +86,99 @@ static void pair_notes(const bench_results *r) {
 }
 
 static void print_tables(const bench_results *r) {
-  static const char *const main_keys[] = {"ours", "raw", "rp410", "rp41"};
-  static const ratio main_ratio[] = {{"ours", "raw", "ours/raw"},
-                                     {"ours", "rp410", "ours/4.10.6"}};
-  static const char *const mixed_keys[] = {"full", "ours_rp410", "ours_rp41",
-                                           "rp410_ours"};
-  static const ratio mixed_ratio[] = {{"full", "ours", "full/ours"}};
-  static const char *const lua_keys[] = {"lua", "lua_full", "ours", "raw"};
-  static const ratio lua_ratio[] = {{"lua", "raw", "lua/raw"},
-                                    {"lua", "rp410", "lua/4.10.6"},
-                                    {"lua_full", "lua", "full/lua"}};
+  static const char *const main_keys[] = {"ours_e", "ours_u", "raw", "epoll",
+                                          "uring",  "rp410",  "rp41"};
+  static const ratio main_ratio[] = {{"ours_e", "raw", "ours/e:raw"},
+                                     {"ours_u", "raw", "ours/u:raw"},
+                                     {"ours_e", "epoll", "/e:epoll"},
+                                     {"ours_u", "uring", "/u:uring"},
+                                     {"ours_u", "rp410", "/u:4.10.6"}};
+  static const char *const mixed_keys[] = {"full_e", "full_u", "ours_rp410",
+                                           "ours_rp41", "rp410_ours"};
+  static const ratio mixed_ratio[] = {{"full_e", "ours_e", "full:ours/e"},
+                                      {"full_u", "ours_u", "full:ours/u"}};
+  static const char *const lua_keys[] = {"lua_e", "lua_u", "lua_full_e",
+                                         "lua_full_u", "raw"};
+  static const ratio lua_ratio[] = {{"lua_e", "raw", "lua/e:raw"},
+                                    {"lua_u", "raw", "lua/u:raw"},
+                                    {"lua_e", "epoll", "/e:epoll"},
+                                    {"lua_u", "uring", "/u:uring"},
+                                    {"lua_u", "rp410", "/u:4.10.6"}};
   printf(
       "\nresponse-only probes, sequential, prober and responder in two "
-      "processes\n");
-  table(r, main_keys, 4, main_ratio, 2);
+      "processes\n(/e: ours on epoll, /u: on io_uring; epoll pair, uring "
+      "pair: the least a client and\na server do for the same bytes on "
+      "each)\n");
+  table(r, main_keys, 7, main_ratio, 5);
   printf(
       "\nfull probe (digest cached) and mixed pairs (A>B: A's prober, B's "
-      "responder)\n");
-  table(r, mixed_keys, 4, mixed_ratio, 1);
+      "responder;\nours with the peers on io_uring)\n");
+  table(r, mixed_keys, 5, mixed_ratio, 2);
   printf(
       "\nbhprobe-lua scripts, end to end: bh.probe_response (lua) and "
-      "bh.probe (lua full)\nagainst bh.respond, each a script in its own "
-      "process\n");
-  table(r, lua_keys, 4, lua_ratio, 3);
+      "bh.probe (lua full)\nof a plain identity table against bh.respond, "
+      "each a script in its own process\n");
+  table(r, lua_keys, 5, lua_ratio, 5);
   printf(
       "\n  rp 4.10.6, rp 4.1.0, 4.10.6>ours: p50/p90/p99 are per probe as "
       "their own\n  bench prints them (whole us), it gives no max; mean "
       "wall and CPU are\n  measured from outside: (run with -n N) - (run "
       "with -n 1), over N - 1.\n");
   pair_notes(r);
+}
+
+static const bench_batch *find_batch(const bench_results *r, const char *key) {
+  for (int i = 0; i < r->nbatches; i++)
+    if (strcmp(r->batches[i].key, key) == 0 && r->batches[i].available)
+      return &r->batches[i];
+  return NULL;
+}
+
+/* CPU per probe of both processes of a batch, NAN when not measured. */
+static double batch_both(const bench_results *r, const char *key) {
+  const bench_batch *b = find_batch(r, key);
+  return b != NULL ? b->med_both : NAN;
+}
+
+static void print_batches(const bench_results *r) {
+  printf(
+      "\nmany in flight: %d response-only probes, %d in flight, each prober "
+      "a fresh\nprocess (medians of %d rounds, the four pairs in turn, "
+      "unpinned)\n",
+      r->batch_total, r->batch_in_flight, r->plan->batches);
+  printf("  %-27s", "us per probe");
+  for (int i = 0; i < r->nbatches; i++)
+    printf(" %11.11s", r->batches[i].label);
+  printf(" %11s %11s\n", "/e:epoll", "/u:epoll");
+  static const struct {
+    const char *label;
+    size_t off;
+    double scale;
+  } rows[] = {{"CPU, prober", offsetof(bench_batch, med_prober), 1},
+              {"CPU, responder", offsetof(bench_batch, med_responder), 1},
+              {"CPU, both", offsetof(bench_batch, med_both), 1},
+              {"wall per probe", offsetof(bench_batch, med_wall), 0}};
+  for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
+    printf("    %-25s", rows[k].label);
+    double v[BENCH_MAX_BATCHES];
+    for (int i = 0; i < r->nbatches; i++) {
+      const bench_batch *b = &r->batches[i];
+      v[i] =
+          b->available ? *(const double *)((const char *)b + rows[k].off) : NAN;
+      if (rows[k].scale == 0) v[i] = v[i] * 1e6 / r->batch_total;
+      cell(v[i], false);
+    }
+    cell(v[0] / v[2], true);
+    cell(v[1] / v[2], true);
+    printf("\n");
+  }
+  for (int i = 0; i < r->nbatches; i++) {
+    const bench_batch *b = &r->batches[i];
+    if (!b->available)
+      printf("  %s: not measured: %s\n", b->label, b->why);
+    else if (b->failed > 0)
+      printf("  %s: %d probes failed\n", b->label, b->failed);
+  }
 }
 
 static void print_other(const bench_results *r) {
@@ -128,16 +192,17 @@ static void print_other(const bench_results *r) {
       "    (SHA-256 and BLAKE3 in one pass, medians of %d; the files are in "
       "the page cache:\n    this is the hashing, not the disk)\n",
       r->plan->hash_reps);
-  for (int i = 0; i < BENCH_MAX_LOADS; i++) {
-    const bench_load *l = &r->loads[i];
-    printf(
-        "  %d probes, %d in flight: wall %.3f s (%.0f probes/s), peak RSS "
-        "%.1f MiB, %d failed%s%s\n    (median of %d runs, each in a fresh "
-        "process; its descriptor limit %ld)\n",
-        l->total, l->in_flight, l->wall_s, l->rate, l->rss_mib, l->failed,
-        l->failed ? ", first: " : "", l->failed ? l->first_error : "", l->runs,
-        l->nofile);
-  }
+  for (int u = 0; u < BENCH_PATHS; u++)
+    for (int i = 0; i < BENCH_MAX_LOADS; i++) {
+      const bench_load *l = &r->loads[u][i];
+      printf(
+          "  %s: %d probes, %d in flight: wall %.3f s (%.0f probes/s), peak "
+          "RSS %.1f MiB,\n    %d failed%s%s (median of %d runs, each in a "
+          "fresh process; its descriptor\n    limit %ld)\n",
+          u ? "io_uring" : "epoll", l->total, l->in_flight, l->wall_s, l->rate,
+          l->rss_mib, l->failed, l->failed ? ", first: " : "",
+          l->failed ? l->first_error : "", l->runs, l->nofile);
+    }
 }
 
 /* A target: value <= limit (met), or not measured (value NAN). */
@@ -169,16 +234,18 @@ static void add(target *t, int *n, const char *name, double num, double den,
 static void add_load(target *t, int *n, const bench_load *l, bool rss,
                      double limit) {
   char name[96];
-  (void)snprintf(name, sizeof name, "%d probes, %d in flight: %s", l->total,
-                 l->in_flight, rss ? "peak RSS" : "wall");
+  (void)snprintf(name, sizeof name, "core/u: %d probes, %d in flight: %s",
+                 l->total, l->in_flight, rss ? "peak RSS" : "wall");
   add_abs(t, n, name, rss ? l->rss_mib : l->wall_s, limit, rss ? "MiB" : "s")
       ->failures = l->failed > 0;
 }
 
-/* The probe targets of one prober: ours (the C core) or lua (scripts),
- * whose full probe is full or lua_full. */
+/* The probe targets of one prober on one path: ours (the C core) or lua
+ * (scripts), whose full probe is full. cpu_limit: its CPU per probe vs
+ * the raw pair's; latency: the latency targets too. */
 static void probe_targets(const bench_results *r, target *t, int *n,
-                          const char *who, const char *key, const char *full) {
+                          const char *who, const char *key, const char *full,
+                          double cpu_limit, bool latency) {
   const int U = BENCH_UNPINNED, P = BENCH_PINNED;
   const size_t p50 = offsetof(bench_round, p50),
                p99 = offsetof(bench_round, p99);
@@ -187,26 +254,38 @@ static void probe_targets(const bench_results *r, target *t, int *n,
 #define NAME(TEXT) (snprintf(name, sizeof name, "%s: %s", who, TEXT), name)
   add(t, n, NAME("CPU per probe, both processes, one CPU, vs raw"),
       row_fig(r, key, P, BENCH_FIGURES - 1),
-      row_fig(r, "raw", P, BENCH_FIGURES - 1), 1.5);
+      row_fig(r, "raw", P, BENCH_FIGURES - 1), cpu_limit);
+  if (!latency) return;
   add(t, n, NAME("response-only p50 vs raw pair's p50"), ours50,
       fig(r, "raw", U, p50), 1.25);
   add_abs(t, n, NAME("response-only p99"), ours99, 250, "us");
   add(t, n, NAME("p50 vs rp 4.10.6 pair's p50"), ours50,
       fig(r, "rp410", U, p50), 0.5);
   add(t, n, NAME("p99 vs rp 4.10.6 pair's p99"), ours99,
-      fig(r, "rp410", U, p99), 0.2);
+      fig(r, "rp410", U, p99), 0.05);
   add(t, n, NAME("full probe (cached digest) p50 vs response-only"),
       fig(r, full, U, p50), ours50, 1.3);
 #undef NAME
 }
 
+/* The targets (docs/bench.md): the Lua pair's CPU on each path, ours at
+ * many in flight against the epoll pair, latencies and throughput on
+ * io_uring (the path of a kernel that allows it), the C core's CPU. */
 static int targets(const bench_results *r, target *t) {
   int n = 0;
-  probe_targets(r, t, &n, "core", "ours", "full");
-  probe_targets(r, t, &n, "lua", "lua", "lua_full");
-  add_load(t, &n, &r->loads[0], false, 0.2);
-  add_load(t, &n, &r->loads[1], false, 2);
-  add_load(t, &n, &r->loads[1], true, 128);
+  probe_targets(r, t, &n, "lua/u", "lua_u", "lua_full_u", 1.0, true);
+  probe_targets(r, t, &n, "lua/e", "lua_e", "lua_full_e", 1.4, false);
+  probe_targets(r, t, &n, "core/u", "ours_u", "full_u", 1.5, true);
+  probe_targets(r, t, &n, "core/e", "ours_e", "full_e", 1.5, false);
+  char name[96];
+  (void)snprintf(name, sizeof name,
+                 "core/u: %d in flight, CPU per probe vs epoll pair",
+                 r->batch_in_flight);
+  add(t, &n, name, batch_both(r, "ours_u"), batch_both(r, "epoll"), 0.8);
+  add_load(t, &n, &r->loads[1][0], false, 0.2);
+  add_load(t, &n, &r->loads[1][0], true, 64);
+  add_load(t, &n, &r->loads[1][1], false, 1);
+  add_load(t, &n, &r->loads[1][1], true, 128);
   return n;
 }
 
@@ -251,7 +330,7 @@ static json_t *mode_json(const bench_pair *p, int mode, int rounds) {
 }
 
 static json_t *pairs_json(const bench_results *r) {
-  static const char *const kinds[] = {"ours", "raw", "rp", "lua"};
+  static const char *const kinds[] = {"ours", "raw", "rp", "lua", "ref"};
   json_t *o = json_object();
   for (int i = 0; i < r->npairs; i++) {
     const bench_pair *p = &r->pairs[i];
@@ -271,16 +350,35 @@ static json_t *pairs_json(const bench_results *r) {
 }
 
 static json_t *others_json(const bench_results *r, const target *t, int nt) {
-  json_t *loads = json_array(), *ts = json_array();
-  for (int i = 0; i < BENCH_MAX_LOADS; i++) {
-    const bench_load *l = &r->loads[i];
-    (void)json_array_append_new(
-        loads, json_pack("{s:i, s:i, s:i, s:o, s:o, s:o, s:i, s:s, s:I}",
-                         "probes", l->total, "in_flight", l->in_flight, "runs",
-                         l->runs, "wall_s", num(l->wall_s), "probes_per_s",
-                         num(l->rate), "peak_rss_mib", num(l->rss_mib),
-                         "failed", l->failed, "first_error", l->first_error,
-                         "nofile_limit", (json_int_t)l->nofile));
+  json_t *loads = json_array(), *ts = json_array(), *batches = json_object();
+  for (int u = 0; u < BENCH_PATHS; u++)
+    for (int i = 0; i < BENCH_MAX_LOADS; i++) {
+      const bench_load *l = &r->loads[u][i];
+      (void)json_array_append_new(
+          loads,
+          json_pack("{s:s, s:i, s:i, s:i, s:o, s:o, s:o, s:i, s:s, s:I}", "io",
+                    u ? "uring" : "epoll", "probes", l->total, "in_flight",
+                    l->in_flight, "runs", l->runs, "wall_s", num(l->wall_s),
+                    "probes_per_s", num(l->rate), "peak_rss_mib",
+                    num(l->rss_mib), "failed", l->failed, "first_error",
+                    l->first_error, "nofile_limit", (json_int_t)l->nofile));
+    }
+  for (int i = 0; i < r->nbatches; i++) {
+    const bench_batch *b = &r->batches[i];
+    json_t *rounds = json_array();
+    for (int k = 0; k < r->plan->batches && k < BENCH_MAX_ROUNDS; k++)
+      (void)json_array_append_new(
+          rounds,
+          json_pack("{s:o, s:o, s:o}", "cpu_prober_us", num(b->prober[k]),
+                    "cpu_responder_us", num(b->responder_cpu[k]), "wall_s",
+                    num(b->wall[k])));
+    (void)json_object_set_new(
+        batches, b->key,
+        json_pack("{s:s, s:b, s:i, s:o, s:o, s:o, s:o, s:o}", "label", b->label,
+                  "available", b->available, "failed", b->failed,
+                  "cpu_prober_us", num(b->med_prober), "cpu_responder_us",
+                  num(b->med_responder), "cpu_both_us", num(b->med_both),
+                  "wall_s", num(b->med_wall), "rounds", rounds));
   }
   for (int i = 0; i < nt; i++) {
     const char *v = verdict(&t[i]);
@@ -293,10 +391,12 @@ static json_t *others_json(const bench_results *r, const target *t, int nt) {
                           : json_boolean(strcmp(v, "met") == 0)));
   }
   const bench_hash *h = &r->hash;
-  return json_pack("{s:{s:s, s:f, s:o, s:o}, s:o, s:o}", "hash", "exe_path",
-                   h->exe_path, "exe_bytes", h->exe_bytes, "exe_first_us",
-                   num(h->exe_us), "file_64mib_first_ms", num(h->big_ms),
-                   "throughput", loads, "targets", ts);
+  return json_pack("{s:{s:s, s:f, s:o, s:o}, s:o, s:{s:i, s:i, s:o}, s:o}",
+                   "hash", "exe_path", h->exe_path, "exe_bytes", h->exe_bytes,
+                   "exe_first_us", num(h->exe_us), "file_64mib_first_ms",
+                   num(h->big_ms), "throughput", loads, "many_in_flight",
+                   "probes", r->batch_total, "in_flight", r->batch_in_flight,
+                   "pairs", batches, "targets", ts);
 }
 
 static void write_json(const bench_results *r, const target *t, int nt,
@@ -322,9 +422,10 @@ static void write_json(const bench_results *r, const target *t, int nt,
 }
 
 void bench_report(const bench_results *r, const char *json_path) {
-  target t[24];
+  target t[32];
   int nt = targets(r, t);
   print_tables(r);
+  print_batches(r);
   print_other(r);
   print_targets(t, nt);
   write_json(r, t, nt, json_path);

@@ -141,6 +141,35 @@ int bench_capture(char *const argv[], char *out, size_t cap) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+int bench_capture_ru(char *const argv[], char *out, size_t cap,
+                     struct rusage *ru) {
+  int fd;
+  pid_t pid = spawn_piped(argv, &fd);
+  size_t len = 0;
+  ssize_t n;
+  while (len + 1 < cap && (n = read(fd, out + len, cap - 1 - len)) > 0)
+    len += (size_t)n;
+  out[len] = '\0';
+  (void)close(fd);
+  int status;
+  if (wait4(pid, &status, 0, ru) != pid) bench_die("wait4");
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void bench_with_io(bool uring, void (*fn)(void *arg), void *arg) {
+  const char *was = getenv("BH_IO");
+  char saved[16] = "";
+  if (was != NULL) (void)snprintf(saved, sizeof saved, "%s", was);
+  if (setenv("BH_IO", bench_io_name(uring), 1) != 0) bench_die("setenv");
+  fn(arg);
+  if (was != NULL ? setenv("BH_IO", saved, 1) : unsetenv("BH_IO"))
+    bench_die("setenv");
+}
+
+const char *bench_io_name(bool uring) {
+  return uring ? "uring" : "epoll";
+}
+
 void bench_stop(pid_t pid) {
   if (pid <= 0) return;
   if (kill(pid, SIGTERM) != 0) bench_die("kill: %s", strerror(errno));

@@ -123,7 +123,7 @@ static void check_absent(json_t *pairs, const char *key, const char *why) {
 /* Every target is there, printed with its verdict, met true/false/null. */
 static void check_targets(json_t *j, const char *out, int unmeasured) {
   json_t *ts = json_object_get(j, "targets");
-  CHECK_INT(json_array_size(ts), 15);
+  CHECK_INT(json_array_size(ts), 19);
   int nulls = 0;
   for (size_t i = 0; i < json_array_size(ts); i++) {
     json_t *t = json_array_get(ts, i), *met = json_object_get(t, "met");
@@ -140,13 +140,35 @@ static void check_others(json_t *j) {
   CHECK(json_number_value(json_object_get(h, "exe_first_us")) > 0);
   CHECK(json_number_value(json_object_get(h, "file_64mib_first_ms")) > 0);
   json_t *loads = json_object_get(j, "throughput");
-  CHECK_INT(json_array_size(loads), 2);
+  CHECK_INT(json_array_size(loads), 4); /* two sizes on each I/O path */
   for (size_t i = 0; i < json_array_size(loads); i++) {
     json_t *l = json_array_get(loads, i);
     CHECK_INT(json_integer_value(json_object_get(l, "failed")), 0);
     CHECK(json_number_value(json_object_get(l, "peak_rss_mib")) > 0);
     CHECK(json_number_value(json_object_get(l, "probes_per_s")) > 0);
   }
+  /* Many in flight: ours on each path and the two reference pairs, the
+   * CPU of both processes, the medians of their rounds. */
+  json_t *many = json_object_get(json_object_get(j, "many_in_flight"), "pairs");
+  const char *keys[] = {"ours_e", "ours_u", "epoll", "uring"};
+  for (int i = 0; i < 4; i++) {
+    json_t *b = json_object_get(many, keys[i]);
+    CHECK(json_is_true(json_object_get(b, "available")));
+    CHECK_INT(json_integer_value(json_object_get(b, "failed")), 0);
+    CHECK(json_number_value(json_object_get(b, "cpu_prober_us")) > 0);
+    CHECK(json_number_value(json_object_get(b, "cpu_responder_us")) > 0);
+    CHECK(json_number_value(json_object_get(b, "cpu_both_us")) > 0);
+    CHECK_INT(json_array_size(json_object_get(b, "rounds")), 1);
+  }
+}
+
+/* Every pair of ours (on each I/O path) and the reference pairs. */
+static void check_our_pairs(json_t *pairs) {
+  static const char *const keys[] = {
+      "ours_e", "ours_u", "raw",   "epoll",      "uring",     "full_e",
+      "full_u", "lua_e",  "lua_u", "lua_full_e", "lua_full_u"};
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+    check_pair(pairs, keys[i], true);
 }
 
 /* Load the JSON a run wrote; NULL (and a failure) if it is not there. */
@@ -170,11 +192,7 @@ static void test_smoke_without_peers(void) {
   json_t *j = load_json(js);
   if (j == NULL) return;
   json_t *pairs = json_object_get(j, "pairs");
-  check_pair(pairs, "ours", true);
-  check_pair(pairs, "raw", true);
-  check_pair(pairs, "full", true);
-  check_pair(pairs, "lua", true);
-  check_pair(pairs, "lua_full", true);
+  check_our_pairs(pairs);
   for (int i = 0; i < 5; i++)
     check_absent(pairs, peer_keys[i], "BH_REFPEER_DIR is not set");
   CHECK_INT(
@@ -196,7 +214,7 @@ static void test_smoke_with_missing_peers(void) {
   json_t *j = load_json(js);
   if (j == NULL) return;
   json_t *pairs = json_object_get(j, "pairs");
-  check_pair(pairs, "ours", true);
+  check_pair(pairs, "ours_u", true);
   check_absent(pairs, "rp410", "did not start");
   check_absent(pairs, "rp41", "did not start");
   check_absent(pairs, "ours_rp410", "connect");
@@ -316,7 +334,8 @@ static void test_killed_driver_takes_its_servers(void) {
   if (!started) return;
   bool gone = false;
   for (int i = 0; i < 500 && !gone; i++) { /* generous: 10 s */
-    gone = !accepts(run, "ours.sock") && !accepts(run, "raw.sock");
+    gone = !accepts(run, "ours-epoll.sock") &&
+           !accepts(run, "ours-uring.sock") && !accepts(run, "raw.sock");
     if (!gone) (void)usleep(20000);
   }
   CHECK(gone);
