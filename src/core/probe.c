@@ -1,11 +1,14 @@
 /* The prober (design §1.5, §4): one heap state machine per probe, driven by
  * plain events embedded in the probe (no bufferevents, so an in-flight
- * probe stays well under 4 KiB of heap). States: start (an event made active at
- * once, so the callback never runs inside bh_probe_start) → checks → connect
- * (retried on EAGAIN until the deadline) → write → read one frame →
- * validate → callback. One deadline covers the whole active exchange and
- * is armed before connect. */
+ * probe stays well under 4 KiB of heap). States: start (an event made
+ * active at once, so the callback never runs inside bh_probe_start) →
+ * checks → verify_pid → the exchange (probe_io.c: connect, send, receive
+ * one frame, on the epoll path or on the ring) → validate → callback. One
+ * deadline covers the whole active exchange and is armed before connect.
+ * This file: a probe's life, its checks and the answer's validation, and
+ * the prober of a loop. */
 #include "probe.h"
+#include "probe_int.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -13,98 +16,22 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #ifndef PIDFS_MAGIC
 #define PIDFS_MAGIC 0x50494446 /* Linux 6.9: pidfds get their own inodes */
 #endif
 
-#include "access.h"
 #include "clock.h"
 #include "digest.h"
 #include "expect.h"
 #include "hasher.h"
 #include "loop.h"
 #include "procfs.h"
-#include "random.h"
-#include "sockio.h"
-#include "uring.h"
 #include "usock.h"
 #include "wire.h"
-
-enum {
-  CONNECT_RETRY_USEC = 10000,
-  /* The receive buffer of a probe on the ring: a typical answer (a few
-   * hundred bytes) comes in one receive; a longer one takes more. */
-  URING_RECV_BUF = 512,
-  /* Distinct probe timeouts whose common timeout a prober remembers. */
-  DEADLINES = 4,
-};
-
-/* What a loop keeps for its probes (probe.h). */
-struct bh_prober {
-  struct event_base *base;
-  bh_uring *ring;    /* NULL: the epoll path */
-  bh_hasher *hasher; /* made on the first hash a probe needs */
-  bool no_hasher;    /* it could not be made: hash inline */
-  struct {
-    double timeout;
-    const struct timeval *tv;
-  } deadlines[DEADLINES];
-  unsigned ndeadlines;
-};
-
-struct bh_probe {
-  struct event_base *base;
-  bh_prober *pr; /* NULL for a loop not made by loop.h */
-  bh_usock *us;  /* the socket on the ring (io_uring path), or NULL */
-  bh_probe_cb cb;
-  void *ctx;
-  bh_probe_opts opts;
-  bh_endpoint ep;
-  bh_expected *exp;     /* the expected identity, NULL when none */
-  bh_identity expected; /* exp's identity, borrowed (never cleared) */
-  bool has_expected;    /* response-only probes may skip the comparison */
-  double t0;          /* when the probe started: the deadline counts from it */
-  double t_verify;    /* when verify_pid started (0: not run) */
-  double t_exchange;  /* when the exchange started (0: not yet) */
-  double t_connected; /* when connect completed (0: not yet) */
-  bh_hash_job *job;   /* verify_pid's hashing, while it runs */
-  struct stat exe_st; /* the executable verify_pid found the digests of */
-  bool exe_checked;   /* ... and they were the recorded ones */
-  int peer_pidfd;     /* SO_PEERPIDFD of the peer, or -1 */
-  int via_fd;         /* O_PATH descriptor of the socket checked for the
-                         owner (connect goes through it), or -1 */
-  /* The listener check (probe.h): the recorded process is gone for the
-   * reason in gone; is its endpoint held, and by its successor? */
-  bool listener;
-  int connect_errno;    /* why the endpoint could not be connected to */
-  bool exe_deleted;     /* the recorded file was deleted on disk */
-  bh_err gone;          /* why the recorded process is gone */
-  bh_identity answered; /* what the listener answered (successor check) */
-  bh_proc succ;         /* the answered identity's process, held */
-  /* What the digests got by hash_exe are for. */
-  void (*hashed)(struct bh_probe *p, const bh_digests *d);
-  int fd;
-  struct event start_ev; /* first step; later the connect-retry timer */
-  struct event deadline_ev;
-  struct event io_ev;
-  bool io_assigned;
-  uint8_t nonce[BH_NONCE_LEN];
-  uint64_t request_id;
-  uint8_t req[BH_PROBE_REQUEST_MAX];
-  size_t req_len, req_off;
-  size_t bytes_read;
-  bh_frame_reader reader;
-  bh_probe_result result;
-};
-
-static void probe_connect(bh_probe *p);
-static void probe_write(bh_probe *p);
 
 bh_probe_opts bh_probe_opts_default(void) {
   return (bh_probe_opts){.timeout = 0.5,
@@ -115,27 +42,12 @@ bh_probe_opts bh_probe_opts_default(void) {
                          .max_response = BH_PROBE_DEFAULT_MAX_RESPONSE};
 }
 
-/* Close the probe's socket, the one place that does: on the epoll path
- * after its event is gone (removing the event of a closed descriptor is
- * a failing system call); on the ring, what is in flight is cancelled and
- * the socket closed once the kernel is done with it. */
-static void probe_close_socket(bh_probe *p) {
-  if (p->io_assigned) event_del(&p->io_ev);
-  p->io_assigned = false;
-  if (p->us != NULL)
-    bh_usock_release(p->us);
-  else if (p->fd >= 0)
-    (void)close(p->fd); /* a socket: nothing is lost */
-  p->us = NULL;
-  p->fd = -1;
-}
-
 /* Stop every event source and close the socket; what is left (strings,
  * reader, result) is freed by probe_free. */
 static void probe_quiesce(bh_probe *p) {
   event_del(&p->start_ev);
   event_del(&p->deadline_ev);
-  probe_close_socket(p);
+  bh_probe_close_socket(p);
   if (p->peer_pidfd >= 0) close(p->peer_pidfd);
   p->peer_pidfd = -1;
   if (p->via_fd >= 0) close(p->via_fd);
@@ -222,7 +134,7 @@ static void listener_outcome(bh_probe *p) {
 
 /* The outcome is known (p->result.err says which): close the socket at
  * once, call back exactly once, free. */
-static void probe_finish(bh_probe *p) {
+void bh_probe_finish(bh_probe *p) {
   if (p->listener && p->result.successor == 0)
     listener_outcome(p);
   else if (p->result.err.code != BH_OK && p->t_connected > 0 && p->fd >= 0)
@@ -250,24 +162,6 @@ static void probe_finish(bh_probe *p) {
   probe_free(p);
 }
 
-/* Fail with "OP PATH: strerror(errnum)". */
-static void probe_fail(bh_probe *p, bh_status code, const char *op,
-                       int errnum) {
-  if (code == BH_CONNECT) p->connect_errno = errnum;
-  bh_err_set(&p->result.err, code, NULL, "%s %s: %s", op, p->ep.path,
-             strerror(errnum));
-  probe_finish(p);
-}
-
-/* (Re)point the I/O event at fd/what/cb; the event is never pending when
- * reassigned. */
-static void probe_arm_io(bh_probe *p, short what, event_callback_fn cb) {
-  if (p->io_assigned) event_del(&p->io_ev);
-  event_assign(&p->io_ev, p->base, p->fd, what, cb, p);
-  p->io_assigned = true;
-  event_add(&p->io_ev, NULL);
-}
-
 /* The deadline passed while the executable was being hashed. */
 static void hash_timed_out(bh_probe *p) {
   bh_err_set(&p->result.err, BH_TIMEOUT, NULL,
@@ -289,7 +183,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
     bh_err_set(&p->result.err, BH_TIMEOUT, NULL,
                "no whole response from %s within %.3f s (%zu bytes received)",
                p->ep.path, p->opts.timeout, p->bytes_read);
-  probe_finish(p);
+  bh_probe_finish(p);
 }
 
 /* Do two pidfds name the same process? 1 yes, 0 no, -1 cannot tell:
@@ -374,13 +268,13 @@ static void successor_hashed(bh_probe *p, const bh_digests *d) {
     add_note(&p->result.err, note);
     bh_peer_read(p->fd, p->peer_pidfd, &p->result.peer);
   }
-  probe_finish(p);
+  bh_probe_finish(p);
 }
 
 /* The listener answered a valid probe answer (in p->answered): is it the
  * recorded daemon's successor? The same program, the endpoint probed,
  * answered by the pid it names, which verify_pid proves. Anything else:
- * squatted (probe_finish says so). */
+ * squatted (bh_probe_finish says so). */
 static void check_successor(bh_probe *p) {
   bh_err *err = &p->result.err;
   const bh_identity *got = &p->answered;
@@ -389,13 +283,13 @@ static void check_successor(bh_probe *p) {
       !bh_endpoint_equal(&got->endpoint, &p->ep) ||
       (p->result.peer.known && (long)p->result.peer.pid != (long)got->pid)) {
     bh_err_set(err, BH_IDENTITY_MISMATCH, NULL, "not the same program");
-    probe_finish(p);
+    bh_probe_finish(p);
     return;
   }
   if (bh_proc_verify_begin(got, NULL, &p->succ, &deleted, err) != BH_OK ||
       deleted) {
     if (deleted) bh_err_set(err, BH_EXE_DELETED, NULL, "not its image");
-    probe_finish(p);
+    bh_probe_finish(p);
     return;
   }
   hash_exe(p, &p->succ, got->digests.algs, successor_hashed);
@@ -405,12 +299,12 @@ static void check_successor(bh_probe *p) {
  * the answer to our request, then who answered it. In the listener check
  * the answer is not compared with the record (its pid is gone): its
  * identity goes to the successor check. */
-static void probe_validate(bh_probe *p, const uint8_t *body, size_t len) {
+void bh_probe_validate(bh_probe *p, const uint8_t *body, size_t len) {
   bh_err *err = &p->result.err;
   if (p->listener) {
     if (bh_probe_response_validate(body, len, p->request_id, p->nonce, NULL,
                                    &p->answered, err) != BH_OK) {
-      probe_finish(p);
+      bh_probe_finish(p);
       return;
     }
     check_successor(p);
@@ -423,226 +317,7 @@ static void probe_validate(bh_probe *p, const uint8_t *body, size_t len) {
   if (st == BH_OK && p->result.proc.pid != 0 &&
       check_peer(p, &p->result.proc, err) == BH_OK && p->exe_deleted)
     bh_proc_deleted_error(&p->expected, err);
-  probe_finish(p);
-}
-
-/* What receiving gave, on either path; errnum for BH_SOCK_FAILED. True
- * when the probe is finished (and freed). Trailing bytes after the first
- * frame are ignored (one request, one response). */
-static bool probe_received(bh_probe *p, bh_sock_io io, const uint8_t *body,
-                           size_t len, int errnum) {
-  switch (io) {
-    case BH_SOCK_DONE:
-      if (p->io_assigned) /* one frame: the rest is not read */
-        event_del(&p->io_ev);
-      probe_validate(p, body, len);
-      return true;
-    case BH_SOCK_EOF:
-      bh_err_set(&p->result.err, BH_IO, NULL,
-                 "%s: peer closed after %zu bytes, before a whole frame",
-                 p->ep.path, p->bytes_read);
-      probe_finish(p);
-      return true;
-    case BH_SOCK_BAD_FRAME:
-      probe_finish(p);
-      return true;
-    case BH_SOCK_FAILED:
-      probe_fail(p, BH_IO, "read from", errnum);
-      return true;
-    default: /* more to come */
-      return false;
-  }
-}
-
-/* Readable: drain what is there into the frame reader; more comes with
- * the next edge. */
-static void on_readable(evutil_socket_t fd, short what, void *arg) {
-  bh_probe *p = arg;
-  /* A response is a few hundred bytes: one read takes it whole, and it is
-   * validated where it was read; a larger one takes more reads. */
-  uint8_t buf[4096];
-  bh_frame_view f = {NULL, 0};
-  bh_sock_io io = bh_sock_recv_frame(p->fd, &p->reader, buf, sizeof buf, &f,
-                                     &p->bytes_read, &p->result.err);
-  (void)probe_received(p, io, f.body, f.len, errno);
-}
-
-static void on_writable(evutil_socket_t fd, short what, void *arg) {
-  probe_write(arg);
-}
-
-/* Write what is left of the request; wait for writability on a short
- * write; then switch to reading. */
-static void probe_write(bh_probe *p) {
-  bh_sock_io io = bh_sock_send(p->fd, p->req, p->req_len, &p->req_off, 0);
-  if (io == BH_SOCK_AGAIN) {
-    probe_arm_io(p, EV_WRITE, on_writable);
-    return;
-  }
-  if (io != BH_SOCK_DONE) {
-    probe_fail(p, BH_IO, "write to", errno);
-    return;
-  }
-  /* Edge-triggered: on_readable reads until EAGAIN or a whole frame, so
-   * no readiness is lost, and a loop with thousands of probes ready is
-   * not made to poll again the ones it has not reached yet. */
-  probe_arm_io(p, EV_READ | EV_PERSIST | EV_ET, on_readable);
-}
-
-/* Connected: record the peer's credentials (and, for a probe that holds
- * the verified process or checks a listener, its pidfd). */
-static void probe_peer(bh_probe *p) {
-  p->t_connected = bh_mono_now();
-  if (p->via_fd >= 0) (void)close(p->via_fd); /* connected through it */
-  p->via_fd = -1;
-  bool held = p->result.proc.pid != 0;
-  /* Only when someone looks at it: a system call per probe. */
-  if (p->opts.peer_cred || held || p->listener)
-    (void)bh_peer_cred(p->fd, &p->result.peer);
-  if (held || p->listener) p->peer_pidfd = bh_peer_pidfd(p->fd);
-}
-
-/* Connected on the epoll path: the peer, then the request. */
-static void probe_connected(bh_probe *p) {
-  probe_peer(p);
-  probe_write(p);
-}
-
-static void on_connect_retry(evutil_socket_t fd, short what, void *arg) {
-  probe_connect(arg);
-}
-
-/* A connect in progress became writable: SO_ERROR says how it ended. */
-static void on_connect_done(evutil_socket_t fd, short what, void *arg) {
-  bh_probe *p = arg;
-  int soerr = 0;
-  socklen_t len = sizeof soerr;
-  if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
-  if (soerr == 0) {
-    probe_connected(p);
-    return;
-  }
-  probe_fail(p, BH_CONNECT, "connect to", soerr);
-}
-
-/* A full backlog (EAGAIN): connect again after a short pause, bounded by
- * the deadline. */
-static void probe_retry_connect(bh_probe *p) {
-  struct timeval tv = {0, CONNECT_RETRY_USEC};
-  evtimer_assign(&p->start_ev, p->base, on_connect_retry, p);
-  evtimer_add(&p->start_ev, &tv);
-}
-
-/* ---- the exchange on the ring (usock.h) ---- */
-
-static void on_u_connected(void *owner, int res) {
-  bh_probe *p = owner;
-  if (res == 0)
-    probe_peer(p);
-  else if (res == -EAGAIN)
-    probe_retry_connect(p);
-  else
-    probe_fail(p, BH_CONNECT, "connect to", -res);
-}
-
-static void on_u_sent(void *owner, int res) {
-  if (res < 0) probe_fail(owner, BH_IO, "write to", -res);
-}
-
-static void on_u_received(void *owner, const uint8_t *data, int res) {
-  bh_probe *p = owner;
-  bh_frame_view f = {NULL, 0};
-  bh_sock_io io = BH_SOCK_FAILED;
-  if (res == 0) {
-    io = BH_SOCK_EOF;
-  } else if (res > 0) {
-    p->bytes_read += (size_t)res;
-    io = bh_sock_take_frame(&p->reader, data, (size_t)res, &f, &p->result.err);
-  }
-  if (probe_received(p, io, f.body, f.len, -res)) return;
-  if (!bh_usock_recv(p->us))
-    probe_fail(p, BH_SYSTEM, "receive (the ring is full) from", EBUSY);
-}
-
-static const bh_usock_ops probe_usock_ops = {on_u_connected, on_u_sent,
-                                             on_u_received};
-
-/* Connect, send and receive as one linked chain on the ring. False when
- * the ring cannot take it now (then the epoll path does it). */
-static bool probe_connect_ring(bh_probe *p, const struct sockaddr_un *sa) {
-  bh_uring *ring = p->pr != NULL ? p->pr->ring : NULL;
-  if (ring == NULL || !bh_uring_reserve(ring, 3)) return false;
-  if (p->us == NULL)
-    p->us = bh_usock_new(ring, p->fd, URING_RECV_BUF, &probe_usock_ops, p);
-  return p->us != NULL && bh_usock_exchange(p->us, sa, p->req, p->req_len);
-}
-
-/* Try to connect: by path, or through the descriptor of the socket the
- * owner check approved; on the ring, with the send and the receive. A
- * full backlog (EAGAIN) is retried after a short pause, bounded by the
- * deadline; anything else but success fails at once. */
-static void probe_connect(bh_probe *p) {
-  struct sockaddr_un sa;
-  char via[64];
-  if (p->via_fd >= 0)
-    (void)snprintf(via, sizeof via, "/proc/self/fd/%d", p->via_fd);
-  (void)bh_sockaddr_un(&sa, p->via_fd >= 0 ? via : p->ep.path); /* fits */
-  if (probe_connect_ring(p, &sa)) return;
-  int rc;
-  do {
-    rc = connect(p->fd, (struct sockaddr *)&sa, sizeof sa);
-  } while (rc < 0 && errno == EINTR);
-  if (rc == 0) {
-    probe_connected(p);
-  } else if (errno == EAGAIN) {
-    probe_retry_connect(p);
-  } else if (errno == EINPROGRESS) {
-    probe_arm_io(p, EV_WRITE, on_connect_done);
-  } else {
-    probe_fail(p, BH_CONNECT, "connect to", errno);
-  }
-}
-
-/* With an owner (probe.h): may it connect to the endpoint? Leaves the
- * checked socket's descriptor in via_fd. False with result.err set. */
-static bool owner_may_connect(bh_probe *p) {
-  uid_t owner = p->opts.owner;
-  if (!p->opts.has_owner || owner == 0 || owner == geteuid()) return true;
-  p->via_fd = bh_access_open_socket(owner, p->ep.path, &p->result.err);
-  if (p->via_fd < 0) p->connect_errno = errno;
-  return p->via_fd >= 0;
-}
-
-/* The active exchange: check the owner may connect, build the request
- * with a fresh nonce, open the socket, connect. */
-static void probe_exchange(bh_probe *p) {
-  p->t_exchange = bh_mono_now();
-  if (!owner_may_connect(p)) {
-    probe_finish(p);
-    return;
-  }
-  if (!bh_random_bytes(p->nonce, sizeof p->nonce)) {
-    bh_err_set(&p->result.err, BH_SYSTEM, NULL,
-               "getrandom gave no nonce for a probe of %s: %s", p->ep.path,
-               strerror(errno));
-    probe_finish(p);
-    return;
-  }
-  p->request_id = bh_request_id_from_nonce(p->nonce);
-  p->req_len = bh_probe_request_write(p->nonce, p->req);
-  p->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (p->fd < 0) {
-    int e = errno;
-    p->connect_errno = e;
-    bool out = e == EMFILE || e == ENFILE;
-    bh_err_set(&p->result.err, BH_CONNECT, NULL, "connect to %s: %s%s",
-               p->ep.path,
-               out ? "this process ran out of file descriptors: " : "socket: ",
-               strerror(e));
-    probe_finish(p);
-    return;
-  }
-  probe_connect(p);
+  bh_probe_finish(p);
 }
 
 /* Is code one that proves the recorded process gone (design §1.11:
@@ -666,14 +341,14 @@ static bool proves_gone(bh_status code) {
  * else that is the outcome. */
 static void verify_failed(bh_probe *p) {
   if (!proves_gone(p->result.err.code)) {
-    probe_finish(p);
+    bh_probe_finish(p);
     return;
   }
   p->gone = p->result.err;
   bh_err_clear(&p->result.err);
   bh_proc_release(&p->result.proc);
   p->listener = true;
-  probe_exchange(p);
+  bh_probe_exchange(p);
 }
 
 /* The digests of the held process's executable are known: compare them
@@ -684,7 +359,7 @@ static void record_hashed(bh_probe *p, const bh_digests *d) {
     return;
   }
   p->exe_checked = true;
-  probe_exchange(p);
+  bh_probe_exchange(p);
 }
 
 /* The hasher is done with an executable (called on the loop). */
@@ -694,7 +369,7 @@ static void on_hashed(bh_status st, const bh_digests *d, const bh_err *err,
   p->job = NULL;
   if (st != BH_OK) {
     p->result.err = *err;
-    probe_finish(p);
+    bh_probe_finish(p);
     return;
   }
   p->hashed(p, d);
@@ -718,7 +393,7 @@ static void hash_exe(bh_probe *p, const bh_proc *proc, unsigned algs,
   bh_digests d;
   int fd;
   if (bh_proc_exe_digests(proc, algs, &d, &fd, &sb, err) != BH_OK) {
-    probe_finish(p);
+    bh_probe_finish(p);
     return;
   }
   p->exe_st = sb;
@@ -733,11 +408,11 @@ static void hash_exe(bh_probe *p, const bh_proc *proc, unsigned algs,
     uid_t owner = 0;
     if (!bh_proc_real_uid(proc->pid, &owner)) owner = (uid_t)-1;
     p->hashed = next;
-    p->job = bh_hasher_submit(hasher, owner, fd, &sb, "the executable",
-                              algs, on_hashed, p);
+    p->job = bh_hasher_submit(hasher, owner, fd, &sb, "the executable", algs,
+                              on_hashed, p);
     if (p->job != NULL) return;
     bh_err_set(err, BH_SYSTEM, NULL, "out of memory starting a hash");
-    probe_finish(p);
+    bh_probe_finish(p);
     return;
   }
   bh_status st = bh_digest_fd(fd, &sb, "the executable", algs, NULL, &d, err);
@@ -747,7 +422,7 @@ static void hash_exe(bh_probe *p, const bh_proc *proc, unsigned algs,
     st = BH_TIMEOUT;
   }
   if (st != BH_OK) {
-    probe_finish(p);
+    bh_probe_finish(p);
     return;
   }
   next(p, &d);
@@ -773,7 +448,7 @@ static void on_start(evutil_socket_t fd, short what, void *arg) {
   if (!p->opts.response_only && !p->has_expected) {
     bh_err_set(err, BH_ENDPOINT_MISMATCH, NULL,
                "a full probe of %s needs an expected identity", p->ep.path);
-    probe_finish(p);
+    bh_probe_finish(p);
     return;
   }
   if (!p->opts.response_only &&
@@ -782,17 +457,17 @@ static void on_start(evutil_socket_t fd, short what, void *arg) {
                "probed endpoint (%s, %s) is not the expected one (%s, %s)",
                p->ep.namespace_id, p->ep.path,
                p->expected.endpoint.namespace_id, p->expected.endpoint.path);
-    probe_finish(p);
+    bh_probe_finish(p);
     return;
   }
   if (bh_endpoint_check(&p->ep, err) != BH_OK) {
-    probe_finish(p);
+    bh_probe_finish(p);
     return;
   }
   if (!p->opts.response_only && p->opts.verify_pid)
     probe_verify(p);
   else
-    probe_exchange(p);
+    bh_probe_exchange(p);
 }
 
 /* ---- the prober of a loop ----------------------------------------------- */
