@@ -235,6 +235,26 @@ describe("bhprobe-lua", function()
       assert.are.equal(1, (run([[-e 'os.exit(false)']])))
     end)
 
+    it("is n for os.exit(n) with probes in flight, and nothing they held is lost", function()
+      -- Under the sanitizers a leak would make the status 1: on the ring,
+      -- what the kernel still holds of a probe that timed out (or of one
+      -- still waiting) must stay reachable when the process exits.
+      script("inflight.lua", string.format([[
+local ep = {namespace_id = "t", path = %q}
+local id = bh.identity.current{endpoint = ep}
+bh.respond(ep, id, {reply = "silent"})
+for _ = 1, 3 do bh.spawn(bh.probe_response, ep, id, {timeout = 5}) end
+local _, err = bh.probe_response(ep, id, {timeout = 0.05})
+io.write(err.code, "\n")
+io.stdout:flush()
+os.exit(4)
+]], tmp .. "/s.sock"))
+      local rc, out, err = run("inflight.lua")
+      assert.are.equal("timeout\n", out)
+      assert.are.equal("", err)
+      assert.are.equal(4, rc)
+    end)
+
     it("is 1 with file:line and a traceback naming them when the script raises", function()
       script("boom.lua", "local function f()\n  error('boom')\nend\nf()\n")
       local rc, out, err = run("boom.lua")

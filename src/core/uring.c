@@ -55,8 +55,9 @@ struct bh_uring {
   struct event idle_ev;  /* remove ring_ev when nothing is in flight */
   struct event retry_ev; /* submit again after the kernel refused */
   bool ring_added, flush_armed, idle_armed, said_submit_error;
-  unsigned postponed; /* times the armed flush waited behind others */
-  unsigned pending;   /* operations whose last completion has not come */
+  unsigned postponed;    /* times the armed flush waited behind others */
+  unsigned pending;      /* operations whose last completion has not come */
+  bh_uring_op *inflight; /* ... listed (uring.h) */
 };
 
 /* The operations the ring must have; IORING_OP_SOCKET is not among them:
@@ -92,7 +93,15 @@ static void ring_update(bh_uring *u);
 static void dispatch(bh_uring *u, uint64_t ud, int res, unsigned flags) {
   if (ud == 0) return; /* nobody waits for it */
   bh_uring_op *op = (bh_uring_op *)(uintptr_t)ud;
-  if (!(flags & IORING_CQE_F_MORE)) u->pending--;
+  if (!(flags & IORING_CQE_F_MORE)) {
+    u->pending--;
+    if (op->prev != NULL)
+      op->prev->next = op->next;
+    else
+      u->inflight = op->next;
+    if (op->next != NULL) op->next->prev = op->prev;
+    op->prev = op->next = NULL;
+  }
   op->cb(op, res, flags);
 }
 
@@ -318,6 +327,10 @@ struct io_uring_sqe *bh_uring_sqe(bh_uring *u, bh_uring_op *op) {
     sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
   } else {
     u->pending++;
+    op->prev = NULL;
+    op->next = u->inflight;
+    if (op->next != NULL) op->next->prev = op;
+    u->inflight = op;
     ring_update(u);
   }
   if (!u->flush_armed) {
