@@ -55,9 +55,9 @@ struct bh_uring {
   struct event idle_ev;  /* remove ring_ev when nothing is in flight */
   struct event retry_ev; /* submit again after the kernel refused */
   bool ring_added, flush_armed, idle_armed, said_submit_error;
-  unsigned postponed;    /* times the armed flush waited behind others */
-  unsigned pending;      /* operations whose last completion has not come */
-  bh_uring_op *inflight; /* ... listed (uring.h) */
+  unsigned postponed; /* times the armed flush waited behind others */
+  unsigned pending;   /* operations whose last completion has not come */
+  bh_list inflight;   /* ... listed, of bh_uring_op.link (uring.h) */
 };
 
 /* The operations the ring must have; IORING_OP_SOCKET is not among them:
@@ -95,12 +95,7 @@ static void dispatch(bh_uring *u, uint64_t ud, int res, unsigned flags) {
   bh_uring_op *op = (bh_uring_op *)(uintptr_t)ud;
   if (!(flags & IORING_CQE_F_MORE)) {
     u->pending--;
-    if (op->prev != NULL)
-      op->prev->next = op->next;
-    else
-      u->inflight = op->next;
-    if (op->next != NULL) op->next->prev = op->prev;
-    op->prev = op->next = NULL;
+    bh_list_remove(&op->link);
   }
   op->cb(op, res, flags);
 }
@@ -270,6 +265,7 @@ bh_uring *bh_uring_new(struct event_base *base, bh_err *err) {
   (void)io_uring_ring_dontfork(&u->ring);
   (void)io_uring_register_ring_fd(&u->ring);
   u->base = base;
+  bh_list_init(&u->inflight);
   event_assign(&u->ring_ev, base, u->ring.ring_fd, EV_READ | EV_PERSIST,
                on_ring, u);
   event_assign(&u->flush_ev, base, -1, 0, on_flush, u);
@@ -327,10 +323,7 @@ struct io_uring_sqe *bh_uring_sqe(bh_uring *u, bh_uring_op *op) {
     sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
   } else {
     u->pending++;
-    op->prev = NULL;
-    op->next = u->inflight;
-    if (op->next != NULL) op->next->prev = op;
-    u->inflight = op;
+    bh_list_insert_tail(&u->inflight, &op->link);
     ring_update(u);
   }
   if (!u->flush_armed) {

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 
+#include "list.h"
 #include "status.h"
 
 struct event_base;
@@ -26,14 +27,14 @@ typedef struct bh_uring_op bh_uring_op;
 typedef void (*bh_uring_cb)(bh_uring_op *op, int res, unsigned flags);
 
 /* An operation, embedded in its owner, which must stay alive until op's
- * last completion. While it is in flight the ring lists it (prev, next:
- * the ring's), so that what the kernel may still write into stays
+ * last completion. While it is in flight the ring lists it (link: the
+ * ring's), so that what the kernel may still write into stays
  * reachable from the loop after its owner let go of it: a process that
  * exits with operations in flight (os.exit from a task) leaks nothing a
  * leak checker could name. */
 struct bh_uring_op {
   bh_uring_cb cb;
-  bh_uring_op *prev, *next;
+  bh_list link;
 };
 
 /* A ring on base, or NULL with err saying why the kernel refused it
