@@ -9,7 +9,6 @@
 #ifndef BH_FSUTIL_H
 #define BH_FSUTIL_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,24 +45,6 @@ int bh_file_open_regular(const char *path, const char *what, int *fd,
  * EFBIG when it holds more than max bytes, the read's errno, ENOMEM. */
 int bh_file_read_small(const char *path, size_t max, char **out, size_t *len,
                        bh_status code, bh_err *err);
-
-/* A one-line id file of the system (the boot id, the machine id), read once
- * per process: neither changes while a process runs, and probes and
- * manifest checks ask for them all the time. Define one with
- * BH_ID_FILE(path) at file scope. */
-typedef struct bh_id_file {
-  const char *path;
-  pthread_mutex_t lock;
-  char text[64];
-  size_t len; /* 0 until read: a failed or empty read is tried again */
-} bh_id_file;
-#define BH_ID_FILE(p) \
-  { (p), PTHREAD_MUTEX_INITIALIZER, {0}, 0 }
-
-/* The id of f, trailing whitespace trimmed, into buf (cap bytes,
- * truncated). BH_SYSTEM with err when it cannot be read, is empty or
- * holds more than an id. */
-bh_status bh_id_file_get(bh_id_file *f, char *buf, size_t cap, bh_err *err);
 
 /* ---- what reactions touch ------------------------------------------------ */
 

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fsutil.h"
+#include "idfile.h"
 #include "procfs.h"
 
 /* Followed if it is a symlink (to /var/lib/dbus/machine-id, on some

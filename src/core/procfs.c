@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "idfile.h"
 
 /* Bounds of the /proc files read whole: a pid's stat and the boot id are
  * a few hundred bytes; /proc/stat grows with CPUs and interrupts. */
