@@ -1,4 +1,4 @@
-/* The cache of verified processes (src/core/proc_cache.h): a second
+/* The cache of verified processes (src/core/proc.c): a second
  * verification of a live daemon takes its start time from the cache and
  * comes to the same verdicts; a process that exited is never answered
  * from it, not even when its pid now names another process; the cache
@@ -15,7 +15,6 @@
 
 #include "identity.h"
 #include "proc.h"
-#include "proc_cache.h"
 #include "testutil.h"
 
 /* A child that waits until killed. */

@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "proc_cache.h"
+#include "proc.h"
 #include "status.h"
 
 int bh_test_passed;

@@ -98,7 +98,7 @@ long bh_test_unhex(const char *hex, uint8_t *out, size_t cap);
 size_t bh_test_varint(uint64_t v, uint8_t out[10]);
 
 /* Number of open descriptors of this process (entries of /proc/self/fd),
- * after emptying the cache of verified processes (proc_cache.h): its
+ * after emptying the cache of verified processes (proc.h): its
  * pidfds are kept on purpose, and a leak check must not count them. */
 int bh_test_count_fds(void);
 

@@ -78,4 +78,14 @@ int bh_proc_signal(const bh_proc *p, int sig);
 /* Close the pidfd; *p becomes BH_PROC_NONE. Idempotent. */
 void bh_proc_release(bh_proc *p);
 
+/* Verification keeps the start times of the processes it verified lately,
+ * each held by a pidfd (at most BH_PROC_CACHE_SIZE, the least recently
+ * used goes first): verifying again a daemon that still runs needs
+ * neither pidfd_open nor /proc/PID/stat. */
+enum { BH_PROC_CACHE_SIZE = 32 };
+/* How many verifications found their process in the cache. */
+uint64_t bh_proc_cache_hits(void);
+/* Forget every cached process, closing their pidfds. */
+void bh_proc_cache_clear(void);
+
 #endif

@@ -37,7 +37,7 @@
 #include "lbh.h"
 #include "lbh_embed.h"
 #include "log.h"
-#include "proc_cache.h"
+#include "proc.h"
 #include "prompt.h"
 #include "wire.h"
 
