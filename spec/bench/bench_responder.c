@@ -10,6 +10,7 @@
 
 #include "identity.h"
 #include "loop.h"
+#include "proc.h"
 #include "respond.h"
 
 static void on_term(evutil_socket_t sig, short what, void *arg) {

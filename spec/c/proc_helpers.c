@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "identity.h"
+#include "proc.h"
 #include "testutil.h"
 
 void copy_self(const char *path, size_t extra) {

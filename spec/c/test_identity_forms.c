@@ -9,6 +9,7 @@
 #include "daemon.pb-c.h"
 #include "digest.h"
 #include "identity.h"
+#include "proc.h"
 #include "procfs.h"
 #include "testutil.h"
 

@@ -1,7 +1,7 @@
 /* Identity primitives (design §1.3, §1.5, §1.8): endpoints, the identity
- * lifecycle, the current process and other live pids, the prober's field
- * comparison (with Rust-like lexical path equality) and hex. The protobuf and
- * JSON forms live in identity_pb.c and identity_json.c. */
+ * lifecycle, the prober's field comparison (with Rust-like lexical path
+ * equality) and hex. The protobuf and JSON forms live in identity_pb.c and
+ * identity_json.c; the identity of a live process is proc.c's. */
 #include "identity.h"
 
 #include <errno.h>
@@ -12,9 +12,6 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "digest.h"
-#include "procfs.h"
 
 /* strdup that treats NULL as "". */
 static char *dup_or_empty(const char *s) {
@@ -124,87 +121,6 @@ void bh_identity_move(bh_identity *dst, bh_identity *src) {
 
 bool bh_identity_has_endpoint(const bh_identity *id) {
   return id->endpoint.path != NULL;
-}
-
-/* ---- current process and other pids -------------------------------------- */
-
-/* Fill the parts common to current() and of_pid(): endpoint, idle timeout,
- * boot id. id->exe_path must already be set. */
-static bh_status fill_common(bh_identity *id, const bh_endpoint *ep,
-                             const uint32_t *idle_timeout_secs, bh_err *err) {
-  char boot[128];
-  if (bh_boot_id(boot, sizeof boot, NULL) != BH_OK) boot[0] = '\0';
-  id->boot_id = strdup(boot);
-  if (id->boot_id == NULL)
-    return bh_err_set(err, BH_SYSTEM, NULL, "out of memory copying boot id");
-  if (ep != NULL) { /* else absent: bh_identity_has_endpoint says so */
-    bh_status st = bh_endpoint_copy(&id->endpoint, ep, err);
-    if (st != BH_OK) return st;
-  }
-  id->has_idle_timeout = idle_timeout_secs != NULL;
-  id->idle_timeout_secs = idle_timeout_secs ? *idle_timeout_secs : 0;
-  return BH_OK;
-}
-
-/* The current process. A missing boot id is not an error (it is then
- * empty, and peers skip the comparison); a failing /proc is. */
-bh_status bh_identity_current(const bh_endpoint *ep,
-                              const uint32_t *idle_timeout_secs,
-                              bh_identity *out, bh_err *err) {
-  bh_identity id;
-  bh_identity_init(&id);
-  bh_status st;
-  id.pid = (uint32_t)getpid();
-  id.exe_path = realpath("/proc/self/exe", NULL);
-  if (id.exe_path == NULL) {
-    /* Deleted or unreachable binary: keep the raw link text (the digests
-     * still come from the file we run, through /proc/self/exe). */
-    st = bh_proc_exe_link(id.pid, &id.exe_path, err);
-    if (st != BH_OK) goto end;
-  }
-  st = bh_digest_exe(id.pid, BH_ALGS_ALL, &id.digests, err);
-  if (st != BH_OK) goto end;
-  st = bh_proc_start_unix_ms(id.pid, &id.started_at_unix_ms, err);
-  if (st != BH_OK) goto end;
-  st = fill_common(&id, ep, idle_timeout_secs, err);
-  if (st == BH_OK) bh_identity_move(out, &id);
-end:
-  bh_identity_clear(&id);
-  return st;
-}
-
-/* Another live process: what a daemon with that pid would answer, built
- * from /proc (the same reads bh_proc_verify does). */
-bh_status bh_identity_of_pid(uint32_t pid, const bh_endpoint *ep,
-                             bh_identity *out, bh_err *err) {
-  bh_identity id;
-  bh_identity_init(&id);
-  char *raw = NULL;
-  bh_status st;
-  if (pid == 0) {
-    st = bh_err_set(err, BH_INVALID_PID, NULL, "pid 0 is not a process");
-    goto end;
-  }
-  st = bh_proc_check_alive(pid, err);
-  if (st != BH_OK) goto end;
-  st = bh_proc_exe_link(pid, &raw, err);
-  if (st != BH_OK) goto end;
-  id.exe_path = bh_canonical_path(raw);
-  if (id.exe_path == NULL) {
-    st = bh_err_set(err, BH_SYSTEM, NULL, "out of memory");
-    goto end;
-  }
-  st = bh_digest_exe(pid, BH_ALGS_ALL, &id.digests, err);
-  if (st != BH_OK) goto end;
-  st = bh_proc_start_unix_ms(pid, &id.started_at_unix_ms, err);
-  if (st != BH_OK) goto end;
-  id.pid = pid;
-  st = fill_common(&id, ep, NULL, err);
-  if (st == BH_OK) bh_identity_move(out, &id);
-end:
-  free(raw);
-  bh_identity_clear(&id);
-  return st;
 }
 
 /* ---- comparison ---------------------------------------------------------- */

@@ -80,20 +80,6 @@ bh_status bh_identity_copy(bh_identity *dst, const bh_identity *src,
 /* Move src into dst (dst cleared first); src is left initialised. */
 void bh_identity_move(bh_identity *dst, bh_identity *src);
 
-/* The current process: pid, canonical /proc/self/exe, both digests of the
- * executable it runs (through the digest cache), boot id, process start
- * time, the given endpoint (NULL = absent) and optional idle timeout (NULL
- * = absent). */
-bh_status bh_identity_current(const bh_endpoint *ep,
-                              const uint32_t *idle_timeout_secs,
-                              bh_identity *out, bh_err *err);
-/* A live process by pid, with the given endpoint (NULL = absent; codes of
- * stage verify_pid: invalid_pid, pid_not_found, exe_path, exe_hash). Both
- * digests are of the file the
- * process really runs (read through /proc/PID/exe); started_at comes from
- * /proc. */
-bh_status bh_identity_of_pid(uint32_t pid, const bh_endpoint *ep,
-                             bh_identity *out, bh_err *err);
 /* False for an identity made by current/of_pid without an endpoint. */
 bool bh_identity_has_endpoint(const bh_identity *id);
 

@@ -1,5 +1,6 @@
-/* Process verification (design §1.5 step 2) and holding a process through
- * a pidfd so later liveness checks and signals cannot hit a recycled pid. */
+/* Process verification (design §1.5 step 2), holding a process through
+ * a pidfd so later liveness checks and signals cannot hit a recycled pid,
+ * and the identity of a live process (this one, or another by pid). */
 #ifndef BH_PROC_H
 #define BH_PROC_H
 
@@ -87,5 +88,19 @@ enum { BH_PROC_CACHE_SIZE = 32 };
 uint64_t bh_proc_cache_hits(void);
 /* Forget every cached process, closing their pidfds. */
 void bh_proc_cache_clear(void);
+
+/* The current process: pid, canonical /proc/self/exe, both digests of the
+ * executable it runs (through the digest cache), boot id, process start
+ * time, the given endpoint (NULL = absent) and optional idle timeout (NULL
+ * = absent). */
+bh_status bh_identity_current(const bh_endpoint *ep,
+                              const uint32_t *idle_timeout_secs,
+                              bh_identity *out, bh_err *err);
+/* A live process by pid, with the given endpoint (NULL = absent; codes of
+ * stage verify_pid: invalid_pid, pid_not_found, exe_path, exe_hash). Both
+ * digests are of the file the process really runs (read through /proc/PID/exe);
+ * started_at comes from /proc. */
+bh_status bh_identity_of_pid(uint32_t pid, const bh_endpoint *ep,
+                             bh_identity *out, bh_err *err);
 
 #endif
