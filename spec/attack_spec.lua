@@ -6,7 +6,7 @@
 -- outside the records' own directories may be removed or changed; a
 -- record written after the probe is never lost. BH_ATTACK_SECONDS sets how
 -- long the symlink race runs (default 4; the closing figures used 30).
--- labels: policy manifest fsutil program
+-- labels: policy manifest fsutil stale program
 local H = require "helpers"
 local bh = require "bh"
 

@@ -5,7 +5,7 @@
 -- the service is killed in the middle of a rewrite. Each attack is
 -- rebuilt with real processes (runuser/setpriv as nobody, renameat2
 -- RENAME_EXCHANGE races, ulimit -n) and must fail.
--- labels: policy manifest fsutil http program
+-- labels: policy manifest fsutil stale http program
 local H = require "helpers"
 local json = require "dkjson"
 local bh = require "bh"

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "access.h"
-#include "fsutil.h"
+#include "stale.h"
 #include "testutil.h"
 
 enum { NOBODY = 65534 };

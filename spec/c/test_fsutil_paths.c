@@ -19,6 +19,7 @@
 
 #include "fsutil.h"
 #include "manifest_helpers.h"
+#include "stale.h"
 
 enum { NOBODY = 65534 };
 

@@ -20,6 +20,7 @@
 
 #include "fsutil.h"
 #include "manifest_helpers.h"
+#include "stale.h"
 
 enum { NOBODY = 65534 };
 #define RACE_SECONDS 1.5

@@ -12,6 +12,7 @@
 #include "fsutil.h"
 #include "loop.h"
 #include "net_helpers.h"
+#include "stale.h"
 #include "wire.h"
 
 static struct event_base *base;

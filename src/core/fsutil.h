@@ -137,31 +137,4 @@ bh_status bh_fs_write_atomic(const char *path, const void *buf, size_t len,
 /* Write all of buf to fd (retrying short writes and EINTR); 0 or errno. */
 int bh_fs_write_all(int fd, const void *buf, size_t len);
 
-/* Remove the socket file at path only if it is a socket, nothing accepts
- * on it, and it is still the same socket when removed; through the
- * parent's descriptor (a symlinked directory on the way is refused). */
-typedef struct bh_stale_result {
-  bool existed, is_socket, live, removed;
-  bool forbidden;   /* left: the owner of the record could not remove it */
-  char reason[160]; /* why forbidden */
-  const char *kind; /* what existed (bh_file_kind), or NULL */
-} bh_stale_result;
-bh_status bh_fs_remove_stale_socket(const char *path, bh_stale_result *res,
-                                    bh_err *err);
-
-/* On whose behalf a stale socket is removed (design §1.11: a reaction acts
- * only on what the record's owner could have done). */
-typedef struct bh_stale_opts {
-  bool has_owner; /* remove only what owner could remove: search on every
-                     directory of the path, write and search on its own
-                     (the sticky bit: owning the socket or the directory);
-                     else res->forbidden, nothing touched */
-  uid_t owner;
-  const char *within; /* ... unless the socket lies under this absolute
-                         directory (the record's own); NULL: no such */
-} bh_stale_opts;
-bh_status bh_fs_remove_stale_socket_as(const char *path,
-                                       const bh_stale_opts *opts,
-                                       bh_stale_result *res, bh_err *err);
-
 #endif

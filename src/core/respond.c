@@ -42,6 +42,7 @@
 #include "fsutil.h"
 #include "loop.h"
 #include "sockio.h"
+#include "stale.h"
 #include "usock.h"
 
 enum {

@@ -9,6 +9,7 @@
 #include "lbh_args.h"
 #include "lbh_err.h"
 #include "lbh_open.h"
+#include "stale.h"
 
 static void set_bool(lua_State *L, const char *name, bool v) {
   lua_pushboolean(L, v);
