@@ -1,13 +1,15 @@
 /* The worker thread (worker.h) and the descriptor reserve (fdreserve.h):
  * works run in order off the loop thread and come back on it; freeing a
- * worker hands back every work exactly once; with the descriptor table
- * full, the reserve still lets a walk and a read open what they need,
- * and without it the walk says what it could not open. */
+ * worker hands back every work exactly once; groups take turns a slice
+ * at a time; with the descriptor table full, the reserve still lets a
+ * walk and a read open what they need, and without it the walk says what
+ * it could not open. */
 #include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +33,11 @@ typedef struct job {
   bool ran;
 } job;
 
-static void job_run(bh_work *w) {
+static bool job_run(bh_work *w) {
   job *j = (job *)w;
   j->ran_on = pthread_self();
   usleep(2000);
+  return true;
 }
 
 static void job_finish(bh_work *w, bool ran) {
@@ -94,6 +97,69 @@ static void test_free_with_queued(void) {
   printf("  freed with %d works queued: %d had not run\n", N, never);
   CHECK(never > 0);
   bh_loop_free(base);
+}
+
+/* A work done in slices: each run sleeps 2 ms, until slices are left. */
+typedef struct sliced {
+  job j;
+  int slices;
+  atomic_int runs; /* read by the test while the worker runs it */
+} sliced;
+
+static bool sliced_run(bh_work *w) {
+  sliced *s = (sliced *)w;
+  int runs = atomic_fetch_add(&s->runs, 1) + 1;
+  usleep(2000);
+  return runs >= s->slices;
+}
+
+/* Groups take turns a run at a time: a short work of group 2, queued
+ * behind a 100-slice work of group 1, is done after a slice or two of
+ * group 1's, not after all of them; group 1's work runs every slice and
+ * comes back once. Freed in the middle of a sliced work, the work gets
+ * its finish with done false. */
+static void test_groups_take_turns(void) {
+  struct event_base *base = bh_loop_new();
+  bh_worker *k = bh_worker_new(base, NULL);
+  CHECK(k != NULL);
+  int order[2], done = 0;
+  sliced big = {.j = {.work = {.run = sliced_run, .finish = job_finish},
+                      .n = 1,
+                      .order = order,
+                      .done = &done},
+                .slices = 100};
+  sliced small = {.j = {.work = {.run = sliced_run, .finish = job_finish},
+                        .n = 2,
+                        .order = order,
+                        .done = &done},
+                  .slices = 1};
+  CHECK(bh_worker_submit_to(k, 1, &big.j.work));
+  CHECK(bh_worker_submit_to(k, 2, &small.j.work));
+  double t0 = bh_test_now();
+  while (done < 2 && bh_test_now() - t0 < 10)
+    event_base_loop(base, EVLOOP_ONCE);
+  CHECK_INT(done, 2);
+  CHECK_INT(order[0], 2); /* the short one first */
+  CHECK_INT(order[1], 1);
+  CHECK_INT(atomic_load(&big.runs), 100);
+  CHECK_INT(atomic_load(&small.runs), 1);
+  CHECK(big.j.ran && small.j.ran);
+
+  sliced again = {.j = {.work = {.run = sliced_run, .finish = job_finish},
+                        .n = 3,
+                        .order = order,
+                        .done = &done},
+                  .slices = 1000};
+  done = 0;
+  CHECK(bh_worker_submit_to(k, 1, &again.j.work));
+  t0 = bh_test_now();
+  while (atomic_load(&again.runs) < 3 && bh_test_now() - t0 < 10)
+    usleep(1000); /* a few slices */
+  bh_worker_free(k);
+  CHECK_INT(done, 1);
+  CHECK(!again.j.ran); /* stopped between slices: not done */
+  CHECK(atomic_load(&again.runs) >= 3 && atomic_load(&again.runs) < 1000);
+  event_base_free(base);
 }
 
 /* Fill the descriptor table (dup until EMFILE); returns how many were
@@ -218,6 +284,7 @@ static void test_walk_names_what_it_cannot_read(void) {
 int main(void) {
   RUN(test_order_and_threads);
   RUN(test_free_with_queued);
+  RUN(test_groups_take_turns);
   RUN(test_reserve_under_exhaustion);
   RUN(test_raises_soft_limit);
   RUN(test_walk_names_what_it_cannot_read);

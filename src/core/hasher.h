@@ -1,18 +1,19 @@
 /* Hashing off the loop (design §1.5: the full probe, hashing included,
- * never blocks the loop): one worker thread per hasher hashes descriptors
- * (digest.h, which fills the shared cache) and hands the results back
- * through an eventfd watched by the hasher's event_base, so every
- * callback runs on the loop thread. Jobs for a file already hashed by an
- * earlier job are answered from the cache: a round that probes a thousand
- * daemons of one new binary reads it once.
+ * never blocks the loop): a worker (worker.h) hashes descriptors
+ * (digest.h, which fills the shared cache) and hands the results back to
+ * the hasher's event_base, so every callback runs on the loop thread.
+ * Jobs for a file already hashed by an earlier job are answered from the
+ * cache: a round that probes a thousand daemons of one new binary reads
+ * it once.
  *
  * The worker is shared fairly between owners (the uid a job is for: the
- * owner of the process whose executable it hashes): each owner's jobs
- * wait in their own queue, in order, and the worker serves the owners in
- * turn, a slice (4 MiB) of each one's first job per turn. So a user who
- * records processes of huge (up to the 1 GiB limit) or hundreds of
- * distinct executables delays other users' daemons by a few milliseconds,
- * not by the sum of their hashing. Knows nothing of Lua. */
+ * owner of the process whose executable it hashes): each owner is a
+ * group of the worker, whose jobs wait in their own queue, in order, and
+ * the worker serves the owners in turn, a slice (4 MiB) of each one's
+ * first job per turn. So a user who records processes of huge (up to the
+ * 1 GiB limit) or hundreds of distinct executables delays other users'
+ * daemons by a few milliseconds, not by the sum of their hashing. Knows
+ * nothing of Lua. */
 #ifndef BH_HASHER_H
 #define BH_HASHER_H
 
@@ -32,11 +33,11 @@ typedef void (*bh_hash_cb)(bh_status st, const bh_digests *d, const bh_err *err,
                            void *ctx);
 
 /* A hasher on base; its thread starts with the first job. NULL with err
- * when the eventfd or the event cannot be made. */
+ * when its worker cannot be made. */
 bh_hasher *bh_hasher_new(struct event_base *base, bh_err *err);
 
-/* Stop: jobs not yet done are dropped (their callbacks never run), the
- * running one is told to stop between chunks, the thread is joined. */
+/* Stop: jobs not yet handed back are dropped (their callbacks never
+ * run), the running one stops after its slice, the thread is joined. */
 void bh_hasher_free(bh_hasher *h);
 
 /* Hash fd (taken over, closed when done; opened by bh_digest_open, st its

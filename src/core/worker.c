@@ -1,7 +1,8 @@
-/* The worker thread and its hand-back through an eventfd (see worker.h).
- * The loop thread owns a work until it is queued and again once it is on
- * the `done` list; the worker thread owns the one it runs. Only the two
- * lists and the stop flag are shared, under one mutex. */
+/* The worker thread, its turns between groups, and its hand-back through
+ * an eventfd (see worker.h). The loop thread owns a work until it is
+ * queued and again once it is on the `done` list; the worker thread owns
+ * the one it runs. Only the groups, the done list and the stop flag are
+ * shared, under one mutex. */
 #include "worker.h"
 
 #include <errno.h>
@@ -14,6 +15,14 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+/* The works of one group, in order; in the worker's turns while it has
+ * any. */
+typedef struct group {
+  uint64_t id;
+  bh_list works; /* bh_work.link; the first is the one run */
+  bh_list link;  /* in bh_worker.groups */
+} group;
+
 struct bh_worker {
   int efd;
   struct event *ev;
@@ -21,53 +30,67 @@ struct bh_worker {
   bool started;
   pthread_mutex_t lock;
   pthread_cond_t wake;
-  bh_work *queue, *queue_tail; /* waiting, in order */
-  bh_work *done;               /* finished, newest first */
+  bh_list groups; /* groups with works, in turn order: the first's is next */
+  bh_list done;   /* works done, in order */
   bool stop;
 };
 
-/* The thread: take a work, run it, put it on done and wake the loop;
- * until told to stop. */
+static bh_work *first_work(group *g) {
+  return bh_list_entry(bh_list_first(&g->works), bh_work, link);
+}
+
+/* The turn passes from g (the first group) to the next one; when done,
+ * g's first work goes to the done list and the loop is woken first, and g
+ * leaves the turns when it has no work left. Caller holds the lock. */
+static void next_turn(bh_worker *k, group *g, bool done) {
+  bh_list_remove(&g->link);
+  if (done) {
+    bh_work *w = first_work(g);
+    bh_list_remove(&w->link);
+    bh_list_insert_tail(&k->done, &w->link);
+    uint64_t one = 1;
+    ssize_t n = write(k->efd, &one, sizeof one);
+    (void)n; /* the counter cannot overflow with one write per work */
+  }
+  if (bh_list_empty(&g->works))
+    free(g);
+  else
+    bh_list_insert_tail(&k->groups, &g->link);
+}
+
+/* The thread: in turn, one run of the first work of each group; until
+ * told to stop. The running group stays first in the turns meanwhile,
+ * so that submit finds it; only this thread removes a group. */
 static void *worker_main(void *arg) {
   bh_worker *k = arg;
   (void)pthread_mutex_lock(&k->lock);
   while (!k->stop) {
-    bh_work *w = k->queue;
-    if (w == NULL) {
+    bh_list *first = bh_list_first(&k->groups);
+    if (first == NULL) {
       (void)pthread_cond_wait(&k->wake, &k->lock);
       continue;
     }
-    k->queue = w->next;
-    if (k->queue == NULL) k->queue_tail = NULL;
+    group *g = bh_list_entry(first, group, link);
+    bh_work *w = first_work(g);
     (void)pthread_mutex_unlock(&k->lock);
-    w->run(w);
+    bool done = w->run(w);
     (void)pthread_mutex_lock(&k->lock);
-    w->next = k->done;
-    k->done = w;
-    uint64_t one = 1;
-    ssize_t n = write(k->efd, &one, sizeof one);
-    (void)n; /* the counter cannot overflow with one write per work */
+    next_turn(k, g, done);
   }
   (void)pthread_mutex_unlock(&k->lock);
   return NULL;
 }
 
-/* Hand back the finished works (oldest first) and empty the list. */
+/* Hand back the works done (oldest first) and empty the list. */
 static void deliver(bh_worker *k) {
+  bh_list list;
   (void)pthread_mutex_lock(&k->lock);
-  bh_work *list = k->done;
-  k->done = NULL;
+  bh_list_move(&k->done, &list);
   (void)pthread_mutex_unlock(&k->lock);
-  bh_work *ordered = NULL;
-  while (list != NULL) { /* reverse: done is newest first */
-    bh_work *w = list;
-    list = w->next;
-    w->next = ordered;
-    ordered = w;
-  }
-  while (ordered != NULL) {
-    bh_work *w = ordered;
-    ordered = w->next;
+  bh_list *n;
+  while ((n = bh_list_first(&list)) != NULL) {
+    bh_list_remove(n);
+    bh_work *w = bh_list_entry(n, bh_work, link);
     w->finish(w, true);
   }
 }
@@ -104,10 +127,21 @@ bh_worker *bh_worker_new(struct event_base *base, bh_err *err) {
   }
   (void)pthread_mutex_init(&k->lock, NULL);
   (void)pthread_cond_init(&k->wake, NULL);
+  bh_list_init(&k->groups);
+  bh_list_init(&k->done);
   return k;
 }
 
-bool bh_worker_submit(bh_worker *k, bh_work *w) {
+/* The group id among the turns, or NULL. Caller holds the lock. */
+static group *find_group(bh_worker *k, uint64_t id) {
+  for (bh_list *n = k->groups.next; n != &k->groups; n = n->next) {
+    group *g = bh_list_entry(n, group, link);
+    if (g->id == id) return g;
+  }
+  return NULL;
+}
+
+bool bh_worker_submit_to(bh_worker *k, uint64_t id, bh_work *w) {
   if (!k->started) {
     /* The thread never takes signals: the host's handlers run on the
      * loop thread. */
@@ -118,16 +152,23 @@ bool bh_worker_submit(bh_worker *k, bh_work *w) {
     (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!k->started) return false;
   }
-  w->next = NULL;
   (void)pthread_mutex_lock(&k->lock);
-  if (k->queue_tail != NULL)
-    k->queue_tail->next = w;
-  else
-    k->queue = w;
-  k->queue_tail = w;
-  (void)pthread_cond_signal(&k->wake);
+  group *g = find_group(k, id);
+  if (g == NULL && (g = malloc(sizeof *g)) != NULL) {
+    g->id = id;
+    bh_list_init(&g->works);
+    bh_list_insert_tail(&k->groups, &g->link); /* last in this round */
+  }
+  if (g != NULL) {
+    bh_list_insert_tail(&g->works, &w->link);
+    (void)pthread_cond_signal(&k->wake);
+  }
   (void)pthread_mutex_unlock(&k->lock);
-  return true;
+  return g != NULL;
+}
+
+bool bh_worker_submit(bh_worker *k, bh_work *w) {
+  return bh_worker_submit_to(k, 0, w);
 }
 
 void bh_worker_free(bh_worker *k) {
@@ -138,10 +179,17 @@ void bh_worker_free(bh_worker *k) {
   (void)pthread_mutex_unlock(&k->lock);
   if (k->started) (void)pthread_join(k->thread, NULL);
   deliver(k); /* done before the stop: their callers get them */
-  while (k->queue != NULL) {
-    bh_work *w = k->queue;
-    k->queue = w->next;
-    w->finish(w, false);
+  bh_list *gn;
+  while ((gn = bh_list_first(&k->groups)) != NULL) {
+    group *g = bh_list_entry(gn, group, link);
+    bh_list *n;
+    while ((n = bh_list_first(&g->works)) != NULL) {
+      bh_list_remove(n);
+      bh_work *w = bh_list_entry(n, bh_work, link);
+      w->finish(w, false);
+    }
+    bh_list_remove(gn);
+    free(g);
   }
   event_free(k->ev);
   (void)close(k->efd);

@@ -130,8 +130,8 @@ static mjob *new_job(lua_State *L, job_kind kind, const char *path) {
   return j;
 }
 
-/* The work itself (on the worker thread, or inline). */
-static void job_run(bh_work *w) {
+/* The work itself (on the worker thread, or inline): done in one run. */
+static bool job_run(bh_work *w) {
   mjob *j = (mjob *)w;
   bh_err_clear(&j->err);
   switch (j->kind) {
@@ -161,6 +161,7 @@ static void job_run(bh_work *w) {
       break;
     }
   }
+  return true; /* in one go */
 }
 
 /* Push the list of strings v (n of them) as an array. */
@@ -250,7 +251,7 @@ static int run_job(lua_State *L, mjob *j) {
   bh_worker *k = run != NULL ? lbh_run_worker(run) : NULL;
   mjob *heap = k != NULL ? malloc(sizeof *heap) : NULL;
   if (heap == NULL) {
-    job_run(&j->work);
+    (void)job_run(&j->work);
     return job_push(L, j);
   }
   size_t name_at = (size_t)(j->name - j->path);
@@ -265,7 +266,7 @@ static int run_job(lua_State *L, mjob *j) {
   if (!bh_worker_submit(k, &heap->work)) {
     *j = *heap; /* back to the box: inline after all */
     free(heap);
-    job_run(&j->work);
+    (void)job_run(&j->work);
     return job_push(L, j);
   }
   lbh_task_set_pending(t, job_cancel, heap);
