@@ -42,6 +42,16 @@ static void make_tree(const char *dir) {
   CHECK_INT(symlink("real", p), 0);
 }
 
+/* bh_fs_open_parent as the descriptor or -1 (the status, when not BH_OK,
+ * is the one err holds). */
+static int open_parent(const char *path, const char **leaf, bh_status code,
+                       bh_err *err) {
+  int fd;
+  bh_status st = bh_fs_open_parent(path, &fd, leaf, code, err);
+  CHECK(st == BH_OK ? fd >= 0 : fd == -1 && st == err->code);
+  return fd;
+}
+
 static void test_open_parent(void) {
   const char *dir = tpath("tree");
   char p[300];
@@ -49,45 +59,45 @@ static void test_open_parent(void) {
   bh_err err;
   make_tree(dir);
   snprintf(p, sizeof p, "%s/real/f", dir);
-  int fd = bh_fs_open_parent(p, &leaf, BH_MANIFEST_IO, &err);
+  int fd = open_parent(p, &leaf, BH_MANIFEST_IO, &err);
   CHECK(fd >= 0);
   CHECK_STR(leaf, "f");
   if (fd >= 0) close(fd);
   snprintf(p, sizeof p, "%s//./real/./f", dir);
-  fd = bh_fs_open_parent(p, &leaf, BH_MANIFEST_IO, &err);
+  fd = open_parent(p, &leaf, BH_MANIFEST_IO, &err);
   CHECK(fd >= 0);
   if (fd >= 0) close(fd);
   /* A symlink anywhere on the way is refused, naming it. */
   snprintf(p, sizeof p, "%s/link/f", dir);
-  CHECK_INT(bh_fs_open_parent(p, &leaf, BH_MANIFEST_IO, &err), -1);
+  CHECK_INT(open_parent(p, &leaf, BH_MANIFEST_IO, &err), -1);
   CHECK_CODE(err.code, BH_MANIFEST_IO, &err);
   CHECK(strstr(err.message, "\"link\" is a symbolic link") != NULL);
   char up[256];
   snprintf(up, sizeof up, "%s/uplink", dir);
   CHECK_INT(symlink(dir, up), 0);
   snprintf(p, sizeof p, "%s/real/f", up);
-  CHECK_INT(bh_fs_open_parent(p, &leaf, BH_SYSTEM, &err), -1);
+  CHECK_INT(open_parent(p, &leaf, BH_SYSTEM, &err), -1);
   CHECK_CODE(err.code, BH_SYSTEM, &err);
   /* Missing or not a directory; nothing naming a file. */
   snprintf(p, sizeof p, "%s/none/f", dir);
-  CHECK_INT(bh_fs_open_parent(p, &leaf, BH_MANIFEST_IO, &err), -1);
+  CHECK_INT(open_parent(p, &leaf, BH_MANIFEST_IO, &err), -1);
   CHECK(strstr(err.message, strerror(ENOENT)) != NULL);
   snprintf(p, sizeof p, "%s/real/f/g", dir);
-  CHECK_INT(bh_fs_open_parent(p, &leaf, BH_MANIFEST_IO, &err), -1);
+  CHECK_INT(open_parent(p, &leaf, BH_MANIFEST_IO, &err), -1);
   static const char *const bad[] = {"/", "/tmp/", "/tmp/.", "/tmp/..", ""};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-    CHECK_INT(bh_fs_open_parent(bad[i], &leaf, BH_MANIFEST_IO, &err), -1);
+    CHECK_INT(open_parent(bad[i], &leaf, BH_MANIFEST_IO, &err), -1);
   /* A relative path starts at the working directory. */
   char cwd[256];
   CHECK(getcwd(cwd, sizeof cwd) != NULL);
   CHECK_INT(chdir(dir), 0);
-  fd = bh_fs_open_parent("real/f", &leaf, BH_MANIFEST_IO, &err);
+  fd = open_parent("real/f", &leaf, BH_MANIFEST_IO, &err);
   CHECK(fd >= 0);
   if (fd >= 0) close(fd);
-  fd = bh_fs_open_parent("f", &leaf, BH_MANIFEST_IO, &err);
+  fd = open_parent("f", &leaf, BH_MANIFEST_IO, &err);
   CHECK(fd >= 0);
   if (fd >= 0) close(fd);
-  CHECK_INT(bh_fs_open_parent("link/f", &leaf, BH_MANIFEST_IO, &err), -1);
+  CHECK_INT(open_parent("link/f", &leaf, BH_MANIFEST_IO, &err), -1);
   CHECK_INT(chdir(cwd), 0);
 }
 
@@ -383,7 +393,7 @@ static void test_clear_races_rewrite(void) {
     } else if (how == 1) {
       int fd = open(f, O_WRONLY | O_TRUNC | O_CLOEXEC);
       CHECK(fd >= 0);
-      CHECK_INT(bh_fs_write_all(fd, fresh, n), 0);
+      CHECK_INT(bh_fs_write_all(fd, fresh, n, f, NULL), BH_OK);
       close(fd);
     }
     if (how < 2) CHECK_INT(kill(pid, SIGCONT), 0);

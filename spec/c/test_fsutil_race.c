@@ -62,7 +62,7 @@ static void attacker(const uint8_t *manifest, size_t len) {
       int fd = openat(dfd, BH_MANIFEST_NAME,
                       O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
       if (fd >= 0) {
-        (void)bh_fs_write_all(fd, manifest, len);
+        (void)bh_fs_write_all(fd, manifest, len, "the manifest", NULL);
         close(fd);
       }
     }

@@ -124,19 +124,24 @@ int bh_access_open_socket(uid_t uid, const char *path, bh_err *err) {
     return -1;
   }
   const char *leaf;
-  search_ctx c = {uid, path, err};
-  int sfd = -1;
-  int dirfd =
-      bh_fs_open_parent_check(canon, &leaf, may_search, &c, BH_CONNECT, err);
-  if (dirfd >= 0) {
+  int sfd = -1, dirfd;
+  /* A record of our own for the walk (the check writes there too): its
+   * errno is what this function's caller reads from errno. */
+  bh_err werr = {0};
+  search_ctx c = {uid, path, &werr};
+  int e = 0;
+  if (bh_fs_open_parent_check(canon, &dirfd, &leaf, may_search, &c, BH_CONNECT,
+                              &werr) == BH_OK) {
     sfd = bh_fd_openat(dirfd, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+    e = errno;
     if (sfd < 0)
-      bh_err_set(err, BH_CONNECT, NULL, "connect to %s: %s", path,
-                 strerror(errno));
+      bh_err_sys(err, BH_CONNECT, e, "connect to %s: %s", path, strerror(e));
     (void)close(dirfd);
+  } else {
+    e = werr.sys_errno;
+    if (err != NULL) *err = werr;
   }
   struct stat st;
-  int e = errno;
   if (sfd >= 0 && fstat(sfd, &st) != 0) {
     e = errno;
     bh_err_set(err, BH_CONNECT, NULL, "connect to %s: %s", path, strerror(e));

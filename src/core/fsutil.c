@@ -27,101 +27,103 @@ static bh_status code_for(int e, bh_status code) {
   return e == EMFILE || e == ENFILE || e == ENOMEM ? BH_SYSTEM : code;
 }
 
-/* Open component comp (of path, for messages) below dirfd as a directory,
- * never following a symlink. Returns the descriptor or -1 with err and
- * errno (openat's). */
-static int open_component(int dirfd, const char *comp, const char *path,
-                          bh_status code, bh_err *err) {
-  int fd = bh_fd_openat(dirfd, comp,
-                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-  if (fd >= 0) return fd;
+/* Open component comp (of path, for messages) below dirfd as a directory
+ * into *fd, never following a symlink; err carries openat's errno. */
+static bh_status open_component(int dirfd, const char *comp, const char *path,
+                                int *fd, bh_status code, bh_err *err) {
+  *fd = bh_fd_openat(dirfd, comp,
+                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+  if (*fd >= 0) return BH_OK;
   int e = errno;
   struct stat sb;
   if ((e == ELOOP || e == ENOTDIR) &&
       fstatat(dirfd, comp, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
       S_ISLNK(sb.st_mode))
-    bh_err_set(err, code, NULL,
-               "%s: its directory component \"%s\" is a symbolic link, which "
-               "is never followed here",
-               path, comp);
-  else
-    bh_err_set(err, code_for(e, code), NULL,
-               "%s: directory component \"%s\": %s", path, comp, strerror(e));
-  errno = e;
-  return -1;
+    return bh_err_sys(err, code, e,
+                      "%s: its directory component \"%s\" is a symbolic "
+                      "link, which is never followed here",
+                      path, comp);
+  return bh_err_sys(err, code_for(e, code), e,
+                    "%s: directory component \"%s\": %s", path, comp,
+                    strerror(e));
 }
 
 /* Does the directory open as fd pass the caller's check (none: yes)?
- * name is how messages show it. -1 with errno EACCES when it does not. */
-static bool dir_passes(int fd, const char *name, bh_fs_dir_check ok,
-                       void *ctx) {
+ * name is how the check and messages show it. When it does not, err is
+ * what the check filled in (or says the directory was refused) and
+ * carries EACCES. */
+static bh_status dir_check(int fd, const char *name, const char *path,
+                           bh_fs_dir_check ok, void *ctx, bh_status code,
+                           bh_err *err) {
   struct stat sb;
-  if (ok == NULL) return true;
-  if (fstat(fd, &sb) == 0 && ok(&sb, name, ctx)) return true;
-  errno = EACCES;
-  return false;
+  if (ok == NULL) return BH_OK;
+  bh_err_clear(err);
+  if (fstat(fd, &sb) == 0 && ok(&sb, name, ctx)) return BH_OK;
+  if (err == NULL) return code;
+  if (err->code == BH_OK)
+    bh_err_set(err, code, NULL, "%s: directory %s is refused", path, name);
+  err->sys_errno = EACCES;
+  return err->code;
 }
 
-int bh_fs_open_parent_check(const char *path, const char **leaf,
-                            bh_fs_dir_check ok, void *ctx, bh_status code,
-                            bh_err *err) {
+bh_status bh_fs_open_parent_check(const char *path, int *dirfd,
+                                  const char **leaf, bh_fs_dir_check ok,
+                                  void *ctx, bh_status code, bh_err *err) {
+  *dirfd = -1;
   const char *slash = strrchr(path, '/');
   const char *name = slash != NULL ? slash + 1 : path;
-  if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
-    bh_err_set(err, code, NULL, "%s: expected a path naming a file", path);
-    errno = EINVAL;
-    return -1;
-  }
+  if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+    return bh_err_sys(err, code, EINVAL, "%s: expected a path naming a file",
+                      path);
   const char *start = path[0] == '/' ? "/" : ".";
   int fd = bh_fd_openat(AT_FDCWD, start, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
   if (fd < 0) {
     int e = errno;
-    bh_err_set(err, code_for(e, code), NULL, "%s: cannot open its root: %s",
-               path, strerror(e));
-    errno = e;
-    return -1;
+    return bh_err_sys(err, code_for(e, code), e, "%s: cannot open its root: %s",
+                      path, strerror(e));
   }
-  if (!dir_passes(fd, start, ok, ctx)) {
+  bh_status st = dir_check(fd, start, path, ok, ctx, code, err);
+  if (st != BH_OK) {
     (void)close(fd);
-    return -1;
+    return st;
   }
   const char *p = path;
-  while (fd >= 0) {
+  for (;;) {
     while (*p == '/')
       p++;
     if (p >= name) break;
     const char *end = strchr(p, '/'); /* exists: name follows a slash */
     size_t n = (size_t)(end - p);
     if (n > NAME_MAX) {
-      bh_err_set(err, code, NULL, "%s: a component is longer than %d bytes",
-                 path, NAME_MAX);
       (void)close(fd);
-      errno = ENAMETOOLONG;
-      return -1;
+      return bh_err_sys(err, code, ENAMETOOLONG,
+                        "%s: a component is longer than %d bytes", path,
+                        NAME_MAX);
     }
     char comp[NAME_MAX + 1];
     memcpy(comp, p, n);
     comp[n] = '\0';
     p = end + 1;
     if (strcmp(comp, ".") == 0) continue;
-    int sub = open_component(fd, comp, path, code, err);
-    int e = errno;
+    int sub;
+    st = open_component(fd, comp, path, &sub, code, err);
     (void)close(fd); /* a directory opened read-only */
+    if (st != BH_OK) return st;
     fd = sub;
-    if (sub < 0) {
-      errno = e;
-    } else if (!dir_passes(sub, comp, ok, ctx)) {
-      (void)close(sub);
-      return -1;
+    st = dir_check(fd, comp, path, ok, ctx, code, err);
+    if (st != BH_OK) {
+      (void)close(fd);
+      return st;
     }
   }
   *leaf = name;
-  return fd;
+  *dirfd = fd;
+  return BH_OK;
 }
 
-int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
-                      bh_err *err) {
-  return bh_fs_open_parent_check(path, leaf, NULL, NULL, code, err);
+bh_status bh_fs_open_parent(const char *path, int *dirfd, const char **leaf,
+                            bh_status code, bh_err *err) {
+  return bh_fs_open_parent_check(path, dirfd, leaf, NULL, NULL, code, err);
 }
 
 /* ---- reading --------------------------------------------------------------
@@ -137,29 +139,27 @@ const char *bh_file_kind(mode_t m) {
   return "a special file";
 }
 
-int bh_file_open_regular(const char *path, const char *what, int *fd,
-                         struct stat *st, bh_status code, bh_err *err) {
+bh_status bh_file_open_regular(const char *path, const char *what, int *fd,
+                               struct stat *st, bh_status code, bh_err *err) {
   if (what == NULL) what = path;
   *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
   if (*fd < 0) {
     int e = errno;
-    bh_err_set(err, code, NULL, "cannot open %s: %s", what, strerror(e));
-    return e;
+    return bh_err_sys(err, code, e, "cannot open %s: %s", what, strerror(e));
   }
-  int e = 0;
+  bh_status s = BH_OK;
   if (fstat(*fd, st) != 0) {
-    e = errno;
-    bh_err_set(err, code, NULL, "cannot stat %s: %s", what, strerror(e));
+    int e = errno;
+    s = bh_err_sys(err, code, e, "cannot stat %s: %s", what, strerror(e));
   } else if (!S_ISREG(st->st_mode)) {
-    e = EINVAL;
-    bh_err_set(err, code, NULL, "%s is %s, not a regular file", what,
-               bh_file_kind(st->st_mode));
+    s = bh_err_sys(err, code, EINVAL, "%s is %s, not a regular file", what,
+                   bh_file_kind(st->st_mode));
   }
-  if (e != 0) {
+  if (s != BH_OK) {
     (void)close(*fd); /* read-only: nothing to lose */
     *fd = -1;
   }
-  return e;
+  return s;
 }
 
 /* Grow *buf to hold at least need bytes (doubling, at most cap_max). */
@@ -202,64 +202,59 @@ static int read_to_end(int fd, size_t max, size_t hint, char **out,
 }
 
 /* Fill err for a failed read_to_end (or a size over max) of what. */
-static void read_error(int e, const char *what, size_t max, bh_status code,
-                       bh_err *err) {
+static bh_status read_error(int e, const char *what, size_t max, bh_status code,
+                            bh_err *err) {
   if (e == EFBIG)
-    bh_err_set(err, code, NULL, "%s is larger than %zu bytes", what, max);
-  else if (e == ENOMEM)
-    bh_err_set(err, BH_SYSTEM, NULL, "out of memory reading %s", what);
-  else
-    bh_err_set(err, code, NULL, "cannot read %s: %s", what, strerror(e));
+    return bh_err_sys(err, code, e, "%s is larger than %zu bytes", what, max);
+  if (e == ENOMEM)
+    return bh_err_sys(err, BH_SYSTEM, e, "out of memory reading %s", what);
+  return bh_err_sys(err, code, e, "cannot read %s: %s", what, strerror(e));
 }
 
-int bh_file_read_small(const char *path, size_t max, char **out, size_t *len,
-                       bh_status code, bh_err *err) {
+bh_status bh_file_read_small(const char *path, size_t max, char **out,
+                             size_t *len, bh_status code, bh_err *err) {
   int fd = -1;
   struct stat st;
   *out = NULL;
   *len = 0;
-  int e = bh_file_open_regular(path, NULL, &fd, &st, code, err);
-  if (e != 0) return e;
-  if (st.st_size > 0 && (uintmax_t)st.st_size > max) {
-    e = EFBIG;
-  } else {
+  bh_status s = bh_file_open_regular(path, NULL, &fd, &st, code, err);
+  if (s != BH_OK) return s;
+  int e = EFBIG;
+  if (st.st_size <= 0 || (uintmax_t)st.st_size <= max)
     e = read_to_end(fd, max, (size_t)st.st_size, out, len);
-  }
   (void)close(fd); /* read-only: nothing to lose */
-  if (e != 0) read_error(e, path, max, code, err);
-  return e;
+  return e != 0 ? read_error(e, path, max, code, err) : BH_OK;
 }
 
-int bh_fs_open_at(int dirfd, const char *name, struct stat *st, bool *missing,
-                  bh_status code, const char *what, bh_err *err) {
+bh_status bh_fs_open_at(int dirfd, const char *name, int *fd, struct stat *st,
+                        bool *missing, bh_status code, const char *what,
+                        bh_err *err) {
   struct stat before;
+  *fd = -1;
   if (missing != NULL) *missing = false;
   /* Judge the entry before opening it: opening a device can have effects. */
   if (fstatat(dirfd, name, &before, AT_SYMLINK_NOFOLLOW) != 0) {
-    if (missing != NULL) *missing = errno == ENOENT;
-    bh_err_set(err, code, NULL, "%s: %s", what, strerror(errno));
-    return -1;
+    int e = errno;
+    if (missing != NULL) *missing = e == ENOENT;
+    return bh_err_sys(err, code, e, "%s: %s", what, strerror(e));
   }
-  if (!S_ISREG(before.st_mode)) {
-    bh_err_set(err, code, NULL, "%s is %s, not a regular file", what,
-               bh_file_kind(before.st_mode));
-    return -1;
-  }
-  int fd = bh_fd_openat(
+  if (!S_ISREG(before.st_mode))
+    return bh_err_sys(err, code, EINVAL, "%s is %s, not a regular file", what,
+                      bh_file_kind(before.st_mode));
+  int f = bh_fd_openat(
       dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
       0);
-  if (fd < 0) {
+  if (f < 0) {
     int e = errno;
-    bh_err_set(err, code_for(e, code), NULL, "%s: %s", what, strerror(e));
-    return -1;
+    return bh_err_sys(err, code_for(e, code), e, "%s: %s", what, strerror(e));
   }
-  if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) ||
+  if (fstat(f, st) != 0 || !S_ISREG(st->st_mode) ||
       st->st_ino != before.st_ino || st->st_dev != before.st_dev) {
-    bh_err_set(err, code, NULL, "%s changed while being opened", what);
-    (void)close(fd); /* read-only */
-    return -1;
+    (void)close(f); /* read-only */
+    return bh_err_sys(err, code, ESTALE, "%s changed while being opened", what);
   }
-  return fd;
+  *fd = f;
+  return BH_OK;
 }
 
 bh_status bh_fs_read_at(int dirfd, const char *name, size_t max, uint8_t **out,
@@ -268,12 +263,12 @@ bh_status bh_fs_read_at(int dirfd, const char *name, size_t max, uint8_t **out,
   struct stat sb;
   char *buf = NULL;
   size_t got = 0;
-  int fd = bh_fs_open_at(dirfd, name, &sb, missing, code, what, err);
-  if (fd < 0) return code;
+  int fd;
+  bh_status s = bh_fs_open_at(dirfd, name, &fd, &sb, missing, code, what, err);
+  if (s != BH_OK) return s;
   int e = read_to_end(fd, max, (size_t)sb.st_size, &buf, &got);
-  if (e != 0) read_error(e, what, max, code, err);
   (void)close(fd); /* read-only */
-  if (buf == NULL) return e == ENOMEM ? BH_SYSTEM : code;
+  if (e != 0) return read_error(e, what, max, code, err);
   *out = (uint8_t *)buf;
   *len = got;
   if (st != NULL) *st = sb;
@@ -284,11 +279,11 @@ bh_status bh_fs_read_file(const char *path, size_t max, uint8_t **out,
                           size_t *len, struct stat *st, bool *missing,
                           bh_status code, bh_err *err) {
   const char *leaf;
+  int dirfd;
   if (missing != NULL) *missing = false;
-  int dirfd = bh_fs_open_parent(path, &leaf, code, err);
-  if (dirfd < 0) return code;
-  bh_status s =
-      bh_fs_read_at(dirfd, leaf, max, out, len, st, missing, code, path, err);
+  bh_status s = bh_fs_open_parent(path, &dirfd, &leaf, code, err);
+  if (s != BH_OK) return s;
+  s = bh_fs_read_at(dirfd, leaf, max, out, len, st, missing, code, path, err);
   (void)close(dirfd);
   bh_fd_reserve_refill();
   return s;
@@ -307,7 +302,8 @@ static bool same_file(const struct stat *st, const struct stat *was) {
 /* ---- writing --------------------------------------------------------------
  */
 
-int bh_fs_write_all(int fd, const void *buf, size_t len) {
+/* All of buf to fd, retrying short writes and EINTR: 0 or the errno. */
+static int write_all(int fd, const void *buf, size_t len) {
   const uint8_t *p = buf;
   while (len > 0) {
     ssize_t n = write(fd, p, len);
@@ -317,6 +313,13 @@ int bh_fs_write_all(int fd, const void *buf, size_t len) {
     len -= (size_t)n;
   }
   return 0;
+}
+
+bh_status bh_fs_write_all(int fd, const void *buf, size_t len, const char *what,
+                          bh_err *err) {
+  int e = write_all(fd, buf, len);
+  if (e == 0) return BH_OK;
+  return bh_err_sys(err, BH_SYSTEM, e, "writing %s: %s", what, strerror(e));
 }
 
 /* The name of a temp file for name, ".NAME.tmp.XXXXXXXX" (NAME cut to
@@ -471,7 +474,7 @@ bh_status bh_fs_replace_at(int dirfd, const char *name, const void *buf,
                       "creating a temp file for %s: %s", what, strerror(errno));
   const char *step = "setting owner and mode of";
   int e = set_owner_mode(fd, like, opts->mode);
-  if (e == 0) step = "writing", e = bh_fs_write_all(fd, buf, len);
+  if (e == 0) step = "writing", e = write_all(fd, buf, len);
   if (e == 0 && fsync(fd) != 0) step = "syncing", e = errno;
   if (e == 0 && tmp[0] == '\0')
     step = "naming the temp file of",
@@ -492,13 +495,14 @@ bh_status bh_fs_write_atomic(const char *path, const void *buf, size_t len,
                              bool keep_existing, mode_t mode, bh_status code,
                              bh_err *err) {
   const char *leaf;
-  int dirfd = bh_fs_open_parent(path, &leaf, code, err);
-  if (dirfd < 0) return code;
+  int dirfd;
+  bh_status st = bh_fs_open_parent(path, &dirfd, &leaf, code, err);
+  if (st != BH_OK) return st;
   bh_fs_replace_opts o = {.expect = NULL,
                           .keep_existing = keep_existing,
                           .mode = mode,
                           .what = path};
-  bh_status st = bh_fs_replace_at(dirfd, leaf, buf, len, &o, NULL, code, err);
+  st = bh_fs_replace_at(dirfd, leaf, buf, len, &o, NULL, code, err);
   (void)close(dirfd);
   bh_fd_reserve_refill();
   return st;

@@ -31,50 +31,54 @@ const char *bh_file_kind(mode_t mode);
 
 /* Open path read-only and close-on-exec without waiting, and make sure by
  * fstat on that descriptor that it is a regular file (O_NONBLOCK changes
- * nothing for reading one). Returns 0 with *fd and *st set, or an errno
- * value with err filled under code: the open's or fstat's errno, or
- * EINVAL for anything but a regular file ("WHAT is a FIFO, not a regular
- * file"). what is what messages call the file (NULL: path). */
-int bh_file_open_regular(const char *path, const char *what, int *fd,
-                         struct stat *st, bh_status code, bh_err *err);
+ * nothing for reading one). BH_OK with *fd and *st set, or code with err
+ * carrying the open's or fstat's errno, or EINVAL for anything but a
+ * regular file ("WHAT is a FIFO, not a regular file"); *fd is then -1.
+ * what is what messages call the file (NULL: path). */
+bh_status bh_file_open_regular(const char *path, const char *what, int *fd,
+                               struct stat *st, bh_status code, bh_err *err);
 
 /* The whole regular file at path, at most max bytes, into a malloc'd
  * buffer *out (NUL-terminated; *len excludes the NUL). Sizes are not
- * trusted: /proc files say 0, and a file may grow while read. Returns 0,
- * or an errno value with err filled under code: as bh_file_open_regular,
- * EFBIG when it holds more than max bytes, the read's errno, ENOMEM. */
-int bh_file_read_small(const char *path, size_t max, char **out, size_t *len,
-                       bh_status code, bh_err *err);
+ * trusted: /proc files say 0, and a file may grow while read. BH_OK, or
+ * code with err carrying the errno: as bh_file_open_regular, EFBIG when
+ * it holds more than max bytes, the read's errno; BH_SYSTEM with ENOMEM. */
+bh_status bh_file_read_small(const char *path, size_t max, char **out,
+                             size_t *len, bh_status code, bh_err *err);
 
 /* ---- what reactions touch ------------------------------------------------ */
 
 /* Open (O_DIRECTORY | O_NOFOLLOW, each component) the directory holding
- * the last component of path; *leaf points into path at that component.
- * A symlink on the way, a missing or non-directory component, or a path
- * ending in "/", ".", ".." is refused with `code` and a message naming the
- * component. Returns the descriptor, or -1 with errno set (ENOENT when a
- * component is missing, ELOOP or ENOTDIR for a symlink), so that callers
- * can tell "not there" from "refused" without reading the message. */
-int bh_fs_open_parent(const char *path, const char **leaf, bh_status code,
-                      bh_err *err);
+ * the last component of path into *dirfd; *leaf points into path at that
+ * component. A symlink on the way, a missing or non-directory component,
+ * or a path ending in "/", ".", ".." is refused with `code` (BH_SYSTEM
+ * when the process ran out of descriptors or memory) and a message naming
+ * the component; *dirfd is then -1 and err carries the errno (ENOENT when
+ * a component is missing, ELOOP or ENOTDIR for a symlink, EINVAL for the
+ * path's form), so that callers can tell "not there" from "refused"
+ * without reading the message. */
+bh_status bh_fs_open_parent(const char *path, int *dirfd, const char **leaf,
+                            bh_status code, bh_err *err);
 
 /* bh_fs_open_parent where every directory opened on the way, from the
  * first ("/" or ".") down to the parent, must also pass ok(st, name, ctx)
  * (st its fstat, name how it was named on the path). A directory that
- * fails it ends the walk: -1 with errno EACCES, and err as ok left it
- * (ok fills it: it knows why). */
+ * fails it ends the walk: err as ok filled it (it knows why; else `code`,
+ * "refused"), carrying EACCES. */
 typedef bool (*bh_fs_dir_check)(const struct stat *st, const char *name,
                                 void *ctx);
-int bh_fs_open_parent_check(const char *path, const char **leaf,
-                            bh_fs_dir_check ok, void *ctx, bh_status code,
-                            bh_err *err);
+bh_status bh_fs_open_parent_check(const char *path, int *dirfd,
+                                  const char **leaf, bh_fs_dir_check ok,
+                                  void *ctx, bh_status code, bh_err *err);
 
-/* Open the regular file name in dirfd read-only, not following a symlink,
- * not blocking, judged by fstatat before it is opened (no device is ever
- * opened) and by fstat after (*st: what was opened, the same file). -1
- * with err under code (a missing file: *missing set, when not NULL). */
-int bh_fs_open_at(int dirfd, const char *name, struct stat *st, bool *missing,
-                  bh_status code, const char *what, bh_err *err);
+/* Open the regular file name in dirfd read-only into *fd, not following a
+ * symlink, not blocking, judged by fstatat before it is opened (no device
+ * is ever opened) and by fstat after (*st: what was opened, the same
+ * file). Else code (BH_SYSTEM for want of descriptors) with err carrying
+ * the errno (a missing file: *missing set, when not NULL). */
+bh_status bh_fs_open_at(int dirfd, const char *name, int *fd, struct stat *st,
+                        bool *missing, bh_status code, const char *what,
+                        bh_err *err);
 
 /* Read the regular file name in dirfd (not following a symlink, not
  * blocking; judged by fstatat before it is opened, so no device is ever
@@ -134,7 +138,9 @@ bh_status bh_fs_write_atomic(const char *path, const void *buf, size_t len,
                              bool keep_existing, mode_t mode, bh_status code,
                              bh_err *err);
 
-/* Write all of buf to fd (retrying short writes and EINTR); 0 or errno. */
-int bh_fs_write_all(int fd, const void *buf, size_t len);
+/* Write all of buf to fd (retrying short writes and EINTR). BH_SYSTEM
+ * ("writing WHAT: ...") with err carrying the errno when it fails. */
+bh_status bh_fs_write_all(int fd, const void *buf, size_t len, const char *what,
+                          bh_err *err);
 
 #endif

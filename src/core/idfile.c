@@ -7,13 +7,13 @@
 
 #include "fsutil.h"
 
-/* Read f's file into f->text (the lock held): 0, or the errno value with
- * err filled; EINVAL when it is empty or longer than an id. */
-static int id_file_read(bh_id_file *f, bh_err *err) {
+/* Read f's file into f->text (the lock held). BH_SYSTEM with err when it
+ * cannot be read, is empty or is longer than an id. */
+static bh_status id_file_read(bh_id_file *f, bh_err *err) {
   char *text = NULL;
   size_t len = 0;
-  int e = bh_file_read_small(f->path, 4096, &text, &len, BH_SYSTEM, err);
-  if (e != 0) return e;
+  bh_status st = bh_file_read_small(f->path, 4096, &text, &len, BH_SYSTEM, err);
+  if (st != BH_OK) return st;
   while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ' ||
                      text[len - 1] == '\r' || text[len - 1] == '\t'))
     len--;
@@ -21,12 +21,11 @@ static int id_file_read(bh_id_file *f, bh_err *err) {
     memcpy(f->text, text, len);
     f->len = len;
   } else {
-    e = EINVAL;
-    bh_err_set(err, BH_SYSTEM, NULL, "%s holds %zu bytes, expected an id",
-               f->path, len);
+    st = bh_err_sys(err, BH_SYSTEM, EINVAL,
+                    "%s holds %zu bytes, expected an id", f->path, len);
   }
   free(text);
-  return e;
+  return st;
 }
 
 bh_status bh_id_file_get(bh_id_file *f, char *buf, size_t cap, bh_err *err) {
@@ -35,12 +34,12 @@ bh_status bh_id_file_get(bh_id_file *f, char *buf, size_t cap, bh_err *err) {
   if (pthread_mutex_lock(&f->lock) != 0)
     return bh_err_set(err, BH_SYSTEM, NULL, "cannot lock the cache of %s",
                       f->path);
-  int e = f->len == 0 ? id_file_read(f, err) : 0;
-  if (e == 0) {
+  bh_status st = f->len == 0 ? id_file_read(f, err) : BH_OK;
+  if (st == BH_OK) {
     size_t n = f->len < cap - 1 ? f->len : cap - 1;
     memcpy(buf, f->text, n);
     buf[n] = '\0';
   }
   (void)pthread_mutex_unlock(&f->lock);
-  return e == 0 ? BH_OK : BH_SYSTEM;
+  return st;
 }

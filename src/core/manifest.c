@@ -335,8 +335,10 @@ static bh_status read_bytes_at(int dirfd, const char *name, const char *what,
                                uint8_t **out, size_t *len, struct stat *st,
                                bh_err *err) {
   const size_t max = BH_MANIFEST_MAX_BYTES;
-  int fd = bh_fs_open_at(dirfd, name, st, NULL, BH_MANIFEST_IO, what, err);
-  if (fd < 0) return BH_MANIFEST_IO;
+  int fd;
+  bh_status rc =
+      bh_fs_open_at(dirfd, name, &fd, st, NULL, BH_MANIFEST_IO, what, err);
+  if (rc != BH_OK) return rc;
   if ((uintmax_t)st->st_size > max) {
     (void)close(fd); /* read-only */
     return bh_err_set(err, BH_MANIFEST_TOO_LARGE, NULL,
@@ -347,7 +349,7 @@ static bh_status read_bytes_at(int dirfd, const char *name, const char *what,
   size_t cap = (size_t)st->st_size + 1, got = 0; /* + 1: to see the end */
   uint8_t *buf = malloc(cap);
   top_scan scan = {0};
-  bh_status rc = buf == NULL ? oom(err) : BH_OK;
+  rc = buf == NULL ? oom(err) : BH_OK;
   while (rc == BH_OK) {
     if (got == cap) { /* it grew since the stat */
       size_t ncap = cap > max / 2 ? max + 1 : cap * 2;
@@ -407,9 +409,10 @@ bh_status bh_manifest_read_stat(const char *path, bool check, bh_manifest *out,
   bh_err own;
   if (err == NULL) err = &own; /* its code is what we return */
   memset(out, 0, sizeof *out);
-  int dirfd = bh_fs_open_parent(path, &leaf, BH_MANIFEST_IO, err);
-  if (dirfd < 0) return err->code;
-  bh_status rc = bh_manifest_read_at(dirfd, leaf, path, check, out, st, err);
+  int dirfd;
+  bh_status rc = bh_fs_open_parent(path, &dirfd, &leaf, BH_MANIFEST_IO, err);
+  if (rc != BH_OK) return rc;
+  rc = bh_manifest_read_at(dirfd, leaf, path, check, out, st, err);
   (void)close(dirfd);
   bh_fd_reserve_refill();
   return rc;
@@ -492,10 +495,10 @@ bh_status bh_manifest_clear_daemon(const char *path, const bh_identity *only_if,
   bh_clear_outcome dummy;
   if (outcome == NULL) outcome = &dummy;
   *outcome = BH_CLEAR_NONE;
-  int dirfd = bh_fs_open_parent(path, &leaf, BH_MANIFEST_IO, err);
-  if (dirfd < 0) return BH_MANIFEST_IO;
-  bh_status s =
-      bh_manifest_clear_daemon_at(dirfd, leaf, path, only_if, outcome, err);
+  int dirfd;
+  bh_status s = bh_fs_open_parent(path, &dirfd, &leaf, BH_MANIFEST_IO, err);
+  if (s != BH_OK) return s;
+  s = bh_manifest_clear_daemon_at(dirfd, leaf, path, only_if, outcome, err);
   (void)close(dirfd);
   bh_fd_reserve_refill();
   return s;
@@ -705,9 +708,11 @@ bh_status bh_manifest_registry_open(const char *dir, uid_t owner, int *fd,
   const char *leaf;
   *fd = -1;
   *missing = false;
-  int parent = bh_fs_open_parent(dir, &leaf, BH_MANIFEST_IO, err);
-  bh_status st = BH_OK;
-  if (parent >= 0) {
+  bh_err own;
+  if (err == NULL) err = &own; /* its errno says "missing" below */
+  int parent;
+  bh_status st = bh_fs_open_parent(dir, &parent, &leaf, BH_MANIFEST_IO, err);
+  if (st == BH_OK) {
     *fd = bh_fd_openat(parent, leaf,
                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (*fd < 0 && errno == ENOENT)
@@ -715,9 +720,10 @@ bh_status bh_manifest_registry_open(const char *dir, uid_t owner, int *fd,
     else if (*fd < 0)
       st = io_err(err, "cannot open registry", dir, errno);
     (void)close(parent);
-  } else if (errno != ENOENT) {
-    st = BH_MANIFEST_IO; /* a symlink or worse on the way */
+  } else if (err->sys_errno != ENOENT) {
+    /* a symlink or worse on the way: st says so */
   } else {
+    st = BH_OK;
     bh_err_clear(err); /* a parent is missing: so is the registry */
     *missing = true;
   }

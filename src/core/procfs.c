@@ -111,7 +111,7 @@ static bh_status boot_time(uint64_t *out, bh_err *err) {
   char *text = NULL;
   size_t len = 0;
   if (bh_file_read_small("/proc/stat", PROC_STAT_MAX, &text, &len, BH_SYSTEM,
-                         err) != 0)
+                         err) != BH_OK)
     return BH_SYSTEM;
   unsigned long long bt = 0;
   const char *line = strstr(text, "\nbtime ");

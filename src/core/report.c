@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -85,11 +86,13 @@ bh_status bh_report_sink_open(bh_report_sink *s, const char *path,
    * refused, never followed. */
   const char *leaf;
   bh_err derr;
-  int dirfd = bh_fs_open_parent(copy, &leaf, BH_SYSTEM, &derr);
-  if (dirfd < 0) { /* a missing directory is said as open(2) says it */
-    bh_status st = errno == ENOENT ? fail(err, path, strerror(ENOENT))
-                                   : bh_err_set(err, BH_SYSTEM, NULL,
-                                                "report file %s", derr.message);
+  int dirfd;
+  if (bh_fs_open_parent(copy, &dirfd, &leaf, BH_SYSTEM, &derr) != BH_OK) {
+    /* a missing directory is said as open(2) says it */
+    bh_status st =
+        derr.sys_errno == ENOENT
+            ? fail(err, path, strerror(ENOENT))
+            : bh_err_set(err, BH_SYSTEM, NULL, "report file %s", derr.message);
     free(copy);
     return st;
   }
@@ -147,9 +150,7 @@ bh_status bh_report_sink_write(bh_report_sink *s, const char *path,
     bh_status st = bh_report_sink_open(s, path, err);
     if (st != BH_OK) return st;
   }
-  int e = bh_fs_write_all(s->fd, buf, len);
-  if (e != 0)
-    return bh_err_set(err, BH_SYSTEM, NULL, "writing report %s: %s", path,
-                      strerror(e));
-  return BH_OK;
+  char what[BH_ERR_MESSAGE_MAX];
+  (void)snprintf(what, sizeof what, "report %s", path);
+  return bh_fs_write_all(s->fd, buf, len, what, err);
 }

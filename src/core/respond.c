@@ -607,8 +607,9 @@ static bh_status own_socket_file(bh_responder *r, bh_err *err) {
 static bh_status bind_listen(bh_responder *r, int *out_fd, bh_err *err) {
   const char *path = r->ep.path;
   bh_status st = BH_SYSTEM;
-  r->dirfd = bh_fs_open_parent(path, &r->leaf, BH_SYSTEM, err);
-  if (r->dirfd < 0) return BH_SYSTEM;
+  st = bh_fs_open_parent(path, &r->dirfd, &r->leaf, BH_SYSTEM, err);
+  if (st != BH_OK) return st;
+  st = BH_SYSTEM;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return bh_err_set(err, BH_SYSTEM, NULL, "socket for %s: %s", path,

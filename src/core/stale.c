@@ -91,21 +91,24 @@ bh_status bh_fs_remove_stale_socket_as(const char *path,
   bool check = opts != NULL && opts->has_owner &&
                !(opts->within != NULL && lies_under(path, opts->within));
   owner_ctx oc = {check ? opts->owner : 0, false};
-  int dirfd = bh_fs_open_parent_check(
-      path, &leaf, check ? owner_may_search : NULL, &oc, BH_SYSTEM, err);
-  if (dirfd < 0 && oc.denied) {
+  bh_err own;
+  if (err == NULL) err = &own; /* its errno says "gone" below */
+  int dirfd;
+  bh_status st = bh_fs_open_parent_check(path, &dirfd, &leaf,
+                                         check ? owner_may_search : NULL, &oc,
+                                         BH_SYSTEM, err);
+  if (st != BH_OK && oc.denied) {
     bh_err_clear(err);
     res->forbidden = true;
     (void)snprintf(res->reason, sizeof res->reason,
                    "uid %u may not reach its directory", (unsigned)opts->owner);
     return BH_OK;
   }
-  if (dirfd < 0) {
-    if (errno != ENOENT) return BH_SYSTEM;
+  if (st != BH_OK) {
+    if (err->sys_errno != ENOENT) return st;
     bh_err_clear(err); /* its directory is gone: so is the socket */
     return BH_OK;
   }
-  bh_status st = BH_OK;
   struct stat first, now, dir;
   if (fstatat(dirfd, leaf, &first, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno != ENOENT)

@@ -64,23 +64,49 @@ const char *bh_status_stage(bh_status code) {
   return status_table[code].stage;
 }
 
+/* Fill err: code, field, no errno, the message. */
+static bh_status err_fill(bh_err *err, bh_status code, const char *field,
+                          const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static bh_status err_fill(bh_err *err, bh_status code, const char *field,
+                          const char *fmt, va_list ap) {
+  err->code = code;
+  err->sys_errno = 0;
+  err->field = field;
+  err->nfields = 0;
+  int n = vsnprintf(err->message, sizeof err->message, fmt, ap);
+  if (n < 0) err->message[0] = '\0';
+  return code;
+}
+
 bh_status bh_err_set(bh_err *err, bh_status code, const char *field,
                      const char *fmt, ...) {
   if (err == NULL) return code;
-  err->code = code;
-  err->field = field;
-  err->nfields = 0;
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(err->message, sizeof err->message, fmt, ap);
+  err_fill(err, code, field, fmt, ap);
   va_end(ap);
-  if (n < 0) err->message[0] = '\0';
   return code;
+}
+
+bh_status bh_err_sys(bh_err *err, bh_status code, int e, const char *fmt, ...) {
+  if (err == NULL) return code;
+  va_list ap;
+  va_start(ap, fmt);
+  err_fill(err, code, NULL, fmt, ap);
+  va_end(ap);
+  err->sys_errno = e;
+  return code;
+}
+
+int bh_err_errno(const bh_err *err) {
+  return err != NULL ? err->sys_errno : 0;
 }
 
 void bh_err_clear(bh_err *err) {
   if (err == NULL) return;
   err->code = BH_OK;
+  err->sys_errno = 0;
   err->field = NULL;
   err->nfields = 0;
   err->message[0] = '\0';

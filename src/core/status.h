@@ -1,8 +1,13 @@
 /* Status codes of the C core (design §1.6) and the error record that carries
  * them. The core never raises: every fallible function returns a bh_status
  * and, when given a bh_err, fills it with the code, the compared field (for
- * identity mismatches) and a human message saying what was expected and
- * what came. */
+ * identity mismatches), the errno of the system call that failed (for a
+ * caller that must tell "not there" from "refused") and a human message
+ * saying what was expected and what came. A descriptor or an object a
+ * function makes is an out-parameter. The exceptions are few and named
+ * for what they are: a wrapper of one system call (bh_fd_openat,
+ * bh_pidfd_open) returns what that call returns, and a loop step
+ * (bh_sock_io) says what the loop must do next. */
 #ifndef BH_STATUS_H
 #define BH_STATUS_H
 
@@ -65,6 +70,8 @@ enum { BH_ERR_MESSAGE_MAX = 240, BH_ERR_FIELDS_MAX = 8 };
 
 typedef struct bh_err {
   bh_status code;
+  /* The errno of the system call that failed (bh_err_sys), or 0. */
+  int sys_errno;
   const char *field; /* static string or NULL */
   /* identity_mismatch: every differing field, in comparison order (field
    * is fields[0]); nfields is 0 otherwise. Static strings. */
@@ -83,6 +90,15 @@ const char *bh_status_stage(bh_status code);
 bh_status bh_err_set(bh_err *err, bh_status code, const char *field,
                      const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* bh_err_set for a failed system call whose errno was e: err->sys_errno
+ * is e (bh_err_set leaves it 0). Without err, e is lost: a caller that
+ * must know it passes one. */
+bh_status bh_err_sys(bh_err *err, bh_status code, int e, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The errno carried by err (0 when err is NULL or none was). */
+int bh_err_errno(const bh_err *err);
 
 /* Reset *err to BH_OK with an empty message. */
 void bh_err_clear(bh_err *err);

@@ -159,9 +159,10 @@ void bh_history_open(void) {
 static bool append(const char *chunk) {
   char stamp[32];
   int n = snprintf(stamp, sizeof stamp, "#%lld\n", (long long)time(NULL));
-  return bh_fs_write_all(hist.fd, stamp, (size_t)n) == 0 &&
-         bh_fs_write_all(hist.fd, chunk, strlen(chunk)) == 0 &&
-         bh_fs_write_all(hist.fd, "\n", 1) == 0;
+  return bh_fs_write_all(hist.fd, stamp, (size_t)n, "history", NULL) == BH_OK &&
+         bh_fs_write_all(hist.fd, chunk, strlen(chunk), "history", NULL) ==
+             BH_OK &&
+         bh_fs_write_all(hist.fd, "\n", 1, "history", NULL) == BH_OK;
 }
 
 /* Rewrite the file with readline's list (its last HISTORY_MAX entries),

@@ -298,11 +298,13 @@ static bh_status write_line(lua_State *L, const char *path, const char *line,
   if (path == NULL) {
     if (s != NULL && s->sink.fd >= 0) bh_report_sink_close(&s->sink);
     (void)fflush(stdout); /* keep order with print() */
-    int e = bh_fs_write_all(STDOUT_FILENO, line, len);
-    if (e == 0) return BH_OK;
-    if (e == EPIPE) lbh_request_stop(SIGPIPE);
-    return bh_err_set(err, BH_SYSTEM, NULL, "writing report to stdout: %s",
-                      strerror(e));
+    bh_err werr;
+    bh_status st =
+        bh_fs_write_all(STDOUT_FILENO, line, len, "report to stdout", &werr);
+    if (st == BH_OK) return BH_OK;
+    if (werr.sys_errno == EPIPE) lbh_request_stop(SIGPIPE);
+    if (err != NULL) *err = werr;
+    return st;
   }
   if (s == NULL) return bh_err_set(err, BH_SYSTEM, NULL, "bh is not open");
   follow_rotation(s, false);
