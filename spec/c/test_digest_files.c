@@ -247,11 +247,14 @@ static void test_digest_refuses_others(void) {
   CHECK(strstr(err.message, "not a regular file") != NULL);
   CHECK_CODE(bh_digest_file("/dev/null", BH_ALGS_ALL, &d, &err), BH_EXE_HASH,
              &err);
-  CHECK_INT(bh_digest_open("/dev/zero", "zero", &st, &err), -1);
+  int fd;
+  CHECK_CODE(bh_digest_open("/dev/zero", "zero", &fd, &st, &err), BH_EXE_HASH,
+             &err);
+  CHECK_INT(fd, -1);
   CHECK_CODE(err.code, BH_EXE_HASH, &err);
   CHECK(strstr(err.message, "zero") != NULL);
-  int fd = open(bh_test_path(path, sizeof path, "huge"),
-                O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  fd = open(bh_test_path(path, sizeof path, "huge"),
+            O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   CHECK(fd >= 0);
   CHECK_INT(ftruncate(fd, (off_t)BH_DIGEST_MAX_BYTES + 1), 0);
   close(fd);
@@ -261,7 +264,7 @@ static void test_digest_refuses_others(void) {
   CHECK(strstr(err.message, "over the 1 GiB hashing limit") != NULL);
   CHECK(bh_test_now() - t0 < 5); /* refused by fstat, not read */
   CHECK_INT(truncate(path, (off_t)BH_DIGEST_MAX_BYTES), 0);
-  fd = bh_digest_open(path, "at the limit", &st, &err);
+  CHECK_CODE(bh_digest_open(path, "at the limit", &fd, &st, &err), BH_OK, &err);
   CHECK(fd >= 0); /* exactly the limit is allowed */
   if (fd >= 0) close(fd);
   CHECK_INT(unlink(path), 0);
@@ -275,7 +278,8 @@ static void test_digest_cancel(void) {
   bh_digests d;
   bh_digest_cache_clear();
   write_file(bh_test_path(path, sizeof path, "cancel"), "abc", O_TRUNC);
-  int fd = bh_digest_open(path, "the file", &st, &err);
+  int fd;
+  CHECK_CODE(bh_digest_open(path, "the file", &fd, &st, &err), BH_OK, &err);
   CHECK(fd >= 0);
   atomic_bool stop;
   atomic_init(&stop, true);

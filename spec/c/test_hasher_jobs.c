@@ -70,7 +70,8 @@ static bh_hash_job *submit_for(bh_hasher *h, uid_t owner, const char *path,
   struct stat st;
   bh_err err;
   memset(r, 0, sizeof *r);
-  int fd = bh_digest_open(path, path, &st, &err);
+  int fd;
+  CHECK_CODE(bh_digest_open(path, path, &fd, &st, &err), BH_OK, &err);
   CHECK(fd >= 0);
   if (fd < 0) return NULL;
   bh_hash_job *j = bh_hasher_submit(h, owner, fd, &st, "the file", BH_ALGS_ALL,

@@ -152,7 +152,7 @@ static void test_cancel_while_hashing(void) {
   close(fd);
   struct stat st;
   bh_err err;
-  fd = bh_digest_open(path, "marker", &st, &err);
+  CHECK_CODE(bh_digest_open(path, "marker", &fd, &st, &err), BH_OK, &err);
   bool marked = false;
   CHECK(bh_hasher_submit(hasher, 0, fd, &st, "marker", BH_ALGS_ALL, on_marker,
                          &marked) != NULL);

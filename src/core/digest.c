@@ -206,7 +206,8 @@ void bh_digest_abort(bh_digest_state *s) {
   free(s);
 }
 
-int bh_digest_step(bh_digest_state *s, int fd, uint64_t max_bytes, bool *end) {
+/* bh_digest_step's reading: 0, the read's errno, or EIO for OpenSSL. */
+static int step(bh_digest_state *s, int fd, uint64_t max_bytes, bool *end) {
   uint64_t start = s->done;
   *end = false;
   while (s->done - start < max_bytes) {
@@ -221,6 +222,14 @@ int bh_digest_step(bh_digest_state *s, int fd, uint64_t max_bytes, bool *end) {
     s->done += (uint64_t)n;
   }
   return 0;
+}
+
+bh_status bh_digest_step(bh_digest_state *s, int fd, uint64_t max_bytes,
+                         const char *name, bool *end, bh_err *err) {
+  int e = step(s, fd, max_bytes, end);
+  if (e == 0) return BH_OK;
+  return bh_err_sys(err, BH_EXE_HASH, e, "cannot read %s: %s", name,
+                    strerror(e));
 }
 
 /* The digests of what s hashed; frees s. false when OpenSSL failed. */
@@ -241,7 +250,7 @@ static int hash_fd(int fd, unsigned algs, const atomic_bool *cancel,
       bh_digest_abort(s);
       return ECANCELED;
     }
-    int e = bh_digest_step(s, fd, CHUNK, &end);
+    int e = step(s, fd, CHUNK, &end);
     if (e != 0) {
       bh_digest_abort(s);
       return e;
@@ -250,17 +259,15 @@ static int hash_fd(int fd, unsigned algs, const atomic_bool *cancel,
   return state_final(s, out) ? 0 : EIO;
 }
 
-int bh_digest_open(const char *path, const char *name, struct stat *st,
-                   bh_err *err) {
-  int fd = -1;
-  if (bh_file_open_regular(path, name, &fd, st, BH_EXE_HASH, err) != 0)
-    return -1;
-  if ((uint64_t)st->st_size <= BH_DIGEST_MAX_BYTES) return fd;
-  bh_err_set(err, BH_EXE_TOO_LARGE, NULL,
-             "%s is %.1f GiB, over the 1 GiB hashing limit: not hashed", name,
-             (double)st->st_size / (double)(1u << 30));
-  (void)close(fd); /* read-only: nothing to lose */
-  return -1;
+bh_status bh_digest_open(const char *path, const char *name, int *fd,
+                         struct stat *st, bh_err *err) {
+  bh_status s = bh_file_open_regular(path, name, fd, st, BH_EXE_HASH, err);
+  if (s != BH_OK || (uint64_t)st->st_size <= BH_DIGEST_MAX_BYTES) return s;
+  (void)close(*fd); /* read-only: nothing to lose */
+  *fd = -1;
+  return bh_err_sys(err, BH_EXE_TOO_LARGE, EFBIG,
+                    "%s is %.1f GiB, over the 1 GiB hashing limit: not hashed",
+                    name, (double)st->st_size / (double)(1u << 30));
 }
 
 /* Hash fd into out; BH_EXE_HASH naming the file when it cannot be read. */
@@ -304,9 +311,9 @@ bh_status bh_digest_fd(int fd, const struct stat *st, const char *name,
 static bh_status digest_path(const char *path, const char *name, unsigned algs,
                              bool use_cache, bh_digests *out, bh_err *err) {
   struct stat sb;
-  int fd = bh_digest_open(path, name, &sb, err);
-  if (fd < 0) return err != NULL ? err->code : BH_EXE_HASH;
-  bh_status st = BH_OK;
+  int fd;
+  bh_status st = bh_digest_open(path, name, &fd, &sb, err);
+  if (st != BH_OK) return st;
   if (!use_cache)
     st = hash_named(fd, name, algs, NULL, out, err);
   else if (!bh_digest_cache_get(&sb, algs, out))
@@ -338,10 +345,11 @@ bh_status bh_digest_exe(uint32_t pid, unsigned algs, bh_digests *out,
   return digest_path(path, name, algs, true, out, err);
 }
 
-int bh_digest_open_exe(uint32_t pid, struct stat *st, bh_err *err) {
+bh_status bh_digest_open_exe(uint32_t pid, int *fd, struct stat *st,
+                             bh_err *err) {
   char path[64], name[96];
   exe_names(pid, path, name);
-  return bh_digest_open(path, name, st, err);
+  return bh_digest_open(path, name, fd, st, err);
 }
 
 void bh_digest_bytes(const void *data, size_t len, uint8_t out[BH_SHA256_LEN]) {

@@ -41,14 +41,15 @@ bh_status bh_digest_file_uncached(const char *path, unsigned algs,
 bh_status bh_digest_exe(uint32_t pid, unsigned algs, bh_digests *out,
                         bh_err *err);
 
-/* Open path for hashing (O_RDONLY | O_NONBLOCK | O_CLOEXEC) and fstat the
- * descriptor: a regular file (else BH_EXE_HASH) of at most
- * BH_DIGEST_MAX_BYTES (else BH_EXE_TOO_LARGE). Returns the descriptor or
- * -1 with err set. name is what messages call the file. */
-int bh_digest_open(const char *path, const char *name, struct stat *st,
-                   bh_err *err);
+/* Open path for hashing (O_RDONLY | O_NONBLOCK | O_CLOEXEC) into *fd and
+ * fstat the descriptor into *st: a regular file (else BH_EXE_HASH) of at
+ * most BH_DIGEST_MAX_BYTES (else BH_EXE_TOO_LARGE); *fd is -1 on failure.
+ * name is what messages call the file. */
+bh_status bh_digest_open(const char *path, const char *name, int *fd,
+                         struct stat *st, bh_err *err);
 /* bh_digest_open of /proc/PID/exe ("the executable of pid PID"). */
-int bh_digest_open_exe(uint32_t pid, struct stat *st, bh_err *err);
+bh_status bh_digest_open_exe(uint32_t pid, int *fd, struct stat *st,
+                             bh_err *err);
 /* The cached digests of the file described by st, when every one of algs
  * is cached (true), else false. */
 bool bh_digest_cache_get(const struct stat *st, unsigned algs, bh_digests *out);
@@ -69,11 +70,13 @@ bh_status bh_digest_fd(int fd, const struct stat *st, const char *name,
 
 /* The same in steps, for a hasher that shares its time between files:
  * begin (NULL when out of memory), then step until *end (each step reads
- * at most about max_bytes; 0 or an errno), then end (the digests, stored
- * in the cache under st; frees the state) or abort (frees it). */
+ * at most about max_bytes; BH_EXE_HASH "cannot read NAME" with the errno
+ * when it cannot), then end (the digests, stored in the cache under st;
+ * frees the state) or abort (frees it). */
 typedef struct bh_digest_state bh_digest_state;
 bh_digest_state *bh_digest_begin(unsigned algs);
-int bh_digest_step(bh_digest_state *s, int fd, uint64_t max_bytes, bool *end);
+bh_status bh_digest_step(bh_digest_state *s, int fd, uint64_t max_bytes,
+                         const char *name, bool *end, bh_err *err);
 bh_status bh_digest_end(bh_digest_state *s, const struct stat *st,
                         const char *name, bh_digests *out, bh_err *err);
 void bh_digest_abort(bh_digest_state *s);

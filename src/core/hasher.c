@@ -5,7 +5,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "digest.h"
@@ -58,12 +57,11 @@ static bool work_on(bh_hash_job *j) {
     }
   }
   bool end = false;
-  int e = bh_digest_step(j->digest, j->fd, SLICE_BYTES, &end);
-  if (e != 0) {
+  j->status =
+      bh_digest_step(j->digest, j->fd, SLICE_BYTES, j->name, &end, &j->err);
+  if (j->status != BH_OK) {
     bh_digest_abort(j->digest);
     j->digest = NULL;
-    j->status = bh_err_set(&j->err, BH_EXE_HASH, NULL, "cannot read %s: %s",
-                           j->name, strerror(e));
     return true;
   }
   if (!end) return false;

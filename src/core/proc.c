@@ -328,9 +328,10 @@ bh_status bh_proc_exe_digests(const bh_proc *p, unsigned algs, bh_digests *d,
    * unreadable) is for the open below to report. */
   bool cached = stat(path, st) == 0 && S_ISREG(st->st_mode) &&
                 bh_digest_cache_get(st, algs, d);
+  bh_status s = BH_OK;
   if (!cached) {
-    *fd = bh_digest_open_exe(p->pid, st, err);
-    if (*fd < 0) return err != NULL ? err->code : BH_EXE_HASH;
+    s = bh_digest_open_exe(p->pid, fd, st, err);
+    if (s != BH_OK) return s;
     /* The file it runs is cached after all (hashed meanwhile). */
     if (bh_digest_cache_get(st, algs, d)) {
       (void)close(*fd); /* read-only */
@@ -339,7 +340,7 @@ bh_status bh_proc_exe_digests(const bh_proc *p, unsigned algs, bh_digests *d,
   }
   /* What was stat'ed or opened is the held process's only if it still
    * runs now. */
-  bh_status s = still_held(p, err);
+  s = still_held(p, err);
   if (s != BH_OK && *fd >= 0) {
     (void)close(*fd);
     *fd = -1;
