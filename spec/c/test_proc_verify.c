@@ -67,12 +67,13 @@ static void test_verify_self(void) {
   CHECK_INT(held.pid, getpid());
   CHECK(have_pidfd ? held.pidfd >= 0 : held.pidfd == -1);
   CHECK(bh_proc_alive(&held));
-  CHECK_INT(bh_proc_signal(&held, 0), 0);
+  CHECK_CODE(bh_proc_signal(&held, 0, &err), BH_OK, &err);
   bh_proc_release(&held);
   bh_proc_release(&held); /* idempotent */
   CHECK_INT(held.pidfd, -1);
   CHECK(!bh_proc_alive(&held));
-  CHECK_INT(bh_proc_signal(&held, 0), -ESRCH);
+  CHECK_CODE(bh_proc_signal(&held, 0, &err), BH_PID_NOT_FOUND, &err);
+  CHECK_INT(err.sys_errno, ESRCH);
   /* held NULL: verify only, nothing kept open. */
   CHECK_CODE(bh_proc_verify(&id, NULL, NULL, &err), BH_OK, &err);
   CHECK_INT(bh_test_count_fds(), fds);
@@ -253,10 +254,11 @@ static void test_of_pid_and_hold(void) {
   /* Signals go through the pidfd. */
   child = spawn_blocked(&wfd);
   CHECK_CODE(bh_proc_hold((uint32_t)child, &held, &err), BH_OK, &err);
-  CHECK_INT(bh_proc_signal(&held, SIGTERM), 0);
+  CHECK_CODE(bh_proc_signal(&held, SIGTERM, &err), BH_OK, &err);
   CHECK_INT(waitpid(child, &status, 0), child);
   CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
-  CHECK_INT(bh_proc_signal(&held, SIGTERM), -ESRCH);
+  CHECK_CODE(bh_proc_signal(&held, SIGTERM, &err), BH_PID_NOT_FOUND, &err);
+  CHECK_INT(err.sys_errno, ESRCH);
   bh_proc_release(&held);
   close(wfd);
   bh_endpoint_clear(&ep);

@@ -180,7 +180,7 @@ static int fill_table(int *fds, int cap) {
 static int exhausted_child(const char *root, const char *manifest) {
   struct rlimit rl = {64, 64};
   if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return 10;
-  if (bh_fd_reserve_setup(BH_FD_RESERVE_DEFAULT) != 0) return 11;
+  if (bh_fd_reserve_setup(BH_FD_RESERVE_DEFAULT, NULL) != BH_OK) return 11;
   if (bh_fd_reserve_held() != BH_FD_RESERVE_DEFAULT) return 12;
   static int fds[4096];
   int n = fill_table(fds, 4096);
@@ -232,7 +232,7 @@ static void test_raises_soft_limit(void) {
   if (pid == 0) {
     struct rlimit rl = {32, 2048};
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(10);
-    (void)bh_fd_reserve_setup(4);
+    (void)bh_fd_reserve_setup(4, NULL);
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur != 2048) _exit(11);
     _exit(bh_fd_reserve_held() == 4 ? 0 : 12);
   }

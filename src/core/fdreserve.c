@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -21,14 +22,19 @@ static bool take_one(void) {
   return true;
 }
 
-int bh_fd_reserve_setup(unsigned n) {
+bh_status bh_fd_reserve_setup(unsigned n, bh_err *err) {
   struct rlimit rl;
-  int e = 0;
+  bh_status st = BH_OK;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
-    e = errno;
+    int e = errno;
+    st = bh_err_sys(err, BH_SYSTEM, e, "getrlimit: %s", strerror(e));
   } else if (rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) e = errno;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      int e = errno;
+      st = bh_err_sys(err, BH_SYSTEM, e,
+                      "cannot raise the descriptor limit: %s", strerror(e));
+    }
   }
   if (n > RESERVE_MAX) n = RESERVE_MAX;
   (void)pthread_mutex_lock(&lock);
@@ -36,7 +42,7 @@ int bh_fd_reserve_setup(unsigned n) {
   while (held < wanted && take_one()) {
   }
   (void)pthread_mutex_unlock(&lock);
-  return e;
+  return st;
 }
 
 unsigned bh_fd_reserve_held(void) {

@@ -18,15 +18,18 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "status.h"
+
 /* Descriptors set aside by default: a walk holds one per directory level
  * open (the default depth is 8), a manifest read two, a metrics write two,
  * the report one. */
 #define BH_FD_RESERVE_DEFAULT 16
 
-/* Raise the soft RLIMIT_NOFILE to the hard limit (0 when it is raised or
- * already there, else the errno of setrlimit) and set aside n
- * descriptors. Call once, at start-up, before anything else opens. */
-int bh_fd_reserve_setup(unsigned n);
+/* Raise the soft RLIMIT_NOFILE to the hard limit (BH_SYSTEM with the errno
+ * of getrlimit or setrlimit when it cannot) and set aside n descriptors
+ * (as many as can be: see bh_fd_reserve_held). Call once, at start-up,
+ * before anything else opens. */
+bh_status bh_fd_reserve_setup(unsigned n, bh_err *err);
 
 /* How many descriptors the reserve holds now. */
 unsigned bh_fd_reserve_held(void);

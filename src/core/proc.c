@@ -62,16 +62,27 @@ bool bh_proc_alive(const bh_proc *p) {
          (kill((pid_t)p->pid, 0) == 0 || errno == EPERM);
 }
 
-int bh_proc_signal(const bh_proc *p, int sig) {
-  if (!bh_pid_in_range(p->pid)) return -ESRCH;
+/* Send sig: 0 or the errno (ESRCH: gone). */
+static int send_signal(const bh_proc *p, int sig) {
+  if (!bh_pid_in_range(p->pid)) return ESRCH;
 #ifdef SYS_pidfd_send_signal
   if (p->pidfd >= 0) {
     if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) == 0) return 0;
-    if (errno != ENOSYS) return -errno;
+    if (errno != ENOSYS) return errno;
   }
 #endif
   if (kill((pid_t)p->pid, sig) == 0) return 0;
-  return -errno;
+  return errno;
+}
+
+bh_status bh_proc_signal(const bh_proc *p, int sig, bh_err *err) {
+  int e = send_signal(p, sig);
+  if (e == 0) return BH_OK;
+  if (e == ESRCH)
+    return bh_err_sys(err, BH_PID_NOT_FOUND, e, "pid %u is not running",
+                      p->pid);
+  return bh_err_sys(err, BH_SYSTEM, e, "cannot signal pid %u: %s", p->pid,
+                    strerror(e));
 }
 
 void bh_proc_release(bh_proc *p) {

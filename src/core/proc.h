@@ -73,9 +73,10 @@ bh_status bh_proc_hold(uint32_t pid, bh_proc *out, bh_err *err);
 /* Is the held process still running (not exited; a zombie counts as
  * exited when held by pidfd)? */
 bool bh_proc_alive(const bh_proc *p);
-/* Send sig through the pidfd (pidfd_send_signal), else kill(). Returns 0 or
- * a negative errno. */
-int bh_proc_signal(const bh_proc *p, int sig);
+/* Send sig through the pidfd (pidfd_send_signal), else kill().
+ * BH_PID_NOT_FOUND when the process is gone (errno ESRCH), BH_SYSTEM with
+ * the errno otherwise. */
+bh_status bh_proc_signal(const bh_proc *p, int sig, bh_err *err);
 /* Close the pidfd; *p becomes BH_PROC_NONE. Idempotent. */
 void bh_proc_release(bh_proc *p);
 

@@ -64,9 +64,9 @@ static void shutdown_check(bh_shutdown *s) {
     return;
   }
   if (s->kill && !s->killed) {
-    int rc = bh_proc_signal(&s->proc, SIGKILL);
+    bh_status st = bh_proc_signal(&s->proc, SIGKILL, NULL);
     s->killed = true;
-    if (rc == -ESRCH) {
+    if (st == BH_PID_NOT_FOUND) {
       shutdown_done(s, BH_OK, "");
       return;
     }
@@ -87,20 +87,18 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
 /* First step, from the loop: SIGTERM, then wait. */
 static void on_start(evutil_socket_t fd, short what, void *arg) {
   bh_shutdown *s = arg;
-  char msg[BH_ERR_MESSAGE_MAX];
   if (!bh_proc_alive(&s->proc)) {
     shutdown_done(s, BH_OK, "");
     return;
   }
-  int rc = bh_proc_signal(&s->proc, SIGTERM);
-  if (rc == -ESRCH) {
+  bh_err err;
+  bh_status st = bh_proc_signal(&s->proc, SIGTERM, &err);
+  if (st == BH_PID_NOT_FOUND) {
     shutdown_done(s, BH_OK, "");
     return;
   }
-  if (rc < 0) {
-    (void)snprintf(msg, sizeof msg, "cannot signal pid %u: %s",
-                   (unsigned)s->proc.pid, strerror(-rc));
-    shutdown_done(s, BH_SYSTEM, msg);
+  if (st != BH_OK) {
+    shutdown_done(s, st, err.message); /* "cannot signal pid N: ..." */
     return;
   }
   s->deadline = bh_mono_now() + s->timeout;

@@ -642,7 +642,7 @@ int main(int argc, char **argv) {
    * and a few set aside so that a full table (another user's idle
    * connections) never leaves a round unable to open its roots, its
    * manifests or the report (fdreserve.h). */
-  (void)bh_fd_reserve_setup(BH_FD_RESERVE_DEFAULT);
+  (void)bh_fd_reserve_setup(BH_FD_RESERVE_DEFAULT, NULL);
   L = luaL_newstate();
   if (L == NULL) {
     l_message(PROGNAME, "cannot create state: not enough memory");
