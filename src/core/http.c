@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "list.h"
 #include "log.h"
 #include "manifest.h"
 
@@ -64,7 +65,7 @@ typedef struct pending {
 /* A connection evhttp made, tracked until its close callback. */
 struct conn {
   bh_http *h;
-  conn *prev, *next;               /* h->conns, oldest first */
+  bh_list link;                    /* in h->conns, oldest first */
   struct bufferevent *bev;         /* ours until resolved (a reference) */
   struct evhttp_connection *evcon; /* NULL until resolved */
   struct event *deadline;          /* the whole request must come by then */
@@ -82,7 +83,7 @@ struct bh_http {
   unsigned npending, nconns;
   uint64_t next_id;
   pending *pending;
-  conn *conns, *conns_tail; /* oldest first */
+  bh_list conns;            /* conn.link, oldest first */
   struct event *resolve_ev; /* resolves the newest connection */
   struct event *pause_ev;   /* accepting again after a failed accept */
   unsigned pause_ms;        /* the next pause; 0 after a good accept */
@@ -253,24 +254,13 @@ static bool wants_openmetrics(struct evhttp_request *req) {
 
 static void conn_close(conn *c);
 
-static void conn_unlink(bh_http *h, conn *c) {
-  if (c->prev != NULL)
-    c->prev->next = c->next;
-  else
-    h->conns = c->next;
-  if (c->next != NULL)
-    c->next->prev = c->prev;
-  else
-    h->conns_tail = c->prev;
-}
-
 /* Stop tracking c (its connection is gone or going): its events, its
  * place in the list and the count. Touches nothing of evhttp's. */
 static void conn_forget(conn *c) {
   bh_http *h = c->h;
   if (c->deadline != NULL) event_free(c->deadline);
   if (c->gone != NULL) event_free(c->gone);
-  conn_unlink(h, c);
+  bh_list_remove(&c->link);
   h->nconns--;
   free(c);
 }
@@ -325,9 +315,11 @@ static void conn_close(conn *c) {
  * reference keeping the memory). Hold their close callbacks, start their
  * deadlines, drop our references. The unresolved ones are the newest. */
 static void resolve(bh_http *h) {
-  conn *c = h->conns_tail;
-  while (c != NULL && c->evcon == NULL) {
-    conn *prev = c->prev;
+  bh_list *n = h->conns.prev;
+  while (n != &h->conns) {
+    conn *c = bh_list_entry(n, conn, link);
+    if (c->evcon != NULL) break;
+    n = n->prev; /* before c may be forgotten */
     struct bufferevent *bev = c->bev;
     void *evcon = NULL;
     bufferevent_getcb(bev, NULL, NULL, NULL, &evcon);
@@ -340,7 +332,6 @@ static void resolve(bh_http *h) {
       conn_arm_deadline(c);
     }
     bufferevent_decref(bev);
-    c = prev;
   }
 }
 
@@ -355,7 +346,9 @@ static void on_resolve(evutil_socket_t fd, short what, void *arg) {
  * being written, else the oldest of all (its /probe is stopped). */
 static void evict_one(bh_http *h) {
   conn *idle = NULL, *writing = NULL, *any = NULL;
-  for (conn *c = h->conns; c != NULL && idle == NULL; c = c->next) {
+  for (bh_list *n = h->conns.next; n != &h->conns && idle == NULL;
+       n = n->next) {
+    conn *c = bh_list_entry(n, conn, link);
     if (c->evcon == NULL) continue;
     if (any == NULL) any = c;
     if (!c->busy)
@@ -392,12 +385,7 @@ static struct bufferevent *on_new_conn(struct event_base *base, void *arg) {
   bufferevent_incref(bev);
   c->h = h;
   c->bev = bev;
-  c->prev = h->conns_tail;
-  if (h->conns_tail != NULL)
-    h->conns_tail->next = c;
-  else
-    h->conns = c;
-  h->conns_tail = c;
+  bh_list_insert_tail(&h->conns, &c->link);
   h->nconns++;
   event_active(h->resolve_ev, EV_TIMEOUT, 1);
   return bev;
@@ -405,8 +393,10 @@ static struct bufferevent *on_new_conn(struct event_base *base, void *arg) {
 
 static conn *conn_of(bh_http *h, struct evhttp_request *req) {
   struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-  for (conn *c = h->conns; c != NULL; c = c->next)
+  for (bh_list *n = h->conns.next; n != &h->conns; n = n->next) {
+    conn *c = bh_list_entry(n, conn, link);
     if (c->evcon == evcon && evcon != NULL) return c;
+  }
   return NULL;
 }
 
@@ -706,6 +696,7 @@ bh_http *bh_http_new(struct event_base *base, int listen_fd,
     bh_err_set(err, BH_SYSTEM, NULL, "out of memory for the HTTP endpoint");
     return NULL;
   }
+  bh_list_init(&h->conns);
   h->base = base;
   h->cb = *cb;
   h->opts = opts != NULL ? *opts : bh_http_opts_default();
@@ -781,8 +772,10 @@ void bh_http_free(bh_http *h) {
   /* Frees our listener (and its socket) and every connection; the close
    * callbacks forget the connections they belong to. */
   if (h->http != NULL) evhttp_free(h->http);
-  while (h->conns != NULL) { /* made, never set up: ours to let go */
-    conn *c = h->conns;
+  bh_list *n;
+  while ((n = bh_list_first(&h->conns)) != NULL) {
+    /* made, never set up: ours to let go */
+    conn *c = bh_list_entry(n, conn, link);
     struct bufferevent *bev = c->bev;
     conn_forget(c);
     if (bev != NULL) bufferevent_decref(bev);
