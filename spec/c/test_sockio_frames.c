@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "frameio.h"
 #include "sockio.h"
 #include "testutil.h"
 
@@ -103,7 +104,7 @@ static void test_recv_split_frame_eof_and_garbage(void) {
   bh_err err;
   uint8_t buf[64];
   bh_frame_view v = {NULL, 0};
-#define RECV() bh_sock_recv_frame(sv[1], &r, buf, sizeof buf, &v, &got, &err)
+#define RECV() bh_frame_recv(sv[1], &r, buf, sizeof buf, &v, &got, &err)
   CHECK_INT(RECV(), BH_SOCK_AGAIN);
   for (size_t i = 0; i + 1 < len; i++) {
     CHECK_INT(write(sv[0], f + i, 1), 1);

@@ -15,6 +15,7 @@
 
 #include "access.h"
 #include "clock.h"
+#include "frameio.h"
 #include "probe_int.h"
 #include "random.h"
 #include "sockio.h"
@@ -90,8 +91,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
    * validated where it was read; a larger one takes more reads. */
   uint8_t buf[4096];
   bh_frame_view f = {NULL, 0};
-  bh_sock_io io = bh_sock_recv_frame(p->fd, &p->reader, buf, sizeof buf, &f,
-                                     &p->bytes_read, &p->result.err);
+  bh_sock_io io = bh_frame_recv(p->fd, &p->reader, buf, sizeof buf, &f,
+                                &p->bytes_read, &p->result.err);
   (void)probe_received(p, io, f.body, f.len, errno);
 }
 
@@ -185,7 +186,7 @@ static void on_u_received(void *owner, const uint8_t *data, int res) {
     io = BH_SOCK_EOF;
   } else if (res > 0) {
     p->bytes_read += (size_t)res;
-    io = bh_sock_take_frame(&p->reader, data, (size_t)res, &f, &p->result.err);
+    io = bh_frame_take(&p->reader, data, (size_t)res, &f, &p->result.err);
   }
   if (probe_received(p, io, f.body, f.len, -res)) return;
   if (!bh_usock_recv(p->us))

@@ -39,7 +39,9 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "frameio.h"
 #include "fsutil.h"
+#include "list.h"
 #include "loop.h"
 #include "sockio.h"
 #include "stale.h"
@@ -370,9 +372,9 @@ static void on_conn_readable(evutil_socket_t fd, short what, void *arg);
 static void on_c_received(void *owner, const uint8_t *data, int res) {
   conn *c = owner;
   bh_frame_view f;
-  bh_sock_io io =
-      res > 0 ? bh_sock_take_frame(&c->reader, data, (size_t)res, &f, NULL)
-              : BH_SOCK_EOF; /* the client closed, or failed */
+  bh_sock_io io = res > 0
+                      ? bh_frame_take(&c->reader, data, (size_t)res, &f, NULL)
+                      : BH_SOCK_EOF; /* the client closed, or failed */
   if (io == BH_SOCK_DONE)
     conn_handle(c, &f);
   else if (io != BH_SOCK_AGAIN || !bh_usock_recv(c->us))
@@ -403,8 +405,7 @@ static void conn_read(conn *c) {
   size_t got = 0;
   uint8_t buf[READ_CHUNK];
   bh_frame_view f;
-  switch (
-      bh_sock_recv_frame(c->fd, &c->reader, buf, sizeof buf, &f, &got, NULL)) {
+  switch (bh_frame_recv(c->fd, &c->reader, buf, sizeof buf, &f, &got, NULL)) {
     case BH_SOCK_DONE:
       conn_handle(c, &f);
       return;
