@@ -62,7 +62,7 @@ enum {
 typedef struct bh_deferred conn; /* a deferred answer is its connection */
 struct bh_deferred {
   bh_responder *r;
-  conn *prev, *next;
+  bh_list link; /* in r->conns */
   int fd;       /* -1 once the ring closed it after the answer */
   bh_usock *us; /* the connection on the ring (io_uring path), or NULL */
   struct event io_ev;
@@ -104,8 +104,8 @@ struct bh_responder {
   dev_t dev;
   ino_t ino;
   bool closed, paused, in_accept, in_closed_cb, freeing, free_requested;
-  conn *in_hook;      /* the connection whose hook is running, if any */
-  conn *conns, *tail; /* newest first; tail is the oldest */
+  conn *in_hook; /* the connection whose hook is running, if any */
+  bh_list conns; /* conn.link, newest first: the oldest is last */
   unsigned open_conns;
   uint64_t served, rejected, evicted;
 };
@@ -128,14 +128,7 @@ bh_respond_opts bh_respond_opts_default(void) {
  * then, whatever the callback does), free it. */
 static void conn_free(conn *c) {
   bh_responder *r = c->r;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    r->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  else
-    r->tail = c->prev;
+  bh_list_remove(&c->link);
   r->open_conns--;
   if (c->io_added) event_del(&c->io_ev);
   event_del(&c->timer_ev);
@@ -166,10 +159,15 @@ static void conn_reject(conn *c) {
  * connection whose hook is running is never the one. */
 static void evict_oldest(bh_responder *r) {
   conn *victim = NULL;
-  for (conn *c = r->tail; c != NULL && victim == NULL; c = c->prev)
-    if (!c->handled && c != r->in_hook) victim = c;
-  for (conn *c = r->tail; c != NULL && victim == NULL; c = c->prev)
-    if (c != r->in_hook) victim = c;
+  for (int pass = 0; pass < 2 && victim == NULL; pass++) {
+    for (bh_list *n = r->conns.prev; n != &r->conns; n = n->prev) {
+      conn *c = bh_list_entry(n, conn, link);
+      if (c != r->in_hook && (pass == 1 || !c->handled)) {
+        victim = c;
+        break;
+      }
+    }
+  }
   if (victim == NULL) return;
   r->evicted++;
   conn_reject(victim);
@@ -438,12 +436,7 @@ static void on_accept(bh_responder *r, int fd) {
   /* A request is small and W3C bounds its trace fields: a client cannot
    * make us hold (or reflect back) more than max_request bytes. */
   bh_frame_reader_limit(&c->reader, r->opts.max_request, "max_request");
-  c->next = r->conns;
-  if (r->conns)
-    r->conns->prev = c;
-  else
-    r->tail = c;
-  r->conns = c;
+  bh_list_insert_head(&r->conns, &c->link);
   r->open_conns++;
   evtimer_assign(&c->timer_ev, r->base, on_conn_deadline, c);
   evtimer_assign(&c->delay_ev, r->base, on_conn_delay, c);
@@ -668,6 +661,7 @@ bh_responder *bh_respond_start(struct event_base *base, const bh_endpoint *ep,
     bh_err_set(err, BH_SYSTEM, NULL, "out of memory for a responder");
     return NULL;
   }
+  bh_list_init(&r->conns);
   r->base = base;
   r->opts = opts ? *opts : bh_respond_opts_default();
   if (r->opts.mode == 0) r->opts.mode = 0600;
@@ -721,11 +715,11 @@ void bh_respond_close(bh_responder *r) {
   r->listen_fd = -1;
   unlink_if_ours(r);
   /* The connection whose hook is running is freed by conn_handle. */
-  conn *c = r->conns;
-  while (c != NULL) {
-    conn *next = c->next;
+  bh_list *n = r->conns.next;
+  while (n != &r->conns) {
+    conn *c = bh_list_entry(n, conn, link);
+    n = n->next;
     if (c != r->in_hook) conn_free(c);
-    c = next;
   }
   if (r->opts.on_closed) {
     r->in_closed_cb = true;
