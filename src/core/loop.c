@@ -14,7 +14,6 @@
 
 #include "clock.h"
 #include "log.h"
-#include "probe.h"
 #include "uring.h"
 
 /* Callbacks made active while the loop runs its active ones (a task
@@ -22,6 +21,9 @@
  * that timers and I/O are looked at again at least this often. */
 #define MAX_PASS_SECONDS 0.005
 #define MAX_PASS_CALLBACKS 64
+
+/* Kinds of objects attached to one loop: the prober is the only one. */
+enum { LOOP_KINDS_MAX = 4 };
 
 /* libevent's own messages ("Error from accept() call: Too many open
  * files", once per wake-up of a listener that cannot accept) go through
@@ -46,7 +48,12 @@ typedef struct loop_entry {
   struct event_base *base;
   bh_io_path io;
   bh_uring *ring;
-  bh_prober *prober;
+  /* What modules above attached (bh_loop_attached), in order. */
+  struct {
+    const bh_loop_kind *kind;
+    void *obj;
+  } attached[LOOP_KINDS_MAX];
+  unsigned nattached;
 } loop_entry;
 
 static pthread_mutex_t loops_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -156,9 +163,12 @@ void bh_loop_free(struct event_base *base) {
   if (e != NULL) *pe = e->next;
   (void)pthread_mutex_unlock(&loops_lock);
   if (e != NULL) {
-    /* The prober first: its hasher's callbacks and the ring's last
-     * completions may still reach the loop's events. */
-    bh_prober_free(e->prober);
+    /* What is attached first (the prober: its hasher's callbacks and the
+     * ring's last completions may still reach the loop's events). */
+    while (e->nattached > 0) {
+      e->nattached--;
+      e->attached[e->nattached].kind->free(e->attached[e->nattached].obj);
+    }
     bh_uring_free(e->ring);
     free(e);
   }
@@ -179,12 +189,20 @@ bh_uring *bh_loop_ring(struct event_base *base) {
   return e != NULL ? e->ring : NULL;
 }
 
-bh_prober *bh_loop_prober(struct event_base *base) {
+void *bh_loop_attached(struct event_base *base, const bh_loop_kind *kind) {
   loop_entry *e = entry_of(base);
   if (e == NULL) return NULL;
-  /* Only the loop's own thread starts probes on it: no race here. */
-  if (e->prober == NULL) e->prober = bh_prober_new(base, e->ring);
-  return e->prober;
+  /* Only the loop's own thread attaches to it: no race here. */
+  for (unsigned i = 0; i < e->nattached; i++)
+    if (e->attached[i].kind == kind) return e->attached[i].obj;
+  if (e->nattached == LOOP_KINDS_MAX) return NULL;
+  void *obj = kind->make(base, e->ring);
+  if (obj != NULL) {
+    e->attached[e->nattached].kind = kind;
+    e->attached[e->nattached].obj = obj;
+    e->nattached++;
+  }
+  return obj;
 }
 
 bool bh_timer_due(struct event *ev, double deadline) {

@@ -12,7 +12,6 @@
 struct event;
 struct event_base;
 struct bh_uring;
-struct bh_prober;
 
 /* How probes and responders of a loop do their socket I/O: io_uring
  * (one ring per loop, its descriptor one event of the loop), or epoll
@@ -42,9 +41,10 @@ struct event_base *bh_loop_open(bh_err *err);
 struct event_base *bh_loop_new(void);
 
 /* Free a loop made by bh_loop_open, with what the core keeps per loop
- * (its prober, hasher and ring: operations still in flight are cancelled
- * and waited for). Every probe, responder and event of the loop must be
- * gone. NULL is ignored; a base not made here is just freed. */
+ * (what is attached to it, the prober with its hasher, then its ring:
+ * operations still in flight are cancelled and waited for). Every probe,
+ * responder and event of the loop must be gone. NULL is ignored; a base not
+ * made here is just freed. */
 void bh_loop_free(struct event_base *base);
 
 /* The I/O path of a loop (BH_IO_EPOLL for a base not made here). */
@@ -53,9 +53,17 @@ const char *bh_io_path_name(bh_io_path io); /* "uring", "epoll" */
 
 /* The loop's ring, or NULL on the epoll path. */
 struct bh_uring *bh_loop_ring(struct event_base *base);
-/* The loop's prober state (probe.h), made on first use; NULL when out of
- * memory or for a base not made here. */
-struct bh_prober *bh_loop_prober(struct event_base *base);
+/* What a module above the loop keeps per loop (the prober: probe.h),
+ * without the loop knowing it: a kind is a static of that module, its
+ * object made on first use by make(base, ring) and freed by free(obj)
+ * when the loop is, before its ring (latest attached first). */
+typedef struct bh_loop_kind {
+  void *(*make)(struct event_base *base, struct bh_uring *ring);
+  void (*free)(void *obj);
+} bh_loop_kind;
+/* The loop's object of kind, made on first use; NULL when out of memory
+ * or for a base not made here. From the loop's own thread. */
+void *bh_loop_attached(struct event_base *base, const bh_loop_kind *kind);
 
 /* Is the deadline (on bh_mono_now's clock) reached? If not, ev (a timer)
  * is added again for what is left and false returned: the timer fired

@@ -472,7 +472,7 @@ static void on_start(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- the prober of a loop ----------------------------------------------- */
 
-bh_prober *bh_prober_new(struct event_base *base, bh_uring *ring) {
+static void *prober_new(struct event_base *base, bh_uring *ring) {
   bh_prober *pr = calloc(1, sizeof *pr);
   if (pr == NULL) return NULL;
   pr->base = base;
@@ -480,11 +480,14 @@ bh_prober *bh_prober_new(struct event_base *base, bh_uring *ring) {
   return pr;
 }
 
-void bh_prober_free(bh_prober *pr) {
-  if (pr == NULL) return;
+static void prober_free(void *obj) {
+  bh_prober *pr = obj;
   bh_hasher_free(pr->hasher);
   free(pr);
 }
+
+/* The prober is attached to its loop, which frees it (loop.h). */
+static const bh_loop_kind prober_kind = {prober_new, prober_free};
 
 struct bh_hasher *bh_prober_hasher(bh_prober *pr) {
   if (pr->hasher == NULL && !pr->no_hasher) {
@@ -526,7 +529,7 @@ static bh_probe *probe_start(struct event_base *base, const bh_endpoint *ep,
   }
   p->t0 = bh_mono_now();
   p->base = base;
-  p->pr = bh_loop_prober(base);
+  p->pr = bh_loop_attached(base, &prober_kind);
   p->cb = cb;
   p->ctx = ctx;
   p->opts = opts ? *opts : bh_probe_opts_default();

@@ -149,14 +149,11 @@ void bh_probe_cancel(bh_probe *p);
  * test and benchmarks). */
 size_t bh_probe_heap(const bh_probe *p);
 
-/* What a loop keeps for its probes, one per loop (loop.h
- * bh_loop_prober): the loop's ring (NULL on the epoll path), the hasher
- * of probes with loop_hasher, the timers of the deadlines probes share.
- * Made and freed by loop.c. */
-struct bh_uring;
+/* What a loop keeps for its probes, one per loop (attached to it:
+ * loop.h bh_loop_attached): the loop's ring (NULL on the epoll path), the
+ * hasher of probes with loop_hasher, the timers of the deadlines probes
+ * share. Made on a loop's first probe, freed with the loop. */
 typedef struct bh_prober bh_prober;
-bh_prober *bh_prober_new(struct event_base *base, struct bh_uring *ring);
-void bh_prober_free(bh_prober *pr); /* NULL is ignored */
 /* The loop's hasher, made on first use; NULL when it cannot be made. */
 struct bh_hasher *bh_prober_hasher(bh_prober *pr);
 
