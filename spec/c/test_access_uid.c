@@ -73,6 +73,16 @@ static bool connect_via(int pfd) {
   return ok;
 }
 
+/* bh_access_open_socket as the descriptor, or -1 with errno as err
+ * carries it (and the status the one err holds). */
+static int open_socket(uid_t uid, const char *path, bh_err *err) {
+  int fd;
+  bh_status st = bh_access_open_socket(uid, path, &fd, err);
+  CHECK(st == BH_OK ? fd >= 0 : fd == -1 && st == err->code);
+  if (st != BH_OK) errno = err->sys_errno;
+  return fd;
+}
+
 static void test_open_socket(void) {
   char open_dir[256], vault[256], s1[300];
   bh_test_path(open_dir, sizeof open_dir, "open");
@@ -83,13 +93,13 @@ static void test_open_socket(void) {
   int l1 = listener(s1, 0666);
   bh_err err;
   uid_t who = geteuid() == 0 ? NOBODY : geteuid() + 1; /* not us, not root */
-  int pfd = bh_access_open_socket(who, s1, &err);
+  int pfd = open_socket(who, s1, &err);
   CHECK(pfd >= 0);
   if (pfd >= 0) {
     CHECK(connect_via(pfd)); /* what was checked is what is reached */
     close(pfd);
   }
-  CHECK_INT(bh_access_open_socket(who, "/nonexistent/x.sock", &err), -1);
+  CHECK_INT(open_socket(who, "/nonexistent/x.sock", &err), -1);
   CHECK_CODE(err.code, BH_CONNECT, &err);
   CHECK_INT(errno, ENOENT);
   close(l1);
@@ -106,10 +116,10 @@ static void test_open_root_sockets(void) {
   (void)snprintf(s3, sizeof s3, "%s/in-vault.sock", vault);
   int l2 = listener(s2, 0600), l3 = listener(s3, 0666);
   bh_err err;
-  CHECK_INT(bh_access_open_socket(NOBODY, s2, &err), -1);
+  CHECK_INT(open_socket(NOBODY, s2, &err), -1);
   CHECK_CODE(err.code, BH_OWNER_CANNOT_CONNECT, &err);
   CHECK(strstr(err.message, "may not write to this socket") != NULL);
-  CHECK_INT(bh_access_open_socket(NOBODY, s3, &err), -1);
+  CHECK_INT(open_socket(NOBODY, s3, &err), -1);
   CHECK_CODE(err.code, BH_OWNER_CANNOT_CONNECT, &err);
   CHECK(strstr(err.message, "may not search directory vault") != NULL);
   /* a symlink to the vault from a directory anyone can read: judged
@@ -117,7 +127,7 @@ static void test_open_root_sockets(void) {
   (void)snprintf(link, sizeof link, "%s/to-vault", open_dir);
   CHECK(symlink(vault, link) == 0);
   (void)snprintf(via, sizeof via, "%s/in-vault.sock", link);
-  CHECK_INT(bh_access_open_socket(NOBODY, via, &err), -1);
+  CHECK_INT(open_socket(NOBODY, via, &err), -1);
   CHECK_CODE(err.code, BH_OWNER_CANNOT_CONNECT, &err);
   close(l2);
   close(l3);

@@ -31,7 +31,7 @@ static void test_distinct_across_refills(void) {
   static uint8_t v[MANY][NONCE];
   bool ok = true;
   for (int i = 0; i < MANY; i++)
-    ok = ok && bh_random_bytes(v[i], NONCE);
+    ok = ok && bh_random_bytes(v[i], NONCE, NULL) == BH_OK;
   CHECK(ok);
   CHECK(all_distinct(v, MANY));
   /* Not a constant fill either: some byte differs within a nonce. */
@@ -43,18 +43,18 @@ static void test_distinct_across_refills(void) {
 
 static void test_limits(void) {
   uint8_t big[257];
-  errno = 0;
-  CHECK(!bh_random_bytes(big, sizeof big));
-  CHECK_INT(errno, EINVAL);
-  CHECK(bh_random_bytes(big, 256));
-  CHECK(bh_random_bytes(big, 0));
+  bh_err err;
+  CHECK_CODE(bh_random_bytes(big, sizeof big, &err), BH_SYSTEM, &err);
+  CHECK_INT(err.sys_errno, EINVAL);
+  CHECK(bh_random_bytes(big, 256, NULL) == BH_OK);
+  CHECK(bh_random_bytes(big, 0, NULL) == BH_OK);
 }
 
 /* A forked child must not send the nonces its parent is about to send:
  * the child's first nonce is compared with the parent's next ones. */
 static void test_fork_does_not_share(void) {
   uint8_t first[NONCE];
-  CHECK(bh_random_bytes(first, NONCE)); /* the pool is warm */
+  CHECK(bh_random_bytes(first, NONCE, NULL) == BH_OK); /* the pool is warm */
   int fds[2];
   CHECK_INT(pipe(fds), 0);
   pid_t pid = fork();
@@ -62,7 +62,7 @@ static void test_fork_does_not_share(void) {
     uint8_t mine[4][NONCE];
     bool ok = true;
     for (int i = 0; i < 4; i++)
-      ok = ok && bh_random_bytes(mine[i], NONCE);
+      ok = ok && bh_random_bytes(mine[i], NONCE, NULL) == BH_OK;
     _exit(ok && write(fds[1], mine, sizeof mine) == (ssize_t)sizeof mine ? 0
                                                                          : 1);
   }
@@ -76,7 +76,7 @@ static void test_fork_does_not_share(void) {
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   bool ok = true;
   for (int i = 0; i < 4; i++)
-    ok = ok && bh_random_bytes(parent[i], NONCE);
+    ok = ok && bh_random_bytes(parent[i], NONCE, NULL) == BH_OK;
   CHECK(ok);
   int same = 0;
   for (int i = 0; i < 4; i++)
@@ -90,7 +90,7 @@ static uint8_t per_thread[2][MANY / 2][NONCE];
 static void *draw(void *arg) {
   uint8_t(*v)[NONCE] = arg;
   for (int i = 0; i < MANY / 2; i++)
-    if (!bh_random_bytes(v[i], NONCE)) return arg;
+    if (bh_random_bytes(v[i], NONCE, NULL) != BH_OK) return arg;
   return NULL;
 }
 

@@ -115,52 +115,51 @@ static bool may_search(const struct stat *dir, const char *name, void *arg) {
   return false;
 }
 
-int bh_access_open_socket(uid_t uid, const char *path, bh_err *err) {
+/* The socket at path (canonical: canon) for uid, checked once opened
+ * (O_PATH) in dirfd as leaf: a socket uid may write to. */
+static bh_status check_socket(uid_t uid, const char *path, int dirfd,
+                              const char *leaf, int *fd, bh_err *err) {
+  int sfd = bh_fd_openat(dirfd, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+  struct stat st;
+  int e = sfd < 0 || fstat(sfd, &st) != 0 ? errno : 0;
+  bh_status s = BH_OK;
+  if (e != 0)
+    s = bh_err_sys(err, BH_CONNECT, e, "connect to %s: %s", path, strerror(e));
+  else if (!S_ISSOCK(st.st_mode)) /* ECONNREFUSED: as connect() says it */
+    s = bh_err_sys(err, BH_CONNECT, ECONNREFUSED, "connect to %s: %s", path,
+                   strerror(ECONNREFUSED));
+  else if (!bh_access_mode_ok(uid, &st, W_OK))
+    s = bh_err_sys(err, BH_OWNER_CANNOT_CONNECT, EACCES,
+                   "%s: uid %u may not write to this socket (mode %03o, "
+                   "owner uid %u): it could not connect itself",
+                   path, (unsigned)uid, (unsigned)(st.st_mode & 0777),
+                   (unsigned)st.st_uid);
+  if (s == BH_OK)
+    *fd = sfd;
+  else if (sfd >= 0)
+    (void)close(sfd);
+  return s;
+}
+
+bh_status bh_access_open_socket(uid_t uid, const char *path, int *fd,
+                                bh_err *err) {
+  *fd = -1;
   char *canon = realpath(path, NULL);
   if (canon == NULL) {
     int e = errno;
-    bh_err_set(err, BH_CONNECT, NULL, "connect to %s: %s", path, strerror(e));
-    errno = e;
-    return -1;
+    return bh_err_sys(err, BH_CONNECT, e, "connect to %s: %s", path,
+                      strerror(e));
   }
   const char *leaf;
-  int sfd = -1, dirfd;
-  /* A record of our own for the walk (the check writes there too): its
-   * errno is what this function's caller reads from errno. */
-  bh_err werr = {0};
-  search_ctx c = {uid, path, &werr};
-  int e = 0;
-  if (bh_fs_open_parent_check(canon, &dirfd, &leaf, may_search, &c, BH_CONNECT,
-                              &werr) == BH_OK) {
-    sfd = bh_fd_openat(dirfd, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
-    e = errno;
-    if (sfd < 0)
-      bh_err_sys(err, BH_CONNECT, e, "connect to %s: %s", path, strerror(e));
+  int dirfd;
+  /* The check reports into err through c; the walk too. */
+  search_ctx c = {uid, path, err};
+  bh_status s = bh_fs_open_parent_check(canon, &dirfd, &leaf, may_search, &c,
+                                        BH_CONNECT, err);
+  if (s == BH_OK) {
+    s = check_socket(uid, path, dirfd, leaf, fd, err);
     (void)close(dirfd);
-  } else {
-    e = werr.sys_errno;
-    if (err != NULL) *err = werr;
   }
-  struct stat st;
-  if (sfd >= 0 && fstat(sfd, &st) != 0) {
-    e = errno;
-    bh_err_set(err, BH_CONNECT, NULL, "connect to %s: %s", path, strerror(e));
-  } else if (sfd >= 0 && !S_ISSOCK(st.st_mode)) {
-    e = ECONNREFUSED; /* as connect() says it */
-    bh_err_set(err, BH_CONNECT, NULL, "connect to %s: %s", path, strerror(e));
-  } else if (sfd >= 0 && !bh_access_mode_ok(uid, &st, W_OK)) {
-    e = EACCES;
-    bh_err_set(err, BH_OWNER_CANNOT_CONNECT, NULL,
-               "%s: uid %u may not write to this socket (mode %03o, owner uid "
-               "%u): it could not connect itself",
-               path, (unsigned)uid, (unsigned)(st.st_mode & 0777),
-               (unsigned)st.st_uid);
-  } else if (sfd >= 0) {
-    free(canon);
-    return sfd;
-  }
-  if (sfd >= 0) (void)close(sfd);
   free(canon);
-  errno = e;
-  return -1;
+  return s;
 }

@@ -31,17 +31,19 @@ bool bh_access_mode_ok(uid_t uid, const struct stat *st, int want);
 bool bh_access_may_unlink(uid_t uid, const struct stat *dir,
                           const struct stat *entry);
 
-/* A descriptor (O_PATH) of the socket at path, reached as uid could reach
- * it: path canonicalized (realpath, as connect would resolve it), then
- * every directory of the canonical path opened without following symbolic
- * links and required to grant uid search permission, the socket required
- * to be a socket uid may write (connect to). Connecting to
- * /proc/self/fd/N of the returned descriptor reaches exactly what was
- * checked, whatever is renamed meanwhile. Returns -1 with err:
- * owner_cannot_connect when uid could not (errno EACCES), connect when
- * the path does not resolve to a socket at all (errno as connect would
- * set it: ENOENT, ENOTDIR, ECONNREFUSED for what is no socket). */
-int bh_access_open_socket(uid_t uid, const char *path, bh_err *err);
+/* A descriptor (O_PATH, into *fd) of the socket at path, reached as uid
+ * could reach it: path canonicalized (realpath, as connect would resolve
+ * it), then every directory of the canonical path opened without
+ * following symbolic links and required to grant uid search permission,
+ * the socket required to be a socket uid may write (connect to).
+ * Connecting to /proc/self/fd/N of the descriptor reaches exactly what
+ * was checked, whatever is renamed meanwhile. Else *fd is -1 and err
+ * says owner_cannot_connect when uid could not (errno EACCES), connect
+ * when the path does not resolve to a socket at all (the errno as
+ * connect would set it: ENOENT, ENOTDIR, ECONNREFUSED for what is no
+ * socket). */
+bh_status bh_access_open_socket(uid_t uid, const char *path, int *fd,
+                                bh_err *err);
 
 /* Forget the cached groups (tests that change the user database). */
 void bh_access_forget(void);

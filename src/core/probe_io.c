@@ -237,9 +237,11 @@ static void probe_connect(bh_probe *p) {
 static bool owner_may_connect(bh_probe *p) {
   uid_t owner = p->opts.owner;
   if (!p->opts.has_owner || owner == 0 || owner == geteuid()) return true;
-  p->via_fd = bh_access_open_socket(owner, p->ep.path, &p->result.err);
-  if (p->via_fd < 0) p->connect_errno = errno;
-  return p->via_fd >= 0;
+  if (bh_access_open_socket(owner, p->ep.path, &p->via_fd, &p->result.err) ==
+      BH_OK)
+    return true;
+  p->connect_errno = p->result.err.sys_errno;
+  return false;
 }
 
 /* The active exchange: check the owner may connect, build the request
@@ -250,10 +252,11 @@ void bh_probe_exchange(bh_probe *p) {
     bh_probe_finish(p);
     return;
   }
-  if (!bh_random_bytes(p->nonce, sizeof p->nonce)) {
-    bh_err_set(&p->result.err, BH_SYSTEM, NULL,
+  bh_err rerr;
+  if (bh_random_bytes(p->nonce, sizeof p->nonce, &rerr) != BH_OK) {
+    bh_err_sys(&p->result.err, BH_SYSTEM, rerr.sys_errno,
                "getrandom gave no nonce for a probe of %s: %s", p->ep.path,
-               strerror(errno));
+               strerror(rerr.sys_errno));
     bh_probe_finish(p);
     return;
   }

@@ -27,32 +27,40 @@ static void register_atfork(void) {
   pool_safe = pthread_atfork(NULL, NULL, empty_in_child) == 0;
 }
 
-/* len bytes straight from the kernel. */
-static bool fill(uint8_t *buf, size_t len) {
+/* len bytes straight from the kernel: 0 or getrandom's errno. */
+static int fill(uint8_t *buf, size_t len) {
   size_t got = 0;
   while (got < len) {
     ssize_t n = getrandom(buf + got, len - got, 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
+    if (n < 0) return errno;
     got += (size_t)n;
   }
-  return true;
+  return 0;
 }
 
-bool bh_random_bytes(void *buf, size_t len) {
-  if (len > MAX_REQUEST) {
-    errno = EINVAL;
-    return false;
+/* The errno e of getrandom into err. */
+static bh_status no_randomness(int e, bh_err *err) {
+  return bh_err_sys(err, BH_SYSTEM, e, "getrandom: %s", strerror(e));
+}
+
+bh_status bh_random_bytes(void *buf, size_t len, bh_err *err) {
+  if (len > MAX_REQUEST)
+    return bh_err_sys(err, BH_SYSTEM, EINVAL,
+                      "%zu random bytes asked for, at most %d at a time", len,
+                      MAX_REQUEST);
+  int e;
+  if (pthread_once(&atfork_once, register_atfork) != 0 || !pool_safe) {
+    e = fill(buf, len); /* no pool a child could inherit */
+    return e == 0 ? BH_OK : no_randomness(e, err);
   }
-  if (pthread_once(&atfork_once, register_atfork) != 0 || !pool_safe)
-    return fill(buf, len); /* no pool a child could inherit */
   if (pool_left < len) {
-    if (!fill(pool, POOL_SIZE)) return false;
+    if ((e = fill(pool, POOL_SIZE)) != 0) return no_randomness(e, err);
     pool_left = POOL_SIZE;
   }
   uint8_t *from = pool + (POOL_SIZE - pool_left);
   memcpy(buf, from, len);
   memset(from, 0, len);
   pool_left -= len;
-  return true;
+  return BH_OK;
 }

@@ -8,10 +8,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "status.h"
+
 /* Fills buf with len (at most 256) unpredictable bytes, each handed out
  * once: never again in this process nor in a child forked after this
- * call (the pool is emptied in every child). False, with errno set, when
- * the kernel gives no randomness (errno ENOSYS before Linux 3.17). */
-bool bh_random_bytes(void *buf, size_t len);
+ * call (the pool is emptied in every child). BH_SYSTEM with err carrying
+ * the errno when the kernel gives no randomness (ENOSYS before Linux
+ * 3.17), or EINVAL for more than 256 bytes. */
+bh_status bh_random_bytes(void *buf, size_t len, bh_err *err);
 
 #endif

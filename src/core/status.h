@@ -6,8 +6,10 @@
  * saying what was expected and what came. A descriptor or an object a
  * function makes is an out-parameter. The exceptions are few and named
  * for what they are: a wrapper of one system call (bh_fd_openat,
- * bh_pidfd_open) returns what that call returns, and a loop step
- * (bh_sock_io) says what the loop must do next. */
+ * bh_pidfd_open, bh_peer_pidfd) returns what that call returns, a step of
+ * I/O on the loop (bh_sock_io) says what the loop must do next, and a
+ * completion of the io_uring ring carries the kernel's result (a count
+ * or -errno, uring.h). */
 #ifndef BH_STATUS_H
 #define BH_STATUS_H
 
