@@ -5,6 +5,7 @@
 -- targets told apart by content, and the 1 s bound of the defaults
 -- against a daemon that never answers and one that is stopped.
 -- labels: policy probe respond manifest verdict program
+-- ctest: serial (a case holds the whole check under 1 s of wall clock)
 local H = require "helpers"
 local P = require "prom"
 local bh = require "bh"

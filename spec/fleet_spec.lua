@@ -7,6 +7,7 @@
 -- must reach "firing" with its service label, and no alert may name a
 -- verified service, read through Prometheus's /api/v1/alerts.
 -- labels: http metrics policy prometheus
+-- ctest: serial (three instances and a Prometheus scraping every second)
 local H = require "helpers"
 local P = require "prom"
 local json = require "dkjson"

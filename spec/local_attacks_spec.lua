@@ -6,6 +6,7 @@
 -- rebuilt with real processes (runuser/setpriv as nobody, renameat2
 -- RENAME_EXCHANGE races, ulimit -n) and must fail.
 -- labels: policy manifest fsutil stale http program
+-- ctest: serial (races and rounds counted within seconds)
 local H = require "helpers"
 local json = require "dkjson"
 local bh = require "bh"

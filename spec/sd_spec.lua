@@ -4,6 +4,7 @@
 -- one through /probe with the blackbox exporter's relabelling, reading
 -- bhprobe_probe_success (and the failure code) back through its HTTP API.
 -- labels: http metrics policy prometheus
+-- ctest: serial (a Prometheus scraping every second)
 local H = require "helpers"
 local P = require "prom"
 local q = H.q
