@@ -178,9 +178,69 @@ static bh_probe_opts check_probe_opts(lua_State *L, const char *what,
   return o;
 }
 
-/* Common body of bh.probe and bh.probe_response: check, start, yield. */
+/* A value of the options table (idx): a number in lo..hi (an integer
+ * when integer)? */
+static bool fast_number(lua_State *L, int idx, double lo, bool lo_open,
+                        double hi, bool integer, double *v) {
+  if (lua_type(L, idx) != LUA_TNUMBER) return false;
+  int isint = 1;
+  double d =
+      integer ? (double)lua_tointegerx(L, idx, &isint) : lua_tonumber(L, idx);
+  if (!isint || d != d || (lo_open ? d <= lo : d < lo) || d > hi) return false;
+  *v = d;
+  return true;
+}
+
+/* The options at arg 3 read in one pass over the table, as
+ * check_probe_opts reads them; false (stack as it was) when they are not
+ * all plainly valid: check_probe_opts then says why. */
+static bool fast_probe_opts(lua_State *L, bool response_only,
+                            bh_probe_opts *o) {
+  *o = bh_probe_opts_default();
+  o->response_only = response_only;
+  o->peer_cred = !response_only;
+  o->identity = !response_only;
+  int t = lua_type(L, 3);
+  if (t == LUA_TNIL || t == LUA_TNONE) return true;
+  /* a metatable's __index may supply options the table lacks */
+  if (t != LUA_TTABLE || lua_getmetatable(L, 3)) {
+    lua_settop(L, 3);
+    return false;
+  }
+  double timeout = o->timeout, max = BH_PROBE_DEFAULT_MAX_RESPONSE, owner = -1;
+  bool ok = true;
+  lua_pushnil(L);
+  while (ok && lua_next(L, 3) != 0) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+    if (strcmp(k, "timeout") == 0)
+      ok = fast_number(L, -1, 0, true, BH_PROBE_MAX_TIMEOUT, false, &timeout);
+    else if (strcmp(k, "max_response") == 0)
+      ok = fast_number(L, -1, 64, false, BH_FRAME_MAX_BODY, true, &max);
+    else if (strcmp(k, "owner") == 0)
+      ok = fast_number(L, -1, 0, false, 4294967294.0, true, &owner);
+    else if (!response_only && strcmp(k, "verify_pid") == 0 &&
+             lua_isboolean(L, -1))
+      o->verify_pid = lua_toboolean(L, -1);
+    else
+      ok = false;
+    lua_pop(L, ok ? 1 : 2);
+  }
+  if (!ok) return false;
+  o->timeout = timeout;
+  o->max_response = (uint32_t)max;
+  o->has_owner = owner >= 0;
+  o->owner = o->has_owner ? (uid_t)owner : 0;
+  return true;
+}
+
+/* Common body of bh.probe and bh.probe_response: check, start, yield.
+ * Plainly valid options are read in one pass (fast_probe_opts); anything
+ * else goes through check_probe_opts, which raises on what is wrong. */
 static int start_probe(lua_State *L, const char *what, bool response_only) {
-  bh_probe_opts opts = check_probe_opts(L, what, response_only);
+  bh_probe_opts opts;
+  lua_settop(L, 3);
+  if (!fast_probe_opts(L, response_only, &opts))
+    opts = check_probe_opts(L, what, response_only);
   /* the identity first: bh.probe(id.ipc_endpoint, id) of an identity
    * without an endpoint is best told as that, not as a nil endpoint */
   bh_expected *expected = lbh_check_expected(L, 2, 2, "identity");
