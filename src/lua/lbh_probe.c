@@ -141,7 +141,10 @@ static int probe_push(lua_State *L, void *ud) {
 static void probe_done(bh_probe_result *res, void *ctx) {
   probe_op *op = ctx;
   op->res = res;
-  lbh_task_complete(op->task, probe_push, op);
+  if (op->response_only && res->err.code == BH_OK)
+    lbh_task_complete_boolean(op->task, true); /* what probe_push pushes */
+  else
+    lbh_task_complete(op->task, probe_push, op);
   free(op);
 }
 

@@ -398,6 +398,16 @@ void lbh_task_complete(lbh_task *t, lbh_push_fn push, void *ud) {
   task_schedule(t, n);
 }
 
+void lbh_task_complete_boolean(lbh_task *t, bool v) {
+  task_disarm(t, false);
+  int n = 0;
+  if (lua_checkstack(t->co, 1)) {
+    lua_pushboolean(t->co, v);
+    n = 1;
+  }
+  task_schedule(t, n);
+}
+
 /* ---- wait queues ----------------------------------------------------- */
 
 void lbh_waitq_init(lbh_waitq *q, bool by_loop) {

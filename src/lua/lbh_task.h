@@ -118,6 +118,9 @@ typedef int (*lbh_push_fn)(lua_State *L, void *ud);
  * Call from loop callbacks (with push NULL also from a running task, as
  * wait queues do). */
 void lbh_task_complete(lbh_task *t, lbh_push_fn push, void *ud);
+/* The same with one boolean as the value the primitive returns: nothing
+ * to protect (pushing a boolean cannot raise), so no protected call. */
+void lbh_task_complete_boolean(lbh_task *t, bool v);
 
 /* ---- wait queues: waiting for an object to change ----------------------- */
 
