@@ -431,6 +431,21 @@ describe("bh.probe", function()
                    msg(function() bh.probe(ep, id, { tmeout = 1 }) end))
     assert.matches("bh.probe_response: unknown option 'verify_pid'",
                    msg(function() bh.probe_response(ep, id, { verify_pid = false }) end))
+    -- valid options beside a bad one, non-string keys, integers that are
+    -- not, and options an __index metamethod supplies are all still seen
+    assert.matches("bh.probe_response: unknown option 'tmeout'",
+                   msg(function() bh.probe_response(ep, id, { timeout = 1, tmeout = 1 }) end))
+    assert.matches("bh.probe_response: options must have string keys, got a number key",
+                   msg(function() bh.probe_response(ep, id, { 1 }) end))
+    assert.matches("bh.probe_response: option 'max_response' must be an integer in "
+                   .. "%[64, %d+%], got 64.5",
+                   msg(function() bh.probe_response(ep, id, { max_response = 64.5 }) end))
+    assert.matches("bh.probe: option 'owner' must be an integer in %[0, 4294967294%], got %-1",
+                   msg(function() bh.probe(ep, id, { owner = -1 }) end))
+    assert.matches("bh.probe_response: option 'timeout' must be a number in %(0, 86400%], got 0",
+                   msg(function()
+                     bh.probe_response(ep, id, setmetatable({}, { __index = { timeout = 0 } }))
+                   end))
     -- a missing argument is named as missing, not as our own scratch box
     assert.matches("bad argument #2 to 'bh.probe_response' %(identity: expected a table, got nil%)",
                    msg(function() bh.probe_response(ep) end))
