@@ -62,9 +62,18 @@ describe("a fleet of three hosts behind one Prometheus", function()
       assert.equal(dir .. "/host-b-cache.sock", alert.labels.path)
       assert.equal("critical", alert.labels.severity)
       assert.equal(targets[2], alert.labels.instance)
-      -- every host's records were scraped and judged: four verified ...
-      local r = prom.query('bhprobe_probe_verdict{verdict="verified"} == 1')
+      -- every host's records were scraped and judged: four verified (the
+      -- impostor's host may be scraped before another host's first round
+      -- has ended: wait for the others' scrapes, not only for the alert) ...
+      local verified = function()
+        local r = prom.query('bhprobe_probe_verdict{verdict="verified"} == 1')
+        return r and r.data and #r.data.result == 4 and r
+      end
+      local r = P.wait(30, 0.5, verified, function()
+        return json.encode(prom.query('bhprobe_probe_verdict{verdict="verified"} == 1'))
+      end)
       assert.equal(4, #r.data.result, json.encode(r))
+      alerts = prom.alerts() or {}
       -- ... and no alert, firing or pending, names one of them
       for _, a in ipairs(alerts) do
         local key = a.labels.policy .. "/" .. tostring(a.labels.service)
