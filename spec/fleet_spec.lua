@@ -53,7 +53,7 @@ describe("a fleet of three hosts behind one Prometheus", function()
           end
         end
       end
-      local alert, alerts = P.wait(60, 0.5, firing, function()
+      local alert = P.wait(60, 0.5, firing, function()
         return json.encode(prom.alerts() or {}) .. "\n" .. prom.log()
       end)
       assert.equal("cache", alert.labels.service)
@@ -73,7 +73,7 @@ describe("a fleet of three hosts behind one Prometheus", function()
         return json.encode(prom.query('bhprobe_probe_verdict{verdict="verified"} == 1'))
       end)
       assert.equal(4, #r.data.result, json.encode(r))
-      alerts = prom.alerts() or {}
+      local alerts = prom.alerts() or {}
       -- ... and no alert, firing or pending, names one of them
       for _, a in ipairs(alerts) do
         local key = a.labels.policy .. "/" .. tostring(a.labels.service)
