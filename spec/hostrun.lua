@@ -1,6 +1,7 @@
 -- Running the real bhprobe-lua binary in a fresh temporary directory (mode
 -- 0755) per test, for the specs of the host as a service (signals_spec,
--- startup_spec, sinks_spec, log_spec, http_spec). Every wait is bounded.
+-- startup_spec, sinks_spec, log_spec, http_spec, local_user_spec). Every
+-- wait is bounded.
 --   local R = require("hostrun")()
 --   local tmp
 --   before_each(function() tmp = R.enter() end)   -- a fresh directory

@@ -8,6 +8,7 @@
 -- labels: report fsutil manifest http policy program
 local H = require "helpers"
 local bh = require "bh"
+local R = require("hostrun")()
 
 local BIN = assert(os.getenv("BH_BIN"), "BH_BIN must name the bhprobe-lua binary")
 local TOOL = assert(os.getenv("BH_BUILD_DIR"), "BH_BUILD_DIR must be set") .. "/spec/race_tool"
@@ -28,22 +29,9 @@ local function as_nobody(cmd)
     .. q(cmd))
 end
 
-local function mode_of(path)
-  return assert(io.popen("stat -c %a " .. q(path))):read("l")
-end
+local mode_of, poll_file, start, run = R.mode_of, R.poll_file, R.start, R.run
 
 local tmp
-
--- Waits (up to 20 s) for pattern in tmp/name; returns the capture.
-local function poll_file(name, pattern)
-  for _ = 1, 400 do
-    local m = (slurp(tmp .. "/" .. name) or ""):match(pattern)
-    if m then return m end
-    sleep(0.05)
-  end
-  error("timed out waiting for " .. pattern .. " in " .. name .. "; stderr: "
-    .. tostring(slurp(tmp .. "/err")))
-end
 
 -- Waits (up to 60 s) until tmp/name holds n lines.
 local function wait_lines(name, n)
@@ -55,44 +43,14 @@ local function wait_lines(name, n)
   error("timed out waiting for " .. n .. " lines in " .. name)
 end
 
--- Runs BIN args in the background in tmp; returns {pid(), kill(sig), status()}.
-local function start(args, env)
-  sh(string.format("cd %s && (env --default-signal=INT,TERM %s %s %s </dev/null >out 2>err & "
-    .. "echo $! >pid; wait $!; echo $? >rc) >/dev/null 2>&1 &", q(tmp), env or "", q(BIN), args))
-  local p = {}
-  function p.pid() return poll_file("pid", "(%d+)") end
-  function p.kill(sig) sh("kill -" .. sig .. " " .. p.pid()) end
-  function p.status()
-    for _ = 1, 600 do
-      local s = slurp(tmp .. "/rc")
-      if s and s:match("%d+") then return tonumber(s:match("%d+")) end
-      sleep(0.05)
-    end
-    p.kill("KILL")
-    error("process did not exit")
-  end
-  return p
-end
-
--- Runs BIN args in tmp to its end (env: assignments before it); returns
--- exit status, stdout, stderr.
-local function run(args, env)
-  local _, code = sh(string.format("cd %s && env %s %s %s </dev/null >out 2>err", q(tmp),
-    env or "", q(BIN), args))
-  return code, slurp(tmp .. "/out"), slurp(tmp .. "/err")
-end
-
 -- The peak resident set of process pid in KiB (VmHWM).
 local function peak_kib(pid)
   local status = slurp("/proc/" .. pid .. "/status") or ""
   return tonumber(status:match("VmHWM:%s*(%d+) kB"))
 end
 
-before_each(function()
-  tmp = H.tmpdir()
-  sh("chmod 755 " .. q(tmp))
-end)
-after_each(function() H.rmdir(tmp) end)
+before_each(function() tmp = R.enter() end)
+after_each(R.leave)
 
 describe("strings from records are cut where they are copied", function()
   -- A record whose process is gone: stale, reported with its service name.
