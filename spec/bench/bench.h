@@ -8,11 +8,13 @@
 
 #include <sched.h>
 #include <stdbool.h>
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "bench_ref.h"
 #include "identity.h"
 
 enum {
@@ -20,6 +22,7 @@ enum {
   BENCH_MAX_PROBES = 5000,
   BENCH_MAX_PAIRS = 20,
   BENCH_MAX_LOADS = 2,
+  BENCH_MAX_REFS = 2, /* reference clients beside a throughput run */
   BENCH_MAX_BATCHES = 4,
   BENCH_PATHS = 2, /* I/O paths: 0 epoll, 1 io_uring (loop.h) */
   BENCH_UNPINNED = 0,
@@ -101,6 +104,15 @@ typedef struct bench_load {
   long nofile; /* the prober's descriptor limit */
   char first_error[200];
   double wall_s, rate, rss_mib;
+  /* The reference pairs of the same path (bench_ref_load against
+   * bench_ref_server: no validation, no timers), a run of each after each
+   * of ours: the floor of the interface on this machine. On io_uring
+   * two: a direct descriptor (IORING_OP_SOCKET) and socket(2), as ours.
+   * NAN: not run. */
+  int nrefs;
+  const char *ref_name[BENCH_MAX_REFS];
+  double ref_wall_s[BENCH_MAX_REFS];
+  int ref_failed[BENCH_MAX_REFS];
 } bench_load;
 
 /* A prober (in a fresh process) and a responder with many probes in
@@ -172,7 +184,7 @@ void bench_pair_ours(bench_pair *p, const char *key, const char *label,
                      const char *path, pid_t responder, bool full, bool uring,
                      bool compare);
 void bench_pair_ref(bench_pair *p, const char *key, const char *label,
-                    const char *path, pid_t server, bool uring,
+                    const char *path, pid_t server, bench_ref_io io,
                     const uint8_t *req, size_t req_len, size_t reply_len);
 void bench_pair_raw(bench_pair *p, const char *path, pid_t server,
                     const uint8_t *req, size_t req_len, size_t reply_len);
@@ -192,9 +204,12 @@ void bench_round_rp(bench_pair *p, const bench_plan *plan, int mode,
 void bench_hashes(const char *exe_path, const char *dir, int reps,
                   bench_hash *out);
 /* out->runs batches of bench_load against the responder at path, each
- * answer compared with the identity in id_file (NULL: validated only). */
+ * answer compared with the identity in id_file (NULL: validated only);
+ * after each, a batch of each of the out->nrefs reference clients,
+ * ref_argv[k] the bench_ref_load command line of the k-th. */
 void bench_throughput(const char *load_bin, const char *path,
-                      const char *id_file, bench_load *out);
+                      const char *id_file, char *const *const *ref_argv,
+                      bench_load *out);
 /* A round of a batch: one run of its prober, total probes with in_flight
  * at a time (bin_dir holds bench_load and bench_ref_load; req and
  * reply_len are the bytes of the reference pairs). */

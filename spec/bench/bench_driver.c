@@ -326,7 +326,14 @@ static void make_pairs(bench_results *r, servers *s) {
   for (int u = 0; u < BENCH_PATHS; u++)
     if (!refused(r, s, u, ref_key, ref_label))
       bench_pair_ref(new_pair(r), ref_key[u], ref_label[u], s->ref[u],
-                     s->ref_pid[u], u, s->req, s->req_len, s->reply_len);
+                     s->ref_pid[u], u ? BENCH_REF_URING : BENCH_REF_EPOLL,
+                     s->req, s->req_len, s->reply_len);
+  /* the uring client on sockets of socket(2), as ours opens them: the
+   * price of that choice (docs/design.md section 4.3) */
+  if (!refused(r, s, 1, ref_key, ref_label))
+    bench_pair_ref(new_pair(r), "uring_fd", "uring-fd", s->ref[1],
+                   s->ref_pid[1], BENCH_REF_URING_FD, s->req, s->req_len,
+                   s->reply_len);
   for (int u = 0; u < BENCH_PATHS; u++)
     if (!refused(r, s, u, full_key, full_label))
       bench_pair_ours(new_pair(r), full_key[u], full_label[u], s->ours[u],
@@ -472,12 +479,37 @@ static void loads_on(void *arg) {
   load_arg *a = arg;
   char load_bin[4096];
   (void)snprintf(load_bin, sizeof load_bin, "%s/bench_load", a->s->bin_dir);
+  char ref_bin[4096], reply[32], total[16], in_flight[16];
+  (void)snprintf(ref_bin, sizeof ref_bin, "%s/bench_ref_load", a->s->bin_dir);
+  (void)snprintf(reply, sizeof reply, "%zu", a->s->reply_len);
+  /* on io_uring, also the socket(2) variant: the price of ours opening
+   * its sockets itself (docs/design.md section 4.3) */
+  static const char *const ref_io[BENCH_PATHS][BENCH_MAX_REFS] = {
+      {"epoll", NULL}, {"uring", "uring-fd"}};
   for (int i = 0; i < BENCH_MAX_LOADS; i++) {
     bench_load *l = &a->r->loads[a->u][i];
     *l = (bench_load){.total = a->r->plan->loads[i].total,
                       .in_flight = a->r->plan->loads[i].in_flight,
-                      .runs = a->r->plan->loads[i].runs};
-    bench_throughput(load_bin, a->s->ours[a->u], a->s->ours_idf[a->u], l);
+                      .runs = a->r->plan->loads[i].runs,
+                      .nrefs = a->u ? 2 : 1};
+    (void)snprintf(total, sizeof total, "%d", l->total);
+    (void)snprintf(in_flight, sizeof in_flight, "%d", l->in_flight);
+    char *ref[BENCH_MAX_REFS][8];
+    char *const *refs[BENCH_MAX_REFS];
+    for (int k = 0; k < l->nrefs; k++) {
+      l->ref_name[k] = ref_io[a->u][k];
+      char *argv[] = {ref_bin,
+                      (char *)ref_io[a->u][k],
+                      (char *)a->s->ref[a->u],
+                      (char *)a->s->req_hex,
+                      reply,
+                      total,
+                      in_flight,
+                      NULL};
+      memcpy(ref[k], argv, sizeof argv);
+      refs[k] = ref[k];
+    }
+    bench_throughput(load_bin, a->s->ours[a->u], a->s->ours_idf[a->u], refs, l);
   }
 }
 
@@ -496,6 +528,7 @@ static void run_loads(bench_results *r, const servers *s) {
     }
     bench_set_affinity(s->ours_pid[u], &r->plan->unpinned);
     bench_set_affinity(s->lua_pid[u], &r->plan->unpinned);
+    bench_set_affinity(s->ref_pid[u], &r->plan->unpinned);
     load_arg a = {r, s, u};
     bench_with_io(u, loads_on, &a);
   }

@@ -80,14 +80,31 @@ static bool load_once(const char *load_bin, const char *path,
   return *end == ' ';
 }
 
-/* out->runs batches of out->total probes, out->in_flight at a time:
- * medians of wall time and peak RSS, failures summed. */
+/* One run of the reference pair: its wall time, NAN when it did not
+ * report; its failures added to *failed. */
+static double ref_once(char *const *argv, int *failed) {
+  char line[512], *end;
+  if (bench_capture(argv, line, sizeof line) != 0) return NAN;
+  double wall = strtod(line, &end);
+  if (end == line) return NAN;
+  *failed += (int)strtol(end, NULL, 10);
+  return wall;
+}
+
+/* out->runs batches of out->total probes, out->in_flight at a time, each
+ * followed by one of each reference client: medians of wall time and peak
+ * RSS, failures summed. */
 void bench_throughput(const char *load_bin, const char *path,
-                      const char *id_file, bench_load *out) {
-  double wall[BENCH_MAX_ROUNDS], rss[BENCH_MAX_ROUNDS];
+                      const char *id_file, char *const *const *ref_argv,
+                      bench_load *out) {
+  double wall[BENCH_MAX_ROUNDS] = {0}, rss[BENCH_MAX_ROUNDS] = {0},
+         ref_wall[BENCH_MAX_REFS][BENCH_MAX_ROUNDS] = {{0}};
   int runs = out->runs < BENCH_MAX_ROUNDS ? out->runs : BENCH_MAX_ROUNDS;
+  int nrefs = out->nrefs < BENCH_MAX_REFS ? out->nrefs : BENCH_MAX_REFS;
   out->failed = 0;
   (void)snprintf(out->first_error, sizeof out->first_error, "-");
+  for (int k = 0; k < nrefs; k++)
+    out->ref_failed[k] = 0;
   for (int r = 0; r < runs; r++) {
     long failed = 0;
     double kib = 0;
@@ -100,10 +117,18 @@ void bench_throughput(const char *load_bin, const char *path,
     if (failed > 0 && out->failed == 0)
       (void)snprintf(out->first_error, sizeof out->first_error, "%s", e);
     out->failed += (int)failed;
+    for (int k = 0; k < nrefs; k++)
+      ref_wall[k][r] = ref_once(ref_argv[k], &out->ref_failed[k]);
   }
   out->wall_s = bench_median(wall, runs);
   out->rate = out->total / out->wall_s;
   out->rss_mib = bench_median(rss, runs);
+  for (int k = 0; k < nrefs; k++) {
+    bool ok = true;
+    for (int r = 0; r < runs; r++)
+      ok = ok && !isnan(ref_wall[k][r]);
+    out->ref_wall_s[k] = ok ? bench_median(ref_wall[k], runs) : NAN;
+  }
 }
 
 /* ---- many in flight ------------------------------------------------------ */

@@ -175,17 +175,17 @@ void bench_pair_raw(bench_pair *p, const char *path, pid_t server,
 }
 
 void bench_pair_ref(bench_pair *p, const char *key, const char *label,
-                    const char *path, pid_t server, bool uring,
+                    const char *path, pid_t server, bench_ref_io io,
                     const uint8_t *req, size_t req_len, size_t reply_len) {
   bh_err err;
   *p = (bench_pair){.key = key,
                     .label = label,
                     .kind = BENCH_REF,
                     .responder = server,
-                    .uring = uring};
+                    .uring = io != BENCH_REF_EPOLL};
   if (bh_endpoint_set(&p->ep, "bench", path, &err) != BH_OK)
     bench_die("%s", err.message);
-  p->ref = bench_ref_new(uring, path, req, req_len, reply_len, 1, p->why,
+  p->ref = bench_ref_new(io, path, req, req_len, reply_len, 1, p->why,
                          sizeof p->why);
   p->available = p->ref != NULL && ref_once(p) >= 0;
   if (p->ref != NULL && !p->available)

@@ -9,7 +9,9 @@
  *    removed by the close), wait, read, close; no timers.
  *  - uring: one linked chain per probe: socket (a direct descriptor),
  *    connect, send, receive (all of the answer: MSG_WAITALL), close; a
- *    batch is one io_uring_enter (submit and wait). */
+ *    batch is one io_uring_enter (submit and wait).
+ *  - uring-fd: socket(2), then the same chain on its descriptor (connect,
+ *    send, receive, close): the socket ours opens, without the rest. */
 #include "bench_ref.h"
 
 #include <errno.h>
@@ -23,7 +25,8 @@
 #include <unistd.h>
 
 struct bench_ref {
-  bool uring;
+  bench_ref_io io;
+  bool uring; /* either of the io_uring interfaces */
   struct sockaddr_un sa;
   const uint8_t *req;
   size_t req_len, reply_len;
@@ -35,7 +38,7 @@ struct bench_ref {
   uint8_t *bufs;
   size_t buf_len;
   unsigned *free_slots, nfree;
-  int *fds; /* epoll: the socket of each slot */
+  int *fds; /* epoll, uring-fd: the socket of each slot */
   size_t *got;
 };
 
@@ -55,6 +58,7 @@ static bool setup_uring(bench_ref *r, char *why, size_t cap) {
   int rc = io_uring_queue_init_params(sq, &r->ring, &p);
   if (rc < 0) return ref_fail(why, cap, "io_uring_setup", -rc);
   r->ring_made = true;
+  if (r->io == BENCH_REF_URING_FD) return true;
   rc = io_uring_register_files_sparse(&r->ring, r->slots);
   if (rc < 0) return ref_fail(why, cap, "io_uring_register_files", -rc);
   struct io_uring_probe *probe = io_uring_get_probe_ring(&r->ring);
@@ -64,12 +68,23 @@ static bool setup_uring(bench_ref *r, char *why, size_t cap) {
   return true;
 }
 
-bench_ref *bench_ref_new(bool uring, const char *path, const uint8_t *req,
+bool bench_ref_io_named(const char *name, bench_ref_io *io) {
+  static const char *const names[] = {"epoll", "uring", "uring-fd"};
+  for (int i = 0; i < 3; i++)
+    if (strcmp(name, names[i]) == 0) {
+      *io = (bench_ref_io)i;
+      return true;
+    }
+  return false;
+}
+
+bench_ref *bench_ref_new(bench_ref_io io, const char *path, const uint8_t *req,
                          size_t req_len, size_t reply_len, unsigned in_flight,
                          char *why, size_t cap) {
   bench_ref *r = calloc(1, sizeof *r);
   if (r == NULL) return NULL;
-  r->uring = uring;
+  r->io = io;
+  bool uring = r->uring = io != BENCH_REF_EPOLL;
   r->sa.sun_family = AF_UNIX;
   (void)snprintf(r->sa.sun_path, sizeof r->sa.sun_path, "%s", path);
   r->req = req;
@@ -118,9 +133,37 @@ static struct io_uring_sqe *sqe(bench_ref *r) {
   return s;
 }
 
+/* Queue the chain of one probe in slot i, on a socket of socket(2): its
+ * close is the chain's last link, or, when a link failed, the
+ * completion's (uring_done). */
+static bool uring_fd_start(bench_ref *r, unsigned i) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  r->fds[i] = fd;
+  struct io_uring_sqe *s = sqe(r);
+  io_uring_prep_connect(s, fd, (struct sockaddr *)&r->sa, sizeof r->sa);
+  s->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(s, UD_CLOSE);
+  s = sqe(r);
+  io_uring_prep_send(s, fd, r->req, r->req_len, MSG_NOSIGNAL);
+  s->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(s, UD_CLOSE);
+  s = sqe(r);
+  io_uring_prep_recv(s, fd, r->bufs + (size_t)i * r->buf_len, r->buf_len,
+                     MSG_WAITALL);
+  s->flags |= IOSQE_IO_LINK;
+  io_uring_sqe_set_data64(s, i);
+  s = sqe(r);
+  io_uring_prep_close(s, fd);
+  s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(s, UD_CLOSE);
+  return true;
+}
+
 /* Queue the chain of one probe in slot i. */
 static bool uring_start(bench_ref *r, unsigned i) {
   if (io_uring_sq_space_left(&r->ring) < 5) (void)io_uring_submit(&r->ring);
+  if (r->io == BENCH_REF_URING_FD) return uring_fd_start(r, i);
   struct io_uring_sqe *s = sqe(r);
   io_uring_prep_socket_direct(s, AF_UNIX, SOCK_STREAM, 0, i, 0);
   s->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
@@ -201,9 +244,14 @@ long bench_ref_run(bench_ref *r, long total, unsigned in_flight) {
       io_uring_for_each_cqe(&r->ring, head, cqe) {
         n++;
         if (cqe->user_data == UD_CLOSE) continue;
-        if (cqe->res != (int)r->reply_len) failed++;
+        unsigned i = (unsigned)cqe->user_data;
+        if (cqe->res != (int)r->reply_len) {
+          failed++;
+          /* the chain broke before its close */
+          if (r->io == BENCH_REF_URING_FD) (void)close(r->fds[i]);
+        }
         finished++;
-        r->free_slots[r->nfree++] = (unsigned)cqe->user_data;
+        r->free_slots[r->nfree++] = i;
       }
       io_uring_cq_advance(&r->ring, n);
     } else {

@@ -1,8 +1,10 @@
 /* A batch of a reference client (bench_ref.h) in a fresh process, for the
  * CPU its prober takes with many probes in flight: TOTAL probes of the
  * server at PATH, IN_FLIGHT at a time. Prints "WALL_S FAILED". REQ_HEX is
- * the request frame in hex.
- * Usage: bench_ref_load epoll|uring PATH REQ_HEX REPLY_SIZE TOTAL IN_FLIGHT */
+ * the request frame in hex. uring-fd: the io_uring client on sockets of
+ * socket(2) (bench_ref.h).
+ * Usage: bench_ref_load epoll|uring|uring-fd PATH REQ_HEX REPLY_SIZE TOTAL
+ *        IN_FLIGHT */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +20,10 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 7) {
+  bench_ref_io io;
+  if (argc != 7 || !bench_ref_io_named(argv[1], &io)) {
     (void)fprintf(stderr,
-                  "usage: bench_ref_load epoll|uring PATH REQ_HEX "
+                  "usage: bench_ref_load epoll|uring|uring-fd PATH REQ_HEX "
                   "REPLY_SIZE TOTAL IN_FLIGHT\n");
     return 2;
   }
@@ -36,9 +39,8 @@ int main(int argc, char **argv) {
     (void)sscanf(argv[3] + 2 * i, "%2hhx", &req[i]);
   unsigned in_flight = (unsigned)strtoul(argv[6], NULL, 10);
   char why[200];
-  bench_ref *r =
-      bench_ref_new(strcmp(argv[1], "uring") == 0, argv[2], req, n,
-                    strtoul(argv[4], NULL, 10), in_flight, why, sizeof why);
+  bench_ref *r = bench_ref_new(io, argv[2], req, n, strtoul(argv[4], NULL, 10),
+                               in_flight, why, sizeof why);
   if (r == NULL) {
     (void)fprintf(stderr, "bench_ref_load: %s\n", why);
     return 1;

@@ -93,10 +93,11 @@ static void print_tables(const bench_results *r) {
                                      {"ours_e", "epoll", "/e:epoll"},
                                      {"ours_u", "uring", "/u:uring"},
                                      {"ours_u", "rp410", "/u:4.10.6"}};
-  static const char *const mixed_keys[] = {"full_e", "full_u", "ours_rp410",
-                                           "ours_rp41", "rp410_ours"};
+  static const char *const mixed_keys[] = {
+      "full_e", "full_u", "ours_rp410", "ours_rp41", "rp410_ours", "uring_fd"};
   static const ratio mixed_ratio[] = {{"full_e", "ours_e", "full:ours/e"},
-                                      {"full_u", "ours_u", "full:ours/u"}};
+                                      {"full_u", "ours_u", "full:ours/u"},
+                                      {"uring_fd", "uring", "fd:uring"}};
   static const char *const lua_keys[] = {"lua_e", "lua_u", "lua_full_e",
                                          "lua_full_u", "raw"};
   static const ratio lua_ratio[] = {{"lua_e", "raw", "lua/e:raw"},
@@ -112,8 +113,9 @@ static void print_tables(const bench_results *r) {
   table(r, main_keys, 7, main_ratio, 5);
   printf(
       "\nfull probe (digest cached) and mixed pairs (A>B: A's prober, B's "
-      "responder;\nours with the peers on io_uring)\n");
-  table(r, mixed_keys, 5, mixed_ratio, 2);
+      "responder;\nours with the peers on io_uring; uring-fd: the uring pair's "
+      "client on sockets\nof socket(2), as ours)\n");
+  table(r, mixed_keys, 6, mixed_ratio, 3);
   printf(
       "\nbhprobe-lua scripts, end to end: bh.probe_response (lua) and "
       "bh.probe (lua full)\nof a plain identity table against bh.respond, "
@@ -202,6 +204,14 @@ static void print_other(const bench_results *r) {
           u ? "io_uring" : "epoll", l->total, l->in_flight, l->wall_s, l->rate,
           l->rss_mib, l->failed, l->failed ? ", first: " : "",
           l->failed ? l->first_error : "", l->runs, l->nofile);
+      for (int k = 0; k < l->nrefs; k++)
+        if (!isnan(l->ref_wall_s[k]))
+          printf(
+              "    the %s reference pair (no validation, no timers), a run "
+              "after each of ours:\n      wall %.3f s, %d failed; ours "
+              "%.2fx it\n",
+              l->ref_name[k], l->ref_wall_s[k], l->ref_failed[k],
+              l->wall_s / l->ref_wall_s[k]);
     }
 }
 
@@ -236,8 +246,12 @@ static void add_load(target *t, int *n, const bench_load *l, bool rss,
   char name[96];
   (void)snprintf(name, sizeof name, "core/u: %d probes, %d in flight: %s",
                  l->total, l->in_flight, rss ? "peak RSS" : "wall");
-  add_abs(t, n, name, rss ? l->rss_mib : l->wall_s, limit, rss ? "MiB" : "s")
-      ->failures = l->failed > 0;
+  target *x = add_abs(t, n, name, rss ? l->rss_mib : l->wall_s, limit,
+                      rss ? "MiB" : "s");
+  x->failures = l->failed > 0;
+  if (!rss && l->nrefs > 0 && !isnan(l->ref_wall_s[0]))
+    (void)snprintf(x->detail, sizeof x->detail, "the %s pair: %.2f s",
+                   l->ref_name[0], l->ref_wall_s[0]);
 }
 
 /* The probe targets of one prober on one path: ours (the C core) or lua
@@ -354,14 +368,21 @@ static json_t *others_json(const bench_results *r, const target *t, int nt) {
   for (int u = 0; u < BENCH_PATHS; u++)
     for (int i = 0; i < BENCH_MAX_LOADS; i++) {
       const bench_load *l = &r->loads[u][i];
+      json_t *refs = json_array();
+      for (int k = 0; k < l->nrefs; k++)
+        (void)json_array_append_new(
+            refs,
+            json_pack("{s:s, s:o, s:i}", "client", l->ref_name[k], "wall_s",
+                      num(l->ref_wall_s[k]), "failed", l->ref_failed[k]));
       (void)json_array_append_new(
           loads,
-          json_pack("{s:s, s:i, s:i, s:i, s:o, s:o, s:o, s:i, s:s, s:I}", "io",
-                    u ? "uring" : "epoll", "probes", l->total, "in_flight",
-                    l->in_flight, "runs", l->runs, "wall_s", num(l->wall_s),
-                    "probes_per_s", num(l->rate), "peak_rss_mib",
-                    num(l->rss_mib), "failed", l->failed, "first_error",
-                    l->first_error, "nofile_limit", (json_int_t)l->nofile));
+          json_pack("{s:s, s:i, s:i, s:i, s:o, s:o, s:o, s:i, s:s, s:I, s:o}",
+                    "io", u ? "uring" : "epoll", "probes", l->total,
+                    "in_flight", l->in_flight, "runs", l->runs, "wall_s",
+                    num(l->wall_s), "probes_per_s", num(l->rate),
+                    "peak_rss_mib", num(l->rss_mib), "failed", l->failed,
+                    "first_error", l->first_error, "nofile_limit",
+                    (json_int_t)l->nofile, "reference_pairs", refs));
     }
   for (int i = 0; i < r->nbatches; i++) {
     const bench_batch *b = &r->batches[i];

@@ -146,6 +146,21 @@ static void check_others(json_t *j) {
     CHECK_INT(json_integer_value(json_object_get(l, "failed")), 0);
     CHECK(json_number_value(json_object_get(l, "peak_rss_mib")) > 0);
     CHECK(json_number_value(json_object_get(l, "probes_per_s")) > 0);
+    /* beside each, the reference pairs of its path: the interface's
+     * floor (on io_uring with a direct descriptor and with socket(2)) */
+    const char *io = json_string_value(json_object_get(l, "io"));
+    CHECK(io != NULL);
+    bool uring = io != NULL && strcmp(io, "uring") == 0;
+    json_t *refs = json_object_get(l, "reference_pairs");
+    static const char *const clients[] = {"epoll", "uring", "uring-fd"};
+    CHECK_INT(json_array_size(refs), uring ? 2 : 1);
+    for (size_t k = 0; k < json_array_size(refs); k++) {
+      json_t *ref = json_array_get(refs, k);
+      CHECK_STR(json_string_value(json_object_get(ref, "client")),
+                clients[uring ? 1 + k : 0]);
+      CHECK(json_number_value(json_object_get(ref, "wall_s")) > 0);
+      CHECK_INT(json_integer_value(json_object_get(ref, "failed")), 0);
+    }
   }
   /* Many in flight: ours on each path and the two reference pairs, the
    * CPU of both processes, the medians of their rounds. */
@@ -165,8 +180,8 @@ static void check_others(json_t *j) {
 /* Every pair of ours (on each I/O path) and the reference pairs. */
 static void check_our_pairs(json_t *pairs) {
   static const char *const keys[] = {
-      "ours_e", "ours_u", "raw",   "epoll",      "uring",     "full_e",
-      "full_u", "lua_e",  "lua_u", "lua_full_e", "lua_full_u"};
+      "ours_e", "ours_u", "raw",   "epoll",      "uring",      "uring_fd",
+      "full_e", "full_u", "lua_e", "lua_full_e", "lua_full_u", "lua_u"};
   for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
     check_pair(pairs, keys[i], true);
 }
