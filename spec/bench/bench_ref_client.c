@@ -134,8 +134,9 @@ static struct io_uring_sqe *sqe(bench_ref *r) {
 }
 
 /* Queue the chain of one probe in slot i, on a socket of socket(2): its
- * close is the chain's last link, or, when a link failed, the
- * completion's (uring_done). */
+ * close is the chain's last link; when a link failed, the close was
+ * cancelled with it and bench_ref_run closes the socket on the receive's
+ * completion. */
 static bool uring_fd_start(bench_ref *r, unsigned i) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
