@@ -133,59 +133,53 @@ static struct io_uring_sqe *sqe(bench_ref *r) {
   return s;
 }
 
-/* Queue the chain of one probe in slot i, on a socket of socket(2): its
- * close is the chain's last link; when a link failed, the close was
- * cancelled with it and bench_ref_run closes the socket on the receive's
- * completion. */
-static bool uring_fd_start(bench_ref *r, unsigned i) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  r->fds[i] = fd;
-  struct io_uring_sqe *s = sqe(r);
+/* Mark an entry of a probe's chain, after its prep helper (which clears
+ * the flags): on a direct descriptor when fixed is IOSQE_FIXED_FILE,
+ * linked to the next when link, its completion posted only on failure
+ * when it is nobody's (UD_CLOSE). */
+static void chain_mark(struct io_uring_sqe *s, unsigned fixed, bool link,
+                       uint64_t data) {
+  s->flags |= fixed | (link ? IOSQE_IO_LINK : 0);
+  if (data == UD_CLOSE) s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(s, data);
+}
+
+/* Queue the chain of one probe in slot i: on io_uring, a socket opened as
+ * the direct descriptor of slot i, then connect, send, receive, close; on
+ * uring-fd, the same after socket(2), on its descriptor. A chain that
+ * breaks cancels its close: bench_ref_run closes a socket of socket(2) on
+ * the receive's completion (a slot is taken over by its next socket). */
+static bool uring_start(bench_ref *r, unsigned i) {
+  if (io_uring_sq_space_left(&r->ring) < 5) (void)io_uring_submit(&r->ring);
+  bool direct = r->io == BENCH_REF_URING;
+  unsigned fixed = direct ? IOSQE_FIXED_FILE : 0;
+  int fd = (int)i;
+  struct io_uring_sqe *s;
+  if (direct) {
+    s = sqe(r);
+    io_uring_prep_socket_direct(s, AF_UNIX, SOCK_STREAM, 0, i, 0);
+    chain_mark(s, 0, true, UD_CLOSE);
+  } else {
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    r->fds[i] = fd;
+  }
+  s = sqe(r);
   io_uring_prep_connect(s, fd, (struct sockaddr *)&r->sa, sizeof r->sa);
-  s->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-  io_uring_sqe_set_data64(s, UD_CLOSE);
+  chain_mark(s, fixed, true, UD_CLOSE);
   s = sqe(r);
   io_uring_prep_send(s, fd, r->req, r->req_len, MSG_NOSIGNAL);
-  s->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-  io_uring_sqe_set_data64(s, UD_CLOSE);
+  chain_mark(s, fixed, true, UD_CLOSE);
   s = sqe(r);
   io_uring_prep_recv(s, fd, r->bufs + (size_t)i * r->buf_len, r->buf_len,
                      MSG_WAITALL);
-  s->flags |= IOSQE_IO_LINK;
-  io_uring_sqe_set_data64(s, i);
+  chain_mark(s, fixed, true, i);
   s = sqe(r);
-  io_uring_prep_close(s, fd);
-  s->flags |= IOSQE_CQE_SKIP_SUCCESS;
-  io_uring_sqe_set_data64(s, UD_CLOSE);
-  return true;
-}
-
-/* Queue the chain of one probe in slot i. */
-static bool uring_start(bench_ref *r, unsigned i) {
-  if (io_uring_sq_space_left(&r->ring) < 5) (void)io_uring_submit(&r->ring);
-  if (r->io == BENCH_REF_URING_FD) return uring_fd_start(r, i);
-  struct io_uring_sqe *s = sqe(r);
-  io_uring_prep_socket_direct(s, AF_UNIX, SOCK_STREAM, 0, i, 0);
-  s->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-  io_uring_sqe_set_data64(s, UD_CLOSE);
-  s = sqe(r);
-  io_uring_prep_connect(s, (int)i, (struct sockaddr *)&r->sa, sizeof r->sa);
-  s->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-  io_uring_sqe_set_data64(s, UD_CLOSE);
-  s = sqe(r);
-  io_uring_prep_send(s, (int)i, r->req, r->req_len, MSG_NOSIGNAL);
-  s->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-  io_uring_sqe_set_data64(s, UD_CLOSE);
-  s = sqe(r);
-  io_uring_prep_recv(s, (int)i, r->bufs + (size_t)i * r->buf_len, r->buf_len,
-                     MSG_WAITALL);
-  s->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
-  io_uring_sqe_set_data64(s, i);
-  s = sqe(r);
-  io_uring_prep_close_direct(s, i);
-  s->flags |= IOSQE_CQE_SKIP_SUCCESS;
-  io_uring_sqe_set_data64(s, UD_CLOSE);
+  if (direct)
+    io_uring_prep_close_direct(s, i);
+  else
+    io_uring_prep_close(s, fd);
+  chain_mark(s, 0, false, UD_CLOSE);
   return true;
 }
 
