@@ -154,55 +154,100 @@ static void probe_cancel(void *ud) {
   free(op);
 }
 
-/* Options table at arg 3: {timeout = s, verify_pid = bool, max_response =
- * n, owner = uid}. */
+/* The options table at arg 3: {timeout = s, verify_pid = bool,
+ * max_response = n, owner = uid}, each with its range, read by both
+ * readers below (the one pass and the full check) into one array of
+ * values. */
+enum { OPT_TIMEOUT, OPT_VERIFY_PID, OPT_MAX_RESPONSE, OPT_OWNER, OPT_COUNT };
+typedef enum opt_kind { OPT_NUMBER, OPT_INTEGER, OPT_BOOLEAN } opt_kind;
+static const struct probe_opt {
+  const char *key;
+  opt_kind kind;
+  double lo, hi;  /* numbers: the range */
+  bool lo_open;   /* lo itself is out of it */
+  bool full_only; /* not an option of bh.probe_response */
+} probe_opts[OPT_COUNT] = {
+    [OPT_TIMEOUT] = {"timeout", OPT_NUMBER, 0, BH_PROBE_MAX_TIMEOUT, true,
+                     false},
+    [OPT_VERIFY_PID] = {"verify_pid", OPT_BOOLEAN, 0, 0, false, true},
+    [OPT_MAX_RESPONSE] = {"max_response", OPT_INTEGER, 64, BH_FRAME_MAX_BODY,
+                          false, false},
+    [OPT_OWNER] = {"owner", OPT_INTEGER, 0, 4294967294.0, false, false},
+};
+
+/* The options before the table is read, and the values the readers
+ * start from (owner -1: none). */
+static bh_probe_opts probe_opts_start(bool response_only, double *v) {
+  bh_probe_opts o = bh_probe_opts_default();
+  o.response_only = response_only;
+  o.peer_cred = !response_only; /* bh.probe_response returns no peer */
+  o.identity = !response_only;  /* nor the identity answered */
+  v[OPT_TIMEOUT] = o.timeout;
+  v[OPT_VERIFY_PID] = o.verify_pid;
+  v[OPT_MAX_RESPONSE] = o.max_response;
+  v[OPT_OWNER] = -1;
+  return o;
+}
+
+/* The values read, into the options. */
+static void probe_opts_set(bh_probe_opts *o, const double *v) {
+  o->timeout = v[OPT_TIMEOUT];
+  o->verify_pid = v[OPT_VERIFY_PID] != 0;
+  o->max_response = (uint32_t)v[OPT_MAX_RESPONSE];
+  o->has_owner = v[OPT_OWNER] >= 0;
+  o->owner = o->has_owner ? (uid_t)v[OPT_OWNER] : 0;
+}
+
+/* The full check: raises on an unknown key or a bad value, naming it. */
 static bh_probe_opts check_probe_opts(lua_State *L, const char *what,
                                       bool response_only) {
   static const char *const full_keys[] = {"timeout", "verify_pid",
                                           "max_response", "owner", NULL};
   static const char *const response_keys[] = {"timeout", "max_response",
                                               "owner", NULL};
-  bh_probe_opts o = bh_probe_opts_default();
-  o.response_only = response_only;
-  o.peer_cred = !response_only; /* bh.probe_response returns no peer */
-  o.identity = !response_only;  /* nor the identity answered */
+  double v[OPT_COUNT];
+  bh_probe_opts o = probe_opts_start(response_only, v);
   lua_settop(L, 3); /* the boxes checked next go above the arguments */
   lbh_opts_check(L, 3, what, response_only ? response_keys : full_keys);
-  o.timeout = lbh_opt_number(L, 3, what, "timeout", o.timeout, 0, true,
-                             BH_PROBE_MAX_TIMEOUT);
-  if (!response_only)
-    o.verify_pid = lbh_opt_boolean(L, 3, what, "verify_pid", o.verify_pid);
-  o.max_response = (uint32_t)lbh_opt_integer(L, 3, what, "max_response",
-                                             BH_PROBE_DEFAULT_MAX_RESPONSE, 64,
-                                             BH_FRAME_MAX_BODY);
-  lua_Integer owner = lbh_opt_integer(L, 3, what, "owner", -1, 0, 4294967294);
-  o.has_owner = owner >= 0;
-  o.owner = o.has_owner ? (uid_t)owner : 0;
+  for (int i = 0; i < OPT_COUNT; i++) {
+    const struct probe_opt *d = &probe_opts[i];
+    if (d->full_only && response_only) continue;
+    if (d->kind == OPT_BOOLEAN)
+      v[i] = lbh_opt_boolean(L, 3, what, d->key, v[i] != 0);
+    else if (d->kind == OPT_INTEGER)
+      v[i] = (double)lbh_opt_integer(L, 3, what, d->key, (lua_Integer)v[i],
+                                     (lua_Integer)d->lo, (lua_Integer)d->hi);
+    else
+      v[i] = lbh_opt_number(L, 3, what, d->key, v[i], d->lo, d->lo_open, d->hi);
+  }
+  probe_opts_set(&o, v);
   return o;
 }
 
-/* A value of the options table (idx): a number in lo..hi (an integer
- * when integer)? */
-static bool fast_number(lua_State *L, int idx, double lo, bool lo_open,
-                        double hi, bool integer, double *v) {
-  if (lua_type(L, idx) != LUA_TNUMBER) return false;
+/* The value on top of the stack, if plainly valid for d, into *v. */
+static bool fast_value(lua_State *L, const struct probe_opt *d, double *v) {
+  if (d->kind == OPT_BOOLEAN) {
+    if (!lua_isboolean(L, -1)) return false;
+    *v = lua_toboolean(L, -1);
+    return true;
+  }
+  if (lua_type(L, -1) != LUA_TNUMBER) return false;
   int isint = 1;
-  double d =
-      integer ? (double)lua_tointegerx(L, idx, &isint) : lua_tonumber(L, idx);
-  if (!isint || d != d || (lo_open ? d <= lo : d < lo) || d > hi) return false;
-  *v = d;
+  double x = d->kind == OPT_INTEGER ? (double)lua_tointegerx(L, -1, &isint)
+                                    : lua_tonumber(L, -1);
+  if (!isint || x != x || (d->lo_open ? x <= d->lo : x < d->lo) || x > d->hi)
+    return false;
+  *v = x;
   return true;
 }
 
-/* The options at arg 3 read in one pass over the table, as
- * check_probe_opts reads them; false (stack as it was) when they are not
- * all plainly valid: check_probe_opts then says why. */
+/* The options at arg 3 read in one pass over the table, with the ranges
+ * check_probe_opts applies; false (stack as it was) when they are not all
+ * plainly valid: check_probe_opts then says why. */
 static bool fast_probe_opts(lua_State *L, bool response_only,
                             bh_probe_opts *o) {
-  *o = bh_probe_opts_default();
-  o->response_only = response_only;
-  o->peer_cred = !response_only;
-  o->identity = !response_only;
+  double v[OPT_COUNT];
+  *o = probe_opts_start(response_only, v);
   int t = lua_type(L, 3);
   if (t == LUA_TNIL || t == LUA_TNONE) return true;
   /* a metatable's __index may supply options the table lacks */
@@ -210,30 +255,19 @@ static bool fast_probe_opts(lua_State *L, bool response_only,
     lua_settop(L, 3);
     return false;
   }
-  double timeout = o->timeout, max = BH_PROBE_DEFAULT_MAX_RESPONSE, owner = -1;
   bool ok = true;
   lua_pushnil(L);
   while (ok && lua_next(L, 3) != 0) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-    if (strcmp(k, "timeout") == 0)
-      ok = fast_number(L, -1, 0, true, BH_PROBE_MAX_TIMEOUT, false, &timeout);
-    else if (strcmp(k, "max_response") == 0)
-      ok = fast_number(L, -1, 64, false, BH_FRAME_MAX_BODY, true, &max);
-    else if (strcmp(k, "owner") == 0)
-      ok = fast_number(L, -1, 0, false, 4294967294.0, true, &owner);
-    else if (!response_only && strcmp(k, "verify_pid") == 0 &&
-             lua_isboolean(L, -1))
-      o->verify_pid = lua_toboolean(L, -1);
-    else
-      ok = false;
+    int i = 0;
+    while (i < OPT_COUNT && strcmp(k, probe_opts[i].key) != 0)
+      i++;
+    ok = i < OPT_COUNT && !(probe_opts[i].full_only && response_only) &&
+         fast_value(L, &probe_opts[i], &v[i]);
     lua_pop(L, ok ? 1 : 2);
   }
-  if (!ok) return false;
-  o->timeout = timeout;
-  o->max_response = (uint32_t)max;
-  o->has_owner = owner >= 0;
-  o->owner = o->has_owner ? (uid_t)owner : 0;
-  return true;
+  if (ok) probe_opts_set(o, v);
+  return ok;
 }
 
 /* Common body of bh.probe and bh.probe_response: check, start, yield.
